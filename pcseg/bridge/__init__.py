@@ -1,0 +1,23 @@
+"""The 2D <-> 3D bridge: cameras, back-projection, projection, painting and multi-frame fusion.
+
+Pixel convention: 0-based pixel centres, (u, v) = (column, row). Poses: 4x4
+`T_<to>_from_<from>` matrices. numpy in -> numpy out, torch in -> torch out.
+"""
+from pcseg.bridge.camera import (
+    KittiCalibration,
+    PinholeCamera,
+    decode_sunrgbd_depth,
+    read_sunrgbd_extrinsics,
+    read_sunrgbd_toolbox_calib,
+)
+from pcseg.bridge.projection import BackprojectedDepth, backproject_depth
+
+__all__ = [
+    "BackprojectedDepth",
+    "KittiCalibration",
+    "PinholeCamera",
+    "backproject_depth",
+    "decode_sunrgbd_depth",
+    "read_sunrgbd_extrinsics",
+    "read_sunrgbd_toolbox_calib",
+]
