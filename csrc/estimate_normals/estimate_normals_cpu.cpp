@@ -1,0 +1,70 @@
+#include "estimate_normals/estimate_normals.h"
+
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "common/checks.h"
+#include "estimate_normals/symmetric_eigen.h"
+
+namespace pcseg {
+
+at::Tensor normals_from_neighbors_cpu(const at::Tensor& points_in, const at::Tensor& idx_in) {
+  check_points(points_in, "points");
+  check_index(idx_in, "idx");
+  TORCH_CHECK(idx_in.dim() == 3 && idx_in.size(0) == points_in.size(0) &&
+                  idx_in.size(1) == points_in.size(1),
+              "idx must be (B, N, K) with (B, N) = (", points_in.size(0), ", ",
+              points_in.size(1), "), got ", idx_in.sizes());
+  check_same_device(idx_in, "idx", points_in, "points");
+  const int64_t B = points_in.size(0), N = points_in.size(1), K = idx_in.size(2);
+  if (idx_in.numel() > 0) {
+    const auto lo = idx_in.min().item<int64_t>(), hi = idx_in.max().item<int64_t>();
+    TORCH_CHECK(lo >= -1 && hi < N, "idx values must lie in [-1, ", N, "), got values in [", lo,
+                ", ", hi, "]");
+  }
+  const at::Tensor points = points_in.contiguous(), idx = idx_in.contiguous();
+  auto normals = at::zeros_like(points);
+  const int64_t* ip = idx.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "normals_from_neighbors_cpu", [&] {
+    const scalar_t* p = points.data_ptr<scalar_t>();
+    scalar_t* out = normals.data_ptr<scalar_t>();
+    at::parallel_for(0, B * N, 512, [&](int64_t begin, int64_t end) {
+      for (int64_t flat = begin; flat < end; ++flat) {
+        const int64_t b = flat / N;
+        const int64_t* nb = ip + flat * K;
+        // Two passes (mean, then centred moments) keep the covariance accurate for clouds far
+        // from the origin, where E[xx] - E[x]^2 would cancel catastrophically.
+        double mean[3] = {0, 0, 0};
+        int64_t count = 0;
+        for (int64_t j = 0; j < K; ++j) {
+          if (nb[j] < 0) continue;
+          const scalar_t* q = p + (b * N + nb[j]) * 3;
+          mean[0] += q[0];
+          mean[1] += q[1];
+          mean[2] += q[2];
+          ++count;
+        }
+        if (count < 3) continue;
+        for (double& m : mean) m /= double(count);
+        double cov[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t j = 0; j < K; ++j) {
+          if (nb[j] < 0) continue;
+          const scalar_t* q = p + (b * N + nb[j]) * 3;
+          const double d[3] = {q[0] - mean[0], q[1] - mean[1], q[2] - mean[2]};
+          for (int r = 0; r < 3; ++r)
+            for (int c = 0; c < 3; ++c) cov[3 * r + c] += d[r] * d[c];
+        }
+        double n[3];
+        smallest_eigenvector(cov, n);
+        for (int c = 0; c < 3; ++c) out[flat * 3 + c] = static_cast<scalar_t>(n[c]);
+      }
+    });
+  });
+  return normals;
+}
+
+}  // namespace pcseg
+
+TORCH_LIBRARY_IMPL(pcseg, CPU, m) {
+  m.impl("normals_from_neighbors", &pcseg::normals_from_neighbors_cpu);
+}

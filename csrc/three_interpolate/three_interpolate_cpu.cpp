@@ -1,0 +1,131 @@
+#include "three_interpolate/three_interpolate.h"
+
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "common/checks.h"
+
+namespace pcseg {
+namespace {
+
+void check_interpolate(const at::Tensor& features, const at::Tensor& idx,
+                       const at::Tensor& weight) {
+  TORCH_CHECK(features.dim() == 3, "known_features must be (B, m, C), got ", features.sizes());
+  TORCH_CHECK(features.scalar_type() == at::kFloat || features.scalar_type() == at::kDouble,
+              "known_features must be float32 or float64, got ", features.scalar_type());
+  check_index(idx, "idx");
+  TORCH_CHECK(idx.dim() == 3 && idx.size(0) == features.size(0) && idx.size(2) == 3,
+              "idx must be (B, n, 3) with B = ", features.size(0), ", got ", idx.sizes());
+  TORCH_CHECK(weight.sizes() == idx.sizes(), "weight must be (B, n, 3) like idx ", idx.sizes(),
+              ", got ", weight.sizes());
+  check_same_dtype(weight, "weight", features, "known_features");
+  check_same_device(idx, "idx", features, "known_features");
+  check_same_device(weight, "weight", features, "known_features");
+  if (idx.numel() > 0) {
+    const auto lo = idx.min().item<int64_t>(), hi = idx.max().item<int64_t>();
+    TORCH_CHECK(lo >= -1 && hi < features.size(1), "idx values must lie in [-1, ",
+                features.size(1), "), got values in [", lo, ", ", hi, "]");
+  }
+}
+
+}  // namespace
+
+at::Tensor three_interpolate_cpu(const at::Tensor& features_in, const at::Tensor& idx_in,
+                                 const at::Tensor& weight_in) {
+  check_interpolate(features_in, idx_in, weight_in);
+  const at::Tensor features = features_in.contiguous(), idx = idx_in.contiguous(),
+                   weight = weight_in.contiguous();
+  const int64_t B = features.size(0), m = features.size(1), C = features.size(2),
+                n = idx.size(1);
+  auto out = at::zeros({B, n, C}, features.options());
+  const int64_t* ip = idx.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "three_interpolate_cpu", [&] {
+    const scalar_t* f = features.data_ptr<scalar_t>();
+    const scalar_t* w = weight.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, B * n, std::max<int64_t>(1, 2048 / std::max<int64_t>(C, 1)),
+                     [&](int64_t begin, int64_t end) {
+                       for (int64_t flat = begin; flat < end; ++flat) {
+                         const int64_t b = flat / n;
+                         scalar_t* orow = o + flat * C;
+                         for (int j = 0; j < 3; ++j) {
+                           const int64_t src = ip[flat * 3 + j];
+                           if (src < 0) continue;
+                           const scalar_t wj = w[flat * 3 + j];
+                           const scalar_t* frow = f + (b * m + src) * C;
+                           for (int64_t c = 0; c < C; ++c) orow[c] += wj * frow[c];
+                         }
+                       }
+                     });
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> three_interpolate_backward_cpu(const at::Tensor& grad_in,
+                                                                  const at::Tensor& features_in,
+                                                                  const at::Tensor& idx_in,
+                                                                  const at::Tensor& weight_in) {
+  check_interpolate(features_in, idx_in, weight_in);
+  TORCH_CHECK(grad_in.dim() == 3 && grad_in.size(0) == idx_in.size(0) &&
+                  grad_in.size(1) == idx_in.size(1) && grad_in.size(2) == features_in.size(2),
+              "grad_out must be (B, n, C) = (", idx_in.size(0), ", ", idx_in.size(1), ", ",
+              features_in.size(2), "), got ", grad_in.sizes());
+  const at::Tensor grad = grad_in.contiguous().to(features_in.scalar_type());
+  const at::Tensor features = features_in.contiguous(), idx = idx_in.contiguous(),
+                   weight = weight_in.contiguous();
+  const int64_t B = features.size(0), m = features.size(1), C = features.size(2),
+                n = idx.size(1);
+  auto grad_features = at::zeros_like(features);
+  auto grad_weight = at::zeros_like(weight);
+  const int64_t* ip = idx.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "three_interpolate_backward_cpu", [&] {
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    const scalar_t* f = features.data_ptr<scalar_t>();
+    const scalar_t* w = weight.data_ptr<scalar_t>();
+    scalar_t* gf = grad_features.data_ptr<scalar_t>();
+    scalar_t* gw = grad_weight.data_ptr<scalar_t>();
+    // d/dweight: independent per (point, neighbour).
+    at::parallel_for(0, B * n, 256, [&](int64_t begin, int64_t end) {
+      for (int64_t flat = begin; flat < end; ++flat) {
+        const int64_t b = flat / n;
+        const scalar_t* grow = g + flat * C;
+        for (int j = 0; j < 3; ++j) {
+          const int64_t src = ip[flat * 3 + j];
+          if (src < 0) continue;
+          const scalar_t* frow = f + (b * m + src) * C;
+          scalar_t acc = 0;
+          for (int64_t c = 0; c < C; ++c) acc += grow[c] * frow[c];
+          gw[flat * 3 + j] = acc;
+        }
+      }
+    });
+    // d/dfeatures scatters into shared rows: threads own disjoint channel ranges (no atomics,
+    // deterministic order).
+    const int64_t chunk = 16, n_chunks = (C + chunk - 1) / chunk;
+    at::parallel_for(0, B * n_chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / n_chunks;
+        const int64_t c0 = (task % n_chunks) * chunk, c1 = std::min(C, c0 + chunk);
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t flat = b * n + i;
+          const scalar_t* grow = g + flat * C;
+          for (int j = 0; j < 3; ++j) {
+            const int64_t src = ip[flat * 3 + j];
+            if (src < 0) continue;
+            const scalar_t wj = w[flat * 3 + j];
+            scalar_t* frow = gf + (b * m + src) * C;
+            for (int64_t c = c0; c < c1; ++c) frow[c] += wj * grow[c];
+          }
+        }
+      }
+    });
+  });
+  return {grad_features, grad_weight};
+}
+
+}  // namespace pcseg
+
+TORCH_LIBRARY_IMPL(pcseg, CPU, m) {
+  m.impl("three_interpolate", &pcseg::three_interpolate_cpu);
+  m.impl("three_interpolate_backward", &pcseg::three_interpolate_backward_cpu);
+}

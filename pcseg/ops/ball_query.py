@@ -1,0 +1,54 @@
+"""Ball query: the k nearest points inside a radius."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+
+from pcseg.ops.knn import _window_search, window_search_naive
+
+
+def ball_query(
+    query: torch.Tensor,
+    points: torch.Tensor,
+    radius: float,
+    k: int,
+    query_lengths: Optional[torch.Tensor] = None,
+    lengths: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The k NEAREST points with distance < radius (not the first k found in memory order).
+
+    Shapes and padding as `knn`: dists2 (B, M, k) ascending, idx (B, M, k) int64, -1 / +inf
+    where fewer than k points lie in the ball. The squared radius is formed in the points'
+    dtype (radius * radius) and compared with d2 < radius^2.
+    """
+    _check_radius(radius, "radius")
+    return _window_search(query, points, k, query_lengths, lengths,
+                          lambda q, p, ql, pl: torch.ops.pcseg.ball_query(q, p, ql, pl,
+                                                                          float(radius), k))
+
+
+def _check_radius(value, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+
+
+def squared_radius(radius: float, dtype: torch.dtype) -> float:
+    """radius * radius rounded exactly as the native kernels do (in the points' dtype)."""
+    r = torch.tensor(radius, dtype=dtype)
+    return float(r * r)
+
+
+def ball_query_naive(query, points, radius, k, query_lengths=None, lengths=None):
+    """Pure-PyTorch reference of `ball_query`."""
+    hi2 = squared_radius(radius, query.dtype)
+    return window_search_naive(query, points, k, query_lengths, lengths, hi2=hi2)
+
+
+@torch.library.register_fake("pcseg::ball_query")
+def _(query, points, query_lengths, lengths, radius, k):
+    shape = (query.shape[0], query.shape[1], k)
+    return query.new_empty(shape), query.new_empty(shape, dtype=torch.long)

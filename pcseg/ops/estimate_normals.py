@@ -1,0 +1,69 @@
+"""Surface normals by PCA over k nearest neighbours, consistently oriented."""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+
+from pcseg.ops._extension import as_batch, check_device, check_positive_int
+from pcseg.ops.knn import knn, knn_naive
+
+
+def estimate_normals(
+    points: torch.Tensor,
+    k: int = 16,
+    lengths: Optional[torch.Tensor] = None,
+    viewpoint: Optional[Union[torch.Tensor, Sequence[float]]] = None,
+) -> torch.Tensor:
+    """Unit normals (B, N, 3) (or (N, 3)) of points (B, N, 3) (or (N, 3)).
+
+    Each normal is the eigenvector of the smallest eigenvalue of the covariance of the point's
+    k nearest neighbours (itself included). Orientation: towards `viewpoint` ((3,) or (B, 3),
+    e.g. the sensor position) when given, else with a non-negative z component (up, for
+    indoor scans with z up). Points with fewer than 3 neighbours (tiny clouds, padding) get
+    (0, 0, 0). Not differentiable.
+    """
+    points, unbatched = as_batch(points, "points")
+    check_device(points)
+    check_positive_int(k, "k")
+    _, idx = knn(points, points, k, query_lengths=lengths, lengths=lengths)
+    normals = torch.ops.pcseg.normals_from_neighbors(points, idx)
+    normals = orient_normals(points, normals, viewpoint)
+    return normals[0] if unbatched else normals
+
+
+def orient_normals(points, normals, viewpoint=None):
+    """Flips normals (B, N, 3) to face `viewpoint` ((3,) or (B, 3)), or +z when None."""
+    if viewpoint is None:
+        facing = normals[..., 2]
+    else:
+        vp = torch.as_tensor(viewpoint, dtype=points.dtype, device=points.device)
+        if vp.shape not in ((3,), (points.shape[0], 3)):
+            raise ValueError(f"viewpoint must be (3,) or (B, 3), got {tuple(vp.shape)}")
+        vp = vp.reshape(-1, 1, 3)
+        facing = ((vp - points) * normals).sum(-1)
+    return torch.where((facing < 0).unsqueeze(-1), -normals, normals)
+
+
+def estimate_normals_naive(points, k=16, lengths=None, viewpoint=None):
+    """Pure-PyTorch reference of `estimate_normals` (torch.linalg.eigh in float64)."""
+    points_b, unbatched = as_batch(points, "points")
+    _, idx = knn_naive(points_b, points_b, k, query_lengths=lengths, lengths=lengths)
+    from pcseg.ops.gather_points import gather_points_naive
+
+    valid = (idx >= 0).unsqueeze(-1).double()
+    nb = gather_points_naive(points_b.double(), idx)  # (B, N, k, 3)
+    count = valid.sum(2)
+    mean = (nb * valid).sum(2) / count.clamp(min=1)
+    d = (nb - mean.unsqueeze(2)) * valid
+    cov = d.transpose(-1, -2) @ d
+    _, vecs = torch.linalg.eigh(cov)
+    normals = vecs[..., 0].to(points_b.dtype)
+    normals = normals * (count >= 3).to(points_b.dtype)
+    normals = orient_normals(points_b, normals, viewpoint)
+    return normals[0] if unbatched else normals
+
+
+@torch.library.register_fake("pcseg::normals_from_neighbors")
+def _(points, idx):
+    return torch.empty_like(points)

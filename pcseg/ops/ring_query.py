@@ -1,0 +1,121 @@
+"""Ring (annulus) query with angular ordering: A-CNN's neighbourhoods."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+
+from pcseg.ops._extension import as_batch
+from pcseg.ops.ball_query import squared_radius
+from pcseg.ops.knn import _window_search, window_search_naive
+
+
+def ring_query(
+    query: torch.Tensor,
+    points: torch.Tensor,
+    normals: torch.Tensor,
+    r_inner: float,
+    r_outer: float,
+    k: int,
+    query_lengths: Optional[torch.Tensor] = None,
+    lengths: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The k nearest points with r_inner <= distance < r_outer, ordered by angle.
+
+    Args:
+        query: (B, M, 3) or (M, 3) ring centres, float32/float64.
+        points: (B, N, 3) or (N, 3) candidates, same dtype and device.
+        normals: like `query`, the normal of each centre (need not be unit length).
+        r_inner, r_outer: 0 <= r_inner < r_outer. r_inner = 0 gives a disc (the centre itself
+            included when it is one of the points).
+        k: ring size, >= 1.
+    Returns:
+        dists2 (B, M, k), idx (B, M, k) int64. The kept points are ordered counter-clockwise
+        seen from the tip of the normal, by their angle on the centre's tangent plane measured
+        from the farthest kept neighbour (A-CNN's order_neighbors), so a circular convolution
+        along the last axis is meaningful. Equal angles keep distance order; points on the
+        normal axis get angle 0. A short ring has its j < k kept points first, then -1 / +inf;
+        an empty ring is all -1 / +inf. With a zero normal, or when the farthest neighbour lies
+        on the normal axis, the ring stays in distance order.
+    """
+    _check_radii(r_inner, r_outer)
+    normals_b, _ = as_batch(normals, "normals")
+    return _window_search(
+        query, points, k, query_lengths, lengths,
+        lambda q, p, ql, pl: torch.ops.pcseg.ring_query(q, p, normals_b.detach(), ql, pl,
+                                                        float(r_inner), float(r_outer), k))
+
+
+def _check_radii(r_inner, r_outer) -> None:
+    for name, value in (("r_inner", r_inner), ("r_outer", r_outer)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(r_inner) and math.isfinite(r_outer) and 0 <= r_inner < r_outer):
+        raise ValueError(f"ring radii must satisfy 0 <= r_inner < r_outer, got "
+                         f"r_inner={r_inner}, r_outer={r_outer}")
+
+
+def pseudo_angle(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """A monotone stand-in for atan2(c, a) on [0, 4), written exactly like the C++ one."""
+    q1 = c / (a + c)
+    q2 = 1.0 + (-a) / (-a + c)
+    q3 = 2.0 + (-c) / (-a - c)
+    q4 = 3.0 + a / (a - c)
+    upper = torch.where(a >= 0, q1, q2)
+    lower = torch.where(a < 0, q3, q4)
+    out = torch.where(c >= 0, upper, lower)
+    return torch.where((a == 0) & (c == 0), torch.zeros_like(out), out)
+
+
+def angular_order_naive(query, points, normals, dists, idx):
+    """Reorders rows of (dists, idx), ascending by distance, by angle around the normals."""
+    batch, m, k = idx.shape
+    kept = (idx >= 0).sum(-1)  # (B, M)
+    safe = idx.clamp(min=0)
+    p = torch.gather(points.double().unsqueeze(1).expand(batch, m, -1, 3), 2,
+                     safe.unsqueeze(-1).expand(-1, -1, -1, 3))
+    v = p - query.double().unsqueeze(2)  # (B, M, k, 3)
+    n = normals.double()
+    nn = n[..., 0] * n[..., 0] + n[..., 1] * n[..., 1] + n[..., 2] * n[..., 2]
+    h = n / torch.sqrt(nn).unsqueeze(-1)
+    ref_slot = (kept - 1).clamp(min=0)
+    r = torch.gather(v, 2, ref_slot[..., None, None].expand(-1, -1, 1, 3)).squeeze(2)
+    s = r[..., 0] * h[..., 0] + r[..., 1] * h[..., 1] + r[..., 2] * h[..., 2]
+    t = r - s.unsqueeze(-1) * h
+    tt = t[..., 0] * t[..., 0] + t[..., 1] * t[..., 1] + t[..., 2] * t[..., 2]
+    u = t / torch.sqrt(tt).unsqueeze(-1)
+    w = torch.stack([h[..., 1] * u[..., 2] - h[..., 2] * u[..., 1],
+                     h[..., 2] * u[..., 0] - h[..., 0] * u[..., 2],
+                     h[..., 0] * u[..., 1] - h[..., 1] * u[..., 0]], dim=-1)
+    a = v[..., 0] * u[..., None, 0] + v[..., 1] * u[..., None, 1] + v[..., 2] * u[..., None, 2]
+    c = v[..., 0] * w[..., None, 0] + v[..., 1] * w[..., None, 1] + v[..., 2] * w[..., None, 2]
+    key = pseudo_angle(a, c)
+    slots = torch.arange(k, device=idx.device)
+    key = torch.where(slots == ref_slot.unsqueeze(-1), torch.zeros_like(key), key)
+    key = key.masked_fill(slots >= kept.unsqueeze(-1), float("inf"))  # padding stays last
+    ordered = (kept >= 2) & (nn > 0) & (tt > 0)
+    key = torch.where(ordered.unsqueeze(-1), key, slots.double().expand_as(key))
+    order = torch.sort(key, dim=-1, stable=True).indices
+    return torch.gather(dists, 2, order), torch.gather(idx, 2, order)
+
+
+def ring_query_naive(query, points, normals, r_inner, r_outer, k, query_lengths=None,
+                     lengths=None):
+    """Pure-PyTorch reference of `ring_query`."""
+    query_b, unbatched = as_batch(query, "query")
+    points_b, _ = as_batch(points, "points")
+    normals_b, _ = as_batch(normals, "normals")
+    lo2 = squared_radius(r_inner, query.dtype) if r_inner > 0 else -1.0
+    hi2 = squared_radius(r_outer, query.dtype)
+    dists, idx = window_search_naive(query_b, points_b, k, query_lengths, lengths, lo2, hi2)
+    dists, idx = angular_order_naive(query_b, points_b, normals_b, dists, idx)
+    if unbatched:
+        return dists[0], idx[0]
+    return dists, idx
+
+
+@torch.library.register_fake("pcseg::ring_query")
+def _(query, points, normals, query_lengths, lengths, r_inner, r_outer, k):
+    shape = (query.shape[0], query.shape[1], k)
+    return query.new_empty(shape), query.new_empty(shape, dtype=torch.long)
