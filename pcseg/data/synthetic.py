@@ -11,7 +11,7 @@ the same heights. Everything is seeded: the same seed gives the same room, bit f
     room = generate_room(seed=0)                 # dict of numpy arrays, ~100k points
     scene = build_room(seed=0)                   # the primitives, for rendering RGB-D views
     points = sample_room(scene, 200_000, seed=1)
-    view = render_view(scene, look_at_pose(eye, target), fx, fy, cx, cy, width, height)
+    view = render_view(scene, PinholeCamera(fx, fy, cx, cy, width, height), look_at_pose(eye, target))
 
 Coordinates: metres, z up, the room spans x in [0, W], y in [0, D], z in [0, H].
 """
@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch.utils.data
 
 from pcseg.data.classes import S3DIS_CLASS_NAMES
 
@@ -865,8 +866,8 @@ def generate_room(seed: int, num_points: int = 100_000) -> dict[str, np.ndarray]
 
 # ----------------------------------------------------------------------------- rendering
 def look_at_pose(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """Camera-to-world (4, 4) float64 of an OpenCV camera (x right, y down, z forward) at
-    `eye` looking at `target`."""
+    """`T_world_from_camera` (4, 4) float64 of a camera (x right, y down, z forward, as in
+    `pcseg.bridge`) at `eye` looking at `target`."""
     eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
     forward = target - eye
     if np.linalg.norm(forward) == 0:
@@ -882,19 +883,23 @@ def look_at_pose(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     return pose
 
 
-def render_view(scene: RoomScene, camera_to_world: np.ndarray, fx: float, fy: float, cx: float,
-                cy: float, width: int, height: int, max_depth: float = 20.0) -> dict[str, np.ndarray]:
-    """Ray-casts the scene's quads from a pinhole camera (OpenCV convention).
+def render_view(scene: RoomScene, camera, T_world_from_camera: np.ndarray,
+                max_depth: float = 20.0) -> dict[str, np.ndarray]:
+    """Ray-casts the scene's quads from a pinhole camera: an exact RGB-D + label view.
 
-    Pixel (u, v) (column, row, 0-based, pixel centres at integers) sees the ray through
-    `((u - cx) / fx, (v - cy) / fy, 1)` in camera coordinates. Returns
+    camera: a `pcseg.bridge.PinholeCamera` (any object with fx, fy, cx, cy, width, height);
+    pixel (u, v) (column, row, 0-based centres) sees the ray through
+    `((u - cx) / fx, (v - cy) / fy, 1)` in camera coordinates (x right, y down, z forward).
+    T_world_from_camera: (4, 4) camera pose, e.g. from `look_at_pose`. Returns
     depth (H, W) float32 metres along the optical axis (0 where nothing is hit),
     label (H, W) int64 (-1 where nothing is hit), instance (H, W) int64 (-1 likewise),
     color (H, W, 3) uint8 (shaded, noise-free), normal (H, W, 3) float32 (world frame).
     """
-    camera_to_world = np.asarray(camera_to_world, dtype=np.float64)
+    camera_to_world = np.asarray(T_world_from_camera, dtype=np.float64)
     if camera_to_world.shape != (4, 4):
-        raise ValueError(f"camera_to_world must be (4, 4), got {camera_to_world.shape}")
+        raise ValueError(f"T_world_from_camera must be (4, 4), got {camera_to_world.shape}")
+    fx, fy, cx, cy = camera.fx, camera.fy, camera.cx, camera.cy
+    width, height = int(camera.width), int(camera.height)
     rot, eye = camera_to_world[:3, :3], camera_to_world[:3, 3]
     world_to_cam = rot.T
     q = scene.arrays()
@@ -953,3 +958,35 @@ def render_view(scene: RoomScene, camera_to_world: np.ndarray, fx: float, fy: fl
         "color": np.clip(np.round(color * 255.0), 0, 255).astype(np.uint8),
         "normal": normal.astype(np.float32),
     }
+
+
+# ----------------------------------------------------------------------------- dataset
+class SyntheticRooms(torch.utils.data.Dataset):
+    """Procedural rooms as a torch Dataset: item i is room `seeds[i]`, regenerated on access
+    (under a second per room, so nothing is cached or written).
+
+    Item: coord (N, 3) float32, color (N, 3) float32 in [0, 1], normal (N, 3) float32,
+    label (N,) int64, instance (N,) int64, name (str "synthetic_<seed>"). `transform`
+    (e.g. `pcseg.data.transforms.Compose`) is applied with a generator seeded by
+    `augment_seed` (one stream for the dataset) when given.
+    """
+
+    def __init__(self, seeds, num_points: int = 100_000, transform=None, augment_seed: int = 0):
+        self.seeds = [int(s) for s in seeds]
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+        self.num_points = num_points
+        self.transform = transform
+        self._rng = np.random.default_rng(augment_seed)
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def __getitem__(self, index: int) -> dict:
+        seed = self.seeds[index]
+        room = generate_room(seed, self.num_points)
+        room["color"] = room["color"].astype(np.float32) / 255.0
+        if self.transform is not None:
+            room = self.transform(room, self._rng)
+        room["name"] = f"synthetic_{seed}"
+        return room

@@ -1,0 +1,321 @@
+"""S3DIS: the raw `Stanford3dDataset_v1.2_Aligned_Version` layout, a per-room cache,
+PointNet's released HDF5 blocks, and the area splits.
+
+Raw layout: `RAW/Area_k/<room>/Annotations/<class>_<i>.txt`, one `x y z r g b` point per
+line. `prepare_s3dis(RAW, OUT)` turns each room into `OUT/Area_k/<room>.npz` holding
+coord (N, 3) float32, color (N, 3) uint8, label (N,) uint8 (S3DIS order), instance (N,)
+int32; `load_room` reads it back. `S3DISRooms(OUT, split, test_area)` is the room-level
+torch Dataset; `pcseg.data.blocks` cuts rooms into PointNet's 1 m blocks.
+"""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch.utils.data
+
+from pcseg.data.classes import S3DIS_CLASS_NAMES
+
+NUM_AREAS = 6
+DEFAULT_TEST_AREA = 5
+_CLASS_INDEX = {name: i for i, name in enumerate(S3DIS_CLASS_NAMES)}
+CLUTTER_INDEX = _CLASS_INDEX["clutter"]
+_NOT_NUMBER = re.compile(r"[^0-9eE+\-.\s]")
+
+
+class S3DISFormatWarning(UserWarning):
+    """A malformed line in a raw S3DIS file was repaired or skipped."""
+
+
+def class_index(annotation_name: str) -> int:
+    """Label of an annotation file stem such as `chair_3`; names outside the 13 classes
+    (`stairs`) map to clutter, as PointNet's `collect_indoor3d_data.py` does."""
+    return _CLASS_INDEX.get(annotation_name.split("_")[0], CLUTTER_INDEX)
+
+
+def read_points_txt(path: str | Path) -> np.ndarray:
+    """Reads an S3DIS `x y z r g b` text file into (N, 6) float64.
+
+    Malformed lines never abort the read: a line whose 6 numbers are recoverable after
+    dropping stray characters (the real data set has a `\\x10` byte in
+    Area_5/hallway_6/Annotations/ceiling_1.txt) is repaired, any other is skipped; each
+    emits an `S3DISFormatWarning` naming `file:line`. Raises FileNotFoundError for a
+    missing file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"S3DIS point file not found: {path}")
+    try:
+        # fast path: numpy's C parser; any bad line makes it raise and we redo it slowly
+        points = np.loadtxt(path, dtype=np.float64, ndmin=2, comments=None)
+        if points.shape[1] == 6 or points.size == 0:
+            return points.reshape(-1, 6)
+    except ValueError:
+        pass
+    rows = []
+    with open(path, "r", encoding="utf-8", errors="replace") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            fields = line.split()
+            try:
+                if len(fields) != 6:
+                    raise ValueError
+                rows.append([float(f) for f in fields])
+                continue
+            except ValueError:
+                pass
+            cleaned = _NOT_NUMBER.sub(" ", line).split()
+            try:
+                values = [float(f) for f in cleaned]
+            except ValueError:
+                values = []
+            if len(values) == 6:
+                warnings.warn(f"{path}:{line_number}: repaired malformed line {line.rstrip()!r} "
+                              f"-> {values}", S3DISFormatWarning, stacklevel=2)
+                rows.append(values)
+            else:
+                warnings.warn(f"{path}:{line_number}: skipped malformed line {line.rstrip()!r}",
+                              S3DISFormatWarning, stacklevel=2)
+    return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
+
+def read_raw_room(room_dir: str | Path) -> dict[str, np.ndarray]:
+    """Reads one raw room folder (with `Annotations/*.txt`).
+
+    Returns coord (N, 3) float32 metres, color (N, 3) uint8, label (N,) uint8 in S3DIS
+    order, instance (N,) int32 (one id per annotation file, in sorted file order).
+    """
+    room_dir = Path(room_dir)
+    annotation_dir = room_dir / "Annotations"
+    if not annotation_dir.is_dir():
+        raise FileNotFoundError(f"S3DIS room has no Annotations folder: {annotation_dir}")
+    files = sorted(annotation_dir.glob("*.txt"))
+    if not files:
+        raise ValueError(f"S3DIS room has no annotation files: {annotation_dir}")
+    coords, colors, labels, instances = [], [], [], []
+    for instance_id, file in enumerate(files):
+        points = read_points_txt(file)
+        if len(points) and ((points[:, 3:] < 0).any() or (points[:, 3:] > 255).any()):
+            raise ValueError(f"{file}: colours must be in 0..255")
+        coords.append(points[:, :3].astype(np.float32))
+        colors.append(np.round(points[:, 3:]).astype(np.uint8))
+        labels.append(np.full(len(points), class_index(file.stem), dtype=np.uint8))
+        instances.append(np.full(len(points), instance_id, dtype=np.int32))
+    return {
+        "coord": np.concatenate(coords),
+        "color": np.concatenate(colors),
+        "label": np.concatenate(labels),
+        "instance": np.concatenate(instances),
+    }
+
+
+@dataclass(frozen=True)
+class RawRoom:
+    """One room of the raw layout: area number 1..6, room name, its folder."""
+
+    area: int
+    name: str
+    path: Path
+
+    @property
+    def cache_name(self) -> str:
+        return f"Area_{self.area}/{self.name}.npz"
+
+
+def list_raw_rooms(raw_dir: str | Path) -> list[RawRoom]:
+    """The rooms under `raw_dir` (`Area_k/<room>/Annotations`), sorted by area and name."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise FileNotFoundError(f"S3DIS raw folder not found: {raw_dir}")
+    rooms = []
+    for area_dir in sorted(raw_dir.glob("Area_*")):
+        match = re.fullmatch(r"Area_(\d+)", area_dir.name)
+        if not match or not area_dir.is_dir():
+            continue
+        for room_dir in sorted(area_dir.iterdir()):
+            if (room_dir / "Annotations").is_dir():
+                rooms.append(RawRoom(int(match.group(1)), room_dir.name, room_dir))
+    if not rooms:
+        raise ValueError(f"no S3DIS rooms (Area_k/<room>/Annotations) under {raw_dir}")
+    return rooms
+
+
+def save_room(path: str | Path, room: dict[str, np.ndarray]) -> None:
+    """Writes a room cache file atomically: to `<path>.tmp`, fsync, then rename, so an
+    interrupted write never leaves a truncated `.npz` behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, coord=np.asarray(room["coord"], np.float32),
+                 color=np.asarray(room["color"], np.uint8), label=np.asarray(room["label"], np.uint8),
+                 instance=np.asarray(room["instance"], np.int32))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def load_room(path: str | Path) -> dict[str, np.ndarray]:
+    """Reads a room cache file written by `prepare_s3dis`: coord (N, 3) float32, color
+    (N, 3) uint8, label (N,) int64, instance (N,) int64."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"S3DIS room cache not found: {path}")
+    with np.load(path) as data:
+        missing = {"coord", "color", "label", "instance"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path}: not a pcseg S3DIS room cache, missing {sorted(missing)}")
+        room = {
+            "coord": data["coord"].astype(np.float32),
+            "color": data["color"].astype(np.uint8),
+            "label": data["label"].astype(np.int64),
+            "instance": data["instance"].astype(np.int64),
+        }
+    if room["label"].size and room["label"].max() >= len(S3DIS_CLASS_NAMES):
+        raise ValueError(f"{path}: label {room['label'].max()} out of range 0..{len(S3DIS_CLASS_NAMES) - 1}")
+    return room
+
+
+def prepare_s3dis(raw_dir: str | Path, out_dir: str | Path, progress: bool = True,
+                  overwrite: bool = False) -> list[Path]:
+    """Converts every raw room under `raw_dir` into `out_dir/Area_k/<room>.npz`.
+
+    Rooms whose cache file exists are skipped (unless `overwrite`), so an interrupted run
+    resumes where it stopped; each file is written atomically (`save_room`). Shows a tqdm
+    progress bar when `progress`. Returns the cache paths of all rooms, in order.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    rooms = list_raw_rooms(raw_dir)
+    paths = []
+    for room in tqdm(rooms, desc="S3DIS rooms", unit="room", disable=not progress):
+        target = out_dir / room.cache_name
+        paths.append(target)
+        if target.is_file() and not overwrite:
+            continue
+        save_room(target, read_raw_room(room.path))
+    return paths
+
+
+# ----------------------------------------------------------------------------- splits
+def split_areas(split: str, test_area: int = DEFAULT_TEST_AREA) -> list[int]:
+    """Areas of `split` ("train", "test" or "all") when `test_area` is held out."""
+    if test_area not in range(1, NUM_AREAS + 1):
+        raise ValueError(f"test_area must be 1..{NUM_AREAS}, got {test_area}")
+    if split == "train":
+        return [a for a in range(1, NUM_AREAS + 1) if a != test_area]
+    if split == "test":
+        return [test_area]
+    if split == "all":
+        return list(range(1, NUM_AREAS + 1))
+    raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+
+
+def six_fold_splits() -> list[tuple[list[int], list[int]]]:
+    """The 6-fold cross-validation protocol: (train areas, test areas) with each area
+    held out once; results are reported over the union of the six test folds."""
+    return [(split_areas("train", k), [k]) for k in range(1, NUM_AREAS + 1)]
+
+
+def room_area(room_name: str) -> int:
+    """Area number of a room id such as `Area_5_office_1` or `Area_5/office_1`."""
+    match = re.match(r"Area_(\d+)", room_name)
+    if not match:
+        raise ValueError(f"room name {room_name!r} does not start with Area_k")
+    return int(match.group(1))
+
+
+class S3DISRooms(torch.utils.data.Dataset):
+    """Rooms of a prepared S3DIS cache (`prepare_s3dis` output).
+
+    root: the cache folder; split: "train", "test" or "all"; test_area: 1..6.
+    Item i is a dict: coord (N, 3) float32, color (N, 3) float32 in [0, 1],
+    label (N,) int64, instance (N,) int64, name (str, e.g. "Area_5/office_1").
+    Nothing is converted here: run `prepare_s3dis` (or `pcseg prepare s3dis`) first.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", test_area: int = DEFAULT_TEST_AREA):
+        self.root = Path(root)
+        self.split = split
+        self.test_area = test_area
+        areas = split_areas(split, test_area)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"S3DIS cache folder not found: {self.root} (run prepare_s3dis first)")
+        self.paths = [p for a in areas for p in sorted((self.root / f"Area_{a}").glob("*.npz"))]
+        if not self.paths:
+            raise FileNotFoundError(f"no prepared rooms of areas {areas} under {self.root} (run prepare_s3dis first)")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        room = load_room(self.paths[index])
+        room["color"] = room["color"].astype(np.float32) / 255.0
+        room["name"] = f"{self.paths[index].parent.name}/{self.paths[index].stem}"
+        return room
+
+
+# ----------------------------------------------------------------------------- PointNet HDF5
+def read_indoor3d_hdf5(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Reads one of PointNet's `indoor3d_sem_seg_hdf5_data/ply_data_all_*.h5`.
+
+    Returns data (B, P, 9) float32 (x, y centred on the block, z, rgb in [0, 1], xyz
+    normalised by the room extent) and label (B, P) int64 in 0..12.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"PointNet HDF5 block file not found: {path}")
+    with h5py.File(path, "r") as handle:
+        if "data" not in handle or "label" not in handle:
+            raise ValueError(f"{path}: expected datasets 'data' and 'label', got {sorted(handle.keys())}")
+        data = np.asarray(handle["data"], dtype=np.float32)
+        label = np.asarray(handle["label"]).astype(np.int64)
+    if data.ndim != 3 or data.shape[2] != 9 or label.shape != data.shape[:2]:
+        raise ValueError(f"{path}: expected data (B, P, 9) and label (B, P), got {data.shape} and {label.shape}")
+    if label.size and (label.min() < 0 or label.max() >= len(S3DIS_CLASS_NAMES)):
+        raise ValueError(f"{path}: labels must be in 0..{len(S3DIS_CLASS_NAMES) - 1}, "
+                         f"got {label.min()}..{label.max()}")
+    return data, label
+
+
+def read_room_filelist(path: str | Path) -> list[str]:
+    """Reads PointNet's `room_filelist.txt`: one room id (`Area_1_conferenceRoom_1`) per block,
+    in the order of the concatenated HDF5 files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"room_filelist not found: {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_indoor3d_blocks(hdf5_dir: str | Path, split: str = "train",
+                         test_area: int = DEFAULT_TEST_AREA) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """PointNet's published block split: reads `all_files.txt` (or every `ply_data_all_*.h5`)
+    and `room_filelist.txt` from `hdf5_dir`, keeps the blocks of `split`'s areas.
+
+    Returns data (B, 4096, 9) float32, label (B, 4096) int64, and each block's room id.
+    """
+    hdf5_dir = Path(hdf5_dir)
+    listing = hdf5_dir / "all_files.txt"
+    if listing.is_file():
+        files = [hdf5_dir / Path(line.strip()).name for line in listing.read_text().splitlines() if line.strip()]
+    else:
+        files = sorted(hdf5_dir.glob("ply_data_all_*.h5"), key=lambda p: int(re.findall(r"\d+", p.stem)[-1]))
+    if not files:
+        raise FileNotFoundError(f"no ply_data_all_*.h5 files in {hdf5_dir}")
+    rooms = read_room_filelist(hdf5_dir / "room_filelist.txt")
+    parts = [read_indoor3d_hdf5(f) for f in files]
+    data = np.concatenate([p[0] for p in parts])
+    label = np.concatenate([p[1] for p in parts])
+    if len(rooms) != len(data):
+        raise ValueError(f"{hdf5_dir / 'room_filelist.txt'} lists {len(rooms)} blocks but the HDF5 files hold {len(data)}")
+    areas = set(split_areas(split, test_area))
+    keep = np.array([room_area(r) in areas for r in rooms], dtype=bool)
+    return data[keep], label[keep], [r for r, k in zip(rooms, keep) if k]
