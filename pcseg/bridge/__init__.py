@@ -10,14 +10,35 @@ from pcseg.bridge.camera import (
     read_sunrgbd_extrinsics,
     read_sunrgbd_toolbox_calib,
 )
-from pcseg.bridge.projection import BackprojectedDepth, backproject_depth
+from pcseg.bridge.fusion import FusedPrediction, VoxelLabelMap, VoxelQuery, default_palette, late_fusion
+from pcseg.bridge.projection import (
+    BackprojectedDepth,
+    PaintedPoints,
+    ProjectedPoints,
+    RenderedLabels,
+    backproject_depth,
+    paint_points,
+    project_points,
+    render_labels,
+)
 
 __all__ = [
     "BackprojectedDepth",
+    "FusedPrediction",
     "KittiCalibration",
+    "PaintedPoints",
     "PinholeCamera",
+    "ProjectedPoints",
+    "RenderedLabels",
+    "VoxelLabelMap",
+    "VoxelQuery",
     "backproject_depth",
     "decode_sunrgbd_depth",
+    "default_palette",
+    "late_fusion",
+    "paint_points",
+    "project_points",
     "read_sunrgbd_extrinsics",
     "read_sunrgbd_toolbox_calib",
+    "render_labels",
 ]

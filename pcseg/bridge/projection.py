@@ -59,9 +59,21 @@ def _check_pose(pose, name: str, dtype: torch.dtype, device: torch.device) -> to
 
 
 def _transform(points: torch.Tensor, pose: torch.Tensor | None) -> torch.Tensor:
+    """(N, 3) points mapped by the 4x4 pose (None: unchanged)."""
     if pose is None:
         return points
-    return torch.addmm(pose[:3, 3], points, pose[:3, :3].T)
+    return _transform_coordinates(points, pose).T.contiguous()
+
+
+def _transform_coordinates(points: torch.Tensor, pose: torch.Tensor | None) -> torch.Tensor:
+    """(3, N) coordinates of the (N, 3) points mapped by the 4x4 pose (None: unchanged).
+
+    (3, 3) @ (3, N) is about 10x faster on the CPU than (N, 3) @ (3, 3), whose inner
+    dimension of 3 defeats the BLAS kernels.
+    """
+    if pose is None:
+        return points.T
+    return torch.addmm(pose[:3, 3:], pose[:3, :3], points.T)
 
 
 # ----- back-projection ---------------------------------------------------------------------
@@ -136,3 +148,277 @@ def backproject_depth(
 def _rounded_to(value: float, dtype: torch.dtype) -> float:
     """`value` rounded to `dtype` (so float32 division matches C++ `float / (float)scale`)."""
     return float(torch.tensor(value, dtype=dtype))
+
+
+# ----- projection ----------------------------------------------------------------------------
+class ProjectedPoints(NamedTuple):
+    """Result of `project_points`.
+
+    pixels: (N, 2) float (u, v), 0-based pixel centres; meaningless where depth <= 0.
+    depth: (N,) float, the camera-frame z of each point.
+    in_image: (N,) bool: z > 0 and the point's nearest pixel centre lies in the image,
+        i.e. -0.5 <= u < W - 0.5 and -0.5 <= v < H - 0.5. Points behind the camera are
+        never in the image.
+    """
+
+    pixels: object
+    depth: object
+    in_image: object
+
+
+def project_points(points, camera: PinholeCamera, T_camera_from_points=None) -> ProjectedPoints:
+    """Project (N, 3) points (float) into `camera`; T_camera_from_points (4, 4) maps them into it.
+
+    Returns ProjectedPoints(pixels (N, 2), depth (N,), in_image (N,) bool), same array kind
+    and float dtype as `points`.
+    """
+    points_t, to_numpy = _as_tensor(points, "points")
+    result = _project(points_t, camera, T_camera_from_points)
+    return ProjectedPoints(*(_back(tensor, to_numpy) for tensor in result[:3]))
+
+
+def _project(points: torch.Tensor, camera: PinholeCamera, T_camera_from_points):
+    """(pixels (N, 2), depth (N,), in_image (N,), flat pixel index (N,) int64, -1 outside)."""
+    _check_points(points)
+    pose = None
+    if T_camera_from_points is not None:
+        pose = _check_pose(T_camera_from_points, "T_camera_from_points", points.dtype, points.device)
+    x, y, depth = _transform_coordinates(points, pose)
+    # Dividing behind-camera points too keeps this branch-free; they are masked out below.
+    inverse_depth = 1.0 / depth
+    u = x * inverse_depth * camera.fx + camera.cx
+    v = y * inverse_depth * camera.fy + camera.cy
+    # Nearest pixel centre; NaN / inf (z = 0) fail every comparison below.
+    column = torch.floor(u + 0.5)
+    row = torch.floor(v + 0.5)
+    in_image = (depth > 0) & (column >= 0) & (column < camera.width) & (row >= 0) & (row < camera.height)
+    flat_index = torch.where(in_image, row * camera.width + column, -1.0).to(torch.int64)
+    return torch.stack([u, v], dim=1), depth, in_image, flat_index
+
+
+def _nearest_depth_per_pixel(flat_index: torch.Tensor, depth: torch.Tensor, num_pixels: int) -> torch.Tensor:
+    """(num_pixels,) the smallest depth that lands on each pixel (inf where none); `flat_index` >= 0."""
+    zbuffer = torch.full((num_pixels,), float("inf"), dtype=depth.dtype, device=depth.device)
+    return zbuffer.scatter_reduce_(0, flat_index, depth, reduce="amin", include_self=True)
+
+
+# ----- painting ------------------------------------------------------------------------------
+class PaintedPoints(NamedTuple):
+    """Result of `paint_points`.
+
+    probabilities: (N, C) float class probabilities sampled from the image; all zeros where
+        the point is not visible.
+    labels: (N,) int64 argmax class, -1 where the point is not visible.
+    visible: (N,) bool: in the image and not occluded; these points carry 2D labels.
+    in_image: (N,) bool: projects inside the image with z > 0 (see `project_points`).
+    occluded: (N,) bool: in the image but hidden behind nearer geometry.
+    """
+
+    probabilities: object
+    labels: object
+    visible: object
+    in_image: object
+    occluded: object
+
+
+def paint_points(
+    points,
+    segmentation,
+    camera: PinholeCamera,
+    T_camera_from_points=None,
+    *,
+    num_classes: int | None = None,
+    scores: str = "probabilities",
+    sampling: str = "nearest",
+    occlusion: str = "zbuffer",
+    depth_image=None,
+    occlusion_tolerance: float = 0.1,
+    occlusion_tolerance_relative: float = 0.01,
+    zbuffer_radius: int = 0,
+) -> PaintedPoints:
+    """Carry a 2D segmentation onto 3D points (PointPainting with a z > 0 check and occlusion).
+
+    points: (N, 3) float, in the frame that T_camera_from_points (4, 4) maps into the camera
+        (identity when None).
+    segmentation: either a label map (H, W) integer with values in [0, num_classes) — then
+        `num_classes` is required — or class scores (C, H, W) float, probabilities or
+        logits (say which with `scores`).
+    scores: "probabilities" or "logits" (softmax is applied to the sampled logits only).
+    sampling: "nearest" (the pixel the point falls in) or "bilinear" (probabilities of the
+        four surrounding pixel centres, borders replicated).
+    occlusion: "zbuffer": a point is occluded when it lies farther than the nearest point
+        projecting to the same pixel by more than occlusion_tolerance +
+        occlusion_tolerance_relative * depth (metres); zbuffer_radius > 0 lets each point
+        also occlude the (2r+1)^2 pixels around it, closing the gaps of sparse LiDAR.
+        "depth": the same test against `depth_image` (H, W) float metres instead (pixels
+        with depth <= 0 or non-finite occlude nothing). "none": every in-image point is visible.
+    Returns PaintedPoints(probabilities (N, C), labels (N,), visible, in_image, occluded),
+    same array kind as `points`; probabilities are float32 (float64 for float64 scores).
+    """
+    points_t, to_numpy = _as_tensor(points, "points")
+    segmentation_t, _ = _as_tensor(segmentation, "segmentation")
+    segmentation_t = segmentation_t.to(points_t.device)
+    if scores not in ("probabilities", "logits"):
+        raise ValueError(f"scores must be 'probabilities' or 'logits', got {scores!r}")
+    if sampling not in ("nearest", "bilinear"):
+        raise ValueError(f"sampling must be 'nearest' or 'bilinear', got {sampling!r}")
+    if occlusion not in ("zbuffer", "depth", "none"):
+        raise ValueError(f"occlusion must be 'zbuffer', 'depth' or 'none', got {occlusion!r}")
+    is_label_map = not segmentation_t.is_floating_point()
+    if is_label_map:
+        if segmentation_t.dim() != 2:
+            raise ValueError(f"a label map segmentation must be (H, W), got shape {tuple(segmentation_t.shape)}")
+        if num_classes is None or num_classes < 1:
+            raise ValueError(f"num_classes is required (>= 1) with a label map segmentation, got {num_classes}")
+        if segmentation_t.numel() and (int(segmentation_t.min()) < 0 or int(segmentation_t.max()) >= num_classes):
+            raise ValueError(
+                f"segmentation labels must lie in [0, {num_classes}), got "
+                f"[{int(segmentation_t.min())}, {int(segmentation_t.max())}]"
+            )
+        probability_dtype = torch.float32
+    else:
+        if segmentation_t.dim() != 3:
+            raise ValueError(f"score segmentation must be (C, H, W), got shape {tuple(segmentation_t.shape)}")
+        if num_classes is not None and num_classes != segmentation_t.shape[0]:
+            raise ValueError(f"num_classes={num_classes} but segmentation has {segmentation_t.shape[0]} channels")
+        num_classes = segmentation_t.shape[0]
+        probability_dtype = _float_dtype(segmentation_t)
+    camera.check_image_shape(segmentation_t.shape, "segmentation")
+
+    pixels, depth, in_image, flat_index = _project(points_t, camera, T_camera_from_points)
+    num_pixels = camera.height * camera.width
+    image_points = torch.nonzero(in_image).squeeze(1)
+    image_flat = flat_index.index_select(0, image_points)
+    image_depth = depth.index_select(0, image_points)
+
+    occluded = torch.zeros_like(in_image)
+    if occlusion != "none":
+        if occlusion == "zbuffer":
+            nearest = _nearest_depth_per_pixel(image_flat, image_depth, num_pixels)
+            if zbuffer_radius > 0:
+                nearest = _spread_minimum(nearest.view(camera.height, camera.width), zbuffer_radius).view(-1)
+        else:
+            if depth_image is None:
+                raise ValueError("occlusion='depth' needs depth_image (H, W) in metres")
+            depth_image_t, _ = _as_tensor(depth_image, "depth_image")
+            camera.check_image_shape(depth_image_t.shape, "depth_image")
+            if depth_image_t.dim() != 2:
+                raise ValueError(f"depth_image must be (H, W), got shape {tuple(depth_image_t.shape)}")
+            nearest = depth_image_t.to(device=depth.device, dtype=depth.dtype).reshape(-1)
+            nearest = torch.where((nearest > 0) & torch.isfinite(nearest), nearest, float("inf"))
+        limit = nearest.index_select(0, image_flat)
+        hidden = image_depth > limit + occlusion_tolerance + occlusion_tolerance_relative * limit
+        occluded[image_points] = hidden
+        keep = torch.nonzero(~hidden).squeeze(1)
+        image_points = image_points.index_select(0, keep)
+        image_flat = image_flat.index_select(0, keep)
+
+    visible = torch.zeros_like(in_image)
+    visible[image_points] = True
+    if sampling == "nearest":
+        sampled = _sample_pixels(segmentation_t, image_flat, num_classes, is_label_map, scores, probability_dtype)
+    else:
+        sampled = _sample_bilinear(
+            segmentation_t, pixels.index_select(0, image_points), camera, num_classes, is_label_map, scores, probability_dtype
+        )
+    probabilities = torch.zeros((points_t.shape[0], num_classes), dtype=probability_dtype, device=points_t.device)
+    probabilities[image_points] = sampled.T
+    labels = torch.full((points_t.shape[0],), -1, dtype=torch.int64, device=points_t.device)
+    # torch.max(dim) is 5x faster than argmax here on the CPU; both pick the first maximum.
+    labels[image_points] = torch.max(sampled, dim=0).indices
+    result = (probabilities, labels, visible, in_image, occluded)
+    return PaintedPoints(*(_back(tensor, to_numpy) for tensor in result))
+
+
+def _spread_minimum(image: torch.Tensor, radius: int) -> torch.Tensor:
+    """(H, W) minimum over the (2r+1)^2 window around each pixel (an erosion of the depth).
+
+    A square window is separable (rows, then columns); each pass is 2r+1 shifted
+    elementwise minima, which on the CPU is several times faster than max_pool2d.
+    """
+    height, width = image.shape
+    padded = torch.nn.functional.pad(image, (radius, radius), value=float("inf"))
+    rows = padded[:, 0:width].clone()
+    for shift in range(1, 2 * radius + 1):  # loop over the window, not over pixels
+        torch.minimum(rows, padded[:, shift : shift + width], out=rows)
+    padded = torch.nn.functional.pad(rows, (0, 0, radius, radius), value=float("inf"))
+    result = padded[0:height].clone()
+    for shift in range(1, 2 * radius + 1):
+        torch.minimum(result, padded[shift : shift + height], out=result)
+    return result
+
+
+def _sample_pixels(segmentation, flat_index, num_classes, is_label_map, scores, dtype) -> torch.Tensor:
+    """(C, M) probabilities at flat pixel indices (M,), channels first like the image."""
+    if is_label_map:
+        labels = segmentation.reshape(-1).index_select(0, flat_index).to(torch.int64)
+        one_hot = torch.zeros((num_classes, flat_index.shape[0]), dtype=dtype, device=flat_index.device)
+        return one_hot.scatter_(0, labels[None], 1.0)
+    # Gathering per channel from (C, H*W) touches only C * M values: no transpose of the image.
+    sampled = segmentation.reshape(num_classes, -1).index_select(1, flat_index).to(dtype)
+    return torch.softmax(sampled, dim=0) if scores == "logits" else sampled
+
+
+def _sample_bilinear(segmentation, pixels, camera, num_classes, is_label_map, scores, dtype) -> torch.Tensor:
+    """(C, M) probabilities interpolated between the 4 pixel centres around pixels (M, 2)."""
+    u = pixels[:, 0].clamp(0, camera.width - 1)
+    v = pixels[:, 1].clamp(0, camera.height - 1)
+    left, top = torch.floor(u), torch.floor(v)
+    weight_u, weight_v = (u - left).to(dtype), (v - top).to(dtype)
+    left, top = left.to(torch.int64), top.to(torch.int64)
+    right = (left + 1).clamp(max=camera.width - 1)
+    bottom = (top + 1).clamp(max=camera.height - 1)
+
+    def corner(column, row):
+        return _sample_pixels(segmentation, row * camera.width + column, num_classes, is_label_map, scores, dtype)
+
+    top_row = corner(left, top) * (1 - weight_u) + corner(right, top) * weight_u
+    bottom_row = corner(left, bottom) * (1 - weight_u) + corner(right, bottom) * weight_u
+    return top_row * (1 - weight_v) + bottom_row * weight_v
+
+
+# ----- rendering -----------------------------------------------------------------------------
+class RenderedLabels(NamedTuple):
+    """Result of `render_labels`.
+
+    labels: (H, W) int64 label of the nearest point on each pixel, `background` where none.
+    depth: (H, W) float depth of that point, inf where none.
+    point_index: (H, W) int64 index of that point into `points`, -1 where none.
+    """
+
+    labels: object
+    depth: object
+    point_index: object
+
+
+def render_labels(points, labels, camera: PinholeCamera, T_camera_from_points=None, background: int = -1) -> RenderedLabels:
+    """Render labelled points (N, 3) float with labels (N,) int into a z-buffered label image.
+
+    Each pixel shows the nearest point projecting into it (ties: the lowest point index).
+    Returns RenderedLabels(labels (H, W) int64, depth (H, W), point_index (H, W) int64),
+    same array kind as `points`.
+    """
+    points_t, to_numpy = _as_tensor(points, "points")
+    labels_t, _ = _as_tensor(labels, "labels")
+    labels_t = labels_t.to(points_t.device)
+    if labels_t.shape != (points_t.shape[0],) or labels_t.is_floating_point():
+        raise ValueError(f"labels must be (N,) integers with N={points_t.shape[0]}, got {tuple(labels_t.shape)} {labels_t.dtype}")
+    _, depth, in_image, flat_index = _project(points_t, camera, T_camera_from_points)
+    num_pixels = camera.height * camera.width
+    image_points = torch.nonzero(in_image).squeeze(1)
+    image_flat = flat_index.index_select(0, image_points)
+    image_depth = depth.index_select(0, image_points)
+    nearest = _nearest_depth_per_pixel(image_flat, image_depth, num_pixels)
+    winners = torch.nonzero(image_depth == nearest.index_select(0, image_flat)).squeeze(1)
+    sentinel = points_t.shape[0]
+    point_index = torch.full((num_pixels,), sentinel, dtype=torch.int64, device=points_t.device)
+    point_index.scatter_reduce_(
+        0, image_flat.index_select(0, winners), image_points.index_select(0, winners), reduce="amin", include_self=True
+    )
+    covered = point_index < sentinel
+    label_image = torch.full((num_pixels,), background, dtype=torch.int64, device=points_t.device)
+    label_image[covered] = labels_t.to(torch.int64).index_select(0, point_index[covered])
+    point_index[~covered] = -1
+    shape = (camera.height, camera.width)
+    result = (label_image.view(shape), nearest.view(shape), point_index.view(shape))
+    return RenderedLabels(*(_back(tensor, to_numpy) for tensor in result))

@@ -1,0 +1,481 @@
+"""Multi-frame label fusion in a sparse voxel map, and late fusion of 3D and 2D predictions.
+
+`VoxelLabelMap` keeps one class distribution per occupied voxel and folds in labelled
+points frame after frame (SemanticFusion / Kimera-Semantics style). It takes points that
+are already in the world frame: back-project RGB-D with `backproject_depth(...,
+T_world_from_camera=...)` or paint LiDAR with `paint_points`, then `integrate`; the
+`integrate_rgbd` / `integrate_lidar` helpers do exactly that for one frame.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from pcseg.bridge.camera import PinholeCamera
+from pcseg.bridge.projection import (
+    _as_tensor,
+    _back,
+    _check_points,
+    _check_pose,
+    backproject_depth,
+    paint_points,
+)
+
+FUSION_MODES = ("bayes", "mean", "vote")
+
+# Voxel coordinates are packed into one int64 key, 21 bits per axis: +-2^20 voxels
+# (+-52 km at 5 cm) around the origin.
+_KEY_BITS = 21
+_KEY_OFFSET = 1 << (_KEY_BITS - 1)
+_KEY_MASK = (1 << _KEY_BITS) - 1
+
+
+class VoxelQuery(NamedTuple):
+    """Result of `VoxelLabelMap.query`.
+
+    labels: (N,) int64 fused label of each point's voxel, -1 where the voxel was never observed.
+    probabilities: (N, C) float32 fused class distribution, all zeros where never observed.
+    known: (N,) bool, the point's voxel holds at least one observation.
+    """
+
+    labels: object
+    probabilities: object
+    known: object
+
+
+class VoxelLabelMap:
+    """A sparse voxel grid holding a fused class distribution per voxel.
+
+    voxel_size: edge length in metres of the cubic voxels (voxel (i, j, k) spans
+        [i, i + 1) * voxel_size along x, and so on).
+    num_classes: C.
+    mode: how observations combine:
+        "bayes": recursive Bayesian update, p(c) ∝ prod_frames p_frame(c) (SemanticFusion,
+            Kimera-Semantics): sums log-probabilities, each clamped to `min_probability`
+            so a single confident miss cannot veto a class forever.
+        "mean": the average of the observed probability vectors.
+        "vote": each observation votes for its argmax label; the distribution is the
+            normalised vote count.
+    min_probability: floor of the probabilities in "bayes" mode (hard labels become
+        1 for the label and min_probability for the other classes).
+    device: where the map's tensors live.
+
+    State (rows in insertion order, `num_voxels` of them): voxel keys, per-class
+    accumulators, observation counts, point-position and colour sums (for export).
+    """
+
+    def __init__(
+        self,
+        voxel_size: float,
+        num_classes: int,
+        mode: str = "bayes",
+        min_probability: float = 1e-3,
+        device: str | torch.device = "cpu",
+    ):
+        if not voxel_size > 0 or not np.isfinite(voxel_size):
+            raise ValueError(f"voxel_size must be a positive finite number, got {voxel_size}")
+        if int(num_classes) != num_classes or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
+        if mode not in FUSION_MODES:
+            raise ValueError(f"mode must be one of {FUSION_MODES}, got {mode!r}")
+        if not 0 < min_probability < 1:
+            raise ValueError(f"min_probability must be in (0, 1), got {min_probability}")
+        self.voxel_size = float(voxel_size)
+        self.num_classes = int(num_classes)
+        self.mode = mode
+        self.min_probability = float(min_probability)
+        self.device = torch.device(device)
+        self.num_voxels = 0
+        capacity = 1024
+        self._keys = torch.empty(capacity, dtype=torch.int64, device=self.device)
+        self._accumulators = torch.zeros((capacity, self.num_classes), dtype=torch.float32, device=self.device)
+        self._observations = torch.zeros(capacity, dtype=torch.float32, device=self.device)
+        self._position_sums = torch.zeros((capacity, 3), dtype=torch.float64, device=self.device)
+        self._color_sums = torch.zeros((capacity, 3), dtype=torch.float32, device=self.device)
+        self._colored = torch.zeros(capacity, dtype=torch.float32, device=self.device)
+        # Keys sorted ascending with the row each lives in: the lookup index.
+        self._sorted_keys = torch.empty(0, dtype=torch.int64, device=self.device)
+        self._sorted_rows = torch.empty(0, dtype=torch.int64, device=self.device)
+
+    # ----- integration -------------------------------------------------------------------
+    def integrate(self, points_world, probabilities=None, labels=None, colors=None) -> None:
+        """Fold one frame of labelled world-frame points into the map.
+
+        points_world: (N, 3) float, world frame.
+        probabilities: (N, C) float class probabilities (rows summing to 1), or
+        labels: (N,) int in [0, C), -1 for "no label" (such points are skipped);
+            give exactly one of the two.
+        colors: optional (N, 3) float RGB in [0, 1] (or uint8 0..255), averaged per voxel for export.
+        Points of one frame falling into the same voxel all count, so denser views weigh more,
+        as in SemanticFusion's per-pixel update.
+        """
+        points_t, _ = _as_tensor(points_world, "points_world")
+        _check_points(points_t, "points_world")
+        points_t = points_t.to(self.device)
+        count = points_t.shape[0]
+        if (probabilities is None) == (labels is None):
+            raise ValueError("give exactly one of probabilities (N, C) or labels (N,)")
+        keep = None
+        labels_t = probabilities_t = None
+        if labels is not None:
+            labels_t, _ = _as_tensor(labels, "labels")
+            labels_t = labels_t.to(self.device)
+            if labels_t.shape != (count,) or labels_t.is_floating_point():
+                raise ValueError(f"labels must be (N,) integers with N={count}, got {tuple(labels_t.shape)} {labels_t.dtype}")
+            if count and (int(labels_t.min()) < -1 or int(labels_t.max()) >= self.num_classes):
+                raise ValueError(f"labels must lie in [-1, {self.num_classes}), got [{int(labels_t.min())}, {int(labels_t.max())}]")
+            labels_t = labels_t.to(torch.int64)
+            if bool((labels_t < 0).any()):
+                keep = torch.nonzero(labels_t >= 0).squeeze(1)
+                labels_t = labels_t.index_select(0, keep)
+        else:
+            probabilities_t, _ = _as_tensor(probabilities, "probabilities")
+            probabilities_t = probabilities_t.to(self.device)
+            if probabilities_t.shape != (count, self.num_classes) or not probabilities_t.is_floating_point():
+                raise ValueError(
+                    f"probabilities must be (N, C) = ({count}, {self.num_classes}) floats, "
+                    f"got {tuple(probabilities_t.shape)} {probabilities_t.dtype}"
+                )
+            probabilities_t = probabilities_t.to(torch.float32)
+            if self.mode == "vote":
+                # A vote is the argmax label; from here on the frame is a label frame.
+                labels_t, probabilities_t = torch.max(probabilities_t, dim=1).indices, None
+        colors_t = None
+        if colors is not None:
+            colors_t, _ = _as_tensor(colors, "colors")
+            if colors_t.shape != (count, 3):
+                raise ValueError(f"colors must be (N, 3) with N={count}, got {tuple(colors_t.shape)}")
+            colors_t = colors_t.to(self.device)
+            colors_t = colors_t.to(torch.float32) / 255.0 if colors_t.dtype == torch.uint8 else colors_t.to(torch.float32)
+        if keep is not None:
+            points_t = points_t.index_select(0, keep)
+            colors_t = None if colors_t is None else colors_t.index_select(0, keep)
+            if points_t.shape[0] == 0:
+                return
+
+        # One sort of the frame's keys: each voxel of the frame gets its per-frame sum first,
+        # so the map's rows are touched once per voxel, not once per point.
+        frame_keys, point_to_frame_voxel = torch.unique(self._keys_of(points_t), return_inverse=True)
+        frame_sums = self._frame_sums(point_to_frame_voxel, frame_keys.shape[0], probabilities_t, labels_t)
+        rows = self._rows_for(frame_keys)
+        self._accumulators.index_add_(0, rows, frame_sums)
+        ones = torch.ones(point_to_frame_voxel.shape[0], dtype=torch.float32, device=self.device)
+        frame_counts = torch.zeros(frame_keys.shape[0], dtype=torch.float32, device=self.device)
+        frame_counts.index_add_(0, point_to_frame_voxel, ones)
+        self._observations.index_add_(0, rows, frame_counts)
+        positions = torch.zeros((frame_keys.shape[0], 3), dtype=torch.float64, device=self.device)
+        positions.index_add_(0, point_to_frame_voxel, points_t.to(torch.float64))
+        self._position_sums.index_add_(0, rows, positions)
+        if colors_t is not None:
+            frame_colors = torch.zeros((frame_keys.shape[0], 3), dtype=torch.float32, device=self.device)
+            frame_colors.index_add_(0, point_to_frame_voxel, colors_t)
+            self._color_sums.index_add_(0, rows, frame_colors)
+            self._colored.index_add_(0, rows, frame_counts)
+
+    def _frame_sums(self, point_to_frame_voxel, num_frame_voxels, probabilities, labels) -> torch.Tensor:
+        """(U, C) this frame's contribution to each of its voxels' accumulators.
+
+        Exactly one of probabilities (N, C) float32 / labels (N,) int64 is not None.
+        """
+        sums = torch.zeros((num_frame_voxels, self.num_classes), dtype=torch.float32, device=self.device)
+        if labels is not None:
+            # One-hot counts by a flat bincount-style scatter: no (N, C) one-hot matrix.
+            flat = sums.view(-1)
+            flat.index_add_(
+                0, point_to_frame_voxel * self.num_classes + labels,
+                torch.ones(labels.shape[0], dtype=torch.float32, device=self.device),
+            )
+            if self.mode == "bayes":
+                # sum over points of log(one-hot clamped) = n_voxel * log(min_p) + n_label * (-log(min_p)).
+                log_floor = float(np.log(self.min_probability))
+                per_voxel = sums.sum(dim=1, keepdim=True)
+                sums.mul_(-log_floor).add_(per_voxel * log_floor)
+            return sums
+        if self.mode == "bayes":
+            contribution = probabilities.clamp_min(self.min_probability).log_()
+        else:  # "mean" ("vote" frames arrive as labels)
+            contribution = probabilities
+        return sums.index_add_(0, point_to_frame_voxel, contribution)
+
+    def integrate_rgbd(
+        self,
+        depth,
+        segmentation,
+        camera: PinholeCamera,
+        T_world_from_camera,
+        depth_scale: float,
+        depth_trunc: float,
+        color=None,
+        scores: str = "probabilities",
+    ) -> None:
+        """Integrate one posed RGB-D frame with its 2D segmentation.
+
+        depth: (H, W) depth image (see `backproject_depth` for depth_scale / depth_trunc).
+        segmentation: (H, W) int label map or (C, H, W) float probabilities / logits (`scores`).
+        color: optional (H, W, 3) uint8 or float image for the export colours.
+        """
+        points, _, valid = backproject_depth(depth, camera, depth_scale, depth_trunc, T_world_from_camera)
+        segmentation_t, _ = _as_tensor(segmentation, "segmentation")
+        camera.check_image_shape(segmentation_t.shape, "segmentation")
+        valid_t, _ = _as_tensor(valid, "valid")
+        valid_t = valid_t.to(segmentation_t.device)
+        colors = None
+        if color is not None:
+            color_t, _ = _as_tensor(color, "color")
+            if color_t.shape[:2] != (camera.height, camera.width) or color_t.dim() != 3:
+                raise ValueError(f"color must be (H, W, 3) = ({camera.height}, {camera.width}, 3), got {tuple(color_t.shape)}")
+            colors = color_t[valid_t.to(color_t.device)]
+        if segmentation_t.is_floating_point():
+            if segmentation_t.dim() != 3:
+                raise ValueError(f"score segmentation must be (C, H, W), got shape {tuple(segmentation_t.shape)}")
+            probabilities = segmentation_t[:, valid_t].T
+            if scores == "logits":
+                probabilities = torch.softmax(probabilities.to(torch.float32), dim=1)
+            elif scores != "probabilities":
+                raise ValueError(f"scores must be 'probabilities' or 'logits', got {scores!r}")
+            self.integrate(points, probabilities=probabilities, colors=colors)
+        else:
+            self.integrate(points, labels=segmentation_t[valid_t], colors=colors)
+
+    def integrate_lidar(self, points, segmentation, camera: PinholeCamera, T_camera_from_points, T_world_from_points=None, **paint_options) -> None:
+        """Paint one LiDAR scan (N, 3) from one camera image and integrate its visible points.
+
+        T_camera_from_points: (4, 4) LiDAR -> camera; T_world_from_points: (4, 4) LiDAR ->
+        world (identity when None). paint_options go to `paint_points` (scores, occlusion, ...).
+        """
+        painted = paint_points(points, segmentation, camera, T_camera_from_points, num_classes=self.num_classes, **paint_options)
+        points_t, _ = _as_tensor(points, "points")
+        visible, _ = _as_tensor(painted.visible, "visible")
+        probabilities, _ = _as_tensor(painted.probabilities, "probabilities")
+        visible_index = torch.nonzero(visible).squeeze(1)
+        if visible_index.numel() == 0:
+            return
+        points_visible = points_t.index_select(0, visible_index)
+        if T_world_from_points is not None:
+            pose = _check_pose(T_world_from_points, "T_world_from_points", points_visible.dtype, points_visible.device)
+            points_visible = points_visible @ pose[:3, :3].T + pose[:3, 3]
+        self.integrate(points_visible, probabilities=probabilities.index_select(0, visible_index))
+
+    # ----- lookup ------------------------------------------------------------------------
+    def _keys_of(self, points: torch.Tensor) -> torch.Tensor:
+        """(N,) int64 packed voxel keys of (N, 3) points."""
+        coordinates = torch.floor(points / self.voxel_size)
+        if not bool(torch.isfinite(coordinates).all()):
+            raise ValueError("points must be finite")
+        low, high = float(coordinates.min()), float(coordinates.max())
+        if low < -_KEY_OFFSET or high >= _KEY_OFFSET:
+            raise ValueError(
+                f"points span voxel indices [{low:.0f}, {high:.0f}], beyond the map's +-{_KEY_OFFSET} "
+                f"(+-{_KEY_OFFSET * self.voxel_size:.0f} m at voxel_size={self.voxel_size})"
+            )
+        coordinates = coordinates.to(torch.int64) + _KEY_OFFSET
+        return (coordinates[:, 0] << (2 * _KEY_BITS)) | (coordinates[:, 1] << _KEY_BITS) | coordinates[:, 2]
+
+    def _find_rows(self, sorted_query_keys: torch.Tensor) -> torch.Tensor:
+        """(U,) int64 row of each key in the map, -1 where absent."""
+        if self._sorted_keys.numel() == 0:
+            return torch.full_like(sorted_query_keys, -1)
+        position = torch.searchsorted(self._sorted_keys, sorted_query_keys).clamp_(max=self._sorted_keys.numel() - 1)
+        found = self._sorted_keys.index_select(0, position) == sorted_query_keys
+        return torch.where(found, self._sorted_rows.index_select(0, position), -1)
+
+    def _rows_for(self, frame_keys: torch.Tensor) -> torch.Tensor:
+        """(U,) rows for sorted unique keys, appending rows for keys the map has not seen."""
+        rows = self._find_rows(frame_keys)
+        missing = rows < 0
+        new_keys = frame_keys[missing]
+        num_new = new_keys.shape[0]
+        if num_new == 0:
+            return rows
+        self._reserve(self.num_voxels + num_new)
+        new_rows = torch.arange(self.num_voxels, self.num_voxels + num_new, device=self.device)
+        self._keys[self.num_voxels : self.num_voxels + num_new] = new_keys
+        rows[missing] = new_rows
+        # Merge the sorted new keys into the sorted index: new key i lands at
+        # (its insertion point among the old keys) + i.
+        insert_at = torch.searchsorted(self._sorted_keys, new_keys) + torch.arange(num_new, device=self.device)
+        total = self._sorted_keys.numel() + num_new
+        is_new = torch.zeros(total, dtype=torch.bool, device=self.device)
+        is_new[insert_at] = True
+        merged_keys = torch.empty(total, dtype=torch.int64, device=self.device)
+        merged_rows = torch.empty(total, dtype=torch.int64, device=self.device)
+        merged_keys[insert_at] = new_keys
+        merged_rows[insert_at] = new_rows
+        old_slots = torch.nonzero(~is_new).squeeze(1)
+        merged_keys[old_slots] = self._sorted_keys
+        merged_rows[old_slots] = self._sorted_rows
+        self._sorted_keys, self._sorted_rows = merged_keys, merged_rows
+        self.num_voxels += num_new
+        return rows
+
+    def _reserve(self, needed: int) -> None:
+        capacity = self._keys.shape[0]
+        if needed <= capacity:
+            return
+        while capacity < needed:
+            capacity *= 2  # doubling keeps the copies amortised O(1) per voxel
+
+        def grown(tensor):
+            bigger = torch.zeros((capacity,) + tuple(tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+            bigger[: self.num_voxels] = tensor[: self.num_voxels]
+            return bigger
+
+        self._keys = grown(self._keys)
+        self._accumulators = grown(self._accumulators)
+        self._observations = grown(self._observations)
+        self._position_sums = grown(self._position_sums)
+        self._color_sums = grown(self._color_sums)
+        self._colored = grown(self._colored)
+
+    # ----- results -----------------------------------------------------------------------
+    def _distribution(self, rows: torch.Tensor) -> torch.Tensor:
+        accumulators = self._accumulators.index_select(0, rows)
+        if self.mode == "bayes":
+            return torch.softmax(accumulators, dim=1)
+        return accumulators / self._observations.index_select(0, rows)[:, None]
+
+    def query(self, points) -> VoxelQuery:
+        """Fused labels and distributions at (N, 3) world points (numpy or torch, same out)."""
+        points_t, to_numpy = _as_tensor(points, "points")
+        _check_points(points_t)
+        keys = self._keys_of(points_t.to(self.device))
+        rows = self._find_rows(keys)  # searchsorted does not need sorted queries
+        known = rows >= 0
+        known_rows = torch.nonzero(known).squeeze(1)
+        probabilities = torch.zeros((keys.shape[0], self.num_classes), dtype=torch.float32, device=self.device)
+        labels = torch.full((keys.shape[0],), -1, dtype=torch.int64, device=self.device)
+        if known_rows.numel():
+            distribution = self._distribution(rows.index_select(0, known_rows))
+            probabilities[known_rows] = distribution
+            labels[known_rows] = torch.max(distribution, dim=1).indices
+        result = (labels, probabilities, known)
+        if not to_numpy:
+            result = tuple(tensor.to(points_t.device) for tensor in result)
+        return VoxelQuery(*(_back(tensor, to_numpy) for tensor in result))
+
+    def voxel_points(self) -> np.ndarray:
+        """(V, 3) float64 mean position of the points integrated into each voxel."""
+        count = self._observations[: self.num_voxels, None].to(torch.float64)
+        return (self._position_sums[: self.num_voxels] / count).cpu().numpy()
+
+    def voxel_probabilities(self) -> np.ndarray:
+        """(V, C) float32 fused distribution of each voxel (rows of `voxel_points`)."""
+        return self._distribution(torch.arange(self.num_voxels, device=self.device)).cpu().numpy()
+
+    def voxel_labels(self) -> np.ndarray:
+        """(V,) int64 fused label of each voxel."""
+        return torch.max(self._accumulators[: self.num_voxels], dim=1).indices.cpu().numpy()
+
+    def voxel_colors(self) -> np.ndarray:
+        """(V, 3) float32 mean RGB in [0, 1] of each voxel; NaN where no colour was integrated."""
+        colored = self._colored[: self.num_voxels, None]
+        return (self._color_sums[: self.num_voxels] / colored).cpu().numpy()
+
+    def voxel_observations(self) -> np.ndarray:
+        """(V,) float32 number of points integrated into each voxel."""
+        return self._observations[: self.num_voxels].cpu().numpy()
+
+    # ----- export ------------------------------------------------------------------------
+    def _export_colors(self, palette) -> np.ndarray:
+        if palette is None:
+            palette = default_palette(self.num_classes)
+        palette = np.asarray(palette)
+        if palette.shape != (self.num_classes, 3):
+            raise ValueError(f"palette must be (C, 3) = ({self.num_classes}, 3), got {palette.shape}")
+        if palette.dtype != np.uint8:
+            palette = np.clip(np.round(palette * 255.0), 0, 255).astype(np.uint8)
+        return palette[self.voxel_labels()]
+
+    def to_open3d(self, palette=None):
+        """An `open3d.geometry.PointCloud` of the voxels coloured by fused label (lazy open3d import).
+
+        palette: (C, 3) uint8 or float [0, 1] colours; `default_palette` when None.
+        """
+        import open3d  # lazy: pcseg must import without open3d's native libraries
+
+        cloud = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(self.voxel_points()))
+        cloud.colors = open3d.utility.Vector3dVector(self._export_colors(palette) / 255.0)
+        return cloud
+
+    def export_ply(self, path: str | Path, palette=None) -> None:
+        """Write the voxels as a binary PLY: x y z (float32), red green blue (uint8, fused
+        label through `palette`), label (int32) and observations (float32) per vertex."""
+        if self.num_voxels == 0:
+            raise ValueError("the map is empty: integrate a frame before export_ply")
+        vertex = np.empty(
+            self.num_voxels,
+            dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"),
+                   ("label", "<i4"), ("observations", "<f4")],
+        )
+        points = self.voxel_points()
+        colors = self._export_colors(palette)
+        vertex["x"], vertex["y"], vertex["z"] = points[:, 0], points[:, 1], points[:, 2]
+        vertex["red"], vertex["green"], vertex["blue"] = colors[:, 0], colors[:, 1], colors[:, 2]
+        vertex["label"] = self.voxel_labels()
+        vertex["observations"] = self.voxel_observations()
+        header = (
+            "ply\nformat binary_little_endian 1.0\ncomment pcseg VoxelLabelMap "
+            f"voxel_size={self.voxel_size} mode={self.mode} num_classes={self.num_classes}\n"
+            f"element vertex {self.num_voxels}\n"
+            "property float x\nproperty float y\nproperty float z\n"
+            "property uchar red\nproperty uchar green\nproperty uchar blue\n"
+            "property int label\nproperty float observations\nend_header\n"
+        )
+        with open(path, "wb") as file:
+            file.write(header.encode("ascii"))
+            file.write(vertex.tobytes())
+
+
+def default_palette(num_classes: int) -> np.ndarray:
+    """(C, 3) uint8 distinct colours, the same for every run (golden-ratio hues)."""
+    import colorsys
+
+    hues = (np.arange(num_classes) * 0.618033988749895) % 1.0
+    return np.array([colorsys.hsv_to_rgb(h, 0.75, 0.95) for h in hues]).__mul__(255).round().astype(np.uint8)
+
+
+# ----- late fusion ---------------------------------------------------------------------------
+class FusedPrediction(NamedTuple):
+    """probabilities (N, C) float32 fused distribution; labels (N,) int64 its argmax."""
+
+    probabilities: object
+    labels: object
+
+
+def late_fusion(
+    logits_3d,
+    probabilities_2d,
+    visible=None,
+    weight_3d: float = 1.0,
+    weight_2d: float = 1.0,
+    min_probability: float = 1e-3,
+) -> FusedPrediction:
+    """Weighted log-linear fusion of a 3D model's logits with painted 2D probabilities.
+
+    log p(c) = weight_3d * log_softmax(logits_3d)(c) + weight_2d * log(max(p_2d(c), min_probability)) + const.
+    logits_3d: (N, C) float; probabilities_2d: (N, C) float (e.g. `paint_points(...).probabilities`);
+    visible: optional (N,) bool: where False (no 2D observation) only the 3D term counts.
+    Returns FusedPrediction(probabilities (N, C), labels (N,)), same array kind as logits_3d.
+    """
+    logits_t, to_numpy = _as_tensor(logits_3d, "logits_3d")
+    probabilities_t, _ = _as_tensor(probabilities_2d, "probabilities_2d")
+    if logits_t.dim() != 2 or logits_t.shape[0] == 0:
+        raise ValueError(f"logits_3d must be (N, C) with N > 0, got shape {tuple(logits_t.shape)}")
+    if probabilities_t.shape != logits_t.shape:
+        raise ValueError(f"probabilities_2d must match logits_3d {tuple(logits_t.shape)}, got {tuple(probabilities_t.shape)}")
+    if weight_3d < 0 or weight_2d < 0:
+        raise ValueError(f"weights must be non-negative, got weight_3d={weight_3d}, weight_2d={weight_2d}")
+    dtype = torch.float64 if logits_t.dtype == torch.float64 else torch.float32
+    log_2d = probabilities_t.to(device=logits_t.device, dtype=dtype).clamp_min(min_probability).log()
+    if visible is not None:
+        visible_t, _ = _as_tensor(visible, "visible")
+        if visible_t.shape != (logits_t.shape[0],):
+            raise ValueError(f"visible must be (N,) with N={logits_t.shape[0]}, got {tuple(visible_t.shape)}")
+        log_2d = log_2d * visible_t.to(device=logits_t.device, dtype=dtype)[:, None]
+    fused = weight_3d * torch.log_softmax(logits_t.to(dtype), dim=1) + weight_2d * log_2d
+    probabilities = torch.softmax(fused, dim=1)
+    labels = torch.max(fused, dim=1).indices
+    return FusedPrediction(_back(probabilities, to_numpy), _back(labels, to_numpy))
