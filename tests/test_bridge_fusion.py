@@ -1,0 +1,206 @@
+"""VoxelLabelMap (bayes / mean / vote) and late_fusion: hand cases, a reference, real and rendered frames."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pcseg.bridge import KittiCalibration, PinholeCamera, VoxelLabelMap, default_palette, late_fusion
+from pcseg.data.synthetic import build_room, look_at_pose, render_view
+
+VOXEL_A = [0.1, 0.1, 0.1]  # voxel (0, 0, 0) at voxel_size 0.5
+VOXEL_B = [1.1, 0.0, 0.0]  # voxel (2, 0, 0)
+
+
+def _two_frames(fusion_map):
+    fusion_map.integrate(np.array([VOXEL_A, VOXEL_A, VOXEL_B]), labels=np.array([0, 1, 2]))
+    fusion_map.integrate(
+        np.array([VOXEL_A, VOXEL_B]), probabilities=np.array([[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    )
+
+
+def test_bayes_is_the_normalised_product_of_clamped_observations():
+    fusion_map = VoxelLabelMap(0.5, 3, "bayes", min_probability=1e-3)
+    _two_frames(fusion_map)
+    floor = 1e-3
+    product_a = np.array([1 * floor * 0.8, floor * 1 * 0.1, floor * floor * 0.1])
+    product_b = np.array([floor * 0.1, floor * 0.1, 1 * 0.8])
+    query = fusion_map.query(np.array([VOXEL_A, VOXEL_B, [9.0, 9.0, 9.0]]))
+    np.testing.assert_allclose(query.probabilities[0], product_a / product_a.sum(), rtol=1e-5)
+    np.testing.assert_allclose(query.probabilities[1], product_b / product_b.sum(), rtol=1e-5)
+    np.testing.assert_array_equal(query.labels, [0, 2, -1])
+    np.testing.assert_array_equal(query.known, [True, True, False])
+    np.testing.assert_array_equal(query.probabilities[2], 0.0)
+    np.testing.assert_array_equal(fusion_map.voxel_observations(), [3, 2])
+    np.testing.assert_allclose(fusion_map.voxel_points(), [VOXEL_A, VOXEL_B], atol=1e-12)
+
+
+def test_mean_and_vote():
+    mean_map = VoxelLabelMap(0.5, 3, "mean")
+    _two_frames(mean_map)
+    np.testing.assert_allclose(
+        mean_map.voxel_probabilities(), [[1.8 / 3, 1.1 / 3, 0.1 / 3], [0.05, 0.05, 0.9]], rtol=1e-6
+    )
+    vote_map = VoxelLabelMap(0.5, 3, "vote")
+    _two_frames(vote_map)
+    np.testing.assert_allclose(vote_map.voxel_probabilities(), [[2 / 3, 1 / 3, 0], [0, 0, 1]], rtol=1e-6)
+    np.testing.assert_array_equal(vote_map.voxel_labels(), [0, 2])
+
+
+def _reference_fusion(frames, voxel_size, num_classes, mode, floor):
+    """Dictionary-per-voxel fusion, one point at a time (the obvious, slow definition)."""
+    sums, counts = {}, {}
+    for points, probabilities in frames:
+        for point, probability in zip(points, probabilities):
+            key = tuple(np.floor(point / voxel_size).astype(int))
+            if mode == "bayes":
+                contribution = np.log(np.maximum(probability, floor))
+            elif mode == "mean":
+                contribution = probability
+            else:
+                contribution = np.eye(num_classes)[np.argmax(probability)]
+            sums[key] = sums.get(key, 0.0) + contribution
+            counts[key] = counts.get(key, 0) + 1
+    result = {}
+    for key, total in sums.items():
+        if mode == "bayes":
+            exp = np.exp(total - total.max())
+            result[key] = exp / exp.sum()
+        else:
+            result[key] = total / counts[key]
+    return result
+
+
+@pytest.mark.parametrize("mode", ["bayes", "mean", "vote"])
+def test_matches_per_voxel_reference_over_growing_frames(mode):
+    rng = np.random.default_rng(3)
+    frames = []
+    for frame in range(6):
+        # Each frame overlaps the previous ones and reaches new space (negative coordinates too).
+        points = rng.uniform(-1.0 + 0.4 * frame, 1.0 + 0.4 * frame, size=(400, 3))
+        probabilities = rng.dirichlet(np.ones(4), size=400).astype(np.float32)
+        frames.append((points, probabilities))
+    fusion_map = VoxelLabelMap(0.25, 4, mode)
+    for points, probabilities in frames:
+        fusion_map.integrate(torch.from_numpy(points), probabilities=torch.from_numpy(probabilities))
+    reference = _reference_fusion(frames, 0.25, 4, mode, fusion_map.min_probability)
+    assert fusion_map.num_voxels == len(reference)
+    all_points = np.concatenate([points for points, _ in frames])
+    query = fusion_map.query(all_points)
+    expected = np.stack([reference[tuple(np.floor(p / 0.25).astype(int))] for p in all_points])
+    np.testing.assert_allclose(query.probabilities, expected, atol=2e-5)
+    assert query.known.all()
+    # torch in, torch out for queries.
+    assert isinstance(fusion_map.query(torch.from_numpy(all_points[:5])).labels, torch.Tensor)
+
+
+def test_fusing_noisy_views_beats_every_single_view():
+    scene = build_room(1)
+    width, depth, _ = scene.size
+    camera = PinholeCamera(60.0, 60.0, 39.5, 29.5, 80, 60)
+    rng = np.random.default_rng(0)
+    views = []
+    for angle in np.linspace(0.0, 0.6, 5):
+        eye = [width / 2 + 0.5 * np.cos(angle), depth / 2 + 0.5 * np.sin(angle), 1.6]
+        pose = look_at_pose(eye, [width * 0.15, depth * 0.2, 0.7])
+        views.append((render_view(scene, camera, pose), pose))
+    num_classes = 13
+    fusion_map = VoxelLabelMap(0.1, num_classes, "bayes")
+    single_view_accuracy = []
+    evaluation = []
+    for view, pose in views:
+        truth = view["label"]
+        noisy = np.where(rng.random(truth.shape) < 0.4, rng.integers(0, num_classes, truth.shape), truth)
+        noisy[truth < 0] = 0
+        # A soft segmentation: 0.5 on the (noisy) label, the rest spread evenly.
+        scores = np.full((num_classes,) + truth.shape, 0.5 / (num_classes - 1), np.float32)
+        np.put_along_axis(scores, noisy[None], 0.5, axis=0)
+        depth_image = np.where(truth >= 0, view["depth"], 0.0)
+        fusion_map.integrate_rgbd(depth_image, scores, camera, pose, 1.0, 20.0, color=view["color"])
+        evaluation.append((depth_image, truth, pose))
+        valid = truth >= 0
+        single_view_accuracy.append(np.mean(noisy[valid] == truth[valid]))
+    from pcseg.bridge import backproject_depth
+
+    correct = total = 0
+    for depth_image, truth, pose in evaluation:
+        points, _, valid = backproject_depth(depth_image, camera, 1.0, 20.0, pose)
+        query = fusion_map.query(points)
+        correct += np.sum(query.labels == truth[valid])
+        total += len(points)
+    fused_accuracy = correct / total
+    assert max(single_view_accuracy) < 0.7
+    assert fused_accuracy > max(single_view_accuracy) + 0.15, (fused_accuracy, single_view_accuracy)
+    colors = fusion_map.voxel_colors()
+    assert np.isfinite(colors).all() and (colors >= 0).all() and (colors <= 1).all()
+
+
+def test_integrate_lidar_adds_only_visible_points(shared_data):
+    folder = shared_data / "kitti" / "000000"
+    points = np.fromfile(folder / "velodyne.bin", dtype=np.float32).reshape(-1, 4)[:, :3]
+    image = np.array(Image.open(folder / "image_2.png"))
+    camera, T_cam_from_velo = KittiCalibration.from_file(folder / "calib.txt").camera(2, image.shape[1], image.shape[0])
+    scores = np.random.default_rng(0).random((5, image.shape[0], image.shape[1]), dtype=np.float32)
+    from pcseg.bridge import paint_points
+
+    painted = paint_points(points, scores, camera, T_cam_from_velo)
+    fusion_map = VoxelLabelMap(0.2, 5, "mean")
+    T_world_from_velo = np.eye(4)
+    T_world_from_velo[:3, 3] = [100.0, 0.0, 0.0]
+    fusion_map.integrate_lidar(points, scores, camera, T_cam_from_velo, T_world_from_velo)
+    assert fusion_map.voxel_observations().sum() == painted.visible.sum()
+    query = fusion_map.query(points[painted.visible] + np.array([100.0, 0.0, 0.0], np.float32))
+    assert query.known.all()
+    assert not fusion_map.query(points[~painted.in_image] + np.array([100.0, 0, 0], np.float32)).known.all()
+
+
+def test_export_ply_reads_back_in_open3d(tmp_path):
+    import open3d
+
+    fusion_map = VoxelLabelMap(0.5, 3, "vote")
+    _two_frames(fusion_map)
+    palette = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
+    path = tmp_path / "map.ply"
+    fusion_map.export_ply(path, palette)
+    cloud = open3d.io.read_point_cloud(str(path))
+    np.testing.assert_allclose(np.asarray(cloud.points), fusion_map.voxel_points(), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(cloud.colors), palette[[0, 2]] / 255.0)
+    assert "property int label" in path.read_bytes()[:400].decode("ascii", errors="replace")
+    in_memory = fusion_map.to_open3d(palette)
+    np.testing.assert_allclose(np.asarray(in_memory.colors), palette[[0, 2]] / 255.0)
+    assert default_palette(20).shape == (20, 3) and len({tuple(c) for c in default_palette(20)}) == 20
+
+
+def test_late_fusion_log_linear():
+    logits = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    painted = np.array([[0.1, 0.8, 0.1], [0.0, 0.0, 1.0]])
+    fused = late_fusion(logits, painted, visible=np.array([True, False]), weight_3d=1.0, weight_2d=2.0)
+    log_3d = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    expected_0 = np.exp(log_3d[0] + 2.0 * np.log(painted[0]))
+    np.testing.assert_allclose(fused.probabilities[0], expected_0 / expected_0.sum(), rtol=1e-12)
+    # Not visible: the 3D prediction alone.
+    np.testing.assert_allclose(fused.probabilities[1], np.exp(log_3d[1]), rtol=1e-12)
+    np.testing.assert_array_equal(fused.labels, [1, 1])
+    torch_fused = late_fusion(torch.tensor(logits, dtype=torch.float32), torch.tensor(painted))
+    assert isinstance(torch_fused.labels, torch.Tensor)
+
+
+def test_bad_input_raises_named_errors():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        VoxelLabelMap(0.1, 3, "average")
+    with pytest.raises(ValueError, match="voxel_size"):
+        VoxelLabelMap(0.0, 3)
+    fusion_map = VoxelLabelMap(0.1, 3)
+    with pytest.raises(ValueError, match="points_world is empty"):
+        fusion_map.integrate(np.zeros((0, 3)), labels=np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match=r"probabilities must be \(N, C\) = \(2, 3\)"):
+        fusion_map.integrate(np.zeros((2, 3)), probabilities=np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"labels must lie in \[-1, 3\)"):
+        fusion_map.integrate(np.zeros((2, 3)), labels=np.array([0, 3]))
+    with pytest.raises(ValueError, match="exactly one of"):
+        fusion_map.integrate(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="points must be finite"):
+        fusion_map.integrate(np.array([[0.0, np.nan, 0.0]]), labels=np.array([0]))
+    with pytest.raises(ValueError, match="the map is empty"):
+        fusion_map.export_ply("unused.ply")
+    with pytest.raises(ValueError, match="probabilities_2d must match"):
+        late_fusion(np.zeros((2, 3)), np.zeros((2, 4)))
