@@ -69,6 +69,24 @@ def test_matches_open3d_on_nyu1407(shared_data):
     np.testing.assert_array_equal(color[pixels[:, 1], pixels[:, 0]], color[valid])
 
 
+def test_take_transfers_pixel_data_in_point_order(shared_data):
+    depth, color, camera = _nyu1407(shared_data)
+    depth = np.array(Image.open(shared_data / "nyu1407" / "rawdepth.png"))  # with holes
+    result = backproject_depth(depth, camera, 1000.0, 10.0)
+    assert not result.valid.all()
+    np.testing.assert_array_equal(result.take(color), color[result.valid])
+    labels = np.array(Image.open(shared_data / "nyu1407" / "DERIVED_class13_1407_crop425x560.png"))
+    np.testing.assert_array_equal(result.take(labels), labels[result.valid])
+    scores = np.random.default_rng(0).random((4,) + depth.shape, dtype=np.float32)
+    np.testing.assert_array_equal(result.take(scores, channels_first=True), scores[:, result.valid].T)
+    torch_result = backproject_depth(torch.from_numpy(depth.astype(np.int32)), camera, 1000.0, 10.0)
+    taken = torch_result.take(torch.from_numpy(color))
+    assert isinstance(taken, torch.Tensor)
+    np.testing.assert_array_equal(taken.numpy(), color[result.valid])
+    with pytest.raises(ValueError, match="image must be"):
+        result.take(color[:10])
+
+
 def test_sunrgbd_raw_frame_floor_is_horizontal(shared_data):
     frame = next((shared_data / "sunrgbd" / "raw").iterdir())
     depth = decode_sunrgbd_depth(np.array(Image.open(next((frame / "depth").glob("*.png")))))

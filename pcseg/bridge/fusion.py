@@ -217,28 +217,26 @@ class VoxelLabelMap:
         segmentation: (H, W) int label map or (C, H, W) float probabilities / logits (`scores`).
         color: optional (H, W, 3) uint8 or float image for the export colours.
         """
-        points, _, valid = backproject_depth(depth, camera, depth_scale, depth_trunc, T_world_from_camera)
+        backprojected = backproject_depth(depth, camera, depth_scale, depth_trunc, T_world_from_camera)
         segmentation_t, _ = _as_tensor(segmentation, "segmentation")
         camera.check_image_shape(segmentation_t.shape, "segmentation")
-        valid_t, _ = _as_tensor(valid, "valid")
-        valid_t = valid_t.to(segmentation_t.device)
         colors = None
         if color is not None:
             color_t, _ = _as_tensor(color, "color")
-            if color_t.shape[:2] != (camera.height, camera.width) or color_t.dim() != 3:
+            if color_t.dim() != 3 or tuple(color_t.shape) != (camera.height, camera.width, 3):
                 raise ValueError(f"color must be (H, W, 3) = ({camera.height}, {camera.width}, 3), got {tuple(color_t.shape)}")
-            colors = color_t[valid_t.to(color_t.device)]
+            colors = backprojected.take(color_t)
         if segmentation_t.is_floating_point():
             if segmentation_t.dim() != 3:
                 raise ValueError(f"score segmentation must be (C, H, W), got shape {tuple(segmentation_t.shape)}")
-            probabilities = segmentation_t[:, valid_t].T
+            if scores not in ("probabilities", "logits"):
+                raise ValueError(f"scores must be 'probabilities' or 'logits', got {scores!r}")
+            probabilities = backprojected.take(segmentation_t, channels_first=True)
             if scores == "logits":
                 probabilities = torch.softmax(probabilities.to(torch.float32), dim=1)
-            elif scores != "probabilities":
-                raise ValueError(f"scores must be 'probabilities' or 'logits', got {scores!r}")
-            self.integrate(points, probabilities=probabilities, colors=colors)
+            self.integrate(backprojected.points, probabilities=probabilities, colors=colors)
         else:
-            self.integrate(points, labels=segmentation_t[valid_t], colors=colors)
+            self.integrate(backprojected.points, labels=backprojected.take(segmentation_t), colors=colors)
 
     def integrate_lidar(self, points, segmentation, camera: PinholeCamera, T_camera_from_points, T_world_from_points=None, **paint_options) -> None:
         """Paint one LiDAR scan (N, 3) from one camera image and integrate its visible points.

@@ -7,6 +7,7 @@ centres, (u, v) = (column, row); see `pcseg.bridge.camera`. Poses are 4x4
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -84,13 +85,68 @@ class BackprojectedDepth(NamedTuple):
         row-major pixel order (the order of Open3D's `create_from_rgbd_image`).
     pixels: (N, 2) int64 (u, v) = (column, row) of the pixel each point came from.
     valid: (H, W) bool, the valid pixels: 0 < depth / depth_scale < depth_trunc.
-        `image[valid]` (or `image[..., valid]` for channels-first) lists per-pixel data
-        (colours, labels, scores) in the same order as `points`.
+        `image[valid]` lists per-pixel data in the same order as `points`; `take(image)`
+        does the same faster.
     """
 
     points: object
     pixels: object
     valid: object
+
+    def take(self, image, channels_first: bool = False):
+        """Per-point values of a per-pixel image: colours, a label map, class scores.
+
+        image: (H, W, ...) (or (C, H, W) with channels_first=True), numpy or torch.
+        Returns (N, ...) (or (N, C)) in the order of `points`, the image's array kind.
+        Same result as `image[valid]` (numpy's boolean indexing of (H, W, 3) uint8 is
+        about 8x slower than this row gather).
+        """
+        image_t, to_numpy = _as_tensor(image, "image")
+        valid_t, _ = _as_tensor(self.valid, "valid")
+        height, width = valid_t.shape
+        if channels_first:
+            if image_t.dim() != 3 or tuple(image_t.shape[1:]) != (height, width):
+                raise ValueError(f"image must be (C, {height}, {width}) with channels_first, got {tuple(image_t.shape)}")
+            flat_index = _flat_nonzero(valid_t.to(image_t.device))
+            return _back(image_t.reshape(image_t.shape[0], -1).index_select(1, flat_index).T, to_numpy)
+        if tuple(image_t.shape[:2]) != (height, width):
+            raise ValueError(f"image must be ({height}, {width}, ...), got {tuple(image_t.shape)}")
+        flat_index = _flat_nonzero(valid_t.to(image_t.device))
+        return _back(_take_rows(image_t.reshape((height * width,) + tuple(image_t.shape[2:])), flat_index), to_numpy)
+
+
+def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """(M,) int64 flat indices of the True entries of `mask`, ascending."""
+    if mask.device.type == "cpu":
+        # numpy's flatnonzero is ~8x faster than torch.nonzero on the CPU (zero-copy views).
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return torch.nonzero(mask.reshape(-1)).squeeze(1)
+
+
+def _take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] along dim 0 for a 1-D int64 index."""
+    if table.device.type == "cpu" and table.dtype != torch.bfloat16 and not table.requires_grad:
+        # numpy's take copies short rows several times faster than index_select on the CPU.
+        return torch.from_numpy(np.take(table.numpy(), index.numpy(), axis=0))
+    return table.index_select(0, index)
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_grids(camera: PinholeCamera, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel ray directions (H*W, 3) ((u - cx) / fx, (v - cy) / fy, 1) and pixels (H*W, 2) int64 (u, v).
+
+    Cached per camera: back-projecting a frame is then a gather and one multiply.
+    """
+    slope_x = ((torch.arange(camera.width, dtype=torch.float64) - camera.cx) / camera.fx).to(dtype)
+    slope_y = ((torch.arange(camera.height, dtype=torch.float64) - camera.cy) / camera.fy).to(dtype)
+    shape = (camera.height, camera.width)
+    rays = torch.stack(
+        [slope_x[None, :].expand(shape), slope_y[:, None].expand(shape), torch.ones(shape, dtype=dtype)], dim=-1
+    )
+    columns = torch.arange(camera.width)[None, :].expand(shape)
+    rows = torch.arange(camera.height)[:, None].expand(shape)
+    pixels = torch.stack([columns, rows], dim=-1)
+    return rays.reshape(-1, 3).contiguous().to(device), pixels.reshape(-1, 2).contiguous().to(device)
 
 
 def backproject_depth(
@@ -106,10 +162,11 @@ def backproject_depth(
         Pixels with z <= 0, z >= depth_trunc or non-finite z are invalid (Open3D's rules).
     camera: PinholeCamera of size W x H (0-based pixel centres).
     depth_scale: raw depth units per metre (1000 for millimetre PNGs, 1 for float metres).
-    depth_trunc: farthest valid depth in metres (float('inf') keeps all).
+    depth_trunc: depth in metres from which pixels are dropped (float('inf') keeps all).
     T_world_from_camera: optional (4, 4) pose; points are returned in the world frame.
     Returns BackprojectedDepth(points (N, 3), pixels (N, 2) int64, valid (H, W) bool),
     same array kind as `depth`. Matches Open3D's `create_from_rgbd_image` point for point.
+    Transfer per-pixel data (colours, labels, scores) with `result.take(image)`.
     """
     depth_t, to_numpy = _as_tensor(depth, "depth")
     if depth_t.dim() != 2:
@@ -124,24 +181,16 @@ def backproject_depth(
     if T_world_from_camera is not None:
         pose = _check_pose(T_world_from_camera, "T_world_from_camera", dtype, depth_t.device)
 
-    height, width = depth_t.shape
     # Dividing in the working precision (float32 unless float64) is what Open3D does too.
     z = depth_t.to(dtype) / _rounded_to(depth_scale, dtype)
     # Open3D drops z >= depth_trunc (its docs say '>', its code says '>='); NaN compares False.
     valid = (z > 0) & (z < depth_trunc)
-    flat_index = torch.nonzero(valid.view(-1)).squeeze(1)
-    z_valid = z.view(-1).index_select(0, flat_index)
-    rows = torch.div(flat_index, width, rounding_mode="floor")
-    columns = flat_index - rows * width
-    # Per-column / per-row ray slopes: one multiply per coordinate instead of subtract+divide.
-    slope_x = (torch.arange(width, device=depth_t.device, dtype=torch.float64) - camera.cx) / camera.fx
-    slope_y = (torch.arange(height, device=depth_t.device, dtype=torch.float64) - camera.cy) / camera.fy
-    points = torch.stack(
-        [slope_x.to(dtype).index_select(0, columns) * z_valid, slope_y.to(dtype).index_select(0, rows) * z_valid, z_valid],
-        dim=1,
-    )
+    flat_index = _flat_nonzero(valid)
+    z_valid = _take_rows(z.reshape(-1), flat_index)
+    rays, pixel_grid = _pixel_grids(camera, dtype, depth_t.device)
+    points = _take_rows(rays, flat_index).mul_(z_valid[:, None])
     points = _transform(points, pose)
-    pixels = torch.stack([columns, rows], dim=1)
+    pixels = _take_rows(pixel_grid, flat_index)
     return BackprojectedDepth(_back(points, to_numpy), _back(pixels, to_numpy), _back(valid, to_numpy))
 
 
