@@ -38,9 +38,13 @@ from pcseg.data.synthetic import build_room, look_at_pose, render_view
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def _median_ms(statement: str, globals_: dict, threads: int, min_run_time: float) -> float:
-    timer = benchmark.Timer(statement, globals=globals_, num_threads=threads)
-    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+def _median_ms(statements: dict[str, str], globals_: dict, threads: int, min_run_time: float) -> dict[str, float]:
+    """Median milliseconds of each statement (label -> statement), timed one after the other."""
+    medians = {}
+    for label, statement in statements.items():
+        timer = benchmark.Timer(statement, globals=globals_, num_threads=threads, label=label)
+        medians[label] = timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+    return medians
 
 
 # ----- input builders ------------------------------------------------------------------------
@@ -164,13 +168,14 @@ def bench_backproject(threads_list, min_run_time):
     names = {"open3d": open3d_rgbd_points, "pcseg": pcseg_transfer, "pcseg_torch": pcseg_transfer_torch}
     scope = dict(names, depth_mm=depth_mm, color=color, intrinsic=intrinsic, depth_trunc=depth_trunc)
     for threads in threads_list:
-        open3d_ms = _median_ms("open3d(depth_mm, color, intrinsic, depth_trunc)", scope, threads, min_run_time)
-        ours_ms = _median_ms("pcseg()", scope, threads, min_run_time)
-        torch_ms = _median_ms("pcseg_torch()", scope, threads, min_run_time)
+        ms = _median_ms(
+            {"open3d": "open3d(depth_mm, color, intrinsic, depth_trunc)", "numpy": "pcseg()", "torch": "pcseg_torch()"},
+            scope, threads, min_run_time,
+        )
         print(
-            f"  torch threads={threads}: open3d create_from_rgbd_image (points+colours) {open3d_ms:7.2f} ms | "
-            f"pcseg numpy (points+colours+labels) {ours_ms:6.2f} ms ({open3d_ms / ours_ms:.2f}x) | "
-            f"pcseg torch {torch_ms:6.2f} ms ({open3d_ms / torch_ms:.2f}x)"
+            f"  torch threads={threads}: open3d create_from_rgbd_image (points+colours) {ms['open3d']:7.2f} ms | "
+            f"pcseg numpy (points+colours+labels) {ms['numpy']:6.2f} ms ({ms['open3d'] / ms['numpy']:.2f}x) | "
+            f"pcseg torch {ms['torch']:6.2f} ms ({ms['open3d'] / ms['torch']:.2f}x)"
         )
 
 
@@ -205,17 +210,20 @@ def bench_paint(threads_list, min_run_time):
             "points_numpy": points, "scores_numpy": scores_numpy, "projection": projection,
         }
         for threads in threads_list:
-            ours = _median_ms("paint_points(points, scores, camera, pose)", scope, threads, min_run_time)
-            radius = _median_ms("paint_points(points, scores, camera, pose, zbuffer_radius=2)", scope, threads, min_run_time)
-            bilinear = _median_ms(
-                "paint_points(points, scores, camera, pose, sampling='bilinear')", scope, threads, min_run_time
+            ms = _median_ms(
+                {
+                    "ours": "paint_points(points, scores, camera, pose)",
+                    "radius": "paint_points(points, scores, camera, pose, zbuffer_radius=2)",
+                    "bilinear": "paint_points(points, scores, camera, pose, sampling='bilinear')",
+                    "plain": "numpy_pointpainting(points_numpy, scores_numpy, projection)",
+                    "zbuffer": "numpy_zbuffer_painting(points_numpy, scores_numpy, projection)",
+                },
+                scope, threads, min_run_time,
             )
-            plain = _median_ms("numpy_pointpainting(points_numpy, scores_numpy, projection)", scope, threads, min_run_time)
-            zbuffer = _median_ms("numpy_zbuffer_painting(points_numpy, scores_numpy, projection)", scope, threads, min_run_time)
             print(
-                f"  torch threads={threads}: pcseg z-buffer {ours:6.2f} ms | radius 2 {radius:6.2f} ms | "
-                f"bilinear {bilinear:6.2f} ms | numpy PointPainting (no z, no occlusion) {plain:6.2f} ms "
-                f"({plain / ours:.2f}x) | numpy z-buffer {zbuffer:6.2f} ms ({zbuffer / ours:.2f}x)"
+                f"  torch threads={threads}: pcseg z-buffer {ms['ours']:6.2f} ms | radius 2 {ms['radius']:6.2f} ms | "
+                f"bilinear {ms['bilinear']:6.2f} ms | numpy PointPainting (no z, no occlusion) {ms['plain']:6.2f} ms "
+                f"({ms['plain'] / ms['ours']:.2f}x) | numpy z-buffer {ms['zbuffer']:6.2f} ms ({ms['zbuffer'] / ms['ours']:.2f}x)"
             )
 
 

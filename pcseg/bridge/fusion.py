@@ -162,13 +162,12 @@ class VoxelLabelMap:
         frame_sums = self._frame_sums(point_to_frame_voxel, frame_keys.shape[0], probabilities_t, labels_t)
         rows = self._rows_for(frame_keys)
         self._accumulators.index_add_(0, rows, frame_sums)
-        ones = torch.ones(point_to_frame_voxel.shape[0], dtype=torch.float32, device=self.device)
-        frame_counts = torch.zeros(frame_keys.shape[0], dtype=torch.float32, device=self.device)
-        frame_counts.index_add_(0, point_to_frame_voxel, ones)
+        frame_counts = torch.bincount(point_to_frame_voxel, minlength=frame_keys.shape[0]).to(torch.float32)
         self._observations.index_add_(0, rows, frame_counts)
-        positions = torch.zeros((frame_keys.shape[0], 3), dtype=torch.float64, device=self.device)
-        positions.index_add_(0, point_to_frame_voxel, points_t.to(torch.float64))
-        self._position_sums.index_add_(0, rows, positions)
+        # Per-frame sums in the points' precision, the running sums in float64.
+        positions = torch.zeros((frame_keys.shape[0], 3), dtype=points_t.dtype, device=self.device)
+        positions.index_add_(0, point_to_frame_voxel, points_t)
+        self._position_sums.index_add_(0, rows, positions.to(torch.float64))
         if colors_t is not None:
             frame_colors = torch.zeros((frame_keys.shape[0], 3), dtype=torch.float32, device=self.device)
             frame_colors.index_add_(0, point_to_frame_voxel, colors_t)
@@ -260,17 +259,22 @@ class VoxelLabelMap:
     # ----- lookup ------------------------------------------------------------------------
     def _keys_of(self, points: torch.Tensor) -> torch.Tensor:
         """(N,) int64 packed voxel keys of (N, 3) points."""
-        coordinates = torch.floor(points / self.voxel_size)
-        if not bool(torch.isfinite(coordinates).all()):
-            raise ValueError("points must be finite")
-        low, high = float(coordinates.min()), float(coordinates.max())
-        if low < -_KEY_OFFSET or high >= _KEY_OFFSET:
+        dtype = torch.float64 if points.dtype == torch.float64 else torch.float32
+        # floor(p / size) + offset stays an exact integer in float32 (< 2^22 < 2^24).
+        shifted = torch.floor(points.to(dtype) * (1.0 / self.voxel_size)).add_(_KEY_OFFSET)
+        low, high = (float(value) for value in torch.aminmax(shifted))
+        if not (low >= 0 and high < 2 * _KEY_OFFSET):  # NaN fails both comparisons
+            if not bool(torch.isfinite(points).all()):
+                raise ValueError("points must be finite")
             raise ValueError(
-                f"points span voxel indices [{low:.0f}, {high:.0f}], beyond the map's +-{_KEY_OFFSET} "
-                f"(+-{_KEY_OFFSET * self.voxel_size:.0f} m at voxel_size={self.voxel_size})"
+                f"points span voxel indices [{low - _KEY_OFFSET:.0f}, {high - _KEY_OFFSET:.0f}], beyond the "
+                f"map's +-{_KEY_OFFSET} (+-{_KEY_OFFSET * self.voxel_size:.0f} m at voxel_size={self.voxel_size})"
             )
-        coordinates = coordinates.to(torch.int64) + _KEY_OFFSET
-        return (coordinates[:, 0] << (2 * _KEY_BITS)) | (coordinates[:, 1] << _KEY_BITS) | coordinates[:, 2]
+        coordinates = shifted.to(torch.int64)
+        keys = coordinates[:, 0] << (2 * _KEY_BITS)
+        keys |= coordinates[:, 1] << _KEY_BITS
+        keys |= coordinates[:, 2]
+        return keys
 
     def _find_rows(self, sorted_query_keys: torch.Tensor) -> torch.Tensor:
         """(U,) int64 row of each key in the map, -1 where absent."""
