@@ -31,6 +31,16 @@ NUM_CLASSES = len(S3DIS_CLASS_NAMES)
 
 TEXTURE_NONE, TEXTURE_TILES, TEXTURE_STRIPES = 0, 1, 2
 
+# Relative sampling density per class: a scanner standing in the room is closer to the
+# furniture than to the far walls and ceiling, so objects get more points per m^2 (S3DIS
+# shows the same); it also keeps the small classes from drowning in walls and floor.
+CLASS_DENSITY = np.array([
+    1.0, 1.0, 1.0, 1.0, 1.5,    # ceiling, floor, wall, beam, column
+    1.5, 1.5,                   # window, door
+    2.0, 2.0, 2.0, 1.0,         # table, chair, sofa, bookcase (books already add much area)
+    2.0, 2.0,                   # board, clutter
+])
+
 
 @dataclass
 class Quad:
@@ -296,7 +306,7 @@ def _add_columns(b: _Builder, walls, height, footprints, floor_quad, ceiling_qua
                  color) -> None:
     """0-2 rectangular columns engaged in walls, full height, in the wall colour."""
     rng = b.rng
-    for _ in range(rng.choice([0, 1, 1, 2])):
+    for _ in range(rng.choice([0, 1, 2, 2])):
         wall = walls[rng.integers(4)]
         col_w, col_d = rng.uniform(0.35, 0.7), rng.uniform(0.2, 0.5)
         s = rng.uniform(col_w / 2 + 0.05, wall.length - col_w / 2 - 0.05)
@@ -390,7 +400,7 @@ def _add_doors(b: _Builder, walls, height, footprints) -> None:
 def _add_windows(b: _Builder, walls, height) -> None:
     """0-3 windows: deep reveal (12-25 cm) to a glass pane with mullions, and a sill."""
     rng = b.rng
-    for _ in range(rng.choice([0, 1, 2, 2, 3])):
+    for _ in range(rng.choice([1, 2, 2, 3])):
         for _attempt in range(10):
             wall = walls[rng.integers(4)]
             win_w = rng.uniform(0.8, min(2.6, wall.length - 0.6))
@@ -421,7 +431,7 @@ def _add_windows(b: _Builder, walls, height) -> None:
 def _add_boards(b: _Builder, walls, height) -> None:
     """0-2 boards (white, chalk or cork), 2 cm proud of the wall, with a metal frame and tray."""
     rng = b.rng
-    for _ in range(rng.choice([0, 1, 1, 2])):
+    for _ in range(rng.choice([1, 1, 2])):
         for _attempt in range(10):
             wall = walls[rng.integers(4)]
             board_w = rng.uniform(1.0, min(2.8, wall.length - 0.5))
@@ -439,7 +449,7 @@ def _add_boards(b: _Builder, walls, height) -> None:
             _wall_box(b, wall, (s0 + s1) / 2, z0, 0.0, (board_w, proud, board_h), BOARD, inst,
                       surface, skip=("-y",))
             # frame bars along the edges, slightly prouder than the surface
-            bar = 0.025
+            bar = rng.uniform(0.03, 0.05)
             for z in (z0, z0 + board_h - bar):
                 _wall_box(b, wall, (s0 + s1) / 2, z, 0.0, (board_w, proud + 0.008, bar), BOARD,
                           inst, frame)
@@ -509,7 +519,7 @@ def _add_bookcases(b: _Builder, walls, height, footprints, floor_quad, width, de
 def _add_sofas(b: _Builder, walls, footprints, width, depth) -> None:
     """0-2 sofas, back to a wall or free-standing: seat, backrest, two armrests."""
     rng = b.rng
-    for _ in range(rng.choice([0, 0, 1, 1, 2])):
+    for _ in range(rng.choice([0, 1, 1, 2])):
         for _attempt in range(10):
             sofa_l, sofa_d = rng.uniform(1.4, 2.4), rng.uniform(0.8, 1.0)
             if rng.random() < 0.7:
@@ -607,7 +617,7 @@ def _add_tables_and_chairs(b: _Builder, footprints, width, depth) -> list[tuple[
             tab_l, tab_w = rng.uniform(1.0, 2.4), rng.uniform(0.6, 1.0)
             yaw = rng.choice([0.0, math.pi / 2]) + (rng.normal(0, 0.2) if rng.random() < 0.3 else 0.0)
             center = np.array([rng.uniform(0.6, width - 0.6), rng.uniform(0.6, depth - 0.6)])
-            ext = _rotated_extent(tab_l + 1.0, tab_w + 1.0, yaw)   # room for chairs around it
+            ext = _rotated_extent(tab_l + 1.0, tab_w + 1.4, yaw)   # room for chairs around it
             x0, x1, y0, y1 = center[0] - ext[0], center[0] + ext[0], center[1] - ext[1], center[1] + ext[1]
             if x0 < 0.0 or y0 < 0.0 or x1 > width or y1 > depth or not footprints.free(x0, x1, y0, y1):
                 continue
@@ -810,7 +820,7 @@ def sample_room(scene: RoomScene, num_points: int = 100_000, seed: int | None = 
         raise ValueError(f"num_points must be positive, got {num_points}")
     rng = np.random.default_rng([scene.seed if seed is None else seed, 1])
     q = scene.arrays()
-    weights = q["open_area"] * q["density"]
+    weights = q["open_area"] * q["density"] * CLASS_DENSITY[q["label"]]
     weights = weights / weights.sum()
     hole_quad, hole_rect = [], []
     for i, quad in enumerate(scene.quads):
