@@ -241,3 +241,19 @@ def test_kitti_zbuffer_reports_occluded_points(shared_data):
     # A wider z-buffer footprint hides more of the background seen through LiDAR gaps.
     wider = paint_points(points, scores, camera, T_cam_from_velo, zbuffer_radius=2)
     assert wider.occluded.sum() > painted.occluded.sum()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_device_results_equal_numpy_results(device, shared_data):
+    points, image, camera, T_cam_from_velo, _ = _kitti(shared_data)
+    scores = np.random.default_rng(0).random((4, image.shape[0], image.shape[1]), dtype=np.float32)
+    expected = paint_points(points, scores, camera, T_cam_from_velo, zbuffer_radius=1)
+    painted = paint_points(
+        torch.from_numpy(points).to(device), torch.from_numpy(scores).to(device), camera, T_cam_from_velo, zbuffer_radius=1
+    )
+    assert painted.probabilities.device.type == device
+    for name in ("visible", "occluded", "in_image", "labels"):
+        np.testing.assert_array_equal(getattr(painted, name).cpu().numpy(), getattr(expected, name), err_msg=name)
+    rendered = render_labels(torch.from_numpy(points).to(device), painted.labels.clamp(min=0), camera, T_cam_from_velo)
+    expected_render = render_labels(points, np.clip(expected.labels, 0, None), camera, T_cam_from_velo)
+    np.testing.assert_array_equal(rendered.labels.cpu().numpy(), expected_render.labels)

@@ -241,7 +241,11 @@ def _project(points: torch.Tensor, camera: PinholeCamera, T_camera_from_points):
     column = torch.floor(u + 0.5)
     row = torch.floor(v + 0.5)
     in_image = (depth > 0) & (column >= 0) & (column < camera.width) & (row >= 0) & (row < camera.height)
-    flat_index = torch.where(in_image, row * camera.width + column, -1.0).to(torch.int64)
+    if camera.width * camera.height <= 2**24 or column.dtype == torch.float64:
+        # row * W + column is an exact integer in float32 below 2^24 pixels.
+        flat_index = torch.where(in_image, row * camera.width + column, -1.0).to(torch.int64)
+    else:
+        flat_index = torch.where(in_image, row.double() * camera.width + column.double(), -1.0).to(torch.int64)
     return torch.stack([u, v], dim=1), depth, in_image, flat_index
 
 
