@@ -222,12 +222,13 @@ def project_points(points, camera: PinholeCamera, T_camera_from_points=None) -> 
     and float dtype as `points`.
     """
     points_t, to_numpy = _as_tensor(points, "points")
-    result = _project(points_t, camera, T_camera_from_points)
-    return ProjectedPoints(*(_back(tensor, to_numpy) for tensor in result[:3]))
+    u, v, depth, in_image, _ = _project(points_t, camera, T_camera_from_points)
+    result = (torch.stack([u, v], dim=1), depth, in_image)
+    return ProjectedPoints(*(_back(tensor, to_numpy) for tensor in result))
 
 
 def _project(points: torch.Tensor, camera: PinholeCamera, T_camera_from_points):
-    """(pixels (N, 2), depth (N,), in_image (N,), flat pixel index (N,) int64, -1 outside)."""
+    """(u (N,), v (N,), depth (N,), in_image (N,) bool, flat pixel index (N,) int64, -1 outside)."""
     _check_points(points)
     pose = None
     if T_camera_from_points is not None:
@@ -235,18 +236,18 @@ def _project(points: torch.Tensor, camera: PinholeCamera, T_camera_from_points):
     x, y, depth = _transform_coordinates(points, pose)
     # Dividing behind-camera points too keeps this branch-free; they are masked out below.
     inverse_depth = 1.0 / depth
-    u = x * inverse_depth * camera.fx + camera.cx
-    v = y * inverse_depth * camera.fy + camera.cy
+    u = torch.addcmul(torch.tensor(camera.cx, dtype=x.dtype, device=x.device), x, inverse_depth, value=camera.fx)
+    v = torch.addcmul(torch.tensor(camera.cy, dtype=y.dtype, device=y.device), y, inverse_depth, value=camera.fy)
     # Nearest pixel centre; NaN / inf (z = 0) fail every comparison below.
     column = torch.floor(u + 0.5)
     row = torch.floor(v + 0.5)
     in_image = (depth > 0) & (column >= 0) & (column < camera.width) & (row >= 0) & (row < camera.height)
     if camera.width * camera.height <= 2**24 or column.dtype == torch.float64:
         # row * W + column is an exact integer in float32 below 2^24 pixels.
-        flat_index = torch.where(in_image, row * camera.width + column, -1.0).to(torch.int64)
+        flat_index = torch.where(in_image, row.mul_(camera.width).add_(column), -1.0).to(torch.int64)
     else:
         flat_index = torch.where(in_image, row.double() * camera.width + column.double(), -1.0).to(torch.int64)
-    return torch.stack([u, v], dim=1), depth, in_image, flat_index
+    return u, v, depth, in_image, flat_index
 
 
 def _nearest_depth_per_pixel(flat_index: torch.Tensor, depth: torch.Tensor, num_pixels: int) -> torch.Tensor:
@@ -338,9 +339,9 @@ def paint_points(
         probability_dtype = _float_dtype(segmentation_t)
     camera.check_image_shape(segmentation_t.shape, "segmentation")
 
-    pixels, depth, in_image, flat_index = _project(points_t, camera, T_camera_from_points)
+    u, v, depth, in_image, flat_index = _project(points_t, camera, T_camera_from_points)
     num_pixels = camera.height * camera.width
-    image_points = torch.nonzero(in_image).squeeze(1)
+    image_points = _flat_nonzero(in_image)
     image_flat = flat_index.index_select(0, image_points)
     image_depth = depth.index_select(0, image_points)
 
@@ -362,7 +363,7 @@ def paint_points(
         limit = nearest.index_select(0, image_flat)
         hidden = image_depth > limit + occlusion_tolerance + occlusion_tolerance_relative * limit
         occluded[image_points] = hidden
-        keep = torch.nonzero(~hidden).squeeze(1)
+        keep = _flat_nonzero(~hidden)
         image_points = image_points.index_select(0, keep)
         image_flat = image_flat.index_select(0, keep)
 
@@ -371,14 +372,18 @@ def paint_points(
     if sampling == "nearest":
         sampled = _sample_pixels(segmentation_t, image_flat, num_classes, is_label_map, scores, probability_dtype)
     else:
-        sampled = _sample_bilinear(
-            segmentation_t, pixels.index_select(0, image_points), camera, num_classes, is_label_map, scores, probability_dtype
-        )
-    probabilities = torch.zeros((points_t.shape[0], num_classes), dtype=probability_dtype, device=points_t.device)
-    probabilities[image_points] = sampled.T
-    labels = torch.full((points_t.shape[0],), -1, dtype=torch.int64, device=points_t.device)
+        pixels = torch.stack([u.index_select(0, image_points), v.index_select(0, image_points)], dim=1)
+        sampled = _sample_bilinear(segmentation_t, pixels, camera, num_classes, is_label_map, scores, probability_dtype)
+    # Every output row is gathered from a table of the M visible rows plus one row for
+    # "not visible" (zeros / -1): one pass over (N, C) instead of fill-then-scatter.
+    num_visible = image_points.shape[0]
+    table_row = torch.full((points_t.shape[0],), num_visible, dtype=torch.int64, device=points_t.device)
+    table_row[image_points] = torch.arange(num_visible, device=points_t.device)
+    zero_row = torch.zeros((1, num_classes), dtype=probability_dtype, device=points_t.device)
+    probabilities = _take_rows(torch.cat([sampled.T, zero_row]), table_row)
     # torch.max(dim) is 5x faster than argmax here on the CPU; both pick the first maximum.
-    labels[image_points] = torch.max(sampled, dim=0).indices
+    label_table = torch.cat([torch.max(sampled, dim=0).indices, torch.tensor([-1], device=points_t.device)])
+    labels = _take_rows(label_table, table_row)
     result = (probabilities, labels, visible, in_image, occluded)
     return PaintedPoints(*(_back(tensor, to_numpy) for tensor in result))
 
@@ -456,9 +461,9 @@ def render_labels(points, labels, camera: PinholeCamera, T_camera_from_points=No
     labels_t = labels_t.to(points_t.device)
     if labels_t.shape != (points_t.shape[0],) or labels_t.is_floating_point():
         raise ValueError(f"labels must be (N,) integers with N={points_t.shape[0]}, got {tuple(labels_t.shape)} {labels_t.dtype}")
-    _, depth, in_image, flat_index = _project(points_t, camera, T_camera_from_points)
+    _, _, depth, in_image, flat_index = _project(points_t, camera, T_camera_from_points)
     num_pixels = camera.height * camera.width
-    image_points = torch.nonzero(in_image).squeeze(1)
+    image_points = _flat_nonzero(in_image)
     image_flat = flat_index.index_select(0, image_points)
     image_depth = depth.index_select(0, image_points)
     nearest = _nearest_depth_per_pixel(image_flat, image_depth, num_pixels)
