@@ -149,7 +149,8 @@ def test_splits_and_room_dataset(raw_s3dis, tmp_path):
     with pytest.raises(ValueError, match="test_area"):
         s3dis.split_areas("train", 7)
     out = tmp_path / "cache"
-    s3dis.prepare_s3dis(raw_s3dis[0], out, progress=False)
+    # pointing at the folder the archive was unpacked into works too
+    s3dis.prepare_s3dis(raw_s3dis[0].parent, out, progress=False)
     train = s3dis.S3DISRooms(out, "train", test_area=5)
     test = s3dis.S3DISRooms(out, "test", test_area=5)
     assert len(train) == 1 and len(test) == 1

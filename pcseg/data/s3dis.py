@@ -128,10 +128,14 @@ class RawRoom:
 
 
 def list_raw_rooms(raw_dir: str | Path) -> list[RawRoom]:
-    """The rooms under `raw_dir` (`Area_k/<room>/Annotations`), sorted by area and name."""
+    """The rooms under `raw_dir` (`Area_k/<room>/Annotations`, or the same inside
+    `raw_dir/Stanford3dDataset_v1.2_Aligned_Version`), sorted by area and name."""
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise FileNotFoundError(f"S3DIS raw folder not found: {raw_dir}")
+    nested = raw_dir / "Stanford3dDataset_v1.2_Aligned_Version"
+    if not any(raw_dir.glob("Area_*")) and nested.is_dir():
+        raw_dir = nested       # pointed at the folder the archive was unpacked into
     rooms = []
     for area_dir in sorted(raw_dir.glob("Area_*")):
         match = re.fullmatch(r"Area_(\d+)", area_dir.name)
