@@ -144,6 +144,14 @@ def test_paint_bad_input_raises_named_errors():
     pose[1, 1] = np.nan
     with pytest.raises(ValueError, match="T_camera_from_points has non-finite"):
         project_points(points, CAMERA, pose)
+    projective = np.eye(4)
+    projective[3, 2] = 1.0
+    with pytest.raises(ValueError, match=r"must have last row \[0, 0, 0, 1\]"):
+        project_points(points, CAMERA, projective)
+    # A pose that went through inversions carries rounding noise in its last row: accepted.
+    noisy = np.eye(4)
+    noisy[3, :3] = 1e-12
+    assert project_points(points, CAMERA, noisy).in_image.all()
     with pytest.raises(ValueError, match=r"depth_image has shape \(4, 3\)"):
         paint_points(points, np.zeros((2, 3, 4), np.float32), CAMERA, occlusion="depth", depth_image=np.ones((4, 3)))
     with pytest.raises(ValueError, match="occlusion must be"):

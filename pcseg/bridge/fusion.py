@@ -20,6 +20,7 @@ from pcseg.bridge.projection import (
     _back,
     _check_points,
     _check_pose,
+    _transform,
     backproject_depth,
     paint_points,
 )
@@ -253,7 +254,7 @@ class VoxelLabelMap:
         points_visible = points_t.index_select(0, visible_index)
         if T_world_from_points is not None:
             pose = _check_pose(T_world_from_points, "T_world_from_points", points_visible.dtype, points_visible.device)
-            points_visible = points_visible @ pose[:3, :3].T + pose[:3, 3]
+            points_visible = _transform(points_visible, pose)
         self.integrate(points_visible, probabilities=probabilities.index_select(0, visible_index))
 
     # ----- lookup ------------------------------------------------------------------------

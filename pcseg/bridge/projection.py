@@ -22,8 +22,10 @@ def _as_tensor(array, name: str) -> tuple[torch.Tensor, bool]:
     if isinstance(array, torch.Tensor):
         return array, False
     if isinstance(array, np.ndarray):
-        if not array.flags.writeable or array.dtype.byteorder not in ("=", "|", "<"):
-            array = np.array(array)
+        if array.dtype.byteorder == ">":
+            array = array.astype(array.dtype.newbyteorder("="))  # torch reads native byte order only
+        elif not array.flags.writeable:
+            array = array.copy()  # torch.from_numpy refuses read-only memory
         return torch.from_numpy(np.ascontiguousarray(array)), True
     raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(array).__name__}")
 
@@ -48,13 +50,15 @@ def _check_points(points: torch.Tensor, name: str = "points") -> None:
 
 def _check_pose(pose, name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A 4x4 rigid-body-style matrix as a tensor of `dtype` on `device`; clear errors otherwise."""
-    matrix = torch.as_tensor(np.asarray(pose) if not isinstance(pose, torch.Tensor) else pose)
+    matrix = pose if isinstance(pose, torch.Tensor) else torch.tensor(np.asarray(pose, dtype=np.float64))
     if matrix.shape != (4, 4):
         raise ValueError(f"{name} must be a 4x4 matrix, got shape {tuple(matrix.shape)}")
     matrix = matrix.to(device=device, dtype=torch.float64)
     if not bool(torch.isfinite(matrix).all()):
         raise ValueError(f"{name} has non-finite entries: {matrix.tolist()}")
-    if not torch.equal(matrix[3], torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64, device=device)):
+    # Inverted or composed poses carry rounding noise in their last row: compare loosely.
+    expected_last_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64, device=device)
+    if not torch.allclose(matrix[3], expected_last_row, rtol=0.0, atol=1e-6):
         raise ValueError(f"{name} must have last row [0, 0, 0, 1], got {matrix[3].tolist()}")
     return matrix.to(dtype)
 
