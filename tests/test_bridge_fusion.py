@@ -70,13 +70,14 @@ def _reference_fusion(frames, voxel_size, num_classes, mode, floor):
     return result
 
 
-@pytest.mark.parametrize("mode", ["bayes", "mean", "vote"])
-def test_matches_per_voxel_reference_over_growing_frames(mode):
+# A compact frame takes the dense-box path of the voxel lookup, a 2 km wide one the sorting path.
+@pytest.mark.parametrize("mode,scale", [("bayes", 1.0), ("mean", 1.0), ("vote", 1.0), ("bayes", 1000.0)])
+def test_matches_per_voxel_reference_over_growing_frames(mode, scale):
     rng = np.random.default_rng(3)
     frames = []
     for frame in range(6):
         # Each frame overlaps the previous ones and reaches new space (negative coordinates too).
-        points = rng.uniform(-1.0 + 0.4 * frame, 1.0 + 0.4 * frame, size=(400, 3))
+        points = rng.uniform(-1.0 + 0.4 * frame, 1.0 + 0.4 * frame, size=(400, 3)) * scale
         probabilities = rng.dirichlet(np.ones(4), size=400).astype(np.float32)
         frames.append((points, probabilities))
     fusion_map = VoxelLabelMap(0.25, 4, mode)

@@ -20,6 +20,7 @@ from pcseg.bridge.projection import (
     _back,
     _check_points,
     _check_pose,
+    _flat_nonzero,
     _transform,
     backproject_depth,
     paint_points,
@@ -159,7 +160,7 @@ class VoxelLabelMap:
 
         # One sort of the frame's keys: each voxel of the frame gets its per-frame sum first,
         # so the map's rows are touched once per voxel, not once per point.
-        frame_keys, point_to_frame_voxel = torch.unique(self._keys_of(points_t), return_inverse=True)
+        frame_keys, point_to_frame_voxel = self._unique_voxels(points_t)
         frame_sums = self._frame_sums(point_to_frame_voxel, frame_keys.shape[0], probabilities_t, labels_t)
         rows = self._rows_for(frame_keys)
         self._accumulators.index_add_(0, rows, frame_sums)
@@ -258,24 +259,63 @@ class VoxelLabelMap:
         self.integrate(points_visible, probabilities=probabilities.index_select(0, visible_index))
 
     # ----- lookup ------------------------------------------------------------------------
-    def _keys_of(self, points: torch.Tensor) -> torch.Tensor:
-        """(N,) int64 packed voxel keys of (N, 3) points."""
+    def _shifted_voxel_coordinates(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, 3) float voxel coordinates shifted by +2^20 (exact integers), and their
+        per-axis minimum and maximum (3,) each; raises for non-finite or too distant points."""
         dtype = torch.float64 if points.dtype == torch.float64 else torch.float32
         # floor(p / size) + offset stays an exact integer in float32 (< 2^22 < 2^24).
         shifted = torch.floor(points.to(dtype) * (1.0 / self.voxel_size)).add_(_KEY_OFFSET)
-        low, high = (float(value) for value in torch.aminmax(shifted))
-        if not (low >= 0 and high < 2 * _KEY_OFFSET):  # NaN fails both comparisons
+        # Three strided 1-D reductions are ~4x faster on the CPU than aminmax(dim=0) over (N, 3).
+        low, high = (torch.stack(values) for values in zip(*(torch.aminmax(shifted[:, axis]) for axis in range(3))))
+        if not bool((low >= 0).all() and (high < 2 * _KEY_OFFSET).all()):  # NaN fails both
             if not bool(torch.isfinite(points).all()):
                 raise ValueError("points must be finite")
             raise ValueError(
-                f"points span voxel indices [{low - _KEY_OFFSET:.0f}, {high - _KEY_OFFSET:.0f}], beyond the "
-                f"map's +-{_KEY_OFFSET} (+-{_KEY_OFFSET * self.voxel_size:.0f} m at voxel_size={self.voxel_size})"
+                f"points span voxel indices [{float(low.min()) - _KEY_OFFSET:.0f}, "
+                f"{float(high.max()) - _KEY_OFFSET:.0f}], beyond the map's +-{_KEY_OFFSET} "
+                f"(+-{_KEY_OFFSET * self.voxel_size:.0f} m at voxel_size={self.voxel_size})"
             )
-        coordinates = shifted.to(torch.int64)
+        return shifted, low, high
+
+    @staticmethod
+    def _pack(coordinates: torch.Tensor) -> torch.Tensor:
+        """(N,) int64 keys of (N, 3) shifted voxel coordinates; key order = lexicographic (x, y, z)."""
+        coordinates = coordinates.to(torch.int64)
         keys = coordinates[:, 0] << (2 * _KEY_BITS)
         keys |= coordinates[:, 1] << _KEY_BITS
         keys |= coordinates[:, 2]
         return keys
+
+    def _keys_of(self, points: torch.Tensor) -> torch.Tensor:
+        """(N,) int64 packed voxel keys of (N, 3) points."""
+        return self._pack(self._shifted_voxel_coordinates(points)[0])
+
+    def _unique_voxels(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sorted unique keys (U,), inverse (N,) int64) of the points' voxels.
+
+        When the frame's voxel bounding box is small (an RGB-D view), counting into a dense
+        grid over that box finds the occupied voxels in O(N + box) without sorting; the box
+        index is lexicographic in (x, y, z) like the packed keys, so the order is the same
+        as torch.unique's. Large boxes (a LiDAR sweep) fall back to torch.unique.
+        """
+        shifted, low, high = self._shifted_voxel_coordinates(points)
+        extent = [int(value) for value in (high - low + 1).tolist()]
+        num_cells = extent[0] * extent[1] * extent[2]
+        if num_cells > min(4 * shifted.shape[0] + (1 << 20), 1 << 24):
+            return torch.unique(self._pack(shifted), return_inverse=True)
+        # Box-local cell index: every partial sum is an integer below num_cells <= 2^24,
+        # so the float32 arithmetic is exact.
+        weights = torch.tensor([extent[1] * extent[2], extent[2], 1], dtype=shifted.dtype, device=shifted.device)
+        cell = torch.mv(shifted - low, weights).to(torch.int64)
+        occupied = _flat_nonzero(torch.bincount(cell, minlength=num_cells))
+        compact = torch.empty(num_cells, dtype=torch.int64, device=cell.device)
+        compact[occupied] = torch.arange(occupied.shape[0], device=cell.device)
+        inverse = compact.index_select(0, cell)
+        # Decode the occupied cells back to coordinates, then to packed keys.
+        z = occupied % extent[2]
+        y = torch.div(occupied, extent[2], rounding_mode="floor") % extent[1]
+        x = torch.div(occupied, extent[1] * extent[2], rounding_mode="floor")
+        return self._pack(torch.stack([x, y, z], dim=1) + low.to(torch.int64)), inverse
 
     def _find_rows(self, sorted_query_keys: torch.Tensor) -> torch.Tensor:
         """(U,) int64 row of each key in the map, -1 where absent."""
