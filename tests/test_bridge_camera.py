@@ -49,6 +49,13 @@ def test_sunrgbd_intrinsics_file_is_one_based(shared_data):
     assert (camera.fx, camera.fy, camera.cx, camera.cy) == (529.5, 529.5, 364.0, 264.0)
 
 
+def test_sunrgbd_intrinsics_round_trip(tmp_path):
+    camera = PinholeCamera(529.5, 529.5, 364.0, 264.0, 730, 530)
+    camera.to_sunrgbd_intrinsics(tmp_path / "intrinsics.txt")
+    assert (tmp_path / "intrinsics.txt").read_text().split()[:3] == ["529.500000", "0.000000", "365.000000"]
+    assert PinholeCamera.from_sunrgbd_intrinsics(tmp_path / "intrinsics.txt", 730, 530) == camera
+
+
 def test_sunrgbd_toolbox_calib_is_column_major(shared_data):
     camera, T_camera_from_upright = read_sunrgbd_toolbox_calib(
         shared_data / "sunrgbd" / "votenet" / "calib" / "000001.txt", 730, 530

@@ -104,6 +104,10 @@ class PinholeCamera:
         matrix = _read_numbers(path, 9, "SUN RGB-D intrinsics (3x3 K)").reshape(3, 3)
         return cls.from_matrix_one_based(matrix, width, height)
 
+    def to_sunrgbd_intrinsics(self, path: str | Path) -> None:
+        """Write a SUN RGB-D style `intrinsics.txt` (3x3 K, row-major, 1-based pixel centres)."""
+        np.savetxt(path, self.matrix_one_based, fmt="%.6f")
+
     @classmethod
     def from_open3d(cls, intrinsic) -> "PinholeCamera":
         """From an `open3d.camera.PinholeCameraIntrinsic` (Open3D is 0-based like pcseg)."""
