@@ -24,7 +24,8 @@ def group_points(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """
     features, idx, unbatched = _batch_pair(features, idx, idx_rank=3)
     b, m, k = idx.shape
-    out = torch.ops.pcseg.gather_rows(features, idx.reshape(b, m * k)).reshape(b, m, k, -1)
+    out = torch.ops.pcseg.gather_rows(features, idx.reshape(b, m * k))
+    out = out.reshape(b, m, k, features.shape[2])
     return out[0] if unbatched else out
 
 
