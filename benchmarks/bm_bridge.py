@@ -1,6 +1,7 @@
 """Benchmarks of pcseg.bridge against its peers, measured in the same run.
 
-    .venv/bin/python benchmarks/bm_bridge.py                # all three, torch threads 1 and 2
+    .venv/bin/python benchmarks/bm_bridge.py                # all three, 1 torch thread
+    .venv/bin/python benchmarks/bm_bridge.py --threads 1 2   # also with 2 torch threads
     .venv/bin/python benchmarks/bm_bridge.py --threads 1 --only paint
 
 1. backproject: 640x480 depth -> points + colour + label transfer, vs Open3D's
@@ -265,7 +266,7 @@ def bench_fusion(threads_list, num_frames=8, points_per_frame=300_000, num_class
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to run")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="torch thread counts to run (e.g. 1 2)")
     parser.add_argument("--only", choices=["backproject", "paint", "fusion"], help="run one benchmark")
     parser.add_argument("--min-run-time", type=float, default=2.0, help="seconds per timed statement")
     args = parser.parse_args()

@@ -158,8 +158,8 @@ class VoxelLabelMap:
             if points_t.shape[0] == 0:
                 return
 
-        # One sort of the frame's keys: each voxel of the frame gets its per-frame sum first,
-        # so the map's rows are touched once per voxel, not once per point.
+        # Each voxel of the frame gets its per-frame sum first, so the map's rows (and its
+        # sorted key index) are touched once per voxel, not once per point.
         frame_keys, point_to_frame_voxel = self._unique_voxels(points_t)
         frame_sums = self._frame_sums(point_to_frame_voxel, frame_keys.shape[0], probabilities_t, labels_t)
         rows = self._rows_for(frame_keys)
@@ -181,20 +181,18 @@ class VoxelLabelMap:
 
         Exactly one of probabilities (N, C) float32 / labels (N,) int64 is not None.
         """
-        sums = torch.zeros((num_frame_voxels, self.num_classes), dtype=torch.float32, device=self.device)
         if labels is not None:
-            # One-hot counts by a flat bincount-style scatter: no (N, C) one-hot matrix.
-            flat = sums.view(-1)
-            flat.index_add_(
-                0, point_to_frame_voxel * self.num_classes + labels,
-                torch.ones(labels.shape[0], dtype=torch.float32, device=self.device),
-            )
+            # One-hot counts by one bincount over (voxel, class) cells: no (N, C) one-hot matrix.
+            cells = point_to_frame_voxel * self.num_classes + labels
+            size = num_frame_voxels * self.num_classes
+            sums = torch.bincount(cells, minlength=size).to(torch.float32).view(num_frame_voxels, self.num_classes)
             if self.mode == "bayes":
                 # sum over points of log(one-hot clamped) = n_voxel * log(min_p) + n_label * (-log(min_p)).
                 log_floor = float(np.log(self.min_probability))
                 per_voxel = sums.sum(dim=1, keepdim=True)
                 sums.mul_(-log_floor).add_(per_voxel * log_floor)
             return sums
+        sums = torch.zeros((num_frame_voxels, self.num_classes), dtype=torch.float32, device=self.device)
         if self.mode == "bayes":
             contribution = probabilities.clamp_min(self.min_probability).log_()
         else:  # "mean" ("vote" frames arrive as labels)

@@ -82,20 +82,35 @@ def _transform_coordinates(points: torch.Tensor, pose: torch.Tensor | None) -> t
 
 
 # ----- back-projection ---------------------------------------------------------------------
-class BackprojectedDepth(NamedTuple):
-    """Result of `backproject_depth`.
+class BackprojectedDepth:
+    """Result of `backproject_depth`; unpacks as `points, pixels, valid = result`.
 
     points: (N, 3) float32 (float64 for float64 depth): one point per valid pixel, in
         row-major pixel order (the order of Open3D's `create_from_rgbd_image`).
-    pixels: (N, 2) int64 (u, v) = (column, row) of the pixel each point came from.
+    pixels: (N, 2) int64 (u, v) = (column, row) of the pixel each point came from
+        (computed on first access).
     valid: (H, W) bool, the valid pixels: 0 < depth / depth_scale < depth_trunc.
         `image[valid]` lists per-pixel data in the same order as `points`; `take(image)`
         does the same faster.
+    All three are numpy arrays for numpy depth, torch tensors for torch depth.
     """
 
-    points: object
-    pixels: object
-    valid: object
+    def __init__(self, points, valid, flat_index: torch.Tensor, pixel_grid: torch.Tensor, to_numpy: bool):
+        self.points = points
+        self.valid = valid
+        self._flat_index = flat_index  # (N,) int64 row-major index of each point's pixel
+        self._pixel_grid = pixel_grid
+        self._to_numpy = to_numpy
+        self._pixels = None
+
+    @property
+    def pixels(self):
+        if self._pixels is None:
+            self._pixels = _back(_take_rows(self._pixel_grid, self._flat_index), self._to_numpy)
+        return self._pixels
+
+    def __iter__(self):
+        return iter((self.points, self.pixels, self.valid))
 
     def take(self, image, channels_first: bool = False):
         """Per-point values of a per-pixel image: colours, a label map, class scores.
@@ -106,16 +121,14 @@ class BackprojectedDepth(NamedTuple):
         about 8x slower than this row gather).
         """
         image_t, to_numpy = _as_tensor(image, "image")
-        valid_t, _ = _as_tensor(self.valid, "valid")
-        height, width = valid_t.shape
+        height, width = self.valid.shape
+        flat_index = self._flat_index.to(image_t.device)
         if channels_first:
             if image_t.dim() != 3 or tuple(image_t.shape[1:]) != (height, width):
                 raise ValueError(f"image must be (C, {height}, {width}) with channels_first, got {tuple(image_t.shape)}")
-            flat_index = _flat_nonzero(valid_t.to(image_t.device))
             return _back(image_t.reshape(image_t.shape[0], -1).index_select(1, flat_index).T, to_numpy)
         if tuple(image_t.shape[:2]) != (height, width):
             raise ValueError(f"image must be ({height}, {width}, ...), got {tuple(image_t.shape)}")
-        flat_index = _flat_nonzero(valid_t.to(image_t.device))
         return _back(_take_rows(image_t.reshape((height * width,) + tuple(image_t.shape[2:])), flat_index), to_numpy)
 
 
@@ -168,7 +181,7 @@ def backproject_depth(
     depth_scale: raw depth units per metre (1000 for millimetre PNGs, 1 for float metres).
     depth_trunc: depth in metres from which pixels are dropped (float('inf') keeps all).
     T_world_from_camera: optional (4, 4) pose; points are returned in the world frame.
-    Returns BackprojectedDepth(points (N, 3), pixels (N, 2) int64, valid (H, W) bool),
+    Returns BackprojectedDepth (points (N, 3), pixels (N, 2) int64, valid (H, W) bool),
     same array kind as `depth`. Matches Open3D's `create_from_rgbd_image` point for point.
     Transfer per-pixel data (colours, labels, scores) with `result.take(image)`.
     """
@@ -194,8 +207,7 @@ def backproject_depth(
     rays, pixel_grid = _pixel_grids(camera, dtype, depth_t.device)
     points = _take_rows(rays, flat_index).mul_(z_valid[:, None])
     points = _transform(points, pose)
-    pixels = _take_rows(pixel_grid, flat_index)
-    return BackprojectedDepth(_back(points, to_numpy), _back(pixels, to_numpy), _back(valid, to_numpy))
+    return BackprojectedDepth(_back(points, to_numpy), _back(valid, to_numpy), flat_index, pixel_grid, to_numpy)
 
 
 def _rounded_to(value: float, dtype: torch.dtype) -> float:
