@@ -2,6 +2,17 @@
 
 Pixel convention: 0-based pixel centres, (u, v) = (column, row). Poses: 4x4
 `T_<to>_from_<from>` matrices. numpy in -> numpy out, torch in -> torch out.
+
+    camera = PinholeCamera.from_one_based(fx, fy, cx, cy, width, height)  # NYU / SUN intrinsics
+    frame = backproject_depth(depth_mm, camera, 1000.0, 8.0, T_world_from_camera=pose)
+    labels = frame.take(label_map)                     # (N,) one per point, Open3D's order
+    calibration = KittiCalibration.from_file("calib.txt")
+    camera2, T_cam2_from_velo = calibration.camera(2, 1242, 375)
+    painted = paint_points(scan, scores, camera2, T_cam2_from_velo)  # z > 0, z-buffer
+    fusion_map = VoxelLabelMap(voxel_size=0.05, num_classes=20, mode="bayes")
+    fusion_map.integrate(scan[painted.visible], probabilities=painted.probabilities[painted.visible])
+    fused = fusion_map.query(scan)                     # labels, probabilities, known
+    fusion_map.export_ply("map.ply")
 """
 from pcseg.bridge.camera import (
     KittiCalibration,
