@@ -1,0 +1,323 @@
+"""The bridge half of `pcseg demo`: noisy 2D segmentations of posed RGB-D views, fused in 3D.
+
+`run_bridge_demo` builds a procedural room (`pcseg.data.synthetic`), ray-casts posed RGB-D
+views of it with exact per-pixel labels, corrupts those labels the way a real 2D network
+errs (`corrupt_labels`: blurred class boundaries, blobs of a wrong class, scattered
+flips, soft scores), fuses the views with a `pcseg.Fuser`, and measures how much better
+the fused 3D labels are than any single 2D frame. Everything is seeded.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pcseg.bridge.camera import PinholeCamera
+from pcseg.bridge.projection import backproject_depth
+from pcseg.data.classes import S3DIS_CLASS_COLORS, S3DIS_CLASS_NAMES
+from pcseg.data.synthetic import build_room, look_at_pose, render_view, sample_room
+from pcseg.fuser import MANIFEST_NAME, Fuser
+from pcseg.metrics import ConfusionMatrix
+
+NUM_CLASSES = len(S3DIS_CLASS_NAMES)
+PALETTE = np.array(S3DIS_CLASS_COLORS, dtype=np.uint8)
+
+
+def corrupt_labels(
+    labels: np.ndarray,
+    num_classes: int,
+    rng: np.random.Generator,
+    *,
+    boundary_width: int = 2,
+    boundary_shift: int = 3,
+    boundary_probability: float = 0.7,
+    blob_sigma: float = 5.0,
+    blob_fraction: float = 0.15,
+    flip_probability: float = 0.05,
+    logit_gain: float = 3.0,
+    logit_noise: float = 0.7,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simulate a 2D segmentation network's output for a true label image.
+
+    labels: (H, W) int64 true labels in [0, C) (negative = no surface; left as is).
+    The errors, applied in order:
+      boundaries: pixels within `boundary_width` px of a class boundary take, with
+        `boundary_probability`, the label of the pixel displaced by a random per-image
+        offset of up to `boundary_shift` px (a network's blurred, misaligned edges);
+      blobs: smooth random regions covering about `blob_fraction` of the image (a
+        Gaussian-filtered noise field of scale `blob_sigma` px, thresholded), each region
+        relabelled with one random wrong class (whole-object confusions);
+      flips: each pixel with `flip_probability` gets a uniformly random class.
+    Scores are softmax(gain * one_hot(noisy) + N(0, logit_noise)): confident but not
+    certain, and their argmax can differ from the noisy label where the noise is large.
+    Returns (predicted labels (H, W) int64 = argmax of the scores, -1 where labels < 0;
+    scores (C, H, W) float32 probabilities).
+    """
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be (H, W), got shape {labels.shape}")
+    height, width = labels.shape
+    surface = labels >= 0
+    noisy = np.where(surface, labels, 0).astype(np.int64)
+
+    # Boundaries: a pixel is on a boundary when its 3x3 neighbourhood holds two classes.
+    on_boundary = ndimage.maximum_filter(noisy, size=3) != ndimage.minimum_filter(noisy, size=3)
+    band = ndimage.binary_dilation(on_boundary, iterations=boundary_width)
+    dy, dx = rng.integers(-boundary_shift, boundary_shift + 1, size=2)
+    rows = np.clip(np.arange(height) + dy, 0, height - 1)
+    columns = np.clip(np.arange(width) + dx, 0, width - 1)
+    shifted = noisy[rows[:, None], columns[None, :]]
+    noisy = np.where(band & (rng.random((height, width)) < boundary_probability), shifted, noisy)
+
+    # Blobs: threshold a smooth field at its (1 - blob_fraction) quantile.
+    field = ndimage.gaussian_filter(rng.standard_normal((height, width)), blob_sigma)
+    blobs, num_blobs = ndimage.label(field > np.quantile(field, 1.0 - blob_fraction))
+    if num_blobs:
+        # Adding 1..C-1 modulo C is a uniformly random *wrong* class for the blob's majority.
+        offsets = rng.integers(1, num_classes, size=num_blobs + 1)
+        in_blob = blobs > 0
+        noisy[in_blob] = (noisy[in_blob] + offsets[blobs[in_blob]]) % num_classes
+
+    flips = rng.random((height, width)) < flip_probability
+    noisy[flips] = rng.integers(0, num_classes, size=int(flips.sum()))
+
+    logits = rng.normal(0.0, logit_noise, (num_classes, height, width)).astype(np.float32)
+    np.put_along_axis(logits, noisy[None], np.take_along_axis(logits, noisy[None], 0) + logit_gain, axis=0)
+    logits -= logits.max(axis=0, keepdims=True)
+    scores = np.exp(logits)
+    scores /= scores.sum(axis=0, keepdims=True)
+    predicted = np.where(surface, scores.argmax(axis=0), -1)
+    return predicted, scores
+
+
+def demo_camera(width: int = 160, height: int = 120) -> PinholeCamera:
+    """The demo's small pinhole camera: about 72 degrees horizontal field of view."""
+    focal = 0.6875 * width
+    return PinholeCamera(focal, focal, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
+
+
+def demo_poses(room_size, num_views: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """`num_views` T_world_from_camera (4, 4) poses looking across the room.
+
+    The cameras stand on an ellipse around the room's centre (35 % of its half-extents),
+    1.3-1.8 m high, each looking through the centre at the far side, tilted down: views
+    that are neighbours on the ellipse overlap, so most surfaces are seen several times.
+    """
+    width, depth, _ = room_size
+    centre = np.array([width / 2.0, depth / 2.0])
+    poses = []
+    for k in range(num_views):
+        angle = 2.0 * np.pi * (k + rng.uniform(-0.15, 0.15)) / num_views
+        direction = np.array([np.cos(angle), np.sin(angle)])
+        eye_xy = centre + 0.35 * direction * centre
+        target_xy = centre - 0.6 * direction * centre
+        eye = [eye_xy[0], eye_xy[1], rng.uniform(1.3, 1.8)]
+        target = [target_xy[0], target_xy[1], rng.uniform(0.6, 1.1)]
+        poses.append(look_at_pose(eye, target))
+    return poses
+
+
+def _scores_dict(confusion: ConfusionMatrix) -> dict:
+    scores = confusion.compute()
+    return {
+        "accuracy": round(scores.overall_accuracy, 4),
+        "miou": round(scores.miou, 4),
+        "iou": {name: (None if np.isnan(value) else round(float(value), 4))
+                for name, value in zip(S3DIS_CLASS_NAMES, scores.iou.tolist())},
+    }
+
+
+def _confusion(prediction: np.ndarray, truth: np.ndarray) -> ConfusionMatrix:
+    import torch
+
+    confusion = ConfusionMatrix(NUM_CLASSES)
+    confusion.update(torch.from_numpy(np.ascontiguousarray(prediction)), torch.from_numpy(np.ascontiguousarray(truth)))
+    return confusion
+
+
+def run_bridge_demo(
+    out_dir: str | Path,
+    seed: int = 0,
+    *,
+    num_views: int = 12,
+    image_size: tuple[int, int] = (160, 120),
+    voxel_size: float = 0.05,
+    mode: str = "bayes",
+    write_frames: bool = True,
+) -> dict:
+    """Fuse noisy 2D segmentations of posed RGB-D views of a generated room and measure it.
+
+    out_dir: folder for the outputs (created):
+        bridge_fused_map.ply   the fused voxel map, coloured by label (S3DIS colours),
+        bridge_views.png       one view: colour | truth | noisy 2D labels | fused map
+                               looked up at that view's depth points,
+        bridge_metrics.json    the returned metrics,
+        bridge_frames/         (write_frames) the views as a `pcseg fuse` folder: depth
+                               PNGs (mm), colour PNGs, the noisy 2D labels as label PNGs,
+                               poses and frames.json (hard labels: the demo itself fuses
+                               the soft scores, so `pcseg fuse` on it lands close, not equal).
+    seed: room, poses and label noise.
+    num_views, image_size (width, height), voxel_size (m), mode: the fusion set-up.
+    Returns a dict: per_frame_2d (accuracy, miou per view), single_frame_2d (pooled
+    accuracy / miou / per-class IoU of the noisy 2D labels over all views' pixels),
+    fused_3d (the fused labels at the same pixels' 3D points, same metrics),
+    fused_room_points (the room's own sampled labelled cloud: coverage, and scores on the
+    covered points), heldout_view (a pose not fused: coverage and accuracy of the map
+    there), voxels, num_views, seconds, and the output paths.
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    scene = build_room(seed)
+    camera = demo_camera(*image_size)
+    poses = demo_poses(scene.size, num_views + 1, rng)
+    heldout_pose, poses = poses[-1], poses[:-1]
+
+    fuser = Fuser(NUM_CLASSES, voxel_size, mode, palette=PALETTE)
+    frames = []
+    for pose in poses:
+        view = render_view(scene, camera, pose)
+        predicted, scores = corrupt_labels(view["label"], NUM_CLASSES, rng)
+        fuser.add_rgbd(view["color"], view["depth"], scores, camera, pose, depth_scale=1.0, depth_trunc=20.0)
+        frames.append((view, predicted, pose))
+
+    # Scores at every observed pixel: the noisy 2D label vs the fused 3D label of its point.
+    per_frame = []
+    truth_all, noisy_all, fused_all = [], [], []
+    for view, predicted, pose in frames:
+        backprojected = backproject_depth(view["depth"], camera, 1.0, 20.0, pose)
+        truth = backprojected.take(view["label"])
+        noisy = backprojected.take(predicted)
+        fused = fuser.labels(backprojected.points)
+        frame_scores = _confusion(noisy, truth).compute()
+        per_frame.append({"accuracy": round(frame_scores.overall_accuracy, 4), "miou": round(frame_scores.miou, 4)})
+        truth_all.append(truth), noisy_all.append(noisy), fused_all.append(fused)
+    truth_all, noisy_all, fused_all = (np.concatenate(values) for values in (truth_all, noisy_all, fused_all))
+
+    room = sample_room(scene, 100_000, seed=seed)
+    room_query = fuser.query(room["coord"])
+    covered = room_query.known
+    heldout = render_view(scene, camera, heldout_pose)
+    heldout_points = backproject_depth(heldout["depth"], camera, 1.0, 20.0, heldout_pose)
+    heldout_query = fuser.query(heldout_points.points)
+    heldout_truth = heldout_points.take(heldout["label"])
+
+    map_path = fuser.export(out_dir / "bridge_fused_map.ply")
+    figure_path = out_dir / "bridge_views.png"
+    _write_figure(figure_path, frames[0], fuser, camera)
+    frames_dir = None
+    if write_frames:
+        frames_dir = write_frames_folder(out_dir / "bridge_frames", frames, camera, voxel_size, mode)
+
+    per_frame_accuracy = [frame["accuracy"] for frame in per_frame]
+    fused_3d = _scores_dict(_confusion(fused_all, truth_all))
+    metrics = {
+        "seed": seed,
+        "num_views": num_views,
+        "image_size": list(image_size),
+        "voxel_size": voxel_size,
+        "mode": mode,
+        "voxels": fuser.num_voxels,
+        "per_frame_2d": per_frame,
+        "best_frame_2d_accuracy": max(per_frame_accuracy),
+        "mean_frame_2d_accuracy": round(float(np.mean(per_frame_accuracy)), 4),
+        "single_frame_2d": _scores_dict(_confusion(noisy_all, truth_all)),
+        "fused_3d": fused_3d,
+        "fused_room_points": {
+            "points": int(len(covered)),
+            "coverage": round(float(covered.mean()), 4),
+            **_scores_dict(_confusion(room_query.labels[covered], room["label"][covered])),
+        },
+        "heldout_view": {
+            "coverage": round(float(heldout_query.known.mean()), 4),
+            "accuracy": round(float(np.mean(heldout_query.labels[heldout_query.known] == heldout_truth[heldout_query.known])), 4),
+        },
+        "outputs": {"ply": str(map_path), "png": str(figure_path), "frames": None if frames_dir is None else str(frames_dir)},
+    }
+    metrics["seconds"] = round(time.perf_counter() - start, 2)
+    metrics_path = out_dir / "bridge_metrics.json"
+    metrics["outputs"]["json"] = str(metrics_path)
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def write_frames_folder(folder: Path, frames, camera: PinholeCamera, voxel_size: float, mode: str) -> Path:
+    """Write (view, predicted labels, pose) frames as a `pcseg fuse` input folder (see
+    `pcseg.fuser.fuse_folder`): depth/ uint16 mm PNGs, color/ PNGs, segmentation/ uint8
+    label PNGs (255 = no label), pose/ 4x4 text files, frames.json."""
+    from PIL import Image
+
+    folder = Path(folder)
+    for sub in ("depth", "color", "segmentation", "pose"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    entries = []
+    for index, (view, predicted, pose) in enumerate(frames):
+        name = f"{index:06d}"
+        depth_mm = np.round(view["depth"] * 1000.0).astype(np.uint16)
+        Image.fromarray(depth_mm).save(folder / "depth" / f"{name}.png")
+        Image.fromarray(view["color"]).save(folder / "color" / f"{name}.png")
+        Image.fromarray(np.where(predicted < 0, 255, predicted).astype(np.uint8)).save(folder / "segmentation" / f"{name}.png")
+        np.savetxt(folder / "pose" / f"{name}.txt", pose, fmt="%.9f")
+        entries.append({"type": "rgbd", "depth": f"depth/{name}.png", "color": f"color/{name}.png",
+                        "segmentation": f"segmentation/{name}.png", "pose": f"pose/{name}.txt"})
+    manifest = {
+        "num_classes": NUM_CLASSES,
+        "voxel_size": voxel_size,
+        "mode": mode,
+        "ignore_label": 255,
+        "class_names": list(S3DIS_CLASS_NAMES),
+        "palette": PALETTE.tolist(),
+        "camera": {"fx": camera.fx, "fy": camera.fy, "cx": camera.cx, "cy": camera.cy,
+                   "width": camera.width, "height": camera.height},
+        "depth_scale": 1000,
+        "depth_trunc": 20.0,
+        "frames": entries,
+    }
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+    return folder
+
+
+def _write_figure(path: Path, frame, fuser: Fuser, camera: PinholeCamera, scale: int = 2) -> None:
+    """colour | true labels | noisy 2D labels | fused map at this view's points, with a legend."""
+    from PIL import Image, ImageDraw
+
+    view, predicted, pose = frame
+    backprojected = backproject_depth(view["depth"], camera, 1.0, 20.0, pose)
+    fused = np.full(view["label"].shape, -1, dtype=np.int64)
+    fused[backprojected.valid] = fuser.labels(backprojected.points)
+    surface = view["label"] >= 0
+
+    def colored(labels):
+        image = np.zeros(labels.shape + (3,), np.uint8)
+        image[labels >= 0] = PALETTE[labels[labels >= 0]]
+        return image
+
+    def accuracy(labels):
+        return float(np.mean(labels[surface] == view["label"][surface]))
+
+    panels = [
+        (view["color"], "colour"),
+        (colored(view["label"]), "ground truth"),
+        (colored(predicted), f"noisy 2D labels  acc {accuracy(predicted):.3f}"),
+        (colored(fused), f"fused 3D map  acc {accuracy(fused):.3f}"),
+    ]
+    height, width = view["label"].shape
+    panel_w, panel_h, caption_h, gap = width * scale, height * scale, 16, 6
+    legend_rows = (NUM_CLASSES + 6) // 7
+    canvas = Image.new("RGB", (4 * panel_w + 3 * gap, caption_h + panel_h + 6 + 14 * legend_rows), "white")
+    draw = ImageDraw.Draw(canvas)
+    for index, (image, caption) in enumerate(panels):
+        left = index * (panel_w + gap)
+        canvas.paste(Image.fromarray(image).resize((panel_w, panel_h), Image.NEAREST), (left, caption_h))
+        draw.text((left + 2, 2), caption, fill="black")
+    for index, name in enumerate(S3DIS_CLASS_NAMES):
+        left = (index % 7) * ((4 * panel_w + 3 * gap) // 7)
+        top = caption_h + panel_h + 6 + 14 * (index // 7)
+        draw.rectangle((left, top + 1, left + 10, top + 11), fill=tuple(int(c) for c in PALETTE[index]))
+        draw.text((left + 14, top), name, fill="black")
+    canvas.save(path)
