@@ -101,8 +101,11 @@ def test_sunrgbd_raw_frame_floor_is_horizontal(shared_data):
     centred = floor - floor.mean(axis=0)
     normal = np.linalg.svd(centred, full_matrices=False)[2][2]
     tilt_degrees = np.degrees(np.arccos(abs(normal[2])))
-    assert tilt_degrees < 1.0, tilt_degrees
-    assert np.std(centred @ normal) < 0.01  # flat to about a centimetre
+    # The file's rotation applied before the axis swap instead of after gives 0.62 degrees
+    # and 7.3 mm here; the toolbox's order gives 0.52 degrees and 6.4 mm (README: 4-7 mm).
+    assert tilt_degrees < 0.58, tilt_degrees
+    assert np.std(centred[:, 2]) < 0.007
+    assert np.std(centred @ normal) < 0.0065
 
 
 def test_bad_input_raises_named_errors():

@@ -256,14 +256,16 @@ _UPRIGHT_FROM_CAMERA_AXES = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1
 def read_sunrgbd_extrinsics(path: str | Path) -> np.ndarray:
     """Read a raw SUN RGB-D `extrinsics/*.txt` (3x4, row-major) as `T_world_from_camera` (4, 4).
 
-    The world frame is SUN RGB-D's upright frame (x right, y forward, z up: the floor is
-    horizontal), camera frame as everywhere in pcseg (x right, y down, z forward). The
-    toolbox applies the file's rotation to (x, z, -y); this matrix folds that axis swap in.
+    The file maps camera coordinates (x right, y down, z forward, as everywhere in pcseg)
+    into SUN3D's gravity-aligned frame, whose y axis points down. The returned pose goes
+    one step further, into SUN RGB-D's upright frame (x right, y forward, z up: the floor
+    is horizontal), by the toolbox's axis swap (x, y, z) -> (x, z, -y): the toolbox's
+    commented inverse reads `Rtilt' -> [1 0 0; 0 0 -1; 0 1 0] -> anno_extrinsics`.
     """
     extrinsics = _read_numbers(path, 12, "SUN RGB-D extrinsics (3x4)").reshape(3, 4)
     pose = np.eye(4)
-    pose[:3, :3] = extrinsics[:, :3] @ _UPRIGHT_FROM_CAMERA_AXES
-    pose[:3, 3] = extrinsics[:, 3]
+    pose[:3, :3] = _UPRIGHT_FROM_CAMERA_AXES @ extrinsics[:, :3]
+    pose[:3, 3] = _UPRIGHT_FROM_CAMERA_AXES @ extrinsics[:, 3]
     return pose
 
 
