@@ -148,7 +148,7 @@ def _take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, index)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)  # a 640x480 camera holds 8.6 MB of grids
 def _pixel_grids(camera: PinholeCamera, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel ray directions (H*W, 3) ((u - cx) / fx, (v - cy) / fy, 1) and pixels (H*W, 2) int64 (u, v).
 
