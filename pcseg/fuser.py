@@ -166,7 +166,10 @@ class Fuser:
         points = _as_numpy(points, "points")
         if points.ndim != 2 or points.shape[1] not in (3, 4):
             raise ValueError(f"points must be (N, 3) or (N, 4), got shape {points.shape}")
+        if pose is not None:
+            pose = _check_rigid(pose, "pose")
         if len(points) == 0:
+            self.num_frames += 1
             return 0
         points = np.ascontiguousarray(points[:, :3])
         segmentation = _as_numpy(segmentation, "segmentation")
@@ -200,8 +203,8 @@ class Fuser:
             keep = painted.visible & (painted.labels < self.num_classes)
             labels, probabilities = painted.labels[keep], None
         world = points[keep]
-        if pose is not None and len(world):
-            world = _transform(world, pose, "pose")
+        if pose is not None:
+            world = (world @ pose[:3, :3].T + pose[:3, 3]).astype(world.dtype)
         return self._integrate(world, probabilities=probabilities, labels=labels,
                                colors=None if colors is None else colors[keep])
 
@@ -322,13 +325,14 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return exponentials / exponentials.sum(axis=1, keepdims=True)
 
 
-def _transform(points: np.ndarray, pose, name: str) -> np.ndarray:
-    matrix = np.asarray(pose, dtype=np.float64)
+def _check_rigid(pose, name: str) -> np.ndarray:
+    """(4, 4) float64 homogeneous matrix; ValueError naming `name` otherwise."""
+    matrix = np.asarray(_as_numpy(pose, name), dtype=np.float64)
     if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
         raise ValueError(f"{name} must be a finite 4x4 matrix, got {matrix.tolist()}")
     if not np.allclose(matrix[3], [0.0, 0.0, 0.0, 1.0], rtol=0.0, atol=1e-6):
         raise ValueError(f"{name} must have last row [0, 0, 0, 1], got {matrix[3].tolist()}")
-    return (points @ matrix[:3, :3].T + matrix[:3, 3]).astype(points.dtype)
+    return matrix
 
 
 def _camera_from_calibration(calibration, segmentation_shape, camera_index: int) -> tuple[PinholeCamera, np.ndarray]:
@@ -361,7 +365,36 @@ def fuse_folder(
 ) -> dict:
     """`pcseg fuse`: fuse a folder of posed RGB-D and/or LiDAR + camera frames and their 2D
     segmentations into one labelled map, written to `out_path` (.ply or .npz, see
-    `Fuser.export`).
+    `Fuser.export`). The folder layout is `fuser_from_folder`'s.
+
+    Returns a summary dict: out_path, frames, points_integrated, voxels, label_counts
+    (voxels per class), num_classes, voxel_size, mode, class_names (or None).
+    """
+    fuser, manifest = fuser_from_folder(input_dir, num_classes=num_classes, voxel_size=voxel_size,
+                                        mode=mode, progress=progress)
+    out_path = fuser.export(out_path)
+    return {
+        "out_path": str(out_path),
+        "frames": fuser.num_frames,
+        "points_integrated": fuser.num_points_added,
+        "voxels": fuser.num_voxels,
+        "label_counts": np.bincount(fuser.voxel_labels(), minlength=fuser.num_classes).tolist(),
+        "num_classes": fuser.num_classes,
+        "voxel_size": fuser.voxel_size,
+        "mode": fuser.mode,
+        "class_names": manifest.get("class_names"),
+    }
+
+
+def fuser_from_folder(
+    input_dir: str | Path,
+    *,
+    num_classes: int | None = None,
+    voxel_size: float | None = None,
+    mode: str | None = None,
+    progress: bool = False,
+) -> tuple[Fuser, dict]:
+    """Read a folder of frames (layout below) into a new `Fuser`; returns (fuser, manifest).
 
     Folder layout: `input_dir/frames.json` lists the frames; file paths in it are relative
     to `input_dir`. Example (every key not marked optional is required)::
@@ -400,8 +433,7 @@ def fuse_folder(
 
     Per-frame "depth_scale", "depth_trunc" and "scores" override the top-level ones.
     num_classes / voxel_size / mode arguments, when given, override the manifest.
-    Returns a summary dict: out_path, frames, points_integrated, voxels, label_counts
-    (voxels per class), num_classes, voxel_size, mode, class_names (or None).
+    progress: show a tqdm bar over the frames.
     """
     from tqdm import tqdm
 
@@ -443,19 +475,7 @@ def fuse_folder(
             _add_lidar_frame(fuser, input_dir, manifest, frame, where)
         else:
             raise ValueError(f"{where}: 'type' must be 'rgbd' or 'lidar', got {kind!r}")
-    out_path = fuser.export(out_path)
-    labels = fuser.voxel_labels()
-    return {
-        "out_path": str(out_path),
-        "frames": len(frames),
-        "points_integrated": fuser.num_points_added,
-        "voxels": fuser.num_voxels,
-        "label_counts": np.bincount(labels, minlength=fuser.num_classes).tolist(),
-        "num_classes": fuser.num_classes,
-        "voxel_size": fuser.voxel_size,
-        "mode": fuser.mode,
-        "class_names": manifest.get("class_names"),
-    }
+    return fuser, manifest
 
 
 _MANIFEST_KEYS = {
