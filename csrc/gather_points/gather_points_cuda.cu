@@ -1,0 +1,114 @@
+// CUDA row gather and its adjoint. The forward copies rows (exact). The backward is
+// deterministic and equals gather_rows_backward_cpu bit for bit: the entries of each target
+// row are grouped by a stable sort (common/row_segments.cuh) and summed in ascending s, the
+// order of the CPU loop, instead of racing atomicAdds.
+#include "gather_points/gather_points.h"
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "common/checks.h"
+#include "common/grid.cuh"
+#include "common/row_segments.cuh"
+
+namespace pcseg {
+namespace {
+
+// The checks of gather_points_cpu.cpp, with the same messages.
+void check_gather(const at::Tensor& rows, const char* rows_name, const at::Tensor& idx) {
+  TORCH_CHECK(rows.dim() == 3, rows_name, " must be (B, N, C), got ", rows.sizes());
+  TORCH_CHECK(rows.scalar_type() == at::kFloat || rows.scalar_type() == at::kDouble, rows_name,
+              " must be float32 or float64, got ", rows.scalar_type());
+  check_index(idx, "idx");
+  TORCH_CHECK(idx.dim() == 2 && idx.size(0) == rows.size(0), "idx must be (B, S) with B = ",
+              rows.size(0), ", got ", idx.sizes());
+  check_same_device(idx, "idx", rows, rows_name);
+}
+
+void check_index_range(const at::Tensor& idx, int64_t num_rows) {
+  if (idx.numel() == 0) return;
+  const auto lo = idx.min().item<int64_t>(), hi = idx.max().item<int64_t>();
+  TORCH_CHECK(lo >= -1 && hi < num_rows, "idx values must lie in [-1, ", num_rows,
+              "), got values in [", lo, ", ", hi, "]");
+}
+
+// out[b, s, c] = features[b, idx[b, s], c], 0 where idx is -1.
+template <typename T>
+__global__ void gather_rows_kernel(const T* __restrict__ features, const int64_t* __restrict__ idx,
+                                   int64_t S, int64_t N, int64_t C, int64_t total,
+                                   T* __restrict__ out) {
+  for (int64_t e = grid_start(); e < total; e += grid_stride()) {
+    const int64_t row = e / C, c = e % C;  // row = b * S + s
+    const int64_t j = idx[row];
+    out[e] = j < 0 ? T(0) : features[((row / S) * N + j) * C + c];
+  }
+}
+
+// grad_features[r, c] = sum over the entries of row r (ascending s) of grad[entry, c].
+template <typename T>
+__global__ void gather_rows_backward_kernel(const T* __restrict__ grad,
+                                            const int64_t* __restrict__ entries,
+                                            const int64_t* __restrict__ offsets, int64_t C,
+                                            int64_t total, T* __restrict__ out) {
+  for (int64_t e = grid_start(); e < total; e += grid_stride()) {
+    const int64_t r = e / C, c = e % C;
+    T acc = 0;
+    for (int64_t p = offsets[r]; p < offsets[r + 1]; ++p) acc += grad[entries[p] * C + c];
+    out[e] = acc;
+  }
+}
+
+}  // namespace
+
+at::Tensor gather_rows_cuda(const at::Tensor& features_in, const at::Tensor& idx_in) {
+  TORCH_CHECK(features_in.is_cuda(), "gather_rows_cuda: features must be a CUDA tensor, got ",
+              features_in.device());
+  const c10::cuda::CUDAGuard device_guard(features_in.device());
+  check_gather(features_in, "features", idx_in);
+  const int64_t B = features_in.size(0), N = features_in.size(1), C = features_in.size(2);
+  check_index_range(idx_in, N);
+  const at::Tensor features = features_in.contiguous();
+  const at::Tensor idx = idx_in.contiguous();
+  const int64_t S = idx.size(1);
+  auto out = at::empty({B, S, C}, features.options());
+  const int64_t total = out.numel();
+  if (total == 0) return out;
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "gather_rows_cuda", [&] {
+    gather_rows_kernel<scalar_t><<<grid_for(total), kElementwiseThreads, 0, stream>>>(
+        features.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), S, N, C, total,
+        out.data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+at::Tensor gather_rows_backward_cuda(const at::Tensor& grad_in, const at::Tensor& idx_in,
+                                     int64_t num_rows) {
+  TORCH_CHECK(grad_in.is_cuda(), "gather_rows_backward_cuda: grad must be a CUDA tensor, got ",
+              grad_in.device());
+  const c10::cuda::CUDAGuard device_guard(grad_in.device());
+  check_gather(grad_in, "grad", idx_in);
+  TORCH_CHECK(idx_in.size(1) == grad_in.size(1), "idx must be (B, S) with S = ", grad_in.size(1),
+              " (the rows of grad), got ", idx_in.sizes());
+  TORCH_CHECK(num_rows >= 0, "num_rows must be >= 0, got ", num_rows);
+  check_index_range(idx_in, num_rows);
+  const at::Tensor grad = grad_in.contiguous();
+  const at::Tensor idx = idx_in.contiguous();
+  const int64_t B = grad.size(0), C = grad.size(2);
+  auto out = at::zeros({B, num_rows, C}, grad.options());
+  const int64_t total = out.numel();
+  if (total == 0 || idx.numel() == 0) return out;
+  const RowSegments segments = row_segments(idx, num_rows);
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "gather_rows_backward_cuda", [&] {
+    gather_rows_backward_kernel<scalar_t><<<grid_for(total), kElementwiseThreads, 0, stream>>>(
+        grad.data_ptr<scalar_t>(), segments.entries.data_ptr<int64_t>(),
+        segments.offsets.data_ptr<int64_t>(), C, total, out.data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+}  // namespace pcseg
