@@ -44,8 +44,8 @@ def corrupt_labels(
     labels: (H, W) int64 true labels in [0, C) (negative = no surface; left as is).
     The errors, applied in order:
       boundaries: pixels within `boundary_width` px of a class boundary take, with
-        `boundary_probability`, the label of the pixel displaced by a random per-image
-        offset of up to `boundary_shift` px (a network's blurred, misaligned edges);
+        `boundary_probability`, the label of the pixel displaced by a random non-zero
+        per-image offset of up to `boundary_shift` px (a network's blurred, misaligned edges);
       blobs: smooth random regions covering about `blob_fraction` of the image (a
         Gaussian-filtered noise field of scale `blob_sigma` px, thresholded), each region
         relabelled with one random wrong class (whole-object confusions);
@@ -62,16 +62,21 @@ def corrupt_labels(
         raise ValueError(f"labels must be (H, W), got shape {labels.shape}")
     height, width = labels.shape
     surface = labels >= 0
-    noisy = np.where(surface, labels, 0).astype(np.int64)
+    noisy = np.where(surface, labels, -1).astype(np.int64)
 
     # Boundaries: a pixel is on a boundary when its 3x3 neighbourhood holds two classes.
     on_boundary = ndimage.maximum_filter(noisy, size=3) != ndimage.minimum_filter(noisy, size=3)
     band = ndimage.binary_dilation(on_boundary, iterations=boundary_width)
-    dy, dx = rng.integers(-boundary_shift, boundary_shift + 1, size=2)
+    # Any offset but (0, 0), which would leave the boundaries untouched.
+    offsets = [(dy, dx) for dy in range(-boundary_shift, boundary_shift + 1)
+               for dx in range(-boundary_shift, boundary_shift + 1) if (dy, dx) != (0, 0)]
+    dy, dx = offsets[rng.integers(len(offsets))] if offsets else (0, 0)
     rows = np.clip(np.arange(height) + dy, 0, height - 1)
     columns = np.clip(np.arange(width) + dx, 0, width - 1)
     shifted = noisy[rows[:, None], columns[None, :]]
-    noisy = np.where(band & (rng.random((height, width)) < boundary_probability), shifted, noisy)
+    # Empty pixels (no surface) lend no label.
+    take = band & surface & (shifted >= 0) & (rng.random((height, width)) < boundary_probability)
+    noisy = np.where(take, shifted, noisy)
 
     # Blobs: threshold a smooth field at its (1 - blob_fraction) quantile.
     field = ndimage.gaussian_filter(rng.standard_normal((height, width)), blob_sigma)
@@ -79,14 +84,15 @@ def corrupt_labels(
     if num_blobs:
         # Adding 1..C-1 modulo C is a uniformly random *wrong* class for the blob's majority.
         offsets = rng.integers(1, num_classes, size=num_blobs + 1)
-        in_blob = blobs > 0
+        in_blob = (blobs > 0) & surface
         noisy[in_blob] = (noisy[in_blob] + offsets[blobs[in_blob]]) % num_classes
 
-    flips = rng.random((height, width)) < flip_probability
+    flips = (rng.random((height, width)) < flip_probability) & surface
     noisy[flips] = rng.integers(0, num_classes, size=int(flips.sum()))
 
     logits = rng.normal(0.0, logit_noise, (num_classes, height, width)).astype(np.float32)
-    np.put_along_axis(logits, noisy[None], np.take_along_axis(logits, noisy[None], 0) + logit_gain, axis=0)
+    winner = np.maximum(noisy, 0)[None]
+    np.put_along_axis(logits, winner, np.take_along_axis(logits, winner, 0) + logit_gain, axis=0)
     logits -= logits.max(axis=0, keepdims=True)
     scores = np.exp(logits)
     scores /= scores.sum(axis=0, keepdims=True)
@@ -162,9 +168,12 @@ def run_bridge_demo(
                                the soft scores, so `pcseg fuse` on it lands close, not equal).
     seed: room, poses and label noise.
     num_views, image_size (width, height), voxel_size (m), mode: the fusion set-up.
-    Returns a dict: per_frame_2d (accuracy, miou per view), single_frame_2d (pooled
-    accuracy / miou / per-class IoU of the noisy 2D labels over all views' pixels),
-    fused_3d (the fused labels at the same pixels' 3D points, same metrics),
+    Returns a dict: per_frame_2d (per view: accuracy and miou of its noisy 2D labels,
+    single_view_map_accuracy of a map fused from that view alone, fused_accuracy of the
+    full map at its pixels), single_frame_2d (pooled accuracy / miou / per-class IoU of the
+    noisy 2D labels over all views' pixels), single_view_map_3d (each pixel labelled by a
+    map of its own view only: spatial smoothing without multi-view fusion), fused_3d (the
+    fused labels at the same pixels' 3D points), mean/best_frame_2d_accuracy,
     fused_room_points (the room's own sampled labelled cloud: coverage, and scores on the
     covered points), heldout_view (a pose not fused: coverage and accuracy of the map
     there), voxels, num_views, seconds, and the output paths.
@@ -184,20 +193,33 @@ def run_bridge_demo(
         view = render_view(scene, camera, pose)
         predicted, scores = corrupt_labels(view["label"], NUM_CLASSES, rng)
         fuser.add_rgbd(view["color"], view["depth"], scores, camera, pose, depth_scale=1.0, depth_trunc=20.0)
-        frames.append((view, predicted, pose))
+        frames.append((view, predicted, pose, scores))
 
-    # Scores at every observed pixel: the noisy 2D label vs the fused 3D label of its point.
+    # Scores at every observed pixel: the noisy 2D label vs the fused 3D label of its point,
+    # and vs a map of that frame alone (voxelising one frame already smooths its noise
+    # spatially; the gap between the two is what the other views add).
     per_frame = []
-    truth_all, noisy_all, fused_all = [], [], []
-    for view, predicted, pose in frames:
+    truth_all, noisy_all, fused_all, alone_all = [], [], [], []
+    for view, predicted, pose, scores in frames:
         backprojected = backproject_depth(view["depth"], camera, 1.0, 20.0, pose)
         truth = backprojected.take(view["label"])
         noisy = backprojected.take(predicted)
         fused = fuser.labels(backprojected.points)
+        alone_map = Fuser(NUM_CLASSES, voxel_size, mode)
+        alone_map.add_rgbd(None, view["depth"], scores, camera, pose, depth_scale=1.0, depth_trunc=20.0)
+        alone = alone_map.labels(backprojected.points)
         frame_scores = _confusion(noisy, truth).compute()
-        per_frame.append({"accuracy": round(frame_scores.overall_accuracy, 4), "miou": round(frame_scores.miou, 4)})
-        truth_all.append(truth), noisy_all.append(noisy), fused_all.append(fused)
-    truth_all, noisy_all, fused_all = (np.concatenate(values) for values in (truth_all, noisy_all, fused_all))
+        per_frame.append({
+            "accuracy": round(frame_scores.overall_accuracy, 4),
+            "miou": round(frame_scores.miou, 4),
+            "single_view_map_accuracy": round(float(np.mean(alone == truth)), 4),
+            "fused_accuracy": round(float(np.mean(fused == truth)), 4),
+        })
+        for values, new in zip((truth_all, noisy_all, fused_all, alone_all), (truth, noisy, fused, alone)):
+            values.append(new)
+    truth_all, noisy_all, fused_all, alone_all = (
+        np.concatenate(values) for values in (truth_all, noisy_all, fused_all, alone_all)
+    )
 
     room = sample_room(scene, 100_000, seed=seed)
     room_query = fuser.query(room["coord"])
@@ -227,6 +249,7 @@ def run_bridge_demo(
         "best_frame_2d_accuracy": max(per_frame_accuracy),
         "mean_frame_2d_accuracy": round(float(np.mean(per_frame_accuracy)), 4),
         "single_frame_2d": _scores_dict(_confusion(noisy_all, truth_all)),
+        "single_view_map_3d": _scores_dict(_confusion(alone_all, truth_all)),
         "fused_3d": fused_3d,
         "fused_room_points": {
             "points": int(len(covered)),
@@ -247,7 +270,7 @@ def run_bridge_demo(
 
 
 def write_frames_folder(folder: Path, frames, camera: PinholeCamera, voxel_size: float, mode: str) -> Path:
-    """Write (view, predicted labels, pose) frames as a `pcseg fuse` input folder (see
+    """Write (view, predicted labels, pose, scores) frames as a `pcseg fuse` input folder (see
     `pcseg.fuser.fuse_folder`): depth/ uint16 mm PNGs, color/ PNGs, segmentation/ uint8
     label PNGs (255 = no label), pose/ 4x4 text files, frames.json."""
     from PIL import Image
@@ -256,7 +279,7 @@ def write_frames_folder(folder: Path, frames, camera: PinholeCamera, voxel_size:
     for sub in ("depth", "color", "segmentation", "pose"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     entries = []
-    for index, (view, predicted, pose) in enumerate(frames):
+    for index, (view, predicted, pose, _) in enumerate(frames):
         name = f"{index:06d}"
         depth_mm = np.round(view["depth"] * 1000.0).astype(np.uint16)
         Image.fromarray(depth_mm).save(folder / "depth" / f"{name}.png")
@@ -286,7 +309,7 @@ def _write_figure(path: Path, frame, fuser: Fuser, camera: PinholeCamera, scale:
     """colour | true labels | noisy 2D labels | fused map at this view's points, with a legend."""
     from PIL import Image, ImageDraw
 
-    view, predicted, pose = frame
+    view, predicted, pose, _ = frame
     backprojected = backproject_depth(view["depth"], camera, 1.0, 20.0, pose)
     fused = np.full(view["label"].shape, -1, dtype=np.int64)
     fused[backprojected.valid] = fuser.labels(backprojected.points)
