@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scipy import ndimage
 
@@ -12,6 +13,16 @@ from pcseg.demo_bridge import PALETTE, corrupt_labels, demo_camera, run_bridge_d
 from pcseg.fuser import fuser_from_folder
 
 NO_NOISE = dict(boundary_probability=0.0, blob_fraction=0.0, flip_probability=0.0, logit_noise=0.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_torch_thread():
+    """One torch thread: on the shared 2-core CI machine intra-op threads make these small
+    workloads about 3x slower under load (measured: 7.9 s vs 23 s for the two Fuser files)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +73,10 @@ def test_blobs_and_flips_cover_the_requested_fractions(true_labels):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("bridge_demo")
-    return out_dir, run_bridge_demo(out_dir, seed=0)
+    threads = torch.get_num_threads()
+    metrics = run_bridge_demo(out_dir, seed=0)
+    assert torch.get_num_threads() == threads  # the demo runs single-threaded, then restores
+    return out_dir, metrics
 
 
 def test_fusion_beats_every_single_noisy_frame(demo):
