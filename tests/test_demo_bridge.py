@@ -11,18 +11,9 @@ from pcseg.bridge import backproject_depth
 from pcseg.data.synthetic import build_room, render_view
 from pcseg.demo_bridge import PALETTE, corrupt_labels, demo_camera, run_bridge_demo
 from pcseg.fuser import fuser_from_folder
+from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 NO_NOISE = dict(boundary_probability=0.0, blob_fraction=0.0, flip_probability=0.0, logit_noise=0.0)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_torch_thread():
-    """One torch thread: on the shared 2-core CI machine intra-op threads make these small
-    workloads about 3x slower under load (measured: 7.9 s vs 23 s for the two Fuser files)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +64,10 @@ def test_blobs_and_flips_cover_the_requested_fractions(true_labels):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("bridge_demo")
-    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the demo runs single-threaded, then puts the caller's setting back
     metrics = run_bridge_demo(out_dir, seed=0)
-    assert torch.get_num_threads() == threads  # the demo runs single-threaded, then restores
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
     return out_dir, metrics
 
 

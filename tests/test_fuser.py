@@ -11,18 +11,9 @@ from pcseg.bridge import KittiCalibration, PinholeCamera, backproject_depth, pai
 from pcseg.data.kitti import read_velodyne_bin
 from pcseg.data.nyu import nyu_camera, read_nyu_frame
 from pcseg.fuser import Fuser, fuse_folder, fuser_from_folder
+from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 NYU_LABELS = "DERIVED_class13_1407_crop425x560.png"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_torch_thread():
-    """One torch thread: on the shared 2-core CI machine intra-op threads make these small
-    workloads about 3x slower under load (measured: 7.9 s vs 23 s for the two Fuser files)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
