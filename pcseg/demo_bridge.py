@@ -176,7 +176,8 @@ def run_bridge_demo(
     fused labels at the same pixels' 3D points), mean/best_frame_2d_accuracy,
     fused_room_points (the room's own sampled labelled cloud: coverage, and scores on the
     covered points), heldout_view (a pose not fused: coverage and accuracy of the map
-    there), voxels, num_views, seconds, and the output paths.
+    there), voxels, num_views, seconds, summary (one line for the console), and the
+    output paths.
     """
     import torch
 
@@ -277,6 +278,14 @@ def _run_bridge_demo(out_dir, seed, num_views, image_size, voxel_size, mode, wri
         "outputs": {"ply": str(map_path), "png": str(figure_path), "frames": None if frames_dir is None else str(frames_dir)},
     }
     metrics["seconds"] = round(time.perf_counter() - start, 2)
+    single = metrics["single_frame_2d"]
+    metrics["summary"] = (
+        f"{num_views} noisy 2D label maps (accuracy {metrics['mean_frame_2d_accuracy']:.3f} mean, "
+        f"{metrics['best_frame_2d_accuracy']:.3f} best frame; mIoU {single['miou']:.3f}) fused in 3D: "
+        f"accuracy {fused_3d['accuracy']:.3f}, mIoU {fused_3d['miou']:.3f} "
+        f"(a map of one view alone: {metrics['single_view_map_3d']['accuracy']:.3f}); "
+        f"{fuser.num_voxels:,} voxels of {voxel_size * 100:g} cm, {mode} fusion, {metrics['seconds']:.1f} s"
+    )
     metrics_path = out_dir / "bridge_metrics.json"
     metrics["outputs"]["json"] = str(metrics_path)
     metrics_path.write_text(json.dumps(metrics, indent=2))

@@ -397,7 +397,7 @@ def fuser_from_folder(
     """Read a folder of frames (layout below) into a new `Fuser`; returns (fuser, manifest).
 
     Folder layout: `input_dir/frames.json` lists the frames; file paths in it are relative
-    to `input_dir`. Example (every key not marked optional is required)::
+    to `input_dir` (absolute paths are used as they are). Example (every key not marked optional is required)::
 
         {
           "num_classes": 13,
@@ -422,6 +422,11 @@ def fuser_from_folder(
              "pose": "pose/000000.txt",      # 4x4 T_world_from_camera: text file or nested list
              "color": "color/000000.png",    # optional
              "camera": {...}},               # optional, overrides the default camera
+            {"type": "sunrgbd",              # a SUN RGB-D frame in the released layout
+             "frame": "sunrgbd/<frame folder>",  # image/, depth/ (bit-rotated mm), intrinsics.txt,
+                                             # extrinsics/ (read by pcseg.data.sunrgbd); the
+                                             # world frame is its upright frame (z up)
+             "segmentation": "seg/frame.png"},   # e.g. 37-class labels with "ignore_label": 0
             {"type": "lidar",
              "points": "velodyne/000000.bin",    # KITTI float32 (N, 4) .bin, or (N, 3+) .npy
              "calib": "calib/000000.txt",    # KITTI calib file (P0..P3, R0_rect, Tr_velo_to_cam)
@@ -473,8 +478,10 @@ def fuser_from_folder(
             _add_rgbd_frame(fuser, input_dir, manifest, frame, where)
         elif kind == "lidar":
             _add_lidar_frame(fuser, input_dir, manifest, frame, where)
+        elif kind == "sunrgbd":
+            _add_sunrgbd_frame(fuser, input_dir, manifest, frame, where)
         else:
-            raise ValueError(f"{where}: 'type' must be 'rgbd' or 'lidar', got {kind!r}")
+            raise ValueError(f"{where}: 'type' must be 'rgbd', 'sunrgbd' or 'lidar', got {kind!r}")
     return fuser, manifest
 
 
@@ -483,6 +490,7 @@ _MANIFEST_KEYS = {
     "depth_scale", "depth_trunc", "scores", "frames",
 }
 _RGBD_KEYS = {"type", "depth", "segmentation", "pose", "color", "camera", "depth_scale", "depth_trunc", "scores"}
+_SUNRGBD_KEYS = {"type", "frame", "segmentation", "depth_trunc", "scores"}
 _LIDAR_KEYS = {"type", "points", "calib", "segmentation", "camera_index", "pose", "scores"}
 
 
@@ -517,6 +525,24 @@ def _add_rgbd_frame(fuser: Fuser, root: Path, manifest: dict, frame: dict, where
             depth_scale=frame.get("depth_scale", manifest.get("depth_scale")),
             depth_trunc=float(frame.get("depth_trunc", manifest.get("depth_trunc", 10.0))),
             scores=frame.get("scores", manifest.get("scores", "probabilities")),
+        )
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from error
+
+
+def _add_sunrgbd_frame(fuser: Fuser, root: Path, manifest: dict, frame: dict, where: str) -> None:
+    from pcseg.data.sunrgbd import read_sunrgbd_frame
+
+    _check_frame_keys(frame, _SUNRGBD_KEYS, where)
+    if "frame" not in frame:
+        raise ValueError(f"{where}: a sunrgbd frame needs 'frame' (the frame's folder)")
+    depth_trunc = float(frame.get("depth_trunc", manifest.get("depth_trunc", 10.0)))
+    sun = read_sunrgbd_frame(root / frame["frame"], max_depth=depth_trunc)
+    segmentation = _read_array(root / frame["segmentation"], f"{where} segmentation")
+    try:
+        fuser.add_rgbd(
+            sun["image"], sun["depth"], segmentation, sun["camera"], sun["T_world_from_camera"],
+            depth_scale=1.0, depth_trunc=depth_trunc, scores=frame.get("scores", manifest.get("scores", "probabilities")),
         )
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from error

@@ -82,6 +82,7 @@ def test_fusion_beats_every_single_noisy_frame(demo):
     assert fused["accuracy"] > metrics["single_view_map_3d"]["accuracy"] + 0.05
     assert fused["miou"] > metrics["single_frame_2d"]["miou"] + 0.08
     assert all(frame["fused_accuracy"] > frame["accuracy"] for frame in metrics["per_frame_2d"])
+    assert f"accuracy {fused['accuracy']:.3f}" in metrics["summary"]
     room = metrics["fused_room_points"]
     assert 0.3 < room["coverage"] < 1.0 and room["accuracy"] > 0.7
     assert metrics["heldout_view"]["coverage"] > 0.5 and metrics["heldout_view"]["accuracy"] > 0.7

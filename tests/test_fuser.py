@@ -243,6 +243,29 @@ def test_fuse_folder_lidar_matches_the_api(kitti, tmp_path):
     np.testing.assert_allclose(np.asarray(cloud.points), reference.voxel_points(), atol=1e-5)
 
 
+def test_fuse_folder_sunrgbd_frame(shared_data, tmp_path):
+    from pcseg.data.sunrgbd import read_sunrgbd_frame
+
+    frame_dir = shared_data / "sunrgbd" / "raw" / "2014-12-18_11-31-54_260595134347"
+    sun = read_sunrgbd_frame(frame_dir)
+    height, width = sun["depth"].shape
+    # Five vertical bands; band 0 is the ignore label, so the left fifth adds nothing.
+    bands = (np.arange(width) * 5 // width)[None, :].repeat(height, axis=0).astype(np.uint8)
+    folder = tmp_path / "sun"
+    folder.mkdir()
+    Image.fromarray(bands).save(folder / "bands.png")
+    manifest = {"num_classes": 5, "ignore_label": 0, "voxel_size": 0.0005, "mode": "vote", "depth_trunc": 8.0,
+                "frames": [{"type": "sunrgbd", "frame": str(frame_dir), "segmentation": "bands.png"}]}
+    (folder / "frames.json").write_text(json.dumps(manifest))
+    fuser, _ = fuser_from_folder(folder)
+    # The map sits in SUN RGB-D's upright frame (decoded depth, 1-based intrinsics, tilt):
+    # each of the reader's upright points queries back to its pixel's band.
+    expected = bands[sun["pixel"][:, 1], sun["pixel"][:, 0]].astype(np.int64)
+    expected[expected == 0] = -1
+    np.testing.assert_array_equal(fuser.labels(sun["coord"]), expected)
+    assert fuser.num_points_added == np.sum(expected >= 0) > 100_000
+
+
 def test_bad_input_raises_named_errors(nyu, tmp_path):
     camera = nyu["camera"]
     with pytest.raises(ValueError, match="mode"):
@@ -283,7 +306,7 @@ def test_bad_input_raises_named_errors(nyu, tmp_path):
     with pytest.raises(ValueError, match=r"unknown keys \['voxelsize'\]"):
         fuse_folder(folder, tmp_path / "out.ply")
     (folder / "frames.json").write_text(json.dumps({"num_classes": 3, "frames": [{"type": "radar", "segmentation": "x"}]}))
-    with pytest.raises(ValueError, match=r"frames\[0\]: 'type' must be 'rgbd' or 'lidar'"):
+    with pytest.raises(ValueError, match=r"frames\[0\]: 'type' must be 'rgbd', 'sunrgbd' or 'lidar'"):
         fuse_folder(folder, tmp_path / "out.ply", progress=False)
     (folder / "frames.json").write_text(json.dumps({"num_classes": 3, "frames": [
         {"type": "rgbd", "depth": "missing.png", "segmentation": "x.png", "pose": np.eye(4).tolist()}]}))
