@@ -18,6 +18,7 @@ docstring).
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,8 @@ class Fuser:
 
     All inputs are numpy arrays (torch CPU tensors are converted); all outputs are numpy.
     World frame: whatever frame the poses map into (identity poses: the first sensor's frame).
+    Thread safety: adding frames, queries and export take an internal lock, so camera and
+    LiDAR callbacks on different threads may share one Fuser.
     """
 
     def __init__(
@@ -69,11 +72,15 @@ class Fuser:
         palette = np.asarray(palette)
         if palette.shape != (self.num_classes, 3):
             raise ValueError(f"palette must be (num_classes, 3) = ({self.num_classes}, 3), got {palette.shape}")
-        if palette.dtype != np.uint8:
-            palette = np.clip(np.round(palette * 255.0 if palette.max() <= 1.0 else palette), 0, 255).astype(np.uint8)
+        if np.issubdtype(palette.dtype, np.floating):  # floats are [0, 1], integers 0..255
+            palette = np.round(palette * 255.0)
+        if palette.min() < 0 or palette.max() > 255:
+            raise ValueError(f"palette must hold floats in [0, 1] or integers in 0..255, got [{palette.min()}, {palette.max()}]")
+        palette = palette.astype(np.uint8)
         self.palette = palette
         self.num_frames = 0
         self.num_points_added = 0
+        self._lock = threading.Lock()
 
     @property
     def num_voxels(self) -> int:
@@ -169,8 +176,7 @@ class Fuser:
         if pose is not None:
             pose = _check_rigid(pose, "pose")
         if len(points) == 0:
-            self.num_frames += 1
-            return 0
+            return self._integrate(points, labels=np.zeros(0, np.int64))
         points = np.ascontiguousarray(points[:, :3])
         segmentation = _as_numpy(segmentation, "segmentation")
         camera, T_camera_from_lidar = _camera_from_calibration(calibration, segmentation.shape, camera_index)
@@ -232,47 +238,54 @@ class Fuser:
         return labels
 
     def _integrate(self, points, labels=None, probabilities=None, colors=None) -> int:
-        self.num_frames += 1
         if labels is not None:
             count = int(np.count_nonzero(labels >= 0))
         else:
             count = len(points)
-        if count == 0:
-            return 0  # an empty frame (no valid depth, nothing in view) is not an error
-        self.map.integrate(points, probabilities=probabilities, labels=labels, colors=colors)
-        self.num_points_added += count
+        with self._lock:
+            self.num_frames += 1
+            if count == 0:
+                return 0  # an empty frame (no valid depth, nothing in view) is not an error
+            self.map.integrate(points, probabilities=probabilities, labels=labels, colors=colors)
+            self.num_points_added += count
         return count
 
     # ----- queries -------------------------------------------------------------------------
     def labels(self, points) -> np.ndarray:
         """(N,) int64 fused label at each of the (N, 3) world points, -1 where the point's
         voxel was never observed."""
-        return self.map.query(_query_points(points)).labels
+        return self.query(points).labels
 
     def probabilities(self, points) -> np.ndarray:
         """(N, C) float32 fused class distribution at each of the (N, 3) world points (rows
         of zeros where never observed)."""
-        return self.map.query(_query_points(points)).probabilities
+        return self.query(points).probabilities
 
     def query(self, points):
         """`pcseg.bridge.VoxelQuery` (labels (N,), probabilities (N, C), known (N,) bool)."""
-        return self.map.query(_query_points(points))
+        points = _query_points(points)
+        with self._lock:
+            return self.map.query(points)
 
     def voxel_points(self) -> np.ndarray:
         """(V, 3) float64 mean position of the points in each occupied voxel."""
-        return self.map.voxel_points()
+        with self._lock:
+            return self.map.voxel_points()
 
     def voxel_labels(self) -> np.ndarray:
         """(V,) int64 fused label of each occupied voxel (rows of `voxel_points`)."""
-        return self.map.voxel_labels()
+        with self._lock:
+            return self.map.voxel_labels()
 
     def voxel_probabilities(self) -> np.ndarray:
         """(V, C) float32 fused distribution of each occupied voxel."""
-        return self.map.voxel_probabilities()
+        with self._lock:
+            return self.map.voxel_probabilities()
 
     def voxel_colors(self) -> np.ndarray:
         """(V, 3) float32 mean RGB in [0, 1] per voxel, NaN where no colour was given."""
-        return self.map.voxel_colors()
+        with self._lock:
+            return self.map.voxel_colors()
 
     # ----- export --------------------------------------------------------------------------
     def export(self, path: str | Path) -> Path:
@@ -287,15 +300,16 @@ class Fuser:
         if self.num_voxels == 0:
             raise ValueError(f"nothing to export to {path}: no frame added any labelled point")
         suffix = path.suffix.lower()
-        if suffix == ".ply":
-            self.map.export_ply(path, self.palette)
-        elif suffix == ".npz":
-            np.savez_compressed(
-                path, points=self.voxel_points(), labels=self.voxel_labels(),
-                probabilities=self.voxel_probabilities(), observations=self.map.voxel_observations(),
-            )
-        else:
+        if suffix not in (".ply", ".npz"):
             raise ValueError(f"export path must end in .ply or .npz, got {path}")
+        with self._lock:
+            if suffix == ".ply":
+                self.map.export_ply(path, self.palette)
+            else:
+                np.savez_compressed(
+                    path, points=self.map.voxel_points(), labels=self.map.voxel_labels(),
+                    probabilities=self.map.voxel_probabilities(), observations=self.map.voxel_observations(),
+                )
         return path
 
 

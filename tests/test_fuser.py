@@ -117,6 +117,40 @@ def test_posed_float_depth_frame_lands_where_the_pose_puts_it(nyu):
     assert fuser.query(nyu["points"]).known.mean() < 0.01
 
 
+def test_frames_added_from_several_threads_match_sequential(nyu):
+    import threading
+
+    poses = []
+    for shift in range(4):
+        pose = np.eye(4)
+        pose[:3, 3] = [0.02 * shift, 0.0, 0.03 * shift]
+        poses.append(pose)
+    sequential = Fuser(14, 0.05, "vote", ignore_label=0)
+    for pose in poses:
+        sequential.add_rgbd(None, nyu["depth"], nyu["labels"], nyu["camera"], pose)
+    shared = Fuser(14, 0.05, "vote", ignore_label=0)
+    errors = []
+
+    def add(pose):
+        try:
+            shared.add_rgbd(None, nyu["depth"], nyu["labels"], nyu["camera"], pose)
+            shared.labels(nyu["points"][:5000])  # queries interleave with the other threads' adds
+        except Exception as error:  # noqa: BLE001  (reported below, in the main thread)
+            errors.append(error)
+
+    threads = [threading.Thread(target=add, args=(pose,)) for pose in poses]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    # Votes are integer counts: the fused result does not depend on the order of the frames.
+    assert shared.num_voxels == sequential.num_voxels and shared.num_frames == 4
+    query = np.concatenate([nyu["points"], nyu["points"] + np.float32([0.06, 0.0, 0.09])])
+    np.testing.assert_array_equal(shared.labels(query), sequential.labels(query))
+    np.testing.assert_array_equal(shared.probabilities(query), sequential.probabilities(query))
+
+
 def test_lidar_points_take_the_label_of_their_pixel(kitti):
     scan, calibration, bands = kitti["scan"], kitti["calibration"], kitti["bands"]
     width, height = kitti["size"]
