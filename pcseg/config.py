@@ -1,0 +1,246 @@
+"""Experiment configs: one flat YAML per experiment with ``data``, ``model`` and ``train``
+sections, loaded into the dataclasses below.
+
+    cfg = load_config("configs/pointnet_synthetic.yaml", overrides=["train.lr=0.01"])
+    save_config(cfg, run_dir / "config.yaml")
+
+An unknown or mistyped key (in the file or in an override) raises ``ConfigError`` naming the
+key and the valid ones. Override values are parsed as YAML (``train.lr=1e-3`` is a float,
+``data.train_rooms=[0,1]`` a list) and converted to the field's type.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+__all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "Config", "load_config", "config_from_dict",
+           "config_to_dict", "save_config", "apply_overrides"]
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+@dataclass
+class DataConfig:
+    """Where the points come from and how they are cut into blocks.
+
+    dataset: "synthetic" (procedural rooms, no download), "s3dis" (rooms prepared by
+        ``pcseg prepare s3dis`` under ``root``) or "semantickitti" (``root`` holding
+        ``sequences/``, ``label_config`` the dataset's ``semantic-kitti.yaml``).
+    Synthetic rooms: seeds ``train_seed_start + i`` for ``i < train_rooms`` and
+        ``val_seed_start + i`` for ``i < val_rooms``, ``points_per_room`` points each.
+    Blocks: ``block_size`` metres square columns of ``num_points`` points;
+        ``blocks_per_room`` random training blocks are cut once per room and kept in memory.
+    Inputs per point: block xyz always; rgb (``use_color``), PointNet's room-normalised xyz
+        (``room_coords``) and 7 local geometric features (``geometric_features``: normal,
+        surface variation, offset to the centroid of the ``neighbours`` nearest points).
+    ``eval_stride``: the sliding-block stride of whole-room evaluation and prediction.
+    """
+
+    dataset: str = "synthetic"
+    root: str = ""
+    test_area: int = 5
+    label_config: str = ""
+    num_classes: int = 13
+    ignore_index: int = -100
+    train_rooms: int = 24
+    val_rooms: int = 4
+    train_seed_start: int = 0
+    val_seed_start: int = 100_000
+    points_per_room: int = 100_000
+    block_size: float = 1.0
+    num_points: int = 1024
+    blocks_per_room: int = 48
+    val_blocks_per_room: int = 16
+    eval_stride: float = 0.5
+    use_color: bool = True
+    room_coords: bool = False
+    geometric_features: bool = True
+    neighbours: int = 16
+    augment_rotate: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """``name`` is a key of ``pcseg.models.MODELS``; ``block_preset`` uses
+    ``acnn_block_preset(data.num_points)`` for A-CNN; ``options`` are further keyword arguments
+    of the model's constructor (e.g. ``dropout``)."""
+
+    name: str = "pointnet_sem_seg"
+    width_multiplier: float = 0.5
+    block_preset: bool = False
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping.
+
+    ``epochs`` bounds the run; ``time_budget_s > 0`` also stops it after that many seconds of
+    training and stretches the cosine schedule to the number of epochs that fit (measured on
+    the first epoch). ``amp``: "auto" (bf16 autocast on CPUs with native bf16, AMP fp16 on
+    CUDA), "bf16", "fp16" (CUDA) or "none". ``class_weights``: "none", "inverse_log" or
+    "inverse" (``pcseg.losses.class_weights_from_counts`` over the training labels).
+    """
+
+    seed: int = 0
+    epochs: int = 20
+    time_budget_s: float = 0.0
+    batch_size: int = 16
+    optimizer: str = "adamw"
+    lr: float = 0.002
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 1.0
+    loss: str = "cross_entropy"
+    class_weights: str = "inverse_log"
+    amp: str = "auto"
+    val_every: int = 1
+    device: str = "cpu"
+    num_threads: int = 0
+    out_dir: str = "runs/default"
+    checkpoint_every: int = 1
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _convert(value, annotation: str, key: str):
+    """Converts a YAML value to the field's declared type (annotations are strings here)."""
+    kind = annotation.split("[")[0]
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if kind == "str":
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    if kind == "dict":
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _section_from_dict(cls, values: dict, section: str):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"section {section!r} must be a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key {section}.{key}; valid keys of {section!r}: {sorted(fields)}")
+        kwargs[key] = _convert(value, str(fields[key].type), f"{section}.{key}")
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict) -> Config:
+    """Builds a ``Config`` from a ``{"data": {...}, "model": {...}, "train": {...}}`` mapping."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(values).__name__}")
+    for section in values:
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown section {section!r}; valid sections: {sorted(_SECTIONS)}")
+    cfg = Config(**{name: _section_from_dict(cls, values.get(name), name) for name, cls in _SECTIONS.items()})
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    if cfg.data.dataset not in ("synthetic", "s3dis", "semantickitti"):
+        raise ConfigError(f"data.dataset must be synthetic, s3dis or semantickitti, got {cfg.data.dataset!r}")
+    if cfg.train.optimizer not in ("adamw", "sgd"):
+        raise ConfigError(f"train.optimizer must be adamw or sgd, got {cfg.train.optimizer!r}")
+    if cfg.train.amp not in ("auto", "bf16", "fp16", "none"):
+        raise ConfigError(f"train.amp must be auto, bf16, fp16 or none, got {cfg.train.amp!r}")
+    if cfg.train.class_weights not in ("none", "inverse_log", "inverse"):
+        raise ConfigError(f"train.class_weights must be none, inverse_log or inverse, got {cfg.train.class_weights!r}")
+    if cfg.train.loss not in ("cross_entropy", "focal"):
+        raise ConfigError(f"train.loss must be cross_entropy or focal, got {cfg.train.loss!r}")
+    for key in ("num_classes", "num_points", "blocks_per_room", "neighbours"):
+        if getattr(cfg.data, key) < 1:
+            raise ConfigError(f"data.{key} must be >= 1, got {getattr(cfg.data, key)}")
+    if cfg.data.block_size <= 0 or cfg.data.eval_stride <= 0:
+        raise ConfigError("data.block_size and data.eval_stride must be positive")
+    if cfg.train.batch_size < 1 or cfg.train.epochs < 1:
+        raise ConfigError("train.batch_size and train.epochs must be >= 1")
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(values: dict, overrides: typing.Sequence[str]) -> dict:
+    """Applies ``section.key=value`` strings to a raw config mapping (values parsed as YAML)."""
+    values = {k: dict(v or {}) for k, v in (values or {}).items()}
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        dotted, raw = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        if len(parts) != 2:
+            raise ConfigError(f"override key {dotted!r} must be section.key, e.g. train.lr; "
+                              f"valid sections: {sorted(_SECTIONS)}")
+        section, key = parts
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown section {section!r} in override {item!r}; valid sections: {sorted(_SECTIONS)}")
+        valid = [f.name for f in dataclasses.fields(_SECTIONS[section])]
+        if key not in valid:
+            raise ConfigError(f"unknown key {section}.{key} in override; valid keys of {section!r}: {sorted(valid)}")
+        values.setdefault(section, {})[key] = yaml.safe_load(raw) if raw.strip() else ""
+    return values
+
+
+def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Reads a YAML config (``None``: all defaults) and applies ``--set`` overrides."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: a config must be a mapping with data/model/train sections")
+        for section in values:
+            if section not in _SECTIONS:
+                raise ConfigError(f"{path}: unknown section {section!r}; valid sections: {sorted(_SECTIONS)}")
+    try:
+        return config_from_dict(apply_overrides(values, overrides))
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}" if path is not None else str(error)) from None
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Writes the resolved config as YAML (readable back by ``load_config``)."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
