@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pcseg.bridge.camera import KittiCalibration, PinholeCamera
 from pcseg.bridge.fusion import FUSION_MODES, VoxelLabelMap, default_palette
@@ -134,9 +135,10 @@ class Fuser:
                     f"score segmentation must be (C, H, W) with C = num_classes = {self.num_classes}, "
                     f"got shape {segmentation.shape}"
                 )
-            probabilities = backprojected.take(segmentation, channels_first=True)
+            # A torch view keeps the (N, C) gather a transposed view: no contiguous copy.
+            probabilities = backprojected.take(torch.from_numpy(np.ascontiguousarray(segmentation)), channels_first=True)
             if scores == "logits":
-                probabilities = _softmax(probabilities)
+                probabilities = torch.softmax(probabilities.to(torch.float32), dim=1)
             return self._integrate(points, probabilities=probabilities, colors=colors)
         labels = self._label_map(segmentation, "segmentation")
         return self._integrate(points, labels=backprojected.take(labels), colors=colors)
@@ -331,12 +333,6 @@ def _query_points(points) -> np.ndarray:
     if not np.issubdtype(points.dtype, np.floating):
         points = points.astype(np.float64)
     return points
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
-    exponentials = np.exp(shifted)
-    return exponentials / exponentials.sum(axis=1, keepdims=True)
 
 
 def _check_rigid(pose, name: str) -> np.ndarray:
