@@ -322,9 +322,11 @@ def write_frames_folder(folder: Path, frames, camera: PinholeCamera, voxel_size:
                    "width": camera.width, "height": camera.height},
         "depth_scale": 1000,
         "depth_trunc": 20.0,
-        "frames": entries,
     }
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+    # One key, and one frame, per line: readable and diffable.
+    header = ",\n".join(f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in manifest.items())
+    frame_lines = ",\n".join(f"    {json.dumps(entry)}" for entry in entries)
+    (folder / MANIFEST_NAME).write_text("{\n" + header + ',\n  "frames": [\n' + frame_lines + "\n  ]\n}\n")
     return folder
 
 
