@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from pcseg.bridge.camera import KittiCalibration, PinholeCamera
-from pcseg.bridge.fusion import FUSION_MODES, VoxelLabelMap, default_palette
+from pcseg.bridge.fusion import FUSION_MODES, VoxelLabelMap, VoxelQuery, default_palette
 from pcseg.bridge.projection import backproject_depth, paint_points
 
 SCORE_KINDS = ("probabilities", "logits")
@@ -42,6 +42,7 @@ class Fuser:
         SUN RGB-D label PNGs); such pixels add nothing. Negative values always mean "no label".
     palette: (C, 3) uint8 colours for `export`; `pcseg.bridge.default_palette(C)` when None.
     min_probability: probability floor of "bayes" mode (see `VoxelLabelMap`).
+    device: where the voxel map lives ("cpu", "cuda"); inputs and outputs stay numpy.
 
     All inputs are numpy arrays (torch CPU tensors are converted); all outputs are numpy.
     World frame: whatever frame the poses map into (identity poses: the first sensor's frame).
@@ -58,10 +59,11 @@ class Fuser:
         ignore_label: int | None = None,
         palette=None,
         min_probability: float = 1e-3,
+        device: str | torch.device = "cpu",
     ):
         if mode not in FUSION_MODES:
             raise ValueError(f"mode must be one of {FUSION_MODES}, got {mode!r}")
-        self.map = VoxelLabelMap(voxel_size, num_classes, mode, min_probability=min_probability)
+        self.map = VoxelLabelMap(voxel_size, num_classes, mode, min_probability=min_probability, device=device)
         self.num_classes = int(num_classes)
         self.voxel_size = float(voxel_size)
         self.mode = mode
@@ -265,9 +267,11 @@ class Fuser:
 
     def query(self, points):
         """`pcseg.bridge.VoxelQuery` (labels (N,), probabilities (N, C), known (N,) bool)."""
-        points = _query_points(points)
+        # Torch in -> torch out on the input's (CPU) device, whatever device the map is on.
+        points = torch.from_numpy(np.ascontiguousarray(_query_points(points)))
         with self._lock:
-            return self.map.query(points)
+            result = self.map.query(points)
+        return VoxelQuery(*(tensor.numpy() for tensor in result))
 
     def voxel_points(self) -> np.ndarray:
         """(V, 3) float64 mean position of the points in each occupied voxel."""
@@ -332,7 +336,7 @@ def _query_points(points) -> np.ndarray:
         raise ValueError(f"points must be (N, 3), got shape {points.shape}")
     if not np.issubdtype(points.dtype, np.floating):
         points = points.astype(np.float64)
-    return points
+    return points.astype(points.dtype.newbyteorder("="), copy=False)  # torch reads native byte order only
 
 
 def _check_rigid(pose, name: str) -> np.ndarray:

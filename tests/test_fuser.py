@@ -12,6 +12,7 @@ from pcseg.data.kitti import read_velodyne_bin
 from pcseg.data.nyu import nyu_camera, read_nyu_frame
 from pcseg.fuser import Fuser, fuse_folder, fuser_from_folder
 from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
+from tests.conftest import DEVICES
 
 NYU_LABELS = "DERIVED_class13_1407_crop425x560.png"
 
@@ -61,9 +62,10 @@ def test_nyu_labels_reproduce_every_labelled_pixel(nyu):
     np.testing.assert_allclose(fuser.voxel_colors()[by_voxel], pixel_colors[by_pixel], atol=1e-6)
 
 
-def test_nyu_coarse_voxels_hold_the_majority_label(nyu):
+@pytest.mark.parametrize("device", DEVICES)
+def test_nyu_coarse_voxels_hold_the_majority_label(nyu, device):
     voxel_size = 0.05
-    fuser = Fuser(14, voxel_size, "bayes", ignore_label=0)
+    fuser = Fuser(14, voxel_size, "bayes", ignore_label=0, device=device)
     fuser.add_rgbd(None, nyu["depth"], nyu["labels"], nyu["camera"])
     points, truth = nyu["points"], nyu["labels"][nyu["valid"]]
     labelled = truth > 0
@@ -211,6 +213,8 @@ def test_export_ply_and_npz(tmp_path):
     np.testing.assert_allclose(saved["probabilities"][0], [0.0, 1 / 3, 2 / 3], atol=1e-6)
     np.testing.assert_array_equal(saved["observations"], [3, 1])
     np.testing.assert_array_equal(fuser.labels(np.array([[0.4, 0.4, 0.4], [5.0, 5.0, 5.0]])), [2, -1])
+    big_endian = np.array([[0.4, 0.4, 0.4]], dtype=">f8")
+    np.testing.assert_array_equal(fuser.labels(big_endian), [2])
 
 
 def _write_nyu_folder(folder, nyu, pose):
