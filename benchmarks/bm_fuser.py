@@ -102,15 +102,21 @@ def bench_demo(seeds) -> None:
     print("\n[demo] run_bridge_demo defaults (12 views 160x120, voxel 5 cm, bayes); accuracy / mIoU over every "
           "observed pixel of the 12 views")
     print("  seed | 2D frames mean acc (best) | 2D mIoU | one-frame map acc / mIoU | fused acc / mIoU | "
-          "room points coverage, acc, mIoU | held-out view coverage, acc | seconds")
+          "room points coverage, acc, mIoU | painted room points coverage, acc, mIoU | "
+          "view 0 true labels painted: z-buffer acc (points), no occlusion test acc (points) | "
+          "held-out view coverage, acc | seconds")
     with tempfile.TemporaryDirectory() as out_dir:
         for seed in seeds:
             m = run_bridge_demo(out_dir, seed=seed, write_frames=False)
-            room, heldout = m["fused_room_points"], m["heldout_view"]
+            room, heldout, painted, check = (m["fused_room_points"], m["heldout_view"], m["painted_room_points"],
+                                             m["occlusion_check"])
             print(f"  {seed} | {m['mean_frame_2d_accuracy']:.3f} ({m['best_frame_2d_accuracy']:.3f}) | "
                   f"{m['single_frame_2d']['miou']:.3f} | {m['single_view_map_3d']['accuracy']:.3f} / "
                   f"{m['single_view_map_3d']['miou']:.3f} | {m['fused_3d']['accuracy']:.3f} / {m['fused_3d']['miou']:.3f} | "
                   f"{room['coverage']:.3f}, {room['accuracy']:.3f}, {room['miou']:.3f} | "
+                  f"{painted['coverage']:.3f}, {painted['accuracy']:.3f}, {painted['miou']:.3f} | "
+                  f"{check['zbuffer']['accuracy']:.3f} ({check['zbuffer']['visible_points']:,}), "
+                  f"{check['none']['accuracy']:.3f} ({check['none']['visible_points']:,}) | "
                   f"{heldout['coverage']:.3f}, {heldout['accuracy']:.3f} | {m['seconds']:.2f}", flush=True)
         print("\n  seed 0, mode x voxel size: fused acc / mIoU (one-frame map acc)")
         for mode in ("bayes", "mean", "vote"):

@@ -163,7 +163,8 @@ class Fuser:
         camera sees (in the image, in front of it, not occluded); returns the points added.
 
         points: (N, 3) or (N, 4) float LiDAR points (a KITTI `.bin`'s x y z remission; the
-            4th column is ignored), in the LiDAR frame.
+            4th column is ignored), in the LiDAR frame. Any point cloud works the same way
+            (e.g. a map painted from a camera: calibration (camera, T_camera_from_map)).
         segmentation: (H, W) integer label map or (C, H, W) float scores of the camera image.
         calibration: a `pcseg.bridge.KittiCalibration` (camera `camera_index`, default the
             left colour camera image_2; the image size is the segmentation's), or a pair

@@ -83,6 +83,12 @@ def test_fusion_beats_every_single_noisy_frame(demo):
     assert fused["miou"] > metrics["single_frame_2d"]["miou"] + 0.08
     assert all(frame["fused_accuracy"] > frame["accuracy"] for frame in metrics["per_frame_2d"])
     assert f"accuracy {fused['accuracy']:.3f}" in metrics["summary"]
+    painted = metrics["painted_room_points"]
+    assert 0.3 < painted["coverage"] < 1.0 and painted["accuracy"] > metrics["mean_frame_2d_accuracy"] + 0.03
+    # Painting without an occlusion test labels points hidden behind nearer surfaces too.
+    check = metrics["occlusion_check"]
+    assert check["none"]["visible_points"] > check["zbuffer"]["visible_points"]
+    assert check["zbuffer"]["accuracy"] > 0.9 and check["zbuffer"]["accuracy"] > check["none"]["accuracy"] + 0.05
     room = metrics["fused_room_points"]
     assert 0.3 < room["coverage"] < 1.0 and room["accuracy"] > 0.7
     assert metrics["heldout_view"]["coverage"] > 0.5 and metrics["heldout_view"]["accuracy"] > 0.7
