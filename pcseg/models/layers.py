@@ -1,0 +1,151 @@
+"""Building blocks shared by the models: masked batch norm, shared MLPs, masked max-pool.
+
+Padding rule: a padded batch ``points (B, N, 3)`` with ``lengths (B,)`` has its real points
+first. Point-wise layers never mix points, so padding can only leak into real points' outputs
+through (1) max-pools and (2) batch-norm statistics in train mode. ``masked_max`` fills padding
+with ``-inf`` before the max; ``MaskedBatchNorm`` computes train-mode statistics over the real
+entries only (and updates the running statistics from them), so a padded batch trains like the
+same clouds without padding. In eval mode batch norm is per-entry, hence exactly invariant.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def scaled(width: int, width_multiplier: float) -> int:
+    """A hidden width scaled by ``width_multiplier`` (at least 1 channel)."""
+    return max(1, int(round(width * width_multiplier)))
+
+
+def lengths_mask(lengths: torch.Tensor | None, batch: int, num_points: int, device) -> torch.Tensor | None:
+    """``(B, N) bool`` mask of real points, or None when there is no padding."""
+    if lengths is None:
+        return None
+    if lengths.shape != (batch,):
+        raise ValueError(f"lengths must have shape ({batch},), got {tuple(lengths.shape)}")
+    if (lengths < 1).any() or (lengths > num_points).any():
+        raise ValueError(f"lengths must lie in [1, {num_points}], got {lengths.tolist()}")
+    return torch.arange(num_points, device=device)[None, :] < lengths.to(device)[:, None]
+
+
+def check_inputs(points: torch.Tensor, features: torch.Tensor | None, in_channels: int) -> None:
+    if points.dim() != 3 or points.shape[-1] != 3:
+        raise ValueError(f"points must be (B, N, 3), got {tuple(points.shape)}")
+    if in_channels == 0:
+        if features is not None and features.shape[-1] != 0:
+            raise ValueError(f"model was built with in_channels=0 but got features {tuple(features.shape)}")
+        return
+    if features is None:
+        raise ValueError(f"model was built with in_channels={in_channels}: pass features (B, N, {in_channels})")
+    if features.shape != points.shape[:2] + (in_channels,):
+        raise ValueError(
+            f"features must be (B, N, {in_channels}) = {tuple(points.shape[:2]) + (in_channels,)}, "
+            f"got {tuple(features.shape)}"
+        )
+
+
+def masked_max(x: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
+    """Max over ``dim`` of ``x (B, C, ...)`` ignoring entries where ``mask (B, ...)`` is False."""
+    if mask is not None:
+        x = x.masked_fill(~mask.unsqueeze(1), float("-inf"))
+    return x.amax(dim=dim)
+
+
+class MaskedBatchNorm(nn.BatchNorm1d):
+    """Batch norm whose train-mode statistics skip padding.
+
+    Channels at dim 1 of ``(B, C, *S)`` (``channels_last=False``) or at the last dim of
+    ``(*S, C)`` (``channels_last=True``). ``mask`` (``(B, *S)`` or ``S`` bool) marks real entries;
+    None means all are real (plain ``F.batch_norm``). Parameters and buffers are those of
+    ``nn.BatchNorm1d``. Masked statistics are taken in float32 even under bf16 autocast; the
+    output has the input's dtype.
+    """
+
+    def __init__(self, num_features: int, channels_last: bool = False, **kwargs):
+        super().__init__(num_features, **kwargs)
+        self.channels_last = channels_last
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        use_batch_stats = self.training or self.running_mean is None
+        momentum = self.momentum if self.momentum is not None else 0.1
+        if mask is None or not use_batch_stats:
+            flat = x.reshape(-1, x.shape[-1]) if self.channels_last else x
+            y = F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias,
+                             use_batch_stats, momentum, self.eps)
+            if self.training and self.track_running_stats:
+                self.num_batches_tracked.add_(1)
+            return y.reshape(x.shape)
+        real = (x if self.channels_last else x.movedim(1, -1))[mask]  # (n_real, C)
+        if real.shape[0] < 2:
+            raise ValueError("batch norm in train mode needs at least 2 real entries per channel")
+        real = real.float()
+        mean = real.mean(0)
+        var = real.var(0, unbiased=False)
+        if self.training and self.track_running_stats:
+            n = real.shape[0]
+            with torch.no_grad():
+                self.running_mean.mul_(1 - momentum).add_(momentum * mean)
+                self.running_var.mul_(1 - momentum).add_(momentum * var * n / (n - 1))
+                self.num_batches_tracked.add_(1)
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight
+        shift = -mean * scale
+        if self.bias is not None:
+            shift = shift + self.bias
+        view = (-1,) if self.channels_last else (1, -1) + (1,) * (x.dim() - 2)
+        return (x.float() * scale.view(view) + shift.view(view)).to(x.dtype)
+
+
+class SharedMLP(nn.Module):
+    """Point-wise ``Conv1d(k=1) -> MaskedBatchNorm -> ReLU`` layers on ``(B, C, N)``.
+
+    ``last_plain=True`` makes the last layer a bare convolution (a classifier head).
+    """
+
+    def __init__(self, in_channels: int, widths: Sequence[int], last_plain: bool = False, dropout_before_last: float = 0.0):
+        super().__init__()
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.last_plain = last_plain
+        self.dropout = nn.Dropout(dropout_before_last) if dropout_before_last > 0 else None
+        c = in_channels
+        for i, w in enumerate(widths):
+            self.convs.append(nn.Conv1d(c, w, 1))
+            if not (last_plain and i == len(widths) - 1):
+                self.norms.append(MaskedBatchNorm(w))
+            c = w
+        self.out_channels = c
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        n = len(self.convs)
+        for i, conv in enumerate(self.convs):
+            if self.last_plain and i == n - 1:
+                if self.dropout is not None:
+                    x = self.dropout(x)
+                return conv(x)
+            x = F.relu(self.norms[i](conv(x), mask))
+        return x
+
+
+class FullyConnected(nn.Module):
+    """``Linear -> BatchNorm1d -> ReLU (-> Dropout)`` stack on ``(B, C)`` global features."""
+
+    def __init__(self, in_channels: int, widths: Sequence[int], dropout: float = 0.0, dropout_every: bool = True):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for w in widths:
+            layers += [nn.Linear(c, w), nn.BatchNorm1d(w), nn.ReLU(inplace=True)]
+            if dropout > 0 and dropout_every:
+                layers.append(nn.Dropout(dropout))
+            c = w
+        self.net = nn.Sequential(*layers)
+        self.out_channels = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

@@ -1,0 +1,200 @@
+"""A-CNN: circular convolution vs Conv1d, ring-slot filling, parameter counts, padding
+invariance (eval and train-mode batch norm), the normals fallback, bf16 autocast, overfitting."""
+import pytest
+import torch
+import torch.nn.functional as F
+from test_models_pointnet import _warm_up_batch_norm, one_thread, overfit, room_blocks
+
+from pcseg.data.synthetic import NUM_CLASSES
+from pcseg.models import ACNNCls, ACNNSeg, AnnularLevelConfig, acnn_block_preset, acnn_classification_levels, build_model
+from pcseg.models.acnn import CircularConv, fill_ring_slots
+from pcseg.ops import estimate_normals, ring_query
+
+
+def _small_block_model(num_points=128, in_channels=6, width_multiplier=0.5, **kwargs):
+    return ACNNSeg(NUM_CLASSES, in_channels=in_channels, width_multiplier=width_multiplier,
+                   **acnn_block_preset(num_points), **kwargs)
+
+
+def test_circular_conv_is_conv1d_with_circular_padding():
+    torch.manual_seed(0)
+    conv = CircularConv(5, 7)
+    ref = torch.nn.Conv1d(5, 7, 3, padding=1, padding_mode="circular", bias=False)
+    ref.weight.data.copy_(conv.weight.data)
+    for k in (1, 2, 6):
+        x = torch.randn(2, 4, k, 5, dtype=torch.float32, requires_grad=True)
+        ours = conv(x)
+        theirs = ref(x.reshape(8, k, 5).transpose(1, 2)).transpose(1, 2).reshape(2, 4, k, 7)
+        torch.testing.assert_close(ours, theirs)
+        g = torch.randn_like(ours)
+        torch.testing.assert_close(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(theirs, x, g)[0])
+    # shifting the ring shifts the output (the operator is circular, not zero-padded)
+    x = torch.randn(1, 1, 6, 5)
+    torch.testing.assert_close(conv(torch.roll(x, 2, dims=2)), torch.roll(conv(x), 2, dims=2))
+
+
+def test_fill_ring_slots_repeats_cyclically_and_falls_back_to_centre():
+    idx = torch.tensor([[[4, 9, 2, -1, -1, -1, -1], [7, -1, -1, -1, -1, -1, -1], [-1] * 7, [1, 2, 3, 4, 5, 6, 8]]])
+    centres = torch.tensor([[11, 12, 13, 14]])
+    expected = torch.tensor([[[4, 9, 2, 4, 9, 2, 4], [7] * 7, [13] * 7, [1, 2, 3, 4, 5, 6, 8]]])
+    assert torch.equal(fill_ring_slots(idx, centres), expected)
+
+
+def _conv_bn_count(cin, cout):
+    return cin * cout + cout + 2 * cout
+
+
+def _acnn_encoder_count(in_channels, levels):
+    total, c = 0, in_channels
+    for level in levels:
+        out = 0
+        for widths in level.mlps:
+            cin = 3 + c
+            for w in widths:
+                total += 3 * cin * w + 2 * w  # circular conv (no bias) + batch norm
+                cin = w
+            out += widths[-1]
+        c = out
+    return total, c
+
+
+def test_parameter_counts():
+    enc, c = _acnn_encoder_count(3, acnn_classification_levels())
+    assert c == 128 + 256
+    cls_expected = (enc + _conv_bn_count(3 + c, 256) + _conv_bn_count(256, 512) + _conv_bn_count(512, 1024)
+                    + _conv_bn_count(1024, 512) + _conv_bn_count(512, 256) + 256 * 40 + 40)
+    seg_expected = (enc + _conv_bn_count(3 + c, 256) + _conv_bn_count(256, 512) + _conv_bn_count(512, 1024)
+                    + _conv_bn_count(1024 + 384, 256) + _conv_bn_count(256, 256)  # global -> level 2
+                    + _conv_bn_count(256 + 192, 256) + _conv_bn_count(256, 128)  # level 2 -> level 1
+                    + _conv_bn_count(128 + 3, 128) + 2 * _conv_bn_count(128, 128)  # level 1 -> points
+                    + _conv_bn_count(128, 128) + 128 * 50 + 50)
+    cls_count = sum(p.numel() for p in ACNNCls(40).parameters())
+    seg_count = sum(p.numel() for p in ACNNSeg(50).parameters())
+    print(f"ACNNCls(40): {cls_count:,} parameters; ACNNSeg(50): {seg_count:,} parameters")
+    assert cls_count == cls_expected
+    assert seg_count == seg_expected
+
+
+def test_ring_neighbourhoods_come_from_ring_query_in_angular_order():
+    # A centre on a flat disc of points: the level's grouped offsets must be the ring's points
+    # in ring_query's counter-clockwise order, repeated cyclically.
+    angles = torch.arange(6) * (2 * torch.pi / 6)
+    ring = torch.stack([0.15 * angles.cos(), 0.15 * angles.sin(), torch.zeros(6)], 1)
+    points = torch.cat([torch.zeros(1, 3), ring])[None]
+    normals = torch.tensor([0.0, 0.0, 1.0]).expand(1, 7, 3)
+    _, idx = ring_query(points[:, :1], points, normals[:, :1], 0.1, 0.2, 8)
+    kept = idx[0, 0, :6]
+    assert sorted(kept.tolist()) == [1, 2, 3, 4, 5, 6]
+    # consecutive kept neighbours are 60 degrees apart counter-clockwise
+    order = (kept - 1).tolist()
+    assert all((b - a) % 6 == 1 for a, b in zip(order, order[1:]))
+    filled = fill_ring_slots(idx, torch.zeros(1, 1, dtype=torch.long))
+    assert filled[0, 0, 6:].tolist() == kept[:2].tolist()
+
+
+@pytest.mark.parametrize("name", ["acnn", "acnn_cls"])
+def test_padding_invariance_eval(name):
+    torch.manual_seed(0)
+    points, features, _, normals = room_blocks(2, 128)
+    if name == "acnn":
+        model = _small_block_model()
+    else:
+        levels = acnn_block_preset(128)["levels"][:2]
+        model = ACNNCls(NUM_CLASSES, in_channels=6, levels=levels, width_multiplier=0.5)
+    _warm_up_batch_norm(model, points, features)
+    short = 90
+    padded_points, padded_features = points.clone(), features.clone()
+    padded_points[0, short:] = 37.0
+    padded_features[0, short:] = -5.0
+    with torch.no_grad():
+        alone = model(points[:1, :short], features[:1, :short])
+        other = model(points[1:], features[1:])
+        batched = model(padded_points, padded_features, lengths=torch.tensor([short, 128]))
+    if name == "acnn":
+        assert batched.shape == (2, NUM_CLASSES, 128)
+        alone, batched0 = alone, batched[:1, :, :short]
+    else:
+        batched0 = batched[:1]
+    torch.testing.assert_close(batched0, alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(batched[1:], other, atol=1e-5, rtol=0)
+
+
+def test_train_mode_batch_norm_ignores_padding():
+    torch.manual_seed(0)
+    points, features, _, _ = room_blocks(2, 128)
+    clean = _small_block_model(dropout=0.0).train()
+    padded = _small_block_model(dropout=0.0).train()
+    padded.load_state_dict(clean.state_dict())
+    extra_points = torch.cat([points, torch.full((2, 40, 3), 20.0)], 1)
+    extra_features = torch.cat([features, torch.full((2, 40, 6), -3.0)], 1)
+    a = clean(points, features)
+    b = padded(extra_points, extra_features, lengths=torch.tensor([128, 128]))
+    torch.testing.assert_close(b[:, :, :128], a, atol=1e-4, rtol=1e-4)
+    for (key, x), y in zip(clean.state_dict().items(), padded.state_dict().values()):
+        torch.testing.assert_close(y, x, atol=1e-5, rtol=1e-4, msg=key)
+
+
+def test_normals_default_to_estimate_normals():
+    torch.manual_seed(0)
+    points, features, _, true_normals = room_blocks(2, 128)
+    model = _small_block_model().eval()
+    with torch.no_grad():
+        implicit = model(points, features)
+        explicit = model(points, features, normals=estimate_normals(points, k=16))
+        given = model(points, features, normals=true_normals)
+    torch.testing.assert_close(implicit, explicit)
+    assert not torch.allclose(implicit, given)  # the input normals are really used
+    with pytest.raises(ValueError, match="normals must have"):
+        model(points, features, normals=true_normals[:, :10])
+
+
+def test_bf16_autocast_on_cpu():
+    torch.manual_seed(0)
+    points, features, labels, _ = room_blocks(2, 128)
+    model = _small_block_model()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(points, features)
+        loss = F.cross_entropy(logits.float(), labels)
+    loss.backward()
+    assert logits.shape == (2, NUM_CLASSES, 128) and torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_acnn_seg_overfits_one_rooms_blocks():
+    torch.manual_seed(0)
+    points, features, labels, normals = room_blocks(8, 64)
+    model = _small_block_model(64)
+    accuracy, steps, seconds = overfit(model, points, features, labels, max_steps=300, lr=3e-3, normals=normals)
+    print(f"acnn: {accuracy:.4f} eval point accuracy after {steps} steps, {seconds:.1f} s")
+    assert accuracy >= 0.99
+    assert seconds < 60
+
+
+def test_acnn_cls_overfits_labels():
+    torch.manual_seed(0)
+    points, features, _, normals = room_blocks(8, 64)
+    targets = torch.arange(8) % 4
+    model = ACNNCls(4, in_channels=6, levels=acnn_block_preset(64)["levels"][:2], width_multiplier=0.5)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    with one_thread():
+        for _ in range(60):
+            model.train()
+            loss = F.cross_entropy(model(points, features, normals=normals), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(points, features, normals=normals).argmax(1), targets)
+
+
+def test_config_errors_and_yaml_levels():
+    with pytest.raises(ValueError, match="one entry per ring"):
+        AnnularLevelConfig(16, [(0.0, 0.1)], [8, 8], [[16]])
+    with pytest.raises(ValueError, match="r_inner < r_outer"):
+        AnnularLevelConfig(16, [(0.2, 0.1)], [8], [[16]])
+    with pytest.raises(ValueError, match="fp_mlps needs 3 entries"):
+        ACNNSeg(13, fp_mlps=[[128]])
+    levels = [{"num_centers": 32, "rings": [[0.0, 0.2]], "samples": [8], "mlps": [[16, 16]]}]
+    model = build_model("acnn", num_classes=4, levels=levels, global_mlp=None, fp_mlps=[[16]])
+    assert model(torch.rand(2, 64, 3)).shape == (2, 4, 64)
