@@ -13,12 +13,10 @@ std::tuple<at::Tensor, at::Tensor> ball_query_cuda(const at::Tensor& query,
                                                    const at::Tensor& query_lengths,
                                                    const at::Tensor& lengths, double radius,
                                                    int64_t k) {
-  TORCH_CHECK(query.is_cuda(), "ball_query_cuda: query must be a CUDA tensor, got ",
-              query.device());
-  const c10::cuda::CUDAGuard device_guard(query.device());
   check_search_inputs(query, points, query_lengths, lengths, k);
   TORCH_CHECK(std::isfinite(radius) && radius > 0, "radius must be a finite number > 0, got ",
               radius);
+  const c10::cuda::CUDAGuard device_guard(query.device());
   return AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "ball_query_cuda", [&] {
     const scalar_t r = static_cast<scalar_t>(radius);
     return window_search_cuda<scalar_t, false>(query, points, at::Tensor(), query_lengths,

@@ -51,9 +51,6 @@ __global__ void normals_from_neighbors_kernel(const T* __restrict__ points,
 }  // namespace
 
 at::Tensor normals_from_neighbors_cuda(const at::Tensor& points_in, const at::Tensor& idx_in) {
-  TORCH_CHECK(points_in.is_cuda(), "normals_from_neighbors_cuda: points must be a CUDA tensor, "
-              "got ", points_in.device());
-  const c10::cuda::CUDAGuard device_guard(points_in.device());
   // The checks of normals_from_neighbors_cpu, with the same messages.
   check_points(points_in, "points");
   check_index(idx_in, "idx");
@@ -68,6 +65,7 @@ at::Tensor normals_from_neighbors_cuda(const at::Tensor& points_in, const at::Te
     TORCH_CHECK(lo >= -1 && hi < N, "idx values must lie in [-1, ", N, "), got values in [", lo,
                 ", ", hi, "]");
   }
+  const c10::cuda::CUDAGuard device_guard(points_in.device());
   const at::Tensor points = points_in.contiguous(), idx = idx_in.contiguous();
   auto normals = at::zeros_like(points);
   const int64_t total = B * N;

@@ -102,9 +102,6 @@ __global__ void __launch_bounds__(kFpsThreads)
 
 at::Tensor farthest_point_sample_cuda(const at::Tensor& points_in, const at::Tensor& lengths_in,
                                       int64_t num_samples, const at::Tensor& start_in) {
-  TORCH_CHECK(points_in.is_cuda(), "farthest_point_sample_cuda: points must be a CUDA tensor, "
-              "got ", points_in.device());
-  const c10::cuda::CUDAGuard device_guard(points_in.device());
   check_points(points_in, "points");
   const int64_t B = points_in.size(0), N = points_in.size(1);
   TORCH_CHECK(num_samples >= 0 && num_samples <= N, "num_samples must be in [0, N] with N = ",
@@ -115,6 +112,7 @@ at::Tensor farthest_point_sample_cuda(const at::Tensor& points_in, const at::Ten
               start_in.scalar_type());
   check_same_device(start_in, "start_index", points_in, "points");
   check_finite(points_in, "points");
+  const c10::cuda::CUDAGuard device_guard(points_in.device());
   const at::Tensor points = points_in.contiguous();
   const at::Tensor lengths = lengths_in.contiguous();
   const at::Tensor start = start_in.contiguous();

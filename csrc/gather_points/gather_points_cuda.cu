@@ -62,12 +62,10 @@ __global__ void gather_rows_backward_kernel(const T* __restrict__ grad,
 }  // namespace
 
 at::Tensor gather_rows_cuda(const at::Tensor& features_in, const at::Tensor& idx_in) {
-  TORCH_CHECK(features_in.is_cuda(), "gather_rows_cuda: features must be a CUDA tensor, got ",
-              features_in.device());
-  const c10::cuda::CUDAGuard device_guard(features_in.device());
   check_gather(features_in, "features", idx_in);
   const int64_t B = features_in.size(0), N = features_in.size(1), C = features_in.size(2);
   check_index_range(idx_in, N);
+  const c10::cuda::CUDAGuard device_guard(features_in.device());
   const at::Tensor features = features_in.contiguous();
   const at::Tensor idx = idx_in.contiguous();
   const int64_t S = idx.size(1);
@@ -86,14 +84,12 @@ at::Tensor gather_rows_cuda(const at::Tensor& features_in, const at::Tensor& idx
 
 at::Tensor gather_rows_backward_cuda(const at::Tensor& grad_in, const at::Tensor& idx_in,
                                      int64_t num_rows) {
-  TORCH_CHECK(grad_in.is_cuda(), "gather_rows_backward_cuda: grad must be a CUDA tensor, got ",
-              grad_in.device());
-  const c10::cuda::CUDAGuard device_guard(grad_in.device());
   check_gather(grad_in, "grad", idx_in);
   TORCH_CHECK(idx_in.size(1) == grad_in.size(1), "idx must be (B, S) with S = ", grad_in.size(1),
               " (the rows of grad), got ", idx_in.sizes());
   TORCH_CHECK(num_rows >= 0, "num_rows must be >= 0, got ", num_rows);
   check_index_range(idx_in, num_rows);
+  const c10::cuda::CUDAGuard device_guard(grad_in.device());
   const at::Tensor grad = grad_in.contiguous();
   const at::Tensor idx = idx_in.contiguous();
   const int64_t B = grad.size(0), C = grad.size(2);

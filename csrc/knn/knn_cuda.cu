@@ -11,9 +11,8 @@ namespace pcseg {
 std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& query, const at::Tensor& points,
                                             const at::Tensor& query_lengths,
                                             const at::Tensor& lengths, int64_t k) {
-  TORCH_CHECK(query.is_cuda(), "knn_cuda: query must be a CUDA tensor, got ", query.device());
-  const c10::cuda::CUDAGuard device_guard(query.device());
   check_search_inputs(query, points, query_lengths, lengths, k);
+  const c10::cuda::CUDAGuard device_guard(query.device());
   return AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "knn_cuda", [&] {
     return window_search_cuda<scalar_t, false>(query, points, at::Tensor(), query_lengths,
                                                lengths, k, scalar_t(-1),

@@ -15,9 +15,6 @@ std::tuple<at::Tensor, at::Tensor> ring_query_cuda(const at::Tensor& query,
                                                    const at::Tensor& query_lengths,
                                                    const at::Tensor& lengths, double r_inner,
                                                    double r_outer, int64_t k) {
-  TORCH_CHECK(query.is_cuda(), "ring_query_cuda: query must be a CUDA tensor, got ",
-              query.device());
-  const c10::cuda::CUDAGuard device_guard(query.device());
   check_search_inputs(query, points, query_lengths, lengths, k);
   TORCH_CHECK(normals.sizes() == query.sizes(), "normals must be (B, M, 3) like query ",
               query.sizes(), ", got ", normals.sizes());
@@ -28,6 +25,7 @@ std::tuple<at::Tensor, at::Tensor> ring_query_cuda(const at::Tensor& query,
                   r_outer > r_inner,
               "ring radii must satisfy 0 <= r_inner < r_outer, got r_inner=", r_inner,
               " r_outer=", r_outer);
+  const c10::cuda::CUDAGuard device_guard(query.device());
   return AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "ring_query_cuda", [&] {
     const scalar_t ri = static_cast<scalar_t>(r_inner), ro = static_cast<scalar_t>(r_outer);
     return window_search_cuda<scalar_t, true>(query, points, normals, query_lengths, lengths,

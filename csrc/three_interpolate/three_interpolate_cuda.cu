@@ -98,10 +98,8 @@ __global__ void three_interpolate_grad_features_kernel(const T* __restrict__ gra
 
 at::Tensor three_interpolate_cuda(const at::Tensor& features_in, const at::Tensor& idx_in,
                                   const at::Tensor& weight_in) {
-  TORCH_CHECK(features_in.is_cuda(), "three_interpolate_cuda: known_features must be a CUDA "
-              "tensor, got ", features_in.device());
-  const c10::cuda::CUDAGuard device_guard(features_in.device());
   check_interpolate(features_in, idx_in, weight_in);
+  const c10::cuda::CUDAGuard device_guard(features_in.device());
   const at::Tensor features = features_in.contiguous(), idx = idx_in.contiguous(),
                    weight = weight_in.contiguous();
   const int64_t B = features.size(0), m = features.size(1), C = features.size(2),
@@ -123,15 +121,13 @@ std::tuple<at::Tensor, at::Tensor> three_interpolate_backward_cuda(const at::Ten
                                                                    const at::Tensor& features_in,
                                                                    const at::Tensor& idx_in,
                                                                    const at::Tensor& weight_in) {
-  TORCH_CHECK(features_in.is_cuda(), "three_interpolate_backward_cuda: known_features must be "
-              "a CUDA tensor, got ", features_in.device());
-  const c10::cuda::CUDAGuard device_guard(features_in.device());
   check_interpolate(features_in, idx_in, weight_in);
   TORCH_CHECK(grad_in.dim() == 3 && grad_in.size(0) == idx_in.size(0) &&
                   grad_in.size(1) == idx_in.size(1) && grad_in.size(2) == features_in.size(2),
               "grad_out must be (B, n, C) = (", idx_in.size(0), ", ", idx_in.size(1), ", ",
               features_in.size(2), "), got ", grad_in.sizes());
   check_same_device(grad_in, "grad_out", features_in, "known_features");
+  const c10::cuda::CUDAGuard device_guard(features_in.device());
   const at::Tensor grad = grad_in.contiguous().to(features_in.scalar_type());
   const at::Tensor features = features_in.contiguous(), idx = idx_in.contiguous(),
                    weight = weight_in.contiguous();
