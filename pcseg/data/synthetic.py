@@ -118,7 +118,7 @@ _FLOORS = np.array([[0.55, 0.50, 0.45], [0.45, 0.45, 0.47], [0.62, 0.48, 0.32],
 _WOODS = np.array([[0.55, 0.38, 0.22], [0.66, 0.50, 0.32], [0.42, 0.28, 0.16],
                    [0.75, 0.62, 0.45]])
 _DOOR_PAINTS = np.array([[0.55, 0.38, 0.22], [0.42, 0.28, 0.16], [0.30, 0.36, 0.48],
-                         [0.62, 0.30, 0.22], [0.70, 0.70, 0.68]])
+                         [0.62, 0.30, 0.22], [0.58, 0.60, 0.62]])
 _TABLE_TOPS = np.array([[0.66, 0.50, 0.32], [0.90, 0.90, 0.88], [0.55, 0.55, 0.55],
                         [0.75, 0.62, 0.45], [0.30, 0.30, 0.32]])
 _CHAIR_FABRICS = np.array([[0.12, 0.12, 0.14], [0.20, 0.25, 0.55], [0.60, 0.12, 0.12],
@@ -308,14 +308,15 @@ def _add_columns(b: _Builder, walls, height, footprints, floor_quad, ceiling_qua
     rng = b.rng
     for _ in range(rng.choice([0, 1, 2, 2])):
         wall = walls[rng.integers(4)]
-        col_w, col_d = rng.uniform(0.35, 0.7), rng.uniform(0.2, 0.5)
+        col_w, col_d = rng.uniform(0.35, 0.7), rng.uniform(0.25, 0.6)
         s = rng.uniform(col_w / 2 + 0.05, wall.length - col_w / 2 - 0.05)
         if not wall.free(s - col_w / 2, s + col_w / 2, 0, height, margin=0.0):
             continue
         wall.cut(s - col_w / 2, s + col_w / 2, 0.0, height, height)
         center = wall.point(s, 0.0, col_d / 2)
         b.box(center[:2], 0.0, (col_w, col_d, height), wall.yaw, COLUMN, b.new_instance(),
-              np.clip(color + rng.normal(0, 0.02, 3), 0, 1), skip=("-z", "+z", "-y"))
+              # columns are often clad or painted a shade off the wall colour
+              np.clip(color * rng.uniform(0.85, 0.93) + rng.normal(0, 0.02, 3), 0, 1), skip=("-z", "+z", "-y"))
         ext = _rotated_extent(col_w, col_d, wall.yaw)
         x0, x1 = center[0] - ext[0], center[0] + ext[0]
         y0, y1 = center[1] - ext[1], center[1] + ext[1]
@@ -370,7 +371,7 @@ def _add_doors(b: _Builder, walls, height, footprints) -> None:
         for _attempt in range(10):
             wall = walls[rng.integers(4)]
             door_w, door_h = rng.uniform(0.8, 1.0), rng.uniform(2.0, 2.2)
-            casing = rng.uniform(0.05, 0.09)
+            casing = rng.uniform(0.07, 0.12)
             s0 = rng.uniform(0.2, max(0.21, wall.length - door_w - 0.2))
             s1 = s0 + door_w
             if not wall.free(s0 - casing, s1 + casing, 0.0, door_h + casing):
@@ -382,7 +383,7 @@ def _add_doors(b: _Builder, walls, height, footprints) -> None:
             frame = np.clip(panel * rng.uniform(0.8, 1.1) + rng.normal(0, 0.03, 3), 0, 1)
             _opening(b, wall, s0, s1, 0.0, door_h, rng.uniform(0.04, 0.08), DOOR, inst, panel,
                      frame, sides=("left", "right", "top"))
-            proud = rng.uniform(0.01, 0.025)
+            proud = rng.uniform(0.02, 0.04)
             _wall_box(b, wall, s0 - casing / 2, 0.0, 0.0, (casing, proud, door_h), DOOR, inst, frame)
             _wall_box(b, wall, s1 + casing / 2, 0.0, 0.0, (casing, proud, door_h), DOOR, inst, frame)
             _wall_box(b, wall, (s0 + s1) / 2, door_h, 0.0, (door_w + 2 * casing, proud, casing),
@@ -445,7 +446,7 @@ def _add_boards(b: _Builder, walls, height) -> None:
             inst = b.new_instance()
             surface = b.jitter_color(_BOARD_SURFACES, 0.02)
             frame = b.jitter_color(_METALS, 0.02)
-            proud = rng.uniform(0.015, 0.03)
+            proud = rng.uniform(0.02, 0.04)
             _wall_box(b, wall, (s0 + s1) / 2, z0, 0.0, (board_w, proud, board_h), BOARD, inst,
                       surface, skip=("-y",))
             # frame bars along the edges, slightly prouder than the surface
