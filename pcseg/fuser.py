@@ -367,6 +367,7 @@ def _camera_from_calibration(calibration, segmentation_shape, camera_index: int)
 
 # ----- pcseg fuse: a folder of frames -> a fused labelled map ---------------------------------
 MANIFEST_NAME = "frames.json"
+MANIFEST_NAMES = (MANIFEST_NAME, "frames.yaml", "frames.yml")  # the same keys in YAML work too
 
 
 def fuse_folder(
@@ -411,8 +412,8 @@ def fuser_from_folder(
 ) -> tuple[Fuser, dict]:
     """Read a folder of frames (layout below) into a new `Fuser`; returns (fuser, manifest).
 
-    Folder layout: `input_dir/frames.json` lists the frames; file paths in it are relative
-    to `input_dir` (absolute paths are used as they are). Example (every key not marked optional is required)::
+    Folder layout: `input_dir/frames.json` (or the same keys in `frames.yaml`) lists the
+    frames; file paths in it are relative to `input_dir` (absolute paths are used as they are). Example (every key not marked optional is required)::
 
         {
           "num_classes": 13,
@@ -458,16 +459,8 @@ def fuser_from_folder(
     from tqdm import tqdm
 
     input_dir = Path(input_dir)
-    manifest_path = input_dir / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{manifest_path} not found: `pcseg fuse` needs a {MANIFEST_NAME} manifest "
-                                f"listing the frames (see pcseg.fuser.fuse_folder)")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{manifest_path}: not valid JSON: {error}") from error
-    if not isinstance(manifest, dict):
-        raise ValueError(f"{manifest_path}: expected a JSON object at the top level")
+    manifest_path = _find_manifest(input_dir)
+    manifest = _read_manifest(manifest_path)
     unknown = set(manifest) - _MANIFEST_KEYS
     if unknown:
         raise ValueError(f"{manifest_path}: unknown keys {sorted(unknown)}; valid keys are {sorted(_MANIFEST_KEYS)}")
@@ -498,6 +491,37 @@ def fuser_from_folder(
         else:
             raise ValueError(f"{where}: 'type' must be 'rgbd', 'sunrgbd' or 'lidar', got {kind!r}")
     return fuser, manifest
+
+
+def _find_manifest(input_dir: Path) -> Path:
+    if not input_dir.is_dir():
+        raise FileNotFoundError(f"input folder not found: {input_dir}")
+    found = [input_dir / name for name in MANIFEST_NAMES if (input_dir / name).is_file()]
+    if not found:
+        raise FileNotFoundError(f"{input_dir / MANIFEST_NAME} not found: `pcseg fuse` needs a manifest listing the "
+                                f"frames, one of {list(MANIFEST_NAMES)} (see pcseg.fuser.fuser_from_folder)")
+    if len(found) > 1:
+        raise ValueError(f"{input_dir} holds both {found[0].name} and {found[1].name}: keep one manifest")
+    return found[0]
+
+
+def _read_manifest(path: Path) -> dict:
+    text = path.read_text()
+    if path.suffix == ".json":
+        try:
+            manifest = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON: {error}") from error
+    else:
+        import yaml
+
+        try:
+            manifest = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: expected a mapping of keys at the top level, got {type(manifest).__name__}")
+    return manifest
 
 
 _MANIFEST_KEYS = {

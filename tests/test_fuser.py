@@ -268,7 +268,9 @@ def test_fuse_folder_lidar_matches_the_api(kitti, tmp_path):
         {"type": "lidar", "points": "velodyne/000000.bin", "calib": "calib.txt", "segmentation": "scores.npy"},
         {"type": "lidar", "points": "points.npy", "calib": "calib.txt", "segmentation": "scores.npy", "pose": pose},
     ]}
-    (folder / "frames.json").write_text(json.dumps(manifest))
+    import yaml
+
+    (folder / "frames.yaml").write_text(yaml.safe_dump(manifest))  # YAML manifests work like JSON
     summary = fuse_folder(folder, tmp_path / "map.ply", progress=False)
     reference = Fuser(5, 0.2, "mean")
     reference.add_lidar(kitti["scan"], scores, kitti["calibration"], scores="logits")
@@ -336,10 +338,19 @@ def test_bad_input_raises_named_errors(nyu, tmp_path):
     with pytest.raises(ValueError, match=r"points must be \(N, 3\)"):
         fuser.labels(np.zeros((3, 2)))
 
+    with pytest.raises(FileNotFoundError, match="input folder not found"):
+        fuse_folder(tmp_path / "nowhere", tmp_path / "out.ply")
     folder = tmp_path / "frames"
     folder.mkdir()
     with pytest.raises(FileNotFoundError, match="frames.json"):
         fuse_folder(folder, tmp_path / "out.ply")
+    (folder / "frames.yaml").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="frames.yaml: expected a mapping"):
+        fuse_folder(folder, tmp_path / "out.ply")
+    (folder / "frames.json").write_text("{}")
+    with pytest.raises(ValueError, match="keep one manifest"):
+        fuse_folder(folder, tmp_path / "out.ply")
+    (folder / "frames.yaml").unlink()
     (folder / "frames.json").write_text(json.dumps({"num_classes": 3, "frames": [], "voxelsize": 0.1}))
     with pytest.raises(ValueError, match=r"unknown keys \['voxelsize'\]"):
         fuse_folder(folder, tmp_path / "out.ply")
