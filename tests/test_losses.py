@@ -1,5 +1,4 @@
 """Losses against hand-computed values, torch references and a brute-force Lovász; gradcheck."""
-import itertools
 import math
 
 import pytest

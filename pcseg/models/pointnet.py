@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from pcseg.models.layers import FullyConnected, SharedMLP, check_inputs, lengths_mask, masked_max, scaled
 
