@@ -64,11 +64,13 @@ def bench_speed(num_frames: int = 6, repeats: int = 3) -> None:
         def map_pass():
             fusion_map = VoxelLabelMap(0.05, 13, "bayes")
             for frame in frames:
-                fusion_map.integrate_rgbd(frame["depth"], frame[kind], camera, frame["pose"], 1.0, 20.0, color=frame["color"])
+                fusion_map.integrate_rgbd(frame["depth"], frame[kind], camera, frame["pose"], 1.0, 20.0,
+                                          color=frame["color"])
 
         fuser_ms = _median_ms(fuser_pass, repeats) / num_frames
         map_ms = _median_ms(map_pass, repeats) / num_frames
-        print(f"  {kind:6s}: Fuser.add_rgbd {fuser_ms:6.1f} ms/frame, VoxelLabelMap.integrate_rgbd {map_ms:6.1f} ms/frame "
+        print(f"  {kind:6s}: Fuser.add_rgbd {fuser_ms:6.1f} ms/frame, "
+              f"VoxelLabelMap.integrate_rgbd {map_ms:6.1f} ms/frame "
               f"(ratio {fuser_ms / map_ms:.2f})")
 
     fuser = Fuser(13, 0.05, "bayes")
@@ -112,7 +114,8 @@ def bench_demo(seeds) -> None:
                                              m["occlusion_check"])
             print(f"  {seed} | {m['mean_frame_2d_accuracy']:.3f} ({m['best_frame_2d_accuracy']:.3f}) | "
                   f"{m['single_frame_2d']['miou']:.3f} | {m['single_view_map_3d']['accuracy']:.3f} / "
-                  f"{m['single_view_map_3d']['miou']:.3f} | {m['fused_3d']['accuracy']:.3f} / {m['fused_3d']['miou']:.3f} | "
+                  f"{m['single_view_map_3d']['miou']:.3f} | "
+                  f"{m['fused_3d']['accuracy']:.3f} / {m['fused_3d']['miou']:.3f} | "
                   f"{room['coverage']:.3f}, {room['accuracy']:.3f}, {room['miou']:.3f} | "
                   f"{painted['coverage']:.3f}, {painted['accuracy']:.3f}, {painted['miou']:.3f} | "
                   f"{check['zbuffer']['accuracy']:.3f} ({check['zbuffer']['visible_points']:,}), "
@@ -123,7 +126,8 @@ def bench_demo(seeds) -> None:
             cells = []
             for voxel_size in (0.03, 0.05, 0.08):
                 m = run_bridge_demo(out_dir, seed=0, mode=mode, voxel_size=voxel_size, write_frames=False)
-                cells.append(f"{voxel_size * 100:.0f} cm: {m['fused_3d']['accuracy']:.3f} / {m['fused_3d']['miou']:.3f} "
+                fused = m["fused_3d"]
+                cells.append(f"{voxel_size * 100:.0f} cm: {fused['accuracy']:.3f} / {fused['miou']:.3f} "
                              f"({m['single_view_map_3d']['accuracy']:.3f})")
             print(f"  {mode:5s} | " + " | ".join(cells), flush=True)
 

@@ -180,8 +180,8 @@ def run_bridge_demo(
     `Fuser.add_lidar` with z-buffer occlusion, fused per voxel: coverage and scores),
     occlusion_check (the first view's true labels painted onto that cloud with the z-buffer
     and without any occlusion test, as PointPainting does: visible points and their
-    accuracy), heldout_view (a pose not fused: coverage and accuracy of the map there), voxels, num_views, seconds, summary (one line for the console), and the
-    output paths.
+    accuracy), heldout_view (a pose not fused: coverage and accuracy of the map there),
+    voxels, num_views, seconds, summary (one line for the console), and the output paths.
     """
     import torch
 
@@ -247,6 +247,7 @@ def _run_bridge_demo(out_dir, seed, num_views, image_size, voxel_size, mode, wri
     heldout_points = backproject_depth(heldout["depth"], camera, 1.0, 20.0, heldout_pose)
     heldout_query = fuser.query(heldout_points.points)
     heldout_truth = heldout_points.take(heldout["label"])
+    heldout_known = heldout_query.known
     painted_room, occlusion_check = _paint_room(room, frames, camera, voxel_size, mode)
 
     map_path = fuser.export(out_dir / "bridge_fused_map.ply")
@@ -279,10 +280,11 @@ def _run_bridge_demo(out_dir, seed, num_views, image_size, voxel_size, mode, wri
         "painted_room_points": painted_room,
         "occlusion_check": occlusion_check,
         "heldout_view": {
-            "coverage": round(float(heldout_query.known.mean()), 4),
-            "accuracy": round(float(np.mean(heldout_query.labels[heldout_query.known] == heldout_truth[heldout_query.known])), 4),
+            "coverage": round(float(heldout_known.mean()), 4),
+            "accuracy": round(float(np.mean(heldout_query.labels[heldout_known] == heldout_truth[heldout_known])), 4),
         },
-        "outputs": {"ply": str(map_path), "png": str(figure_path), "frames": None if frames_dir is None else str(frames_dir)},
+        "outputs": {"ply": str(map_path), "png": str(figure_path),
+                    "frames": None if frames_dir is None else str(frames_dir)},
     }
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     single = metrics["single_frame_2d"]
@@ -348,7 +350,8 @@ def write_frames_folder(folder: Path, frames, camera: PinholeCamera, voxel_size:
         depth_mm = np.round(view["depth"] * 1000.0).astype(np.uint16)
         Image.fromarray(depth_mm).save(folder / "depth" / f"{name}.png")
         Image.fromarray(view["color"]).save(folder / "color" / f"{name}.png")
-        Image.fromarray(np.where(predicted < 0, 255, predicted).astype(np.uint8)).save(folder / "segmentation" / f"{name}.png")
+        label_png = np.where(predicted < 0, 255, predicted).astype(np.uint8)
+        Image.fromarray(label_png).save(folder / "segmentation" / f"{name}.png")
         np.savetxt(folder / "pose" / f"{name}.txt", pose, fmt="%.9f")
         entries.append({"type": "rgbd", "depth": f"depth/{name}.png", "color": f"color/{name}.png",
                         "segmentation": f"segmentation/{name}.png", "pose": f"pose/{name}.txt"})

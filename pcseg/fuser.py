@@ -78,7 +78,9 @@ class Fuser:
         if np.issubdtype(palette.dtype, np.floating):  # floats are [0, 1], integers 0..255
             palette = np.round(palette * 255.0)
         if palette.min() < 0 or palette.max() > 255:
-            raise ValueError(f"palette must hold floats in [0, 1] or integers in 0..255, got [{palette.min()}, {palette.max()}]")
+            raise ValueError(
+                f"palette must hold floats in [0, 1] or integers in 0..255, got [{palette.min()}, {palette.max()}]"
+            )
         palette = palette.astype(np.uint8)
         self.palette = palette
         self.num_frames = 0
@@ -138,7 +140,8 @@ class Fuser:
                     f"got shape {segmentation.shape}"
                 )
             # A torch view keeps the (N, C) gather a transposed view: no contiguous copy.
-            probabilities = backprojected.take(torch.from_numpy(np.ascontiguousarray(segmentation)), channels_first=True)
+            segmentation_t = torch.from_numpy(np.ascontiguousarray(segmentation))
+            probabilities = backprojected.take(segmentation_t, channels_first=True)
             if scores == "logits":
                 probabilities = torch.softmax(probabilities.to(torch.float32), dim=1)
             return self._integrate(points, probabilities=probabilities, colors=colors)
@@ -413,7 +416,8 @@ def fuser_from_folder(
     """Read a folder of frames (layout below) into a new `Fuser`; returns (fuser, manifest).
 
     Folder layout: `input_dir/frames.json` (or the same keys in `frames.yaml`) lists the
-    frames; file paths in it are relative to `input_dir` (absolute paths are used as they are). Example (every key not marked optional is required)::
+    frames; file paths in it are relative to `input_dir` (absolute paths are used as they
+    are). Example (every key not marked optional is required)::
 
         {
           "num_classes": 13,
@@ -536,7 +540,9 @@ _LIDAR_KEYS = {"type", "points", "calib", "segmentation", "camera_index", "pose"
 def _check_frame_keys(frame: dict, valid: set, where: str) -> None:
     unknown = set(frame) - valid
     if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; valid keys for a {frame['type']} frame are {sorted(valid)}")
+        raise ValueError(
+            f"{where}: unknown keys {sorted(unknown)}; valid keys for a {frame['type']} frame are {sorted(valid)}"
+        )
     if "segmentation" not in frame:
         raise ValueError(f"{where}: missing 'segmentation'")
 
@@ -548,7 +554,9 @@ def _add_rgbd_frame(fuser: Fuser, root: Path, manifest: dict, frame: dict, where
             raise ValueError(f"{where}: an rgbd frame needs '{key}'")
     depth = _read_array(root / frame["depth"], f"{where} depth")
     if depth.ndim != 2:
-        raise ValueError(f"{where}: depth {frame['depth']} must be a single-channel (H, W) image, got shape {depth.shape}")
+        raise ValueError(
+            f"{where}: depth {frame['depth']} must be a single-channel (H, W) image, got shape {depth.shape}"
+        )
     camera_spec = frame.get("camera", manifest.get("camera"))
     if camera_spec is None:
         raise ValueError(f"{where}: no 'camera' in the frame nor at the top level of the manifest")
@@ -581,7 +589,8 @@ def _add_sunrgbd_frame(fuser: Fuser, root: Path, manifest: dict, frame: dict, wh
     try:
         fuser.add_rgbd(
             sun["image"], sun["depth"], segmentation, sun["camera"], sun["T_world_from_camera"],
-            depth_scale=1.0, depth_trunc=depth_trunc, scores=frame.get("scores", manifest.get("scores", "probabilities")),
+            depth_scale=1.0, depth_trunc=depth_trunc,
+            scores=frame.get("scores", manifest.get("scores", "probabilities")),
         )
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from error
@@ -661,6 +670,8 @@ def _camera_from_spec(spec, image_shape, where: str) -> PinholeCamera:
                          f"unknown {sorted(unknown)}, missing {sorted(missing)}")
     height, width = image_shape
     if spec.get("width", width) != width or spec.get("height", height) != height:
-        raise ValueError(f"{where}: camera is {spec.get('width')}x{spec.get('height')} but the depth image is {width}x{height}")
+        raise ValueError(
+            f"{where}: camera is {spec.get('width')}x{spec.get('height')} but the depth image is {width}x{height}"
+        )
     constructor = PinholeCamera.from_one_based if spec.get("one_based", False) else PinholeCamera
     return constructor(float(spec["fx"]), float(spec["fy"]), float(spec["cx"]), float(spec["cy"]), width, height)

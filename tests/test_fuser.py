@@ -228,7 +228,8 @@ def _write_nyu_folder(folder, nyu, pose):
         # One-based (MATLAB) intrinsics, as NYU publishes them.
         "camera": {"fx": camera.fx, "fy": camera.fy, "cx": camera.cx + 1, "cy": camera.cy + 1, "one_based": True},
         "frames": [
-            {"type": "rgbd", "color": "images.png", "depth": "depth.png", "segmentation": NYU_LABELS, "pose": "pose.txt"},
+            {"type": "rgbd", "color": "images.png", "depth": "depth.png", "segmentation": NYU_LABELS,
+             "pose": "pose.txt"},
             {"type": "rgbd", "depth": "depth.png", "segmentation": NYU_LABELS, "pose": np.eye(4).tolist()},
         ],
     }
@@ -324,7 +325,8 @@ def test_bad_input_raises_named_errors(nyu, tmp_path):
     with pytest.raises(TypeError, match="calibration must be"):
         fuser.add_lidar(np.ones((4, 3), np.float32), np.zeros((10, 10), np.int64), "calib.txt")
     with pytest.raises(ValueError, match=r"points must be \(N, 3\) or \(N, 4\)"):
-        fuser.add_lidar(np.ones((4, 5), np.float32), np.zeros((10, 10), np.int64), (PinholeCamera(5, 5, 5, 5, 10, 10), np.eye(4)))
+        fuser.add_lidar(np.ones((4, 5), np.float32), np.zeros((10, 10), np.int64),
+                        (PinholeCamera(5, 5, 5, 5, 10, 10), np.eye(4)))
     with pytest.raises(ValueError, match="pose must have last row"):
         fuser.add_lidar(np.ones((4, 3), np.float32), np.zeros((10, 10), np.int64),
                         (PinholeCamera(5, 5, 5, 5, 10, 10), np.eye(4)), np.ones((4, 4)))
@@ -354,7 +356,8 @@ def test_bad_input_raises_named_errors(nyu, tmp_path):
     (folder / "frames.json").write_text(json.dumps({"num_classes": 3, "frames": [], "voxelsize": 0.1}))
     with pytest.raises(ValueError, match=r"unknown keys \['voxelsize'\]"):
         fuse_folder(folder, tmp_path / "out.ply")
-    (folder / "frames.json").write_text(json.dumps({"num_classes": 3, "frames": [{"type": "radar", "segmentation": "x"}]}))
+    radar = {"num_classes": 3, "frames": [{"type": "radar", "segmentation": "x"}]}
+    (folder / "frames.json").write_text(json.dumps(radar))
     with pytest.raises(ValueError, match=r"frames\[0\]: 'type' must be 'rgbd', 'sunrgbd' or 'lidar'"):
         fuse_folder(folder, tmp_path / "out.ply", progress=False)
     (folder / "frames.json").write_text(json.dumps({"num_classes": 3, "frames": [
