@@ -100,7 +100,8 @@ def room_to_blocks(room: dict, block_size: float = 1.0, stride: float = 1.0, num
 def random_block(room: dict, rng: np.random.Generator, block_size: float = 1.0, num_points: int = 4096,
                  min_points: int = 100, max_tries: int = 20) -> dict[str, np.ndarray]:
     """One training block centred on a random point of the room (Pointcept / PointNet++
-    style random cropping). Returns features (P, 9) float32, label (P,) int64 (when
+    style random cropping); after `max_tries` centres without `min_points` points the
+    last block is used as it is. Returns features (P, 9) float32, label (P,) int64 (when
     labelled), index (P,) int64."""
     coord = np.asarray(room["coord"])
     room_min, room_extent = _room_frame(coord)

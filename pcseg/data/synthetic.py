@@ -29,7 +29,7 @@ CEILING, FLOOR, WALL, BEAM, COLUMN, WINDOW, DOOR = 0, 1, 2, 3, 4, 5, 6
 TABLE, CHAIR, SOFA, BOOKCASE, BOARD, CLUTTER = 7, 8, 9, 10, 11, 12
 NUM_CLASSES = len(S3DIS_CLASS_NAMES)
 
-TEXTURE_NONE, TEXTURE_TILES, TEXTURE_STRIPES = 0, 1, 2
+TEXTURE_NONE, TEXTURE_TILES = 0, 1
 
 # Relative sampling density per class: a scanner standing in the room is closer to the
 # furniture than to the far walls and ceiling, so objects get more points per m^2 (S3DIS
@@ -793,7 +793,7 @@ def _shade(color: np.ndarray, normal: np.ndarray, light: np.ndarray) -> np.ndarr
 
 
 def _texture(kind: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Brightness factor (N,) of the surface textures (floor/ceiling tiles, stripes)."""
+    """Brightness factor (N,) of the surface textures (floor and ceiling tiles)."""
     factor = np.ones(len(points))
     tiles = kind == TEXTURE_TILES
     if tiles.any():
