@@ -29,7 +29,9 @@ def room_blocks(num_blocks: int = 2, num_points: int = 256, seed: int = 0, room_
     coord, color, label, normal = room["coord"], room["color"], room["label"], room["normal"]
     extent = coord.max(0)
     out = {"points": [], "features": [], "labels": [], "normals": []}
-    while len(out["points"]) < num_blocks:
+    for _ in range(100 * num_blocks):
+        if len(out["points"]) == num_blocks:
+            break
         x0, y0 = rng.uniform(0, extent[0] - 1.0), rng.uniform(0, extent[1] - 1.0)
         inside = np.nonzero((coord[:, 0] >= x0) & (coord[:, 0] < x0 + 1) & (coord[:, 1] >= y0) & (coord[:, 1] < y0 + 1))[0]
         if len(inside) < num_points:
@@ -40,6 +42,8 @@ def room_blocks(num_blocks: int = 2, num_points: int = 256, seed: int = 0, room_
         out["features"].append(np.concatenate([color[pick] / 255.0, coord[pick] / extent], 1))
         out["labels"].append(label[pick])
         out["normals"].append(normal[pick])
+    if len(out["points"]) < num_blocks:
+        raise ValueError(f"room_points={room_points} is too sparse for blocks of {num_points} points")
     return (
         torch.from_numpy(np.stack(out["points"])).float(),
         torch.from_numpy(np.stack(out["features"])).float(),
