@@ -3,7 +3,7 @@ invariance (eval and train-mode batch norm), the normals fallback, bf16 autocast
 import pytest
 import torch
 import torch.nn.functional as F
-from test_models_pointnet import _warm_up_batch_norm, memorise_classes, overfit, room_blocks
+from test_models_pointnet import _single_thread, _warm_up_batch_norm, memorise_classes, overfit, room_blocks  # noqa: F401
 
 from pcseg.data.synthetic import NUM_CLASSES
 from pcseg.models import ACNNCls, ACNNSeg, AnnularLevelConfig, acnn_block_preset, acnn_classification_levels, build_model

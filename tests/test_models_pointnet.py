@@ -177,6 +177,12 @@ def one_thread():
         torch.set_num_threads(previous)
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
+
+
 def overfit(model, points, features, labels, max_steps, lr, extra_loss=None, normals=None, target=0.99, check_every=10):
     """Adam on one fixed batch until the eval-mode point accuracy reaches ``target``.
 
