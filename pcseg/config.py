@@ -133,6 +133,11 @@ def _convert(value, annotation: str, key: str):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return int(value)
     if kind == "float":
+        if isinstance(value, str):
+            try:  # PyYAML reads 1e-3 (no dot) as a string
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)

@@ -546,7 +546,7 @@ def _train(cfg, resume, progress, stop_after_epochs, rooms, rank, world) -> dict
                    "train_acc": float(stats[1] / max(stats[2], 1)), "lr": schedule.lr(),
                    "epoch_s": time.perf_counter() - epoch_start, "val_miou": None, "val_oa": None}
             if val_pool is not None and (epoch % cfg.train.val_every == 0 or epoch == total_epochs):
-                row.update(_evaluate_pool(net, val_pool, cfg, device, amp_dtype, rank, world))
+                row.update(_evaluate_pool(model, val_pool, cfg, device, amp_dtype, rank, world))
             history.append(row)
             if row["val_miou"] is not None and row["val_miou"] > best_miou:
                 best_miou = row["val_miou"]
