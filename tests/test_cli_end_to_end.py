@@ -1,0 +1,123 @@
+"""The pcseg command end to end on tiny settings: train -> eval -> predict, real scans, errors."""
+import json
+
+import numpy as np
+import pytest
+
+from pcseg.cli import main
+from pcseg.data import generate_room
+from pcseg.io import read_point_cloud, write_labelled_ply
+
+TINY = ["data.train_rooms=2", "data.val_rooms=1", "data.points_per_room=3000", "data.num_points=128",
+        "data.blocks_per_room=8", "data.val_blocks_per_room=2", "data.block_size=2.0", "data.eval_stride=2.0",
+        "data.neighbours=8", "model.width_multiplier=0.125", "train.batch_size=4", "train.epochs=2",
+        "train.amp=none"]
+
+
+def sets(*items):
+    return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny checkpoint trained through the CLI (shared by the tests of this file)."""
+    root = tmp_path_factory.mktemp("cli")
+    config = root / "tiny.yaml"
+    config.write_text("model:\n  name: pointnet_sem_seg\n")
+    assert main(["train", "--config", str(config), *sets(*TINY, f"train.out_dir={root / 'run'}")]) == 0
+    return root, config
+
+
+def test_train_writes_run_folder(trained):
+    root, _ = trained
+    for name in ("config.yaml", "best.pt", "last.pt", "log.jsonl", "log.csv", "curve.png"):
+        assert (root / "run" / name).is_file(), name
+
+
+def test_eval_prints_and_writes_metrics(trained, capsys):
+    root, config = trained
+    assert main(["eval", "--config", str(config), "--checkpoint", str(root / "run" / "best.pt"),
+                 "--out", str(root / "eval"), *sets(*TINY)]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    assert f"mIoU {metrics['miou']:.3f}" in out and "ceiling" in out
+    assert 0 <= metrics["miou"] <= 1 and set(metrics["iou"]) >= {"ceiling", "floor", "wall"}
+    assert (root / "eval" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_eval_of_other_class_count_is_a_clear_error(trained, capsys):
+    root, config = trained
+    code = main(["eval", "--config", str(config), "--checkpoint", str(root / "run" / "best.pt"),
+                 *sets(*TINY, "data.num_classes=5")])
+    assert code == 2
+    assert "trained for 13 classes, the config asks for 5" in capsys.readouterr().err
+
+
+def test_unknown_config_key_is_a_clear_error(trained, capsys):
+    _, config = trained
+    assert main(["train", "--config", str(config), "--set", "train.epoch=3"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key train.epoch" in err and "'epochs'" in err
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".npy"])
+def test_predict_round_trip(trained, tmp_path, suffix):
+    import open3d
+
+    root, _ = trained
+    room = generate_room(7, 5000)
+    source = tmp_path / f"room{suffix}"
+    if suffix == ".npy":
+        np.save(source, np.concatenate([room["coord"], room["color"] / 255.0], 1))
+    else:
+        write_labelled_ply(source, room["coord"], room["label"], np.asarray(room["color"][:13]))
+    out = tmp_path / "labelled.ply"
+    assert main(["predict", str(source), "--checkpoint", str(root / "run" / "best.pt"), "--out", str(out)]) == 0
+    cloud = open3d.io.read_point_cloud(str(out))
+    assert len(cloud.points) == 5000
+    np.testing.assert_allclose(np.asarray(cloud.points), room["coord"], atol=1e-6)
+    assert cloud.has_colors()
+    assert read_point_cloud(out)["coord"].shape == (5000, 3)
+
+
+def _ply_labels(path, count):
+    """The int label property of pcseg's labelled PLY (header, then packed vertices)."""
+    data = path.read_bytes()
+    body = data[data.index(b"end_header\n") + len(b"end_header\n"):]
+    vertex = np.frombuffer(body, dtype=[("xyz", "<f4", 3), ("rgb", "u1", 3), ("label", "<i4"), ("confidence", "<f4")])
+    assert len(vertex) == count
+    return vertex
+
+
+def test_predict_semantickitti_scan(trained, tmp_path, shared_data):
+    import open3d
+
+    root, _ = trained
+    scan = shared_data / "semantickitti" / "000000.bin"
+    out = tmp_path / "kitti.ply"
+    assert main(["predict", str(scan), "--checkpoint", str(root / "run" / "best.pt"), "--out", str(out)]) == 0
+    assert len(open3d.io.read_point_cloud(str(out)).points) == 124_668
+    vertex = _ply_labels(out, 124_668)
+    assert vertex["label"].min() >= 0 and vertex["label"].max() < 13
+    assert ((vertex["confidence"] > 0) & (vertex["confidence"] <= 1)).all()
+    raw = np.fromfile(scan, dtype="<f4").reshape(-1, 4)
+    np.testing.assert_array_equal(vertex["xyz"], raw[:, :3])
+
+
+def test_predict_sunrgbd_points(trained, tmp_path, shared_data):
+    import open3d
+
+    root, _ = trained
+    out = tmp_path / "sun.ply"
+    source = shared_data / "sunrgbd" / "votenet" / "depth" / "000001.mat"
+    assert main(["predict", str(source), "--checkpoint", str(root / "run" / "best.pt"), "--out", str(out)]) == 0
+    assert len(open3d.io.read_point_cloud(str(out)).points) == 280_961
+
+
+def test_predict_unsupported_input(trained, tmp_path, capsys):
+    root, _ = trained
+    bad = tmp_path / "scan.xyz"
+    bad.write_text("0 0 0\n")
+    assert main(["predict", str(bad), "--checkpoint", str(root / "run" / "best.pt"), "--out",
+                 str(tmp_path / "o.ply")]) == 2
+    assert "unsupported point cloud format '.xyz'" in capsys.readouterr().err
