@@ -27,10 +27,10 @@ __all__ = ["demo_config", "run_demo", "plot_prediction_vs_truth"]
 # with local geometric inputs (normal, surface variation, offset to the neighbourhood centroid).
 DEMO_SETTINGS = {
     "data": {"dataset": "synthetic", "train_rooms": 16, "val_rooms": 4, "points_per_room": 100_000,
-             "num_points": 1024, "blocks_per_room": 64, "val_blocks_per_room": 8, "eval_stride": 1.0,
+             "num_points": 1024, "blocks_per_room": 64, "val_blocks_per_room": 8, "eval_stride": 0.5,
              "geometric_features": True, "use_color": True, "room_coords": False},
     "model": {"name": "pointnet_sem_seg", "width_multiplier": 0.25},
-    "train": {"epochs": 40, "time_budget_s": 90.0, "batch_size": 16, "lr": 0.004, "warmup_epochs": 0.5,
+    "train": {"epochs": 40, "time_budget_s": 110.0, "batch_size": 8, "lr": 0.01, "warmup_epochs": 0.5,
               "class_weights": "inverse_log", "amp": "auto", "val_every": 2},
 }
 
@@ -42,7 +42,7 @@ def demo_config(out_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
 
 
 def plot_prediction_vs_truth(coord: np.ndarray, prediction: np.ndarray, truth: np.ndarray, colors: np.ndarray,
-                             class_names: Sequence[str], path: str | Path, max_points: int = 40_000) -> None:
+                             class_names: Sequence[str], path: str | Path, max_points: int = 60_000) -> None:
     """Two oblique views of a room (ceiling cut away): predicted classes beside the truth."""
     import matplotlib
     matplotlib.use("Agg")
@@ -57,7 +57,7 @@ def plot_prediction_vs_truth(coord: np.ndarray, prediction: np.ndarray, truth: n
     fig = plt.figure(figsize=(12, 5.5))
     for i, (labels, title) in enumerate([(prediction, "prediction"), (truth, "ground truth")]):
         ax = fig.add_subplot(1, 2, i + 1, projection="3d")
-        ax.scatter(c[:, 0], c[:, 1], c[:, 2], c=colors[labels[keep]] / 255.0, s=0.3, linewidths=0)
+        ax.scatter(c[:, 0], c[:, 1], c[:, 2], c=colors[labels[keep]] / 255.0, s=1.2, linewidths=0)
         ax.view_init(elev=35, azim=-60)
         ax.set_title(title)
         ax.set_box_aspect(np.ptp(c, axis=0))
