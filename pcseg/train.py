@@ -537,6 +537,17 @@ def _train(cfg, resume, progress, stop_after_epochs, rooms, rank, world) -> dict
                     schedule.total_steps = schedule.step_count  # slower than calibrated: stop at the budget
                     total_epochs = epoch + 1
             bar.close()
+            if budget > 0 and resume is None and steps_run > 2 and schedule.step_count < schedule.total_steps:
+                # re-fit the horizon at this epoch's pace (the machine may be busier or freer than
+                # during the first steps); the cosine then ends when the budget does
+                now = time.perf_counter()
+                pace = (now - epoch_start) / steps_run
+                fit_steps = schedule.step_count + int((budget - (now - train_start)) / pace)
+                fit = torch.tensor([max(schedule.step_count, min(cfg.train.epochs * steps_per_epoch, fit_steps))])
+                if world > 1:
+                    dist.broadcast(fit, 0)
+                schedule.total_steps = int(fit)
+                total_epochs = max(epoch + 1, math.ceil(schedule.total_steps / steps_per_epoch))
             stats = torch.tensor([loss_sum, correct, seen, steps_run * cfg.train.batch_size], dtype=torch.float64)
             if world > 1:
                 dist.all_reduce(stats)
