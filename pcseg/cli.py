@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -94,7 +95,8 @@ def _run(args) -> int:
         summary = train(cfg, resume=args.resume)
         if summary["interrupted"]:
             return 130
-        print(f"best val mIoU {summary['best_miou']:.4f}; checkpoints {summary['last']}, {summary['best']}")
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
+            print(f"best val mIoU {summary['best_miou']:.4f}; checkpoints {summary['last']}, {summary['best']}")
         return 0
     if args.command == "eval":
         from pcseg.config import load_config
