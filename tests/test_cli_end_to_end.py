@@ -121,3 +121,33 @@ def test_predict_unsupported_input(trained, tmp_path, capsys):
     assert main(["predict", str(bad), "--checkpoint", str(root / "run" / "best.pt"), "--out",
                  str(tmp_path / "o.ply")]) == 2
     assert "unsupported point cloud format '.xyz'" in capsys.readouterr().err
+
+
+def test_train_and_eval_on_semantickitti_layout(tmp_path, shared_data, capsys):
+    """The SemanticKITTI config path: a sequences/ tree holding the real scan (as sequence 00
+    for training and 08 for validation), 20 classes with 0 = unlabelled ignored."""
+    source = shared_data / "semantickitti"
+    for seq in ("00", "08"):
+        (tmp_path / "sequences" / seq / "velodyne").mkdir(parents=True)
+        (tmp_path / "sequences" / seq / "labels").mkdir()
+        (tmp_path / "sequences" / seq / "velodyne" / "000000.bin").symlink_to(source / "000000.bin")
+        (tmp_path / "sequences" / seq / "labels" / "000000.label").symlink_to(source / "000000.label")
+    import yaml
+
+    labels = yaml.safe_load((source / "semantic-kitti.yaml").read_text())
+    labels["split"] = {"train": [0], "valid": [8], "test": [11]}  # the one scan we have
+    (tmp_path / "semantic-kitti.yaml").write_text(yaml.safe_dump(labels))
+    config = tmp_path / "kitti.yaml"
+    config.write_text(f"data:\n  dataset: semantickitti\n  root: {tmp_path}\n"
+                      f"  label_config: {tmp_path / 'semantic-kitti.yaml'}\n  num_classes: 20\n  ignore_index: 0\n")
+    overrides = sets("data.block_size=4.0", "data.eval_stride=4.0", "data.num_points=128", "data.blocks_per_room=16",
+                     "data.val_blocks_per_room=4", "data.neighbours=8", "model.width_multiplier=0.125",
+                     "train.batch_size=4", "train.epochs=1", "train.amp=none", f"train.out_dir={tmp_path / 'run'}")
+    assert main(["train", "--config", str(config), *overrides]) == 0
+    assert main(["eval", "--config", str(config), "--checkpoint", str(tmp_path / "run" / "best.pt"),
+                 "--out", str(tmp_path / "eval"), *overrides]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert "car" in metrics["iou"] and "road" in metrics["iou"]
+    # class 0 (unlabelled) is ignored in the truth: its recall is undefined
+    assert metrics["accuracy"]["unlabeled"] is None
+    assert 0 <= metrics["overall_accuracy"] <= 1
