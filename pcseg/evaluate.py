@@ -17,7 +17,7 @@ from tqdm import tqdm
 from pcseg.config import Config, DataConfig
 from pcseg.data import S3DIS_CLASS_NAMES, predict_room
 from pcseg.metrics import ConfusionMatrix, SegmentationScores
-from pcseg.train import autocast_dtype, block_inputs, forward_model, load_rooms, model_from_checkpoint
+from pcseg.train import scores_without_ignored, autocast_dtype, block_inputs, forward_model, load_rooms, model_from_checkpoint
 
 __all__ = ["make_block_predictor", "predict_points", "evaluate_rooms", "format_scores", "scores_to_dict",
            "plot_confusion_matrix", "evaluate_checkpoint", "class_names_for"]
@@ -67,7 +67,7 @@ def evaluate_rooms(model: torch.nn.Module, cfg: Config, rooms: Sequence[dict], d
         matrix.update(torch.from_numpy(labels), torch.as_tensor(np.asarray(room["label"]), dtype=torch.int64))
         predictions.append(labels)
         points += len(labels)
-    return {"scores": matrix.compute(), "matrix": matrix.matrix.numpy().copy(), "predictions": predictions,
+    return {"scores": scores_without_ignored(matrix, cfg.data.ignore_index), "matrix": matrix.matrix.numpy().copy(), "predictions": predictions,
             "points_per_s": points / max(time.perf_counter() - start, 1e-9)}
 
 

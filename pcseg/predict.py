@@ -11,7 +11,6 @@ of a few hundred thousand points (plus the (N,) outputs).
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Iterator
@@ -134,7 +133,3 @@ def predict_file(input_path: str | Path, checkpoint: str | Path, out_path: str |
     return {"input": str(input_path), "out": str(out_path), "points": int(len(cloud["coord"])),
             "seconds": seconds, "points_per_s": len(cloud["coord"]) / max(seconds, 1e-9),
             "label_counts": counts.tolist()}
-
-
-def summary_text(summary: dict) -> str:
-    return json.dumps(summary)

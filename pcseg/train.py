@@ -17,6 +17,7 @@ resolved config; they contain only tensors and plain Python values, so they load
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -27,20 +28,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from pcseg import ops
 from pcseg.config import Config, DataConfig, config_from_dict, config_to_dict, save_config
 from pcseg.data import generate_room, random_block
-from pcseg.losses import class_weights_from_counts, cross_entropy_loss, focal_loss
+from pcseg.losses import class_weights_from_counts, cross_entropy_loss, feature_transform_regularizer, focal_loss
 from pcseg.metrics import ConfusionMatrix
 from pcseg.models import FEATURE_TRANSFORM_WEIGHT, ACNNSeg, PointNetSeg, acnn_block_preset, build_model
-from pcseg.losses import feature_transform_regularizer
 
 __all__ = ["input_channels", "block_inputs", "geometric_features", "BlockPool", "build_block_pool",
            "load_rooms", "build_model_from_config", "forward_model", "WarmupCosine", "train",
-           "load_checkpoint", "model_from_checkpoint", "CheckpointMismatchError", "autocast_dtype"]
+           "load_checkpoint", "model_from_checkpoint", "CheckpointMismatchError", "autocast_dtype",
+           "scores_without_ignored", "init_distributed"]
 
 CHECKPOINT_FORMAT = 1
 
@@ -363,6 +363,18 @@ def init_distributed(device: str) -> bool:
     return True
 
 
+def scores_without_ignored(matrix: ConfusionMatrix, ignore_index: int):
+    """``matrix.compute()``, with the ignored label's class (e.g. SemanticKITTI's 0 =
+    unlabelled) left out of the means: its IoU is NaN and mIoU averages the other classes."""
+    scores = matrix.compute()
+    if 0 <= ignore_index < matrix.num_classes:
+        iou = scores.iou.clone()
+        iou[ignore_index] = float("nan")
+        scores = dataclasses.replace(scores, iou=iou, miou=float(iou[~iou.isnan()].mean()) if (~iou.isnan()).any()
+                                     else float("nan"))
+    return scores
+
+
 def _evaluate_pool(model, pool: BlockPool, cfg: Config, device, amp_dtype, rank: int, world: int) -> dict:
     model.eval()
     matrix = ConfusionMatrix(cfg.data.num_classes, ignore_index=cfg.data.ignore_index, device=device)
@@ -375,7 +387,7 @@ def _evaluate_pool(model, pool: BlockPool, cfg: Config, device, amp_dtype, rank:
                 logits, _ = forward_model(model, points, features, cfg.data)
             matrix.update(logits.float(), pool.label[sl].to(device))
     matrix.all_reduce()
-    scores = matrix.compute()
+    scores = scores_without_ignored(matrix, cfg.data.ignore_index)
     return {"val_miou": scores.miou, "val_oa": scores.overall_accuracy}
 
 

@@ -149,5 +149,7 @@ def test_train_and_eval_on_semantickitti_layout(tmp_path, shared_data, capsys):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert "car" in metrics["iou"] and "road" in metrics["iou"]
     # class 0 (unlabelled) is ignored in the truth: its recall is undefined
-    assert metrics["accuracy"]["unlabeled"] is None
+    assert metrics["accuracy"]["unlabeled"] is None and metrics["iou"]["unlabeled"] is None
+    ious = [v for v in metrics["iou"].values() if v is not None]
+    assert metrics["miou"] == pytest.approx(sum(ious) / len(ious))
     assert 0 <= metrics["overall_accuracy"] <= 1

@@ -3,7 +3,6 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 
 from pcseg.api import Segmenter
 from pcseg.config import load_config
