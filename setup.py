@@ -37,8 +37,10 @@ def _want_cuda():
 # -ffp-contract=off / --fmad=false: squared distances must round exactly like the pure-PyTorch
 # references (x*x + y*y then + z*z, no fused multiply-add), so FPS and kNN return identical
 # indices, ties included.
-CXX_FLAGS = ["-O3", "-std=c++17", "-fopenmp", "-ffp-contract=off"]
-NVCC_FLAGS = ["-O3", "-std=c++17", "--fmad=false", "--expt-relaxed-constexpr"]
+# No -std flag: torch's cpp_extension adds the standard its own headers need (C++20 for
+# torch 2.13 and 2.14; torch 2.14's ATen refuses to compile under -std=c++17).
+CXX_FLAGS = ["-O3", "-fopenmp", "-ffp-contract=off"]
+NVCC_FLAGS = ["-O3", "--fmad=false", "--expt-relaxed-constexpr"]
 
 ext_modules = [
     CppExtension(
