@@ -35,6 +35,7 @@ from pcseg.bridge import (
     paint_points,
 )
 from pcseg.data.synthetic import build_room, look_at_pose, render_view
+from pcseg.utils.open3d import import_open3d
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -101,7 +102,7 @@ def kitti_like_camera() -> tuple[PinholeCamera, np.ndarray]:
 # ----- peers ---------------------------------------------------------------------------------
 def open3d_rgbd_points(depth_mm: np.ndarray, color: np.ndarray, intrinsic, depth_trunc: float):
     """Open3D's path: Image wrappers, RGBDImage, point cloud, numpy points and colours."""
-    import open3d
+    open3d = import_open3d()
 
     rgbd = open3d.geometry.RGBDImage.create_from_color_and_depth(
         open3d.geometry.Image(color), open3d.geometry.Image(depth_mm), 1000.0, depth_trunc, False

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pcseg.utils.open3d import import_open3d
+
 __all__ = ["read_point_cloud", "write_labelled_ply", "SUPPORTED_SUFFIXES"]
 
 SUPPORTED_SUFFIXES = (".ply", ".pcd", ".npy", ".bin", ".txt", ".mat")
@@ -38,7 +40,7 @@ def read_point_cloud(path: str | Path) -> dict:
     suffix = path.suffix.lower()
     color = label = None
     if suffix in (".ply", ".pcd"):
-        import open3d  # lazy: open3d's native libraries are only needed here
+        open3d = import_open3d()  # lazy: pcseg must import without open3d's native libraries
 
         cloud = open3d.io.read_point_cloud(str(path))
         coord = np.asarray(cloud.points, dtype=np.float32)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pcseg.utils.open3d import import_open3d
+
 
 @dataclass(frozen=True)
 class PinholeCamera:
@@ -115,7 +117,7 @@ class PinholeCamera:
 
     def to_open3d(self):
         """An `open3d.camera.PinholeCameraIntrinsic` for this camera (imports open3d lazily)."""
-        import open3d  # lazy: pcseg must import without open3d's native libraries
+        open3d = import_open3d()  # lazy: pcseg must import without open3d's native libraries
 
         return open3d.camera.PinholeCameraIntrinsic(self.width, self.height, self.fx, self.fy, self.cx, self.cy)
 

@@ -25,6 +25,7 @@ from pcseg.bridge.projection import (
     backproject_depth,
     paint_points,
 )
+from pcseg.utils.open3d import import_open3d
 
 FUSION_MODES = ("bayes", "mean", "vote")
 
@@ -437,7 +438,7 @@ class VoxelLabelMap:
 
         palette: (C, 3) uint8 or float [0, 1] colours; `default_palette` when None.
         """
-        import open3d  # lazy: pcseg must import without open3d's native libraries
+        open3d = import_open3d()  # lazy: pcseg must import without open3d's native libraries
 
         cloud = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(self.voxel_points()))
         cloud.colors = open3d.utility.Vector3dVector(self._export_colors(palette) / 255.0)
