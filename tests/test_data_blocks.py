@@ -29,7 +29,7 @@ def test_blocks_of_a_procedural_room():
     low = room["coord"].min(0)
     extent = room["coord"].max(0) - low
     np.testing.assert_allclose(features[..., 6:9], (room["coord"][index] - low) / extent, atol=1e-5)
-    # x, y centred on each block's centre
+    # x, y centred on each block's sampled points (min + block_size / 2): within +-block_size / 2
     assert np.abs(features[..., :2]).max() <= 0.5 + 1e-5
     again = room_to_blocks(room, num_points=512, seed=1)
     np.testing.assert_array_equal(again["index"], index)
@@ -72,3 +72,52 @@ def test_predict_room_rejects_wrong_logit_shapes():
     room = generate_room(2, 5_000)
     with pytest.raises(ValueError, match="predict_block returned shape"):
         predict_room(room, lambda f: torch.zeros(f.shape[0], f.shape[1], 5), 13, num_points=512)
+
+
+def test_block_xy_centred_on_the_sampled_points_like_pointnet():
+    # room2blocks_plus_normalized: x - (min x of the block's sampled points + block_size / 2),
+    # the same for y; z is the room-shifted z, not centred
+    coord = np.array([
+        [0.0, 0.0, -0.5], [0.4, 0.3, 1.0],                     # cell x 0..1
+        [1.6, 0.5, 0.2], [1.9, 0.8, 2.0], [1.7, 0.9, 3.0],     # cell x 1..2, its points start at x 1.6, y 0.5
+    ], dtype=np.float32)
+    color = np.arange(15, dtype=np.uint8).reshape(5, 3) * 10
+    room = {"coord": coord, "color": color, "label": np.arange(5)}
+    blocks = room_to_blocks(room, block_size=1.0, stride=1.0, num_points=3, min_points=2, seed=0)
+    assert len(blocks["features"]) == 2
+    second = np.argsort(blocks["index"][1])
+    np.testing.assert_array_equal(blocks["index"][1][second], [2, 3, 4])   # all 3 points, no repeats
+    features = blocks["features"][1][second]
+    np.testing.assert_allclose(features[:, 0], [1.6 - 2.1, 1.9 - 2.1, 1.7 - 2.1], atol=1e-6)
+    np.testing.assert_allclose(features[:, 1], [0.5 - 1.0, 0.8 - 1.0, 0.9 - 1.0], atol=1e-6)
+    # the grid cell's centre (1.5, 0.5) would give other values: the test tells the rules apart
+    assert np.abs(features[:, 0] - (coord[2:, 0] - 1.5)).max() > 0.5
+    np.testing.assert_allclose(features[:, 2], coord[2:, 2] + 0.5, atol=1e-6)
+    np.testing.assert_allclose(features[:, 3:6], color[2:] / 255.0, atol=1e-6)
+    np.testing.assert_allclose(features[:, 6:9], (coord[2:] - [0.0, 0.0, -0.5]) / [1.9, 0.9, 3.5], atol=1e-6)
+    # the first block was topped up with repeats: its minimum is over what was sampled
+    first = blocks["features"][0]
+    sampled = coord[blocks["index"][0]]
+    np.testing.assert_allclose(first[:, :2], sampled[:, :2] - (sampled[:, :2].min(0) + 0.5), atol=1e-6)
+
+
+def test_every_block_path_centres_on_the_points_it_feeds():
+    # training blocks (grid and random) and inference chunks follow one rule, so the model
+    # sees the same input distribution: each block's smallest x and y feature is -block_size / 2
+    room = generate_room(3, 20_000)
+    blocks = room_to_blocks(room, block_size=1.0, stride=0.5, num_points=256, seed=0)
+    np.testing.assert_allclose(blocks["features"][..., :2].min(1), -0.5, atol=1e-6)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        block = random_block(room, rng, block_size=1.5, num_points=256)
+        np.testing.assert_allclose(block["features"][:, :2].min(0), -0.75, atol=1e-6)
+    seen = []
+
+    def predict_block(features):
+        seen.append(features.numpy().copy())
+        return torch.zeros(features.shape[0], features.shape[1], 13)
+
+    predict_room(room, predict_block, 13, block_size=2.0, stride=1.0, num_points=1024, batch_size=64)
+    chunks = np.concatenate(seen)
+    np.testing.assert_allclose(chunks[..., :2].min(1), -1.0, atol=1e-6)
+    assert chunks[..., :2].max() <= 1.0 + 1e-5

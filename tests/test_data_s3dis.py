@@ -127,6 +127,56 @@ def test_malformed_lines_are_repaired_or_skipped_with_file_and_line(tmp_path):
         s3dis.read_points_txt(tmp_path / "missing.txt")
 
 
+def test_non_finite_lines_are_skipped_and_colours_clipped_with_file_and_line(tmp_path):
+    path = tmp_path / "chair_1.txt"
+    # every line parses as 6 floats, so numpy's fast path would accept them all silently;
+    # the blank line 2 checks that the reported numbers are file lines, not row numbers
+    path.write_text("1.0 2.0 3.0 10 20 30\n\nnan 5.0 6.0 1 2 3\n4.0 inf 6.0 1 2 3\n"
+                    "7.0 8.0 9.0 300 -4 128\n1.5 2.5 3.5 0 0 nan\n9.0 9.5 9.9 255 0 0\n")
+    with pytest.warns(s3dis.S3DISFormatWarning) as record:
+        points = s3dis.read_points_txt(path)
+    messages = [str(w.message) for w in record]
+    for line in (3, 4, 6):
+        assert any(f"{path}:{line}: skipped line with a non-finite value" in m for m in messages), line
+    assert any(f"{path}:5: clipped colour" in m for m in messages)
+    assert len(messages) == 4
+    np.testing.assert_allclose(points, [[1, 2, 3, 10, 20, 30], [7, 8, 9, 255, 0, 128], [9, 9.5, 9.9, 255, 0, 0]])
+
+
+def test_a_bad_colour_no_longer_aborts_prepare(raw_s3dis, tmp_path):
+    raw = raw_s3dis[0]
+    floor = raw / "Area_5" / "hallway_6" / "Annotations" / "floor_1.txt"
+    lines = floor.read_text().splitlines()
+    lines[3] = "0.5 0.5 0.1 256 -1 12"
+    floor.write_text("\n".join(lines) + "\n")
+    with pytest.warns(s3dis.S3DISFormatWarning, match=f"{floor}:4: clipped colour"):
+        paths = s3dis.prepare_s3dis(raw, tmp_path / "cache", progress=False)
+    assert len(paths) == 2 and not paths.failed
+    hallway = s3dis.load_room(paths[1])
+    assert len(hallway["coord"]) == 20
+    np.testing.assert_array_equal(hallway["color"][3], [255, 0, 12])
+
+
+def test_a_failed_room_is_reported_and_the_others_are_prepared(raw_s3dis, tmp_path):
+    raw = raw_s3dis[0]
+    (raw / "Area_2" / "storage_1" / "Annotations").mkdir(parents=True)       # empty Annotations
+    junk = raw / "Area_3" / "WC_1" / "Annotations"
+    junk.mkdir(parents=True)
+    (junk / "clutter_1.txt").write_text("not a point\n1 2\n")                # no valid point
+    out = tmp_path / "cache"
+    with pytest.warns(s3dis.S3DISFormatWarning) as record:
+        paths = s3dis.prepare_s3dis(raw, out, progress=False)
+    messages = [str(w.message) for w in record]
+    assert any("Area_2/storage_1 skipped" in m and "no annotation files" in m for m in messages)
+    assert any("Area_3/WC_1 skipped" in m and "no valid point" in m for m in messages)
+    assert any("2 of 4 S3DIS rooms" in m and "Area_2/storage_1, Area_3/WC_1" in m for m in messages)
+    # the rooms before and after the failures were converted
+    assert [p.relative_to(out).as_posix() for p in paths] == ["Area_1/office_2.npz", "Area_5/hallway_6.npz"]
+    assert all(p.is_file() for p in paths)
+    assert [(room.area, room.name) for room, _ in paths.failed] == [(2, "storage_1"), (3, "WC_1")]
+    assert not (out / "Area_2").exists() and not (out / "Area_3").exists()
+
+
 def test_bad_cache_and_missing_folders_name_the_path(tmp_path):
     bad = tmp_path / "Area_1" / "office_1.npz"
     bad.parent.mkdir(parents=True)

@@ -125,3 +125,35 @@ def test_dataset_items_have_fixed_keys():
     np.testing.assert_array_equal(item["coord"], generate_room(2, 5_000)["coord"])
     with pytest.raises(ValueError, match="seeds"):
         SyntheticRooms([])
+
+
+def test_dataset_augmentation_is_a_pure_function_of_seed_epoch_and_index():
+    import torch.utils.data
+    from pcseg.data.transforms import Compose, RandomJitter, RandomRotateZ
+
+    def dataset():
+        return SyntheticRooms([1, 1, 1], num_points=2_000, transform=Compose([RandomRotateZ(), RandomJitter()]),
+                              augment_seed=7)
+
+    reader = dataset()
+    in_order = [reader[i]["coord"] for i in range(3)]
+    # the same room at three indices gets three different augmentations
+    assert not np.allclose(in_order[0], in_order[1]) and not np.allclose(in_order[1], in_order[2])
+    # reading order does not matter: item 2 read first is item 2 read last
+    np.testing.assert_array_equal(dataset()[2]["coord"], in_order[2])
+    np.testing.assert_array_equal(dataset()[-1]["coord"], in_order[2])
+    # two workers each start from a copy of the dataset: they must not repeat each other's draws
+    loader = torch.utils.data.DataLoader(dataset(), batch_size=None, num_workers=2)
+    for item, expected in zip(loader, in_order):
+        np.testing.assert_array_equal(item["coord"].numpy(), expected)
+    later = dataset()
+    later.set_epoch(1)
+    assert not np.allclose(later[0]["coord"], in_order[0])
+    later.set_epoch(0)
+    np.testing.assert_array_equal(later[0]["coord"], in_order[0])
+    with pytest.raises(ValueError, match="epoch"):
+        later.set_epoch(-1)
+    # without a transform the item is the generated room, whatever the epoch
+    plain = SyntheticRooms([1], num_points=2_000)
+    plain.set_epoch(3)
+    np.testing.assert_array_equal(plain[0]["coord"], generate_room(1, 2_000)["coord"])

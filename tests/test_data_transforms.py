@@ -103,3 +103,29 @@ def test_collate_pads_with_lengths_and_ignore_label():
     del b["name"]
     with pytest.raises(ValueError, match="keys"):
         collate([a, b])
+
+
+def test_grid_subsample_rejects_labels_outside_num_classes():
+    # voxel 0 holds label 13 of 13 classes: its vote would be counted as voxel 1's class 0
+    coord = np.array([[0.01, 0.0, 0.0], [0.15, 0.0, 0.0]], dtype=np.float32)
+    with pytest.raises(ValueError, match=r"sample\['label'\] holds label 13.*num_classes=13"):
+        grid_subsample({"coord": coord, "label": np.array([13, 4])}, 0.1, num_classes=13)
+    with pytest.raises(ValueError, match="num_classes must be positive"):
+        grid_subsample({"coord": coord, "label": np.array([1, 4])}, 0.1, num_classes=0)
+    # negative labels are ignored, not an error; without num_classes any label is in range
+    out = grid_subsample({"coord": coord, "label": np.array([-1, 4])}, 0.1, num_classes=13)
+    assert out["label"].tolist() == [IGNORE_INDEX, 4]
+    assert grid_subsample({"coord": coord, "label": np.array([13, 40])}, 0.1)["label"].tolist() == [13, 40]
+
+
+def test_collate_pads_uint8_labels_in_int64():
+    a, b = _sample(5, 1), _sample(3, 2)
+    a["label"], b["label"] = a["label"].astype(np.uint8), b["label"].astype(np.uint8)
+    batch = collate([a, b])
+    assert batch["label"].dtype == torch.int64
+    assert batch["label"][0].tolist() == a["label"].tolist()
+    assert batch["label"][1, :3].tolist() == b["label"].tolist() and (batch["label"][1, 3:] == IGNORE_INDEX).all()
+    assert batch["instance"].dtype == torch.from_numpy(a["instance"]).dtype   # other keys keep their dtype
+    a["label"] = a["label"].astype(np.float32)
+    with pytest.raises(ValueError, match="sample 0: 'label' must hold integers"):
+        collate([a, b])

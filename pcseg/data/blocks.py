@@ -5,11 +5,18 @@ A room is any dict with coord (N, 3) float and color (N, 3) (uint8 0..255 or flo
 [0, 1]) — an S3DIS room (`pcseg.data.s3dis.load_room`) or a procedural one
 (`pcseg.data.synthetic.generate_room`).
 
-The 9 features follow PointNet's `indoor3d_util.room2blocks_plus_normalized` exactly, so
-blocks cut here match the released `indoor3d_sem_seg_hdf5_data`:
-    0-2  x, y minus the block's centre; z minus the room's lowest z
+The 9 features are computed exactly as PointNet's `indoor3d_util.room2blocks_plus_normalized`
+(charlesq34/pointnet sem_seg), which wrote the released `indoor3d_sem_seg_hdf5_data`:
+    0-2  x minus (the smallest x of the block's sampled points + block_size / 2), the same
+         for y — not the grid cell's centre: a block whose points do not reach its cell's
+         lower edge is shifted accordingly; z minus the room's lowest z (z is not centred)
     3-5  rgb in [0, 1]
     6-8  xyz minus the room's minimum, divided by the room's extent (max after shifting)
+So, given the same sampled points, `block_features` reproduces an HDF5 block to float32
+rounding. What is not copied is PointNet's random sampling (it draws a block's 4,096
+points with replacement, or keeps all and adds repeats when the block has fewer): the
+points chosen here differ, as two PointNet runs with different seeds would. Extent axes of
+zero length count as 1 (PointNet would divide by zero).
 """
 from __future__ import annotations
 
@@ -45,15 +52,19 @@ def block_origins(coord: np.ndarray, block_size: float = 1.0, stride: float = 1.
     return np.stack([gx.ravel(), gy.ravel()], 1) + low
 
 
-def block_features(coord: np.ndarray, color: np.ndarray, block_origin: np.ndarray, block_size: float,
+def block_features(coord: np.ndarray, color: np.ndarray, block_size: float,
                    room_min: np.ndarray, room_extent: np.ndarray) -> np.ndarray:
-    """The 9 PointNet features (P, 9) float32 of points in one block (see module docstring).
+    """The 9 PointNet features (P, 9) float32 of the sampled points of one block (see the
+    module docstring).
 
-    coord (P, 3), color (P, 3); block_origin (2,) the block's lower-left xy; room_min (3,)
-    and room_extent (3,) of the whole room (extent = max - min, zero axes count as 1)."""
+    coord (P, 3), color (P, 3): the points as fed to the network (P >= 1, repeats
+    included, since PointNet takes its minimum over them too); room_min (3,) and
+    room_extent (3,) of the whole room (extent = max - min, zero axes count as 1)."""
     shifted = coord.astype(np.float64) - room_min
     features = np.empty((len(coord), NUM_FEATURES), dtype=np.float32)
-    features[:, 0:2] = coord[:, :2] - (np.asarray(block_origin) + block_size / 2.0)
+    # PointNet centres on the sampled points' own corner, not on the grid cell's centre
+    centre = coord[:, :2].astype(np.float64).min(0) + block_size / 2.0
+    features[:, 0:2] = coord[:, :2] - centre
     features[:, 2] = shifted[:, 2]
     features[:, 3:6] = _color01(color)
     features[:, 6:9] = shifted / np.where(room_extent > 0, room_extent, 1.0)
@@ -87,7 +98,7 @@ def room_to_blocks(room: dict, block_size: float = 1.0, stride: float = 1.0, num
             continue
         pick = inside[rng.choice(len(inside), num_points, replace=len(inside) < num_points)]
         indices.append(pick)
-        features.append(block_features(coord[pick], np.asarray(room["color"])[pick], origin, block_size,
+        features.append(block_features(coord[pick], np.asarray(room["color"])[pick], block_size,
                                        room_min, room_extent))
     if not indices:
         raise ValueError(f"no block of the room has {min_points} points or more")
@@ -107,13 +118,12 @@ def random_block(room: dict, rng: np.random.Generator, block_size: float = 1.0, 
     room_min, room_extent = _room_frame(coord)
     for _ in range(max_tries):
         centre = coord[rng.integers(len(coord)), :2]
-        origin = centre - block_size / 2.0
         inside = np.flatnonzero((np.abs(coord[:, 0] - centre[0]) <= block_size / 2) &
                                 (np.abs(coord[:, 1] - centre[1]) <= block_size / 2))
         if len(inside) >= min_points:
             break
     pick = inside[rng.choice(len(inside), num_points, replace=len(inside) < num_points)]
-    out = {"features": block_features(coord[pick], np.asarray(room["color"])[pick], origin, block_size,
+    out = {"features": block_features(coord[pick], np.asarray(room["color"])[pick], block_size,
                                       room_min, room_extent), "index": pick}
     if "label" in room:
         out["label"] = np.asarray(room["label"]).astype(np.int64)[pick]
@@ -200,7 +210,8 @@ def predict_room(room: dict, predict_block: Callable, num_classes: int, block_si
         num_chunks = int(math.ceil(len(order) / num_points))
         padded = np.concatenate([order, order[rng.integers(len(order), size=num_chunks * num_points - len(order))]])
         for chunk in padded.reshape(num_chunks, num_points):
-            pending_features.append(block_features(coord[chunk], color[chunk], origin, block_size,
+            # each chunk is centred on its own points, as a sampled training block is
+            pending_features.append(block_features(coord[chunk], color[chunk], block_size,
                                                    room_min, room_extent))
             pending_index.append(chunk)
             if len(pending_features) == batch_size:

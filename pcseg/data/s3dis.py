@@ -28,7 +28,7 @@ _NOT_NUMBER = re.compile(r"[^0-9eE+\-.\s]")
 
 
 class S3DISFormatWarning(UserWarning):
-    """A malformed line in a raw S3DIS file was repaired or skipped."""
+    """A raw S3DIS line was repaired or skipped, or a whole room could not be converted."""
 
 
 def class_index(annotation_name: str) -> int:
@@ -38,50 +38,73 @@ def class_index(annotation_name: str) -> int:
 
 
 def read_points_txt(path: str | Path) -> np.ndarray:
-    """Reads an S3DIS `x y z r g b` text file into (N, 6) float64.
+    """Reads an S3DIS `x y z r g b` text file into (N, 6) float64 with finite values and
+    colours in 0..255.
 
-    Malformed lines never abort the read: a line whose 6 numbers are recoverable after
-    dropping stray characters (the real data set has a `\\x10` byte in
-    Area_5/hallway_6/Annotations/ceiling_1.txt) is repaired, any other is skipped; each
-    emits an `S3DISFormatWarning` naming `file:line`. Raises FileNotFoundError for a
-    missing file.
+    Bad lines never abort the read; each emits an `S3DISFormatWarning` naming `file:line`:
+    - a line whose 6 numbers are recoverable after dropping stray characters (the real
+      data set has a `\\x10` byte in Area_5/hallway_6/Annotations/ceiling_1.txt) is
+      repaired, any other malformed line is skipped;
+    - a line with a `nan` or `inf` value is skipped (a point without a position cannot be
+      repaired, and one non-finite point would poison the room's min/extent);
+    - a colour outside 0..255 is clipped to that range (the position and the label, which
+      is the file's, are still good, so the point is kept).
+    Raises FileNotFoundError for a missing file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"S3DIS point file not found: {path}")
     try:
-        # fast path: numpy's C parser; any bad line makes it raise and we redo it slowly
+        # fast path: numpy's C parser; a line it cannot parse, or a value out of range, makes
+        # us redo the file line by line, which knows the line numbers for the warnings
         points = np.loadtxt(path, dtype=np.float64, ndmin=2, comments=None)
-        if points.shape[1] == 6 or points.size == 0:
+        if points.size == 0:
             return points.reshape(-1, 6)
+        if points.shape[1] == 6 and np.isfinite(points).all() and \
+                points[:, 3:].min() >= 0 and points[:, 3:].max() <= 255:
+            return points
     except ValueError:
         pass
     rows = []
     with open(path, "r", encoding="utf-8", errors="replace") as handle:
         for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            fields = line.split()
-            try:
-                if len(fields) != 6:
-                    raise ValueError
-                rows.append([float(f) for f in fields])
-                continue
-            except ValueError:
-                pass
-            cleaned = _NOT_NUMBER.sub(" ", line).split()
-            try:
-                values = [float(f) for f in cleaned]
-            except ValueError:
-                values = []
-            if len(values) == 6:
-                warnings.warn(f"{path}:{line_number}: repaired malformed line {line.rstrip()!r} "
-                              f"-> {values}", S3DISFormatWarning, stacklevel=2)
+            values = _parse_point_line(f"{path}:{line_number}", line)
+            if values is not None:
                 rows.append(values)
-            else:
-                warnings.warn(f"{path}:{line_number}: skipped malformed line {line.rstrip()!r}",
-                              S3DISFormatWarning, stacklevel=2)
     return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
+
+def _floats(fields: list[str]) -> list[float] | None:
+    try:
+        return [float(f) for f in fields]
+    except ValueError:
+        return None
+
+
+def _parse_point_line(where: str, line: str) -> list[float] | None:
+    """The 6 values of one raw line (repaired / clipped), or None to skip it; `where` is
+    the `file:line` the warnings name."""
+    if not line.strip():
+        return None
+    fields = line.split()
+    values = _floats(fields) if len(fields) == 6 else None
+    if values is None:
+        values = _floats(_NOT_NUMBER.sub(" ", line).split())
+        if values is None or len(values) != 6:
+            warnings.warn(f"{where}: skipped malformed line {line.rstrip()!r}", S3DISFormatWarning, stacklevel=3)
+            return None
+        warnings.warn(f"{where}: repaired malformed line {line.rstrip()!r} -> {values}", S3DISFormatWarning,
+                      stacklevel=3)
+    if not all(np.isfinite(values)):
+        warnings.warn(f"{where}: skipped line with a non-finite value {line.rstrip()!r}", S3DISFormatWarning,
+                      stacklevel=3)
+        return None
+    color = values[3:]
+    if min(color) < 0 or max(color) > 255:
+        values = values[:3] + [min(max(c, 0.0), 255.0) for c in color]
+        warnings.warn(f"{where}: clipped colour {color} outside 0..255 to {values[3:]}", S3DISFormatWarning,
+                      stacklevel=3)
+    return values
 
 
 def read_raw_room(room_dir: str | Path) -> dict[str, np.ndarray]:
@@ -89,6 +112,8 @@ def read_raw_room(room_dir: str | Path) -> dict[str, np.ndarray]:
 
     Returns coord (N, 3) float32 metres, color (N, 3) uint8, label (N,) uint8 in S3DIS
     order, instance (N,) int32 (one id per annotation file, in sorted file order).
+    Raises FileNotFoundError / ValueError naming the folder when it has no Annotations,
+    no annotation files or no valid point at all.
     """
     room_dir = Path(room_dir)
     annotation_dir = room_dir / "Annotations"
@@ -99,19 +124,21 @@ def read_raw_room(room_dir: str | Path) -> dict[str, np.ndarray]:
         raise ValueError(f"S3DIS room has no annotation files: {annotation_dir}")
     coords, colors, labels, instances = [], [], [], []
     for instance_id, file in enumerate(files):
-        points = read_points_txt(file)
-        if len(points) and ((points[:, 3:] < 0).any() or (points[:, 3:] > 255).any()):
-            raise ValueError(f"{file}: colours must be in 0..255")
+        points = read_points_txt(file)     # finite, colours already in 0..255
         coords.append(points[:, :3].astype(np.float32))
         colors.append(np.round(points[:, 3:]).astype(np.uint8))
         labels.append(np.full(len(points), class_index(file.stem), dtype=np.uint8))
         instances.append(np.full(len(points), instance_id, dtype=np.int32))
-    return {
+    room = {
         "coord": np.concatenate(coords),
         "color": np.concatenate(colors),
         "label": np.concatenate(labels),
         "instance": np.concatenate(instances),
     }
+    if len(room["coord"]) == 0:
+        # an empty cache would only fail later, far from its cause (blocks need points)
+        raise ValueError(f"S3DIS room has no valid point in its annotation files: {annotation_dir}")
+    return room
 
 
 @dataclass(frozen=True)
@@ -185,26 +212,53 @@ def load_room(path: str | Path) -> dict[str, np.ndarray]:
     return room
 
 
+class PreparedRooms(list):
+    """What `prepare_s3dis` returns: a list of the cache paths of the rooms that are
+    prepared (written now or found from an earlier run), in room order, plus `failed`, a
+    list of (room, error message) for the rooms that could not be converted."""
+
+    def __init__(self, paths=(), failed=()):
+        super().__init__(paths)
+        self.failed: list[tuple[RawRoom, str]] = list(failed)
+
+
 def prepare_s3dis(raw_dir: str | Path, out_dir: str | Path, progress: bool = True,
-                  overwrite: bool = False) -> list[Path]:
+                  overwrite: bool = False) -> PreparedRooms:
     """Converts every raw room under `raw_dir` into `out_dir/Area_k/<room>.npz`.
 
     Rooms whose cache file exists are skipped (unless `overwrite`), so an interrupted run
-    resumes where it stopped; each file is written atomically (`save_room`). Shows a tqdm
-    progress bar when `progress`. Returns the cache paths of all rooms, in order.
+    resumes where it stopped; each file is written atomically (`save_room`). A room that
+    cannot be read (no annotation files, no valid point, unreadable file) does not stop
+    the run: it emits an `S3DISFormatWarning` naming the room, writes nothing (so the
+    next run tries it again), and the run ends with one warning listing all such rooms.
+    Shows a tqdm progress bar when `progress`. Returns a `PreparedRooms`: the cache paths
+    of the prepared rooms, in order, with `.failed` the rooms that were not.
+    Raises FileNotFoundError / ValueError when `raw_dir` is missing or holds no room.
     """
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     rooms = list_raw_rooms(raw_dir)
-    paths = []
+    result = PreparedRooms()
     for room in tqdm(rooms, desc="S3DIS rooms", unit="room", disable=not progress):
         target = out_dir / room.cache_name
-        paths.append(target)
         if target.is_file() and not overwrite:
+            result.append(target)
             continue
-        save_room(target, read_raw_room(room.path))
-    return paths
+        try:
+            data = read_raw_room(room.path)
+        except (OSError, ValueError) as error:   # bad data; KeyboardInterrupt and bugs still stop the run
+            warnings.warn(f"S3DIS room Area_{room.area}/{room.name} skipped: {error}", S3DISFormatWarning,
+                          stacklevel=2)
+            result.failed.append((room, str(error)))
+            continue
+        save_room(target, data)
+        result.append(target)
+    if result.failed:
+        names = ", ".join(f"Area_{room.area}/{room.name}" for room, _ in result.failed)
+        warnings.warn(f"{len(result.failed)} of {len(rooms)} S3DIS rooms under {raw_dir} were not prepared: "
+                      f"{names}", S3DISFormatWarning, stacklevel=2)
+    return result
 
 
 # ----------------------------------------------------------------------------- splits

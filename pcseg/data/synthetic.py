@@ -979,7 +979,12 @@ class SyntheticRooms(torch.utils.data.Dataset):
     Item: coord (N, 3) float32, color (N, 3) float32 in [0, 1], normal (N, 3) float32,
     label (N,) int64, instance (N,) int64, name (str "synthetic_<seed>"). `transform`
     (e.g. `pcseg.data.transforms.Compose`) is applied with a generator seeded by
-    `augment_seed` (one stream for the dataset) when given.
+    (`augment_seed`, epoch, index) when given, so an item's augmentation depends on
+    nothing else: not on the order items are read in, nor on which DataLoader worker
+    reads it (a generator shared by the dataset would be copied into every worker, and
+    the workers would repeat each other's draws). Call `set_epoch(e)` before each epoch
+    for fresh augmentations, as with DistributedSampler; with `persistent_workers=True`
+    the workers keep the epoch they started with.
     """
 
     def __init__(self, seeds, num_points: int = 100_000, transform=None, augment_seed: int = 0):
@@ -988,16 +993,28 @@ class SyntheticRooms(torch.utils.data.Dataset):
             raise ValueError("seeds must not be empty")
         self.num_points = num_points
         self.transform = transform
-        self._rng = np.random.default_rng(augment_seed)
+        if augment_seed < 0:
+            raise ValueError(f"augment_seed must be >= 0, got {augment_seed}")
+        self.augment_seed = int(augment_seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the augmentations of epoch `epoch` (>= 0) for the items read from now on."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.seeds)
 
     def __getitem__(self, index: int) -> dict:
+        index = range(len(self.seeds))[index]   # dataset[-1] and dataset[n - 1] draw alike
         seed = self.seeds[index]
         room = generate_room(seed, self.num_points)
         room["color"] = room["color"].astype(np.float32) / 255.0
         if self.transform is not None:
-            room = self.transform(room, self._rng)
+            # a pure function of (augment_seed, epoch, index): the same in every worker and order
+            rng = np.random.default_rng([self.augment_seed, self.epoch, index])
+            room = self.transform(room, rng)
         room["name"] = f"synthetic_{seed}"
         return room

@@ -185,9 +185,14 @@ def grid_subsample(sample: dict, voxel_size: float, num_classes: int | None = No
     per-point arrays take the value of the voxel's first point. Voxels come out in
     lexicographic (x, y, z) voxel order; `voxel_of_point` (N,) int64 maps each input point
     to its output row.
+
+    num_classes: labels must be < num_classes (default: the largest label + 1); a larger
+    label raises ValueError, since its vote would land in the next voxel's row.
     """
     if voxel_size <= 0:
         raise ValueError(f"voxel_size must be positive, got {voxel_size}")
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
     coord = np.asarray(sample["coord"], dtype=np.float64)
     keys = np.floor((coord - coord.min(0)) / voxel_size).astype(np.int64)
     _, first, inverse, counts = np.unique(keys, axis=0, return_index=True, return_inverse=True, return_counts=True)
@@ -215,6 +220,10 @@ def grid_subsample(sample: dict, voxel_size: float, num_classes: int | None = No
         label = np.asarray(sample["label"]).astype(np.int64)
         valid = label >= 0
         classes = num_classes if num_classes is not None else int(label.max(initial=-1)) + 1
+        if label.size and label.max() >= classes:
+            # votes are counted in one flat array of num_voxels * classes bins
+            raise ValueError(f"sample['label'] holds label {int(label.max())}, out of range for "
+                             f"num_classes={classes} (labels must be 0..{classes - 1}, or < 0 to ignore)")
         if classes > 0:
             votes = np.bincount(inverse[valid] * classes + label[valid], minlength=num_voxels * classes)
             votes = votes.reshape(num_voxels, classes)
@@ -243,7 +252,8 @@ def collate(samples: Sequence[dict]) -> dict:
 
     Per-point arrays (first dimension = that sample's number of points) become
     (B, N_max, ...) tensors padded with 0 — `label` is padded with IGNORE_INDEX (-100),
-    so losses skip the padding. `lengths` (B,) int64 holds each sample's point count.
+    so losses skip the padding, and comes out int64 whatever its integer dtype (uint8
+    labels cannot hold -100); a non-integer `label` raises ValueError. `lengths` (B,) int64 holds each sample's point count.
     Other arrays of equal shape are stacked to (B, ...); anything else (names, ids) is
     returned as a list. Float arrays become float32 tensors except float64 (kept).
     """
@@ -265,8 +275,13 @@ def collate(samples: Sequence[dict]) -> dict:
             per_point = all(a.ndim >= 1 and len(a) == n for a, n in zip(arrays, lengths))
             if per_point and key != "lengths":
                 first = arrays[0]
-                fill = IGNORE_INDEX if key == "label" else 0
-                padded = np.full((len(arrays), n_max) + first.shape[1:], fill, dtype=first.dtype)
+                fill, dtype = 0, first.dtype
+                if key == "label":
+                    fill, dtype = IGNORE_INDEX, np.int64
+                    for i, a in enumerate(arrays):
+                        if not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
+                            raise ValueError(f"sample {i}: 'label' must hold integers, got dtype {a.dtype}")
+                padded = np.full((len(arrays), n_max) + first.shape[1:], fill, dtype=dtype)
                 for i, a in enumerate(arrays):
                     padded[i, :len(a)] = a
                 batch[key] = torch.from_numpy(padded)
