@@ -251,7 +251,12 @@ def test_pointnet_cls_overfits_labels():
     points, features, _, _ = room_blocks(8, 64)
     targets = torch.arange(8) % 4  # arbitrary classes: pure memorisation
     model = PointNetCls(4, in_channels=6, width_multiplier=0.5)
-    assert torch.equal(memorise_classes(model, points, features, targets), targets)
+    start = time.perf_counter()
+    predictions = memorise_classes(model, points, features, targets)
+    seconds = time.perf_counter() - start
+    print(f"pointnet_cls: {(predictions == targets).float().mean():.4f} accuracy, {seconds:.1f} s")
+    assert torch.equal(predictions, targets)  # 100 % of the 8 clouds
+    assert seconds < 60
 
 
 def test_build_model_and_errors():
