@@ -4,8 +4,9 @@ sections, loaded into the dataclasses below.
     cfg = load_config("configs/pointnet_synthetic.yaml", overrides=["train.lr=0.01"])
     save_config(cfg, run_dir / "config.yaml")
 
-An unknown or mistyped key (in the file or in an override) raises ``ConfigError`` naming the
-key and the valid ones. Override values are parsed as YAML (``train.lr=1e-3`` is a float,
+An unknown or mistyped key (in the file or in an override), a ``model.name`` that is not in
+``pcseg.models.MODELS`` or a ``model.options`` key its constructor does not take raises
+``ConfigError`` (a ``ValueError``) at load time, naming the key and the valid ones. Override values are parsed as YAML (``train.lr=1e-3`` is a float,
 ``data.train_rooms=[0,1]`` a list) and converted to the field's type.
 """
 from __future__ import annotations
@@ -200,6 +201,32 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("data.block_size and data.eval_stride must be positive")
     if cfg.train.batch_size < 1 or cfg.train.epochs < 1:
         raise ConfigError("train.batch_size and train.epochs must be >= 1")
+    _validate_model(cfg.model)
+
+
+# constructor arguments that other config keys fill in (pcseg.train.build_model_from_config)
+_SET_ELSEWHERE = {"num_classes": "data.num_classes", "in_channels": "data.use_color / room_coords / geometric_features",
+                  "width_multiplier": "model.width_multiplier"}
+
+
+def _validate_model(model: ModelConfig) -> None:
+    """``model.name`` must be a key of ``pcseg.models.MODELS`` and every ``model.options`` key
+    a keyword of that model's constructor: checked here, so a typo fails at load time and not
+    after the rooms have been generated."""
+    import inspect
+
+    from pcseg.models import MODELS  # lazy: torch is heavy and the models never import configs
+
+    if model.name not in MODELS:
+        raise ConfigError(f"unknown model.name {model.name!r}; valid models: {sorted(MODELS)}")
+    parameters = inspect.signature(MODELS[model.name]).parameters
+    valid = sorted(name for name in parameters if name not in _SET_ELSEWHERE)
+    for key in model.options:
+        if key in _SET_ELSEWHERE:
+            raise ConfigError(f"model.options.{key} is set by {_SET_ELSEWHERE[key]}, not in model.options")
+        if key not in parameters:
+            raise ConfigError(f"unknown key model.options.{key} for model {model.name!r}; "
+                              f"valid options: {valid}")
 
 
 def config_to_dict(cfg: Config) -> dict:

@@ -19,7 +19,7 @@ from pcseg.data import S3DIS_CLASS_NAMES, predict_room
 from pcseg.metrics import ConfusionMatrix, SegmentationScores
 from pcseg.train import scores_without_ignored, autocast_dtype, block_inputs, forward_model, load_rooms, model_from_checkpoint
 
-__all__ = ["make_block_predictor", "predict_points", "evaluate_rooms", "format_scores", "scores_to_dict",
+__all__ = ["make_block_predictor", "cloud_frame", "predict_points", "evaluate_rooms", "format_scores", "scores_to_dict",
            "plot_confusion_matrix", "evaluate_checkpoint", "class_names_for"]
 
 
@@ -39,14 +39,50 @@ def make_block_predictor(model: torch.nn.Module, data: DataConfig, device="cpu",
     return predict_block
 
 
+def cloud_frame(coord: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frame ``pcseg.data.predict_room`` takes its block features in: the lowest xyz
+    ``(3,)`` and the extent ``(3,)`` (max - lowest), float64, of ``coord (N, 3)``."""
+    low = coord.min(0).astype(np.float64)
+    return low, coord.max(0) - low
+
+
+def _reframed(predict_block: Callable[[torch.Tensor], torch.Tensor], own: tuple[np.ndarray, np.ndarray],
+              frame: tuple[np.ndarray, np.ndarray]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``predict_block`` for block features made in the frame ``own`` (a tile's) but fed as in
+    ``frame`` (the whole cloud's): feature 2 (z above the lowest z) and 6-8 (xyz scaled to the
+    extent, zero axes as 1; ``pcseg.data.blocks``) are re-expressed; the others do not depend
+    on the frame."""
+    (own_low, own_extent), (low, extent) = own, frame
+    own_extent, extent = np.where(own_extent > 0, own_extent, 1.0), np.where(extent > 0, extent, 1.0)
+    dz = float(own_low[2] - low[2])
+    scale = torch.from_numpy(own_extent / extent).float()
+    shift = torch.from_numpy((own_low - low) / extent).float()
+
+    def predict(features: torch.Tensor) -> torch.Tensor:
+        features = features.clone()
+        features[..., 2] += dz
+        features[..., 6:9] = features[..., 6:9] * scale + shift
+        return predict_block(features)
+
+    return predict
+
+
 def predict_points(model: torch.nn.Module, data: DataConfig, coord: np.ndarray, color: np.ndarray,
-                   device="cpu", amp_dtype=None, batch_size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Sliding-block logits ``(N, C)`` float32 and labels ``(N,)`` int64 of one room-sized cloud."""
+                   device="cpu", amp_dtype=None, batch_size: int = 16, seed: int = 0,
+                   frame: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sliding-block logits ``(N, C)`` float32 and labels ``(N,)`` int64 of one room-sized cloud.
+
+    frame: ``cloud_frame`` of the cloud ``coord`` is part of (a tile's whole scan), so the block
+    features are those the whole cloud would give; None: the frame of ``coord`` itself."""
     # column-major coordinates: predict_room's per-block column scans run 10x faster
     room = {"coord": np.asfortranarray(coord, dtype=np.float32), "color": color}
-    return predict_room(room, make_block_predictor(model, data, device, amp_dtype), data.num_classes,
-                        block_size=data.block_size, stride=data.eval_stride, num_points=data.num_points,
-                        batch_size=batch_size, seed=seed)
+    predict_block = make_block_predictor(model, data, device, amp_dtype)
+    if frame is not None and len(coord):
+        own = cloud_frame(room["coord"])
+        if not all(np.array_equal(a, b) for a, b in zip(own, frame)):
+            predict_block = _reframed(predict_block, own, frame)
+    return predict_room(room, predict_block, data.num_classes, block_size=data.block_size,
+                        stride=data.eval_stride, num_points=data.num_points, batch_size=batch_size, seed=seed)
 
 
 def evaluate_rooms(model: torch.nn.Module, cfg: Config, rooms: Sequence[dict], device="cpu",

@@ -4,23 +4,37 @@
     summary = train(cfg)                       # writes cfg.train.out_dir/{last,best}.pt, logs
 
 ``torchrun --nproc_per_node=N -m pcseg train --config C`` runs the same function under
-DistributedDataParallel (gloo on CPU, NCCL on CUDA): every rank builds the same block pool,
-a ``DistributedSampler`` gives each rank its share of every global batch, gradients and
-validation confusion matrices are summed over ranks and only rank 0 writes.
+DistributedDataParallel (gloo on CPU, NCCL on CUDA) and follows the single-process run whose
+batch is the global batch ``N * train.batch_size``: every rank builds the same block pool and
+draws the same permutation from the shared shuffle generator, which is cut into global
+batches; rank ``r`` takes the ``r``-th contiguous ``batch_size`` slice of each, so global batch
+``s`` is the single-process batch ``s``. (Not ``DistributedSampler``: it reseeds from the
+epoch number, pads the last batch and strides its indices, while this keeps the one
+generator whose state the checkpoint stores, drops the remainder like the single process and
+keeps each global batch in the single process's order.) Batch-norm statistics are
+synchronised over the ranks (``pcseg.models.layers.MaskedBatchNorm``), the loss is normalised
+by the global batch's weight, gradients and validation confusion matrices are summed over
+ranks and only rank 0 writes.
 
 Checkpoints (``last.pt`` every epoch, ``best.pt`` on a new best validation mIoU) are written
 to a temporary file and moved with ``os.replace``, so a crash never leaves a torn file. They
-hold the model, optimiser and schedule states, the epoch, the RNG states, the history and the
-resolved config; they contain only tensors and plain Python values, so they load with
-``torch.load(weights_only=True)``.
+hold the model, optimiser, schedule and gradient-scaler states, the epoch and the steps done
+within it, the RNG states, the history and the resolved config; they contain only tensors and
+plain Python values, so they load with ``torch.load(weights_only=True)``. Ctrl-C saves
+``last.pt`` at the last finished step (the shuffle generator as at the start of its epoch, the
+other RNGs as after that step), so ``--resume`` redraws the epoch's order and augmentation
+and continues with the next step exactly as the uninterrupted run would.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,23 +134,28 @@ class BlockPool:
         return len(self.points)
 
 
-def load_rooms(data: DataConfig, split: str) -> list[dict]:
-    """The rooms (or scans) of a split as dicts with coord (N, 3), color (N, 3), label (N,)."""
+def load_rooms(data: DataConfig, split: str, progress: bool = False) -> list[dict]:
+    """The rooms (or scans) of a split as dicts with coord (N, 3), color (N, 3), label (N,);
+    ``progress`` shows a bar over the rooms (reading S3DIS or KITTI takes minutes)."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be train or val, got {split!r}")
+
+    def bar(count: int):
+        return tqdm(range(count), desc=f"loading {split} {data.dataset}", disable=not progress, leave=False)
+
     if data.dataset == "synthetic":
         count, start = (data.train_rooms, data.train_seed_start) if split == "train" else \
             (data.val_rooms, data.val_seed_start)
-        return [generate_room(start + i, data.points_per_room) for i in range(count)]
+        return [generate_room(start + i, data.points_per_room) for i in bar(count)]
     if data.dataset == "s3dis":
         from pcseg.data import S3DISRooms
         rooms = S3DISRooms(data.root, split="train" if split == "train" else "test", test_area=data.test_area)
-        return [rooms[i] for i in range(len(rooms))]
+        return [rooms[i] for i in bar(len(rooms))]
     from pcseg.data.kitti import SemanticKittiConfig, SemanticKITTIScans
     label_config = SemanticKittiConfig.from_yaml(data.label_config)
     scans = SemanticKITTIScans(data.root, label_config, split="train" if split == "train" else "valid")
     rooms = []
-    for i in range(len(scans)):
+    for i in bar(len(scans)):
         scan = scans[i]
         coord = np.asarray(scan["coord"], dtype=np.float32)
         # LiDAR has no colour: remission repeated stands in for rgb
@@ -146,12 +165,12 @@ def load_rooms(data: DataConfig, split: str) -> list[dict]:
 
 
 def build_block_pool(rooms: list[dict], data: DataConfig, blocks_per_room: int, seed: int,
-                     chunk: int = 64, progress: bool = False) -> BlockPool:
+                     chunk: int = 64, progress: bool = False, desc: str = "cutting blocks") -> BlockPool:
     """Cuts ``blocks_per_room`` random blocks (``pcseg.data.random_block``) from every room and
     computes their model inputs once, so the training loop only indexes tensors."""
     rng = np.random.default_rng(seed)
     features9, labels = [], []
-    for room in tqdm(rooms, desc="cutting blocks", disable=not progress, leave=False):
+    for room in tqdm(rooms, desc=desc, disable=not progress, leave=False):
         # column-major coordinates: the per-block column scans and min/max run 10x faster
         room = {**room, "coord": np.asfortranarray(room["coord"])}
         for _ in range(blocks_per_room):
@@ -399,8 +418,8 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True,
     stop_after_epochs: return after this many epochs of this call (tests of ``resume``).
     rooms: (train_rooms, val_rooms) already in memory (else ``load_rooms``).
     Returns a summary dict (epochs, best_miou, last/best checkpoint paths, seconds, history).
-    Ctrl-C saves ``last.pt`` (the last finished epoch's state is kept; the interrupted epoch
-    reruns on resume) and returns with ``summary["interrupted"] = True``.
+    Ctrl-C saves ``last.pt`` at the last finished step (``--resume`` continues with the next
+    one, as the uninterrupted run would) and returns with ``summary["interrupted"] = True``.
     """
     started_distributed = init_distributed(cfg.train.device)
     rank, world = _dist_info()
@@ -409,6 +428,54 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True,
     finally:
         if started_distributed:
             dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Holds a Ctrl-C back until the block ends (then raises it), so it never lands between an
+    optimiser update and the counters that record it: a checkpoint is always of a whole step.
+    Only the main thread receives signals; elsewhere (or under a handler not set from Python)
+    this does nothing."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield
+        return
+    caught = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        if callable(previous):
+            previous(signal.SIGINT, caught[0])
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+
+def _rng_state(device: torch.device) -> dict:
+    """The global RNG states (dropout, anything drawn outside the shuffle generator)."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _batch_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, cfg: Config,
+                world: int) -> torch.Tensor:
+    """The training loss of ``logits (B, C, P)`` against ``label (B, P)``: the weighted mean
+    over the batch. Under DDP, each rank's weighted sum divided by the whole global batch's
+    weight, times the world size: DDP averages the gradients over the ranks, so they are those
+    of the global batch's mean, as in one process (per-rank means would weigh every rank
+    alike however many points or which classes it has)."""
+    loss_fn = focal_loss if cfg.train.loss == "focal" else cross_entropy_loss
+    if world == 1:
+        return loss_fn(logits, label, weight=weight, ignore_index=cfg.data.ignore_index)
+    total = loss_fn(logits, label, weight=weight, ignore_index=cfg.data.ignore_index, reduction="sum")
+    kept = label[label != cfg.data.ignore_index]
+    mass = (torch.ones_like(kept, dtype=total.dtype) if weight is None else weight.to(total.dtype)[kept]).sum()
+    dist.all_reduce(mass)  # a constant of the labels: no gradient flows through it
+    return total * world / mass
 
 
 def _train(cfg, resume, progress, stop_after_epochs, rooms, rank, world) -> dict:
@@ -423,10 +490,13 @@ def _train(cfg, resume, progress, stop_after_epochs, rooms, rank, world) -> dict
         save_config(cfg, run_dir / "config.yaml")
     torch.manual_seed(cfg.train.seed)
     t0 = time.perf_counter()
-    train_rooms, val_rooms = rooms if rooms is not None else (load_rooms(cfg.data, "train"), load_rooms(cfg.data, "val"))
+    if rooms is not None:
+        train_rooms, val_rooms = rooms
+    else:
+        train_rooms, val_rooms = load_rooms(cfg.data, "train", progress), load_rooms(cfg.data, "val", progress)
     pool = build_block_pool(train_rooms, cfg.data, cfg.data.blocks_per_room, cfg.train.seed, progress=progress)
-    val_pool = build_block_pool(val_rooms, cfg.data, cfg.data.val_blocks_per_room, cfg.train.seed + 1) \
-        if val_rooms else None
+    val_pool = build_block_pool(val_rooms, cfg.data, cfg.data.val_blocks_per_room, cfg.train.seed + 1,
+                                progress=progress, desc="cutting validation blocks") if val_rooms else None
     prepare_s = time.perf_counter() - t0
 
     model = build_model_from_config(cfg).to(device)
@@ -441,42 +511,49 @@ def _train(cfg, resume, progress, stop_after_epochs, rooms, rank, world) -> dict
     steps_per_epoch = max(1, len(pool) // (cfg.train.batch_size * world))
     schedule = WarmupCosine(optimizer, cfg.train.lr, round(cfg.train.warmup_epochs * steps_per_epoch),
                             cfg.train.epochs * steps_per_epoch, cfg.train.min_lr_ratio)
+    amp_dtype = autocast_dtype(cfg.train.amp, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     shuffle = torch.Generator().manual_seed(cfg.train.seed)
-    total_epochs, start_epoch, best_miou, history = cfg.train.epochs, 0, -1.0, []
+    total_epochs, epoch, best_miou, history = cfg.train.epochs, 0, -1.0, []
+    # the epoch in progress: steps done, [loss sum, correct, seen, steps] of this rank so far
+    steps_done, epoch_stats = 0, [0.0, 0, 0, 0]
     if resume is not None:
         checkpoint = load_checkpoint(resume)
         _check_compatible(checkpoint, cfg, resume)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         schedule.load_state_dict(checkpoint["scheduler"])
+        if scaler is not None and checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         shuffle.set_state(checkpoint["rng"]["shuffle"])
         if device.type == "cuda" and "cuda" in checkpoint["rng"]:
             torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], device)
-        start_epoch, best_miou = checkpoint["epoch"], checkpoint["best_miou"]
+        epoch, best_miou = checkpoint["epoch"], checkpoint["best_miou"]
         total_epochs, history = checkpoint["total_epochs"], list(checkpoint["history"])
+        steps_done = checkpoint.get("step", 0)
+        epoch_stats = list(checkpoint.get("epoch_stats", epoch_stats))
+    # what a checkpoint stores of the RNGs: the shuffle generator as at the start of the epoch
+    # in progress (resume redraws its order and angles), the others as after the last step
+    epoch_shuffle, step_rng = shuffle.get_state(), _rng_state(device)
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    amp_dtype = autocast_dtype(cfg.train.amp, device)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     num_blocks = steps_per_epoch * cfg.train.batch_size * world
 
-    def save(name: str, epoch: int) -> Path:
-        rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
-        if device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(device)
+    def save(name: str) -> Path:
         state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": schedule.state_dict(), "epoch": epoch, "total_epochs": total_epochs,
-                 "best_miou": best_miou, "rng": rng, "history": history, "config": config_to_dict(cfg),
-                 "model_name": cfg.model.name, "num_classes": cfg.data.num_classes}
+                 "scheduler": schedule.state_dict(), "scaler": None if scaler is None else scaler.state_dict(),
+                 "epoch": epoch, "step": steps_done, "epoch_stats": list(epoch_stats),
+                 "total_epochs": total_epochs, "best_miou": best_miou, "rng": {**step_rng, "shuffle": epoch_shuffle},
+                 "history": history, "config": config_to_dict(cfg), "model_name": cfg.model.name,
+                 "num_classes": cfg.data.num_classes}
         path = run_dir / name
         _atomic_save(state, path)
         return path
 
-    interrupted = False
+    interrupted = best_unsaved = False
     train_start = time.perf_counter()
-    epoch = start_epoch
     epochs_this_call = steps_this_call = 0
     budget = cfg.train.time_budget_s
     calibration_steps = min(12, steps_per_epoch * cfg.train.epochs)
@@ -485,14 +562,15 @@ def _train(cfg, resume, progress, stop_after_epochs, rooms, rank, world) -> dict
         while epoch < total_epochs:
             epoch_start = time.perf_counter()
             net.train()
-            # every rank draws the same permutation and takes its interleaved share of each global batch
+            # every rank draws the same permutation; global batch s is its s-th run of
+            # world * batch_size blocks and rank r takes the r-th batch_size slice of it
             order = torch.randperm(len(pool), generator=shuffle)[:num_blocks]
             order = order.view(steps_per_epoch, world, cfg.train.batch_size)[:, rank]
             angles_all = torch.rand(num_blocks, generator=shuffle).view(steps_per_epoch, world, -1)[:, rank] * 2 * math.pi
-            loss_sum, correct, seen = 0.0, 0, 0
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{total_epochs}", disable=not progress,
-                       leave=False)
-            steps_run = 0
+            # a resumed epoch skips the steps done before the interruption
+            bar = tqdm(range(steps_done, steps_per_epoch), desc=f"epoch {epoch + 1}/{total_epochs}",
+                       disable=not progress, leave=False, initial=steps_done, total=steps_per_epoch)
+            steps_run = 0  # in this call: the pace of the time budget
             for step in bar:
                 if schedule.step_count >= schedule.total_steps:
                     break  # a time-budgeted schedule ended inside this epoch
@@ -506,11 +584,7 @@ def _train(cfg, resume, progress, stop_after_epochs, rooms, rank, world) -> dict
                 with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                     logits, aux_loss = forward_model(net, points, features, cfg.data)
                 logits = logits.float()
-                if cfg.train.loss == "focal":
-                    loss = focal_loss(logits, label, weight=weight, ignore_index=cfg.data.ignore_index)
-                else:
-                    loss = cross_entropy_loss(logits, label, weight=weight, ignore_index=cfg.data.ignore_index)
-                loss = loss + aux_loss.float()
+                loss = _batch_loss(logits, label, weight, cfg, world) + aux_loss.float()
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -519,17 +593,21 @@ def _train(cfg, resume, progress, stop_after_epochs, rooms, rank, world) -> dict
                     loss.backward()
                 if cfg.train.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                schedule.step()
-                loss_sum += float(loss.detach()) * len(idx)
-                with torch.no_grad():
-                    valid = label != cfg.data.ignore_index
-                    correct += int((logits.argmax(1) == label)[valid].sum())
-                    seen += int(valid.sum())
+                with _sigint_deferred():
+                    if scaler is not None:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    schedule.step()
+                    with torch.no_grad():
+                        valid = label != cfg.data.ignore_index
+                        epoch_stats[0] += float(loss.detach()) * len(idx)
+                        epoch_stats[1] += int((logits.argmax(1) == label)[valid].sum())
+                        epoch_stats[2] += int(valid.sum())
+                        epoch_stats[3] += 1
+                    steps_done += 1
+                    step_rng = _rng_state(device)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
                 steps_run += 1
                 steps_this_call += 1
@@ -560,24 +638,30 @@ def _train(cfg, resume, progress, stop_after_epochs, rooms, rank, world) -> dict
                     dist.broadcast(fit, 0)
                 schedule.total_steps = int(fit)
                 total_epochs = max(epoch + 1, math.ceil(schedule.total_steps / steps_per_epoch))
-            stats = torch.tensor([loss_sum, correct, seen, steps_run * cfg.train.batch_size], dtype=torch.float64)
+            # under DDP a resumed epoch's steps before the interruption count rank 0's share only
+            # (the checkpoint holds rank 0's sums); the mean below is still over the blocks counted
+            stats = torch.tensor([*epoch_stats[:3], epoch_stats[3] * cfg.train.batch_size], dtype=torch.float64)
             if world > 1:
                 dist.all_reduce(stats)
-            epoch += 1
-            epochs_this_call += 1
-            row = {"epoch": epoch, "train_loss": float(stats[0] / max(stats[3], 1)),
+            row = {"epoch": epoch + 1, "train_loss": float(stats[0] / max(stats[3], 1)),
                    "train_acc": float(stats[1] / max(stats[2], 1)), "lr": schedule.lr(),
                    "epoch_s": time.perf_counter() - epoch_start, "val_miou": None, "val_oa": None}
-            if val_pool is not None and (epoch % cfg.train.val_every == 0 or epoch == total_epochs):
+            if val_pool is not None and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == total_epochs):
                 row.update(_evaluate_pool(model, val_pool, cfg, device, amp_dtype, rank, world))
-            history.append(row)
-            if row["val_miou"] is not None and row["val_miou"] > best_miou:
-                best_miou = row["val_miou"]
-                if rank == 0:
-                    save("best.pt", epoch)
+            with _sigint_deferred():  # the epoch is finished all at once or not at all
+                history.append(row)
+                epoch += 1
+                epochs_this_call += 1
+                steps_done, epoch_stats = 0, [0.0, 0, 0, 0]
+                epoch_shuffle, step_rng = shuffle.get_state(), _rng_state(device)
+                if row["val_miou"] is not None and row["val_miou"] > best_miou:
+                    best_miou, best_unsaved = row["val_miou"], rank == 0
+            if best_unsaved:
+                save("best.pt")
+                best_unsaved = False
             if rank == 0:
                 if epoch % cfg.train.checkpoint_every == 0 or epoch == total_epochs:
-                    save("last.pt", epoch)
+                    save("last.pt")
                 _write_logs(run_dir, history)
                 val_text = "" if row["val_miou"] is None else f" | val mIoU {row['val_miou']:.3f} OA {row['val_oa']:.3f}"
                 print(f"epoch {epoch}/{total_epochs} | loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
@@ -587,15 +671,18 @@ def _train(cfg, resume, progress, stop_after_epochs, rooms, rank, world) -> dict
     except KeyboardInterrupt:
         interrupted = True
         if rank == 0:
-            # the weights as they are now, counted as the last finished epoch: that epoch reruns on resume
-            save("last.pt", epoch)
-            print(f"\ninterrupted: saved {run_dir / 'last.pt'} at epoch {epoch}; continue with --resume", flush=True)
+            if best_unsaved:  # interrupted while writing the new best
+                save("best.pt")
+            # the state after the last whole step: resume continues with the next one
+            save("last.pt")
+            print(f"\ninterrupted: saved {run_dir / 'last.pt'} at epoch {epoch} step {steps_done}; "
+                  "continue with --resume", flush=True)
     if rank == 0 and history:
         _write_logs(run_dir, history)
         plot_training_curve(history, run_dir / "curve.png")
     if rank == 0 and not (run_dir / "best.pt").exists() and (run_dir / "last.pt").exists():
         # no validation split: the last weights are the best we know
-        save("best.pt", epoch)
+        save("best.pt")
     return {"epochs": epoch, "best_miou": best_miou, "history": history, "interrupted": interrupted,
             "prepare_s": prepare_s, "train_s": time.perf_counter() - train_start,
             "last": str(run_dir / "last.pt"), "best": str(run_dir / "best.pt"),

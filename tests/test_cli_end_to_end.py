@@ -60,23 +60,36 @@ def test_unknown_config_key_is_a_clear_error(trained, capsys):
     assert "unknown key train.epoch" in err and "'epochs'" in err
 
 
-@pytest.mark.parametrize("suffix", [".ply", ".npy"])
+@pytest.mark.parametrize("suffix", [".ply", ".npy", ".pcd", ".txt"])
 def test_predict_round_trip(trained, tmp_path, suffix):
     import open3d
 
     root, _ = trained
     room = generate_room(7, 5000)
+    coord = room["coord"]
     source = tmp_path / f"room{suffix}"
     if suffix == ".npy":
-        np.save(source, np.concatenate([room["coord"], room["color"] / 255.0], 1))
+        np.save(source, np.concatenate([coord, room["color"] / 255.0], 1))
+    elif suffix == ".pcd":
+        cloud = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(coord.astype(np.float64)))
+        cloud.colors = open3d.utility.Vector3dVector(room["color"] / 255.0)
+        assert open3d.io.write_point_cloud(str(source), cloud)
+    elif suffix == ".txt":
+        # an S3DIS room file: "x y z r g b" a line, millimetre coordinates, colours 0..255
+        coord = np.round(coord.astype(np.float64), 3).astype(np.float32)
+        np.savetxt(source, np.concatenate([coord, room["color"]], 1), fmt="%.3f %.3f %.3f %d %d %d")
     else:
-        write_labelled_ply(source, room["coord"], room["label"], np.asarray(room["color"][:13]))
+        write_labelled_ply(source, coord, room["label"], np.asarray(room["color"][:13]))
+    if suffix != ".ply":  # the labelled PLY's colours are the palette's, not the room's
+        np.testing.assert_allclose(read_point_cloud(source)["color"], room["color"] / 255.0, atol=1e-6)
     out = tmp_path / "labelled.ply"
     assert main(["predict", str(source), "--checkpoint", str(root / "run" / "best.pt"), "--out", str(out)]) == 0
     cloud = open3d.io.read_point_cloud(str(out))
     assert len(cloud.points) == 5000
-    np.testing.assert_allclose(np.asarray(cloud.points), room["coord"], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(cloud.points), coord, atol=1e-6)
     assert cloud.has_colors()
+    vertex = _ply_labels(out, 5000)
+    assert vertex["label"].min() >= 0 and vertex["label"].max() < 13
     assert read_point_cloud(out)["coord"].shape == (5000, 3)
 
 

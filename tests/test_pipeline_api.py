@@ -3,11 +3,12 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from pcseg.api import Segmenter
 from pcseg.config import load_config
 from pcseg.data import generate_room
-from pcseg.predict import iter_tiles
+from pcseg.predict import iter_tiles, min_tile_width, segment_cloud
 from pcseg.train import train
 
 TINY = ["data.points_per_room=3000", "data.num_points=128", "data.blocks_per_room=8", "data.val_blocks_per_room=2",
@@ -57,6 +58,69 @@ def test_tiles_cover_every_point_once():
         inside = np.all((coord[:, :2] >= lo - 1.0) & (coord[:, :2] <= hi + 1.0), 1)
         assert np.isin(np.flatnonzero(inside), context).mean() > 0.99  # margin of one block around the tile
     np.testing.assert_array_equal(seen, 1)
+
+
+@pytest.mark.parametrize("max_points, min_width", [(300_000, min_tile_width(1.0, 4096, 300_000)), (50_000, None)],
+                         ids=["whole cube dealt", "block-wide tiles dealt"])
+def test_dense_cloud_tiles_are_bounded(max_points, min_width):
+    """2 million points in a 3.5 m cube: one block-wide column alone holds ~570k points. Tiles
+    stop at min_width (6.6 m: the whole cube; or one block) and their contexts are dealt into
+    parts of at most max_points, each a uniform sample of its tile and margin."""
+    rng = np.random.default_rng(0)
+    coord = rng.uniform(0, 3.5, (2_000_000, 3)).astype(np.float32)
+    x, y = coord[:, 0].copy(), coord[:, 1].copy()
+    seen = np.zeros(len(coord), dtype=np.int64)
+    for core, context in iter_tiles(coord, max_points=max_points, margin=1.0, min_width=min_width):
+        assert 0 < len(core) <= len(context) <= max_points
+        assert (np.diff(context) > 0).all() and (context[np.searchsorted(context, core)] == core).all()
+        seen[core] += 1
+        lo, hi = np.array([x[core].min(), y[core].min()]), np.array([x[core].max(), y[core].max()])
+        ctx_lo = np.array([x[context].min(), y[context].min()])
+        ctx_hi = np.array([x[context].max(), y[context].max()])
+        # the context is the tile and its margin (clipped to the cube), sampled throughout
+        np.testing.assert_allclose(ctx_lo, np.maximum(lo - 1.0, 0.0), atol=0.02)
+        np.testing.assert_allclose(ctx_hi, np.minimum(hi + 1.0, 3.5), atol=0.02)
+    np.testing.assert_array_equal(seen, 1)
+
+
+class RoomPositionModel(torch.nn.Module):
+    """Stands in for a trained network with a known answer: the class is which of 13 slices
+    of the cloud's x range a point lies in (its room-normalised x, feature 3 with colour on),
+    plus a faint class-dependent term from its chunk's mean height (as a PointNet's global
+    feature). A tile's points are labelled as untiled only if their blocks are fed in the
+    whole cloud's frame."""
+
+    def forward(self, points, features):
+        slices = features[..., 3:4] * 13  # (B, P, 1)
+        classes = torch.arange(13, dtype=points.dtype)
+        logits = -4.0 * (slices - classes - 0.5) ** 2 + 0.01 * points[..., 2:3].mean(1, keepdim=True) * classes
+        return logits.transpose(1, 2)  # (B, 13, P)
+
+
+def test_dense_cloud_tiled_prediction_matches_untiled(monkeypatch):
+    """A dense room (1000+ points a block, 128 per model input) with max_tile_points=2500:
+    split into tiles and dealt into parts of at most 2500 points; every point gets
+    probabilities and the labels are the untiled ones."""
+    import pcseg.predict as predict_module
+
+    cfg = load_config(None, ["data.block_size=2.0", "data.eval_stride=2.0", "data.num_points=128",
+                             "data.room_coords=true", "data.geometric_features=false"])
+    room = generate_room(5, 20_000)
+    model = RoomPositionModel().eval()
+    whole = segment_cloud(model, cfg, room["coord"], room["color"], max_tile_points=len(room["coord"]))
+    contexts = []
+    real = predict_module.predict_points
+
+    def recording(model, data, coord, *args, **kwargs):
+        contexts.append(len(coord))
+        return real(model, data, coord, *args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_points", recording)
+    tiled = segment_cloud(model, cfg, room["coord"], room["color"], max_tile_points=2500)
+    assert len(contexts) > 8 and max(contexts) <= 2500
+    np.testing.assert_allclose(tiled["probabilities"].sum(1), 1.0, atol=1e-5)  # every point predicted
+    assert len(np.unique(whole["labels"])) == 13
+    assert (tiled["labels"] == whole["labels"]).mean() > 0.995
 
 
 def test_tiled_prediction_matches_untiled_inside_tiles(checkpoint):

@@ -40,6 +40,27 @@ def test_wrong_type_and_value(tmp_path):
         load_config(write(tmp_path, "train:\n  optimizer: lbfgs\n"))
 
 
+def test_unknown_model_name_fails_at_load(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, "model:\n  name: pointnet_semseg\n"))
+    message = str(error.value)
+    assert "model.name 'pointnet_semseg'" in message and "'pointnet_sem_seg'" in message and "'acnn'" in message
+    with pytest.raises(ConfigError, match="unknown model.name 'pointnet2'"):
+        load_config(None, ["model.name=pointnet2"])
+
+
+def test_unknown_model_option_fails_at_load(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, "model:\n  name: acnn\n  options:\n    dropuot: 0.1\n"))
+    message = str(error.value)
+    assert "model.options.dropuot" in message and "'acnn'" in message
+    assert "'dropout'" in message and "'normal_k'" in message and "'num_classes'" not in message
+    with pytest.raises(ConfigError, match=r"model.options.num_classes is set by data.num_classes"):
+        load_config(None, ["model.options={num_classes: 3}"])
+    assert load_config(None, ["model.name=acnn", "model.options={dropout: 0.1, normal_k: 8}"]).model.options == {
+        "dropout": 0.1, "normal_k": 8}
+
+
 def test_overrides(tmp_path):
     cfg = load_config(write(tmp_path, "train:\n  lr: 0.1\n"),
                       ["train.lr=0.01", "data.use_color=false", "model.options={dropout: 0.0}"])

@@ -6,12 +6,19 @@ through (1) max-pools and (2) batch-norm statistics in train mode. ``masked_max`
 with ``-inf`` before the max; ``MaskedBatchNorm`` computes train-mode statistics over the real
 entries only (and updates the running statistics from them), so a padded batch trains like the
 same clouds without padding. In eval mode batch norm is per-entry, hence exactly invariant.
+
+Under ``torch.distributed`` (more than one process) every batch norm in train mode, masked or
+not and in the fully connected heads too, takes its statistics over the real entries of all
+processes (sums and counts all-reduced, gradients through them all-reduced back), so N
+processes with batch B train like one process with batch N * B. (``nn.SyncBatchNorm`` does
+this on GPUs only; this also works with gloo on CPUs, and with the padding mask.)
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -55,14 +62,52 @@ def masked_max(x: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Te
     return x.amax(dim=dim)
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the processes. Its gradient is again the sum over the processes: every
+    process's loss depends on every process's contribution to the sum."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def _global_moments(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Mean and biased variance ``(C,)`` of ``real (n, C)`` float32 over the entries of all
+    processes, and their total count. Two passes (sum, then centred squares) as in one process;
+    the gradients of the sums are all-reduced back, so every process's inputs get the gradient
+    of the statistics of the whole global batch."""
+    all_reduce = _AllReduceSum.apply
+    count = real.new_tensor([real.shape[0]])
+    total = all_reduce(torch.cat([real.sum(0), count]))
+    n = int(total[-1])
+    if n < 2:
+        raise ValueError("batch norm in train mode needs at least 2 real entries per channel")
+    mean = total[:-1] / n
+    var = all_reduce((real - mean).square().sum(0)) / n
+    return mean, var, n
+
+
 class MaskedBatchNorm(nn.BatchNorm1d):
-    """Batch norm whose train-mode statistics skip padding.
+    """Batch norm whose train-mode statistics skip padding (and span all processes under
+    ``torch.distributed``, see the module docstring).
 
     Channels at dim 1 of ``(B, C, *S)`` (``channels_last=False``) or at the last dim of
     ``(*S, C)`` (``channels_last=True``). ``mask`` (``(B, *S)`` or ``S`` bool) marks real entries;
-    None means all are real (plain ``F.batch_norm``). Parameters and buffers are those of
-    ``nn.BatchNorm1d``. Masked statistics are taken in float32 even under bf16 autocast; the
-    output has the input's dtype.
+    None means all are real (plain ``F.batch_norm`` in one process). Parameters and buffers are
+    those of ``nn.BatchNorm1d``. Masked and synchronised statistics are taken in float32 even
+    under bf16 autocast; the output has the input's dtype.
     """
 
     def __init__(self, num_features: int, channels_last: bool = False, **kwargs):
@@ -72,21 +117,27 @@ class MaskedBatchNorm(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
         use_batch_stats = self.training or self.running_mean is None
         momentum = self.momentum if self.momentum is not None else 0.1
-        if mask is None or not use_batch_stats:
+        # train mode only: in eval mode the processes may run different numbers of batches
+        # (validation shares), so a collective there could wait forever
+        synchronise = self.training and _distributed()
+        if not synchronise and (mask is None or not use_batch_stats):
             flat = x.reshape(-1, x.shape[-1]) if self.channels_last else x
             y = F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias,
                              use_batch_stats, momentum, self.eps)
             if self.training and self.track_running_stats:
                 self.num_batches_tracked.add_(1)
             return y.reshape(x.shape)
-        real = (x if self.channels_last else x.movedim(1, -1))[mask]  # (n_real, C)
-        if real.shape[0] < 2:
-            raise ValueError("batch norm in train mode needs at least 2 real entries per channel")
-        real = real.float()
-        mean = real.mean(0)
-        var = real.var(0, unbiased=False)
-        if self.training and self.track_running_stats:
+        entries = x if self.channels_last else x.movedim(1, -1)  # (..., C)
+        real = (entries.reshape(-1, entries.shape[-1]) if mask is None else entries[mask]).float()  # (n_real, C)
+        if synchronise:
+            mean, var, n = _global_moments(real)
+        else:
             n = real.shape[0]
+            if n < 2:
+                raise ValueError("batch norm in train mode needs at least 2 real entries per channel")
+            mean = real.mean(0)
+            var = real.var(0, unbiased=False)
+        if self.training and self.track_running_stats:
             with torch.no_grad():
                 self.running_mean.mul_(1 - momentum).add_(momentum * mean)
                 self.running_var.mul_(1 - momentum).add_(momentum * var * n / (n - 1))
@@ -133,14 +184,16 @@ class SharedMLP(nn.Module):
 
 
 class FullyConnected(nn.Module):
-    """``Linear -> BatchNorm1d -> ReLU (-> Dropout)`` stack on ``(B, C)`` global features."""
+    """``Linear -> BatchNorm1d -> ReLU (-> Dropout)`` stack on ``(B, C)`` global features (the
+    batch norm is a ``MaskedBatchNorm``, a subclass, so that it synchronises under DDP)."""
 
     def __init__(self, in_channels: int, widths: Sequence[int], dropout: float = 0.0, dropout_every: bool = True):
         super().__init__()
         layers: list[nn.Module] = []
         c = in_channels
         for w in widths:
-            layers += [nn.Linear(c, w), nn.BatchNorm1d(w), nn.ReLU(inplace=True)]
+            # MaskedBatchNorm without a mask is nn.BatchNorm1d in one process and synchronised in several
+            layers += [nn.Linear(c, w), MaskedBatchNorm(w), nn.ReLU(inplace=True)]
             if dropout > 0 and dropout_every:
                 layers.append(nn.Dropout(dropout))
             c = w
