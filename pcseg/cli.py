@@ -125,5 +125,8 @@ def _run(args) -> int:
 
         paths = prepare_s3dis(args.raw_dir, args.out_dir, overwrite=args.overwrite)
         print(f"prepared {len(paths)} rooms under {args.out_dir}")
-        return 0
+        for room, message in paths.failed:
+            print(f"pcseg prepare: failed: Area_{room.area}/{room.name}: {message}", file=sys.stderr)
+        # Rooms that failed are retried by the next run; the exit code tells scripts to look.
+        return 1 if paths.failed else 0
     raise AssertionError(args.command)

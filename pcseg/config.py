@@ -21,6 +21,10 @@ import yaml
 __all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "Config", "load_config", "config_from_dict",
            "config_to_dict", "save_config", "apply_overrides"]
 
+# The loss terms `train.loss` may name (alone or summed with "+"). cross_entropy and focal are
+# per-point means; dice, tversky and lovasz are set losses over the whole batch.
+TRAINING_LOSSES = ("cross_entropy", "focal", "dice", "tversky", "lovasz")
+
 
 class ConfigError(ValueError):
     """A config file or override that does not fit the schema."""
@@ -100,7 +104,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     grad_clip: float = 1.0
-    loss: str = "cross_entropy"
+    loss: str = "cross_entropy"  # or focal, dice, tversky, lovasz, or a sum: cross_entropy+lovasz
     class_weights: str = "inverse_log"
     amp: str = "auto"
     val_every: int = 1
@@ -192,8 +196,11 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"train.amp must be auto, bf16, fp16 or none, got {cfg.train.amp!r}")
     if cfg.train.class_weights not in ("none", "inverse_log", "inverse"):
         raise ConfigError(f"train.class_weights must be none, inverse_log or inverse, got {cfg.train.class_weights!r}")
-    if cfg.train.loss not in ("cross_entropy", "focal"):
-        raise ConfigError(f"train.loss must be cross_entropy or focal, got {cfg.train.loss!r}")
+    terms = cfg.train.loss.split("+")
+    unknown = [term for term in terms if term not in TRAINING_LOSSES]
+    if unknown or len(set(terms)) != len(terms):
+        raise ConfigError(f"train.loss must be one of {sorted(TRAINING_LOSSES)} or a sum of distinct ones "
+                          f"such as cross_entropy+lovasz, got {cfg.train.loss!r}")
     for key in ("num_classes", "num_points", "blocks_per_room", "neighbours"):
         if getattr(cfg.data, key) < 1:
             raise ConfigError(f"data.{key} must be >= 1, got {getattr(cfg.data, key)}")

@@ -47,7 +47,8 @@ from tqdm import tqdm
 from pcseg import ops
 from pcseg.config import Config, DataConfig, config_from_dict, config_to_dict, save_config
 from pcseg.data import generate_room, random_block
-from pcseg.losses import class_weights_from_counts, cross_entropy_loss, feature_transform_regularizer, focal_loss
+from pcseg.losses import (class_weights_from_counts, cross_entropy_loss, feature_transform_regularizer, focal_loss,
+                          lovasz_softmax_loss, soft_dice_loss, tversky_loss)
 from pcseg.metrics import ConfusionMatrix
 from pcseg.models import FEATURE_TRANSFORM_WEIGHT, ACNNSeg, PointNetSeg, acnn_block_preset, build_model
 
@@ -57,6 +58,8 @@ __all__ = ["input_channels", "block_inputs", "geometric_features", "BlockPool", 
            "scores_without_ignored", "init_distributed"]
 
 CHECKPOINT_FORMAT = 1
+
+SET_LOSSES = {"dice": soft_dice_loss, "tversky": tversky_loss, "lovasz": lovasz_softmax_loss}
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -463,12 +466,23 @@ def _rng_state(device: torch.device) -> dict:
 
 def _batch_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, cfg: Config,
                 world: int) -> torch.Tensor:
-    """The training loss of ``logits (B, C, P)`` against ``label (B, P)``: the weighted mean
+    """The training loss of ``logits (B, C, P)`` against ``label (B, P)``: the sum of the terms
+    that ``train.loss`` names ("cross_entropy+lovasz"). A per-point term is the weighted mean
     over the batch. Under DDP, each rank's weighted sum divided by the whole global batch's
     weight, times the world size: DDP averages the gradients over the ranks, so they are those
     of the global batch's mean, as in one process (per-rank means would weigh every rank
     alike however many points or which classes it has)."""
-    loss_fn = focal_loss if cfg.train.loss == "focal" else cross_entropy_loss
+    terms = [_loss_term(name, logits, label, weight, cfg, world) for name in cfg.train.loss.split("+")]
+    return sum(terms[1:], terms[0])
+
+
+def _loss_term(name: str, logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, cfg: Config,
+               world: int) -> torch.Tensor:
+    if name in SET_LOSSES:
+        # Set losses do not split into per-point sums: under DDP each rank's is that of its own
+        # share of the batch, and DDP averages their gradients.
+        return SET_LOSSES[name](logits, label, weight=weight, ignore_index=cfg.data.ignore_index)
+    loss_fn = focal_loss if name == "focal" else cross_entropy_loss
     if world == 1:
         return loss_fn(logits, label, weight=weight, ignore_index=cfg.data.ignore_index)
     total = loss_fn(logits, label, weight=weight, ignore_index=cfg.data.ignore_index, reduction="sum")

@@ -1,6 +1,8 @@
 """`pcseg prepare s3dis RAW OUT` on a raw-layout fixture built from the real 100-point sample."""
 import os
 
+import pytest
+
 from pcseg.cli import main
 from pcseg.data import s3dis
 
@@ -31,3 +33,15 @@ def test_prepare_s3dis_of_a_missing_folder_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"pcseg prepare: error: S3DIS raw folder not found: {missing}" in err
     assert not (tmp_path / "cache").exists()
+
+
+def test_prepare_s3dis_reports_a_failed_room_and_exits_1(raw_s3dis, tmp_path, capsys):  # noqa: F811
+    raw = raw_s3dis[0]
+    (raw / "Area_2" / "storage_1" / "Annotations").mkdir(parents=True)  # a room with no annotations
+    out = tmp_path / "cache"
+    with pytest.warns(UserWarning):
+        assert main(["prepare", "s3dis", str(raw), str(out)]) == 1
+    captured = capsys.readouterr()
+    assert f"prepared 2 rooms under {out}" in captured.out
+    assert "pcseg prepare: failed: Area_2/storage_1:" in captured.err
+    assert (out / "Area_1" / "office_2.npz").is_file() and not (out / "Area_2").exists()

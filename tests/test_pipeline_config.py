@@ -38,6 +38,10 @@ def test_wrong_type_and_value(tmp_path):
         load_config(write(tmp_path, "train:\n  epochs: many\n"))
     with pytest.raises(ConfigError, match="train.optimizer must be adamw or sgd"):
         load_config(write(tmp_path, "train:\n  optimizer: lbfgs\n"))
+    for loss in ("hinge", "cross_entropy+cross_entropy", "cross_entropy+"):
+        with pytest.raises(ConfigError, match=r"train.loss must be one of .*cross_entropy\+lovasz"):
+            load_config(None, [f"train.loss={loss}"])
+    assert load_config(None, ["train.loss=focal+lovasz"]).train.loss == "focal+lovasz"
 
 
 def test_unknown_model_name_fails_at_load(tmp_path):

@@ -219,3 +219,24 @@ def test_ddp_two_processes_match_single_process(tmp_path, rooms):
     # the all-reduced epoch loss and validation scores agree
     assert a["history"][0]["train_loss"] == pytest.approx(b["history"][0]["train_loss"], rel=1e-5)
     assert a["history"][0]["val_miou"] == pytest.approx(b["history"][0]["val_miou"], abs=1e-6)
+
+
+def test_training_loss_is_the_sum_of_the_configured_terms():
+    from pcseg.losses import cross_entropy_loss, lovasz_softmax_loss, tversky_loss
+    from pcseg.train import _batch_loss
+
+    torch.manual_seed(0)
+    logits, label = torch.randn(2, 5, 30), torch.randint(-1, 5, (2, 30))
+    weight = torch.rand(5) + 0.5
+    cfg = load_config(None, ["data.num_classes=5", "data.ignore_index=-1", "train.loss=cross_entropy+lovasz"])
+    expected = (cross_entropy_loss(logits, label, weight=weight, ignore_index=-1)
+                + lovasz_softmax_loss(logits, label, weight=weight, ignore_index=-1))
+    torch.testing.assert_close(_batch_loss(logits, label, weight, cfg, world=1), expected)
+    cfg = load_config(None, ["data.num_classes=5", "data.ignore_index=-1", "train.loss=tversky"])
+    torch.testing.assert_close(_batch_loss(logits, label, None, cfg, world=1),
+                               tversky_loss(logits, label, ignore_index=-1))
+
+
+def test_trains_with_a_set_loss(tmp_path, rooms):
+    summary = train(tiny_config(tmp_path / "run", "train.loss=cross_entropy+lovasz"), rooms=rooms, progress=False)
+    assert 0 <= summary["best_miou"] <= 1
