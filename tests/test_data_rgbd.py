@@ -104,3 +104,46 @@ def test_bad_frames_name_the_file(shared_data, tmp_path):
     Image.fromarray(np.full((530, 730), 38, dtype=np.uint8)).save(label)
     with pytest.raises(ValueError, match="label37.png: labels must be in 0..37"):
         read_sunrgbd_label(label, (530, 730))
+
+
+def _write_sunrgbd2dseg(path, labels):
+    """A file laid out like the toolbox's SUNRGBD2Dseg.mat (MATLAB v7.3 = HDF5): the struct
+    array's `seglabel` field is a column of object references to (W, H) arrays in #refs#."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        refs_group = f.create_group("#refs#")
+        refs = [refs_group.create_dataset(f"l{i}", data=label.T.astype(np.uint8)).ref for i, label in enumerate(labels)]
+        group = f.create_group("SUNRGBD2Dseg")
+        column = group.create_dataset("seglabel", (len(labels), 1), dtype=h5py.ref_dtype)
+        for i, ref in enumerate(refs):
+            column[i, 0] = ref
+
+
+def test_sunrgbd2dseg_reads_one_frame_of_the_toolbox_file(tmp_path):
+    from pcseg.data.sunrgbd import read_sunrgbd2dseg_label
+
+    rng = np.random.default_rng(0)
+    labels = [rng.integers(0, 38, (4, 6)), rng.integers(0, 38, (5, 3))]
+    path = tmp_path / "SUNRGBD2Dseg.mat"
+    _write_sunrgbd2dseg(path, labels)
+    for i, label in enumerate(labels):
+        got = read_sunrgbd2dseg_label(path, i)
+        assert got.dtype == np.int64 and np.array_equal(got, label)
+    with pytest.raises(IndexError, match="frame index 2 is outside 0..1"):
+        read_sunrgbd2dseg_label(path, 2)
+    with pytest.raises(ValueError, match="is 6x4 but the colour image is 5x4"):
+        read_sunrgbd2dseg_label(path, 0, (4, 5))
+    _write_sunrgbd2dseg(path, [np.full((2, 2), 38)])
+    with pytest.raises(ValueError, match=str(path)):
+        read_sunrgbd2dseg_label(path, 0)
+
+
+def test_a_frames_own_seg_mat_is_refused_not_misread(tmp_path):
+    import scipy.io
+
+    path = tmp_path / "seg.mat"
+    scipy.io.savemat(path, {"seglabel": np.ones((4, 6), np.uint16),
+                            "names": np.array([["wall"], ["lamp shade"]], dtype=object)})
+    with pytest.raises(ValueError, match="per-frame seg.mat: its seglabel indexes the frame's own `names`"):
+        read_sunrgbd_label(path)

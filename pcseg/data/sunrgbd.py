@@ -6,6 +6,7 @@ Released layout (one folder per frame):
     <frame>/intrinsics.txt            3x3 K, 1-based (MATLAB) pixel centres
     <frame>/extrinsics/<stamp>.txt    3x4 tilt; the toolbox uses the last file in sorted order
     <frame>/label37.png (optional)    37-class labels, 0 = unlabelled (any path may be passed)
+    <frame>/seg.mat                   per-frame object names and their mask: not the 37 classes
 Toolbox / VoteNet export: `depth/<id>.mat` ("instance": (N, 6) upright xyz + rgb in [0, 1]),
 `calib/<id>.txt` (Rtilt and K, column-major), `image/<id>.jpg`.
 
@@ -36,8 +37,15 @@ def _single_file(folder: Path, pattern: str, last: bool = False) -> Path:
 
 
 def read_sunrgbd_label(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Reads a 37-class label map (PNG, or a .mat with `seglabel` / `label`) as (H, W) int64,
-    0 = unlabelled; checks the range 0..37 and, with `shape`, the size."""
+    """Reads a 37-class label map as (H, W) int64, 0 = unlabelled; checks the range 0..37 and,
+    with `shape`, the size.
+
+    Accepted: a PNG of the 37 labels (as extracted from the toolbox's SUNRGBD2Dseg.mat, e.g.
+    ankurhanda/sunrgbd-meta-data's `img-<index>.png`), or a MATLAB v5 .mat holding one such
+    map as `seglabel` / `label` / `seg37`. A frame's own `seg.mat` is refused: its `seglabel`
+    indexes that frame's `names` (free-text object names), not the 37 classes. For the
+    toolbox's SUNRGBD2Dseg.mat itself use `read_sunrgbd2dseg_label`.
+    """
     path = Path(path)
     if path.suffix == ".mat":
         import scipy.io
@@ -45,12 +53,45 @@ def read_sunrgbd_label(path: str | Path, shape: tuple[int, int] | None = None) -
         if not path.is_file():
             raise FileNotFoundError(f"SUN RGB-D label file not found: {path}")
         data = scipy.io.loadmat(path)
+        if "names" in data:
+            raise ValueError(
+                f"{path} is a per-frame seg.mat: its seglabel indexes the frame's own `names`, not "
+                "the 37 benchmark classes; read the 37-class map from the toolbox's "
+                "SUNRGBD2Dseg.mat (read_sunrgbd2dseg_label) or its PNG export instead")
         key = next((k for k in ("seglabel", "label", "seg37") if k in data), None)
         if key is None:
             raise ValueError(f"{path}: no 'seglabel' or 'label' array, found {sorted(k for k in data if not k.startswith('__'))}")
         label = np.asarray(data[key]).astype(np.int64)
     else:
         label = read_image(path).astype(np.int64)
+    return _checked_label(label, path, shape)
+
+
+def read_sunrgbd2dseg_label(path: str | Path, index: int, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The 37-class label map (H, W) int64 of frame `index` (0-based, in SUNRGBDMeta order) of
+    the toolbox's `Metadata/SUNRGBD2Dseg.mat`.
+
+    That file is MATLAB v7.3, i.e. HDF5: `SUNRGBD2Dseg/seglabel` holds one object reference
+    per frame to a (W, H) array (MATLAB is column-major). Only the requested frame is read,
+    so this needs megabytes, not the 64 GB that loading the whole file in MATLAB takes.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SUNRGBD2Dseg.mat not found: {path}")
+    with h5py.File(path, "r") as f:
+        if "SUNRGBD2Dseg" not in f or "seglabel" not in f["SUNRGBD2Dseg"]:
+            raise ValueError(f"{path}: no SUNRGBD2Dseg/seglabel (is this the toolbox's SUNRGBD2Dseg.mat?)")
+        refs = f["SUNRGBD2Dseg"]["seglabel"]
+        count = refs.size
+        if not 0 <= index < count:
+            raise IndexError(f"{path}: frame index {index} is outside 0..{count - 1}")
+        label = np.asarray(f[refs[()].reshape(-1)[index]]).T.astype(np.int64)
+    return _checked_label(label, path, shape)
+
+
+def _checked_label(label: np.ndarray, path: Path, shape: tuple[int, int] | None) -> np.ndarray:
     if label.ndim != 2:
         raise ValueError(f"{path}: a label map must be (H, W), got shape {label.shape}")
     if shape is not None and label.shape != tuple(shape):
