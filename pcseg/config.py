@@ -51,6 +51,11 @@ class DataConfig:
     root: str = ""
     test_area: int = 5
     label_config: str = ""
+    # SemanticKITTI: every scan_stride-th scan of each split. Consecutive scans (10 Hz) overlap
+    # heavily, and the training blocks live in memory: about scans / scan_stride x
+    # blocks_per_room x num_points x 100 bytes (inputs, labels, and the 9 block features
+    # while they are cut).
+    scan_stride: int = 1
     num_classes: int = 13
     ignore_index: int = -100
     train_rooms: int = 24
@@ -201,7 +206,7 @@ def _validate(cfg: Config) -> None:
     if unknown or len(set(terms)) != len(terms):
         raise ConfigError(f"train.loss must be one of {sorted(TRAINING_LOSSES)} or a sum of distinct ones "
                           f"such as cross_entropy+lovasz, got {cfg.train.loss!r}")
-    for key in ("num_classes", "num_points", "blocks_per_room", "neighbours"):
+    for key in ("num_classes", "num_points", "blocks_per_room", "neighbours", "scan_stride"):
         if getattr(cfg.data, key) < 1:
             raise ConfigError(f"data.{key} must be >= 1, got {getattr(cfg.data, key)}")
     if cfg.data.block_size <= 0 or cfg.data.eval_stride <= 0:

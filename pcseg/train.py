@@ -36,6 +36,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,34 +138,52 @@ class BlockPool:
         return len(self.points)
 
 
-def load_rooms(data: DataConfig, split: str, progress: bool = False) -> list[dict]:
-    """The rooms (or scans) of a split as dicts with coord (N, 3), color (N, 3), label (N,);
-    ``progress`` shows a bar over the rooms (reading S3DIS or KITTI takes minutes)."""
+class LazyRooms(Sequence):
+    """Rooms (or scans) read from disk one at a time when indexed: every consumer (cutting
+    blocks, whole-room evaluation) walks them in order, so only one is in memory at once."""
+
+    def __init__(self, count: int, read):
+        self._count, self._read = count, read
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> dict:
+        if not -self._count <= index < self._count:
+            raise IndexError(f"room index {index} is outside 0..{self._count - 1}")
+        return self._read(index % self._count)
+
+
+def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence[dict]:
+    """The rooms (or scans) of a split as dicts with coord (N, 3), color (N, 3), label (N,).
+
+    Procedural rooms are generated now (``progress`` shows a bar); S3DIS rooms and
+    SemanticKITTI scans come back as a `LazyRooms` that reads each when it is used, so a data
+    set larger than memory can be cut into blocks or evaluated."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be train or val, got {split!r}")
-
-    def bar(count: int):
-        return tqdm(range(count), desc=f"loading {split} {data.dataset}", disable=not progress, leave=False)
-
     if data.dataset == "synthetic":
         count, start = (data.train_rooms, data.train_seed_start) if split == "train" else \
             (data.val_rooms, data.val_seed_start)
-        return [generate_room(start + i, data.points_per_room) for i in bar(count)]
+        bar = tqdm(range(count), desc=f"generating {split} rooms", disable=not progress, leave=False)
+        return [generate_room(start + i, data.points_per_room) for i in bar]
     if data.dataset == "s3dis":
         from pcseg.data import S3DISRooms
         rooms = S3DISRooms(data.root, split="train" if split == "train" else "test", test_area=data.test_area)
-        return [rooms[i] for i in bar(len(rooms))]
+        return LazyRooms(len(rooms), rooms.__getitem__)
     from pcseg.data.kitti import SemanticKittiConfig, SemanticKITTIScans
     label_config = SemanticKittiConfig.from_yaml(data.label_config)
     scans = SemanticKITTIScans(data.root, label_config, split="train" if split == "train" else "valid")
-    rooms = []
-    for i in bar(len(scans)):
-        scan = scans[i]
-        coord = np.asarray(scan["coord"], dtype=np.float32)
+    kept = range(0, len(scans), data.scan_stride)
+
+    def read_scan(i: int) -> dict:
+        scan = scans[kept[i]]
         # LiDAR has no colour: remission repeated stands in for rgb
         intensity = np.asarray(scan["remission"], dtype=np.float32).clip(0, 1)
-        rooms.append({"coord": coord, "color": np.repeat(intensity[:, None], 3, 1), "label": scan["label"]})
-    return rooms
+        return {"coord": np.asarray(scan["coord"], dtype=np.float32),
+                "color": np.repeat(intensity[:, None], 3, 1), "label": scan["label"]}
+
+    return LazyRooms(len(kept), read_scan)
 
 
 def build_block_pool(rooms: list[dict], data: DataConfig, blocks_per_room: int, seed: int,

@@ -147,10 +147,11 @@ def test_ctrl_c_during_an_update_is_held_until_it_ends():
 
 
 def test_progress_bars_for_loading_and_cutting(tmp_path, capsys):
-    """Reading the rooms (minutes for S3DIS or KITTI) and cutting the validation blocks show bars."""
+    """Generating the rooms and cutting the training and validation blocks show bars (S3DIS and
+    KITTI are read while their blocks are cut)."""
     train(tiny_config(tmp_path / "run", "data.train_rooms=1", "data.val_rooms=1", "train.epochs=1"), progress=True)
     err = capsys.readouterr().err
-    for desc in ("loading train synthetic", "loading val synthetic", "cutting blocks", "cutting validation blocks"):
+    for desc in ("generating train rooms", "generating val rooms", "cutting blocks", "cutting validation blocks"):
         assert desc in err, desc
 
 
@@ -240,3 +241,36 @@ def test_training_loss_is_the_sum_of_the_configured_terms():
 def test_trains_with_a_set_loss(tmp_path, rooms):
     summary = train(tiny_config(tmp_path / "run", "train.loss=cross_entropy+lovasz"), rooms=rooms, progress=False)
     assert 0 <= summary["best_miou"] <= 1
+
+
+def test_semantickitti_scans_are_read_lazily_with_a_stride(tmp_path, shared_data, monkeypatch):
+    """Scans are read one at a time when used (a data set larger than memory), every
+    scan_stride-th of the split."""
+    import yaml
+
+    from pcseg.data import kitti
+    from pcseg.train import LazyRooms, load_rooms
+
+    source = shared_data / "semantickitti"
+    for name in ("000000", "000001", "000002", "000003", "000004"):
+        for folder, suffix in (("velodyne", ".bin"), ("labels", ".label")):
+            (tmp_path / "sequences" / "00" / folder).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "sequences" / "00" / folder / f"{name}{suffix}").symlink_to(source / f"000000{suffix}")
+    labels = yaml.safe_load((source / "semantic-kitti.yaml").read_text())
+    labels["split"] = {"train": [0], "valid": [0], "test": [0]}
+    (tmp_path / "semantic-kitti.yaml").write_text(yaml.safe_dump(labels))
+    cfg = load_config(None, ["data.dataset=semantickitti", f"data.root={tmp_path}", "data.num_classes=20",
+                             f"data.label_config={tmp_path / 'semantic-kitti.yaml'}", "data.scan_stride=2"])
+    read = []
+    real_read = kitti.read_semantickitti_scan
+    monkeypatch.setattr(kitti, "read_semantickitti_scan", lambda scan, label, *a, **k: read.append(scan.name) or real_read(scan, label, *a, **k))
+    rooms = load_rooms(cfg.data, "train")
+    assert isinstance(rooms, LazyRooms) and len(rooms) == 3 and read == []
+    scan = rooms[1]
+    assert read == ["000002.bin"]
+    assert scan["coord"].shape == (124_668, 3) and scan["color"].shape == (124_668, 3)
+    assert scan["label"].shape == (124_668,) and scan["label"].max() < 20
+    with pytest.raises(IndexError, match="room index 3 is outside 0..2"):
+        rooms[3]
+    with pytest.raises(ValueError, match="scan_stride must be >= 1"):
+        load_config(None, ["data.scan_stride=0"])
