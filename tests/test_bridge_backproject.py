@@ -41,7 +41,7 @@ def test_float_depth_with_nan_and_pose_in_torch():
     pose = np.eye(4)
     pose[:3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]  # 90 degrees about z
     pose[:3, 3] = [10, 20, 30]
-    points, pixels, valid = backproject_depth(depth, camera, 1.0, float("inf"), T_world_from_camera=pose)
+    points, pixels, valid = backproject_depth(depth, camera, 1.0, float("inf"), pose=pose)
     assert isinstance(points, torch.Tensor) and points.dtype == torch.float64
     assert valid.tolist() == [[True, False]]
     # camera point (0, 0, 2) -> world (10, 20, 32)
@@ -55,7 +55,7 @@ def test_matches_open3d_on_nyu1407(shared_data):
     pose = np.eye(4)
     pose[:3, :3] = [[0.6, -0.8, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0]]
     pose[:3, 3] = [1.0, -2.0, 0.5]
-    points, pixels, valid = backproject_depth(depth, camera, 1000.0, 5.0, T_world_from_camera=pose)
+    points, pixels, valid = backproject_depth(depth, camera, 1000.0, 5.0, pose=pose)
     rgbd = open3d.geometry.RGBDImage.create_from_color_and_depth(
         open3d.geometry.Image(np.ascontiguousarray(color)), open3d.geometry.Image(depth), 1000.0, 5.0, False
     )
@@ -93,7 +93,7 @@ def test_sunrgbd_raw_frame_floor_is_horizontal(shared_data):
     height, width = depth.shape
     camera = PinholeCamera.from_sunrgbd_intrinsics(frame / "intrinsics.txt", width, height)
     pose = read_sunrgbd_extrinsics(next((frame / "extrinsics").glob("*.txt")))
-    points, _, _ = backproject_depth(depth, camera, 1000.0, 8.0, T_world_from_camera=pose)
+    points, _, _ = backproject_depth(depth, camera, 1000.0, 8.0, pose=pose)
     heights = points[:, 2].astype(np.float64)
     # The camera looks down at the floor: the lowest tenth of the points is floor.
     floor = points[heights < np.quantile(heights, 0.1)].astype(np.float64)
@@ -116,7 +116,22 @@ def test_bad_input_raises_named_errors():
         backproject_depth(np.ones((480, 640, 1), np.uint16), camera, 1000.0, 3.0)
     pose = np.eye(4)
     pose[0, 3] = np.inf
-    with pytest.raises(ValueError, match="T_world_from_camera has non-finite"):
-        backproject_depth(np.ones((480, 640), np.uint16), camera, 1000.0, 3.0, T_world_from_camera=pose)
+    with pytest.raises(ValueError, match=r"pose \(T_world_from_camera\) has non-finite"):
+        backproject_depth(np.ones((480, 640), np.uint16), camera, 1000.0, 3.0, pose=pose)
     with pytest.raises(ValueError, match="depth_scale"):
         backproject_depth(np.ones((480, 640), np.uint16), camera, 0.0, 3.0)
+
+
+def test_pose_keyword_is_T_world_from_camera():
+    # The signature of the issue: backproject_depth(depth, camera, depth_scale, depth_trunc, pose=None).
+    camera = PinholeCamera(2.0, 2.0, 0.5, 0.5, 2, 2)
+    depth = np.full((2, 2), 2.0, np.float32)
+    T_world_from_camera = np.eye(4)
+    T_world_from_camera[:3, 3] = [10.0, 0.0, 0.0]
+    in_camera = backproject_depth(depth, camera, 1.0, 5.0).points
+    in_world = backproject_depth(depth, camera, 1.0, 5.0, pose=T_world_from_camera).points
+    np.testing.assert_allclose(in_world, in_camera + [10.0, 0.0, 0.0])
+    positional = backproject_depth(depth, camera, 1.0, 5.0, T_world_from_camera).points
+    np.testing.assert_array_equal(positional, in_world)
+    with pytest.raises(TypeError):
+        backproject_depth(depth, camera, 1.0, 5.0, T_world_from_camera=T_world_from_camera)

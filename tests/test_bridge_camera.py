@@ -98,3 +98,28 @@ def test_bad_intrinsics_raise_named_errors(tmp_path):
     bad.write_text("P0: 1 2 3\n")
     with pytest.raises(ValueError, match="P0 must have 12 numbers"):
         KittiCalibration.from_file(bad)
+
+
+def test_principal_point_outside_the_image_is_refused_where_intrinsics_meet_a_size(shared_data):
+    # Intrinsics of a 6000x4000 sensor paired with a 640x480 image.
+    with pytest.raises(ValueError, match=r"principal point \(cx, cy\) = \(3000, 2000\) lies outside the 640x480"):
+        PinholeCamera(500, 500, 3000, 2000, 640, 480)
+    with pytest.raises(ValueError, match="outside the 640x480 image"):
+        PinholeCamera.from_matrix([[500, 0, -10], [0, 500, 240], [0, 0, 1]], 640, 480)
+    with pytest.raises(ValueError, match="outside the 160x120 image"):
+        PinholeCamera.from_one_based(500, 500, 320.5, 240.5, 160, 120)  # 640x480 K, quarter-size image
+    # The image edges themselves are allowed (a 1-pixel camera, half-pixel conventions).
+    assert PinholeCamera(1.0, 1.0, 0.0, 0.0, 2, 1).cx == 0.0
+    assert PinholeCamera(1.0, 1.0, 2.0, 1.0, 2, 1).cy == 1.0
+    # Derived cameras may legitimately move it out: the right half of a 640x480 image.
+    camera = PinholeCamera(500.0, 500.0, 319.5, 239.5, 640, 480)
+    right = camera.cropped(left=400, top=0, width=240, height=480)
+    assert right.cx == -80.5 and right == PinholeCamera._derived(500.0, 500.0, -80.5, 239.5, 240, 480)
+    assert right.scaled(0.5).cx == (-80.5 + 0.5) * 0.5 - 0.5
+    assert repr(right).startswith("PinholeCamera(fx=500.0")
+    # KITTI's P2 fits its image (the SUN RGB-D readers are checked by the tests above).
+    folder = shared_data / "kitti" / "000000"
+    calibration = KittiCalibration.from_file(folder / "calib.txt")
+    calibration.camera(2, 1224, 370)
+    with pytest.raises(ValueError, match="outside the 600x185 image"):
+        calibration.camera(2, 600, 185)  # cx = 604 from the full-size calibration

@@ -158,6 +158,29 @@ def test_paint_bad_input_raises_named_errors():
         paint_points(points, np.zeros((2, 3, 4), np.float32), CAMERA, occlusion="zbufer")
 
 
+def test_paint_refuses_tolerances_and_depth_images_that_would_silently_mislead():
+    points = np.array([_point_at(1, 1, 2.0)])
+    scores = np.zeros((2, 3, 4), np.float32)
+    # A negative tolerance would let the only point of a pixel occlude itself.
+    for option in ("occlusion_tolerance", "occlusion_tolerance_relative"):
+        with pytest.raises(ValueError, match=f"{option} must be a finite number >= 0"):
+            paint_points(points, scores, CAMERA, **{option: -0.05})
+        with pytest.raises(ValueError, match=f"{option} must be a finite number >= 0"):
+            paint_points(points, scores, CAMERA, **{option: float("nan")})
+    assert paint_points(points, scores, CAMERA, occlusion_tolerance=0.0, occlusion_tolerance_relative=0.0).visible.all()
+    with pytest.raises(ValueError, match="zbuffer_radius must be an integer >= 0"):
+        paint_points(points, scores, CAMERA, zbuffer_radius=-1)
+    # Raw uint16 millimetres read as metres would put every pixel 1000x too far: no occlusion at all.
+    depth_mm = np.full((3, 4), 1000, np.uint16)  # 1 m, in front of the point at 2 m
+    with pytest.raises(ValueError, match=r"depth_image must be float metres, got uint16 .*depth_mm / 1000.0"):
+        paint_points(points, scores, CAMERA, occlusion="depth", depth_image=depth_mm)
+    assert paint_points(points, scores, CAMERA, occlusion="depth", depth_image=depth_mm / 1000.0).occluded.all()
+    # A depth image with another occlusion mode would be ignored.
+    for occlusion in ("zbuffer", "none"):
+        with pytest.raises(ValueError, match=f"depth_image is only used with occlusion='depth', got occlusion='{occlusion}'"):
+            paint_points(points, scores, CAMERA, occlusion=occlusion, depth_image=depth_mm / 1000.0)
+
+
 # ----- render_labels -------------------------------------------------------------------------
 def test_render_labels_keeps_the_nearest_point():
     points = np.array([_point_at(1, 1, 3.0), _point_at(1, 1, 2.0), _point_at(0, 2, 1.0), [0, 0, -1.0]])

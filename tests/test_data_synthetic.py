@@ -105,7 +105,7 @@ def test_rendered_view_matches_the_scene_geometry():
     hit = view["label"] >= 0
     assert hit.mean() > 0.99            # a closed room: every ray hits something
     # back-project with the bridge and check the surfaces land where the scene says
-    result = backproject_depth(view["depth"], camera, 1.0, float("inf"), T_world_from_camera=pose)
+    result = backproject_depth(view["depth"], camera, 1.0, float("inf"), pose=pose)
     points = result.points
     labels = view["label"][result.valid]
     floor_z = points[labels == FLOOR, 2]

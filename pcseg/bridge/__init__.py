@@ -4,7 +4,7 @@ Pixel convention: 0-based pixel centres, (u, v) = (column, row). Poses: 4x4
 `T_<to>_from_<from>` matrices. numpy in -> numpy out, torch in -> torch out.
 
     camera = PinholeCamera.from_one_based(fx, fy, cx, cy, width, height)  # NYU / SUN intrinsics
-    frame = backproject_depth(depth_mm, camera, 1000.0, 8.0, T_world_from_camera=pose)
+    frame = backproject_depth(depth_mm, camera, 1000.0, 8.0, pose=T_world_from_camera)
     labels = frame.take(label_map)                     # (N,) one per point, Open3D's order
     calibration = KittiCalibration.from_file("calib.txt")
     camera2, T_cam2_from_velo = calibration.camera(2, 1242, 375)

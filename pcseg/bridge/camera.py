@@ -31,6 +31,13 @@ class PinholeCamera:
     fx, fy: focal lengths in pixels. cx, cy: principal point in pixels (0-based).
     width, height: image size in pixels; every image used with this camera must be
     (height, width).
+
+    A camera built from intrinsics and an image size (this constructor, `from_matrix`,
+    the `*_one_based`, SUN RGB-D, Open3D and KITTI readers) must have its principal point
+    in the image, 0 <= cx <= width and 0 <= cy <= height: one outside means intrinsics
+    of another resolution (or another convention) paired with this image size. Derived
+    cameras (`cropped`, `scaled`) are exempt: the camera of a tile that does not contain
+    the optical axis legitimately has its principal point outside the tile.
     """
 
     fx: float
@@ -41,6 +48,19 @@ class PinholeCamera:
     height: int
 
     def __post_init__(self):
+        self._validate(principal_point=True)
+
+    @classmethod
+    def _derived(cls, fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> "PinholeCamera":
+        """A camera derived from a checked one (crop, resize): every check but the principal point's."""
+        camera = object.__new__(cls)
+        for name, value in zip(("fx", "fy", "cx", "cy", "width", "height"), (fx, fy, cx, cy, width, height)):
+            object.__setattr__(camera, name, value)
+        camera._validate(principal_point=False)
+        return camera
+
+    def _validate(self, principal_point: bool) -> None:
+        """Raise ValueError naming the bad field; then store numpy scalars as Python numbers."""
         for name in ("fx", "fy", "cx", "cy"):
             value = getattr(self, name)
             if not np.isfinite(value):
@@ -50,6 +70,13 @@ class PinholeCamera:
         if int(self.width) != self.width or int(self.height) != self.height or self.width <= 0 or self.height <= 0:
             raise ValueError(
                 f"PinholeCamera width and height must be positive integers, got {self.width}x{self.height}"
+            )
+        if principal_point and not (0 <= self.cx <= self.width and 0 <= self.cy <= self.height):
+            raise ValueError(
+                f"PinholeCamera principal point (cx, cy) = ({self.cx}, {self.cy}) lies outside the "
+                f"{self.width}x{self.height} image (0 <= cx <= width, 0 <= cy <= height): the "
+                "intrinsics do not match the image size (intrinsics of another resolution? "
+                "derive the camera with scaled() or cropped())"
             )
         # Normalise numpy scalars to Python numbers so the dataclass prints and compares cleanly.
         for name in ("fx", "fy", "cx", "cy"):
@@ -129,14 +156,14 @@ class PinholeCamera:
                 f"crop (left={left}, top={top}, width={width}, height={height}) is outside the "
                 f"{self.width}x{self.height} image"
             )
-        return PinholeCamera(self.fx, self.fy, self.cx - left, self.cy - top, width, height)
+        return PinholeCamera._derived(self.fx, self.fy, self.cx - left, self.cy - top, width, height)
 
     def scaled(self, factor: float) -> "PinholeCamera":
         """The camera of the image resized by `factor` (pixel areas scale about their corners)."""
         width, height = round(self.width * factor), round(self.height * factor)
         # With 0-based centres the image spans [-0.5, W - 0.5); scaling that span maps
         # c -> (c + 0.5) * factor - 0.5.
-        return PinholeCamera(
+        return PinholeCamera._derived(
             self.fx * factor,
             self.fy * factor,
             (self.cx + 0.5) * factor - 0.5,

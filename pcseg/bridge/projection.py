@@ -171,7 +171,7 @@ def backproject_depth(
     camera: PinholeCamera,
     depth_scale: float,
     depth_trunc: float,
-    T_world_from_camera=None,
+    pose=None,
 ) -> BackprojectedDepth:
     """Lift a depth image to 3D points: z = depth / depth_scale, x = (u - cx) z / fx, y = (v - cy) z / fy.
 
@@ -180,7 +180,8 @@ def backproject_depth(
     camera: PinholeCamera of size W x H (0-based pixel centres).
     depth_scale: raw depth units per metre (1000 for millimetre PNGs, 1 for float metres).
     depth_trunc: depth in metres from which pixels are dropped (float('inf') keeps all).
-    T_world_from_camera: optional (4, 4) pose; points are returned in the world frame.
+    pose: optional (4, 4) T_world_from_camera (camera: x right, y down, z forward); the
+        points are then returned in the world frame (the camera frame when None).
     Returns BackprojectedDepth (points (N, 3), pixels (N, 2) int64, valid (H, W) bool),
     same array kind as `depth`. Matches Open3D's `create_from_rgbd_image` point for point.
     Transfer per-pixel data (colours, labels, scores) with `result.take(image)`.
@@ -194,9 +195,9 @@ def backproject_depth(
     if not depth_trunc > 0:
         raise ValueError(f"depth_trunc must be positive, got {depth_trunc}")
     dtype = _float_dtype(depth_t)
-    pose = None
-    if T_world_from_camera is not None:
-        pose = _check_pose(T_world_from_camera, "T_world_from_camera", dtype, depth_t.device)
+    T_world_from_camera = None
+    if pose is not None:
+        T_world_from_camera = _check_pose(pose, "pose (T_world_from_camera)", dtype, depth_t.device)
 
     # Dividing in the working precision (float32 unless float64) is what Open3D does too.
     z = depth_t.to(dtype) / _rounded_to(depth_scale, dtype)
@@ -206,7 +207,7 @@ def backproject_depth(
     z_valid = _take_rows(z.reshape(-1), flat_index)
     rays, pixel_grid = _pixel_grids(camera, dtype, depth_t.device)
     points = _take_rows(rays, flat_index).mul_(z_valid[:, None])
-    points = _transform(points, pose)
+    points = _transform(points, T_world_from_camera)
     return BackprojectedDepth(_back(points, to_numpy), _back(valid, to_numpy), flat_index, pixel_grid, to_numpy)
 
 
@@ -321,7 +322,11 @@ def paint_points(
         occlusion_tolerance_relative * depth (metres); zbuffer_radius > 0 lets each point
         also occlude the (2r+1)^2 pixels around it, closing the gaps of sparse LiDAR.
         "depth": the same test against `depth_image` (H, W) float metres instead (pixels
-        with depth <= 0 or non-finite occlude nothing). "none": every in-image point is visible.
+        with depth <= 0 or non-finite occlude nothing; integer images, e.g. uint16
+        millimetres, are refused: pass depth_mm / 1000.0). "none": every in-image point
+        is visible. depth_image is an error with any occlusion but "depth".
+    occlusion_tolerance, occlusion_tolerance_relative: >= 0 (a negative tolerance would let
+        the nearest point of a pixel occlude itself).
     Returns PaintedPoints(probabilities (N, C), labels (N,), visible, in_image, occluded),
     same array kind as `points`; probabilities are float32 (float64 for float64 scores).
     """
@@ -334,6 +339,13 @@ def paint_points(
         raise ValueError(f"sampling must be 'nearest' or 'bilinear', got {sampling!r}")
     if occlusion not in ("zbuffer", "depth", "none"):
         raise ValueError(f"occlusion must be 'zbuffer', 'depth' or 'none', got {occlusion!r}")
+    if depth_image is not None and occlusion != "depth":
+        raise ValueError(f"depth_image is only used with occlusion='depth', got occlusion={occlusion!r}")
+    for name, value in (("occlusion_tolerance", occlusion_tolerance), ("occlusion_tolerance_relative", occlusion_tolerance_relative)):
+        if not value >= 0 or not np.isfinite(value):  # NaN fails >= 0
+            raise ValueError(f"{name} must be a finite number >= 0 (metres / fraction of depth), got {value}")
+    if int(zbuffer_radius) != zbuffer_radius or zbuffer_radius < 0:
+        raise ValueError(f"zbuffer_radius must be an integer >= 0 (pixels), got {zbuffer_radius}")
     is_label_map = not segmentation_t.is_floating_point()
     if is_label_map:
         if segmentation_t.dim() != 2:
@@ -374,6 +386,13 @@ def paint_points(
             camera.check_image_shape(depth_image_t.shape, "depth_image")
             if depth_image_t.dim() != 2:
                 raise ValueError(f"depth_image must be (H, W), got shape {tuple(depth_image_t.shape)}")
+            if not depth_image_t.is_floating_point():
+                # An integer image is almost surely raw millimetres: read as metres, every
+                # pixel would sit 1000x too far away and occlude nothing.
+                raise ValueError(
+                    f"depth_image must be float metres, got {depth_image.dtype} (raw millimetres? "
+                    "pass depth_mm / 1000.0)"
+                )
             nearest = depth_image_t.to(device=depth.device, dtype=depth.dtype).reshape(-1)
             nearest = torch.where((nearest > 0) & torch.isfinite(nearest), nearest, float("inf"))
         limit = nearest.index_select(0, image_flat)

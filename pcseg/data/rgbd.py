@@ -51,7 +51,7 @@ def frame_to_points(color: np.ndarray, depth_mm: np.ndarray, camera: PinholeCame
     (u, v), label (N,) int64 when given (0 = unlabelled, as in the data sets), valid (H, W)
     bool. Depths of `max_depth` metres or more are dropped.
     """
-    result = backproject_depth(depth_mm, camera, 1000.0, max_depth, T_world_from_camera=T_world_from_camera)
+    result = backproject_depth(depth_mm, camera, 1000.0, max_depth, pose=T_world_from_camera)
     out = {
         "coord": np.asarray(result.points, dtype=np.float32),
         "color": color[result.valid].astype(np.float32) / 255.0,
