@@ -46,6 +46,20 @@ def test_mean_and_vote():
     np.testing.assert_array_equal(vote_map.voxel_labels(), [0, 2])
 
 
+def test_colours_average_only_over_coloured_frames():
+    fusion_map = VoxelLabelMap(0.5, 3, "mean")
+    fusion_map.integrate(np.array([VOXEL_A, VOXEL_B]), labels=np.array([0, 1]))  # no colour (LiDAR)
+    assert np.isnan(fusion_map.voxel_colors()).all()
+    fusion_map.integrate(np.array([VOXEL_A, VOXEL_A]), labels=np.array([0, 0]), colors=np.array([[255, 0, 0], [0, 0, 255]], np.uint8))
+    colors = fusion_map.voxel_colors()
+    np.testing.assert_allclose(colors[0], [0.5, 0.0, 0.5])
+    assert np.isnan(colors[1]).all()  # voxel B never saw a colour
+    fusion_map.integrate(np.array([VOXEL_B, [3.1, 0.0, 0.0]]), labels=np.array([1, 2]))  # colourless again, a new voxel
+    np.testing.assert_allclose(fusion_map.voxel_colors()[0], [0.5, 0.0, 0.5])
+    assert np.isnan(fusion_map.voxel_colors()[1:]).all()
+    np.testing.assert_array_equal(fusion_map.voxel_observations(), [3, 2, 1])
+
+
 def _reference_fusion(frames, voxel_size, num_classes, mode, floor):
     """Dictionary-per-voxel fusion, one point at a time (the obvious, slow definition)."""
     sums, counts = {}, {}
@@ -92,6 +106,100 @@ def test_matches_per_voxel_reference_over_growing_frames(mode, scale):
     assert query.known.all()
     # torch in, torch out for queries.
     assert isinstance(fusion_map.query(torch.from_numpy(all_points[:5])).labels, torch.Tensor)
+
+
+def test_growing_map_rows_and_lookups_match_a_dictionary():
+    """Many frames, each half old voxels and half new, through several hash-table growths:
+    every point finds its voxel, absent voxels are -1, and new voxels take rows in
+    ascending key order within their frame (the row / export order)."""
+    rng = np.random.default_rng(7)
+    fusion_map = VoxelLabelMap(0.5, 3, "vote")
+    rows_of = {}
+    frames = []
+    for frame in range(8):
+        old = rng.uniform(-20.0, 20.0 + 10.0 * frame, size=(3000, 3))
+        # A few points far out (voxel indices near the +-2^20 limit), both signs.
+        far = np.array([[5.2e5 - 1.0, -5.2e5 + 1.0, 3.0], [-5.2e5 + 0.4, 5.2e5 - 0.6, -2.0]]) * (1 + frame * 1e-6)
+        points = np.concatenate([old, far])
+        labels = rng.integers(0, 3, len(points))
+        fusion_map.integrate(points, labels=labels)
+        keys = [tuple(k) for k in np.floor(points / 0.5).astype(np.int64)]
+        for key in sorted(set(keys) - set(rows_of)):
+            rows_of[key] = len(rows_of)
+        frames.append(points)
+    assert fusion_map.num_voxels == len(rows_of)
+    all_points = np.concatenate(frames)
+    expected_rows = np.array([rows_of[tuple(k)] for k in np.floor(all_points / 0.5).astype(np.int64)])
+    np.testing.assert_array_equal(fusion_map._find_rows(fusion_map._keys_of(torch.from_numpy(all_points))).numpy(), expected_rows)
+    voxel_points = fusion_map.voxel_points()
+    np.testing.assert_array_equal(np.floor(voxel_points[expected_rows] / 0.5), np.floor(all_points / 0.5))
+    unseen = fusion_map.query(np.array([[1e4, 1e4, 1e4], [-3e3, 7.0, 0.2]]))
+    np.testing.assert_array_equal(unseen.labels, [-1, -1])
+
+
+def test_probe_resolves_collisions_duplicates_and_wraparound():
+    from pcseg.bridge.fusion import _EMPTY, _home_slots, _probe
+
+    table = torch.full((16,), _EMPTY, dtype=torch.int64)
+    # Keys sharing one home slot near the end of the table: their chain wraps to slot 0.
+    candidates = torch.arange(1, 5000, dtype=torch.int64)
+    same_home = candidates[_home_slots(candidates, 15) == 14][:6]
+    keys = torch.cat([same_home, same_home[:2], torch.tensor([3, 3, 3], dtype=torch.int64)])
+    slots, inserted = _probe(table, keys, insert=True)
+    assert torch.equal(table[slots], keys)  # every key sits in its slot
+    chain = set(slots[:6].tolist())
+    assert len(chain) == 6 and {14, 15} <= chain and min(chain) < 14  # ran past the end, wrapped
+    assert torch.equal(slots[6:8], slots[:2]) and len(set(slots[8:].tolist())) == 1  # duplicates share
+    assert inserted.all()  # all were absent: duplicates of an absent key count as inserted too
+    again, inserted_again = _probe(table, keys.flip(0), insert=True)
+    assert torch.equal(again, slots.flip(0)) and not inserted_again.any()
+    found, _ = _probe(table, torch.cat([keys, torch.tensor([4999 * 7, 123456789])]), insert=False)
+    assert torch.equal(found[: len(keys)], slots) and found[-2:].tolist() == [-1, -1]
+
+
+def test_integration_does_not_depend_on_the_thread_count():
+    """index_add_ keeps each voxel's points in order, so 1 and 2 torch threads fold
+    bit-identical maps (an accumulating index_put_ does not across threads)."""
+    rng = np.random.default_rng(11)
+    points = torch.from_numpy(rng.normal(0.0, 3.0, size=(120_000, 3)).astype(np.float32))
+    probabilities = torch.from_numpy(rng.dirichlet(np.ones(6), size=120_000).astype(np.float32))
+    threads = torch.get_num_threads()
+    maps = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            fusion_map = VoxelLabelMap(0.1, 6, "bayes")
+            fusion_map.integrate(points, probabilities=probabilities)
+            fusion_map.integrate(points[::3] + 0.05, probabilities=probabilities[::3])
+            maps.append(fusion_map)
+    finally:
+        torch.set_num_threads(threads)
+    one, two = maps
+    assert one.num_voxels == two.num_voxels
+    np.testing.assert_array_equal(one.voxel_probabilities(), two.voxel_probabilities())
+    np.testing.assert_array_equal(one.voxel_points(), two.voxel_points())
+
+
+def test_integrate_rgbd_skips_a_frame_without_valid_depth():
+    camera = PinholeCamera(50.0, 50.0, 9.5, 7.5, 20, 16)
+    labels = np.ones((16, 20), np.int64)
+    fusion_map = VoxelLabelMap(0.1, 3)
+    # No valid pixel (all zero, like a covered sensor): nothing integrated, as Fuser.add_rgbd does.
+    assert fusion_map.integrate_rgbd(np.zeros((16, 20), np.uint16), labels, camera, None, 1000.0, 5.0) == 0
+    assert fusion_map.integrate_rgbd(np.full((16, 20), np.nan, np.float32), labels, camera, np.eye(4), 1.0, 5.0) == 0
+    assert fusion_map.num_voxels == 0
+    # A bad frame still raises, depth or not.
+    with pytest.raises(ValueError, match=r"segmentation has shape \(15, 20\)"):
+        fusion_map.integrate_rgbd(np.zeros((16, 20), np.uint16), labels[1:], camera, None, 1000.0, 5.0)
+    with pytest.raises(ValueError, match=r"color must be \(H, W, 3\)"):
+        fusion_map.integrate_rgbd(np.zeros((16, 20), np.uint16), labels, camera, None, 1000.0, 5.0, color=np.zeros((16, 20)))
+    depth = np.full((16, 20), 1500, np.uint16)
+    depth[:4] = 0
+    assert fusion_map.integrate_rgbd(depth, labels, camera, None, 1000.0, 5.0) == 12 * 20
+    from pcseg.fuser import Fuser
+
+    assert Fuser(3, 0.1).add_rgbd(None, depth, labels, camera) == 12 * 20
+    assert fusion_map.voxel_labels().tolist() == [1] * fusion_map.num_voxels
 
 
 def test_fusing_noisy_views_beats_every_single_view():
