@@ -1,7 +1,8 @@
 // A static spatial tree over one cloud (a bounding-volume hierarchy over Morton-sorted points,
 // see build()), shared by the CPU kernels of farthest_point_sample, knn, ball_query,
-// ring_query and three_nn. Points are copied in tree order as a structure of arrays, so each
-// leaf is a contiguous run that the distance loops stream through.
+// ring_query and three_nn (the searches re-lay it out: SearchTree in neighbor_search.h).
+// Points are copied in tree order as a structure of arrays, so each leaf is a contiguous run
+// that the distance loops stream through.
 //
 // Exactness: every squared distance is computed as (dx*dx + dy*dy) + dz*dz in the input dtype
 // (the build disables FMA contraction), exactly like the pure-PyTorch references. The lower
@@ -53,6 +54,23 @@ struct KdTree {
 
   bool empty() const { return nodes.empty(); }
 
+  // The box of points [begin, end) of coordinate arrays xs, ys, zs (empty: +inf / -inf).
+  static void bounding_box(const T* xs, const T* ys, const T* zs, int64_t begin, int64_t end,
+                           T lo[3], T hi[3]) {
+    for (int d = 0; d < 3; ++d) {
+      lo[d] = std::numeric_limits<T>::infinity();
+      hi[d] = -std::numeric_limits<T>::infinity();
+    }
+    for (int64_t i = begin; i < end; ++i) {
+      lo[0] = std::min(lo[0], xs[i]);
+      hi[0] = std::max(hi[0], xs[i]);
+      lo[1] = std::min(lo[1], ys[i]);
+      hi[1] = std::max(hi[1], ys[i]);
+      lo[2] = std::min(lo[2], zs[i]);
+      hi[2] = std::max(hi[2], zs[i]);
+    }
+  }
+
   static inline T axis_gap(T q, T lo, T hi) {
     return q < lo ? lo - q : (q > hi ? q - hi : T(0));
   }
@@ -71,10 +89,11 @@ struct KdTree {
     return fx * fx + fy * fy + fz * fz;
   }
 
- private:
   // 10 bits per axis, so a code fits 30 bits: 1024 cells along the longest side of the
   // cloud's box (leaves split further by halving where cells hold many points).
   static constexpr int kBitsPerAxis = 10;
+
+ private:
   std::vector<uint32_t> code_bits;  // Morton code of each point in tree order (build only)
 
   static inline uint32_t spread_bits(uint32_t v) {  // abc -> a..b..c
@@ -117,6 +136,7 @@ struct KdTree {
     }
   };
 
+ public:
   // The tree is a bounding-volume hierarchy over the points sorted along a Z-order (Morton)
   // curve: one O(n) radix sort instead of a median split per level, which made the build
   // cost as much as a whole 4,096-sample FPS. Nodes split where the Morton prefix changes,
@@ -148,6 +168,7 @@ struct KdTree {
     return code;
   }
 
+ private:
   int32_t build_node(int32_t begin, int32_t end, int leaf_size) {
     const int32_t id = static_cast<int32_t>(nodes.size());
     nodes.emplace_back();
@@ -156,18 +177,7 @@ struct KdTree {
     nd.end = end;
     nd.left = nd.right = -1;
     if (end - begin <= leaf_size) {
-      for (int d = 0; d < 3; ++d) {
-        nd.lo[d] = std::numeric_limits<T>::infinity();
-        nd.hi[d] = -std::numeric_limits<T>::infinity();
-      }
-      for (int32_t i = begin; i < end; ++i) {
-        nd.lo[0] = std::min(nd.lo[0], x[i]);
-        nd.hi[0] = std::max(nd.hi[0], x[i]);
-        nd.lo[1] = std::min(nd.lo[1], y[i]);
-        nd.hi[1] = std::max(nd.hi[1], y[i]);
-        nd.lo[2] = std::min(nd.lo[2], z[i]);
-        nd.hi[2] = std::max(nd.hi[2], z[i]);
-      }
+      bounding_box(x.data(), y.data(), z.data(), begin, end, nd.lo, nd.hi);
       nodes[id] = nd;
       return id;
     }
@@ -194,9 +204,8 @@ struct KdTree {
   }
 };
 
-// The k best (smallest (dist2, index) pairs) seen so far, as a max-heap so the worst is at
-// the root. Ties on distance are broken by the lower original index, the rule of a stable
-// sort of the brute-force distances.
+// A neighbour: squared distance and original index, ordered by distance, then by the lower
+// index (the rule of a stable sort of the brute-force distances).
 template <typename T>
 struct Neighbor {
   T d;
@@ -205,73 +214,6 @@ struct Neighbor {
 template <typename T>
 inline bool operator<(const Neighbor<T>& a, const Neighbor<T>& b) {
   return a.d < b.d || (a.d == b.d && a.i < b.i);
-}
-
-template <typename T>
-struct BoundedHeap {
-  std::vector<Neighbor<T>> items;
-  int64_t k = 0;
-  void reset(int64_t k_) {
-    k = k_;
-    items.clear();
-  }
-  bool full() const { return static_cast<int64_t>(items.size()) == k; }
-  const Neighbor<T>& worst() const { return items.front(); }
-  inline void offer(T d, int64_t i) {
-    const Neighbor<T> cand{d, i};
-    if (!full()) {
-      items.push_back(cand);
-      std::push_heap(items.begin(), items.end());
-    } else if (cand < items.front()) {
-      std::pop_heap(items.begin(), items.end());
-      items.back() = cand;
-      std::push_heap(items.begin(), items.end());
-    }
-  }
-  // Ascending order; the heap is consumed.
-  void sort() { std::sort_heap(items.begin(), items.end()); }
-};
-
-// The k nearest points of q whose squared distance d satisfies lo2 <= d < hi2, into heap.
-// lo2 = -1 and hi2 = +inf give plain kNN.
-template <typename T>
-void kdtree_search(const KdTree<T>& tree, T qx, T qy, T qz, T lo2, T hi2,
-                   BoundedHeap<T>& heap, std::vector<std::pair<T, int32_t>>& stack) {
-  if (tree.empty() || heap.k == 0) return;
-  stack.clear();
-  const auto& root = tree.nodes[0];
-  stack.emplace_back(tree.box_dist2(root, qx, qy, qz), 0);
-  while (!stack.empty()) {
-    const auto [bd, id] = stack.back();
-    stack.pop_back();
-    // A box at distance equal to the worst kept one may still hold an equally far point with
-    // a lower index, so only strictly farther boxes are pruned.
-    if (bd >= hi2) continue;
-    if (heap.full() && bd > heap.worst().d) continue;
-    const auto& nd = tree.nodes[id];
-    if (lo2 > T(0) && tree.box_far2(nd, qx, qy, qz) < lo2) continue;  // inside the inner ball
-    if (nd.left < 0) {
-      const T* xs = tree.x.data();
-      const T* ys = tree.y.data();
-      const T* zs = tree.z.data();
-      for (int32_t j = nd.begin; j < nd.end; ++j) {
-        const T dx = xs[j] - qx, dy = ys[j] - qy, dz = zs[j] - qz;
-        const T d = dx * dx + dy * dy + dz * dz;
-        if (d < hi2 && d >= lo2) heap.offer(d, tree.index[j]);
-      }
-    } else {
-      const T dl = tree.box_dist2(tree.nodes[nd.left], qx, qy, qz);
-      const T dr = tree.box_dist2(tree.nodes[nd.right], qx, qy, qz);
-      // Push the farther child first so the nearer one is searched first.
-      if (dl <= dr) {
-        stack.emplace_back(dr, nd.right);
-        stack.emplace_back(dl, nd.left);
-      } else {
-        stack.emplace_back(dl, nd.left);
-        stack.emplace_back(dr, nd.right);
-      }
-    }
-  }
 }
 
 }  // namespace pcseg

@@ -2,13 +2,25 @@
 
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "common/checks.h"
 #include "common/neighbor_search.h"
 #include "ring_query/angular_order.h"
 
 namespace pcseg {
+namespace {
+
+// (angle, position in distance order): sorting these is a stable sort by angle.
+struct AngleKey {
+  double angle;
+  int32_t j;
+  bool operator<(const AngleKey& o) const { return angle < o.angle || (angle == o.angle && j < o.j); }
+};
+
+}  // namespace
 
 std::tuple<at::Tensor, at::Tensor> ring_query_cpu(const at::Tensor& query,
                                                   const at::Tensor& points,
@@ -37,25 +49,49 @@ std::tuple<at::Tensor, at::Tensor> ring_query_cpu(const at::Tensor& query,
     const int64_t M = query.size(1), N = points.size(1);
     return bounded_neighbor_search<scalar_t>(
         qry, pts, query_lengths, lengths, k, ri * ri, ro * ro,
-        [&](int64_t b, int64_t m, BoundedHeap<scalar_t>& heap) {
-          const int64_t n_kept = static_cast<int64_t>(heap.items.size());
+        [&](int64_t b, int64_t m, scalar_t* drow, int64_t* irow, int64_t n_kept) {
           if (n_kept < 2) return;
-          // Angles in a small per-call buffer: rings are at most k long.
-          thread_local std::vector<double> angle;
-          thread_local std::vector<int64_t> order;
-          thread_local std::vector<Neighbor<scalar_t>> sorted;
-          angle.resize(n_kept);
+          // Rings of up to kSmall live on the stack; longer ones in per-thread buffers.
+          constexpr int64_t kSmall = 64;
+          Neighbor<scalar_t> items_small[kSmall];
+          double angle_small[kSmall];
+          AngleKey key_small[kSmall];
+          thread_local std::vector<Neighbor<scalar_t>> items_big;
+          thread_local std::vector<double> angle_big;
+          thread_local std::vector<AngleKey> key_big;
+          const bool small = n_kept <= kSmall;
+          if (!small) {
+            items_big.resize(n_kept);
+            angle_big.resize(n_kept);
+            key_big.resize(n_kept);
+          }
+          Neighbor<scalar_t>* items = small ? items_small : items_big.data();
+          double* angle = small ? angle_small : angle_big.data();
+          AngleKey* key = small ? key_small : key_big.data();
+          for (int64_t j = 0; j < n_kept; ++j) items[j] = {drow[j], irow[j]};
           const scalar_t* qp = q + (b * M + m) * 3;
           const scalar_t* np = nrm + (b * M + m) * 3;
           const scalar_t* base = p + b * N * 3;
-          if (!angular_keys(qp, np, base, heap.items.data(), n_kept, angle.data())) return;
-          order.resize(n_kept);
-          for (int64_t j = 0; j < n_kept; ++j) order[j] = j;
-          std::stable_sort(order.begin(), order.end(),
-                           [&](int64_t a, int64_t c) { return angle[a] < angle[c]; });
-          sorted.resize(n_kept);
-          for (int64_t j = 0; j < n_kept; ++j) sorted[j] = heap.items[order[j]];
-          std::copy(sorted.begin(), sorted.end(), heap.items.begin());
+          if (!angular_keys(qp, np, base, items, n_kept, angle)) return;
+          // A stable sort by angle: ties keep the distance order (the position j).
+          for (int64_t j = 0; j < n_kept; ++j) key[j] = AngleKey{angle[j], static_cast<int32_t>(j)};
+          if (small) {
+            for (int64_t j = 1; j < n_kept; ++j) {  // insertion sort: short rings
+              const AngleKey kj = key[j];
+              int64_t t = j;
+              while (t > 0 && kj < key[t - 1]) {
+                key[t] = key[t - 1];
+                --t;
+              }
+              key[t] = kj;
+            }
+          } else {
+            std::sort(key, key + n_kept);
+          }
+          for (int64_t j = 0; j < n_kept; ++j) {
+            drow[j] = items[key[j].j].d;
+            irow[j] = items[key[j].j].i;
+          }
         });
   });
 }

@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "common/checks.h"
+#include "common/neighbor_search.h"  // advise_huge_pages
 
 namespace pcseg {
 namespace {
@@ -37,7 +38,10 @@ at::Tensor three_interpolate_cpu(const at::Tensor& features_in, const at::Tensor
                    weight = weight_in.contiguous();
   const int64_t B = features.size(0), m = features.size(1), C = features.size(2),
                 n = idx.size(1);
-  auto out = at::zeros({B, n, C}, features.options());
+  // Every element is written once (no zero fill first): acc = ((0 + w0 f0) + w1 f1) + w2 f2
+  // per channel, skipping missing neighbours -- the order of the former in-place sums.
+  auto out = at::empty({B, n, C}, features.options());
+  advise_huge_pages(out);
   const int64_t* ip = idx.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "three_interpolate_cpu", [&] {
     const scalar_t* f = features.data_ptr<scalar_t>();
@@ -48,12 +52,34 @@ at::Tensor three_interpolate_cpu(const at::Tensor& features_in, const at::Tensor
                        for (int64_t flat = begin; flat < end; ++flat) {
                          const int64_t b = flat / n;
                          scalar_t* orow = o + flat * C;
+                         const scalar_t* frow[3];
+                         scalar_t wj[3];
+                         int used = 0;
                          for (int j = 0; j < 3; ++j) {
                            const int64_t src = ip[flat * 3 + j];
                            if (src < 0) continue;
-                           const scalar_t wj = w[flat * 3 + j];
-                           const scalar_t* frow = f + (b * m + src) * C;
-                           for (int64_t c = 0; c < C; ++c) orow[c] += wj * frow[c];
+                           frow[used] = f + (b * m + src) * C;
+                           wj[used] = w[flat * 3 + j];
+                           ++used;
+                         }
+                         if (used == 3) {
+                           const scalar_t* f0 = frow[0];
+                           const scalar_t* f1 = frow[1];
+                           const scalar_t* f2 = frow[2];
+                           const scalar_t w0 = wj[0], w1 = wj[1], w2 = wj[2];
+                           for (int64_t c = 0; c < C; ++c) {
+                             scalar_t acc = scalar_t(0);
+                             acc += w0 * f0[c];
+                             acc += w1 * f1[c];
+                             acc += w2 * f2[c];
+                             orow[c] = acc;
+                           }
+                         } else {
+                           for (int64_t c = 0; c < C; ++c) {
+                             scalar_t acc = scalar_t(0);
+                             for (int j = 0; j < used; ++j) acc += wj[j] * frow[j][c];
+                             orow[c] = acc;
+                           }
                          }
                        }
                      });
