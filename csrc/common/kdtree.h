@@ -90,7 +90,8 @@ struct KdTree {
   }
 
   // 10 bits per axis, so a code fits 30 bits: 1024 cells along the longest side of the
-  // cloud's box (leaves split further by halving where cells hold many points).
+  // cloud's box. Where one cell holds more than a leaf, its points are coded again relative
+  // to their own box (refine_codes), so dense clusters still split spatially.
   static constexpr int kBitsPerAxis = 10;
 
  private:
@@ -108,23 +109,29 @@ struct KdTree {
   struct Quantizer {
     double lo[3];
     double scale;
-    static Quantizer of(const T* pts, int64_t n) {
+    // 1024 cells along the longest side of the box lo..hi (scale 0 for a single point).
+    static Quantizer of_box(const double lo[3], const double hi[3]) {
       Quantizer qz;
-      double hi[3];
+      for (int d = 0; d < 3; ++d) qz.lo[d] = lo[d];
+      const double extent = std::max({hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]});
+      qz.scale = extent > 0 ? double(1 << kBitsPerAxis) / extent : 0.0;
+      return qz;
+    }
+    static Quantizer of(const T* pts, int64_t n) {
+      double lo[3], hi[3];
       for (int d = 0; d < 3; ++d) {
-        qz.lo[d] = std::numeric_limits<double>::infinity();
+        lo[d] = std::numeric_limits<double>::infinity();
         hi[d] = -std::numeric_limits<double>::infinity();
       }
       for (int64_t i = 0; i < n; ++i)
         for (int d = 0; d < 3; ++d) {
-          qz.lo[d] = std::min(qz.lo[d], double(pts[3 * i + d]));
+          lo[d] = std::min(lo[d], double(pts[3 * i + d]));
           hi[d] = std::max(hi[d], double(pts[3 * i + d]));
         }
-      const double extent = std::max({hi[0] - qz.lo[0], hi[1] - qz.lo[1], hi[2] - qz.lo[2]});
-      qz.scale = extent > 0 ? double(1 << kBitsPerAxis) / extent : 0.0;
-      return qz;
+      return of_box(lo, hi);
     }
-    inline uint32_t code(const T* p) const {
+    inline uint32_t code(T px, T py, T pz) const {
+      const T p[3] = {px, py, pz};
       uint32_t c = 0;
       for (int d = 0; d < 3; ++d) {
         const double q = (double(p[d]) - lo[d]) * scale;
@@ -136,22 +143,12 @@ struct KdTree {
     }
   };
 
- public:
-  // The tree is a bounding-volume hierarchy over the points sorted along a Z-order (Morton)
-  // curve: one O(n) radix sort instead of a median split per level, which made the build
-  // cost as much as a whole 4,096-sample FPS. Nodes split where the Morton prefix changes,
-  // i.e. along octree cell boundaries, so boxes stay compact.
-  // Fills order with the point indices sorted by Morton code; returns the sorted codes.
-  static std::vector<uint32_t> morton_order(const T* pts, int64_t n,
-                                            std::vector<int64_t>& order) {
-    const Quantizer qz = Quantizer::of(pts, n);
-    std::vector<uint32_t> code(n), code_tmp(n);
+  // Sorts code (and order alongside) ascending: LSD radix sort, 3 passes of 10 bits; stable,
+  // so equal codes keep their order.
+  static void radix_sort(std::vector<uint32_t>& code, std::vector<int64_t>& order) {
+    const int64_t n = static_cast<int64_t>(code.size());
+    std::vector<uint32_t> code_tmp(n);
     std::vector<int64_t> tmp(n);
-    for (int64_t i = 0; i < n; ++i) {
-      code[i] = qz.code(pts + 3 * i);
-      order[i] = i;
-    }
-    // LSD radix sort, 3 passes of 10 bits; stable, so equal codes keep index order.
     for (int pass = 0; pass < 3; ++pass) {
       const int shift = 10 * pass;
       int64_t count[1025] = {0};
@@ -165,10 +162,58 @@ struct KdTree {
       code.swap(code_tmp);
       order.swap(tmp);
     }
+  }
+
+  // The tree is a bounding-volume hierarchy over the points sorted along a Z-order (Morton)
+  // curve: one O(n) radix sort instead of a median split per level, which made the build
+  // cost as much as a whole 4,096-sample FPS. Nodes split where the Morton prefix changes,
+  // i.e. along octree cell boundaries, so boxes stay compact.
+  // Fills order with the point indices sorted by Morton code; returns the sorted codes.
+  static std::vector<uint32_t> morton_order(const T* pts, int64_t n,
+                                            std::vector<int64_t>& order) {
+    const Quantizer qz = Quantizer::of(pts, n);
+    std::vector<uint32_t> code(n);
+    for (int64_t i = 0; i < n; ++i) {
+      code[i] = qz.code(pts[3 * i], pts[3 * i + 1], pts[3 * i + 2]);
+      order[i] = i;
+    }
+    radix_sort(code, order);
     return code;
   }
 
- private:
+  // Points [begin, end) share one Morton code: code them again relative to their own box and
+  // re-sort the range by the new codes. Returns false when the points all coincide.
+  bool refine_codes(int32_t begin, int32_t end) {
+    T lo[3], hi[3];
+    bounding_box(x.data(), y.data(), z.data(), begin, end, lo, hi);
+    const double dlo[3] = {double(lo[0]), double(lo[1]), double(lo[2])};
+    const double dhi[3] = {double(hi[0]), double(hi[1]), double(hi[2])};
+    const Quantizer qz = Quantizer::of_box(dlo, dhi);
+    if (!(qz.scale > 0)) return false;
+    const int32_t n = end - begin;
+    std::vector<uint32_t> code(n);
+    std::vector<int64_t> order(n);
+    for (int32_t i = 0; i < n; ++i) {
+      code[i] = qz.code(x[begin + i], y[begin + i], z[begin + i]);
+      order[i] = begin + i;
+    }
+    radix_sort(code, order);
+    std::vector<T> xs(n), ys(n), zs(n);
+    std::vector<int64_t> ids(n);
+    for (int32_t i = 0; i < n; ++i) {
+      xs[i] = x[order[i]];
+      ys[i] = y[order[i]];
+      zs[i] = z[order[i]];
+      ids[i] = index[order[i]];
+    }
+    std::copy(xs.begin(), xs.end(), x.begin() + begin);
+    std::copy(ys.begin(), ys.end(), y.begin() + begin);
+    std::copy(zs.begin(), zs.end(), z.begin() + begin);
+    std::copy(ids.begin(), ids.end(), index.begin() + begin);
+    std::copy(code.begin(), code.end(), code_bits.begin() + begin);
+    return true;
+  }
+
   int32_t build_node(int32_t begin, int32_t end, int leaf_size) {
     const int32_t id = static_cast<int32_t>(nodes.size());
     nodes.emplace_back();
@@ -181,8 +226,12 @@ struct KdTree {
       nodes[id] = nd;
       return id;
     }
-    int32_t mid = begin + (end - begin) / 2;
-    const uint32_t c_first = code_bits[begin], c_last = code_bits[end - 1];
+    int32_t mid = begin + (end - begin) / 2;  // coinciding points: halve
+    uint32_t c_first = code_bits[begin], c_last = code_bits[end - 1];
+    if (c_first == c_last && refine_codes(begin, end)) {
+      c_first = code_bits[begin];
+      c_last = code_bits[end - 1];
+    }
     if (c_first != c_last) {
       const uint32_t top = 31u - static_cast<uint32_t>(__builtin_clz(c_first ^ c_last));
       const uint32_t bit = 1u << top;

@@ -74,9 +74,21 @@ std::tuple<at::Tensor, at::Tensor> ring_query_cpu(const at::Tensor& query,
           const scalar_t* base = p + b * N * 3;
           if (!angular_keys(qp, np, base, items, n_kept, angle)) return;
           // A stable sort by angle: ties keep the distance order (the position j).
-          for (int64_t j = 0; j < n_kept; ++j) key[j] = AngleKey{angle[j], static_cast<int32_t>(j)};
           if (small) {
-            for (int64_t j = 1; j < n_kept; ++j) {  // insertion sort: short rings
+            // Angles lie in [0, 4]: a counting sort into 64 buckets (monotone in the angle,
+            // stable), then an insertion sort that only has to fix each bucket's order.
+            constexpr int kBuckets = 64;
+            uint8_t count[kBuckets + 1] = {};
+            uint8_t bucket[kSmall];
+            for (int64_t j = 0; j < n_kept; ++j) {
+              bucket[j] = static_cast<uint8_t>(
+                  std::min(static_cast<int>(angle[j] * (kBuckets / 4)), kBuckets - 1));
+              ++count[bucket[j] + 1];
+            }
+            for (int c = 0; c < kBuckets; ++c) count[c + 1] += count[c];
+            for (int64_t j = 0; j < n_kept; ++j)
+              key[count[bucket[j]]++] = AngleKey{angle[j], static_cast<int32_t>(j)};
+            for (int64_t j = 1; j < n_kept; ++j) {
               const AngleKey kj = key[j];
               int64_t t = j;
               while (t > 0 && kj < key[t - 1]) {
@@ -86,6 +98,8 @@ std::tuple<at::Tensor, at::Tensor> ring_query_cpu(const at::Tensor& query,
               key[t] = kj;
             }
           } else {
+            for (int64_t j = 0; j < n_kept; ++j)
+              key[j] = AngleKey{angle[j], static_cast<int32_t>(j)};
             std::sort(key, key + n_kept);
           }
           for (int64_t j = 0; j < n_kept; ++j) {
