@@ -26,6 +26,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <thread>
 #include <limits>
 #include <tuple>
 #include <type_traits>
@@ -43,6 +44,29 @@
 
 namespace pcseg {
 
+// check_finite, but a contiguous CPU tensor is scanned in place on this thread: no bool
+// tensor, no parallel region (which costs more than the scan when the machine is loaded).
+inline void check_finite_coordinates(const at::Tensor& t, const char* name) {
+  if (!t.is_cpu() || !t.is_contiguous() || t.numel() == 0) return check_finite(t, name);
+  bool finite = true;
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "check_finite_coordinates", [&] {
+    using Bits = std::conditional_t<sizeof(scalar_t) == 4, uint32_t, uint64_t>;
+    constexpr Bits kExp = sizeof(scalar_t) == 4 ? Bits(0x7f800000u) : Bits(0x7ff0000000000000ull);
+    const scalar_t* v = t.data_ptr<scalar_t>();
+    const int64_t n = t.numel();
+    for (int64_t i0 = 0; i0 < n && finite; i0 += 4096) {  // all exponent bits set: Inf / NaN
+      Bits bad = 0;
+      for (int64_t i = i0; i < std::min(n, i0 + 4096); ++i) {
+        Bits bits;
+        std::memcpy(&bits, v + i, sizeof bits);
+        bad |= Bits((bits & kExp) == kExp);
+      }
+      finite = bad == 0;
+    }
+  });
+  if (!finite) check_finite(t, name);  // throws its message
+}
+
 // Checks common to knn, ball_query and ring_query (shared with the CUDA entry points).
 inline void check_search_inputs(const at::Tensor& query, const at::Tensor& points,
                                 const at::Tensor& query_lengths, const at::Tensor& lengths,
@@ -56,8 +80,8 @@ inline void check_search_inputs(const at::Tensor& query, const at::Tensor& point
   TORCH_CHECK(k >= 1, "k must be >= 1, got ", k);
   check_lengths(query_lengths, "query_lengths", query.size(0), query.size(1), query, "query");
   check_lengths(lengths, "lengths", points.size(0), points.size(1), points, "points");
-  check_finite(query, "query");
-  check_finite(points, "points");
+  check_finite_coordinates(query, "query");
+  check_finite_coordinates(points, "points");
 }
 
 #if !defined(__CUDACC__)
@@ -442,20 +466,6 @@ inline void group_search(const SearchTree<T>& tree, const T* qx, const T* qy, co
   }
 }
 
-// Builds one search tree per cloud (B, N, 3) of lengths[b] points, in parallel over the
-// batch; leaf_size(b) gives each cloud's leaf size.
-template <typename T, typename LeafSize>
-std::vector<SearchTree<T>> build_search_trees(const at::Tensor& points, const int64_t* len,
-                                              LeafSize leaf_size) {
-  const int64_t B = points.size(0), N = points.size(1);
-  std::vector<SearchTree<T>> trees(B);
-  const T* pts = points.data_ptr<T>();
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) trees[b].build(pts + b * N * 3, len[b], leaf_size(b));
-  });
-  return trees;
-}
-
 // finish(b, m, drow, irow, n) may reorder the n kept neighbours of query row (b, m), already
 // written ascending by distance into drow / irow; ring_query uses it for the angular order.
 template <typename T, typename Finish>
@@ -482,45 +492,38 @@ std::tuple<at::Tensor, at::Tensor> bounded_neighbor_search(
   // keep the group's box about as small as a leaf's.
   const bool self_query = query.data_ptr() == points.data_ptr() &&
                           query.sizes() == points.sizes() && at::equal(qlen_t, len_t);
-  const auto trees = build_search_trees<T>(points, len, [](int64_t) { return kSearchLeafSize; });
-  std::vector<SearchTree<T>> own_query_trees;
-  if (!self_query) {
-    own_query_trees = build_search_trees<T>(query, qlen, [&](int64_t b) {
+  const T* pts = points.data_ptr<T>();
+  const T* qry = query.data_ptr<T>();
+  const int64_t N = points.size(1);
+  std::vector<SearchTree<T>> trees(B), own_query_trees(self_query ? 0 : B);
+  const std::vector<SearchTree<T>>& qtrees = self_query ? trees : own_query_trees;
+  // Per cloud: its trees, and -1 / +inf on its padding rows.
+  auto prepare = [&](int64_t b) {
+    trees[b].build(pts + b * N * 3, len[b], kSearchLeafSize);
+    if (!self_query) {
       const double per_leaf = double(kSearchLeafSize) * double(qlen[b]) /
                               double(std::max<int64_t>(len[b], 1));
-      return static_cast<int>(std::clamp(per_leaf, 1.0, double(kSearchLeafSize)));
-    });
-  }
-  const std::vector<SearchTree<T>>& qtrees = self_query ? trees : own_query_trees;
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {  // padding rows: -1 / +inf
-      std::fill(dout + (b * M + qlen[b]) * k, dout + (b + 1) * M * k,
-                std::numeric_limits<T>::infinity());
-      std::fill(iout + (b * M + qlen[b]) * k, iout + (b + 1) * M * k, int64_t(-1));
+      own_query_trees[b].build(qry + b * M * 3, qlen[b],
+                               static_cast<int>(std::clamp(per_leaf, 1.0, double(kSearchLeafSize))));
     }
-  });
-
-  // Units of parallel work: runs of kLeavesPerChunk query groups of one cloud.
-  constexpr int64_t kLeavesPerChunk = 4;
-  std::vector<int64_t> chunk_start(B + 1, 0);
-  for (int64_t b = 0; b < B; ++b)
-    chunk_start[b + 1] = chunk_start[b] +
-        (static_cast<int64_t>(qtrees[b].leaves.size()) + kLeavesPerChunk - 1) / kLeavesPerChunk;
-  const int64_t n_chunks = chunk_start[B];
-  if (n_chunks == 0) return {dists, idx};
-  int max_depth = 0;
-  for (const auto& t : trees) max_depth = std::max(max_depth, t.depth);
+    std::fill(dout + (b * M + qlen[b]) * k, dout + (b + 1) * M * k,
+              std::numeric_limits<T>::infinity());
+    std::fill(iout + (b * M + qlen[b]) * k, iout + (b + 1) * M * k, int64_t(-1));
+  };
   const T inf = std::numeric_limits<T>::infinity();
   // The window's upper end as an inclusive bound: d < hi2  <=>  d <= the float below hi2.
   const T lim = std::nextafter(hi2, -inf);
-  std::atomic<int64_t> next_chunk{0};
+  // Units of search work: runs of kLeavesPerChunk query groups of one cloud.
+  constexpr int64_t kLeavesPerChunk = 4;
+  std::vector<int64_t> chunk_start(B + 1, 0);
+  int max_depth = 0;
 
-  auto run = [&](auto* best, auto has_lo) {
+  auto search = [&](auto* best, auto has_lo, std::atomic<int64_t>& next_chunk) {
     constexpr bool kHasLo = decltype(has_lo)::value;
     std::vector<SearchStackEntry<T>> stack(max_depth + 2);
     for (;;) {
       const int64_t c = next_chunk.fetch_add(1, std::memory_order_relaxed);
-      if (c >= n_chunks) return;
+      if (c >= chunk_start[B]) return;
       const int64_t b =
           std::upper_bound(chunk_start.begin(), chunk_start.end(), c) - chunk_start.begin() - 1;
       const SearchTree<T>& tree = trees[b];
@@ -545,21 +548,46 @@ std::tuple<at::Tensor, at::Tensor> bounded_neighbor_search(
       }
     }
   };
-  auto run_any = [&](auto has_lo) {
-    if (k <= kSortedMaxK) {
-      std::vector<SortedBest<T>> best(kSearchLeafSize);
-      run(best.data(), has_lo);
-    } else {
-      std::vector<HeapBest<T>> best(kSearchLeafSize);
-      run(best.data(), has_lo);
-    }
-  };
-  const int64_t n_workers = std::min<int64_t>(at::get_num_threads(), n_chunks);
-  at::parallel_for(0, n_workers, 1, [&](int64_t, int64_t) {
+  auto search_any = [&](std::atomic<int64_t>& next_chunk) {
+    auto with_best = [&](auto has_lo) {
+      if (k <= kSortedMaxK) {
+        std::vector<SortedBest<T>> best(kSearchLeafSize);
+        search(best.data(), has_lo, next_chunk);
+      } else {
+        std::vector<HeapBest<T>> best(kSearchLeafSize);
+        search(best.data(), has_lo, next_chunk);
+      }
+    };
     if (lo2 > T(0))
-      run_any(std::true_type{});
+      with_best(std::true_type{});
     else
-      run_any(std::false_type{});
+      with_best(std::false_type{});
+  };
+
+  // One parallel region for both phases (each fork / join costs a lot on a loaded machine):
+  // clouds are prepared, then searched, both handed out from atomic counters; the first
+  // thread to see every cloud prepared lays out the chunks, the others yield until then.
+  std::atomic<int64_t> next_cloud{0}, clouds_done{0}, next_chunk{0};
+  std::atomic<int> chunks_laid_out{0};  // 0: not yet, 1: being laid out, 2: done
+  const int64_t n_workers = std::min<int64_t>(at::get_num_threads(), B * M);
+  at::parallel_for(0, n_workers, 1, [&](int64_t, int64_t) {
+    for (int64_t b; (b = next_cloud.fetch_add(1)) < B;) {
+      prepare(b);
+      clouds_done.fetch_add(1, std::memory_order_release);
+    }
+    while (clouds_done.load(std::memory_order_acquire) < B) std::this_thread::yield();
+    int expected = 0;
+    if (chunks_laid_out.compare_exchange_strong(expected, 1)) {
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t n_leaves = static_cast<int64_t>(qtrees[b].leaves.size());
+        chunk_start[b + 1] = chunk_start[b] + (n_leaves + kLeavesPerChunk - 1) / kLeavesPerChunk;
+        max_depth = std::max(max_depth, trees[b].depth);
+      }
+      chunks_laid_out.store(2, std::memory_order_release);
+    } else {
+      while (chunks_laid_out.load(std::memory_order_acquire) < 2) std::this_thread::yield();
+    }
+    search_any(next_chunk);
   });
   return {dists, idx};
 }

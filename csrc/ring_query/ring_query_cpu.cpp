@@ -33,7 +33,7 @@ std::tuple<at::Tensor, at::Tensor> ring_query_cpu(const at::Tensor& query,
               query.sizes(), ", got ", normals_in.sizes());
   check_same_dtype(normals_in, "normals", query, "query");
   check_same_device(normals_in, "normals", query, "query");
-  check_finite(normals_in, "normals");
+  check_finite_coordinates(normals_in, "normals");
   TORCH_CHECK(std::isfinite(r_inner) && std::isfinite(r_outer) && r_inner >= 0 &&
                   r_outer > r_inner,
               "ring radii must satisfy 0 <= r_inner < r_outer, got r_inner=", r_inner,
