@@ -47,6 +47,15 @@ def test_duplicates_and_more_samples_than_distinct_points(device):
     assert torch.unique(first, dim=0).shape[0] == 20
 
 
+def test_dense_clusters_match_naive():
+    # Clusters much smaller than one cell of the cloud's Morton grid: the tree re-codes them.
+    g = torch.Generator().manual_seed(7)
+    centre = torch.randint(0, 3, (2, 4000, 1), generator=g).to(torch.float64) * 5.0
+    points = (centre + torch.randn(2, 4000, 3, generator=g, dtype=torch.float64) * 1e-4).float()
+    got = farthest_point_sample(points, 400)
+    assert torch.equal(got, farthest_point_sample_naive(points, 400))
+
+
 def test_padding_lengths_and_empty_clouds():
     points = random_cloud(3, 50)
     lengths = torch.tensor([50, 7, 0])

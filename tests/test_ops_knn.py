@@ -65,6 +65,32 @@ def test_100k_points_against_scipy_ckdtree():
     assert (i.numpy() == i_ref).mean() > 0.999
 
 
+def _clusters(n, dtype, seed):
+    """Tight clusters far apart, one with a lattice inside: many points share one Morton cell
+    of the cloud's grid, so the tree re-codes them relative to their own box."""
+    g = torch.Generator().manual_seed(seed)
+    centre = torch.randint(0, 4, (1, n, 1), generator=g).to(torch.float64) * 10.0
+    pts = centre + torch.randn(1, n, 3, generator=g, dtype=torch.float64) * 1e-3
+    lattice = torch.stack(torch.meshgrid(*[torch.arange(5.0)] * 3, indexing="ij"), -1)
+    pts[0, :125] = 20.0 + 1e-3 * lattice.reshape(-1, 3)[:n]
+    return pts.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 16, 100])
+def test_dense_clusters_and_queries_of_another_density_match_naive(dtype, k):
+    points = _clusters(2000, dtype, seed=4)
+    d, i = knn(points, points, k)
+    dn, inn = knn_naive(points, points, k)
+    assert torch.equal(i, inn) and torch.equal(d, dn)
+    # Sparse and dense query sets, inside and around the clusters (grouped by their own tree).
+    for m in (40, 4000):
+        query = _clusters(m, dtype, seed=5) + 2e-3
+        d, i = knn(query, points, k)
+        dn, inn = knn_naive(query, points, k)
+        assert torch.equal(i, inn) and torch.equal(d, dn)
+
+
 def test_self_query_and_unbatched():
     points = random_cloud(1, 500)[0]
     d, i = knn(points, points, 4)

@@ -15,8 +15,10 @@
 //     (one integer compare per step of an insertion, no final sort); larger k use a heap;
 //   * the window's upper end is one inclusive bound (d <= bound) that shrinks to the k-th
 //     best distance once k candidates are held: one compare filters points and prunes boxes;
-//   * work is handed out in chunks from an atomic counter, so a thread slowed down by other
-//     load on the machine does not hold the others up; large outputs ask for huge pages.
+//   * one parallel region per call, its work handed out from atomic counters, so a thread
+//     slowed down by other load on the machine does not hold the others up; the input checks
+//     run no torch ops on CPU tensors (on a loaded machine every parallel region of a torch
+//     op costs milliseconds of spinning); large outputs ask for transparent huge pages.
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
