@@ -569,15 +569,25 @@ std::tuple<at::Tensor, at::Tensor> bounded_neighbor_search(
   // One parallel region for both phases (each fork / join costs a lot on a loaded machine):
   // clouds are prepared, then searched, both handed out from atomic counters; the first
   // thread to see every cloud prepared lays out the chunks, the others yield until then.
+  // A cloud whose preparation throws still counts as done (so no thread waits forever);
+  // at::parallel_for rethrows the exception once every thread has returned.
   std::atomic<int64_t> next_cloud{0}, clouds_done{0}, next_chunk{0};
+  std::atomic<bool> failed{false};
   std::atomic<int> chunks_laid_out{0};  // 0: not yet, 1: being laid out, 2: done
   const int64_t n_workers = std::min<int64_t>(at::get_num_threads(), B * M);
   at::parallel_for(0, n_workers, 1, [&](int64_t, int64_t) {
     for (int64_t b; (b = next_cloud.fetch_add(1)) < B;) {
-      prepare(b);
+      try {
+        prepare(b);
+      } catch (...) {
+        failed = true;
+        clouds_done.fetch_add(1, std::memory_order_release);
+        throw;
+      }
       clouds_done.fetch_add(1, std::memory_order_release);
     }
     while (clouds_done.load(std::memory_order_acquire) < B) std::this_thread::yield();
+    if (failed) return;
     int expected = 0;
     if (chunks_laid_out.compare_exchange_strong(expected, 1)) {
       for (int64_t b = 0; b < B; ++b) {
