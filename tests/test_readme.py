@@ -6,15 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pcseg.config import load_config
-from pcseg.data import generate_room
-from pcseg.train import train
+from test_pipeline_api import checkpoint  # noqa: F401  (the tiny trained checkpoint fixture)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-TINY = ["data.points_per_room=3000", "data.num_points=128", "data.blocks_per_room=8",
-        "data.val_blocks_per_room=2", "data.block_size=2.0", "data.eval_stride=2.0",
-        "data.neighbours=8", "model.width_multiplier=0.125", "train.batch_size=4",
-        "train.epochs=1", "train.amp=none"]
 
 
 def readme_examples() -> list[str]:
@@ -29,15 +23,12 @@ def test_readme_opens_with_a_segmenter_and_a_fuser_example():
         assert len(code.strip().splitlines()) <= 12
 
 
-def test_segmenter_example_runs(tmp_path):
-    out = tmp_path / "run"
-    rooms = ([generate_room(0, 3000)], [generate_room(100, 3000)])
-    train(load_config(None, [*TINY, f"train.out_dir={out}"]), rooms=rooms, progress=False)
+def test_segmenter_example_runs(checkpoint):  # noqa: F811
     code = readme_examples()[0]
     assert '"demo_out/run/best.pt"' in code and "500_000" in code
     # The example's own checkpoint comes from `make demo`; a tiny run stands in for it, and a
     # smaller cloud keeps the test short.
-    code = code.replace('"demo_out/run/best.pt"', repr(str(out / "best.pt")))
+    code = code.replace('"demo_out/run/best.pt"', repr(str(checkpoint)))
     code = code.replace("500_000", "20_000")
     namespace = {}
     exec(compile(code, "README.md (Segmenter example)", "exec"), namespace)
