@@ -37,9 +37,12 @@ def _want_cuda():
 # -ffp-contract=off / --fmad=false: squared distances must round exactly like the pure-PyTorch
 # references (x*x + y*y then + z*z, no fused multiply-add), so FPS and kNN return identical
 # indices, ties included.
+# -fno-trapping-math: nothing in pcseg reads floating-point exception flags, and without it
+# GCC will not vectorise a loop whose selects guard a division (ring_query's angular keys);
+# rounding is unaffected (no -ffast-math, nothing reassociated).
 # No -std flag: torch's cpp_extension adds the standard its own headers need (C++20 for
 # torch 2.13 and 2.14; torch 2.14's ATen refuses to compile under -std=c++17).
-CXX_FLAGS = ["-O3", "-fopenmp", "-ffp-contract=off"]
+CXX_FLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math"]
 NVCC_FLAGS = ["-O3", "--fmad=false", "--expt-relaxed-constexpr"]
 
 ext_modules = [

@@ -28,6 +28,31 @@ def test_matches_naive_on_random_shapes(batch, m, n, k, r_inner, width, dtype, s
     assert torch.equal(i, inn) and torch.equal(d, dn)
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 200), m=st.integers(1, 20), k=st.integers(1, 40),
+       dtype=st.sampled_from(DTYPES), seed=st.integers(0, 10_000))
+def test_matches_naive_with_duplicate_and_grid_points(n, m, k, dtype, seed):
+    # Duplicates (of the farthest neighbour too) and points on a grid, where many neighbours
+    # lie exactly on the reference ray and their angle is 0 only up to rounding.
+    g = torch.Generator().manual_seed(seed)
+    distinct = torch.randint(0, 6, (max(n // 3, 1), 3), generator=g).to(dtype) / 10
+    points = distinct[torch.randint(0, distinct.shape[0], (n,), generator=g)]
+    query = points[torch.randint(0, n, (m,), generator=g)]
+    normals = torch.randn(m, 3, generator=g).to(dtype)
+    normals[::3] = torch.tensor([0.0, 0.0, 1.0], dtype=dtype)  # grid-aligned tangent planes
+    d, i = ring_query(query, points, normals, 0.05, 0.45, k)
+    dn, inn = ring_query_naive(query, points, normals, 0.05, 0.45, k)
+    assert torch.equal(i, inn) and torch.equal(d, dn)
+
+
+def test_duplicates_of_the_farthest_neighbour_lead_the_ring():
+    q = torch.zeros(1, 3)
+    points = torch.tensor([[0.3, 0.0, 0.0], [0.0, 0.2, 0.0], [0.3, 0.0, 0.0], [-0.1, 0.0, 0.0]])
+    d, i = ring_query(q, points, torch.tensor([[0.0, 0.0, 1.0]]), 0.0, 1.0, 4)
+    # farthest: points 0 and 2 (tie -> 2 is the reference); both at angle 0, lower index first
+    assert i[0].tolist() == [0, 2, 1, 3]
+
+
 def _true_angles(query, points, normal, idx):
     """Counter-clockwise angle (atan2, radians) of each neighbour from the last-in-distance."""
     n = normal / normal.norm()

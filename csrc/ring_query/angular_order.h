@@ -14,42 +14,83 @@
 namespace pcseg {
 
 // A monotone stand-in for atan2(c, a) mapped to [0, 4): cheaper than atan2 and exact to
-// compare, which is all an ordering needs.
+// compare, which is all an ordering needs. Quadrant by quadrant it is c / (a + c),
+// 1 + (-a) / (-a + c), 2 + (-c) / (-a - c) and 3 + a / (a - c); every denominator is exactly
+// |a| + |c| and every numerator |c| or |a|, so it is written without branches (the signs of
+// a and c are as good as random, and a mispredicted branch costs more than the division).
 PCSEG_HOST_DEVICE inline double pseudo_angle(double a, double c) {
-  if (a == 0.0 && c == 0.0) return 0.0;
-  if (c >= 0.0) return a >= 0.0 ? c / (a + c) : 1.0 + (-a) / (-a + c);
-  return a < 0.0 ? 2.0 + (-c) / (-a - c) : 3.0 + a / (a - c);
+  const bool c_up = c >= 0.0, a_right = a >= 0.0;
+  const double abs_a = fabs(a), abs_c = fabs(c);
+  const double num = c_up == a_right ? abs_c : abs_a;
+  const double den = abs_a + abs_c;
+  const double quadrant = c_up ? (a_right ? 0.0 : 1.0) : (a_right ? 3.0 : 2.0);
+  // Divides unconditionally (by 1 at the centre itself) and selects without short-circuits,
+  // so that the compiler may turn the selects into masks and vectorise a loop of keys.
+  const double angle = quadrant + num / (den > 0.0 ? den : 1.0);
+  return den > 0.0 ? angle : 0.0;
 }
 
-// Fills key[j] for the n kept neighbours (ascending by distance, so item n-1 is the farthest,
-// the reference at angle 0). Returns false when no tangent frame exists (zero normal, or the
-// reference on the normal axis); the ring then keeps its distance order.
-template <typename T, typename Item>
-PCSEG_HOST_DEVICE inline bool angular_keys(const T* q, const T* normal, const T* cloud,
-                                           const Item* items, int64_t n, double* key) {
+// The tangent frame of one ring: u along the reference (the farthest kept neighbour)
+// projected on the tangent plane, w = normal x u, and the reference's offset v from the centre.
+struct AngularFrame {
+  double q0, q1, q2;  // the centre
+  double u0, u1, u2, w0, w1, w2;
+  double v0, v1, v2;
+};
+
+// Builds the frame of the centre q with normal `normal` whose reference point is r. Returns
+// false when there is none (zero normal, or the reference on the normal axis); the ring then
+// keeps its distance order.
+template <typename T>
+PCSEG_HOST_DEVICE inline bool angular_frame(const T* q, const T* normal, const T* r,
+                                            AngularFrame& f) {
   const double n0 = normal[0], n1 = normal[1], n2 = normal[2];
   const double nn = n0 * n0 + n1 * n1 + n2 * n2;
   if (!(nn > 0.0)) return false;
   const double inv = sqrt(nn);
   const double h0 = n0 / inv, h1 = n1 / inv, h2 = n2 / inv;
-  const double q0 = q[0], q1 = q[1], q2 = q[2];
-  const T* r = cloud + 3 * items[n - 1].i;
-  const double v0 = double(r[0]) - q0, v1 = double(r[1]) - q1, v2 = double(r[2]) - q2;
-  const double s = v0 * h0 + v1 * h1 + v2 * h2;
-  const double t0 = v0 - s * h0, t1 = v1 - s * h1, t2 = v2 - s * h2;
+  f.q0 = q[0];
+  f.q1 = q[1];
+  f.q2 = q[2];
+  f.v0 = double(r[0]) - f.q0;
+  f.v1 = double(r[1]) - f.q1;
+  f.v2 = double(r[2]) - f.q2;
+  const double s = f.v0 * h0 + f.v1 * h1 + f.v2 * h2;
+  const double t0 = f.v0 - s * h0, t1 = f.v1 - s * h1, t2 = f.v2 - s * h2;
   const double tt = t0 * t0 + t1 * t1 + t2 * t2;
   if (!(tt > 0.0)) return false;
   const double tl = sqrt(tt);
-  const double u0 = t0 / tl, u1 = t1 / tl, u2 = t2 / tl;
-  const double w0 = h1 * u2 - h2 * u1, w1 = h2 * u0 - h0 * u2, w2 = h0 * u1 - h1 * u0;
+  f.u0 = t0 / tl;
+  f.u1 = t1 / tl;
+  f.u2 = t2 / tl;
+  f.w0 = h1 * f.u2 - h2 * f.u1;
+  f.w1 = h2 * f.u0 - h0 * f.u2;
+  f.w2 = h0 * f.u1 - h1 * f.u0;
+  return true;
+}
+
+// The key of a neighbour at offset (a0, a1, a2) = p - q (in float64) from the centre.
+PCSEG_HOST_DEVICE inline double angular_key(const AngularFrame& f, double a0, double a1,
+                                            double a2) {
+  const double a = a0 * f.u0 + a1 * f.u1 + a2 * f.u2;
+  const double c = a0 * f.w0 + a1 * f.w1 + a2 * f.w2;
+  // A duplicate of the reference point is the reference direction: angle 0 exactly, not
+  // whatever rounding makes of its (mathematically zero) c, which could put it at ~4.
+  const bool on_reference = (a0 == f.v0) & (a1 == f.v1) & (a2 == f.v2);
+  return on_reference ? 0.0 : pseudo_angle(a, c);
+}
+
+// Fills key[j] for the n kept neighbours (ascending by distance, so item n-1 is the farthest,
+// the reference at angle 0). Returns false when there is no tangent frame.
+template <typename T, typename Item>
+PCSEG_HOST_DEVICE inline bool angular_keys(const T* q, const T* normal, const T* cloud,
+                                           const Item* items, int64_t n, double* key) {
+  AngularFrame f;
+  if (!angular_frame(q, normal, cloud + 3 * items[n - 1].i, f)) return false;
   for (int64_t j = 0; j < n; ++j) {
     const T* p = cloud + 3 * items[j].i;
-    const double a0 = double(p[0]) - q0, a1 = double(p[1]) - q1, a2 = double(p[2]) - q2;
-    const double a = a0 * u0 + a1 * u1 + a2 * u2;
-    const double c = a0 * w0 + a1 * w1 + a2 * w2;
-    key[j] = pseudo_angle(a, c);
+    key[j] = angular_key(f, double(p[0]) - f.q0, double(p[1]) - f.q1, double(p[2]) - f.q2);
   }
-  key[n - 1] = 0.0;  // the reference itself, whatever rounding says of its c component
   return true;
 }
 

@@ -20,6 +20,26 @@ struct AngleKey {
   bool operator<(const AngleKey& o) const { return angle < o.angle || (angle == o.angle && j < o.j); }
 };
 
+constexpr int64_t kSmall = 64;  // rings up to this size are bucket-sorted
+
+// Per-thread buffers of one ring, grown as needed and kept between rings.
+template <typename T>
+struct RingScratch {
+  std::vector<Neighbor<T>> items;
+  std::vector<double> ox, oy, oz, angle;
+  std::vector<AngleKey> key;
+  void resize(int64_t n) {
+    if (static_cast<int64_t>(items.size()) >= n) return;
+    const int64_t cap = std::max<int64_t>(n, kSmall);
+    items.resize(cap);
+    ox.resize(cap);
+    oy.resize(cap);
+    oz.resize(cap);
+    angle.resize(cap);
+    key.resize(cap);
+  }
+};
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> ring_query_cpu(const at::Tensor& query,
@@ -51,28 +71,30 @@ std::tuple<at::Tensor, at::Tensor> ring_query_cpu(const at::Tensor& query,
         qry, pts, query_lengths, lengths, k, ri * ri, ro * ro,
         [&](int64_t b, int64_t m, scalar_t* drow, int64_t* irow, int64_t n_kept) {
           if (n_kept < 2) return;
-          // Rings of up to kSmall live on the stack; longer ones in per-thread buffers.
-          constexpr int64_t kSmall = 64;
-          Neighbor<scalar_t> items_small[kSmall];
-          double angle_small[kSmall];
-          AngleKey key_small[kSmall];
-          thread_local std::vector<Neighbor<scalar_t>> items_big;
-          thread_local std::vector<double> angle_big;
-          thread_local std::vector<AngleKey> key_big;
-          const bool small = n_kept <= kSmall;
-          if (!small) {
-            items_big.resize(n_kept);
-            angle_big.resize(n_kept);
-            key_big.resize(n_kept);
-          }
-          Neighbor<scalar_t>* items = small ? items_small : items_big.data();
-          double* angle = small ? angle_small : angle_big.data();
-          AngleKey* key = small ? key_small : key_big.data();
-          for (int64_t j = 0; j < n_kept; ++j) items[j] = {drow[j], irow[j]};
-          const scalar_t* qp = q + (b * M + m) * 3;
-          const scalar_t* np = nrm + (b * M + m) * 3;
           const scalar_t* base = p + b * N * 3;
-          if (!angular_keys(qp, np, base, items, n_kept, angle)) return;
+          AngularFrame f;
+          if (!angular_frame(q + (b * M + m) * 3, nrm + (b * M + m) * 3,
+                             base + 3 * irow[n_kept - 1], f))
+            return;
+          thread_local RingScratch<scalar_t> scratch;
+          scratch.resize(n_kept);
+          Neighbor<scalar_t>* items = scratch.items.data();
+          double* ox = scratch.ox.data();
+          double* oy = scratch.oy.data();
+          double* oz = scratch.oz.data();
+          double* angle = scratch.angle.data();
+          AngleKey* key = scratch.key.data();
+          // Offsets gathered first, so that the keys are one branch-free loop the compiler
+          // vectorises (the arithmetic of angular_keys, which the CUDA kernel runs).
+          for (int64_t j = 0; j < n_kept; ++j) {
+            items[j] = {drow[j], irow[j]};
+            const scalar_t* pj = base + 3 * irow[j];
+            ox[j] = double(pj[0]) - f.q0;
+            oy[j] = double(pj[1]) - f.q1;
+            oz[j] = double(pj[2]) - f.q2;
+          }
+          for (int64_t j = 0; j < n_kept; ++j) angle[j] = angular_key(f, ox[j], oy[j], oz[j]);
+          const bool small = n_kept <= kSmall;
           // A stable sort by angle: ties keep the distance order (the position j).
           if (small) {
             // Angles lie in [0, 4]: a counting sort into 64 buckets (monotone in the angle,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 
 from pcseg.ops._extension import as_batch
@@ -34,8 +35,9 @@ def ring_query(
         dists2 (B, M, k), idx (B, M, k) int64. The kept points are ordered counter-clockwise
         seen from the tip of the normal, by their angle on the centre's tangent plane measured
         from the farthest kept neighbour (A-CNN's order_neighbors), so a circular convolution
-        along the last axis is meaningful. Equal angles keep distance order; points on the
-        normal axis get angle 0. A short ring has its j < k kept points first, then -1 / +inf;
+        along the last axis is meaningful. Equal angles keep distance order (ties in distance:
+        lower index first); points on the normal axis, and duplicates of the farthest
+        neighbour, get angle 0, so that neighbour and its duplicates lead the ring. A short ring has its j < k kept points first, then -1 / +inf;
         an empty ring is all -1 / +inf. With a zero normal, or when the farthest neighbour lies
         on the normal axis, the ring stays in distance order.
     """
@@ -57,15 +59,25 @@ def _check_radii(r_inner, r_outer) -> None:
 
 
 def pseudo_angle(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """A monotone stand-in for atan2(c, a) on [0, 4), written exactly like the C++ one."""
-    q1 = c / (a + c)
-    q2 = 1.0 + (-a) / (-a + c)
-    q3 = 2.0 + (-c) / (-a - c)
-    q4 = 3.0 + a / (a - c)
-    upper = torch.where(a >= 0, q1, q2)
-    lower = torch.where(a < 0, q3, q4)
-    out = torch.where(c >= 0, upper, lower)
-    return torch.where((a == 0) & (c == 0), torch.zeros_like(out), out)
+    """A monotone stand-in for atan2(c, a) on [0, 4), written exactly like the C++ one:
+    c / (a + c), 1 + (-a) / (-a + c), 2 + (-c) / (-a - c), 3 + a / (a - c) by quadrant, i.e.
+    quadrant + (|c| or |a|) / (|a| + |c|)."""
+    c_up, a_right = c >= 0, a >= 0
+    num = torch.where(c_up == a_right, c.abs(), a.abs())
+    den = a.abs() + c.abs()
+    quadrant = torch.where(c_up, torch.where(a_right, 0.0, 1.0), torch.where(a_right, 3.0, 2.0))
+    out = quadrant.to(a.dtype) + num / torch.where(den > 0, den, torch.ones_like(den))
+    return torch.where(den > 0, out, torch.zeros_like(out))
+
+
+def _sqrt_ieee(x: torch.Tensor) -> torch.Tensor:
+    """Correctly rounded sqrt. torch.sqrt of CPU float64 goes through SLEEF, which is within
+    1 ulp but differs from the IEEE sqrt of the kernels (std::sqrt, CUDA's sqrt) on ~1 % of
+    inputs; a tangent frame one ulp off can move a neighbour on the reference ray from angle
+    ~0 to ~4, so the reference must round like the kernels."""
+    if x.device.type == "cpu":
+        return torch.from_numpy(np.sqrt(x.detach().numpy()))
+    return torch.sqrt(x)
 
 
 def angular_order_naive(query, points, normals, dists, idx):
@@ -78,21 +90,22 @@ def angular_order_naive(query, points, normals, dists, idx):
     v = p - query.double().unsqueeze(2)  # (B, M, k, 3)
     n = normals.double()
     nn = n[..., 0] * n[..., 0] + n[..., 1] * n[..., 1] + n[..., 2] * n[..., 2]
-    h = n / torch.sqrt(nn).unsqueeze(-1)
+    h = n / _sqrt_ieee(nn).unsqueeze(-1)
     ref_slot = (kept - 1).clamp(min=0)
     r = torch.gather(v, 2, ref_slot[..., None, None].expand(-1, -1, 1, 3)).squeeze(2)
     s = r[..., 0] * h[..., 0] + r[..., 1] * h[..., 1] + r[..., 2] * h[..., 2]
     t = r - s.unsqueeze(-1) * h
     tt = t[..., 0] * t[..., 0] + t[..., 1] * t[..., 1] + t[..., 2] * t[..., 2]
-    u = t / torch.sqrt(tt).unsqueeze(-1)
+    u = t / _sqrt_ieee(tt).unsqueeze(-1)
     w = torch.stack([h[..., 1] * u[..., 2] - h[..., 2] * u[..., 1],
                      h[..., 2] * u[..., 0] - h[..., 0] * u[..., 2],
                      h[..., 0] * u[..., 1] - h[..., 1] * u[..., 0]], dim=-1)
     a = v[..., 0] * u[..., None, 0] + v[..., 1] * u[..., None, 1] + v[..., 2] * u[..., None, 2]
     c = v[..., 0] * w[..., None, 0] + v[..., 1] * w[..., None, 1] + v[..., 2] * w[..., None, 2]
-    key = pseudo_angle(a, c)
+    # duplicates of the reference point (the reference included) sit at angle 0 exactly
+    on_reference = (v == r.unsqueeze(2)).all(-1)
+    key = torch.where(on_reference, torch.zeros_like(a), pseudo_angle(a, c))
     slots = torch.arange(k, device=idx.device)
-    key = torch.where(slots == ref_slot.unsqueeze(-1), torch.zeros_like(key), key)
     key = key.masked_fill(slots >= kept.unsqueeze(-1), float("inf"))  # padding stays last
     ordered = (kept >= 2) & (nn > 0) & (tt > 0)
     key = torch.where(ordered.unsqueeze(-1), key, slots.double().expand_as(key))
