@@ -214,7 +214,9 @@ def test_ddp_two_processes_match_single_process(tmp_path, rooms):
     for key, w in a["model"].items():
         if w.is_floating_point():
             assert not torch.equal(w, initial[key]), key  # every weight and statistic was trained
-            torch.testing.assert_close(b["model"][key], w, rtol=1e-5, atol=1e-5, msg=key)
+            # float32 rounding after 4 SGD steps at lr 0.05 reaches ~1e-5 in the first layers:
+            # the same maths in two memory layouts, in one process, already differs by 1.1e-5
+            torch.testing.assert_close(b["model"][key], w, rtol=1e-5, atol=5e-5, msg=key)
         else:
             assert torch.equal(b["model"][key], w), key  # num_batches_tracked
     # the all-reduced epoch loss and validation scores agree

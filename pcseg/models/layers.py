@@ -114,20 +114,23 @@ class MaskedBatchNorm(nn.BatchNorm1d):
         super().__init__(num_features, **kwargs)
         self.channels_last = channels_last
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,  # type: ignore[override]
+                channels_last: bool | None = None) -> torch.Tensor:
+        """``channels_last`` overrides the layout given at construction for this call."""
+        channels_last = self.channels_last if channels_last is None else channels_last
         use_batch_stats = self.training or self.running_mean is None
         momentum = self.momentum if self.momentum is not None else 0.1
         # train mode only: in eval mode the processes may run different numbers of batches
         # (validation shares), so a collective there could wait forever
         synchronise = self.training and _distributed()
         if not synchronise and (mask is None or not use_batch_stats):
-            flat = x.reshape(-1, x.shape[-1]) if self.channels_last else x
+            flat = x.reshape(-1, x.shape[-1]) if channels_last else x
             y = F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias,
                              use_batch_stats, momentum, self.eps)
             if self.training and self.track_running_stats:
                 self.num_batches_tracked.add_(1)
             return y.reshape(x.shape)
-        entries = x if self.channels_last else x.movedim(1, -1)  # (..., C)
+        entries = x if channels_last else x.movedim(1, -1)  # (..., C)
         real = (entries.reshape(-1, entries.shape[-1]) if mask is None else entries[mask]).float()  # (n_real, C)
         if synchronise:
             mean, var, n = _global_moments(real)
@@ -148,14 +151,34 @@ class MaskedBatchNorm(nn.BatchNorm1d):
         shift = -mean * scale
         if self.bias is not None:
             shift = shift + self.bias
-        view = (-1,) if self.channels_last else (1, -1) + (1,) * (x.dim() - 2)
+        view = (-1,) if channels_last else (1, -1) + (1,) * (x.dim() - 2)
         return (x.float() * scale.view(view) + shift.view(view)).to(x.dtype)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` drawing its mask with ``rand_like`` (uniform floats >= p): the same
+    distribution from the same generator, measured 4x faster on CPU than the ``bernoulli_``
+    that ``F.dropout`` uses (4.8 vs 19.8 ms for 1M floats on this project's machine)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p == 1.0:
+            return torch.zeros_like(x)
+        keep = torch.rand_like(x) >= self.p
+        return x * keep / (1.0 - self.p)
 
 
 class SharedMLP(nn.Module):
     """Point-wise ``Conv1d(k=1) -> MaskedBatchNorm -> ReLU`` layers on ``(B, C, N)``.
 
     ``last_plain=True`` makes the last layer a bare convolution (a classifier head).
+    ``forward_channels_last`` computes the same on ``(B, N, C)`` with the same parameters, as
+    ``F.linear``: one GEMM per layer, measured 1.5-3x faster forward + backward than
+    ``conv1d`` at the demo model's widths (up to 288 channels, 8 x 1,024 points) on this CPU.
+    Models whose inputs are channels-last use it (PointNetSemSeg); for (B, C, N) callers the
+    two transposes would cost more than the GEMMs gain (measured: PointNetCls at full width,
+    8 x 4,096 points, 5.7 -> 7.8 s per step).
     """
 
     def __init__(self, in_channels: int, widths: Sequence[int], last_plain: bool = False, dropout_before_last: float = 0.0):
@@ -163,7 +186,7 @@ class SharedMLP(nn.Module):
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.last_plain = last_plain
-        self.dropout = nn.Dropout(dropout_before_last) if dropout_before_last > 0 else None
+        self.dropout = Dropout(dropout_before_last) if dropout_before_last > 0 else None
         c = in_channels
         for i, w in enumerate(widths):
             self.convs.append(nn.Conv1d(c, w, 1))
@@ -173,14 +196,27 @@ class SharedMLP(nn.Module):
         self.out_channels = c
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x (B, C_in, N)``, ``mask (B, N)`` or None -> ``(B, C_out, N)``."""
         n = len(self.convs)
         for i, conv in enumerate(self.convs):
             if self.last_plain and i == n - 1:
                 if self.dropout is not None:
                     x = self.dropout(x)
                 return conv(x)
-            x = F.relu(self.norms[i](conv(x), mask))
+            x = F.relu(self.norms[i](conv(x), mask, channels_last=False))
         return x
+
+    def forward_channels_last(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``h (B, N, C_in)`` contiguous, ``mask (B, N)`` or None -> ``(B, N, C_out)``; what
+        ``forward`` computes, without its two transposes."""
+        n = len(self.convs)
+        for i, conv in enumerate(self.convs):
+            if self.last_plain and i == n - 1 and self.dropout is not None:
+                h = self.dropout(h)
+            h = F.linear(h, conv.weight.squeeze(-1), conv.bias)
+            if not (self.last_plain and i == n - 1):
+                h = F.relu(self.norms[i](h, mask, channels_last=True))
+        return h
 
 
 class FullyConnected(nn.Module):
