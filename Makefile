@@ -26,10 +26,13 @@ $(VENV)/.deps: Makefile
 	fi
 	touch $@
 
-# The editable install registers the `pcseg` command; rebuilt when setup.py changes.
+# The editable install registers the `pcseg` command; rebuilt when setup.py changes. It also
+# builds the extension in place from the current sources, so that build is marked up to date
+# (otherwise the rule below would compile everything a second time).
 $(VENV)/.editable: $(VENV)/.deps setup.py
 	PCSEG_FORCE_CPU=1 $(VPY) -m pip install -q -e . --no-build-isolation --no-deps
 	touch $@
+	if [ -f $(EXT) ]; then touch $(EXT); fi
 
 # Incremental rebuild of the extension (ninja) when a C++ source changes.
 $(EXT): $(VENV)/.editable $(CSRC)
