@@ -55,10 +55,11 @@ def check_inputs(points: torch.Tensor, features: torch.Tensor | None, in_channel
         )
 
 
-def masked_max(x: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
-    """Max over ``dim`` of ``x (B, C, ...)`` ignoring entries where ``mask (B, ...)`` is False."""
+def masked_max(x: torch.Tensor, mask: torch.Tensor | None, dim: int, channels_last: bool = False) -> torch.Tensor:
+    """Max over ``dim`` of ``x (B, C, ...)`` (``channels_last``: ``(B, ..., C)``) ignoring
+    entries where ``mask (B, ...)`` is False."""
     if mask is not None:
-        x = x.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        x = x.masked_fill(~(mask.unsqueeze(-1) if channels_last else mask.unsqueeze(1)), float("-inf"))
     return x.amax(dim=dim)
 
 

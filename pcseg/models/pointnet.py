@@ -173,10 +173,6 @@ class PointNetSemSeg(nn.Module):
         # channels-last (B, N, C) throughout, as the inputs come: no transposes until the logits
         x = points if not self.in_channels else torch.cat([points, features.to(points.dtype)], -1)
         point_features = self.mlp.forward_channels_last(x.contiguous(), mask)  # (B, N, 1024)
-        if mask is not None:
-            point_features_for_max = point_features.masked_fill(~mask[..., None], float("-inf"))
-        else:
-            point_features_for_max = point_features
-        glob = self.fc(point_features_for_max.amax(dim=1))  # (B, 128)
+        glob = self.fc(masked_max(point_features, mask, dim=1, channels_last=True))  # (B, 128)
         x = torch.cat([point_features, glob[:, None, :].expand(-1, n, -1).to(point_features.dtype)], dim=-1)
         return self.head.forward_channels_last(x, mask).transpose(1, 2).contiguous()

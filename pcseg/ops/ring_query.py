@@ -37,9 +37,10 @@ def ring_query(
         from the farthest kept neighbour (A-CNN's order_neighbors), so a circular convolution
         along the last axis is meaningful. Equal angles keep distance order (ties in distance:
         lower index first); points on the normal axis, and duplicates of the farthest
-        neighbour, get angle 0, so that neighbour and its duplicates lead the ring. A short ring has its j < k kept points first, then -1 / +inf;
-        an empty ring is all -1 / +inf. With a zero normal, or when the farthest neighbour lies
-        on the normal axis, the ring stays in distance order.
+        neighbour, get angle 0, so that neighbour and its duplicates lead the ring. A short
+        ring has its j < k kept points first, then -1 / +inf; an empty ring is all -1 / +inf.
+        With a zero normal, or when the farthest neighbour lies on the normal axis, the ring
+        stays in distance order.
     """
     _check_radii(r_inner, r_outer)
     normals_b, _ = as_batch(normals, "normals")
