@@ -26,17 +26,20 @@ $(VENV)/.deps: Makefile
 	fi
 	touch $@
 
-# The editable install registers the `pcseg` command; rebuilt when setup.py changes. It also
-# builds the extension in place from the current sources, so that build is marked up to date
-# (otherwise the rule below would compile everything a second time).
+# The editable install registers the `pcseg` command; rebuilt when setup.py changes.
 $(VENV)/.editable: $(VENV)/.deps setup.py
 	PCSEG_FORCE_CPU=1 $(VPY) -m pip install -q -e . --no-build-isolation --no-deps
 	touch $@
-	if [ -f $(EXT) ]; then touch $(EXT); fi
 
-# Incremental rebuild of the extension (ninja) when a C++ source changes.
+# Incremental rebuild of the extension (ninja) when a C++ source changes. The editable install
+# above builds the extension in place too; make decided on its timestamps before that, so the
+# recipe looks again and compiles only if a source is newer than the extension (else every
+# fresh set-up compiled everything twice).
 $(EXT): $(VENV)/.editable $(CSRC)
-	PCSEG_FORCE_CPU=1 $(VPY) setup.py -q build_ext --inplace
+	@if [ ! -f $@ ] || [ -n "$$(find $(CSRC) setup.py -newer $@)" ]; then \
+	  echo "PCSEG_FORCE_CPU=1 $(VPY) setup.py -q build_ext --inplace"; \
+	  PCSEG_FORCE_CPU=1 $(VPY) setup.py -q build_ext --inplace; \
+	else echo "$@ is up to date (built by the editable install)"; fi
 	touch $@
 
 build: $(EXT)
