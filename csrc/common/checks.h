@@ -3,6 +3,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 namespace pcseg {
 
 inline void check_points(const at::Tensor& t, const char* name) {
@@ -50,6 +52,27 @@ inline void check_finite(const at::Tensor& t, const char* name) {
 
 inline void check_index(const at::Tensor& idx, const char* name) {
   TORCH_CHECK(idx.scalar_type() == at::kLong, name, " must be int64, got ", idx.scalar_type());
+}
+
+// idx (int64) values in [-1, num_rows): -1 marks a missing neighbour. A contiguous CPU
+// tensor is scanned once on this thread (cheaper than two parallel reductions for the
+// (B, n, k) indices of these ops); elsewhere min and max run on the tensor's device.
+inline void check_index_range(const at::Tensor& idx, int64_t num_rows) {
+  if (idx.numel() == 0) return;
+  int64_t lo, hi;
+  if (idx.is_cpu() && idx.is_contiguous()) {
+    const int64_t* v = idx.data_ptr<int64_t>();
+    lo = hi = v[0];
+    for (int64_t i = 1; i < idx.numel(); ++i) {
+      lo = std::min(lo, v[i]);
+      hi = std::max(hi, v[i]);
+    }
+  } else {
+    lo = idx.min().item<int64_t>();
+    hi = idx.max().item<int64_t>();
+  }
+  TORCH_CHECK(lo >= -1 && hi < num_rows, "idx values must lie in [-1, ", num_rows,
+              "), got values in [", lo, ", ", hi, "]");
 }
 
 }  // namespace pcseg

@@ -60,11 +60,7 @@ at::Tensor normals_from_neighbors_cuda(const at::Tensor& points_in, const at::Te
               points_in.size(1), "), got ", idx_in.sizes());
   check_same_device(idx_in, "idx", points_in, "points");
   const int64_t B = points_in.size(0), N = points_in.size(1), K = idx_in.size(2);
-  if (idx_in.numel() > 0) {
-    const auto lo = idx_in.min().item<int64_t>(), hi = idx_in.max().item<int64_t>();
-    TORCH_CHECK(lo >= -1 && hi < N, "idx values must lie in [-1, ", N, "), got values in [", lo,
-                ", ", hi, "]");
-  }
+  check_index_range(idx_in, N);
   const c10::cuda::CUDAGuard device_guard(points_in.device());
   const at::Tensor points = points_in.contiguous(), idx = idx_in.contiguous();
   auto normals = at::zeros_like(points);

@@ -20,13 +20,6 @@ void check_gather(const at::Tensor& rows, const char* rows_name, const at::Tenso
   check_same_device(idx, "idx", rows, rows_name);
 }
 
-void check_index_range(const at::Tensor& idx, int64_t num_rows) {
-  if (idx.numel() == 0) return;
-  const auto lo = idx.min().item<int64_t>(), hi = idx.max().item<int64_t>();
-  TORCH_CHECK(lo >= -1 && hi < num_rows, "idx values must lie in [-1, ", num_rows,
-              "), got values in [", lo, ", ", hi, "]");
-}
-
 }  // namespace
 
 at::Tensor gather_rows_cpu(const at::Tensor& features_in, const at::Tensor& idx_in) {

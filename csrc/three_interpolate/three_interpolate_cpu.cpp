@@ -24,18 +24,7 @@ void check_interpolate(const at::Tensor& features, const at::Tensor& idx,
   check_same_dtype(weight, "weight", features, "known_features");
   check_same_device(idx, "idx", features, "known_features");
   check_same_device(weight, "weight", features, "known_features");
-  if (idx.numel() > 0) {
-    // One pass on this thread: cheaper than two parallel reductions for (B, n, 3) indices.
-    const at::Tensor flat = idx.contiguous();
-    const int64_t* v = flat.data_ptr<int64_t>();
-    int64_t lo = v[0], hi = v[0];
-    for (int64_t i = 1; i < flat.numel(); ++i) {
-      lo = std::min(lo, v[i]);
-      hi = std::max(hi, v[i]);
-    }
-    TORCH_CHECK(lo >= -1 && hi < features.size(1), "idx values must lie in [-1, ",
-                features.size(1), "), got values in [", lo, ", ", hi, "]");
-  }
+  check_index_range(idx.contiguous(), features.size(1));
 }
 
 }  // namespace

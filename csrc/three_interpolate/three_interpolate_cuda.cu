@@ -29,11 +29,7 @@ void check_interpolate(const at::Tensor& features, const at::Tensor& idx,
   check_same_dtype(weight, "weight", features, "known_features");
   check_same_device(idx, "idx", features, "known_features");
   check_same_device(weight, "weight", features, "known_features");
-  if (idx.numel() > 0) {
-    const auto lo = idx.min().item<int64_t>(), hi = idx.max().item<int64_t>();
-    TORCH_CHECK(lo >= -1 && hi < features.size(1), "idx values must lie in [-1, ",
-                features.size(1), "), got values in [", lo, ", ", hi, "]");
-  }
+  check_index_range(idx, features.size(1));
 }
 
 // out[b, i, c] = sum_j weight[b, i, j] * features[b, idx[b, i, j], c], j = 0, 1, 2 in order.
