@@ -38,3 +38,18 @@ def surface_cloud(n, seed=0, dtype=torch.float32):
     v = torch.randn(n, 3, generator=g, dtype=torch.float64)
     v = v / v.norm(dim=-1, keepdim=True)
     return v.to(dtype), v.to(dtype)
+
+
+def mixed_density_cloud(batch, n, dtype=torch.float32, seed=0):
+    """(B, N, 3) points whose density varies by orders of magnitude: a third in tight blobs,
+    the rest in the unit cube ever denser towards x = 0. Neighbouring query groups then need
+    very different search radii, and some windows hold fewer than k points."""
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.rand(batch, n, 3, generator=g, dtype=torch.float64)
+    pts[..., 0] = pts[..., 0] ** 4
+    blob = torch.rand(batch, n, 1, generator=g, dtype=torch.float64) < 1 / 3
+    centres = torch.rand(batch, 6, 3, generator=g, dtype=torch.float64)
+    which = torch.randint(0, 6, (batch, n), generator=g)
+    blobs = torch.gather(centres, 1, which.unsqueeze(-1).expand(-1, -1, 3))
+    blobs = blobs + 0.01 * torch.randn(batch, n, 3, generator=g, dtype=torch.float64)
+    return torch.where(blob, blobs, pts).to(dtype)

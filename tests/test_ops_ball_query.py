@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import DEVICES
-from op_inputs import lattice_cloud, random_cloud, random_lengths
+from op_inputs import lattice_cloud, mixed_density_cloud, random_cloud, random_lengths
 from pcseg.ops import ball_query, ball_query_naive, knn
 
 DTYPES = [torch.float32, torch.float64]
@@ -22,6 +22,20 @@ def test_matches_naive_on_random_shapes(batch, m, n, k, radius, dtype, seed, use
     d, i = ball_query(query, points, radius, k, ql, pl)
     dn, inn = ball_query_naive(query, points, radius, k, ql, pl)
     assert torch.equal(i, inn) and torch.equal(d, dn)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_naive_where_density_varies(dtype):
+    # Neighbouring query groups need very different radii (see the ring_query test of the
+    # same name): balls that fill in the first step, on resuming, or never.
+    points = mixed_density_cloud(2, 3000, dtype, seed=1)
+    query = torch.cat([points[:, ::2], mixed_density_cloud(2, 1500, dtype, seed=2)], 1)
+    for radius, k in [(0.1, 16), (0.3, 32), (0.5, 64), (0.2, 100)]:
+        d, i = ball_query(query, points, radius, k)
+        dn, inn = ball_query_naive(query, points, radius, k)
+        assert torch.equal(i, inn) and torch.equal(d, dn), (radius, k)
+        kept = (i >= 0).sum(-1)
+        assert (kept < k).any() and (kept == k).any()
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import DEVICES
-from op_inputs import random_cloud, random_lengths
+from op_inputs import mixed_density_cloud, random_cloud, random_lengths
 from pcseg.ops import ring_query, ring_query_naive
 
 DTYPES = [torch.float32, torch.float64]
@@ -43,6 +43,41 @@ def test_matches_naive_with_duplicate_and_grid_points(n, m, k, dtype, seed):
     d, i = ring_query(query, points, normals, 0.05, 0.45, k)
     dn, inn = ring_query_naive(query, points, normals, 0.05, 0.45, k)
     assert torch.equal(i, inn) and torch.equal(d, dn)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_naive_where_density_varies(dtype):
+    # The CPU search first stops a little beyond the previous group's k-th distance and lets
+    # the queries that fall short resume beyond it: here neighbouring groups need very
+    # different radii, some rings fill only on resuming and some never fill.
+    points = mixed_density_cloud(2, 3000, dtype, seed=1)
+    query = torch.cat([points[:, ::2], mixed_density_cloud(2, 1500, dtype, seed=2)], 1)
+    normals = torch.randn(query.shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    for r_inner, r_outer, k in [(0.0, 0.1, 16), (0.02, 0.08, 16), (0.05, 0.3, 32),
+                                (0.01, 0.5, 64), (0.1, 0.2, 100)]:
+        d, i = ring_query(query, points, normals, r_inner, r_outer, k)
+        dn, inn = ring_query_naive(query, points, normals, r_inner, r_outer, k)
+        assert torch.equal(i, inn) and torch.equal(d, dn), (r_inner, r_outer, k)
+        kept = (i >= 0).sum(-1)
+        assert (kept < k).any() and (kept == k).any()
+
+
+@pytest.mark.parametrize("n", [32, 33])
+def test_angles_closer_than_float32_resolves_are_ordered_exactly(n):
+    # Rings of up to 32 are ranked on 32-bit keys, which cannot tell these angles apart;
+    # the exact (float64) order must still come out, for rings of 32 and of 33.
+    g = torch.Generator().manual_seed(0)
+    base = torch.tensor([0.3, 1.1, 2.0, 4.0, 5.5], dtype=torch.float64)
+    theta = base[torch.randint(0, 5, (n,), generator=g)] + 1e-11 * torch.randint(
+        -50, 50, (n,), generator=g).double()
+    radius = 0.2 + 0.2 * torch.rand(n, generator=g, dtype=torch.float64)
+    points = torch.stack([radius * theta.cos(), radius * theta.sin(), torch.zeros(n).double()], -1)
+    q = torch.zeros(1, 3, dtype=torch.float64)
+    normal = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
+    d, i = ring_query(q, points, normal, 0.1, 0.5, n)
+    dn, inn = ring_query_naive(q, points, normal, 0.1, 0.5, n)
+    assert torch.equal(i, inn) and torch.equal(d, dn)
+    assert (i >= 0).all()
 
 
 def test_duplicates_of_the_farthest_neighbour_lead_the_ring():

@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
 #include <thread>
 #include <limits>
 #include <tuple>
@@ -295,6 +296,14 @@ struct SortedBest {
     a[pos] = key;
     if (n == k) bound = Key::dist(a[k - 1]);
   }
+  bool full() const { return n == k; }
+  // Continues from o's candidates (fewer than k) with the inclusive bound lim.
+  void resume(const SortedBest& o, T lim) {
+    k = o.k;
+    n = o.n;
+    std::copy(o.a, o.a + o.n, a);
+    bound = lim;
+  }
   // Writes the k slots of one output row (ascending, then -1 / +inf); returns the count.
   int64_t emit(T* drow, int64_t* irow) const { return write_row<T>(a, n, k, drow, irow); }
 };
@@ -325,6 +334,12 @@ struct HeapBest {
       return;
     }
     if (static_cast<int64_t>(items.size()) == k) bound = Key::dist(items.front());
+  }
+  bool full() const { return static_cast<int64_t>(items.size()) == k; }
+  void resume(const HeapBest& o, T lim) {
+    k = o.k;
+    items = o.items;
+    bound = lim;
   }
   int64_t emit(T* drow, int64_t* irow) {
     std::sort_heap(items.begin(), items.end());
@@ -520,9 +535,23 @@ std::tuple<at::Tensor, at::Tensor> bounded_neighbor_search(
   std::vector<int64_t> chunk_start(B + 1, 0);
   int max_depth = 0;
 
-  auto search = [&](auto* best, auto has_lo, std::atomic<int64_t>& next_chunk) {
+  auto search = [&](auto* best, auto* retry, auto has_lo, std::atomic<int64_t>& next_chunk) {
     constexpr bool kHasLo = decltype(has_lo)::value;
     std::vector<SearchStackEntry<T>> stack(max_depth + 2);
+    // A window with a finite upper end (ball and ring queries) is searched in two steps.
+    // Every leaf within a query's bound is scanned until it holds k candidates, and such a
+    // window reaches well beyond the k nearest (a ring must reach past its empty inner disc
+    // before the bound can shrink), so the first step stops a little beyond the k-th distance
+    // of the group this thread searched last, which nearby groups share: at first_bound =
+    // area_lo + kSlack * (kth - area_lo), a 25 % larger window area (a surface holds points
+    // in proportion to it). A query holding k candidates then has its exact answer, since
+    // every point with lo2 <= d <= first_bound was offered; the others resume over
+    // first_bound < d, keeping what they hold, so the two steps together offer exactly what
+    // one search of the window would. (kNN has no such window: its bound shrinks as soon as
+    // the first leaf is scanned.)
+    T estimate = -1;  // that k-th distance (-1: none yet, or a query of the group fell short)
+    constexpr T kSlack = T(1.25);
+    const T area_lo = max_of(lo2, T(0));  // ball_query's lo2 is -1
     for (;;) {
       const int64_t c = next_chunk.fetch_add(1, std::memory_order_relaxed);
       if (c >= chunk_start[B]) return;
@@ -536,28 +565,58 @@ std::tuple<at::Tensor, at::Tensor> bounded_neighbor_search(
         const auto& leaf = qtree.nodes[qtree.leaves[l]];
         const int32_t f = leaf.first;
         const int g = leaf.count;
-        for (int i = 0; i < g; ++i) best[i].reset(k, lim);
-        if (!tree.empty())
-          group_search<kHasLo>(tree, qtree.x.data() + f, qtree.y.data() + f,
-                               qtree.z.data() + f, g, lo2, best, stack.data());
+        const T* qx = qtree.x.data() + f;
+        const T* qy = qtree.y.data() + f;
+        const T* qz = qtree.z.data() + f;
+        const T first_bound = estimate >= 0 && lim < inf
+                                  ? std::min(lim, area_lo + (estimate - area_lo) * kSlack)
+                                  : lim;
+        for (int i = 0; i < g; ++i) best[i].reset(k, first_bound);
+        int retry_slot[kSearchLeafSize];  // -1: the first search's answer stands
+        std::fill(retry_slot, retry_slot + g, -1);
+        if (!tree.empty()) {
+          group_search<kHasLo>(tree, qx, qy, qz, g, lo2, best, stack.data());
+          if (first_bound < lim) {
+            T rx[kSearchLeafSize], ry[kSearchLeafSize], rz[kSearchLeafSize];
+            int n_retry = 0;
+            for (int i = 0; i < g; ++i) {
+              if (best[i].full()) continue;
+              retry_slot[i] = n_retry;
+              rx[n_retry] = qx[i];
+              ry[n_retry] = qy[i];
+              rz[n_retry] = qz[i];
+              retry[n_retry++].resume(best[i], lim);
+            }
+            // d > first_bound: boxes wholly within it, already scanned, are skipped.
+            if (n_retry > 0)
+              group_search<true>(tree, rx, ry, rz, n_retry, std::nextafter(first_bound, inf),
+                                 retry, stack.data());
+          }
+        }
+        T kth = 0;  // the largest k-th distance of the group's queries
+        bool all_full = true;
         for (int i = 0; i < g; ++i) {
+          auto& bi = retry_slot[i] < 0 ? best[i] : retry[retry_slot[i]];
+          all_full = all_full && bi.full();
+          kth = max_of(kth, bi.bound);
           const int64_t m = qtree.index[f + i];
           T* drow = dout + (b * M + m) * k;
           int64_t* irow = iout + (b * M + m) * k;
-          const int64_t n = best[i].emit(drow, irow);
+          const int64_t n = bi.emit(drow, irow);
           finish(b, m, drow, irow, n);
         }
+        estimate = all_full ? kth : T(-1);
       }
     }
   };
   auto search_any = [&](std::atomic<int64_t>& next_chunk) {
     auto with_best = [&](auto has_lo) {
       if (k <= kSortedMaxK) {
-        std::vector<SortedBest<T>> best(kSearchLeafSize);
-        search(best.data(), has_lo, next_chunk);
+        std::vector<SortedBest<T>> best(kSearchLeafSize), retry(kSearchLeafSize);
+        search(best.data(), retry.data(), has_lo, next_chunk);
       } else {
-        std::vector<HeapBest<T>> best(kSearchLeafSize);
-        search(best.data(), has_lo, next_chunk);
+        std::vector<HeapBest<T>> best(kSearchLeafSize), retry(kSearchLeafSize);
+        search(best.data(), retry.data(), has_lo, next_chunk);
       }
     };
     if (lo2 > T(0))

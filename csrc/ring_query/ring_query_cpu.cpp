@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 #include "common/checks.h"
@@ -13,32 +15,99 @@
 namespace pcseg {
 namespace {
 
-// (angle, position in distance order): sorting these is a stable sort by angle.
-struct AngleKey {
-  double angle;
-  int32_t j;
-  bool operator<(const AngleKey& o) const { return angle < o.angle || (angle == o.angle && j < o.j); }
-};
+constexpr int kRankWidth = 32;  // rings up to this size are rank-sorted
 
-constexpr int64_t kSmall = 64;  // rings up to this size are bucket-sorted
+// A stable sort by angle of a ring of n <= kRankWidth neighbours: order[t] is the position
+// (in distance order) of the t-th neighbour counter-clockwise. Sorting is most of the cost of
+// the angular order, and a comparison sort of 32 keys mispredicts a branch at almost every
+// step, so the keys are ranked by counting instead: kRankWidth^2 compares, which vectorise.
+// The compared keys are 32-bit: float(angle) (rounding is monotone) with the position in its
+// low 5 bits, so they are distinct and rank like (angle, position) -- except where two angles
+// differ by less than those bits resolve. An exact check in double then catches that case
+// (about one ring in a few hundred) and an insertion sort repairs it.
+inline void rank_sort_by_angle(const double* angle, int64_t n, int32_t* order) {
+  int32_t key[kRankWidth], rank[kRankWidth] = {};
+  for (int64_t j = 0; j < n; ++j) {
+    const float a = static_cast<float>(angle[j]);  // angles are >= 0: the bits order like a
+    int32_t bits;
+    std::memcpy(&bits, &a, sizeof bits);
+    key[j] = (bits & ~int32_t(kRankWidth - 1)) | static_cast<int32_t>(j);
+  }
+  for (int64_t j = n; j < kRankWidth; ++j) key[j] = std::numeric_limits<int32_t>::max();
+  // Integer compares: the keys' float values could be subnormal, which a flush-to-zero mode
+  // would make equal.
+  for (int i = 0; i < kRankWidth; ++i) {
+    const int32_t ki = key[i];
+    for (int j = 0; j < kRankWidth; ++j) rank[j] += ki < key[j];
+  }
+  for (int64_t j = 0; j < n; ++j) order[rank[j]] = static_cast<int32_t>(j);
+  auto before = [&](int32_t x, int32_t y) {  // the exact order: angle, then position
+    return angle[x] < angle[y] || (angle[x] == angle[y] && x < y);
+  };
+  bool sorted = true;
+  for (int64_t t = 1; t < n; ++t) {
+    const double a0 = angle[order[t - 1]], a1 = angle[order[t]];
+    sorted &= (a0 < a1) | ((a0 == a1) & (order[t - 1] < order[t]));
+  }
+  if (sorted) return;
+  for (int64_t t = 1; t < n; ++t) {
+    const int32_t x = order[t];
+    int64_t s = t;
+    for (; s > 0 && before(x, order[s - 1]); --s) order[s] = order[s - 1];
+    order[s] = x;
+  }
+}
 
-// Per-thread buffers of one ring, grown as needed and kept between rings.
+// The same for rings of any size: a comparison sort.
+inline void sort_by_angle(const double* angle, int64_t n, int32_t* order) {
+  for (int64_t j = 0; j < n; ++j) order[j] = static_cast<int32_t>(j);
+  std::stable_sort(order, order + n, [&](int32_t x, int32_t y) { return angle[x] < angle[y]; });
+}
+
+// Per-thread buffers for rings larger than kRankWidth, grown as needed.
 template <typename T>
-struct RingScratch {
-  std::vector<Neighbor<T>> items;
+struct LargeRingScratch {
+  std::vector<T> d;
+  std::vector<int64_t> i;
   std::vector<double> ox, oy, oz, angle;
-  std::vector<AngleKey> key;
+  std::vector<int32_t> order;
   void resize(int64_t n) {
-    if (static_cast<int64_t>(items.size()) >= n) return;
-    const int64_t cap = std::max<int64_t>(n, kSmall);
-    items.resize(cap);
-    ox.resize(cap);
-    oy.resize(cap);
-    oz.resize(cap);
-    angle.resize(cap);
-    key.resize(cap);
+    if (static_cast<int64_t>(d.size()) >= n) return;
+    d.resize(n);
+    i.resize(n);
+    ox.resize(n);
+    oy.resize(n);
+    oz.resize(n);
+    angle.resize(n);
+    order.resize(n);
   }
 };
+
+// Reorders the n kept neighbours of one ring (ascending by distance in drow / irow) by angle
+// around the centre's normal, with the buffers given (each of at least n entries).
+template <typename T>
+void order_ring(const AngularFrame& f, const T* cloud, T* drow, int64_t* irow, int64_t n, T* d,
+                int64_t* i, double* ox, double* oy, double* oz, double* angle, int32_t* order) {
+  // Offsets gathered first, so that the keys are one branch-free loop the compiler
+  // vectorises (the arithmetic of angular_keys, which the CUDA kernel runs).
+  for (int64_t j = 0; j < n; ++j) {
+    d[j] = drow[j];
+    i[j] = irow[j];
+    const T* pj = cloud + 3 * i[j];
+    ox[j] = double(pj[0]) - f.q0;
+    oy[j] = double(pj[1]) - f.q1;
+    oz[j] = double(pj[2]) - f.q2;
+  }
+  for (int64_t j = 0; j < n; ++j) angle[j] = angular_key(f, ox[j], oy[j], oz[j]);
+  if (n <= kRankWidth)
+    rank_sort_by_angle(angle, n, order);
+  else
+    sort_by_angle(angle, n, order);
+  for (int64_t t = 0; t < n; ++t) {
+    drow[t] = d[order[t]];
+    irow[t] = i[order[t]];
+  }
+}
 
 }  // namespace
 
@@ -76,57 +145,17 @@ std::tuple<at::Tensor, at::Tensor> ring_query_cpu(const at::Tensor& query,
           if (!angular_frame(q + (b * M + m) * 3, nrm + (b * M + m) * 3,
                              base + 3 * irow[n_kept - 1], f))
             return;
-          thread_local RingScratch<scalar_t> scratch;
-          scratch.resize(n_kept);
-          Neighbor<scalar_t>* items = scratch.items.data();
-          double* ox = scratch.ox.data();
-          double* oy = scratch.oy.data();
-          double* oz = scratch.oz.data();
-          double* angle = scratch.angle.data();
-          AngleKey* key = scratch.key.data();
-          // Offsets gathered first, so that the keys are one branch-free loop the compiler
-          // vectorises (the arithmetic of angular_keys, which the CUDA kernel runs).
-          for (int64_t j = 0; j < n_kept; ++j) {
-            items[j] = {drow[j], irow[j]};
-            const scalar_t* pj = base + 3 * irow[j];
-            ox[j] = double(pj[0]) - f.q0;
-            oy[j] = double(pj[1]) - f.q1;
-            oz[j] = double(pj[2]) - f.q2;
-          }
-          for (int64_t j = 0; j < n_kept; ++j) angle[j] = angular_key(f, ox[j], oy[j], oz[j]);
-          const bool small = n_kept <= kSmall;
-          // A stable sort by angle: ties keep the distance order (the position j).
-          if (small) {
-            // Angles lie in [0, 4]: a counting sort into 64 buckets (monotone in the angle,
-            // stable), then an insertion sort that only has to fix each bucket's order.
-            constexpr int kBuckets = 64;
-            uint8_t count[kBuckets + 1] = {};
-            uint8_t bucket[kSmall];
-            for (int64_t j = 0; j < n_kept; ++j) {
-              bucket[j] = static_cast<uint8_t>(
-                  std::min(static_cast<int>(angle[j] * (kBuckets / 4)), kBuckets - 1));
-              ++count[bucket[j] + 1];
-            }
-            for (int c = 0; c < kBuckets; ++c) count[c + 1] += count[c];
-            for (int64_t j = 0; j < n_kept; ++j)
-              key[count[bucket[j]]++] = AngleKey{angle[j], static_cast<int32_t>(j)};
-            for (int64_t j = 1; j < n_kept; ++j) {
-              const AngleKey kj = key[j];
-              int64_t t = j;
-              while (t > 0 && kj < key[t - 1]) {
-                key[t] = key[t - 1];
-                --t;
-              }
-              key[t] = kj;
-            }
+          if (n_kept <= kRankWidth) {
+            scalar_t d[kRankWidth];
+            int64_t i[kRankWidth];
+            double ox[kRankWidth], oy[kRankWidth], oz[kRankWidth], angle[kRankWidth];
+            int32_t order[kRankWidth];
+            order_ring(f, base, drow, irow, n_kept, d, i, ox, oy, oz, angle, order);
           } else {
-            for (int64_t j = 0; j < n_kept; ++j)
-              key[j] = AngleKey{angle[j], static_cast<int32_t>(j)};
-            std::sort(key, key + n_kept);
-          }
-          for (int64_t j = 0; j < n_kept; ++j) {
-            drow[j] = items[key[j].j].d;
-            irow[j] = items[key[j].j].i;
+            thread_local LargeRingScratch<scalar_t> s;
+            s.resize(n_kept);
+            order_ring(f, base, drow, irow, n_kept, s.d.data(), s.i.data(), s.ox.data(),
+                       s.oy.data(), s.oz.data(), s.angle.data(), s.order.data());
           }
         });
   });
