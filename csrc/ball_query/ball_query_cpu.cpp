@@ -21,7 +21,7 @@ std::tuple<at::Tensor, at::Tensor> ball_query_cpu(const at::Tensor& query,
     const scalar_t r = static_cast<scalar_t>(radius);
     return bounded_neighbor_search<scalar_t>(query, points, query_lengths, lengths, k,
                                              scalar_t(-1), r * r,
-                                             [](int64_t, int64_t, auto*, int64_t*, int64_t) {});
+                                             [](auto&&...) {});
   });
 }
 

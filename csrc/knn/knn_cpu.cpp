@@ -14,7 +14,7 @@ std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& query, const at::Te
   return AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "knn_cpu", [&] {
     return bounded_neighbor_search<scalar_t>(
         query, points, query_lengths, lengths, k, scalar_t(-1),
-        std::numeric_limits<scalar_t>::infinity(), [](int64_t, int64_t, auto*, int64_t*, int64_t) {});
+        std::numeric_limits<scalar_t>::infinity(), [](auto&&...) {});
   });
 }
 
