@@ -34,3 +34,33 @@ def report(title: str, rows: list[tuple[str, float, str]], ours: str) -> None:
     for name, ms, note in rows:
         ratio = f"{ms / base:8.2f}x" if name != ours else "        -"
         print(f"{name:<44} {ms:10.2f} {ratio}  {note}")
+
+
+def interleaved_ms(fns: dict, min_run_time: float = 3.0) -> tuple[dict, dict]:
+    """Times the functions in turn, round after round, for at least min_run_time seconds.
+
+    Returns ({name: median ms}, {name: median over rounds of its time / the first's}). On a
+    shared machine whose speed drifts over seconds, the ratio of two medians taken one after
+    the other moves with the drift; the per-round ratios of interleaved calls do not.
+    """
+    import statistics
+    import time
+
+    def run(fn):
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    for fn in fns.values():
+        run(fn)  # warm-up
+    times = {name: [] for name in fns}
+    start = time.perf_counter()
+    while time.perf_counter() - start < min_run_time or len(times[next(iter(fns))]) < 5:
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            run(fn)
+            times[name].append(time.perf_counter() - t)
+    first = times[next(iter(fns))]
+    medians = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+    ratios = {name: statistics.median(a / b for a, b in zip(t, first)) for name, t in times.items()}
+    return medians, ratios
