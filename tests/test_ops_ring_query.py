@@ -62,10 +62,11 @@ def test_matches_naive_where_density_varies(dtype):
         assert (kept < k).any() and (kept == k).any()
 
 
-@pytest.mark.parametrize("n", [32, 33])
+@pytest.mark.parametrize("n", [32, 33, 64, 65])
 def test_angles_closer_than_float32_resolves_are_ordered_exactly(n):
-    # Rings of up to 32 are ranked on 32-bit keys, which cannot tell these angles apart;
-    # the exact (float64) order must still come out, for rings of 32 and of 33.
+    # Rings of up to 64 are ranked on 32-bit keys (32 or 64 wide), which cannot tell these
+    # angles apart; the exact (float64) order must still come out, and past 64 (a comparison
+    # sort) too.
     g = torch.Generator().manual_seed(0)
     base = torch.tensor([0.3, 1.1, 2.0, 4.0, 5.5], dtype=torch.float64)
     theta = base[torch.randint(0, 5, (n,), generator=g)] + 1e-11 * torch.randint(

@@ -15,30 +15,34 @@
 namespace pcseg {
 namespace {
 
-constexpr int kRankWidth = 32;  // rings up to this size are rank-sorted
+constexpr int kMaxRankWidth = 64;  // rings up to this size are rank-sorted
 
-// A stable sort by angle of a ring of n <= kRankWidth neighbours: order[t] is the position
-// (in distance order) of the t-th neighbour counter-clockwise. Sorting is most of the cost of
-// the angular order, and a comparison sort of 32 keys mispredicts a branch at almost every
-// step, so the keys are ranked by counting instead: kRankWidth^2 compares, which vectorise.
-// The compared keys are 32-bit: float(angle) (rounding is monotone) with the position in its
-// low 5 bits, so they are distinct and rank like (angle, position) -- except where two angles
-// differ by less than those bits resolve. An exact check in double then catches that case
-// (about one ring in a few hundred) and an insertion sort repairs it.
+// A stable sort by angle of a ring of n <= kW neighbours: order[t] is the position (in
+// distance order) of the t-th neighbour counter-clockwise. Sorting is most of the cost of the
+// angular order, and a comparison sort of 32 keys mispredicts a branch at almost every step,
+// so the keys are ranked by counting instead: kW^2 compares, which vectorise. The compared
+// keys are 32-bit: float(angle) (rounding is monotone) with the position in its low
+// log2(kW) bits, so they are distinct and rank like (angle, position), except where two
+// angles agree in every bit above those: only such neighbours can come out of order, which
+// an exact check in float64 catches and an insertion sort repairs. On scattered points that
+// is rare; exactly equal angles (duplicates, grids) take the repair every time, and it is
+// exact.
+template <int kW>
 inline void rank_sort_by_angle(const double* angle, int64_t n, int32_t* order) {
-  int32_t key[kRankWidth], rank[kRankWidth] = {};
+  static_assert((kW & (kW - 1)) == 0, "kW must be a power of two");
+  int32_t key[kW], rank[kW] = {};
   for (int64_t j = 0; j < n; ++j) {
     const float a = static_cast<float>(angle[j]);  // angles are >= 0: the bits order like a
     int32_t bits;
     std::memcpy(&bits, &a, sizeof bits);
-    key[j] = (bits & ~int32_t(kRankWidth - 1)) | static_cast<int32_t>(j);
+    key[j] = (bits & ~int32_t(kW - 1)) | static_cast<int32_t>(j);
   }
-  for (int64_t j = n; j < kRankWidth; ++j) key[j] = std::numeric_limits<int32_t>::max();
+  for (int64_t j = n; j < kW; ++j) key[j] = std::numeric_limits<int32_t>::max();
   // Integer compares: the keys' float values could be subnormal, which a flush-to-zero mode
   // would make equal.
-  for (int i = 0; i < kRankWidth; ++i) {
+  for (int i = 0; i < kW; ++i) {
     const int32_t ki = key[i];
-    for (int j = 0; j < kRankWidth; ++j) rank[j] += ki < key[j];
+    for (int j = 0; j < kW; ++j) rank[j] += ki < key[j];
   }
   for (int64_t j = 0; j < n; ++j) order[rank[j]] = static_cast<int32_t>(j);
   auto before = [&](int32_t x, int32_t y) {  // the exact order: angle, then position
@@ -68,13 +72,16 @@ inline void rank_sort_by_angle(const double* angle, int64_t n, int32_t* order) {
 #define PCSEG_AVX2_CLONES
 #endif
 
-// The angular order of a ring of 2 <= n <= kRankWidth neighbours at offsets (ox, oy, oz)
+// The angular order of a ring of 2 <= n <= kMaxRankWidth neighbours at offsets (ox, oy, oz)
 // from the centre: angle[j] their keys, order[t] the position of the t-th counter-clockwise.
 PCSEG_AVX2_CLONES void order_small_ring(const AngularFrame& f, const double* ox,
                                         const double* oy, const double* oz, int64_t n,
                                         double* angle, int32_t* order) {
   for (int64_t j = 0; j < n; ++j) angle[j] = angular_key(f, ox[j], oy[j], oz[j]);
-  rank_sort_by_angle(angle, n, order);
+  if (n <= 32)
+    rank_sort_by_angle<32>(angle, n, order);
+  else
+    rank_sort_by_angle<64>(angle, n, order);
 }
 
 // The same for rings of any size: a comparison sort.
@@ -83,7 +90,7 @@ inline void sort_by_angle(const double* angle, int64_t n, int32_t* order) {
   std::stable_sort(order, order + n, [&](int32_t x, int32_t y) { return angle[x] < angle[y]; });
 }
 
-// Per-thread buffers for rings larger than kRankWidth, grown as needed.
+// Per-thread buffers for rings larger than kMaxRankWidth, grown as needed.
 template <typename T>
 struct LargeRingScratch {
   std::vector<T> d;
@@ -125,7 +132,7 @@ void order_ring(const AngularFrame& f, const SearchTree<T>& tree, T* drow, int64
     oy[j] = double(ys[s]) - f.q1;
     oz[j] = double(zs[s]) - f.q2;
   }
-  if (n <= kRankWidth) {
+  if (n <= kMaxRankWidth) {
     order_small_ring(f, ox, oy, oz, n, angle, order);
   } else {
     for (int64_t j = 0; j < n; ++j) angle[j] = angular_key(f, ox[j], oy[j], oz[j]);
@@ -173,11 +180,11 @@ std::tuple<at::Tensor, at::Tensor> ring_query_cpu(const at::Tensor& query,
           const scalar_t reference[3] = {tree.x[ref], tree.y[ref], tree.z[ref]};
           AngularFrame f;
           if (!angular_frame(q + (b * M + m) * 3, nrm + (b * M + m) * 3, reference, f)) return;
-          if (n_kept <= kRankWidth) {
-            scalar_t d[kRankWidth];
-            int64_t i[kRankWidth];
-            double ox[kRankWidth], oy[kRankWidth], oz[kRankWidth], angle[kRankWidth];
-            int32_t order[kRankWidth];
+          if (n_kept <= kMaxRankWidth) {
+            scalar_t d[kMaxRankWidth];
+            int64_t i[kMaxRankWidth];
+            double ox[kMaxRankWidth], oy[kMaxRankWidth], oz[kMaxRankWidth], angle[kMaxRankWidth];
+            int32_t order[kMaxRankWidth];
             order_ring(f, tree, drow, irow, n_kept, d, i, ox, oy, oz, angle, order);
           } else {
             thread_local LargeRingScratch<scalar_t> s;
