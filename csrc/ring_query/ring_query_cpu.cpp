@@ -45,14 +45,13 @@ inline void rank_sort_by_angle(const double* angle, int64_t n, int32_t* order) {
     for (int j = 0; j < kW; ++j) rank[j] += ki < key[j];
   }
   for (int64_t j = 0; j < n; ++j) order[rank[j]] = static_cast<int32_t>(j);
-  auto before = [&](int32_t x, int32_t y) {  // the exact order: angle, then position
-    return angle[x] < angle[y] || (angle[x] == angle[y] && x < y);
+  // The exact order: angle, then position (written without short-circuits, so that the
+  // check below is one branch-free loop).
+  auto before = [&](int32_t x, int32_t y) {
+    return (angle[x] < angle[y]) | ((angle[x] == angle[y]) & (x < y));
   };
   bool sorted = true;
-  for (int64_t t = 1; t < n; ++t) {
-    const double a0 = angle[order[t - 1]], a1 = angle[order[t]];
-    sorted &= (a0 < a1) | ((a0 == a1) & (order[t - 1] < order[t]));
-  }
+  for (int64_t t = 1; t < n; ++t) sorted &= before(order[t - 1], order[t]);
   if (sorted) return;
   for (int64_t t = 1; t < n; ++t) {
     const int32_t x = order[t];
