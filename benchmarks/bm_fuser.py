@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bm_bridge import SHARED_DATA, room_frames  # noqa: E402  (the bridge benchmark's input builder)
 
 from pcseg.bridge import KittiCalibration, VoxelLabelMap  # noqa: E402
-from pcseg.demo_bridge import run_bridge_demo  # noqa: E402
+from pcseg.demo.bridge import run_bridge_demo  # noqa: E402
 from pcseg.fuser import Fuser  # noqa: E402
 
 

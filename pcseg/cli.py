@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args) -> int:
     if args.command == "demo":
-        from pcseg.demo import run_demo
+        from pcseg.demo.rooms import run_demo
 
         run_demo(args.out, args.overrides, seed=args.seed, bridge=not args.no_bridge)
         return 0

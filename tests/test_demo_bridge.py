@@ -1,4 +1,4 @@
-"""pcseg.demo_bridge: the simulated 2D network errors, and the demo's fused-vs-2D measurements."""
+"""pcseg.demo.bridge: the simulated 2D network errors, and the demo's fused-vs-2D measurements."""
 import json
 
 import numpy as np
@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from pcseg.bridge import backproject_depth
 from pcseg.data.synthetic import build_room, render_view
-from pcseg.demo_bridge import PALETTE, corrupt_labels, demo_camera, run_bridge_demo
+from pcseg.demo.bridge import PALETTE, corrupt_labels, demo_camera, run_bridge_demo
 from pcseg.fuser import fuser_from_folder
 from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 

@@ -7,7 +7,7 @@
 4. write into the output folder: ``prediction.ply`` (one held-out room coloured by predicted
    class), ``prediction_vs_truth.png``, ``confusion_matrix.png``, ``metrics.json`` and the
    training run (``run/``: config, checkpoints, logs, curve);
-5. the bridge demo (``pcseg.demo_bridge.run_bridge_demo``): render RGB-D views of a generated
+5. the bridge demo (``pcseg.demo.bridge.run_bridge_demo``): render RGB-D views of a generated
    room with noisy 2D label maps, paint and fuse them (``bridge_*`` files).
 """
 from __future__ import annotations
@@ -117,7 +117,7 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: Sequence[str] = (), se
                "eval_s": eval_s, "eval_points_per_s": result["points_per_s"], "autocast": summary["amp"],
                "torch_threads": torch.get_num_threads(), "config": config_to_dict(cfg)}
     if bridge:
-        from pcseg.demo_bridge import run_bridge_demo
+        from pcseg.demo.bridge import run_bridge_demo
 
         t = time.perf_counter()
         metrics["bridge"] = run_bridge_demo(out_dir, seed=seed)
