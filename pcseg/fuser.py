@@ -1,4 +1,4 @@
-"""`Fuser`: multi-frame 2D -> 3D label fusion for robotics stacks, and `pcseg fuse` on a folder.
+"""`Fuser`: multi-frame 2D -> 3D label fusion for robotics stacks.
 
 A `Fuser` wraps one `pcseg.bridge.VoxelLabelMap` behind a numpy-in / numpy-out API: feed it
 posed RGB-D frames or LiDAR scans with the 2D segmentation of a camera image, then ask for
@@ -10,9 +10,10 @@ the fused label of any 3D point or export the map as a coloured PLY.
     labels = fuser.labels(points)                      # (N,) int64, -1 where never observed
     fuser.export("map.ply")
 
-Projection, occlusion and fusion are `pcseg.bridge`'s (`backproject_depth`, `paint_points`,
-`VoxelLabelMap`); this module adds input conventions (depth units, ignored labels, KITTI
-calibrations) and the folder reader behind `pcseg fuse` (`fuse_folder`, layout in its
+It is pcseg's one frame-level fusion API. Projection, occlusion and fusion are
+`pcseg.bridge`'s (`backproject_depth`, `paint_points`, `VoxelLabelMap`, which integrates
+world-frame points); this module adds the input conventions (depth units, ignored labels,
+KITTI calibrations) and the folder reader behind `pcseg fuse` (`fuse_folder`, layout in its
 docstring).
 """
 from __future__ import annotations
@@ -25,29 +26,38 @@ import numpy as np
 import torch
 
 from pcseg.bridge.camera import KittiCalibration, PinholeCamera
-from pcseg.bridge.fusion import FUSION_MODES, VoxelLabelMap, VoxelQuery, default_palette
+from pcseg.bridge.checks import as_numpy, as_tensor, check_pose, check_segmentation
+from pcseg.bridge.fusion import FUSION_MODES, VoxelLabelMap, VoxelQuery
 from pcseg.bridge.projection import backproject_depth, paint_points
+from pcseg.io import normalize_palette
 
-SCORE_KINDS = ("probabilities", "logits")
+__all__ = ["Fuser", "fuse_folder", "fuser_from_folder"]
 
 
 class Fuser:
     """Fuses per-frame 2D segmentations into a sparse voxel map of class distributions.
 
-    num_classes: C, the classes of the 2D segmentations (label maps hold 0..C-1).
-    voxel_size: voxel edge in metres (0.05 suits indoor RGB-D, 0.1-0.2 outdoor LiDAR).
-    mode: "bayes" (product of per-frame probabilities, SemanticFusion / Kimera-Semantics),
-        "mean" (average probability) or "vote" (majority of per-frame argmax labels).
-    ignore_label: a label-map value meaning "no label" (e.g. 0 = unlabelled in NYU and
-        SUN RGB-D label PNGs); such pixels add nothing. Negative values always mean "no label".
-    palette: (C, 3) uint8 colours for `export`; `pcseg.bridge.default_palette(C)` when None.
-    min_probability: probability floor of "bayes" mode (see `VoxelLabelMap`).
-    device: where the voxel map lives ("cpu", "cuda"); inputs and outputs stay numpy.
+    All inputs are numpy arrays (torch tensors and nested lists are converted); all outputs
+    are numpy. World frame: whatever frame the poses map into (identity poses: the first
+    sensor's frame). Thread safety: adding frames, queries and export take an internal
+    lock, so camera and LiDAR callbacks on different threads may share one Fuser.
 
-    All inputs are numpy arrays (torch CPU tensors are converted); all outputs are numpy.
-    World frame: whatever frame the poses map into (identity poses: the first sensor's frame).
-    Thread safety: adding frames, queries and export take an internal lock, so camera and
-    LiDAR callbacks on different threads may share one Fuser.
+    Args:
+        num_classes: C, the classes of the 2D segmentations (label maps hold 0..C-1).
+        voxel_size: voxel edge in metres (0.05 suits indoor RGB-D, 0.1-0.2 outdoor LiDAR).
+        mode: "bayes" (product of per-frame probabilities, SemanticFusion /
+            Kimera-Semantics), "mean" (average probability) or "vote" (majority of
+            per-frame argmax labels).
+        ignore_label: a label-map value meaning "no label" (e.g. 0 = unlabelled in NYU and
+            SUN RGB-D label PNGs); such pixels add nothing. Negative values always mean
+            "no label".
+        palette: (C, 3) colours for `export`, uint8 0..255 or float in [0, 1];
+            `pcseg.bridge.default_palette(C)` when None.
+        min_probability: probability floor of "bayes" mode (see `VoxelLabelMap`).
+        device: where the voxel map lives ("cpu", "cuda"); inputs and outputs stay numpy.
+
+    Raises:
+        ValueError: on an unknown mode, a non-integer ignore_label or a bad palette.
     """
 
     def __init__(
@@ -70,19 +80,7 @@ class Fuser:
         if ignore_label is not None and int(ignore_label) != ignore_label:
             raise ValueError(f"ignore_label must be an integer or None, got {ignore_label!r}")
         self.ignore_label = None if ignore_label is None else int(ignore_label)
-        if palette is None:
-            palette = default_palette(self.num_classes)
-        palette = np.asarray(palette)
-        if palette.shape != (self.num_classes, 3):
-            raise ValueError(f"palette must be (num_classes, 3) = ({self.num_classes}, 3), got {palette.shape}")
-        if np.issubdtype(palette.dtype, np.floating):  # floats are [0, 1], integers 0..255
-            palette = np.round(palette * 255.0)
-        if palette.min() < 0 or palette.max() > 255:
-            raise ValueError(
-                f"palette must hold floats in [0, 1] or integers in 0..255, got [{palette.min()}, {palette.max()}]"
-            )
-        palette = palette.astype(np.uint8)
-        self.palette = palette
+        self.palette = normalize_palette(palette, self.num_classes)
         self.num_frames = 0
         self.num_points_added = 0
         self._lock = threading.Lock()
@@ -105,48 +103,55 @@ class Fuser:
         depth_trunc: float = 10.0,
         scores: str = "probabilities",
     ) -> int:
-        """Integrate one posed RGB-D frame and its 2D segmentation; returns the points added.
+        """Integrate one posed RGB-D frame and its 2D segmentation.
 
-        color: (H, W, 3) uint8 (or float in [0, 1]) image, or None; averaged per voxel
-            (`voxel_colors`), not used for the label colours of `export`.
-        depth: (H, W) depth image; 0, non-finite and >= depth_trunc pixels are dropped.
-        segmentation: (H, W) integer label map (values in [0, C), negatives and
-            `ignore_label` = no label) or (C, H, W) float class scores (`scores` says
-            whether they are probabilities or logits).
-        camera: the PinholeCamera of the frame (0-based pixel centres), size W x H.
-        pose: (4, 4) T_world_from_camera (camera: x right, y down, z forward), None = identity.
-        depth_scale: depth units per metre; None means 1000 for integer depth (millimetre
-            PNGs) and 1 for float depth (metres).
+        A frame without a valid depth pixel adds nothing and is not an error; a frame with
+        a bad argument raises whether or not it has valid depth.
+
+        Args:
+            color: (H, W, 3) uint8 (or float in [0, 1]) image, or None; averaged per voxel
+                (`voxel_colors`), not used for the label colours of `export`.
+            depth: (H, W) depth image; 0, non-finite and >= depth_trunc pixels are dropped.
+            segmentation: (H, W) integer label map (values in [0, C), negatives and
+                `ignore_label` = no label) or (C, H, W) float class scores (`scores` says
+                whether they are probabilities or logits).
+            camera: the PinholeCamera of the frame (0-based pixel centres), size W x H.
+            pose: (4, 4) T_world_from_camera (camera: x right, y down, z forward); None =
+                identity.
+            depth_scale: depth units per metre; None means 1000 for integer depth
+                (millimetre PNGs) and 1 for float depth (metres).
+            depth_trunc: depth in metres from which pixels are dropped.
+            scores: "probabilities" or "logits", for float segmentations.
+
+        Returns:
+            added: the number of points integrated (valid depth and a label).
+
+        Raises:
+            ValueError: on shapes that do not match the camera, labels >= C, scores with
+                other than C channels, an unknown `scores` or a bad pose.
         """
-        depth = _as_numpy(depth, "depth")
+        depth = as_numpy(depth, "depth")
         if depth_scale is None:
             depth_scale = 1.0 if np.issubdtype(depth.dtype, np.floating) else 1000.0
-        segmentation = _as_numpy(segmentation, "segmentation")
-        camera.check_image_shape(segmentation.shape, "segmentation")
-        if scores not in SCORE_KINDS:
-            raise ValueError(f"scores must be one of {SCORE_KINDS}, got {scores!r}")
-        backprojected = backproject_depth(depth, camera, depth_scale, depth_trunc, pose)
-        colors = None
+        segmentation = as_numpy(segmentation, "segmentation")
+        is_label_map = check_segmentation(segmentation, camera, scores=scores, num_classes=self.num_classes)
         if color is not None:
-            color = _as_numpy(color, "color")
+            color = as_numpy(color, "color")
             if color.shape != (camera.height, camera.width, 3):
                 raise ValueError(f"color must be (H, W, 3) = ({camera.height}, {camera.width}, 3), got {color.shape}")
-            colors = backprojected.take(color)
+        if is_label_map:
+            segmentation = self._label_map(segmentation, "segmentation")
+        backprojected = backproject_depth(depth, camera, depth_scale, depth_trunc, pose)
+        colors = None if color is None else backprojected.take(color)
         points = backprojected.points
-        if np.issubdtype(segmentation.dtype, np.floating):
-            if segmentation.shape[0] != self.num_classes or segmentation.ndim != 3:
-                raise ValueError(
-                    f"score segmentation must be (C, H, W) with C = num_classes = {self.num_classes}, "
-                    f"got shape {segmentation.shape}"
-                )
-            # A torch view keeps the (N, C) gather a transposed view: no contiguous copy.
-            segmentation_t = torch.from_numpy(np.ascontiguousarray(segmentation))
-            probabilities = backprojected.take(segmentation_t, channels_first=True)
-            if scores == "logits":
-                probabilities = torch.softmax(probabilities.to(torch.float32), dim=1)
-            return self._integrate(points, probabilities=probabilities, colors=colors)
-        labels = self._label_map(segmentation, "segmentation")
-        return self._integrate(points, labels=backprojected.take(labels), colors=colors)
+        if is_label_map:
+            return self._integrate(points, labels=backprojected.take(segmentation), colors=colors)
+        # A torch view keeps the (N, C) gather a transposed view: no contiguous copy.
+        segmentation_t, _ = as_tensor(segmentation, "segmentation")
+        probabilities = backprojected.take(segmentation_t, channels_first=True)
+        if scores == "logits":
+            probabilities = torch.softmax(probabilities.to(torch.float32), dim=1)
+        return self._integrate(points, probabilities=probabilities, colors=colors)
 
     def add_lidar(
         self,
@@ -161,51 +166,65 @@ class Fuser:
         occlusion: str = "zbuffer",
         zbuffer_radius: int = 1,
         sampling: str = "nearest",
+        depth_image=None,
+        occlusion_tolerance: float = 0.1,
+        occlusion_tolerance_relative: float = 0.01,
     ) -> int:
-        """Paint one LiDAR scan from a camera's 2D segmentation and integrate the points that
-        camera sees (in the image, in front of it, not occluded); returns the points added.
+        """Paint one LiDAR scan from a camera's 2D segmentation and integrate the points
+        that camera sees (in the image, in front of it, not occluded).
 
-        points: (N, 3) or (N, 4) float LiDAR points (a KITTI `.bin`'s x y z remission; the
-            4th column is ignored), in the LiDAR frame. Any point cloud works the same way
-            (e.g. a map painted from a camera: calibration (camera, T_camera_from_map)).
-        segmentation: (H, W) integer label map or (C, H, W) float scores of the camera image.
-        calibration: a `pcseg.bridge.KittiCalibration` (camera `camera_index`, default the
-            left colour camera image_2; the image size is the segmentation's), or a pair
-            (PinholeCamera, T_camera_from_lidar (4, 4)).
-        pose: (4, 4) T_world_from_lidar, None = identity.
-        colors: optional (N, 3) per-point colours (uint8 or float in [0, 1]).
-        occlusion / zbuffer_radius / sampling: as in `pcseg.bridge.paint_points`; the
-            default z-buffer with radius 1 stops points seen through gaps of nearer
-            sparse LiDAR returns from taking the nearer object's label.
+        Any point cloud works the same way (e.g. a map painted from a camera: calibration
+        (camera, T_camera_from_map)).
+
+        Args:
+            points: (N, 3) or (N, 4) float LiDAR points (a KITTI `.bin`'s x y z remission;
+                the 4th column is ignored), in the LiDAR frame.
+            segmentation: (H, W) integer label map (negatives and `ignore_label` = no
+                label) or (C, H, W) float scores of the camera image.
+            calibration: a `pcseg.bridge.KittiCalibration` (camera `camera_index`; the
+                image size is the segmentation's), or a pair (PinholeCamera,
+                T_camera_from_lidar (4, 4)).
+            pose: (4, 4) T_world_from_lidar; None = identity.
+            camera_index: the KITTI camera of the segmentation (2 = left colour, image_2).
+            scores: "probabilities" or "logits", for float segmentations.
+            colors: optional (N, 3) per-point colours (uint8 or float in [0, 1]).
+            occlusion: "zbuffer", "depth" (against `depth_image`) or "none", as in
+                `pcseg.bridge.paint_points`.
+            zbuffer_radius: pixels each point also occludes around its own; the default 1
+                stops points seen through gaps of nearer sparse LiDAR returns from taking
+                the nearer object's label.
+            sampling: "nearest" or "bilinear", as in `paint_points`.
+            depth_image: (H, W) float metres, for occlusion="depth".
+            occlusion_tolerance: metres, as in `paint_points`.
+            occlusion_tolerance_relative: fraction of the depth, as in `paint_points`.
+
+        Returns:
+            added: the number of points integrated (visible and labelled).
+
+        Raises:
+            ValueError: on points that are not (N, 3) / (N, 4), a bad pose, or a bad
+                segmentation or painting option.
+            TypeError: on a calibration of another type.
         """
-        points = _as_numpy(points, "points")
+        points = as_numpy(points, "points")
         if points.ndim != 2 or points.shape[1] not in (3, 4):
             raise ValueError(f"points must be (N, 3) or (N, 4), got shape {points.shape}")
         if pose is not None:
-            pose = _check_rigid(pose, "pose")
+            pose = check_pose(pose, "pose").numpy()
         if len(points) == 0:
             return self._integrate(points, labels=np.zeros(0, np.int64))
         points = np.ascontiguousarray(points[:, :3])
-        segmentation = _as_numpy(segmentation, "segmentation")
+        segmentation = as_numpy(segmentation, "segmentation")
         camera, T_camera_from_lidar = _camera_from_calibration(calibration, segmentation.shape, camera_index)
-        if scores not in SCORE_KINDS:
-            raise ValueError(f"scores must be one of {SCORE_KINDS}, got {scores!r}")
-        options = dict(occlusion=occlusion, zbuffer_radius=zbuffer_radius, sampling=sampling)
+        is_label_map = check_segmentation(segmentation, camera, scores=scores, num_classes=self.num_classes)
         if colors is not None:
-            colors = _as_numpy(colors, "colors")
+            colors = as_numpy(colors, "colors")
             if colors.shape != (len(points), 3):
                 raise ValueError(f"colors must be (N, 3) with N={len(points)}, got {colors.shape}")
-        if np.issubdtype(segmentation.dtype, np.floating):
-            if segmentation.ndim != 3 or segmentation.shape[0] != self.num_classes:
-                raise ValueError(
-                    f"score segmentation must be (C, H, W) with C = num_classes = {self.num_classes}, "
-                    f"got shape {segmentation.shape}"
-                )
-            painted = paint_points(points, segmentation, camera, T_camera_from_lidar, scores=scores, **options)
-            keep = painted.visible
-            probabilities = painted.probabilities[keep]
-            labels = None
-        else:
+        options = dict(occlusion=occlusion, zbuffer_radius=zbuffer_radius, sampling=sampling, depth_image=depth_image,
+                       occlusion_tolerance=occlusion_tolerance,
+                       occlusion_tolerance_relative=occlusion_tolerance_relative)
+        if is_label_map:
             labels_image = self._label_map(segmentation, "segmentation")
             # paint_points wants labels in [0, C): "no label" pixels become an extra class C,
             # whose points are then dropped.
@@ -216,6 +235,10 @@ class Fuser:
             )
             keep = painted.visible & (painted.labels < self.num_classes)
             labels, probabilities = painted.labels[keep], None
+        else:
+            painted = paint_points(points, segmentation, camera, T_camera_from_lidar, scores=scores, **options)
+            keep = painted.visible
+            labels, probabilities = None, painted.probabilities[keep]
         world = points[keep]
         if pose is not None:
             world = (world @ pose[:3, :3].T + pose[:3, 3]).astype(world.dtype)
@@ -223,11 +246,24 @@ class Fuser:
                                colors=None if colors is None else colors[keep])
 
     def add_points(self, points, labels=None, probabilities=None, colors=None) -> int:
-        """Integrate already-labelled world-frame points (N, 3): labels (N,) int (negative =
-        no label) or probabilities (N, C) float; returns the points added."""
-        points = _as_numpy(points, "points")
+        """Integrate already-labelled world-frame points; give labels or probabilities.
+
+        Args:
+            points: (N, 3) float world-frame points.
+            labels: (N,) int labels in [0, C) (negatives and `ignore_label` = no label).
+            probabilities: (N, C) float class probabilities.
+            colors: optional (N, 3) colours (uint8 or float in [0, 1]).
+
+        Returns:
+            added: the number of points integrated (those with a label).
+
+        Raises:
+            ValueError: on shapes that do not match, labels >= C, or both or neither of
+                labels and probabilities.
+        """
+        points = as_numpy(points, "points")
         if labels is not None:
-            labels = self._label_map(_as_numpy(labels, "labels"), "labels")
+            labels = self._label_map(as_numpy(labels, "labels"), "labels")
         return self._integrate(points, labels=labels, probabilities=probabilities, colors=colors)
 
     def _label_map(self, labels: np.ndarray, name: str) -> np.ndarray:
@@ -260,21 +296,47 @@ class Fuser:
 
     # ----- queries -------------------------------------------------------------------------
     def labels(self, points) -> np.ndarray:
-        """(N,) int64 fused label at each of the (N, 3) world points, -1 where the point's
-        voxel was never observed."""
+        """Fused labels at world points.
+
+        Args:
+            points: (N, 3) world-frame points.
+
+        Returns:
+            labels: (N,) int64 fused label of each point's voxel, -1 where never observed.
+        """
         return self.query(points).labels
 
     def probabilities(self, points) -> np.ndarray:
-        """(N, C) float32 fused class distribution at each of the (N, 3) world points (rows
-        of zeros where never observed)."""
+        """Fused class distributions at world points.
+
+        Args:
+            points: (N, 3) world-frame points.
+
+        Returns:
+            probabilities: (N, C) float32, rows of zeros where never observed.
+        """
         return self.query(points).probabilities
 
-    def query(self, points):
-        """`pcseg.bridge.VoxelQuery` (labels (N,), probabilities (N, C), known (N,) bool)."""
+    def query(self, points) -> VoxelQuery:
+        """Fused labels, distributions and whether each point's voxel was observed.
+
+        Args:
+            points: (N, 3) world-frame points (integers are read as metres).
+
+        Returns:
+            query: `pcseg.bridge.VoxelQuery` of numpy arrays: labels (N,) int64,
+            probabilities (N, C) float32, known (N,) bool.
+
+        Raises:
+            ValueError: when `points` is not (N, 3).
+        """
+        points = as_numpy(points, "points")
+        if not np.issubdtype(points.dtype, np.floating):
+            points = points.astype(np.float64)
         # Torch in -> torch out on the input's (CPU) device, whatever device the map is on.
-        points = torch.from_numpy(np.ascontiguousarray(_query_points(points)))
+        points_t, _ = as_tensor(points, "points")
         with self._lock:
-            result = self.map.query(points)
+            result = self.map.query(points_t)
         return VoxelQuery(*(tensor.numpy() for tensor in result))
 
     def voxel_points(self) -> np.ndarray:
@@ -292,6 +354,11 @@ class Fuser:
         with self._lock:
             return self.map.voxel_probabilities()
 
+    def voxel_observations(self) -> np.ndarray:
+        """(V,) float32 number of points integrated into each occupied voxel."""
+        with self._lock:
+            return self.map.voxel_observations()
+
     def voxel_colors(self) -> np.ndarray:
         """(V, 3) float32 mean RGB in [0, 1] per voxel, NaN where no colour was given."""
         with self._lock:
@@ -299,12 +366,21 @@ class Fuser:
 
     # ----- export --------------------------------------------------------------------------
     def export(self, path: str | Path) -> Path:
-        """Write the map to `path` and return it.
+        """Write the map to a .ply or .npz file.
 
         `.ply`: binary PLY, one vertex per voxel at its mean point position, coloured by
         fused label through `palette`, with `label` (int) and `observations` (float)
         properties (open3d reads points and colours). `.npz`: arrays points (V, 3) float64,
         labels (V,) int64, probabilities (V, C) float32, observations (V,) float32.
+
+        Args:
+            path: the file to write, ending in .ply or .npz.
+
+        Returns:
+            path: `path` as a Path.
+
+        Raises:
+            ValueError: when the map is empty or the suffix is neither .ply nor .npz.
         """
         path = Path(path)
         if self.num_voxels == 0:
@@ -323,36 +399,6 @@ class Fuser:
         return path
 
 
-# ----- helpers -----------------------------------------------------------------------------
-def _as_numpy(array, name: str) -> np.ndarray:
-    if hasattr(array, "detach"):  # a torch tensor
-        array = array.detach().cpu().numpy()
-    if not isinstance(array, np.ndarray):
-        array = np.asarray(array)
-    if array.dtype == object:
-        raise TypeError(f"{name} must be a numeric array, got dtype object")
-    return array
-
-
-def _query_points(points) -> np.ndarray:
-    points = _as_numpy(points, "points")
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ValueError(f"points must be (N, 3), got shape {points.shape}")
-    if not np.issubdtype(points.dtype, np.floating):
-        points = points.astype(np.float64)
-    return points.astype(points.dtype.newbyteorder("="), copy=False)  # torch reads native byte order only
-
-
-def _check_rigid(pose, name: str) -> np.ndarray:
-    """(4, 4) float64 homogeneous matrix; ValueError naming `name` otherwise."""
-    matrix = np.asarray(_as_numpy(pose, name), dtype=np.float64)
-    if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
-        raise ValueError(f"{name} must be a finite 4x4 matrix, got {matrix.tolist()}")
-    if not np.allclose(matrix[3], [0.0, 0.0, 0.0, 1.0], rtol=0.0, atol=1e-6):
-        raise ValueError(f"{name} must have last row [0, 0, 0, 1], got {matrix[3].tolist()}")
-    return matrix
-
-
 def _camera_from_calibration(calibration, segmentation_shape, camera_index: int) -> tuple[PinholeCamera, np.ndarray]:
     """(PinholeCamera, T_camera_from_lidar (4, 4)) for an image of `segmentation_shape` (..., H, W)."""
     height, width = segmentation_shape[-2:] if len(segmentation_shape) >= 2 else (0, 0)
@@ -360,8 +406,7 @@ def _camera_from_calibration(calibration, segmentation_shape, camera_index: int)
         return calibration.camera(camera_index, width, height)
     if isinstance(calibration, (tuple, list)) and len(calibration) == 2 and isinstance(calibration[0], PinholeCamera):
         camera, T_camera_from_lidar = calibration
-        camera.check_image_shape(segmentation_shape, "segmentation")
-        return camera, np.asarray(T_camera_from_lidar, dtype=np.float64)
+        return camera, check_pose(T_camera_from_lidar, "T_camera_from_lidar").numpy()
     raise TypeError(
         "calibration must be a pcseg.bridge.KittiCalibration or a pair (PinholeCamera, T_camera_from_lidar), "
         f"got {type(calibration).__name__}"

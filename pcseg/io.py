@@ -1,4 +1,4 @@
-"""Reading point clouds from disk and writing labelled PLY files.
+"""Reading point clouds from disk, writing labelled PLY files, and the colours of labels.
 
 ``read_point_cloud(path)`` -> {"coord": (N, 3) float32, "color": (N, 3) float32 in [0, 1] or
 None, "label": (N,) int64 or None}, by extension:
@@ -9,6 +9,10 @@ None, "label": (N,) int64 or None}, by extension:
 - ``.bin``: a KITTI / SemanticKITTI velodyne scan (float32 x y z remission);
 - ``.txt``: an S3DIS room or annotation file (``x y z r g b`` per line);
 - ``.mat``: a SUN RGB-D toolbox / VoteNet point file (``instance`` (N, 6): xyz + rgb 0..1).
+
+``write_labelled_ply`` is pcseg's one PLY writer (segmentations and fused voxel maps);
+``normalize_palette`` is its one rule for label colours, ``default_palette`` the colours used
+when none are given.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import numpy as np
 
 from pcseg.utils.open3d import import_open3d
 
-__all__ = ["read_point_cloud", "write_labelled_ply", "SUPPORTED_SUFFIXES"]
+__all__ = ["read_point_cloud", "write_labelled_ply", "normalize_palette", "default_palette", "SUPPORTED_SUFFIXES"]
 
 SUPPORTED_SUFFIXES = (".ply", ".pcd", ".npy", ".bin", ".txt", ".mat")
 
@@ -33,7 +37,19 @@ def _rgb01(rgb: np.ndarray, path: Path) -> np.ndarray:
 
 
 def read_point_cloud(path: str | Path) -> dict:
-    """Reads a point cloud file (see the module docstring for the formats)."""
+    """Read a point cloud file (the formats are listed in the module docstring).
+
+    Args:
+        path: a .ply, .pcd, .npy, .bin, .txt or .mat file.
+
+    Returns:
+        cloud: {"coord": (N, 3) float32, "color": (N, 3) float32 in [0, 1] or None,
+        "label": None}.
+
+    Raises:
+        FileNotFoundError: when `path` does not exist.
+        ValueError: on an unsupported suffix, an empty file, or bad contents.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"point cloud not found: {path}")
@@ -89,38 +105,120 @@ def read_point_cloud(path: str | Path) -> dict:
     return {"coord": coord, "color": color, "label": label}
 
 
-def write_labelled_ply(path: str | Path, coord: np.ndarray, labels: np.ndarray, palette: np.ndarray,
-                       confidence: np.ndarray | None = None) -> None:
-    """Binary little-endian PLY: x y z (float32), red green blue (uint8, ``palette[label]``),
-    label (int32) and, when given, confidence (float32) per vertex. Open3D reads the points
-    and colours; the label is a plain vertex property for other tools.
+def default_palette(num_classes: int) -> np.ndarray:
+    """Distinct label colours, the same in every run (golden-ratio hues).
 
-    coord (N, 3), labels (N,) int in [0, len(palette)), palette (C, 3) uint8.
+    Args:
+        num_classes: C, the number of colours.
+
+    Returns:
+        palette: (C, 3) uint8 RGB colours.
     """
-    coord = np.asarray(coord, dtype=np.float32)
+    import colorsys
+
+    hues = (np.arange(num_classes) * 0.618033988749895) % 1.0
+    return np.array([colorsys.hsv_to_rgb(h, 0.75, 0.95) for h in hues]).__mul__(255).round().astype(np.uint8)
+
+
+def normalize_palette(palette, num_classes: int | None = None, name: str = "palette") -> np.ndarray:
+    """Label colours as uint8, from integers in 0..255 or from floats in [0, 1].
+
+    Args:
+        palette: (C, 3) RGB colours, integers (uint8, int64, a nested list ...) in 0..255
+            or floats in [0, 1]; None for `default_palette(num_classes)`.
+        num_classes: C when the caller knows it: the palette must then have C rows.
+        name: the argument's name, for the error message.
+
+    Returns:
+        palette: (C, 3) uint8 RGB colours.
+
+    Raises:
+        ValueError: when the palette is not (C, 3), or holds values outside those ranges.
+    """
+    if palette is None:
+        if num_classes is None:
+            raise ValueError(f"{name} is None and no num_classes was given to pick default colours")
+        return default_palette(num_classes)
+    palette = np.asarray(palette)
+    expected = "(C, 3)" if num_classes is None else f"(C, 3) = ({num_classes}, 3)"
+    if palette.ndim != 2 or palette.shape[1] != 3 or len(palette) == 0 or (
+        num_classes is not None and len(palette) != num_classes
+    ):
+        raise ValueError(f"{name} must be {expected} colours, got shape {palette.shape}")
+    if np.issubdtype(palette.dtype, np.floating):
+        if not np.isfinite(palette).all() or palette.min() < 0.0 or palette.max() > 1.0:
+            raise ValueError(
+                f"{name} must hold floats in [0, 1] or integers in 0..255, got floats in "
+                f"[{palette.min()}, {palette.max()}]"
+            )
+        return np.round(palette * 255.0).astype(np.uint8)
+    if not np.issubdtype(palette.dtype, np.integer):
+        raise ValueError(f"{name} must hold floats in [0, 1] or integers in 0..255, got dtype {palette.dtype}")
+    if palette.min() < 0 or palette.max() > 255:
+        raise ValueError(
+            f"{name} must hold floats in [0, 1] or integers in 0..255, got integers in "
+            f"[{palette.min()}, {palette.max()}]"
+        )
+    return palette.astype(np.uint8)
+
+
+def write_labelled_ply(
+    path: str | Path,
+    points: np.ndarray,
+    labels: np.ndarray,
+    palette,
+    confidence: np.ndarray | None = None,
+    *,
+    properties: dict | None = None,
+    comment: str = "pcseg segmentation",
+) -> None:
+    """Write labelled points as a binary little-endian PLY coloured by label.
+
+    Per vertex: x y z (float32), red green blue (uint8, ``palette[label]``), label (int32),
+    then confidence and every entry of `properties` (float32 each). Open3D reads the
+    points and colours; the label is a plain vertex property for other tools.
+
+    Args:
+        path: the .ply file to write.
+        points: (N, 3) float coordinates.
+        labels: (N,) int labels in [0, C).
+        palette: (C, 3) colours, uint8 0..255 or float in [0, 1] (see `normalize_palette`).
+        confidence: optional (N,) float, written as the property ``confidence``.
+        properties: optional more (N,) float properties, property name -> values.
+        comment: the header's comment line.
+
+    Raises:
+        ValueError: on shapes that do not match, or labels outside the palette.
+    """
+    points = np.asarray(points)
     labels = np.asarray(labels)
-    palette = np.asarray(palette, dtype=np.uint8)
-    if coord.ndim != 2 or coord.shape[1] != 3:
-        raise ValueError(f"coord must be (N, 3), got {coord.shape}")
-    if labels.shape != (len(coord),):
-        raise ValueError(f"labels must be ({len(coord)},), got {labels.shape}")
+    palette = normalize_palette(palette)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must be (N, 3), got {points.shape}")
+    if labels.shape != (len(points),):
+        raise ValueError(f"labels must be ({len(points)},), got {labels.shape}")
     if len(labels) and (labels.min() < 0 or labels.max() >= len(palette)):
         raise ValueError(f"labels must lie in [0, {len(palette)}) to be coloured by the palette")
+    scalars = {} if confidence is None else {"confidence": confidence}
+    scalars.update(properties or {})
     fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"),
               ("label", "<i4")]
-    if confidence is not None:
-        fields.append(("confidence", "<f4"))
-    vertex = np.empty(len(coord), dtype=fields)
-    vertex["x"], vertex["y"], vertex["z"] = coord[:, 0], coord[:, 1], coord[:, 2]
+    for name, values in scalars.items():
+        if not name.isidentifier() or name in dict(fields):
+            raise ValueError(f"property name {name!r} must be one word and not one of {list(dict(fields))}")
+        if np.shape(values) != (len(points),):
+            raise ValueError(f"property {name!r} must be ({len(points)},) values, got shape {np.shape(values)}")
+    fields += [(name, "<f4") for name in scalars]
+    vertex = np.empty(len(points), dtype=fields)
+    vertex["x"], vertex["y"], vertex["z"] = points[:, 0], points[:, 1], points[:, 2]
     colors = palette[labels.astype(np.int64)]
     vertex["red"], vertex["green"], vertex["blue"] = colors[:, 0], colors[:, 1], colors[:, 2]
     vertex["label"] = labels
-    header = ["ply", "format binary_little_endian 1.0", "comment pcseg segmentation", f"element vertex {len(coord)}",
-              "property float x", "property float y", "property float z",
-              "property uchar red", "property uchar green", "property uchar blue", "property int label"]
-    if confidence is not None:
-        vertex["confidence"] = np.asarray(confidence, dtype=np.float32)
-        header.append("property float confidence")
+    for name, values in scalars.items():
+        vertex[name] = values
+    ply_types = {"<f4": "float", "u1": "uchar", "<i4": "int"}
+    header = ["ply", "format binary_little_endian 1.0", f"comment {comment}", f"element vertex {len(points)}"]
+    header += [f"property {ply_types[dtype]} {name}" for name, dtype in fields]
     header.append("end_header")
     with open(path, "wb") as handle:
         handle.write(("\n".join(header) + "\n").encode("ascii"))

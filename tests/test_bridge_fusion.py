@@ -1,11 +1,12 @@
-"""VoxelLabelMap (bayes / mean / vote) and late_fusion: hand cases, a reference, real and rendered frames."""
+"""VoxelLabelMap (bayes / mean / vote), its export and palettes, and late_fusion: hand cases and a reference.
+
+Frame-level fusion (RGB-D frames, LiDAR scans) goes through `pcseg.Fuser`: tests/test_fuser.py.
+"""
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from pcseg.bridge import KittiCalibration, PinholeCamera, VoxelLabelMap, default_palette, late_fusion
-from pcseg.data.synthetic import build_room, look_at_pose, render_view
+from pcseg.bridge import VoxelLabelMap, default_palette, late_fusion
 
 VOXEL_A = [0.1, 0.1, 0.1]  # voxel (0, 0, 0) at voxel_size 0.5
 VOXEL_B = [1.1, 0.0, 0.0]  # voxel (2, 0, 0)
@@ -180,88 +181,6 @@ def test_integration_does_not_depend_on_the_thread_count():
     np.testing.assert_array_equal(one.voxel_points(), two.voxel_points())
 
 
-def test_integrate_rgbd_skips_a_frame_without_valid_depth():
-    camera = PinholeCamera(50.0, 50.0, 9.5, 7.5, 20, 16)
-    labels = np.ones((16, 20), np.int64)
-    fusion_map = VoxelLabelMap(0.1, 3)
-    # No valid pixel (all zero, like a covered sensor): nothing integrated, as Fuser.add_rgbd does.
-    assert fusion_map.integrate_rgbd(np.zeros((16, 20), np.uint16), labels, camera, None, 1000.0, 5.0) == 0
-    assert fusion_map.integrate_rgbd(np.full((16, 20), np.nan, np.float32), labels, camera, np.eye(4), 1.0, 5.0) == 0
-    assert fusion_map.num_voxels == 0
-    # A bad frame still raises, depth or not.
-    with pytest.raises(ValueError, match=r"segmentation has shape \(15, 20\)"):
-        fusion_map.integrate_rgbd(np.zeros((16, 20), np.uint16), labels[1:], camera, None, 1000.0, 5.0)
-    with pytest.raises(ValueError, match=r"color must be \(H, W, 3\)"):
-        fusion_map.integrate_rgbd(np.zeros((16, 20), np.uint16), labels, camera, None, 1000.0, 5.0, color=np.zeros((16, 20)))
-    depth = np.full((16, 20), 1500, np.uint16)
-    depth[:4] = 0
-    assert fusion_map.integrate_rgbd(depth, labels, camera, None, 1000.0, 5.0) == 12 * 20
-    from pcseg.fuser import Fuser
-
-    assert Fuser(3, 0.1).add_rgbd(None, depth, labels, camera) == 12 * 20
-    assert fusion_map.voxel_labels().tolist() == [1] * fusion_map.num_voxels
-
-
-def test_fusing_noisy_views_beats_every_single_view():
-    scene = build_room(1)
-    width, depth, _ = scene.size
-    camera = PinholeCamera(60.0, 60.0, 39.5, 29.5, 80, 60)
-    rng = np.random.default_rng(0)
-    views = []
-    for angle in np.linspace(0.0, 0.6, 5):
-        eye = [width / 2 + 0.5 * np.cos(angle), depth / 2 + 0.5 * np.sin(angle), 1.6]
-        pose = look_at_pose(eye, [width * 0.15, depth * 0.2, 0.7])
-        views.append((render_view(scene, camera, pose), pose))
-    num_classes = 13
-    fusion_map = VoxelLabelMap(0.1, num_classes, "bayes")
-    single_view_accuracy = []
-    evaluation = []
-    for view, pose in views:
-        truth = view["label"]
-        noisy = np.where(rng.random(truth.shape) < 0.4, rng.integers(0, num_classes, truth.shape), truth)
-        noisy[truth < 0] = 0
-        # A soft segmentation: 0.5 on the (noisy) label, the rest spread evenly.
-        scores = np.full((num_classes,) + truth.shape, 0.5 / (num_classes - 1), np.float32)
-        np.put_along_axis(scores, noisy[None], 0.5, axis=0)
-        depth_image = np.where(truth >= 0, view["depth"], 0.0)
-        fusion_map.integrate_rgbd(depth_image, scores, camera, pose, 1.0, 20.0, color=view["color"])
-        evaluation.append((depth_image, truth, pose))
-        valid = truth >= 0
-        single_view_accuracy.append(np.mean(noisy[valid] == truth[valid]))
-    from pcseg.bridge import backproject_depth
-
-    correct = total = 0
-    for depth_image, truth, pose in evaluation:
-        points, _, valid = backproject_depth(depth_image, camera, 1.0, 20.0, pose)
-        query = fusion_map.query(points)
-        correct += np.sum(query.labels == truth[valid])
-        total += len(points)
-    fused_accuracy = correct / total
-    assert max(single_view_accuracy) < 0.7
-    assert fused_accuracy > max(single_view_accuracy) + 0.15, (fused_accuracy, single_view_accuracy)
-    colors = fusion_map.voxel_colors()
-    assert np.isfinite(colors).all() and (colors >= 0).all() and (colors <= 1).all()
-
-
-def test_integrate_lidar_adds_only_visible_points(shared_data):
-    folder = shared_data / "kitti" / "000000"
-    points = np.fromfile(folder / "velodyne.bin", dtype=np.float32).reshape(-1, 4)[:, :3]
-    image = np.array(Image.open(folder / "image_2.png"))
-    camera, T_cam_from_velo = KittiCalibration.from_file(folder / "calib.txt").camera(2, image.shape[1], image.shape[0])
-    scores = np.random.default_rng(0).random((5, image.shape[0], image.shape[1]), dtype=np.float32)
-    from pcseg.bridge import paint_points
-
-    painted = paint_points(points, scores, camera, T_cam_from_velo)
-    fusion_map = VoxelLabelMap(0.2, 5, "mean")
-    T_world_from_velo = np.eye(4)
-    T_world_from_velo[:3, 3] = [100.0, 0.0, 0.0]
-    fusion_map.integrate_lidar(points, scores, camera, T_cam_from_velo, T_world_from_velo)
-    assert fusion_map.voxel_observations().sum() == painted.visible.sum()
-    query = fusion_map.query(points[painted.visible] + np.array([100.0, 0.0, 0.0], np.float32))
-    assert query.known.all()
-    assert not fusion_map.query(points[~painted.in_image] + np.array([100.0, 0, 0], np.float32)).known.all()
-
-
 def test_export_ply_reads_back_in_open3d(tmp_path):
     import open3d
 
@@ -277,6 +196,37 @@ def test_export_ply_reads_back_in_open3d(tmp_path):
     in_memory = fusion_map.to_open3d(palette)
     np.testing.assert_allclose(np.asarray(in_memory.colors), palette[[0, 2]] / 255.0)
     assert default_palette(20).shape == (20, 3) and len({tuple(c) for c in default_palette(20)}) == 20
+
+
+def test_palettes_read_uint8_and_float_in_0_1_alike(tmp_path):
+    """One palette rule for every writer: uint8 0..255 or float in [0, 1], never a float
+    palette cast to 0s and 1s."""
+    import open3d
+
+    from pcseg.fuser import Fuser
+    from pcseg.io import normalize_palette, write_labelled_ply
+
+    as_uint8 = np.array([[255, 0, 0], [0, 128, 0], [51, 102, 204]], np.uint8)
+    as_float = as_uint8 / 255.0
+    np.testing.assert_array_equal(normalize_palette(as_float), as_uint8)
+    np.testing.assert_array_equal(normalize_palette(as_uint8.tolist()), as_uint8)
+    points = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
+    for palette in (as_uint8, as_float):
+        write_labelled_ply(tmp_path / "points.ply", points, np.array([2, 1, 0]), palette)
+        cloud = open3d.io.read_point_cloud(str(tmp_path / "points.ply"))
+        np.testing.assert_allclose(np.asarray(cloud.colors), as_uint8[[2, 1, 0]] / 255.0)
+        fusion_map = VoxelLabelMap(0.5, 3, "vote")
+        _two_frames(fusion_map)
+        fusion_map.export_ply(tmp_path / "map.ply", palette)
+        cloud = open3d.io.read_point_cloud(str(tmp_path / "map.ply"))
+        np.testing.assert_allclose(np.asarray(cloud.colors), as_uint8[[0, 2]] / 255.0)
+        np.testing.assert_array_equal(Fuser(3, 0.5, palette=palette).palette, as_uint8)
+    with pytest.raises(ValueError, match=r"palette must hold floats in \[0, 1\] or integers in 0..255, got floats"):
+        normalize_palette(as_float * 255.0)
+    with pytest.raises(ValueError, match=r"got integers in \[0, 300\]"):
+        write_labelled_ply(tmp_path / "bad.ply", points, np.array([2, 1, 0]), np.array([[300, 0, 0]] * 3))
+    with pytest.raises(ValueError, match=r"palette must be \(C, 3\) = \(3, 3\) colours"):
+        fusion_map.export_ply(tmp_path / "bad.ply", as_uint8[:2])
 
 
 def test_late_fusion_log_linear():

@@ -1,4 +1,5 @@
-"""pcseg.fuser: the Fuser API on real frames (NYU 1407, KITTI 000000), fuse_folder, errors."""
+"""pcseg.Fuser on real and rendered frames (NYU 1407, KITTI 000000, a generated room), the
+`pcseg fuse` folder reader, errors."""
 import json
 import shutil
 
@@ -10,6 +11,7 @@ from PIL import Image
 from pcseg.bridge import KittiCalibration, PinholeCamera, backproject_depth, paint_points, project_points
 from pcseg.data.kitti import read_velodyne_bin
 from pcseg.data.nyu import nyu_camera, read_nyu_frame
+from pcseg.data.synthetic import build_room, look_at_pose, render_view
 from pcseg.fuser import Fuser, fuse_folder, fuser_from_folder
 from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 from tests.conftest import DEVICES
@@ -193,6 +195,97 @@ def test_lidar_ignored_pixels_add_nothing(kitti):
     row = np.floor(projected.pixels[:, 1] + 0.5)
     assert not known[projected.in_image & (row < height // 2)].any()
     assert known[projected.in_image & (row >= height // 2)].mean() > 0.95
+
+
+def test_add_rgbd_skips_a_frame_without_valid_depth():
+    camera = PinholeCamera(50.0, 50.0, 9.5, 7.5, 20, 16)
+    labels = np.ones((16, 20), np.int64)
+    fuser = Fuser(3, 0.1)
+    # No valid pixel (all zero, like a covered sensor): nothing integrated, and no error.
+    assert fuser.add_rgbd(None, np.zeros((16, 20), np.uint16), labels, camera, None,
+                          depth_scale=1000.0, depth_trunc=5.0) == 0
+    assert fuser.add_rgbd(None, np.full((16, 20), np.nan, np.float32), labels, camera, np.eye(4),
+                          depth_scale=1.0, depth_trunc=5.0) == 0
+    assert fuser.num_voxels == 0
+    # A bad frame still raises, depth or not.
+    with pytest.raises(ValueError, match=r"segmentation has shape \(15, 20\)"):
+        fuser.add_rgbd(None, np.zeros((16, 20), np.uint16), labels[1:], camera, depth_scale=1000.0, depth_trunc=5.0)
+    with pytest.raises(ValueError, match=r"color must be \(H, W, 3\)"):
+        fuser.add_rgbd(np.zeros((16, 20)), np.zeros((16, 20), np.uint16), labels, camera,
+                       depth_scale=1000.0, depth_trunc=5.0)
+    depth = np.full((16, 20), 1500, np.uint16)
+    depth[:4] = 0
+    assert fuser.add_rgbd(None, depth, labels, camera, None, depth_scale=1000.0, depth_trunc=5.0) == 12 * 20
+    assert Fuser(3, 0.1).add_rgbd(None, depth, labels, camera) == 12 * 20  # millimetres inferred from uint16
+    assert fuser.voxel_labels().tolist() == [1] * fuser.num_voxels
+
+
+def test_fusing_noisy_views_beats_every_single_view():
+    scene = build_room(1)
+    width, depth, _ = scene.size
+    camera = PinholeCamera(60.0, 60.0, 39.5, 29.5, 80, 60)
+    rng = np.random.default_rng(0)
+    views = []
+    for angle in np.linspace(0.0, 0.6, 5):
+        eye = [width / 2 + 0.5 * np.cos(angle), depth / 2 + 0.5 * np.sin(angle), 1.6]
+        pose = look_at_pose(eye, [width * 0.15, depth * 0.2, 0.7])
+        views.append((render_view(scene, camera, pose), pose))
+    num_classes = 13
+    fuser = Fuser(num_classes, 0.1, "bayes")
+    single_view_accuracy = []
+    evaluation = []
+    for view, pose in views:
+        truth = view["label"]
+        noisy = np.where(rng.random(truth.shape) < 0.4, rng.integers(0, num_classes, truth.shape), truth)
+        noisy[truth < 0] = 0
+        # A soft segmentation: 0.5 on the (noisy) label, the rest spread evenly.
+        scores = np.full((num_classes,) + truth.shape, 0.5 / (num_classes - 1), np.float32)
+        np.put_along_axis(scores, noisy[None], 0.5, axis=0)
+        depth_image = np.where(truth >= 0, view["depth"], 0.0)
+        fuser.add_rgbd(view["color"], depth_image, scores, camera, pose, depth_scale=1.0, depth_trunc=20.0)
+        evaluation.append((depth_image, truth, pose))
+        valid = truth >= 0
+        single_view_accuracy.append(np.mean(noisy[valid] == truth[valid]))
+    correct = total = 0
+    for depth_image, truth, pose in evaluation:
+        points, _, valid = backproject_depth(depth_image, camera, 1.0, 20.0, pose)
+        query = fuser.query(points)
+        correct += np.sum(query.labels == truth[valid])
+        total += len(points)
+    fused_accuracy = correct / total
+    assert max(single_view_accuracy) < 0.7
+    assert fused_accuracy > max(single_view_accuracy) + 0.15, (fused_accuracy, single_view_accuracy)
+    colors = fuser.voxel_colors()
+    assert np.isfinite(colors).all() and (colors >= 0).all() and (colors <= 1).all()
+
+
+def test_add_lidar_adds_only_visible_points(shared_data):
+    folder = shared_data / "kitti" / "000000"
+    points = np.fromfile(folder / "velodyne.bin", dtype=np.float32).reshape(-1, 4)[:, :3]
+    image = np.array(Image.open(folder / "image_2.png"))
+    camera, T_cam_from_velo = KittiCalibration.from_file(folder / "calib.txt").camera(2, image.shape[1], image.shape[0])
+    scores = np.random.default_rng(0).random((5, image.shape[0], image.shape[1]), dtype=np.float32)
+    painted = paint_points(points, scores, camera, T_cam_from_velo)
+    fuser = Fuser(5, 0.2, "mean")
+    T_world_from_velo = np.eye(4)
+    T_world_from_velo[:3, 3] = [100.0, 0.0, 0.0]
+    # paint_points' own z-buffer (radius 0), not the Fuser's default radius 1.
+    fuser.add_lidar(points, scores, (camera, T_cam_from_velo), T_world_from_velo, zbuffer_radius=0)
+    assert fuser.voxel_observations().sum() == painted.visible.sum()
+    query = fuser.query(points[painted.visible] + np.array([100.0, 0.0, 0.0], np.float32))
+    assert query.known.all()
+    assert not fuser.query(points[~painted.in_image] + np.array([100.0, 0, 0], np.float32)).known.all()
+
+
+def test_add_lidar_occlusion_against_a_depth_image():
+    camera = PinholeCamera(10.0, 10.0, 3.5, 2.5, 8, 6)
+    points = np.array([[0.0, 0.0, 2.0], [0.1, 0.1, 2.0]], np.float32)
+    labels = np.ones((6, 8), np.int64)
+    for depth_metres, expected in ((1.0, 0), (3.0, 2)):  # a surface in front of the points, then behind
+        fuser = Fuser(2, 0.05)
+        depth_image = np.full((6, 8), depth_metres)
+        assert fuser.add_lidar(points, labels, (camera, np.eye(4)), occlusion="depth", depth_image=depth_image,
+                               occlusion_tolerance=0.05, occlusion_tolerance_relative=0.0) == expected
 
 
 def test_export_ply_and_npz(tmp_path):

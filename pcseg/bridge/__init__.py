@@ -21,7 +21,7 @@ from pcseg.bridge.camera import (
     read_sunrgbd_extrinsics,
     read_sunrgbd_toolbox_calib,
 )
-from pcseg.bridge.fusion import FusedPrediction, VoxelLabelMap, VoxelQuery, default_palette, late_fusion
+from pcseg.bridge.fusion import FusedPrediction, VoxelLabelMap, VoxelQuery, late_fusion
 from pcseg.bridge.projection import (
     BackprojectedDepth,
     PaintedPoints,
@@ -32,6 +32,7 @@ from pcseg.bridge.projection import (
     project_points,
     render_labels,
 )
+from pcseg.io import default_palette
 
 __all__ = [
     "BackprojectedDepth",

@@ -14,17 +14,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from pcseg.bridge.camera import PinholeCamera
-from pcseg.bridge.projection import (
-    _as_tensor,
-    _back,
-    _check_points,
-    _check_pose,
-    _flat_nonzero,
-    _transform,
-    backproject_depth,
-    paint_points,
-)
+from pcseg.bridge.checks import as_tensor, check_points, flat_nonzero, from_tensor
+from pcseg.io import normalize_palette, write_labelled_ply
 from pcseg.utils.open3d import import_open3d
 
 FUSION_MODES = ("bayes", "mean", "vote")
@@ -90,7 +81,7 @@ def _probe(table: torch.Tensor, keys: torch.Tensor, insert: bool) -> tuple[torch
         if in_window is not None:
             free &= in_window
         if insert:
-            claim = _flat_nonzero(free)
+            claim = flat_nonzero(free)
             if claim.shape[0]:
                 claim_slot = at.gather(0, claim)
                 # Distinct keys claiming one free slot: one write wins, reading back tells which.
@@ -109,7 +100,7 @@ def _probe(table: torch.Tensor, keys: torch.Tensor, insert: bool) -> tuple[torch
             slots.scatter_(0, pending, result)
             if insert:
                 inserted.scatter_(0, pending, free & found)
-        rest = _flat_nonzero(~found if insert else ~(found | free))
+        rest = flat_nonzero(~found if insert else ~(found | free))
         if rest.shape[0] == 0:
             return slots, inserted
         pending = rest if pending is None else pending.gather(0, rest)
@@ -238,8 +229,8 @@ class VoxelLabelMap:
         as in SemanticFusion's per-pixel update. An empty points_world is an error (the
         frame helpers `integrate_rgbd` / `integrate_lidar` skip empty frames instead).
         """
-        points_t, _ = _as_tensor(points_world, "points_world")
-        _check_points(points_t, "points_world")
+        points_t, _ = as_tensor(points_world, "points_world")
+        check_points(points_t, "points_world")
         points_t = points_t.to(self.device)
         count = points_t.shape[0]
         if (probabilities is None) == (labels is None):
@@ -247,7 +238,7 @@ class VoxelLabelMap:
         keep = None
         labels_t = probabilities_t = None
         if labels is not None:
-            labels_t, _ = _as_tensor(labels, "labels")
+            labels_t, _ = as_tensor(labels, "labels")
             labels_t = labels_t.to(self.device)
             if labels_t.shape != (count,) or labels_t.is_floating_point():
                 raise ValueError(f"labels must be (N,) integers with N={count}, got {tuple(labels_t.shape)} {labels_t.dtype}")
@@ -258,7 +249,7 @@ class VoxelLabelMap:
                 keep = torch.nonzero(labels_t >= 0).squeeze(1)
                 labels_t = labels_t.index_select(0, keep)
         else:
-            probabilities_t, _ = _as_tensor(probabilities, "probabilities")
+            probabilities_t, _ = as_tensor(probabilities, "probabilities")
             probabilities_t = probabilities_t.to(self.device)
             if probabilities_t.shape != (count, self.num_classes) or not probabilities_t.is_floating_point():
                 raise ValueError(
@@ -271,7 +262,7 @@ class VoxelLabelMap:
                 labels_t, probabilities_t = torch.max(probabilities_t, dim=1).indices, None
         colors_t = None
         if colors is not None:
-            colors_t, _ = _as_tensor(colors, "colors")
+            colors_t, _ = as_tensor(colors, "colors")
             if colors_t.shape != (count, 3):
                 raise ValueError(f"colors must be (N, 3) with N={count}, got {tuple(colors_t.shape)}")
             colors_t = colors_t.to(self.device)
@@ -345,69 +336,6 @@ class VoxelLabelMap:
             _add_rows(sums, point_to_frame_voxel[start : start + step], contribution)
         return sums
 
-    def integrate_rgbd(
-        self,
-        depth,
-        segmentation,
-        camera: PinholeCamera,
-        pose,
-        depth_scale: float,
-        depth_trunc: float,
-        color=None,
-        scores: str = "probabilities",
-    ) -> int:
-        """Integrate one posed RGB-D frame with its 2D segmentation; returns the number of
-        points integrated, 0 for a frame without a valid depth pixel (like `Fuser.add_rgbd`).
-
-        depth: (H, W) depth image (see `backproject_depth` for depth_scale / depth_trunc).
-        segmentation: (H, W) int label map or (C, H, W) float probabilities / logits (`scores`).
-        pose: (4, 4) T_world_from_camera, or None (the camera frame is the world frame).
-        color: optional (H, W, 3) uint8 or float image for the export colours.
-        """
-        backprojected = backproject_depth(depth, camera, depth_scale, depth_trunc, pose=pose)
-        segmentation_t, _ = _as_tensor(segmentation, "segmentation")
-        camera.check_image_shape(segmentation_t.shape, "segmentation")
-        if segmentation_t.is_floating_point():
-            if segmentation_t.dim() != 3:
-                raise ValueError(f"score segmentation must be (C, H, W), got shape {tuple(segmentation_t.shape)}")
-            if scores not in ("probabilities", "logits"):
-                raise ValueError(f"scores must be 'probabilities' or 'logits', got {scores!r}")
-        color_t = None
-        if color is not None:
-            color_t, _ = _as_tensor(color, "color")
-            if color_t.dim() != 3 or tuple(color_t.shape) != (camera.height, camera.width, 3):
-                raise ValueError(f"color must be (H, W, 3) = ({camera.height}, {camera.width}, 3), got {tuple(color_t.shape)}")
-        # Checked above, so a bad frame raises the same error whether or not it has depth.
-        if backprojected.points.shape[0] == 0:
-            return 0
-        colors = None if color_t is None else backprojected.take(color_t)
-        if segmentation_t.is_floating_point():
-            probabilities = backprojected.take(segmentation_t, channels_first=True)
-            if scores == "logits":
-                probabilities = torch.softmax(probabilities.to(torch.float32), dim=1)
-            return self.integrate(backprojected.points, probabilities=probabilities, colors=colors)
-        return self.integrate(backprojected.points, labels=backprojected.take(segmentation_t), colors=colors)
-
-    def integrate_lidar(self, points, segmentation, camera: PinholeCamera, T_camera_from_points, T_world_from_points=None, **paint_options) -> int:
-        """Paint one LiDAR scan (N, 3) from one camera image and integrate its visible points;
-        returns how many were integrated (0 when the camera sees none).
-
-        T_camera_from_points: (4, 4) LiDAR -> camera; T_world_from_points: (4, 4) LiDAR ->
-        world (identity when None). paint_options go to `paint_points` (scores, occlusion, ...).
-        """
-        painted = paint_points(points, segmentation, camera, T_camera_from_points, num_classes=self.num_classes, **paint_options)
-        points_t, _ = _as_tensor(points, "points")
-        visible, _ = _as_tensor(painted.visible, "visible")
-        probabilities, _ = _as_tensor(painted.probabilities, "probabilities")
-        visible_index = torch.nonzero(visible).squeeze(1)
-        if visible_index.numel() == 0:
-            return 0
-        points_visible = points_t.index_select(0, visible_index)
-        if T_world_from_points is not None:
-            pose = _check_pose(T_world_from_points, "T_world_from_points", points_visible.dtype, points_visible.device)
-            points_visible = _transform(points_visible, pose)
-        return self.integrate(points_visible, probabilities=probabilities.index_select(0, visible_index))
-
     # ----- lookup ------------------------------------------------------------------------
     def _shifted_voxel_coordinates(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(N, 3) float voxel coordinates shifted by +2^20 (exact integers), and their
@@ -457,7 +385,7 @@ class VoxelLabelMap:
         # so the float32 arithmetic is exact.
         weights = torch.tensor([extent[1] * extent[2], extent[2], 1], dtype=shifted.dtype, device=shifted.device)
         cell = torch.mv(shifted - low, weights).to(torch.int64)
-        occupied = _flat_nonzero(torch.bincount(cell, minlength=num_cells))
+        occupied = flat_nonzero(torch.bincount(cell, minlength=num_cells))
         compact = torch.empty(num_cells, dtype=torch.int64, device=cell.device)
         compact[occupied] = torch.arange(occupied.shape[0], device=cell.device)
         inverse = compact.index_select(0, cell)
@@ -479,11 +407,11 @@ class VoxelLabelMap:
         new rows to `num_voxels` once every per-voxel array is folded."""
         self._reserve_table(self.num_voxels + frame_keys.shape[0])
         slots, inserted = _probe(self._table, frame_keys, insert=True)
-        new_index = _flat_nonzero(inserted)
+        new_index = flat_nonzero(inserted)
         num_new = new_index.shape[0]
         old_index = old_rows = None
         if num_new < frame_keys.shape[0]:
-            old_index = _flat_nonzero(~inserted)
+            old_index = flat_nonzero(~inserted)
             old_rows = self._table_rows.gather(0, slots.gather(0, old_index)).to(torch.int64)
             # Rows in ascending order turn the scattered adds into one sweep through the
             # per-voxel arrays (each a cache and TLB miss per voxel otherwise).
@@ -525,7 +453,7 @@ class VoxelLabelMap:
         # Keys read in slot order have home slots in the bigger table that rise in a few
         # interleaved runs (a key's new home extends its old one by high bits), so the
         # re-insertion walks memory nearly in order: ~2x faster than in row order.
-        used = _flat_nonzero(self._table != _EMPTY)
+        used = flat_nonzero(self._table != _EMPTY)
         keys, rows = self._table.gather(0, used), self._table_rows.gather(0, used)
         self._table = torch.full((size,), _EMPTY, dtype=torch.int64, device=self.device)
         self._table_rows = torch.empty(size, dtype=torch.int32, device=self.device)
@@ -562,8 +490,8 @@ class VoxelLabelMap:
 
     def query(self, points) -> VoxelQuery:
         """Fused labels and distributions at (N, 3) world points (numpy or torch, same out)."""
-        points_t, to_numpy = _as_tensor(points, "points")
-        _check_points(points_t)
+        points_t, to_numpy = as_tensor(points, "points")
+        check_points(points_t)
         keys = self._keys_of(points_t.to(self.device))
         rows = self._find_rows(keys)
         known = rows >= 0
@@ -577,7 +505,7 @@ class VoxelLabelMap:
         result = (labels, probabilities, known)
         if not to_numpy:
             result = tuple(tensor.to(points_t.device) for tensor in result)
-        return VoxelQuery(*(_back(tensor, to_numpy) for tensor in result))
+        return VoxelQuery(*(from_tensor(tensor, to_numpy) for tensor in result))
 
     def voxel_points(self) -> np.ndarray:
         """(V, 3) float64 mean position of the points integrated into each voxel."""
@@ -604,62 +532,42 @@ class VoxelLabelMap:
         return self._observations[: self.num_voxels].cpu().numpy()
 
     # ----- export ------------------------------------------------------------------------
-    def _export_colors(self, palette) -> np.ndarray:
-        if palette is None:
-            palette = default_palette(self.num_classes)
-        palette = np.asarray(palette)
-        if palette.shape != (self.num_classes, 3):
-            raise ValueError(f"palette must be (C, 3) = ({self.num_classes}, 3), got {palette.shape}")
-        if palette.dtype != np.uint8:
-            palette = np.clip(np.round(palette * 255.0), 0, 255).astype(np.uint8)
-        return palette[self.voxel_labels()]
-
     def to_open3d(self, palette=None):
-        """An `open3d.geometry.PointCloud` of the voxels coloured by fused label (lazy open3d import).
+        """The voxels as an Open3D point cloud coloured by fused label (open3d imported lazily).
 
-        palette: (C, 3) uint8 or float [0, 1] colours; `default_palette` when None.
+        Args:
+            palette: (C, 3) uint8 or float [0, 1] colours; `default_palette(C)` when None.
+
+        Returns:
+            cloud: `open3d.geometry.PointCloud`, one point per voxel at `voxel_points`.
         """
         open3d = import_open3d()  # lazy: pcseg must import without open3d's native libraries
 
         cloud = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(self.voxel_points()))
-        cloud.colors = open3d.utility.Vector3dVector(self._export_colors(palette) / 255.0)
+        colors = normalize_palette(palette, self.num_classes)[self.voxel_labels()]
+        cloud.colors = open3d.utility.Vector3dVector(colors / 255.0)
         return cloud
 
     def export_ply(self, path: str | Path, palette=None) -> None:
-        """Write the voxels as a binary PLY: x y z (float32), red green blue (uint8, fused
-        label through `palette`), label (int32) and observations (float32) per vertex."""
+        """Write the voxels as a binary PLY (`pcseg.io.write_labelled_ply`).
+
+        Per vertex: x y z (float32, `voxel_points`), red green blue (uint8, fused label
+        through `palette`), label (int32) and observations (float32).
+
+        Args:
+            path: the .ply file to write.
+            palette: (C, 3) uint8 or float [0, 1] colours; `default_palette(C)` when None.
+
+        Raises:
+            ValueError: when the map is empty or the palette is not (C, 3) colours.
+        """
         if self.num_voxels == 0:
             raise ValueError("the map is empty: integrate a frame before export_ply")
-        vertex = np.empty(
-            self.num_voxels,
-            dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"),
-                   ("label", "<i4"), ("observations", "<f4")],
+        write_labelled_ply(
+            path, self.voxel_points(), self.voxel_labels(), normalize_palette(palette, self.num_classes),
+            properties={"observations": self.voxel_observations()},
+            comment=f"pcseg VoxelLabelMap voxel_size={self.voxel_size} mode={self.mode} num_classes={self.num_classes}",
         )
-        points = self.voxel_points()
-        colors = self._export_colors(palette)
-        vertex["x"], vertex["y"], vertex["z"] = points[:, 0], points[:, 1], points[:, 2]
-        vertex["red"], vertex["green"], vertex["blue"] = colors[:, 0], colors[:, 1], colors[:, 2]
-        vertex["label"] = self.voxel_labels()
-        vertex["observations"] = self.voxel_observations()
-        header = (
-            "ply\nformat binary_little_endian 1.0\ncomment pcseg VoxelLabelMap "
-            f"voxel_size={self.voxel_size} mode={self.mode} num_classes={self.num_classes}\n"
-            f"element vertex {self.num_voxels}\n"
-            "property float x\nproperty float y\nproperty float z\n"
-            "property uchar red\nproperty uchar green\nproperty uchar blue\n"
-            "property int label\nproperty float observations\nend_header\n"
-        )
-        with open(path, "wb") as file:
-            file.write(header.encode("ascii"))
-            file.write(vertex.tobytes())
-
-
-def default_palette(num_classes: int) -> np.ndarray:
-    """(C, 3) uint8 distinct colours, the same for every run (golden-ratio hues)."""
-    import colorsys
-
-    hues = (np.arange(num_classes) * 0.618033988749895) % 1.0
-    return np.array([colorsys.hsv_to_rgb(h, 0.75, 0.95) for h in hues]).__mul__(255).round().astype(np.uint8)
 
 
 # ----- late fusion ---------------------------------------------------------------------------
@@ -685,8 +593,8 @@ def late_fusion(
     visible: optional (N,) bool: where False (no 2D observation) only the 3D term counts.
     Returns FusedPrediction(probabilities (N, C), labels (N,)), same array kind as logits_3d.
     """
-    logits_t, to_numpy = _as_tensor(logits_3d, "logits_3d")
-    probabilities_t, _ = _as_tensor(probabilities_2d, "probabilities_2d")
+    logits_t, to_numpy = as_tensor(logits_3d, "logits_3d")
+    probabilities_t, _ = as_tensor(probabilities_2d, "probabilities_2d")
     if logits_t.dim() != 2 or logits_t.shape[0] == 0:
         raise ValueError(f"logits_3d must be (N, C) with N > 0, got shape {tuple(logits_t.shape)}")
     if probabilities_t.shape != logits_t.shape:
@@ -696,11 +604,11 @@ def late_fusion(
     dtype = torch.float64 if logits_t.dtype == torch.float64 else torch.float32
     log_2d = probabilities_t.to(device=logits_t.device, dtype=dtype).clamp_min(min_probability).log()
     if visible is not None:
-        visible_t, _ = _as_tensor(visible, "visible")
+        visible_t, _ = as_tensor(visible, "visible")
         if visible_t.shape != (logits_t.shape[0],):
             raise ValueError(f"visible must be (N,) with N={logits_t.shape[0]}, got {tuple(visible_t.shape)}")
         log_2d = log_2d * visible_t.to(device=logits_t.device, dtype=dtype)[:, None]
     fused = weight_3d * torch.log_softmax(logits_t.to(dtype), dim=1) + weight_2d * log_2d
     probabilities = torch.softmax(fused, dim=1)
     labels = torch.max(fused, dim=1).indices
-    return FusedPrediction(_back(probabilities, to_numpy), _back(labels, to_numpy))
+    return FusedPrediction(from_tensor(probabilities, to_numpy), from_tensor(labels, to_numpy))

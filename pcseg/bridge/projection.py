@@ -14,53 +14,21 @@ import numpy as np
 import torch
 
 from pcseg.bridge.camera import PinholeCamera
+from pcseg.bridge.checks import (
+    as_tensor,
+    check_points,
+    check_pose,
+    check_segmentation,
+    flat_nonzero,
+    from_tensor,
+    take_rows,
+)
 
 
 # ----- numpy <-> torch plumbing ------------------------------------------------------------
-def _as_tensor(array, name: str) -> tuple[torch.Tensor, bool]:
-    """(tensor, was_numpy). numpy arrays are wrapped without a copy where possible."""
-    if isinstance(array, torch.Tensor):
-        return array, False
-    if isinstance(array, np.ndarray):
-        if array.dtype.byteorder == ">":
-            array = array.astype(array.dtype.newbyteorder("="))  # torch reads native byte order only
-        elif not array.flags.writeable:
-            array = array.copy()  # torch.from_numpy refuses read-only memory
-        return torch.from_numpy(np.ascontiguousarray(array)), True
-    raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(array).__name__}")
-
-
-def _back(tensor: torch.Tensor, to_numpy: bool):
-    return tensor.numpy() if to_numpy else tensor
-
-
 def _float_dtype(tensor: torch.Tensor) -> torch.dtype:
     """float64 stays float64; every other dtype (integers, float16, float32) computes in float32."""
     return torch.float64 if tensor.dtype == torch.float64 else torch.float32
-
-
-def _check_points(points: torch.Tensor, name: str = "points") -> None:
-    if points.dim() != 2 or points.shape[1] != 3:
-        raise ValueError(f"{name} must be (N, 3), got shape {tuple(points.shape)}")
-    if points.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 points)")
-    if not points.is_floating_point():
-        raise ValueError(f"{name} must be a float array, got {points.dtype}")
-
-
-def _check_pose(pose, name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A 4x4 rigid-body-style matrix as a tensor of `dtype` on `device`; clear errors otherwise."""
-    matrix = pose if isinstance(pose, torch.Tensor) else torch.tensor(np.asarray(pose, dtype=np.float64))
-    if matrix.shape != (4, 4):
-        raise ValueError(f"{name} must be a 4x4 matrix, got shape {tuple(matrix.shape)}")
-    matrix = matrix.to(device=device, dtype=torch.float64)
-    if not bool(torch.isfinite(matrix).all()):
-        raise ValueError(f"{name} has non-finite entries: {matrix.tolist()}")
-    # Inverted or composed poses carry rounding noise in their last row: compare loosely.
-    expected_last_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64, device=device)
-    if not torch.allclose(matrix[3], expected_last_row, rtol=0.0, atol=1e-6):
-        raise ValueError(f"{name} must have last row [0, 0, 0, 1], got {matrix[3].tolist()}")
-    return matrix.to(dtype)
 
 
 def _transform(points: torch.Tensor, pose: torch.Tensor | None) -> torch.Tensor:
@@ -106,7 +74,7 @@ class BackprojectedDepth:
     @property
     def pixels(self):
         if self._pixels is None:
-            self._pixels = _back(_take_rows(self._pixel_grid, self._flat_index), self._to_numpy)
+            self._pixels = from_tensor(take_rows(self._pixel_grid, self._flat_index), self._to_numpy)
         return self._pixels
 
     def __iter__(self):
@@ -120,32 +88,16 @@ class BackprojectedDepth:
         Same result as `image[valid]` (numpy's boolean indexing of (H, W, 3) uint8 is
         about 8x slower than this row gather).
         """
-        image_t, to_numpy = _as_tensor(image, "image")
+        image_t, to_numpy = as_tensor(image, "image")
         height, width = self.valid.shape
         flat_index = self._flat_index.to(image_t.device)
         if channels_first:
             if image_t.dim() != 3 or tuple(image_t.shape[1:]) != (height, width):
                 raise ValueError(f"image must be (C, {height}, {width}) with channels_first, got {tuple(image_t.shape)}")
-            return _back(image_t.reshape(image_t.shape[0], -1).index_select(1, flat_index).T, to_numpy)
+            return from_tensor(image_t.reshape(image_t.shape[0], -1).index_select(1, flat_index).T, to_numpy)
         if tuple(image_t.shape[:2]) != (height, width):
             raise ValueError(f"image must be ({height}, {width}, ...), got {tuple(image_t.shape)}")
-        return _back(_take_rows(image_t.reshape((height * width,) + tuple(image_t.shape[2:])), flat_index), to_numpy)
-
-
-def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
-    """(M,) int64 flat indices of the True entries of `mask`, ascending."""
-    if mask.device.type == "cpu":
-        # numpy's flatnonzero is ~8x faster than torch.nonzero on the CPU (zero-copy views).
-        return torch.from_numpy(np.flatnonzero(mask.numpy()))
-    return torch.nonzero(mask.reshape(-1)).squeeze(1)
-
-
-def _take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """table[index] along dim 0 for a 1-D int64 index."""
-    if table.device.type == "cpu" and table.dtype != torch.bfloat16 and not table.requires_grad:
-        # numpy's take copies short rows several times faster than index_select on the CPU.
-        return torch.from_numpy(np.take(table.numpy(), index.numpy(), axis=0))
-    return table.index_select(0, index)
+        return from_tensor(take_rows(image_t.reshape((height * width,) + tuple(image_t.shape[2:])), flat_index), to_numpy)
 
 
 @functools.lru_cache(maxsize=4)  # a 640x480 camera holds 8.6 MB of grids
@@ -186,7 +138,7 @@ def backproject_depth(
     same array kind as `depth`. Matches Open3D's `create_from_rgbd_image` point for point.
     Transfer per-pixel data (colours, labels, scores) with `result.take(image)`.
     """
-    depth_t, to_numpy = _as_tensor(depth, "depth")
+    depth_t, to_numpy = as_tensor(depth, "depth")
     if depth_t.dim() != 2:
         raise ValueError(f"depth must be a 2D (H, W) image, got shape {tuple(depth_t.shape)}")
     camera.check_image_shape(depth_t.shape, "depth")
@@ -197,18 +149,18 @@ def backproject_depth(
     dtype = _float_dtype(depth_t)
     T_world_from_camera = None
     if pose is not None:
-        T_world_from_camera = _check_pose(pose, "pose (T_world_from_camera)", dtype, depth_t.device)
+        T_world_from_camera = check_pose(pose, "pose (T_world_from_camera)", dtype, depth_t.device)
 
     # Dividing in the working precision (float32 unless float64) is what Open3D does too.
     z = depth_t.to(dtype) / _rounded_to(depth_scale, dtype)
     # Open3D drops z >= depth_trunc (its docs say '>', its code says '>='); NaN compares False.
     valid = (z > 0) & (z < depth_trunc)
-    flat_index = _flat_nonzero(valid)
-    z_valid = _take_rows(z.reshape(-1), flat_index)
+    flat_index = flat_nonzero(valid)
+    z_valid = take_rows(z.reshape(-1), flat_index)
     rays, pixel_grid = _pixel_grids(camera, dtype, depth_t.device)
-    points = _take_rows(rays, flat_index).mul_(z_valid[:, None])
+    points = take_rows(rays, flat_index).mul_(z_valid[:, None])
     points = _transform(points, T_world_from_camera)
-    return BackprojectedDepth(_back(points, to_numpy), _back(valid, to_numpy), flat_index, pixel_grid, to_numpy)
+    return BackprojectedDepth(from_tensor(points, to_numpy), from_tensor(valid, to_numpy), flat_index, pixel_grid, to_numpy)
 
 
 def _rounded_to(value: float, dtype: torch.dtype) -> float:
@@ -238,18 +190,18 @@ def project_points(points, camera: PinholeCamera, T_camera_from_points=None) -> 
     Returns ProjectedPoints(pixels (N, 2), depth (N,), in_image (N,) bool), same array kind
     and float dtype as `points`.
     """
-    points_t, to_numpy = _as_tensor(points, "points")
+    points_t, to_numpy = as_tensor(points, "points")
     u, v, depth, in_image, _ = _project(points_t, camera, T_camera_from_points)
     result = (torch.stack([u, v], dim=1), depth, in_image)
-    return ProjectedPoints(*(_back(tensor, to_numpy) for tensor in result))
+    return ProjectedPoints(*(from_tensor(tensor, to_numpy) for tensor in result))
 
 
 def _project(points: torch.Tensor, camera: PinholeCamera, T_camera_from_points):
     """(u (N,), v (N,), depth (N,), in_image (N,) bool, flat pixel index (N,) int64, -1 outside)."""
-    _check_points(points)
+    check_points(points)
     pose = None
     if T_camera_from_points is not None:
-        pose = _check_pose(T_camera_from_points, "T_camera_from_points", points.dtype, points.device)
+        pose = check_pose(T_camera_from_points, "T_camera_from_points", points.dtype, points.device)
     x, y, depth = _transform_coordinates(points, pose)
     # Dividing behind-camera points too keeps this branch-free; they are masked out below.
     inverse_depth = 1.0 / depth
@@ -330,11 +282,10 @@ def paint_points(
     Returns PaintedPoints(probabilities (N, C), labels (N,), visible, in_image, occluded),
     same array kind as `points`; probabilities are float32 (float64 for float64 scores).
     """
-    points_t, to_numpy = _as_tensor(points, "points")
-    segmentation_t, _ = _as_tensor(segmentation, "segmentation")
+    points_t, to_numpy = as_tensor(points, "points")
+    segmentation_t, _ = as_tensor(segmentation, "segmentation")
     segmentation_t = segmentation_t.to(points_t.device)
-    if scores not in ("probabilities", "logits"):
-        raise ValueError(f"scores must be 'probabilities' or 'logits', got {scores!r}")
+    is_label_map = check_segmentation(segmentation_t, camera, scores=scores, num_classes=num_classes)
     if sampling not in ("nearest", "bilinear"):
         raise ValueError(f"sampling must be 'nearest' or 'bilinear', got {sampling!r}")
     if occlusion not in ("zbuffer", "depth", "none"):
@@ -346,10 +297,7 @@ def paint_points(
             raise ValueError(f"{name} must be a finite number >= 0 (metres / fraction of depth), got {value}")
     if int(zbuffer_radius) != zbuffer_radius or zbuffer_radius < 0:
         raise ValueError(f"zbuffer_radius must be an integer >= 0 (pixels), got {zbuffer_radius}")
-    is_label_map = not segmentation_t.is_floating_point()
     if is_label_map:
-        if segmentation_t.dim() != 2:
-            raise ValueError(f"a label map segmentation must be (H, W), got shape {tuple(segmentation_t.shape)}")
         if num_classes is None or num_classes < 1:
             raise ValueError(f"num_classes is required (>= 1) with a label map segmentation, got {num_classes}")
         if segmentation_t.numel() and (int(segmentation_t.min()) < 0 or int(segmentation_t.max()) >= num_classes):
@@ -359,17 +307,12 @@ def paint_points(
             )
         probability_dtype = torch.float32
     else:
-        if segmentation_t.dim() != 3:
-            raise ValueError(f"score segmentation must be (C, H, W), got shape {tuple(segmentation_t.shape)}")
-        if num_classes is not None and num_classes != segmentation_t.shape[0]:
-            raise ValueError(f"num_classes={num_classes} but segmentation has {segmentation_t.shape[0]} channels")
         num_classes = segmentation_t.shape[0]
         probability_dtype = _float_dtype(segmentation_t)
-    camera.check_image_shape(segmentation_t.shape, "segmentation")
 
     u, v, depth, in_image, flat_index = _project(points_t, camera, T_camera_from_points)
     num_pixels = camera.height * camera.width
-    image_points = _flat_nonzero(in_image)
+    image_points = flat_nonzero(in_image)
     image_flat = flat_index.index_select(0, image_points)
     image_depth = depth.index_select(0, image_points)
 
@@ -382,7 +325,7 @@ def paint_points(
         else:
             if depth_image is None:
                 raise ValueError("occlusion='depth' needs depth_image (H, W) in metres")
-            depth_image_t, _ = _as_tensor(depth_image, "depth_image")
+            depth_image_t, _ = as_tensor(depth_image, "depth_image")
             camera.check_image_shape(depth_image_t.shape, "depth_image")
             if depth_image_t.dim() != 2:
                 raise ValueError(f"depth_image must be (H, W), got shape {tuple(depth_image_t.shape)}")
@@ -398,7 +341,7 @@ def paint_points(
         limit = nearest.index_select(0, image_flat)
         hidden = image_depth > limit + occlusion_tolerance + occlusion_tolerance_relative * limit
         occluded[image_points] = hidden
-        keep = _flat_nonzero(~hidden)
+        keep = flat_nonzero(~hidden)
         image_points = image_points.index_select(0, keep)
         image_flat = image_flat.index_select(0, keep)
 
@@ -415,12 +358,12 @@ def paint_points(
     table_row = torch.full((points_t.shape[0],), num_visible, dtype=torch.int64, device=points_t.device)
     table_row[image_points] = torch.arange(num_visible, device=points_t.device)
     zero_row = torch.zeros((1, num_classes), dtype=probability_dtype, device=points_t.device)
-    probabilities = _take_rows(torch.cat([sampled.T, zero_row]), table_row)
+    probabilities = take_rows(torch.cat([sampled.T, zero_row]), table_row)
     # torch.max(dim) is 5x faster than argmax here on the CPU; both pick the first maximum.
     label_table = torch.cat([torch.max(sampled, dim=0).indices, torch.tensor([-1], device=points_t.device)])
-    labels = _take_rows(label_table, table_row)
+    labels = take_rows(label_table, table_row)
     result = (probabilities, labels, visible, in_image, occluded)
-    return PaintedPoints(*(_back(tensor, to_numpy) for tensor in result))
+    return PaintedPoints(*(from_tensor(tensor, to_numpy) for tensor in result))
 
 
 def _spread_minimum(image: torch.Tensor, radius: int) -> torch.Tensor:
@@ -491,14 +434,14 @@ def render_labels(points, labels, camera: PinholeCamera, T_camera_from_points=No
     Returns RenderedLabels(labels (H, W) int64, depth (H, W), point_index (H, W) int64),
     same array kind as `points`.
     """
-    points_t, to_numpy = _as_tensor(points, "points")
-    labels_t, _ = _as_tensor(labels, "labels")
+    points_t, to_numpy = as_tensor(points, "points")
+    labels_t, _ = as_tensor(labels, "labels")
     labels_t = labels_t.to(points_t.device)
     if labels_t.shape != (points_t.shape[0],) or labels_t.is_floating_point():
         raise ValueError(f"labels must be (N,) integers with N={points_t.shape[0]}, got {tuple(labels_t.shape)} {labels_t.dtype}")
     _, _, depth, in_image, flat_index = _project(points_t, camera, T_camera_from_points)
     num_pixels = camera.height * camera.width
-    image_points = _flat_nonzero(in_image)
+    image_points = flat_nonzero(in_image)
     image_flat = flat_index.index_select(0, image_points)
     image_depth = depth.index_select(0, image_points)
     nearest = _nearest_depth_per_pixel(image_flat, image_depth, num_pixels)
@@ -514,4 +457,4 @@ def render_labels(points, labels, camera: PinholeCamera, T_camera_from_points=No
     point_index[~covered] = -1
     shape = (camera.height, camera.width)
     result = (label_image.view(shape), nearest.view(shape), point_index.view(shape))
-    return RenderedLabels(*(_back(tensor, to_numpy) for tensor in result))
+    return RenderedLabels(*(from_tensor(tensor, to_numpy) for tensor in result))
