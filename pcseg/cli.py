@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="points per tile predicted at once; bounds memory (default 300000)")
 
     p = sub.add_parser("fuse", help="fuse a folder of RGB-D / LiDAR+camera frames and 2D segmentations into a map")
-    p.add_argument("input", help="folder with frames.json (see pcseg.fuser.fuser_from_folder)")
+    p.add_argument("input", help="folder with frames.json (see pcseg.fuse_folder)")
     p.add_argument("--out", required=True, help="output map (.ply or .npz)")
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--voxel-size", type=float, default=None)
@@ -114,7 +114,7 @@ def _run(args) -> int:
               f"({summary['points_per_s']:,.0f} points/s)")
         return 0
     if args.command == "fuse":
-        from pcseg.fuser import fuse_folder
+        from pcseg.fuse_folder import fuse_folder
 
         summary = fuse_folder(args.input, args.out, num_classes=args.num_classes, voxel_size=args.voxel_size,
                               mode=args.mode)

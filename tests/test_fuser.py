@@ -1,5 +1,5 @@
 """pcseg.Fuser on real and rendered frames (NYU 1407, KITTI 000000, a generated room), the
-`pcseg fuse` folder reader, errors."""
+`pcseg fuse` folder format (pcseg.fuse_folder), errors."""
 import json
 import shutil
 
@@ -12,7 +12,8 @@ from pcseg.bridge import KittiCalibration, PinholeCamera, backproject_depth, pai
 from pcseg.data.kitti import read_velodyne_bin
 from pcseg.data.nyu import nyu_camera, read_nyu_frame
 from pcseg.data.synthetic import build_room, look_at_pose, render_view
-from pcseg.fuser import Fuser, fuse_folder, fuser_from_folder
+from pcseg.fuse_folder import fuse_folder, fuser_from_folder, write_frames_folder
+from pcseg.fuser import Fuser
 from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 from tests.conftest import DEVICES
 
@@ -398,6 +399,38 @@ def test_fuse_folder_sunrgbd_frame(shared_data, tmp_path):
     expected[expected == 0] = -1
     np.testing.assert_array_equal(fuser.labels(sun["coord"]), expected)
     assert fuser.num_points_added == np.sum(expected >= 0) > 100_000
+
+
+def test_write_frames_folder_reads_back_as_the_same_map(tmp_path):
+    camera = PinholeCamera(20.0, 20.0, 9.5, 7.5, 20, 16)
+    rng = np.random.default_rng(5)
+    frames = []
+    for index in range(3):
+        depth = rng.uniform(0.5, 3.0, (16, 20)).astype(np.float32)
+        depth[0, :5] = 0.0  # no depth
+        depth[1, :2] = np.nan
+        pose = np.eye(4)
+        pose[:3, 3] = [0.1 * index, 0.0, 0.02 * index]
+        color = rng.integers(0, 256, (16, 20, 3), dtype=np.uint8) if index else None
+        frames.append({"depth": depth, "segmentation": rng.integers(-1, 4, (16, 20)), "pose": pose, "color": color})
+    folder = write_frames_folder(tmp_path / "frames", frames, camera, num_classes=4, voxel_size=0.1, mode="vote",
+                                 class_names=list("abcd"), palette=np.eye(4, 3), depth_trunc=5.0)
+    fuser, manifest = fuser_from_folder(folder)
+    assert manifest["class_names"] == list("abcd") and len(manifest["frames"]) == 3
+    np.testing.assert_array_equal(fuser.palette, [[255, 0, 0], [0, 255, 0], [0, 0, 255], [0, 0, 0]])
+    # The same frames given to a Fuser directly, depth in millimetres as the PNGs hold it.
+    reference = Fuser(4, 0.1, "vote")
+    for frame in frames:
+        depth_mm = np.round(np.nan_to_num(frame["depth"]) * 1000.0).astype(np.uint16)
+        reference.add_rgbd(frame["color"], depth_mm, frame["segmentation"], camera, frame["pose"], depth_trunc=5.0)
+    assert fuser.num_points_added == reference.num_points_added > 0
+    np.testing.assert_array_equal(fuser.voxel_points(), reference.voxel_points())
+    np.testing.assert_array_equal(fuser.voxel_probabilities(), reference.voxel_probabilities())
+    np.testing.assert_array_equal(fuser.voxel_colors(), reference.voxel_colors())
+    with pytest.raises(ValueError, match=r"frames\[0\]: segmentation must be .* below num_classes=3"):
+        write_frames_folder(tmp_path / "bad", frames, camera, num_classes=3)
+    with pytest.raises(ValueError, match="does not fit a uint16"):
+        write_frames_folder(tmp_path / "bad", [dict(frames[0], depth=np.full((16, 20), 70.0))], camera, num_classes=4)
 
 
 def test_bad_input_raises_named_errors(nyu, tmp_path):

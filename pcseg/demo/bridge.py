@@ -19,7 +19,8 @@ from pcseg.bridge.camera import PinholeCamera
 from pcseg.bridge.projection import backproject_depth
 from pcseg.data.classes import S3DIS_CLASS_COLORS, S3DIS_CLASS_NAMES
 from pcseg.data.synthetic import build_room, look_at_pose, render_view, sample_room
-from pcseg.fuser import MANIFEST_NAME, Fuser
+from pcseg.fuse_folder import write_frames_folder
+from pcseg.fuser import Fuser
 from pcseg.metrics import ConfusionMatrix
 
 NUM_CLASSES = len(S3DIS_CLASS_NAMES)
@@ -185,9 +186,9 @@ def run_bridge_demo(
     """
     import torch
 
-    # The demo's frames are small (19,200 pixels): torch's intra-op threads cost more than
-    # they give on them (2.6 s with 1 thread vs 8.8 s with 2 on the loaded 2-core CI box),
-    # so the demo runs single-threaded and puts the caller's setting back afterwards.
+    # The demo's frames are small: torch's intra-op threads cost more than they give on
+    # them, so the demo runs single-threaded, and puts the caller's setting back afterwards
+    # (a demo must not change the thread count of the process that runs it).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -255,7 +256,13 @@ def _run_bridge_demo(out_dir, seed, num_views, image_size, voxel_size, mode, wri
     _write_figure(figure_path, frames[0], fuser, camera)
     frames_dir = None
     if write_frames:
-        frames_dir = write_frames_folder(out_dir / "bridge_frames", frames, camera, voxel_size, mode)
+        frames_dir = write_frames_folder(
+            out_dir / "bridge_frames",
+            [{"depth": view["depth"], "color": view["color"], "segmentation": predicted, "pose": pose}
+             for view, predicted, pose, _ in frames],
+            camera, num_classes=NUM_CLASSES, voxel_size=voxel_size, mode=mode, class_names=S3DIS_CLASS_NAMES,
+            palette=PALETTE, depth_trunc=20.0,
+        )
 
     per_frame_accuracy = [frame["accuracy"] for frame in per_frame]
     fused_3d = _scores_dict(_confusion(fused_all, truth_all))
@@ -333,45 +340,6 @@ def _paint_room(room: dict, frames, camera: PinholeCamera, voxel_size: float, mo
             "accuracy": round(float(np.mean(result.labels[visible] == room["label"][visible])), 4),
         }
     return painted, check
-
-
-def write_frames_folder(folder: Path, frames, camera: PinholeCamera, voxel_size: float, mode: str) -> Path:
-    """Write (view, predicted labels, pose, scores) frames as a `pcseg fuse` input folder (see
-    `pcseg.fuser.fuse_folder`): depth/ uint16 mm PNGs, color/ PNGs, segmentation/ uint8
-    label PNGs (255 = no label), pose/ 4x4 text files, frames.json."""
-    from PIL import Image
-
-    folder = Path(folder)
-    for sub in ("depth", "color", "segmentation", "pose"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    entries = []
-    for index, (view, predicted, pose, _) in enumerate(frames):
-        name = f"{index:06d}"
-        depth_mm = np.round(view["depth"] * 1000.0).astype(np.uint16)
-        Image.fromarray(depth_mm).save(folder / "depth" / f"{name}.png")
-        Image.fromarray(view["color"]).save(folder / "color" / f"{name}.png")
-        label_png = np.where(predicted < 0, 255, predicted).astype(np.uint8)
-        Image.fromarray(label_png).save(folder / "segmentation" / f"{name}.png")
-        np.savetxt(folder / "pose" / f"{name}.txt", pose, fmt="%.9f")
-        entries.append({"type": "rgbd", "depth": f"depth/{name}.png", "color": f"color/{name}.png",
-                        "segmentation": f"segmentation/{name}.png", "pose": f"pose/{name}.txt"})
-    manifest = {
-        "num_classes": NUM_CLASSES,
-        "voxel_size": voxel_size,
-        "mode": mode,
-        "ignore_label": 255,
-        "class_names": list(S3DIS_CLASS_NAMES),
-        "palette": PALETTE.tolist(),
-        "camera": {"fx": camera.fx, "fy": camera.fy, "cx": camera.cx, "cy": camera.cy,
-                   "width": camera.width, "height": camera.height},
-        "depth_scale": 1000,
-        "depth_trunc": 20.0,
-    }
-    # One key, and one frame, per line: readable and diffable.
-    header = ",\n".join(f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in manifest.items())
-    frame_lines = ",\n".join(f"    {json.dumps(entry)}" for entry in entries)
-    (folder / MANIFEST_NAME).write_text("{\n" + header + ',\n  "frames": [\n' + frame_lines + "\n  ]\n}\n")
-    return folder
 
 
 def _write_figure(path: Path, frame, fuser: Fuser, camera: PinholeCamera, scale: int = 2) -> None:
