@@ -28,16 +28,24 @@ from pcseg.utils.open3d import import_open3d
 class PinholeCamera:
     """A pinhole camera without distortion, 0-based pixel centres (see module docstring).
 
-    fx, fy: focal lengths in pixels. cx, cy: principal point in pixels (0-based).
-    width, height: image size in pixels; every image used with this camera must be
-    (height, width).
-
     A camera built from intrinsics and an image size (this constructor, `from_matrix`,
     the `*_one_based`, SUN RGB-D, Open3D and KITTI readers) must have its principal point
     in the image, 0 <= cx <= width and 0 <= cy <= height: one outside means intrinsics
     of another resolution (or another convention) paired with this image size. Derived
     cameras (`cropped`, `scaled`) are exempt: the camera of a tile that does not contain
     the optical axis legitimately has its principal point outside the tile.
+
+    Args:
+        fx: focal length along x in pixels.
+        fy: focal length along y in pixels.
+        cx: principal point column in pixels (0-based).
+        cy: principal point row in pixels (0-based).
+        width: image width in pixels; every image used with this camera is (height, width).
+        height: image height in pixels.
+
+    Raises:
+        ValueError: naming the field: non-finite or zero focal lengths, a size that is not
+            positive integers, or a principal point outside the image.
     """
 
     fx: float
@@ -89,7 +97,16 @@ class PinholeCamera:
     def from_matrix(cls, intrinsics: np.ndarray, width: int, height: int) -> "PinholeCamera":
         """From a 3x3 intrinsics matrix K in the 0-based convention (OpenCV / Open3D / KITTI).
 
-        A 3x4 projection matrix is accepted too; only its left 3x3 block is read.
+        Args:
+            intrinsics: (3, 3) K, or a (3, 4) projection matrix (its left 3x3 block is read).
+            width: image width in pixels.
+            height: image height in pixels.
+
+        Returns:
+            camera: the PinholeCamera.
+
+        Raises:
+            ValueError: on a matrix that is not 3x3 / 3x4, not finite, or has skew.
         """
         matrix = np.asarray(intrinsics, dtype=np.float64)
         if matrix.shape not in ((3, 3), (3, 4)):
@@ -173,7 +190,15 @@ class PinholeCamera:
         )
 
     def check_image_shape(self, shape, name: str) -> None:
-        """Raise ValueError naming `name` unless `shape` ends with (height, width)."""
+        """Check that an image (or a stack of images) has this camera's size.
+
+        Args:
+            shape: the image's shape, ending with (height, width).
+            name: the argument's name, for the error message.
+
+        Raises:
+            ValueError: naming `name` unless `shape` ends with (height, width).
+        """
         shape = tuple(shape)
         if len(shape) < 2 or tuple(shape[-2:]) != (self.height, self.width):
             raise ValueError(
@@ -187,13 +212,14 @@ class PinholeCamera:
 class KittiCalibration:
     """The calibration of one KITTI object / odometry frame.
 
-    P: (4, 3, 4) float64 rectified projection matrices P0..P3 (0-based pixel centres).
-    R0_rect: (4, 4) float64 rectifying rotation, padded to homogeneous.
-    T_cam0_from_velo: (4, 4) float64, `Tr_velo_to_cam` padded (maps LiDAR to the unrectified
-        reference camera 0).
-    T_velo_from_imu: (4, 4) float64 `Tr_imu_to_velo` padded, or None when the file has none.
-
     A LiDAR point X lands in image i at `P[i] @ R0_rect @ T_cam0_from_velo @ [X; 1]`.
+
+    Attributes:
+        P: (4, 3, 4) float64 rectified projection matrices P0..P3 (0-based pixel centres).
+        R0_rect: (4, 4) float64 rectifying rotation, padded to homogeneous.
+        T_cam0_from_velo: (4, 4) float64, `Tr_velo_to_cam` padded (maps LiDAR to the
+            unrectified reference camera 0).
+        T_velo_from_imu: (4, 4) float64 `Tr_imu_to_velo` padded, or None when the file has none.
     """
 
     P: np.ndarray
@@ -249,6 +275,17 @@ class KittiCalibration:
         KITTI's P_i = K [I | t_i]: the stereo baseline sits in its last column. Moving
         t_i = K^-1 P_i[:, 3] into the pose gives exactly the same pixels through the
         plain pinhole model that project_points / paint_points use.
+
+        Args:
+            camera_index: 0..3 (2 = the left colour camera, image_2).
+            width: image width in pixels.
+            height: image height in pixels.
+
+        Returns:
+            (camera, T_cam_from_velo): the PinholeCamera and a (4, 4) float64 pose.
+
+        Raises:
+            ValueError: on a camera_index outside 0..3.
         """
         if camera_index not in (0, 1, 2, 3):
             raise ValueError(f"camera_index must be 0..3, got {camera_index}")
@@ -283,13 +320,22 @@ _UPRIGHT_FROM_CAMERA_AXES = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1
 
 
 def read_sunrgbd_extrinsics(path: str | Path) -> np.ndarray:
-    """Read a raw SUN RGB-D `extrinsics/*.txt` (3x4, row-major) as `T_world_from_camera` (4, 4).
+    """Read a raw SUN RGB-D `extrinsics/*.txt` (3x4, row-major) as `T_world_from_camera`.
 
     The file maps camera coordinates (x right, y down, z forward, as everywhere in pcseg)
     into SUN3D's gravity-aligned frame, whose y axis points down. The returned pose goes
     one step further, into SUN RGB-D's upright frame (x right, y forward, z up: the floor
     is horizontal), by the toolbox's axis swap (x, y, z) -> (x, z, -y): the toolbox's
     commented inverse reads `Rtilt' -> [1 0 0; 0 0 -1; 0 1 0] -> anno_extrinsics`.
+
+    Args:
+        path: the extrinsics text file.
+
+    Returns:
+        T_world_from_camera: (4, 4) float64, world = SUN RGB-D's upright frame.
+
+    Raises:
+        ValueError: when the file does not hold 12 numbers.
     """
     extrinsics = _read_numbers(path, 12, "SUN RGB-D extrinsics (3x4)").reshape(3, 4)
     pose = np.eye(4)
@@ -301,10 +347,19 @@ def read_sunrgbd_extrinsics(path: str | Path) -> np.ndarray:
 def read_sunrgbd_toolbox_calib(path: str | Path, width: int, height: int) -> tuple[PinholeCamera, np.ndarray]:
     """Read a SUN RGB-D toolbox / VoteNet `calib/*.txt` (line 1 Rtilt, line 2 K, column-major).
 
-    Returns the camera (0-based, converted from the toolbox's 1-based K) and
-    `T_camera_from_upright` (4, 4): maps the export's upright-depth points (the xyz of
-    `depth/*.mat`) into the camera frame, so `project_points(points, camera,
-    T_camera_from_upright)` lands each point on its pixel.
+    Args:
+        path: the calib text file.
+        width: image width in pixels.
+        height: image height in pixels.
+
+    Returns:
+        (camera, T_camera_from_upright): the PinholeCamera (0-based, converted from the
+        toolbox's 1-based K) and a (4, 4) float64 pose mapping the export's upright-depth
+        points (the xyz of `depth/*.mat`) into the camera frame, so
+        `project_points(points, camera, T_camera_from_upright)` lands each point on its pixel.
+
+    Raises:
+        ValueError: when the file does not start with two lines of 9 numbers.
     """
     path = Path(path)
     lines = [line.split() for line in path.read_text().splitlines() if line.strip()]

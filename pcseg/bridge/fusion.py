@@ -3,8 +3,9 @@
 `VoxelLabelMap` keeps one class distribution per occupied voxel and folds in labelled
 points frame after frame (SemanticFusion / Kimera-Semantics style). It takes points that
 are already in the world frame: back-project RGB-D with `backproject_depth(...,
-pose=T_world_from_camera)` or paint LiDAR with `paint_points`, then `integrate`; the
-`integrate_rgbd` / `integrate_lidar` helpers do exactly that for one frame.
+pose=T_world_from_camera)` or paint LiDAR with `paint_points`, then `integrate`.
+`pcseg.Fuser` does exactly that for whole frames (`add_rgbd`, `add_lidar`): it is the
+frame-level API.
 """
 from __future__ import annotations
 
@@ -44,18 +45,22 @@ def _home_slots(keys: torch.Tensor, mask: int) -> torch.Tensor:
 def _probe(table: torch.Tensor, keys: torch.Tensor, insert: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Look many keys up at once in an open-addressing (linear probing) hash table.
 
-    table: (S,) int64 keys, S a power of two, _EMPTY in free slots, never full. With
-        insert=True every absent key is written into it (in place).
-    keys: (N,) int64 >= 0; duplicates allowed (they share one slot).
-    Returns (slots (N,) int64: the slot holding each key, -1 for absent keys when not
-    inserting; inserted (N,) bool: the key was absent and this call wrote it).
-
     Each round reads a window of slots for every unresolved key and stops at the first
     slot holding the key or free (keys are never removed, so a key sits before the first
     free slot of its probe sequence). Most keys resolve at their home slot or the next
     few, so rounds read one slot while many keys are left; the last few thousand read
     _PROBE_WINDOW slots at once, which keeps the number of rounds (each a dozen vectorised
     ops) small for the long chains of a half-full table.
+
+    Args:
+        table: (S,) int64 keys, S a power of two, _EMPTY in free slots, never full. With
+            insert=True every absent key is written into it (in place).
+        keys: (N,) int64 >= 0; duplicates allowed (they share one slot).
+        insert: write the absent keys into the table.
+
+    Returns:
+        (slots, inserted): slots (N,) int64, the slot holding each key (-1 for absent keys
+        when not inserting); inserted (N,) bool, the key was absent and this call wrote it.
     """
     mask = table.shape[0] - 1
     slots = torch.empty_like(keys)
@@ -122,8 +127,8 @@ def _add_rows(target: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> 
     """
     if target.device.type == "cpu" and torch.get_num_threads() == 1:
         # One thread: accumulating index_put_ walks the index in order like index_add_ and
-        # is 1.2-1.7x faster for rows of C classes (not for 3-wide rows). With more threads
-        # it adds in parallel, in an order that changes from run to run.
+        # is faster for rows of C classes (not for 3-wide rows). With more threads it adds
+        # in parallel, in an order that changes from run to run.
         return target.index_put_((index,), rows, accumulate=True)
     return target.index_add_(0, index, rows)
 
@@ -131,9 +136,11 @@ def _add_rows(target: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> 
 class VoxelQuery(NamedTuple):
     """Result of `VoxelLabelMap.query`.
 
-    labels: (N,) int64 fused label of each point's voxel, -1 where the voxel was never observed.
-    probabilities: (N, C) float32 fused class distribution, all zeros where never observed.
-    known: (N,) bool, the point's voxel holds at least one observation.
+    Attributes:
+        labels: (N,) int64 fused label of each point's voxel, -1 where the voxel was never
+            observed.
+        probabilities: (N, C) float32 fused class distribution, all zeros where never observed.
+        known: (N,) bool, the point's voxel holds at least one observation.
     """
 
     labels: object
@@ -158,23 +165,27 @@ class _FoldPlan(NamedTuple):
 class VoxelLabelMap:
     """A sparse voxel grid holding a fused class distribution per voxel.
 
-    voxel_size: edge length in metres of the cubic voxels (voxel (i, j, k) spans
-        [i, i + 1) * voxel_size along x, and so on).
-    num_classes: C.
-    mode: how observations combine:
-        "bayes": recursive Bayesian update, p(c) ∝ prod_frames p_frame(c) (SemanticFusion,
-            Kimera-Semantics): sums log-probabilities, each clamped to `min_probability`
-            so a single confident miss cannot veto a class forever.
-        "mean": the average of the observed probability vectors.
-        "vote": each observation votes for its argmax label; the distribution is the
-            normalised vote count.
-    min_probability: floor of the probabilities in "bayes" mode (hard labels become
-        1 for the label and min_probability for the other classes).
-    device: where the map's tensors live.
-
     State (rows in insertion order, `num_voxels` of them): per-class accumulators,
     observation counts, point-position and colour sums (for export); and a hash table from
     packed voxel key to row.
+
+    Args:
+        voxel_size: edge length in metres of the cubic voxels (voxel (i, j, k) spans
+            [i, i + 1) * voxel_size along x, and so on).
+        num_classes: C.
+        mode: how observations combine:
+            "bayes": recursive Bayesian update, p(c) ∝ prod_frames p_frame(c)
+            (SemanticFusion, Kimera-Semantics): sums log-probabilities, each clamped to
+            `min_probability` so a single confident miss cannot veto a class forever.
+            "mean": the average of the observed probability vectors.
+            "vote": each observation votes for its argmax label; the distribution is the
+            normalised vote count.
+        min_probability: floor of the probabilities in "bayes" mode (hard labels become
+            1 for the label and min_probability for the other classes).
+        device: where the map's tensors live.
+
+    Raises:
+        ValueError: on a voxel_size, num_classes, mode or min_probability out of range.
     """
 
     def __init__(
@@ -217,17 +228,26 @@ class VoxelLabelMap:
 
     # ----- integration -------------------------------------------------------------------
     def integrate(self, points_world, probabilities=None, labels=None, colors=None) -> int:
-        """Fold one frame of labelled world-frame points into the map; returns the number of
-        points integrated (those with a label).
+        """Fold one frame of labelled world-frame points into the map.
 
-        points_world: (N, 3) float, world frame.
-        probabilities: (N, C) float class probabilities (rows summing to 1), or
-        labels: (N,) int in [0, C), -1 for "no label" (such points are skipped);
-            give exactly one of the two.
-        colors: optional (N, 3) float RGB in [0, 1] (or uint8 0..255), averaged per voxel for export.
-        Points of one frame falling into the same voxel all count, so denser views weigh more,
-        as in SemanticFusion's per-pixel update. An empty points_world is an error (the
-        frame helpers `integrate_rgbd` / `integrate_lidar` skip empty frames instead).
+        Points of one frame falling into the same voxel all count, so denser views weigh
+        more, as in SemanticFusion's per-pixel update. Give exactly one of probabilities
+        and labels.
+
+        Args:
+            points_world: (N, 3) float points, world frame, N > 0 (`pcseg.Fuser` skips
+                empty frames instead).
+            probabilities: (N, C) float class probabilities (rows summing to 1).
+            labels: (N,) int in [0, C), -1 for "no label" (such points are skipped).
+            colors: optional (N, 3) float RGB in [0, 1] (or uint8 0..255), averaged per
+                voxel.
+
+        Returns:
+            count: the number of points integrated (those with a label).
+
+        Raises:
+            ValueError: on shapes that do not match, labels outside [-1, C), both or
+                neither of probabilities and labels, or non-finite or too distant points.
         """
         points_t, _ = as_tensor(points_world, "points_world")
         check_points(points_t, "points_world")
@@ -308,7 +328,7 @@ class VoxelLabelMap:
         """
         if labels is not None:
             # One-hot counts by one scatter over (voxel, class) cells: no (N, C) one-hot matrix.
-            # Adding 1.0s is exact in any order; ~3x faster than an int64 bincount + cast.
+            # Adding 1.0s is exact in any order, and cheaper than an int64 bincount + cast.
             cells = point_to_frame_voxel * self.num_classes + labels
             size = num_frame_voxels * self.num_classes
             ones = torch.ones(cells.shape, dtype=torch.float32, device=self.device)
@@ -325,7 +345,7 @@ class VoxelLabelMap:
             return _add_rows(sums, point_to_frame_voxel, probabilities)
         # log(max(p, floor)) = max(log p, log floor), a block of points at a time: the block
         # stays in cache from log to add instead of a second (N, C) array going through
-        # memory, ~25 % faster; every voxel still adds its points in order. Few, large
+        # memory; every voxel still adds its points in order. Few, large
         # blocks: each op is one OpenMP region, and those stall on a busy machine.
         log_floor = float(np.log(self.min_probability))
         step = max(1, _LOG_BLOCK_VALUES // self.num_classes)
@@ -343,7 +363,7 @@ class VoxelLabelMap:
         dtype = torch.float64 if points.dtype == torch.float64 else torch.float32
         # floor(p / size) + offset stays an exact integer in float32 (< 2^22 < 2^24).
         shifted = torch.floor(points.to(dtype) * (1.0 / self.voxel_size)).add_(_KEY_OFFSET)
-        # Three strided 1-D reductions are ~4x faster on the CPU than aminmax(dim=0) over (N, 3).
+        # Three strided 1-D reductions beat aminmax(dim=0) over (N, 3) on the CPU.
         low, high = (torch.stack(values) for values in zip(*(torch.aminmax(shifted[:, axis]) for axis in range(3))))
         if not bool((low >= 0).all() and (high < 2 * _KEY_OFFSET).all()):  # NaN fails both
             if not bool(torch.isfinite(points).all()):
@@ -452,7 +472,7 @@ class VoxelLabelMap:
             size *= 2  # doubling keeps the rehashing amortised O(1) per voxel
         # Keys read in slot order have home slots in the bigger table that rise in a few
         # interleaved runs (a key's new home extends its old one by high bits), so the
-        # re-insertion walks memory nearly in order: ~2x faster than in row order.
+        # re-insertion walks memory nearly in order, unlike row order.
         used = flat_nonzero(self._table != _EMPTY)
         keys, rows = self._table.gather(0, used), self._table_rows.gather(0, used)
         self._table = torch.full((size,), _EMPTY, dtype=torch.int64, device=self.device)
@@ -489,7 +509,18 @@ class VoxelLabelMap:
         return accumulators / self._observations.index_select(0, rows)[:, None]
 
     def query(self, points) -> VoxelQuery:
-        """Fused labels and distributions at (N, 3) world points (numpy or torch, same out)."""
+        """Fused labels and distributions at world points.
+
+        Args:
+            points: (N, 3) float world points, numpy or torch.
+
+        Returns:
+            query: VoxelQuery(labels (N,) int64, probabilities (N, C) float32, known (N,)
+            bool), the array kind of `points`.
+
+        Raises:
+            ValueError: on points that are not a non-empty (N, 3) float array.
+        """
         points_t, to_numpy = as_tensor(points, "points")
         check_points(points_t)
         keys = self._keys_of(points_t.to(self.device))
@@ -572,7 +603,12 @@ class VoxelLabelMap:
 
 # ----- late fusion ---------------------------------------------------------------------------
 class FusedPrediction(NamedTuple):
-    """probabilities (N, C) float32 fused distribution; labels (N,) int64 its argmax."""
+    """Result of `late_fusion`.
+
+    Attributes:
+        probabilities: (N, C) float fused distribution.
+        labels: (N,) int64 its argmax.
+    """
 
     probabilities: object
     labels: object
@@ -589,9 +625,22 @@ def late_fusion(
     """Weighted log-linear fusion of a 3D model's logits with painted 2D probabilities.
 
     log p(c) = weight_3d * log_softmax(logits_3d)(c) + weight_2d * log(max(p_2d(c), min_probability)) + const.
-    logits_3d: (N, C) float; probabilities_2d: (N, C) float (e.g. `paint_points(...).probabilities`);
-    visible: optional (N,) bool: where False (no 2D observation) only the 3D term counts.
-    Returns FusedPrediction(probabilities (N, C), labels (N,)), same array kind as logits_3d.
+
+    Args:
+        logits_3d: (N, C) float logits of a 3D model.
+        probabilities_2d: (N, C) float painted probabilities (e.g.
+            `paint_points(...).probabilities`).
+        visible: optional (N,) bool: where False (no 2D observation) only the 3D term counts.
+        weight_3d: weight of the 3D term, >= 0.
+        weight_2d: weight of the 2D term, >= 0.
+        min_probability: floor of the 2D probabilities.
+
+    Returns:
+        fused: FusedPrediction(probabilities (N, C), labels (N,)), same array kind as
+        logits_3d.
+
+    Raises:
+        ValueError: on shapes that do not match, or negative weights.
     """
     logits_t, to_numpy = as_tensor(logits_3d, "logits_3d")
     probabilities_t, _ = as_tensor(probabilities_2d, "probabilities_2d")

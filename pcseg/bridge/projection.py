@@ -41,8 +41,8 @@ def _transform(points: torch.Tensor, pose: torch.Tensor | None) -> torch.Tensor:
 def _transform_coordinates(points: torch.Tensor, pose: torch.Tensor | None) -> torch.Tensor:
     """(3, N) coordinates of the (N, 3) points mapped by the 4x4 pose (None: unchanged).
 
-    (3, 3) @ (3, N) is about 10x faster on the CPU than (N, 3) @ (3, 3), whose inner
-    dimension of 3 defeats the BLAS kernels.
+    (3, 3) @ (3, N) rather than (N, 3) @ (3, 3): an inner dimension of 3 defeats the CPU's
+    BLAS kernels.
     """
     if pose is None:
         return points.T
@@ -53,14 +53,16 @@ def _transform_coordinates(points: torch.Tensor, pose: torch.Tensor | None) -> t
 class BackprojectedDepth:
     """Result of `backproject_depth`; unpacks as `points, pixels, valid = result`.
 
-    points: (N, 3) float32 (float64 for float64 depth): one point per valid pixel, in
-        row-major pixel order (the order of Open3D's `create_from_rgbd_image`).
-    pixels: (N, 2) int64 (u, v) = (column, row) of the pixel each point came from
-        (computed on first access).
-    valid: (H, W) bool, the valid pixels: 0 < depth / depth_scale < depth_trunc.
-        `image[valid]` lists per-pixel data in the same order as `points`; `take(image)`
-        does the same faster.
     All three are numpy arrays for numpy depth, torch tensors for torch depth.
+
+    Attributes:
+        points: (N, 3) float32 (float64 for float64 depth): one point per valid pixel, in
+            row-major pixel order (the order of Open3D's `create_from_rgbd_image`).
+        pixels: (N, 2) int64 (u, v) = (column, row) of the pixel each point came from
+            (computed on first access).
+        valid: (H, W) bool, the valid pixels: 0 < depth / depth_scale < depth_trunc.
+            `image[valid]` lists per-pixel data in the same order as `points`;
+            `take(image)` does the same with a row gather.
     """
 
     def __init__(self, points, valid, flat_index: torch.Tensor, pixel_grid: torch.Tensor, to_numpy: bool):
@@ -83,10 +85,19 @@ class BackprojectedDepth:
     def take(self, image, channels_first: bool = False):
         """Per-point values of a per-pixel image: colours, a label map, class scores.
 
-        image: (H, W, ...) (or (C, H, W) with channels_first=True), numpy or torch.
-        Returns (N, ...) (or (N, C)) in the order of `points`, the image's array kind.
-        Same result as `image[valid]` (numpy's boolean indexing of (H, W, 3) uint8 is
-        about 8x slower than this row gather).
+        Same result as `image[valid]`, by a row gather instead of numpy's slower boolean
+        indexing.
+
+        Args:
+            image: (H, W, ...) image (or (C, H, W) with channels_first=True), numpy or torch.
+            channels_first: the image is (C, H, W).
+
+        Returns:
+            values: (N, ...) (or (N, C)) in the order of `points`, the image's array kind
+            and dtype.
+
+        Raises:
+            ValueError: when the image is not (H, W, ...) (or (C, H, W)).
         """
         image_t, to_numpy = as_tensor(image, "image")
         height, width = self.valid.shape
@@ -127,16 +138,26 @@ def backproject_depth(
 ) -> BackprojectedDepth:
     """Lift a depth image to 3D points: z = depth / depth_scale, x = (u - cx) z / fx, y = (v - cy) z / fy.
 
-    depth: (H, W) depth image, any numeric dtype (uint16 millimetres, float metres, ...).
-        Pixels with z <= 0, z >= depth_trunc or non-finite z are invalid (Open3D's rules).
-    camera: PinholeCamera of size W x H (0-based pixel centres).
-    depth_scale: raw depth units per metre (1000 for millimetre PNGs, 1 for float metres).
-    depth_trunc: depth in metres from which pixels are dropped (float('inf') keeps all).
-    pose: optional (4, 4) T_world_from_camera (camera: x right, y down, z forward); the
-        points are then returned in the world frame (the camera frame when None).
-    Returns BackprojectedDepth (points (N, 3), pixels (N, 2) int64, valid (H, W) bool),
-    same array kind as `depth`. Matches Open3D's `create_from_rgbd_image` point for point.
-    Transfer per-pixel data (colours, labels, scores) with `result.take(image)`.
+    Matches Open3D's `create_from_rgbd_image` point for point. Transfer per-pixel data
+    (colours, labels, scores) with `result.take(image)`.
+
+    Args:
+        depth: (H, W) depth image, any numeric dtype (uint16 millimetres, float metres,
+            ...). Pixels with z <= 0, z >= depth_trunc or non-finite z are invalid
+            (Open3D's rules).
+        camera: PinholeCamera of size W x H (0-based pixel centres).
+        depth_scale: raw depth units per metre (1000 for millimetre PNGs, 1 for float metres).
+        depth_trunc: depth in metres from which pixels are dropped (float('inf') keeps all).
+        pose: optional (4, 4) T_world_from_camera (camera: x right, y down, z forward);
+            the points are then returned in the world frame (the camera frame when None).
+
+    Returns:
+        backprojected: BackprojectedDepth (points (N, 3), pixels (N, 2) int64, valid
+        (H, W) bool), same array kind as `depth`.
+
+    Raises:
+        ValueError: on a depth image that is not (H, W) or not the camera's size, a
+            depth_scale or depth_trunc that is not positive, or a bad pose.
     """
     depth_t, to_numpy = as_tensor(depth, "depth")
     if depth_t.dim() != 2:
@@ -172,11 +193,12 @@ def _rounded_to(value: float, dtype: torch.dtype) -> float:
 class ProjectedPoints(NamedTuple):
     """Result of `project_points`.
 
-    pixels: (N, 2) float (u, v), 0-based pixel centres; meaningless where depth <= 0.
-    depth: (N,) float, the camera-frame z of each point.
-    in_image: (N,) bool: z > 0 and the point's nearest pixel centre lies in the image,
-        i.e. -0.5 <= u < W - 0.5 and -0.5 <= v < H - 0.5. Points behind the camera are
-        never in the image.
+    Attributes:
+        pixels: (N, 2) float (u, v), 0-based pixel centres; meaningless where depth <= 0.
+        depth: (N,) float, the camera-frame z of each point.
+        in_image: (N,) bool: z > 0 and the point's nearest pixel centre lies in the image,
+            i.e. -0.5 <= u < W - 0.5 and -0.5 <= v < H - 0.5. Points behind the camera
+            are never in the image.
     """
 
     pixels: object
@@ -185,10 +207,20 @@ class ProjectedPoints(NamedTuple):
 
 
 def project_points(points, camera: PinholeCamera, T_camera_from_points=None) -> ProjectedPoints:
-    """Project (N, 3) points (float) into `camera`; T_camera_from_points (4, 4) maps them into it.
+    """Project points into a camera.
 
-    Returns ProjectedPoints(pixels (N, 2), depth (N,), in_image (N,) bool), same array kind
-    and float dtype as `points`.
+    Args:
+        points: (N, 3) float points.
+        camera: the PinholeCamera.
+        T_camera_from_points: (4, 4) pose mapping the points into the camera frame;
+            None = they are in it already.
+
+    Returns:
+        projected: ProjectedPoints(pixels (N, 2), depth (N,), in_image (N,) bool), same
+        array kind and float dtype as `points`.
+
+    Raises:
+        ValueError: on points that are not a non-empty (N, 3) float array, or a bad pose.
     """
     points_t, to_numpy = as_tensor(points, "points")
     u, v, depth, in_image, _ = _project(points_t, camera, T_camera_from_points)
@@ -229,12 +261,13 @@ def _nearest_depth_per_pixel(flat_index: torch.Tensor, depth: torch.Tensor, num_
 class PaintedPoints(NamedTuple):
     """Result of `paint_points`.
 
-    probabilities: (N, C) float class probabilities sampled from the image; all zeros where
-        the point is not visible.
-    labels: (N,) int64 argmax class, -1 where the point is not visible.
-    visible: (N,) bool: in the image and not occluded; these points carry 2D labels.
-    in_image: (N,) bool: projects inside the image with z > 0 (see `project_points`).
-    occluded: (N,) bool: in the image but hidden behind nearer geometry.
+    Attributes:
+        probabilities: (N, C) float class probabilities sampled from the image; all zeros
+            where the point is not visible.
+        labels: (N,) int64 argmax class, -1 where the point is not visible.
+        visible: (N,) bool: in the image and not occluded; these points carry 2D labels.
+        in_image: (N,) bool: projects inside the image with z > 0 (see `project_points`).
+        occluded: (N,) bool: in the image but hidden behind nearer geometry.
     """
 
     probabilities: object
@@ -261,26 +294,38 @@ def paint_points(
 ) -> PaintedPoints:
     """Carry a 2D segmentation onto 3D points (PointPainting with a z > 0 check and occlusion).
 
-    points: (N, 3) float, in the frame that T_camera_from_points (4, 4) maps into the camera
-        (identity when None).
-    segmentation: either a label map (H, W) integer with values in [0, num_classes) — then
-        `num_classes` is required — or class scores (C, H, W) float, probabilities or
-        logits (say which with `scores`).
-    scores: "probabilities" or "logits" (softmax is applied to the sampled logits only).
-    sampling: "nearest" (the pixel the point falls in) or "bilinear" (probabilities of the
-        four surrounding pixel centres, borders replicated).
-    occlusion: "zbuffer": a point is occluded when it lies farther than the nearest point
-        projecting to the same pixel by more than occlusion_tolerance +
-        occlusion_tolerance_relative * depth (metres); zbuffer_radius > 0 lets each point
-        also occlude the (2r+1)^2 pixels around it, closing the gaps of sparse LiDAR.
-        "depth": the same test against `depth_image` (H, W) float metres instead (pixels
-        with depth <= 0 or non-finite occlude nothing; integer images, e.g. uint16
-        millimetres, are refused: pass depth_mm / 1000.0). "none": every in-image point
-        is visible. depth_image is an error with any occlusion but "depth".
-    occlusion_tolerance, occlusion_tolerance_relative: >= 0 (a negative tolerance would let
-        the nearest point of a pixel occlude itself).
-    Returns PaintedPoints(probabilities (N, C), labels (N,), visible, in_image, occluded),
-    same array kind as `points`; probabilities are float32 (float64 for float64 scores).
+    Args:
+        points: (N, 3) float, in the frame that T_camera_from_points maps into the camera.
+        segmentation: either a label map (H, W) integer with values in [0, num_classes)
+            (then `num_classes` is required) or class scores (C, H, W) float,
+            probabilities or logits (say which with `scores`).
+        camera: the PinholeCamera of the image (W x H).
+        T_camera_from_points: (4, 4) pose; None = the points are in the camera frame.
+        num_classes: C; required with a label map, checked against the scores' channels.
+        scores: "probabilities" or "logits" (softmax is applied to the sampled logits only).
+        sampling: "nearest" (the pixel the point falls in) or "bilinear" (probabilities of
+            the four surrounding pixel centres, borders replicated).
+        occlusion: "zbuffer": a point is occluded when it lies farther than the nearest
+            point projecting to the same pixel by more than occlusion_tolerance +
+            occlusion_tolerance_relative * depth (metres). "depth": the same test against
+            `depth_image` instead. "none": every in-image point is visible.
+        depth_image: (H, W) float metres, for occlusion="depth" only (pixels with depth
+            <= 0 or non-finite occlude nothing; integer images, e.g. uint16 millimetres,
+            are refused: pass depth_mm / 1000.0).
+        occlusion_tolerance: metres, >= 0 (a negative tolerance would let the nearest
+            point of a pixel occlude itself).
+        occlusion_tolerance_relative: fraction of the depth, >= 0.
+        zbuffer_radius: r > 0 lets each point also occlude the (2r+1)^2 pixels around it,
+            closing the gaps of sparse LiDAR.
+
+    Returns:
+        painted: PaintedPoints(probabilities (N, C), labels (N,), visible, in_image,
+        occluded), same array kind as `points`; probabilities are float32 (float64 for
+        float64 scores).
+
+    Raises:
+        ValueError: on a bad segmentation (see `pcseg.bridge.checks.check_segmentation`),
+            labels outside [0, num_classes), an unknown option, or a bad depth image.
     """
     points_t, to_numpy = as_tensor(points, "points")
     segmentation_t, _ = as_tensor(segmentation, "segmentation")
@@ -359,7 +404,7 @@ def paint_points(
     table_row[image_points] = torch.arange(num_visible, device=points_t.device)
     zero_row = torch.zeros((1, num_classes), dtype=probability_dtype, device=points_t.device)
     probabilities = take_rows(torch.cat([sampled.T, zero_row]), table_row)
-    # torch.max(dim) is 5x faster than argmax here on the CPU; both pick the first maximum.
+    # torch.max(dim) beats argmax here on the CPU; both pick the first maximum.
     label_table = torch.cat([torch.max(sampled, dim=0).indices, torch.tensor([-1], device=points_t.device)])
     labels = take_rows(label_table, table_row)
     result = (probabilities, labels, visible, in_image, occluded)
@@ -370,7 +415,7 @@ def _spread_minimum(image: torch.Tensor, radius: int) -> torch.Tensor:
     """(H, W) minimum over the (2r+1)^2 window around each pixel (an erosion of the depth).
 
     A square window is separable (rows, then columns); each pass is 2r+1 shifted
-    elementwise minima, which on the CPU is several times faster than max_pool2d.
+    elementwise minima, which on the CPU beats max_pool2d.
     """
     height, width = image.shape
     padded = torch.nn.functional.pad(image, (radius, radius), value=float("inf"))
@@ -417,9 +462,10 @@ def _sample_bilinear(segmentation, pixels, camera, num_classes, is_label_map, sc
 class RenderedLabels(NamedTuple):
     """Result of `render_labels`.
 
-    labels: (H, W) int64 label of the nearest point on each pixel, `background` where none.
-    depth: (H, W) float depth of that point, inf where none.
-    point_index: (H, W) int64 index of that point into `points`, -1 where none.
+    Attributes:
+        labels: (H, W) int64 label of the nearest point on each pixel, `background` where none.
+        depth: (H, W) float depth of that point, inf where none.
+        point_index: (H, W) int64 index of that point into `points`, -1 where none.
     """
 
     labels: object
@@ -428,11 +474,23 @@ class RenderedLabels(NamedTuple):
 
 
 def render_labels(points, labels, camera: PinholeCamera, T_camera_from_points=None, background: int = -1) -> RenderedLabels:
-    """Render labelled points (N, 3) float with labels (N,) int into a z-buffered label image.
+    """Render labelled points into a z-buffered label image.
 
     Each pixel shows the nearest point projecting into it (ties: the lowest point index).
-    Returns RenderedLabels(labels (H, W) int64, depth (H, W), point_index (H, W) int64),
-    same array kind as `points`.
+
+    Args:
+        points: (N, 3) float points.
+        labels: (N,) int label of each point.
+        camera: the PinholeCamera to render (W x H).
+        T_camera_from_points: (4, 4) pose; None = the points are in the camera frame.
+        background: the label of pixels no point reaches.
+
+    Returns:
+        rendered: RenderedLabels(labels (H, W) int64, depth (H, W), point_index (H, W)
+        int64), same array kind as `points`.
+
+    Raises:
+        ValueError: on labels that are not (N,) integers, or bad points or pose.
     """
     points_t, to_numpy = as_tensor(points, "points")
     labels_t, _ = as_tensor(labels, "labels")

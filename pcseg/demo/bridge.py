@@ -43,7 +43,6 @@ def corrupt_labels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Simulate a 2D segmentation network's output for a true label image.
 
-    labels: (H, W) int64 true labels in [0, C) (negative = no surface; left as is).
     The errors, applied in order:
       boundaries: pixels within `boundary_width` px of a class boundary take, with
         `boundary_probability`, the label of the pixel displaced by a random non-zero
@@ -54,8 +53,26 @@ def corrupt_labels(
       flips: each pixel with `flip_probability` gets a uniformly random class.
     Scores are softmax(gain * one_hot(noisy) + N(0, logit_noise)): confident but not
     certain, and their argmax can differ from the noisy label where the noise is large.
-    Returns (predicted labels (H, W) int64 = argmax of the scores, -1 where labels < 0;
-    scores (C, H, W) float32 probabilities).
+
+    Args:
+        labels: (H, W) int64 true labels in [0, C) (negative = no surface; left as is).
+        num_classes: C.
+        rng: the random generator (the result is a function of its state).
+        boundary_width: pixels around a class boundary that may take a shifted label.
+        boundary_shift: the largest offset, in pixels, of the shifted labels.
+        boundary_probability: the chance that a boundary pixel takes the shifted label.
+        blob_sigma: the scale, in pixels, of the wrong-class blobs.
+        blob_fraction: the part of the image the blobs cover.
+        flip_probability: the chance that a pixel gets a uniformly random class.
+        logit_gain: the logit added to the noisy label's class.
+        logit_noise: the standard deviation of the Gaussian logit noise.
+
+    Returns:
+        (predicted, scores): predicted labels (H, W) int64 = argmax of the scores, -1
+        where labels < 0; scores (C, H, W) float32 probabilities.
+
+    Raises:
+        ValueError: when `labels` is not (H, W).
     """
     from scipy import ndimage
 
@@ -103,17 +120,33 @@ def corrupt_labels(
 
 
 def demo_camera(width: int = 160, height: int = 120) -> PinholeCamera:
-    """The demo's small pinhole camera: about 72 degrees horizontal field of view."""
+    """The demo's small pinhole camera: about 72 degrees horizontal field of view.
+
+    Args:
+        width: image width in pixels.
+        height: image height in pixels.
+
+    Returns:
+        camera: a PinholeCamera with its principal point at the image centre.
+    """
     focal = 0.6875 * width
     return PinholeCamera(focal, focal, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
 
 
 def demo_poses(room_size, num_views: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """`num_views` T_world_from_camera (4, 4) poses looking across the room.
+    """Camera poses looking across a room.
 
     The cameras stand on an ellipse around the room's centre (35 % of its half-extents),
     1.3-1.8 m high, each looking through the centre at the far side, tilted down: views
     that are neighbours on the ellipse overlap, so most surfaces are seen several times.
+
+    Args:
+        room_size: the room's (width, depth, height) in metres.
+        num_views: the number of poses.
+        rng: the random generator of the jitter.
+
+    Returns:
+        poses: `num_views` (4, 4) float64 T_world_from_camera.
     """
     width, depth, _ = room_size
     centre = np.array([width / 2.0, depth / 2.0])
@@ -159,30 +192,39 @@ def run_bridge_demo(
 ) -> dict:
     """Fuse noisy 2D segmentations of posed RGB-D views of a generated room and measure it.
 
-    out_dir: folder for the outputs (created):
-        bridge_fused_map.ply   the fused voxel map, coloured by label (S3DIS colours),
-        bridge_views.png       one view: colour | truth | noisy 2D labels | fused map
-                               looked up at that view's depth points,
-        bridge_metrics.json    the returned metrics,
-        bridge_frames/         (write_frames) the views as a `pcseg fuse` folder: depth
-                               PNGs (mm), colour PNGs, the noisy 2D labels as label PNGs,
-                               poses and frames.json (hard labels: the demo itself fuses
-                               the soft scores, so `pcseg fuse` on it lands close, not equal).
-    seed: room, poses and label noise.
-    num_views, image_size (width, height), voxel_size (m), mode: the fusion set-up.
-    Returns a dict: per_frame_2d (per view: accuracy and miou of its noisy 2D labels,
-    single_view_map_accuracy of a map fused from that view alone, fused_accuracy of the
-    full map at its pixels), single_frame_2d (pooled accuracy / miou / per-class IoU of the
-    noisy 2D labels over all views' pixels), single_view_map_3d (each pixel labelled by a
-    map of its own view only: spatial smoothing without multi-view fusion), fused_3d (the
-    fused labels at the same pixels' 3D points), mean/best_frame_2d_accuracy,
-    fused_room_points (the room's own sampled labelled cloud: coverage, and scores on the
-    covered points), painted_room_points (that cloud painted from the noisy views through
-    `Fuser.add_lidar` with z-buffer occlusion, fused per voxel: coverage and scores),
-    occlusion_check (the first view's true labels painted onto that cloud with the z-buffer
-    and without any occlusion test, as PointPainting does: visible points and their
-    accuracy), heldout_view (a pose not fused: coverage and accuracy of the map there),
-    voxels, num_views, seconds, summary (one line for the console), and the output paths.
+    Runs on one torch thread and restores the caller's thread count afterwards.
+
+    Args:
+        out_dir: folder for the outputs (created):
+            bridge_fused_map.ply   the fused voxel map, coloured by label (S3DIS colours),
+            bridge_views.png       one view: colour | truth | noisy 2D labels | fused map
+                                   looked up at that view's depth points,
+            bridge_metrics.json    the returned metrics,
+            bridge_frames/         (write_frames) the views as a `pcseg fuse` folder
+                                   (`pcseg.fuse_folder.write_frames_folder`): hard labels,
+                                   while the demo itself fuses the soft scores, so
+                                   `pcseg fuse` on it lands close, not equal.
+        seed: room, poses and label noise.
+        num_views: the views fused.
+        image_size: (width, height) of the views in pixels.
+        voxel_size: the map's voxel edge in metres.
+        mode: the fusion mode ("bayes", "mean", "vote").
+        write_frames: write bridge_frames/.
+
+    Returns:
+        metrics: a dict: per_frame_2d (per view: accuracy and miou of its noisy 2D labels,
+        single_view_map_accuracy of a map fused from that view alone, fused_accuracy of the
+        full map at its pixels), single_frame_2d (pooled accuracy / miou / per-class IoU of the
+        noisy 2D labels over all views' pixels), single_view_map_3d (each pixel labelled by a
+        map of its own view only: spatial smoothing without multi-view fusion), fused_3d (the
+        fused labels at the same pixels' 3D points), mean/best_frame_2d_accuracy,
+        fused_room_points (the room's own sampled labelled cloud: coverage, and scores on the
+        covered points), painted_room_points (that cloud painted from the noisy views through
+        `Fuser.add_lidar` with z-buffer occlusion, fused per voxel: coverage and scores),
+        occlusion_check (the first view's true labels painted onto that cloud with the z-buffer
+        and without any occlusion test, as PointPainting does: visible points and their
+        accuracy), heldout_view (a pose not fused: coverage and accuracy of the map there),
+        voxels, num_views, seconds, summary (one line for the console), and the output paths.
     """
     import torch
 

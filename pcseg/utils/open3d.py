@@ -12,7 +12,15 @@ import importlib
 
 
 def import_open3d():
-    """Returns the open3d module (imported lazily: pcseg never needs it at import time)."""
+    """Import open3d lazily (pcseg never needs it at import time), working around a missing libusb.
+
+    Returns:
+        open3d: the open3d module.
+
+    Raises:
+        ImportError: when libusb-1.0 is missing and the libusb-package wheel is not
+            installed; the message says how to install either.
+    """
     try:
         return importlib.import_module("open3d")
     except OSError as err:
