@@ -294,7 +294,7 @@ def _read_lidar_points(path: Path) -> np.ndarray:
 
 
 def _read_pose(root: Path, spec, what: str) -> np.ndarray:
-    """A 4x4 pose from a nested list or a text file of 16 (or 12, a 3x4) numbers."""
+    """A (4, 4) float64 pose from a nested list or a text file of 16 (or 12, a 3x4) numbers."""
     if isinstance(spec, str):
         path = root / spec
         if not path.is_file():
@@ -309,10 +309,7 @@ def _read_pose(root: Path, spec, what: str) -> np.ndarray:
         values = np.concatenate([values, [0.0, 0.0, 0.0, 1.0]])
     if values.size != 16:
         raise ValueError(f"{what}: expected a 4x4 (or 3x4) matrix, got {values.size} numbers")
-    pose = values.reshape(4, 4)
-    if not np.isfinite(pose).all():
-        raise ValueError(f"{what}: non-finite entries in {pose.tolist()}")
-    return pose
+    return values.reshape(4, 4)  # the Fuser checks it is a rigid pose
 
 
 def _camera_from_spec(spec, image_shape) -> PinholeCamera:
