@@ -49,8 +49,8 @@ Per-frame "depth_scale", "depth_trunc" and "scores" override the top-level ones.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

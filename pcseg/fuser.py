@@ -220,9 +220,9 @@ class Fuser:
             colors = as_numpy(colors, "colors")
             if colors.shape != (len(points), 3):
                 raise ValueError(f"colors must be (N, 3) with N={len(points)}, got {colors.shape}")
-        options = dict(occlusion=occlusion, zbuffer_radius=zbuffer_radius, sampling=sampling, depth_image=depth_image,
-                       occlusion_tolerance=occlusion_tolerance,
-                       occlusion_tolerance_relative=occlusion_tolerance_relative)
+        options = {"occlusion": occlusion, "zbuffer_radius": zbuffer_radius, "sampling": sampling,
+                   "depth_image": depth_image, "occlusion_tolerance": occlusion_tolerance,
+                   "occlusion_tolerance_relative": occlusion_tolerance_relative}
         if is_label_map:
             labels_image = self._label_map(segmentation, "segmentation")
             # paint_points wants labels in [0, C): "no label" pixels become an extra class C,

@@ -22,7 +22,7 @@ import numpy as np
 
 from pcseg.utils.open3d import import_open3d
 
-__all__ = ["read_point_cloud", "write_labelled_ply", "normalize_palette", "default_palette", "SUPPORTED_SUFFIXES"]
+__all__ = ["SUPPORTED_SUFFIXES", "default_palette", "normalize_palette", "read_point_cloud", "write_labelled_ply"]
 
 SUPPORTED_SUFFIXES = (".ply", ".pcd", ".npy", ".bin", ".txt", ".mat")
 
