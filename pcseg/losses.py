@@ -12,6 +12,7 @@ the gradient). ``weight (C,)`` scales each class, as in ``F.cross_entropy``.
 Which normalisation each loss uses is written in its docstring; the tests in
 ``tests/test_losses.py`` check every one against hand-computed values.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,8 +44,7 @@ def _flatten(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, 
         flat_logits = logits.movedim(1, -1).reshape(-1, num_classes)
     if labels.shape != expected:
         raise ValueError(
-            f"labels must have shape {tuple(expected)} to match logits {tuple(logits.shape)}, "
-            f"got {tuple(labels.shape)}"
+            f"labels must have shape {tuple(expected)} to match logits {tuple(logits.shape)}, got {tuple(labels.shape)}"
         )
     return flat_logits, labels.reshape(-1).long()
 

@@ -16,6 +16,7 @@ Absent classes (documented rule, used by every report):
   are left out; FWIoU weights each IoU by the class's share of true points, so classes absent
   from the truth get weight 0.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ class ConfusionMatrix:
             raise ValueError(f"predicted labels must lie in [0, {c}), got [{int(pred.min())}, {int(pred.max())}]")
         self.matrix += torch.bincount(true * c + pred, minlength=c * c).reshape(c, c)
 
-    def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         """Add another matrix's counts into this one (same ``num_classes``); returns self."""
         if other.num_classes != self.num_classes:
             raise ValueError(f"cannot merge {other.num_classes}-class counts into {self.num_classes}-class counts")

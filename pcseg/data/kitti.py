@@ -8,6 +8,7 @@ remission) and `labels/<nnnnnn>.label` (uint32: semantic = l & 0xFFFF, instance 
 KITTI object layout: `ROOT/training/{velodyne,image_2,calib,label_2}/<nnnnnn>.*`; the
 calibration is parsed by `pcseg.bridge.KittiCalibration`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,8 +31,10 @@ def read_velodyne_bin(path: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"LiDAR scan not found: {path}")
     size = path.stat().st_size
     if size % 16:
-        raise ValueError(f"{path}: {size} bytes is not a whole number of points (16 bytes each: "
-                         f"float32 x y z remission); the file is truncated or not a KITTI scan")
+        raise ValueError(
+            f"{path}: {size} bytes is not a whole number of points (16 bytes each: "
+            f"float32 x y z remission); the file is truncated or not a KITTI scan"
+        )
     return np.fromfile(path, dtype="<f4").reshape(-1, 4)
 
 
@@ -68,7 +71,7 @@ class SemanticKittiConfig:
     splits: dict[str, list[int]]
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "SemanticKittiConfig":
+    def from_yaml(cls, path: str | Path) -> SemanticKittiConfig:
         import yaml
 
         path = Path(path)
@@ -112,8 +115,9 @@ class SemanticKittiConfig:
         return mapped
 
 
-def read_semantickitti_scan(scan_path: str | Path, label_path: str | Path | None,
-                            config: SemanticKittiConfig) -> dict[str, np.ndarray]:
+def read_semantickitti_scan(
+    scan_path: str | Path, label_path: str | Path | None, config: SemanticKittiConfig
+) -> dict[str, np.ndarray]:
     """One SemanticKITTI scan: coord (N, 3) float32, remission (N,) float32 and, with a
     label file, label (N,) int64 training classes (0 = unlabelled), raw_label (N,) int64
     and instance (N,) int64."""
@@ -171,9 +175,9 @@ class KittiObjectLabel:
     truncated: float
     occluded: int
     alpha: float
-    box_2d: tuple[float, float, float, float]      # left, top, right, bottom (pixels)
-    dimensions: tuple[float, float, float]         # height, width, length
-    location: tuple[float, float, float]           # x, y, z of the bottom centre
+    box_2d: tuple[float, float, float, float]  # left, top, right, bottom (pixels)
+    dimensions: tuple[float, float, float]  # height, width, length
+    location: tuple[float, float, float]  # x, y, z of the bottom centre
     rotation_y: float
 
 
@@ -193,8 +197,18 @@ def read_kitti_object_labels(path: str | Path) -> list[KittiObjectLabel]:
                 raise ValueError(f"expected 15 fields, got {len(fields)}")
         except ValueError as error:
             raise ValueError(f"{path}:{line_number}: {error}") from error
-        labels.append(KittiObjectLabel(fields[0], values[0], int(values[1]), values[2], tuple(values[3:7]),
-                                       tuple(values[7:10]), tuple(values[10:13]), values[13]))
+        labels.append(
+            KittiObjectLabel(
+                fields[0],
+                values[0],
+                int(values[1]),
+                values[2],
+                tuple(values[3:7]),
+                tuple(values[7:10]),
+                tuple(values[10:13]),
+                values[13],
+            )
+        )
     return labels
 
 
@@ -202,12 +216,15 @@ def kitti_object_paths(root: str | Path, index: int, split: str = "training") ->
     """Paths of frame `index` in the KITTI object layout (`ROOT/<split>/velodyne/000000.bin`...)."""
     base = Path(root) / split
     name = f"{index:06d}"
-    return {"velodyne": base / "velodyne" / f"{name}.bin", "image": base / "image_2" / f"{name}.png",
-            "calib": base / "calib" / f"{name}.txt", "label": base / "label_2" / f"{name}.txt"}
+    return {
+        "velodyne": base / "velodyne" / f"{name}.bin",
+        "image": base / "image_2" / f"{name}.png",
+        "calib": base / "calib" / f"{name}.txt",
+        "label": base / "label_2" / f"{name}.txt",
+    }
 
 
-def read_kitti_object_frame(velodyne_path: str | Path, image_path: str | Path,
-                            calib_path: str | Path) -> dict:
+def read_kitti_object_frame(velodyne_path: str | Path, image_path: str | Path, calib_path: str | Path) -> dict:
     """A KITTI object frame: the LiDAR scan coloured from image_2 where it projects.
 
     Returns coord (N, 3) float32 (LiDAR frame), remission (N,) float32, color (N, 3)
@@ -233,5 +250,13 @@ def read_kitti_object_frame(velodyne_path: str | Path, image_path: str | Path,
     color = np.zeros((len(coord), 3), dtype=np.float32)
     pixels = np.floor(projected.pixels[in_image] + 0.5).astype(np.int64)
     color[in_image] = image[pixels[:, 1], pixels[:, 0]] / 255.0
-    return {"coord": coord, "remission": np.ascontiguousarray(scan[:, 3]), "color": color, "in_image": in_image,
-            "image": image, "calibration": calibration, "camera": camera, "T_camera_from_velo": T_camera_from_velo}
+    return {
+        "coord": coord,
+        "remission": np.ascontiguousarray(scan[:, 3]),
+        "color": color,
+        "in_image": in_image,
+        "image": image,
+        "calibration": calibration,
+        "camera": camera,
+        "T_camera_from_velo": T_camera_from_velo,
+    }

@@ -4,6 +4,7 @@ The published colour-camera intrinsics (NYU toolbox `camera_params.m`, 1-based M
 pixel centres) are built in; frames cropped as in the common benchmarks (rows 46:470,
 columns 41:600, 1-based — `cropIt.m`) use `nyu_camera(cropped=True)`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,8 +31,14 @@ def nyu_camera(cropped: bool = False) -> PinholeCamera:
     return camera
 
 
-def read_nyu_frame(color_path: str | Path, depth_path: str | Path, label_path: str | Path | None = None,
-                   num_classes: int = 13, camera: PinholeCamera | None = None, max_depth: float = 10.0) -> dict:
+def read_nyu_frame(
+    color_path: str | Path,
+    depth_path: str | Path,
+    label_path: str | Path | None = None,
+    num_classes: int = 13,
+    camera: PinholeCamera | None = None,
+    max_depth: float = 10.0,
+) -> dict:
     """Reads a labelled NYU frame and back-projects it (camera frame: x right, y down, z forward).
 
     color_path: RGB image; depth_path: uint16 PNG in millimetres (0 = no reading);
@@ -46,8 +53,9 @@ def read_nyu_frame(color_path: str | Path, depth_path: str | Path, label_path: s
     image = read_image(color_path, "RGB")
     depth = read_image(depth_path)
     if depth.dtype != np.uint16 or depth.ndim != 2:
-        raise ValueError(f"{depth_path}: expected a single-channel uint16 depth PNG in millimetres, "
-                         f"got {depth.dtype} {depth.shape}")
+        raise ValueError(
+            f"{depth_path}: expected a single-channel uint16 depth PNG in millimetres, got {depth.dtype} {depth.shape}"
+        )
     check_same_size(image, color_path, depth, depth_path)
     label = None
     if label_path is not None:
@@ -63,8 +71,9 @@ def read_nyu_frame(color_path: str | Path, depth_path: str | Path, label_path: s
         elif size == (NYU_CROP_HEIGHT, NYU_CROP_WIDTH):
             camera = nyu_camera(cropped=True)
         else:
-            raise ValueError(f"{color_path} is {size[1]}x{size[0]}, neither NYU's 640x480 nor the 560x425 crop; "
-                             f"pass camera=")
+            raise ValueError(
+                f"{color_path} is {size[1]}x{size[0]}, neither NYU's 640x480 nor the 560x425 crop; pass camera="
+            )
     points = frame_to_points(image, depth, camera, None, label, max_depth)
     points.update(image=image, depth=depth.astype(np.float32) / 1000.0, camera=camera)
     if label is not None:

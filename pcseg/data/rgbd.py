@@ -1,5 +1,6 @@
 """Shared helpers of the RGB-D frame readers (SUN RGB-D, NYU Depth v2): image reading with
 clear errors, and frame -> labelled point cloud through `pcseg.bridge.backproject_depth`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,20 +30,28 @@ def read_image(path: str | Path, mode: str | None = None) -> np.ndarray:
 def check_same_size(reference: np.ndarray, reference_path, other: np.ndarray, other_path) -> None:
     """ValueError naming both files unless the two images have the same height and width."""
     if reference.shape[:2] != other.shape[:2]:
-        raise ValueError(f"{other_path} is {other.shape[1]}x{other.shape[0]} but {reference_path} is "
-                         f"{reference.shape[1]}x{reference.shape[0]}; they must have the same size")
+        raise ValueError(
+            f"{other_path} is {other.shape[1]}x{other.shape[0]} but {reference_path} is "
+            f"{reference.shape[1]}x{reference.shape[0]}; they must have the same size"
+        )
 
 
 def check_label_range(label: np.ndarray, num_classes: int, path) -> None:
     """ValueError naming `path` unless labels lie in 0..num_classes (0 = unlabelled)."""
     if label.size and (label.min() < 0 or label.max() > num_classes):
-        raise ValueError(f"{path}: labels must be in 0..{num_classes} (0 = unlabelled), "
-                         f"got {label.min()}..{label.max()}")
+        raise ValueError(
+            f"{path}: labels must be in 0..{num_classes} (0 = unlabelled), got {label.min()}..{label.max()}"
+        )
 
 
-def frame_to_points(color: np.ndarray, depth_mm: np.ndarray, camera: PinholeCamera,
-                    T_world_from_camera: np.ndarray | None = None, label: np.ndarray | None = None,
-                    max_depth: float = 10.0) -> dict[str, np.ndarray]:
+def frame_to_points(
+    color: np.ndarray,
+    depth_mm: np.ndarray,
+    camera: PinholeCamera,
+    T_world_from_camera: np.ndarray | None = None,
+    label: np.ndarray | None = None,
+    max_depth: float = 10.0,
+) -> dict[str, np.ndarray]:
     """Back-projects an RGB-D frame (via `pcseg.bridge.backproject_depth`).
 
     color (H, W, 3) uint8; depth_mm (H, W) uint16 millimetres (0 = no reading);

@@ -7,6 +7,7 @@ coord (N, 3) float32, color (N, 3) uint8, label (N,) uint8 (S3DIS order), instan
 int32; `load_room` reads it back. `S3DISRooms(OUT, split, test_area)` is the room-level
 torch Dataset; `pcseg.data.blocks` cuts rooms into PointNet's 1 m blocks.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,6 +20,7 @@ import numpy as np
 import torch.utils.data
 
 from pcseg.data.classes import S3DIS_CLASS_NAMES
+from pcseg.utils.progress import progress as report_progress
 
 NUM_AREAS = 6
 DEFAULT_TEST_AREA = 5
@@ -60,13 +62,17 @@ def read_points_txt(path: str | Path) -> np.ndarray:
         points = np.loadtxt(path, dtype=np.float64, ndmin=2, comments=None)
         if points.size == 0:
             return points.reshape(-1, 6)
-        if points.shape[1] == 6 and np.isfinite(points).all() and \
-                points[:, 3:].min() >= 0 and points[:, 3:].max() <= 255:
+        if (
+            points.shape[1] == 6
+            and np.isfinite(points).all()
+            and points[:, 3:].min() >= 0
+            and points[:, 3:].max() <= 255
+        ):
             return points
     except ValueError:
         pass
     rows = []
-    with open(path, "r", encoding="utf-8", errors="replace") as handle:
+    with open(path, encoding="utf-8", errors="replace") as handle:
         for line_number, line in enumerate(handle, start=1):
             values = _parse_point_line(f"{path}:{line_number}", line)
             if values is not None:
@@ -93,17 +99,20 @@ def _parse_point_line(where: str, line: str) -> list[float] | None:
         if values is None or len(values) != 6:
             warnings.warn(f"{where}: skipped malformed line {line.rstrip()!r}", S3DISFormatWarning, stacklevel=3)
             return None
-        warnings.warn(f"{where}: repaired malformed line {line.rstrip()!r} -> {values}", S3DISFormatWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"{where}: repaired malformed line {line.rstrip()!r} -> {values}", S3DISFormatWarning, stacklevel=3
+        )
     if not all(np.isfinite(values)):
-        warnings.warn(f"{where}: skipped line with a non-finite value {line.rstrip()!r}", S3DISFormatWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"{where}: skipped line with a non-finite value {line.rstrip()!r}", S3DISFormatWarning, stacklevel=3
+        )
         return None
     color = values[3:]
     if min(color) < 0 or max(color) > 255:
         values = values[:3] + [min(max(c, 0.0), 255.0) for c in color]
-        warnings.warn(f"{where}: clipped colour {color} outside 0..255 to {values[3:]}", S3DISFormatWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"{where}: clipped colour {color} outside 0..255 to {values[3:]}", S3DISFormatWarning, stacklevel=3
+        )
     return values
 
 
@@ -124,7 +133,7 @@ def read_raw_room(room_dir: str | Path) -> dict[str, np.ndarray]:
         raise ValueError(f"S3DIS room has no annotation files: {annotation_dir}")
     coords, colors, labels, instances = [], [], [], []
     for instance_id, file in enumerate(files):
-        points = read_points_txt(file)     # finite, colours already in 0..255
+        points = read_points_txt(file)  # finite, colours already in 0..255
         coords.append(points[:, :3].astype(np.float32))
         colors.append(np.round(points[:, 3:]).astype(np.uint8))
         labels.append(np.full(len(points), class_index(file.stem), dtype=np.uint8))
@@ -162,7 +171,7 @@ def list_raw_rooms(raw_dir: str | Path) -> list[RawRoom]:
         raise FileNotFoundError(f"S3DIS raw folder not found: {raw_dir}")
     nested = raw_dir / "Stanford3dDataset_v1.2_Aligned_Version"
     if not any(raw_dir.glob("Area_*")) and nested.is_dir():
-        raw_dir = nested       # pointed at the folder the archive was unpacked into
+        raw_dir = nested  # pointed at the folder the archive was unpacked into
     rooms = []
     for area_dir in sorted(raw_dir.glob("Area_*")):
         match = re.fullmatch(r"Area_(\d+)", area_dir.name)
@@ -183,9 +192,13 @@ def save_room(path: str | Path, room: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
-        np.savez(handle, coord=np.asarray(room["coord"], np.float32),
-                 color=np.asarray(room["color"], np.uint8), label=np.asarray(room["label"], np.uint8),
-                 instance=np.asarray(room["instance"], np.int32))
+        np.savez(
+            handle,
+            coord=np.asarray(room["coord"], np.float32),
+            color=np.asarray(room["color"], np.uint8),
+            label=np.asarray(room["label"], np.uint8),
+            instance=np.asarray(room["instance"], np.int32),
+        )
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -222,8 +235,9 @@ class PreparedRooms(list):
         self.failed: list[tuple[RawRoom, str]] = list(failed)
 
 
-def prepare_s3dis(raw_dir: str | Path, out_dir: str | Path, progress: bool = True,
-                  overwrite: bool = False) -> PreparedRooms:
+def prepare_s3dis(
+    raw_dir: str | Path, out_dir: str | Path, progress: bool = True, overwrite: bool = False
+) -> PreparedRooms:
     """Converts every raw room under `raw_dir` into `out_dir/Area_k/<room>.npz`.
 
     Rooms whose cache file exists are skipped (unless `overwrite`), so an interrupted run
@@ -231,33 +245,44 @@ def prepare_s3dis(raw_dir: str | Path, out_dir: str | Path, progress: bool = Tru
     cannot be read (no annotation files, no valid point, unreadable file) does not stop
     the run: it emits an `S3DISFormatWarning` naming the room, writes nothing (so the
     next run tries it again), and the run ends with one warning listing all such rooms.
-    Shows a tqdm progress bar when `progress`. Returns a `PreparedRooms`: the cache paths
-    of the prepared rooms, in order, with `.failed` the rooms that were not.
-    Raises FileNotFoundError / ValueError when `raw_dir` is missing or holds no room.
-    """
-    from tqdm import tqdm
 
+    Args:
+        raw_dir: the `Stanford3dDataset_v1.2_Aligned_Version` folder (`Area_k/<room>/...`).
+        out_dir: the cache folder, created if needed.
+        progress: report progress on stderr (a bar at a terminal, one line per step in logs).
+        overwrite: convert rooms whose cache file already exists too.
+
+    Returns:
+        rooms: a `PreparedRooms`, the cache paths of the prepared rooms in order, with
+            `.failed` the rooms that were not.
+
+    Raises:
+        FileNotFoundError: when `raw_dir` is missing.
+        ValueError: when `raw_dir` holds no room.
+    """
     out_dir = Path(out_dir)
     rooms = list_raw_rooms(raw_dir)
     result = PreparedRooms()
-    for room in tqdm(rooms, desc="S3DIS rooms", unit="room", disable=not progress):
+    for room in report_progress(rooms, desc="S3DIS rooms", unit="room", enabled=progress):
         target = out_dir / room.cache_name
         if target.is_file() and not overwrite:
             result.append(target)
             continue
         try:
             data = read_raw_room(room.path)
-        except (OSError, ValueError) as error:   # bad data; KeyboardInterrupt and bugs still stop the run
-            warnings.warn(f"S3DIS room Area_{room.area}/{room.name} skipped: {error}", S3DISFormatWarning,
-                          stacklevel=2)
+        except (OSError, ValueError) as error:  # bad data; KeyboardInterrupt and bugs still stop the run
+            warnings.warn(f"S3DIS room Area_{room.area}/{room.name} skipped: {error}", S3DISFormatWarning, stacklevel=2)
             result.failed.append((room, str(error)))
             continue
         save_room(target, data)
         result.append(target)
     if result.failed:
         names = ", ".join(f"Area_{room.area}/{room.name}" for room, _ in result.failed)
-        warnings.warn(f"{len(result.failed)} of {len(rooms)} S3DIS rooms under {raw_dir} were not prepared: "
-                      f"{names}", S3DISFormatWarning, stacklevel=2)
+        warnings.warn(
+            f"{len(result.failed)} of {len(rooms)} S3DIS rooms under {raw_dir} were not prepared: {names}",
+            S3DISFormatWarning,
+            stacklevel=2,
+        )
     return result
 
 
@@ -339,8 +364,7 @@ def read_indoor3d_hdf5(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if data.ndim != 3 or data.shape[2] != 9 or label.shape != data.shape[:2]:
         raise ValueError(f"{path}: expected data (B, P, 9) and label (B, P), got {data.shape} and {label.shape}")
     if label.size and (label.min() < 0 or label.max() >= len(S3DIS_CLASS_NAMES)):
-        raise ValueError(f"{path}: labels must be in 0..{len(S3DIS_CLASS_NAMES) - 1}, "
-                         f"got {label.min()}..{label.max()}")
+        raise ValueError(f"{path}: labels must be in 0..{len(S3DIS_CLASS_NAMES) - 1}, got {label.min()}..{label.max()}")
     return data, label
 
 
@@ -353,8 +377,9 @@ def read_room_filelist(path: str | Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def load_indoor3d_blocks(hdf5_dir: str | Path, split: str = "train",
-                         test_area: int = DEFAULT_TEST_AREA) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def load_indoor3d_blocks(
+    hdf5_dir: str | Path, split: str = "train", test_area: int = DEFAULT_TEST_AREA
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """PointNet's published block split: reads `all_files.txt` (or every `ply_data_all_*.h5`)
     and `room_filelist.txt` from `hdf5_dir`, keeps the blocks of `split`'s areas.
 
@@ -373,7 +398,9 @@ def load_indoor3d_blocks(hdf5_dir: str | Path, split: str = "train",
     data = np.concatenate([p[0] for p in parts])
     label = np.concatenate([p[1] for p in parts])
     if len(rooms) != len(data):
-        raise ValueError(f"{hdf5_dir / 'room_filelist.txt'} lists {len(rooms)} blocks but the HDF5 files hold {len(data)}")
+        raise ValueError(
+            f"{hdf5_dir / 'room_filelist.txt'} lists {len(rooms)} blocks but the HDF5 files hold {len(data)}"
+        )
     areas = set(split_areas(split, test_area))
     keep = np.array([room_area(r) in areas for r in rooms], dtype=bool)
     return data[keep], label[keep], [r for r, k in zip(rooms, keep) if k]

@@ -12,6 +12,7 @@ Toolbox / VoteNet export: `depth/<id>.mat` ("instance": (N, 6) upright xyz + rgb
 
 Points come out in SUN RGB-D's upright frame: x right, y forward, z up (floor horizontal).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from pcseg.bridge.camera import (
-    PinholeCamera, decode_sunrgbd_depth, read_sunrgbd_extrinsics, read_sunrgbd_toolbox_calib,
+    PinholeCamera,
+    decode_sunrgbd_depth,
+    read_sunrgbd_extrinsics,
+    read_sunrgbd_toolbox_calib,
 )
 from pcseg.data.classes import SUNRGBD_37_CLASS_NAMES
 from pcseg.data.rgbd import check_label_range, check_same_size, frame_to_points, read_image
@@ -57,10 +61,13 @@ def read_sunrgbd_label(path: str | Path, shape: tuple[int, int] | None = None) -
             raise ValueError(
                 f"{path} is a per-frame seg.mat: its seglabel indexes the frame's own `names`, not "
                 "the 37 benchmark classes; read the 37-class map from the toolbox's "
-                "SUNRGBD2Dseg.mat (read_sunrgbd2dseg_label) or its PNG export instead")
+                "SUNRGBD2Dseg.mat (read_sunrgbd2dseg_label) or its PNG export instead"
+            )
         key = next((k for k in ("seglabel", "label", "seg37") if k in data), None)
         if key is None:
-            raise ValueError(f"{path}: no 'seglabel' or 'label' array, found {sorted(k for k in data if not k.startswith('__'))}")
+            raise ValueError(
+                f"{path}: no 'seglabel' or 'label' array, found {sorted(k for k in data if not k.startswith('__'))}"
+            )
         label = np.asarray(data[key]).astype(np.int64)
     else:
         label = read_image(path).astype(np.int64)
@@ -95,14 +102,15 @@ def _checked_label(label: np.ndarray, path: Path, shape: tuple[int, int] | None)
     if label.ndim != 2:
         raise ValueError(f"{path}: a label map must be (H, W), got shape {label.shape}")
     if shape is not None and label.shape != tuple(shape):
-        raise ValueError(f"{path} is {label.shape[1]}x{label.shape[0]} but the colour image is "
-                         f"{shape[1]}x{shape[0]}; they must have the same size")
+        raise ValueError(
+            f"{path} is {label.shape[1]}x{label.shape[0]} but the colour image is "
+            f"{shape[1]}x{shape[0]}; they must have the same size"
+        )
     check_label_range(label, NUM_CLASSES, path)
     return label
 
 
-def read_sunrgbd_frame(frame_dir: str | Path, label_path: str | Path | None = None,
-                       max_depth: float = 8.0) -> dict:
+def read_sunrgbd_frame(frame_dir: str | Path, label_path: str | Path | None = None, max_depth: float = 8.0) -> dict:
     """Reads one frame of the released layout and back-projects it, upright (z up).
 
     Returns coord (N, 3) float32 metres in the upright frame, color (N, 3) float32 in
@@ -118,7 +126,9 @@ def read_sunrgbd_frame(frame_dir: str | Path, label_path: str | Path | None = No
     image = read_image(image_path, "RGB")
     depth_png = read_image(depth_path)
     if depth_png.dtype != np.uint16 or depth_png.ndim != 2:
-        raise ValueError(f"{depth_path}: expected a single-channel uint16 depth PNG, got {depth_png.dtype} {depth_png.shape}")
+        raise ValueError(
+            f"{depth_path}: expected a single-channel uint16 depth PNG, got {depth_png.dtype} {depth_png.shape}"
+        )
     check_same_size(image, image_path, depth_png, depth_path)
     depth_mm = decode_sunrgbd_depth(depth_png)
     height, width = depth_mm.shape
@@ -154,7 +164,13 @@ def read_sunrgbd_toolbox_sample(root: str | Path, sample_id: int) -> dict:
     if points.ndim != 2 or points.shape[1] != 6:
         raise ValueError(f"{depth_path}: 'instance' must be (N, 6), got {points.shape}")
     image = read_image(root / "image" / f"{name}.jpg", "RGB")
-    camera, T_camera_from_upright = read_sunrgbd_toolbox_calib(root / "calib" / f"{name}.txt", image.shape[1],
-                                                               image.shape[0])
-    return {"coord": points[:, :3].astype(np.float32), "color": points[:, 3:].astype(np.float32), "image": image,
-            "camera": camera, "T_camera_from_upright": T_camera_from_upright}
+    camera, T_camera_from_upright = read_sunrgbd_toolbox_calib(
+        root / "calib" / f"{name}.txt", image.shape[1], image.shape[0]
+    )
+    return {
+        "coord": points[:, :3].astype(np.float32),
+        "color": points[:, 3:].astype(np.float32),
+        "image": image,
+        "camera": camera,
+        "T_camera_from_upright": T_camera_from_upright,
+    }

@@ -12,11 +12,12 @@ Every transform is a small dataclass called as `transform(sample, rng)` with a
     sample = augment(sample, np.random.default_rng(seed))
     batch = collate([sample_a, sample_b])       # padded torch tensors + lengths
 """
+
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -85,7 +86,9 @@ class RandomScale:
         if "normal" in sample and self.anisotropic:
             # normals transform with the inverse scale, then renormalise
             normal = sample["normal"] / factor
-            out["normal"] = (normal / np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+            out["normal"] = (normal / np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)).astype(
+                np.float32
+            )
         return out
 
 
@@ -222,8 +225,10 @@ def grid_subsample(sample: dict, voxel_size: float, num_classes: int | None = No
         classes = num_classes if num_classes is not None else int(label.max(initial=-1)) + 1
         if label.size and label.max() >= classes:
             # votes are counted in one flat array of num_voxels * classes bins
-            raise ValueError(f"sample['label'] holds label {int(label.max())}, out of range for "
-                             f"num_classes={classes} (labels must be 0..{classes - 1}, or < 0 to ignore)")
+            raise ValueError(
+                f"sample['label'] holds label {int(label.max())}, out of range for "
+                f"num_classes={classes} (labels must be 0..{classes - 1}, or < 0 to ignore)"
+            )
         if classes > 0:
             votes = np.bincount(inverse[valid] * classes + label[valid], minlength=num_voxels * classes)
             votes = votes.reshape(num_voxels, classes)
@@ -253,7 +258,8 @@ def collate(samples: Sequence[dict]) -> dict:
     Per-point arrays (first dimension = that sample's number of points) become
     (B, N_max, ...) tensors padded with 0 — `label` is padded with IGNORE_INDEX (-100),
     so losses skip the padding, and comes out int64 whatever its integer dtype (uint8
-    labels cannot hold -100); a non-integer `label` raises ValueError. `lengths` (B,) int64 holds each sample's point count.
+    labels cannot hold -100); a non-integer `label` raises ValueError. `lengths` (B,) int64
+    holds each sample's point count.
     Other arrays of equal shape are stacked to (B, ...); anything else (names, ids) is
     returned as a list. Float arrays become float32 tensors except float64 (kept).
     """
@@ -283,7 +289,7 @@ def collate(samples: Sequence[dict]) -> dict:
                             raise ValueError(f"sample {i}: 'label' must hold integers, got dtype {a.dtype}")
                 padded = np.full((len(arrays), n_max) + first.shape[1:], fill, dtype=dtype)
                 for i, a in enumerate(arrays):
-                    padded[i, :len(a)] = a
+                    padded[i, : len(a)] = a
                 batch[key] = torch.from_numpy(padded)
             elif all(a.shape == arrays[0].shape for a in arrays):
                 batch[key] = torch.from_numpy(np.stack(arrays))

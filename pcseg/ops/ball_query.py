@@ -1,8 +1,8 @@
 """Ball query: the k nearest points inside a radius."""
+
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
 
 import torch
 
@@ -14,9 +14,9 @@ def ball_query(
     points: torch.Tensor,
     radius: float,
     k: int,
-    query_lengths: Optional[torch.Tensor] = None,
-    lengths: Optional[torch.Tensor] = None,
-) -> Tuple[torch.Tensor, torch.Tensor]:
+    query_lengths: torch.Tensor | None = None,
+    lengths: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The k NEAREST points with distance < radius (not the first k found in memory order).
 
     Shapes and padding as `knn`: dists2 (B, M, k) ascending, idx (B, M, k) int64, -1 / +inf
@@ -24,9 +24,14 @@ def ball_query(
     dtype (radius * radius) and compared with d2 < radius^2.
     """
     _check_radius(radius, "radius")
-    return _window_search(query, points, k, query_lengths, lengths,
-                          lambda q, p, ql, pl: torch.ops.pcseg.ball_query(q, p, ql, pl,
-                                                                          float(radius), k))
+    return _window_search(
+        query,
+        points,
+        k,
+        query_lengths,
+        lengths,
+        lambda q, p, ql, pl: torch.ops.pcseg.ball_query(q, p, ql, pl, float(radius), k),
+    )
 
 
 def _check_radius(value, name: str) -> None:

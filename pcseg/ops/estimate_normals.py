@@ -1,7 +1,8 @@
 """Surface normals by PCA over k nearest neighbours, consistently oriented."""
+
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 
@@ -12,8 +13,8 @@ from pcseg.ops.knn import knn, knn_naive
 def estimate_normals(
     points: torch.Tensor,
     k: int = 16,
-    lengths: Optional[torch.Tensor] = None,
-    viewpoint: Optional[Union[torch.Tensor, Sequence[float]]] = None,
+    lengths: torch.Tensor | None = None,
+    viewpoint: torch.Tensor | Sequence[float] | None = None,
 ) -> torch.Tensor:
     """Unit normals (B, N, 3) (or (N, 3)) of points (B, N, 3) (or (N, 3)).
 

@@ -1,7 +1,6 @@
 """Exact farthest point sampling."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 
@@ -11,10 +10,10 @@ from pcseg.ops._extension import as_batch, check_device, full_lengths
 def farthest_point_sample(
     points: torch.Tensor,
     num_samples: int,
-    lengths: Optional[torch.Tensor] = None,
+    lengths: torch.Tensor | None = None,
     start_index: int = 0,
     random_start: bool = False,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Exact farthest point sampling.
 
@@ -57,10 +56,10 @@ def _start_indices(points, lengths, start_index, random_start, generator) -> tor
 def farthest_point_sample_naive(
     points: torch.Tensor,
     num_samples: int,
-    lengths: Optional[torch.Tensor] = None,
+    lengths: torch.Tensor | None = None,
     start_index: int = 0,
     random_start: bool = False,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Pure-PyTorch reference of `farthest_point_sample` (O(N M), a Python loop over M)."""
     points, unbatched = as_batch(points, "points")

@@ -1,4 +1,5 @@
 """Gather and group rows of per-point features by index (differentiable)."""
+
 from __future__ import annotations
 
 import torch
@@ -37,8 +38,10 @@ def _batch_pair(features, idx, idx_rank):
         return features.unsqueeze(0), idx.unsqueeze(0), True
     expected = "(B, M)" if idx_rank == 2 else "(B, M, K)"
     if features.dim() != 3 or idx.dim() != idx_rank:
-        raise ValueError(f"features must be (B, N, C) with idx {expected} (or both unbatched), "
-                         f"got features {tuple(features.shape)} and idx {tuple(idx.shape)}")
+        raise ValueError(
+            f"features must be (B, N, C) with idx {expected} (or both unbatched), "
+            f"got features {tuple(features.shape)} and idx {tuple(idx.shape)}"
+        )
     return features, idx, False
 
 
@@ -49,8 +52,7 @@ def gather_points_naive(features, idx):
         features, idx = features.unsqueeze(0), idx.unsqueeze(0)
     b = features.shape[0]
     flat = idx.reshape(b, -1)
-    rows = torch.gather(features, 1, flat.clamp(min=0).unsqueeze(-1).expand(-1, -1,
-                                                                             features.shape[2]))
+    rows = torch.gather(features, 1, flat.clamp(min=0).unsqueeze(-1).expand(-1, -1, features.shape[2]))
     rows = rows * (flat >= 0).unsqueeze(-1).to(features.dtype)
     out = rows.reshape(*idx.shape, features.shape[2])
     return out[0] if unbatched else out
@@ -80,10 +82,10 @@ def _gather_backward_backward(ctx, grad):
     return torch.ops.pcseg.gather_rows(grad, idx), None, None
 
 
-torch.library.register_autograd("pcseg::gather_rows", _gather_backward,
-                                setup_context=_gather_setup)
-torch.library.register_autograd("pcseg::gather_rows_backward", _gather_backward_backward,
-                                setup_context=_gather_backward_setup)
+torch.library.register_autograd("pcseg::gather_rows", _gather_backward, setup_context=_gather_setup)
+torch.library.register_autograd(
+    "pcseg::gather_rows_backward", _gather_backward_backward, setup_context=_gather_backward_setup
+)
 
 
 @torch.library.register_fake("pcseg::gather_rows")

@@ -1,8 +1,8 @@
 """Ring (annulus) query with angular ordering: A-CNN's neighbourhoods."""
+
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,9 +19,9 @@ def ring_query(
     r_inner: float,
     r_outer: float,
     k: int,
-    query_lengths: Optional[torch.Tensor] = None,
-    lengths: Optional[torch.Tensor] = None,
-) -> Tuple[torch.Tensor, torch.Tensor]:
+    query_lengths: torch.Tensor | None = None,
+    lengths: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The k nearest points with r_inner <= distance < r_outer, ordered by angle.
 
     Args:
@@ -45,9 +45,15 @@ def ring_query(
     _check_radii(r_inner, r_outer)
     normals_b, _ = as_batch(normals, "normals")
     return _window_search(
-        query, points, k, query_lengths, lengths,
-        lambda q, p, ql, pl: torch.ops.pcseg.ring_query(q, p, normals_b.detach(), ql, pl,
-                                                        float(r_inner), float(r_outer), k))
+        query,
+        points,
+        k,
+        query_lengths,
+        lengths,
+        lambda q, p, ql, pl: torch.ops.pcseg.ring_query(
+            q, p, normals_b.detach(), ql, pl, float(r_inner), float(r_outer), k
+        ),
+    )
 
 
 def _check_radii(r_inner, r_outer) -> None:
@@ -55,8 +61,7 @@ def _check_radii(r_inner, r_outer) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not (math.isfinite(r_inner) and math.isfinite(r_outer) and 0 <= r_inner < r_outer):
-        raise ValueError(f"ring radii must satisfy 0 <= r_inner < r_outer, got "
-                         f"r_inner={r_inner}, r_outer={r_outer}")
+        raise ValueError(f"ring radii must satisfy 0 <= r_inner < r_outer, got r_inner={r_inner}, r_outer={r_outer}")
 
 
 def pseudo_angle(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -86,8 +91,7 @@ def angular_order_naive(query, points, normals, dists, idx):
     batch, m, k = idx.shape
     kept = (idx >= 0).sum(-1)  # (B, M)
     safe = idx.clamp(min=0)
-    p = torch.gather(points.double().unsqueeze(1).expand(batch, m, -1, 3), 2,
-                     safe.unsqueeze(-1).expand(-1, -1, -1, 3))
+    p = torch.gather(points.double().unsqueeze(1).expand(batch, m, -1, 3), 2, safe.unsqueeze(-1).expand(-1, -1, -1, 3))
     v = p - query.double().unsqueeze(2)  # (B, M, k, 3)
     n = normals.double()
     nn = n[..., 0] * n[..., 0] + n[..., 1] * n[..., 1] + n[..., 2] * n[..., 2]
@@ -98,9 +102,14 @@ def angular_order_naive(query, points, normals, dists, idx):
     t = r - s.unsqueeze(-1) * h
     tt = t[..., 0] * t[..., 0] + t[..., 1] * t[..., 1] + t[..., 2] * t[..., 2]
     u = t / _sqrt_ieee(tt).unsqueeze(-1)
-    w = torch.stack([h[..., 1] * u[..., 2] - h[..., 2] * u[..., 1],
-                     h[..., 2] * u[..., 0] - h[..., 0] * u[..., 2],
-                     h[..., 0] * u[..., 1] - h[..., 1] * u[..., 0]], dim=-1)
+    w = torch.stack(
+        [
+            h[..., 1] * u[..., 2] - h[..., 2] * u[..., 1],
+            h[..., 2] * u[..., 0] - h[..., 0] * u[..., 2],
+            h[..., 0] * u[..., 1] - h[..., 1] * u[..., 0],
+        ],
+        dim=-1,
+    )
     a = v[..., 0] * u[..., None, 0] + v[..., 1] * u[..., None, 1] + v[..., 2] * u[..., None, 2]
     c = v[..., 0] * w[..., None, 0] + v[..., 1] * w[..., None, 1] + v[..., 2] * w[..., None, 2]
     # duplicates of the reference point (the reference included) sit at angle 0 exactly
@@ -114,8 +123,7 @@ def angular_order_naive(query, points, normals, dists, idx):
     return torch.gather(dists, 2, order), torch.gather(idx, 2, order)
 
 
-def ring_query_naive(query, points, normals, r_inner, r_outer, k, query_lengths=None,
-                     lengths=None):
+def ring_query_naive(query, points, normals, r_inner, r_outer, k, query_lengths=None, lengths=None):
     """Pure-PyTorch reference of `ring_query`."""
     query_b, unbatched = as_batch(query, "query")
     points_b, _ = as_batch(points, "points")

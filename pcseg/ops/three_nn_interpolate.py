@@ -1,7 +1,6 @@
 """Inverse-distance 3-NN interpolation: the PointNet++ / A-CNN feature-propagation step."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 
@@ -17,7 +16,7 @@ def three_nn_interpolate(
     unknown: torch.Tensor,
     known: torch.Tensor,
     known_features: torch.Tensor,
-    known_lengths: Optional[torch.Tensor] = None,
+    known_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Features at `unknown` interpolated from the 3 nearest `known` points.
 
@@ -34,12 +33,13 @@ def three_nn_interpolate(
     """
     unbatched = unknown.dim() == 2
     if unbatched:
-        unknown, known, known_features = (t.unsqueeze(0) for t in (unknown, known,
-                                                                    known_features))
+        unknown, known, known_features = (t.unsqueeze(0) for t in (unknown, known, known_features))
     check_device(unknown, known, known_features)
     if known_features.dim() != 3 or known_features.shape[:2] != known.shape[:2]:
-        raise ValueError(f"known_features must be (B, m, C) with (B, m) = "
-                         f"{tuple(known.shape[:2])} from known, got {tuple(known_features.shape)}")
+        raise ValueError(
+            f"known_features must be (B, m, C) with (B, m) = "
+            f"{tuple(known.shape[:2])} from known, got {tuple(known_features.shape)}"
+        )
     dists2, idx = knn(unknown, known, 3, lengths=known_lengths)
     weight = _weights(dists2, idx)
     out = torch.ops.pcseg.three_interpolate(known_features, idx, weight)
@@ -57,8 +57,7 @@ def three_nn_interpolate_naive(unknown, known, known_features, known_lengths=Non
     """Pure-PyTorch reference of `three_nn_interpolate`."""
     unbatched = unknown.dim() == 2
     if unbatched:
-        unknown, known, known_features = (t.unsqueeze(0) for t in (unknown, known,
-                                                                    known_features))
+        unknown, known, known_features = (t.unsqueeze(0) for t in (unknown, known, known_features))
     dists2, idx = knn_naive(unknown, known, 3, lengths=known_lengths)
     if unknown.requires_grad or known.requires_grad:
         from pcseg.ops.gather_points import gather_points_naive
@@ -79,13 +78,11 @@ def _interp_setup(ctx, inputs, output):
 
 def _interp_backward(ctx, grad):
     features, idx, weight = ctx.saved_tensors
-    grad_features, grad_weight = torch.ops.pcseg.three_interpolate_backward(
-        grad.contiguous(), features, idx, weight)
+    grad_features, grad_weight = torch.ops.pcseg.three_interpolate_backward(grad.contiguous(), features, idx, weight)
     return grad_features, None, grad_weight
 
 
-torch.library.register_autograd("pcseg::three_interpolate", _interp_backward,
-                                setup_context=_interp_setup)
+torch.library.register_autograd("pcseg::three_interpolate", _interp_backward, setup_context=_interp_setup)
 
 
 @torch.library.register_fake("pcseg::three_interpolate")
