@@ -81,11 +81,13 @@ def test_block_xy_centred_on_the_sampled_points_like_pointnet():
     # the same for y; z is the room-shifted z, not centred
     coord = np.array(
         [
+            # cell x 0..1
             [0.0, 0.0, -0.5],
-            [0.4, 0.3, 1.0],  # cell x 0..1
+            [0.4, 0.3, 1.0],
+            # cell x 1..2, its points start at x 1.6, y 0.5
             [1.6, 0.5, 0.2],
             [1.9, 0.8, 2.0],
-            [1.7, 0.9, 3.0],  # cell x 1..2, its points start at x 1.6, y 0.5
+            [1.7, 0.9, 3.0],
         ],
         dtype=np.float32,
     )

@@ -78,7 +78,7 @@ def test_generation_is_fast():
     start = time.perf_counter()
     generate_room(11)  # 100k points
     elapsed = time.perf_counter() - start
-    # measured ~0.15 s on one core; a generous bound for a loaded CI machine
+    # a generous bound: generation takes a fraction of it (benchmarks/RESULTS.md), even on a loaded CI machine
     assert elapsed < 3.0, elapsed
 
 

@@ -81,12 +81,15 @@ def test_scale_jitter_colour_and_dropout():
 def test_grid_subsample_majority_label_by_hand():
     coord = np.array(
         [
+            # voxel (0,0,0): labels 3, 7, 7
             [0.01, 0.01, 0.01],
             [0.02, 0.03, 0.01],
-            [0.04, 0.02, 0.03],  # voxel (0,0,0): labels 3, 7, 7
+            [0.04, 0.02, 0.03],
+            # voxel (1,0,0): labels 2, 5 (tie -> 2)
             [0.15, 0.01, 0.01],
-            [0.16, 0.02, 0.02],  # voxel (1,0,0): labels 2, 5 (tie -> 2)
-            [0.01, 0.12, 0.01],  # voxel (0,1,0): only ignored
+            [0.16, 0.02, 0.02],
+            # voxel (0,1,0): only ignored
+            [0.01, 0.12, 0.01],
         ],
         dtype=np.float32,
     )

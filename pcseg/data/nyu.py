@@ -24,7 +24,14 @@ NYU_CROP_TOP, NYU_CROP_LEFT, NYU_CROP_HEIGHT, NYU_CROP_WIDTH = 45, 40, 425, 560
 
 
 def nyu_camera(cropped: bool = False) -> PinholeCamera:
-    """The NYU Depth v2 colour camera (0-based), full 640x480 or the 560x425 crop."""
+    """The NYU Depth v2 colour camera (0-based pixel centres).
+
+    Args:
+        cropped: the 560x425 crop instead of the full 640x480 image.
+
+    Returns:
+        camera: a `PinholeCamera`.
+    """
     camera = PinholeCamera.from_one_based(NYU_FX, NYU_FY, NYU_CX_ONE_BASED, NYU_CY_ONE_BASED, NYU_WIDTH, NYU_HEIGHT)
     if cropped:
         camera = camera.cropped(NYU_CROP_LEFT, NYU_CROP_TOP, NYU_CROP_WIDTH, NYU_CROP_HEIGHT)
@@ -41,12 +48,23 @@ def read_nyu_frame(
 ) -> dict:
     """Reads a labelled NYU frame and back-projects it (camera frame: x right, y down, z forward).
 
-    color_path: RGB image; depth_path: uint16 PNG in millimetres (0 = no reading);
-    label_path: (H, W) label PNG, 0 = unlabelled, 1..num_classes (13 or 40).
-    camera: defaults to the published camera, full or cropped chosen by the image size.
-    Returns coord (N, 3) float32 metres, color (N, 3) float32 in [0, 1], pixel (N, 2)
-    int64, label (N,) int64 (when given), and image (H, W, 3) uint8, depth (H, W) float32
-    metres, label_image (H, W) int64 (when given), camera.
+    Args:
+        color_path: the RGB image.
+        depth_path: (H, W) uint16 PNG in millimetres (0 = no reading).
+        label_path: (H, W) label PNG, 0 = unlabelled, 1..num_classes; None for no labels.
+        num_classes: 13 or 40.
+        camera: the camera; None picks the published one, full or cropped by the image size.
+        max_depth: depths of this many metres or more are dropped.
+
+    Returns:
+        frame: a dict with coord (N, 3) float32 metres, color (N, 3) float32 in [0, 1], pixel
+            (N, 2) int64, label (N,) int64 (when given), and image (H, W, 3) uint8, depth
+            (H, W) float32 metres, label_image (H, W) int64 (when given), camera.
+
+    Raises:
+        ValueError: when `num_classes` is not 13 or 40; naming the file when the depth is not
+            a uint16 (H, W) PNG, the images differ in size, a label map is not (H, W) or holds
+            labels outside 0..num_classes, or the size is not NYU's and no camera is given.
     """
     if num_classes not in (13, 40):
         raise ValueError(f"num_classes must be 13 or 40, got {num_classes}")
@@ -82,5 +100,12 @@ def read_nyu_frame(
 
 
 def class_names(num_classes: int = 13) -> tuple[str, ...]:
-    """Names of labels 1..num_classes (label 0 is unlabelled)."""
+    """Names of labels 1..num_classes (label 0 is unlabelled).
+
+    Args:
+        num_classes: 13 or 40.
+
+    Returns:
+        names: num_classes class names.
+    """
     return NYU_13_CLASS_NAMES if num_classes == 13 else NYU_40_CLASS_NAMES

@@ -34,16 +34,25 @@ class S3DISFormatWarning(UserWarning):
 
 
 def class_index(annotation_name: str) -> int:
-    """Label of an annotation file stem such as `chair_3`; names outside the 13 classes
-    (`stairs`) map to clutter, as PointNet's `collect_indoor3d_data.py` does."""
+    """Label of an annotation file stem such as `chair_3`.
+
+    Names outside the 13 classes (`stairs`) map to clutter, as PointNet's
+    `collect_indoor3d_data.py` does.
+
+    Args:
+        annotation_name: the file stem, `<class>_<k>`.
+
+    Returns:
+        label: the S3DIS class index, 0..12.
+    """
     return _CLASS_INDEX.get(annotation_name.split("_")[0], CLUTTER_INDEX)
 
 
 def read_points_txt(path: str | Path) -> np.ndarray:
-    """Reads an S3DIS `x y z r g b` text file into (N, 6) float64 with finite values and
-    colours in 0..255.
+    """Reads an S3DIS `x y z r g b` text file.
 
     Bad lines never abort the read; each emits an `S3DISFormatWarning` naming `file:line`:
+
     - a line whose 6 numbers are recoverable after dropping stray characters (the real
       data set has a `\\x10` byte in Area_5/hallway_6/Annotations/ceiling_1.txt) is
       repaired, any other malformed line is skipped;
@@ -51,7 +60,15 @@ def read_points_txt(path: str | Path) -> np.ndarray:
       repaired, and one non-finite point would poison the room's min/extent);
     - a colour outside 0..255 is clipped to that range (the position and the label, which
       is the file's, are still good, so the point is kept).
-    Raises FileNotFoundError for a missing file.
+
+    Args:
+        path: the text file.
+
+    Returns:
+        points: (N, 6) float64 finite x, y, z, r, g, b with colours in 0..255.
+
+    Raises:
+        FileNotFoundError: when the file is missing.
     """
     path = Path(path)
     if not path.is_file():
@@ -119,10 +136,17 @@ def _parse_point_line(where: str, line: str) -> list[float] | None:
 def read_raw_room(room_dir: str | Path) -> dict[str, np.ndarray]:
     """Reads one raw room folder (with `Annotations/*.txt`).
 
-    Returns coord (N, 3) float32 metres, color (N, 3) uint8, label (N,) uint8 in S3DIS
-    order, instance (N,) int32 (one id per annotation file, in sorted file order).
-    Raises FileNotFoundError / ValueError naming the folder when it has no Annotations,
-    no annotation files or no valid point at all.
+    Args:
+        room_dir: the room folder.
+
+    Returns:
+        room: a dict with coord (N, 3) float32 metres, color (N, 3) uint8, label (N,) uint8
+            in S3DIS order, instance (N,) int32 (one id per annotation file, in sorted file
+            order).
+
+    Raises:
+        FileNotFoundError: naming the folder when it has no Annotations folder.
+        ValueError: naming the folder when it has no annotation files or no valid point.
     """
     room_dir = Path(room_dir)
     annotation_dir = room_dir / "Annotations"
@@ -152,7 +176,14 @@ def read_raw_room(room_dir: str | Path) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class RawRoom:
-    """One room of the raw layout: area number 1..6, room name, its folder."""
+    """One room of the raw layout.
+
+    Attributes:
+        area: the area number, 1..6.
+        name: the room name (`office_1`).
+        path: the room folder.
+        cache_name: the cache file's path relative to the cache folder (`Area_k/<room>.npz`).
+    """
 
     area: int
     name: str
@@ -164,8 +195,19 @@ class RawRoom:
 
 
 def list_raw_rooms(raw_dir: str | Path) -> list[RawRoom]:
-    """The rooms under `raw_dir` (`Area_k/<room>/Annotations`, or the same inside
-    `raw_dir/Stanford3dDataset_v1.2_Aligned_Version`), sorted by area and name."""
+    """The rooms of a raw S3DIS tree, sorted by area and name.
+
+    Args:
+        raw_dir: a folder with `Area_k/<room>/Annotations`, or one holding
+            `Stanford3dDataset_v1.2_Aligned_Version` with that layout.
+
+    Returns:
+        rooms: one `RawRoom` per room.
+
+    Raises:
+        FileNotFoundError: when `raw_dir` is missing.
+        ValueError: when `raw_dir` holds no room.
+    """
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise FileNotFoundError(f"S3DIS raw folder not found: {raw_dir}")
@@ -186,8 +228,15 @@ def list_raw_rooms(raw_dir: str | Path) -> list[RawRoom]:
 
 
 def save_room(path: str | Path, room: dict[str, np.ndarray]) -> None:
-    """Writes a room cache file atomically: to `<path>.tmp`, fsync, then rename, so an
-    interrupted write never leaves a truncated `.npz` behind."""
+    """Writes a room cache file atomically.
+
+    The file goes to `<path>.tmp`, is fsynced, then renamed, so an interrupted write never
+    leaves a truncated `.npz` behind.
+
+    Args:
+        path: the cache file (`.npz`).
+        room: the arrays of `read_raw_room`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -205,8 +254,19 @@ def save_room(path: str | Path, room: dict[str, np.ndarray]) -> None:
 
 
 def load_room(path: str | Path) -> dict[str, np.ndarray]:
-    """Reads a room cache file written by `prepare_s3dis`: coord (N, 3) float32, color
-    (N, 3) uint8, label (N,) int64, instance (N,) int64."""
+    """Reads a room cache file written by `prepare_s3dis`.
+
+    Args:
+        path: the cache file.
+
+    Returns:
+        room: a dict with coord (N, 3) float32, color (N, 3) uint8, label (N,) int64,
+            instance (N,) int64.
+
+    Raises:
+        FileNotFoundError: when the file is missing.
+        ValueError: naming the file when it lacks an array or holds a label outside 0..12.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"S3DIS room cache not found: {path}")
@@ -288,7 +348,18 @@ def prepare_s3dis(
 
 # ----------------------------------------------------------------------------- splits
 def split_areas(split: str, test_area: int = DEFAULT_TEST_AREA) -> list[int]:
-    """Areas of `split` ("train", "test" or "all") when `test_area` is held out."""
+    """Areas of a split when `test_area` is held out.
+
+    Args:
+        split: "train", "test" or "all".
+        test_area: the held-out area, 1..6.
+
+    Returns:
+        areas: the area numbers of `split`.
+
+    Raises:
+        ValueError: when `split` or `test_area` is not one of the valid values.
+    """
     if test_area not in range(1, NUM_AREAS + 1):
         raise ValueError(f"test_area must be 1..{NUM_AREAS}, got {test_area}")
     if split == "train":
@@ -301,13 +372,28 @@ def split_areas(split: str, test_area: int = DEFAULT_TEST_AREA) -> list[int]:
 
 
 def six_fold_splits() -> list[tuple[list[int], list[int]]]:
-    """The 6-fold cross-validation protocol: (train areas, test areas) with each area
-    held out once; results are reported over the union of the six test folds."""
+    """The 6-fold cross-validation protocol.
+
+    Results are reported over the union of the six test folds.
+
+    Returns:
+        folds: (train areas, test areas) for each of the six areas held out once.
+    """
     return [(split_areas("train", k), [k]) for k in range(1, NUM_AREAS + 1)]
 
 
 def room_area(room_name: str) -> int:
-    """Area number of a room id such as `Area_5_office_1` or `Area_5/office_1`."""
+    """Area number of a room id such as `Area_5_office_1` or `Area_5/office_1`.
+
+    Args:
+        room_name: the room id.
+
+    Returns:
+        area: the area number.
+
+    Raises:
+        ValueError: when the id does not start with `Area_k`.
+    """
     match = re.match(r"Area_(\d+)", room_name)
     if not match:
         raise ValueError(f"room name {room_name!r} does not start with Area_k")
@@ -317,10 +403,18 @@ def room_area(room_name: str) -> int:
 class S3DISRooms(torch.utils.data.Dataset):
     """Rooms of a prepared S3DIS cache (`prepare_s3dis` output).
 
-    root: the cache folder; split: "train", "test" or "all"; test_area: 1..6.
-    Item i is a dict: coord (N, 3) float32, color (N, 3) float32 in [0, 1],
-    label (N,) int64, instance (N,) int64, name (str, e.g. "Area_5/office_1").
-    Nothing is converted here: run `prepare_s3dis` (or `pcseg prepare s3dis`) first.
+    Item i is a dict: coord (N, 3) float32, color (N, 3) float32 in [0, 1], label (N,) int64,
+    instance (N,) int64, name (str, e.g. "Area_5/office_1"). Nothing is converted here: run
+    `prepare_s3dis` (or `pcseg prepare s3dis`) first.
+
+    Args:
+        root: the cache folder.
+        split: "train", "test" or "all".
+        test_area: the held-out area, 1..6.
+
+    Raises:
+        ValueError: when `split` or `test_area` is not valid.
+        FileNotFoundError: when the cache folder is missing or holds no room of the split.
     """
 
     def __init__(self, root: str | Path, split: str = "train", test_area: int = DEFAULT_TEST_AREA):
@@ -348,8 +442,17 @@ class S3DISRooms(torch.utils.data.Dataset):
 def read_indoor3d_hdf5(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Reads one of PointNet's `indoor3d_sem_seg_hdf5_data/ply_data_all_*.h5`.
 
-    Returns data (B, P, 9) float32 (x, y centred on the block, z, rgb in [0, 1], xyz
-    normalised by the room extent) and label (B, P) int64 in 0..12.
+    Args:
+        path: the HDF5 file.
+
+    Returns:
+        data: (B, P, 9) float32 x, y centred on the block, z, rgb in [0, 1], xyz normalised by
+            the room extent.
+        label: (B, P) int64 in 0..12.
+
+    Raises:
+        FileNotFoundError: when the file is missing.
+        ValueError: naming the file when its datasets, shapes or labels are not PointNet's.
     """
     import h5py
 
@@ -369,8 +472,18 @@ def read_indoor3d_hdf5(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_room_filelist(path: str | Path) -> list[str]:
-    """Reads PointNet's `room_filelist.txt`: one room id (`Area_1_conferenceRoom_1`) per block,
-    in the order of the concatenated HDF5 files."""
+    """Reads PointNet's `room_filelist.txt`.
+
+    Args:
+        path: the file.
+
+    Returns:
+        rooms: one room id (`Area_1_conferenceRoom_1`) per block, in the order of the
+            concatenated HDF5 files.
+
+    Raises:
+        FileNotFoundError: when the file is missing.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"room_filelist not found: {path}")
@@ -380,10 +493,24 @@ def read_room_filelist(path: str | Path) -> list[str]:
 def load_indoor3d_blocks(
     hdf5_dir: str | Path, split: str = "train", test_area: int = DEFAULT_TEST_AREA
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """PointNet's published block split: reads `all_files.txt` (or every `ply_data_all_*.h5`)
-    and `room_filelist.txt` from `hdf5_dir`, keeps the blocks of `split`'s areas.
+    """PointNet's published blocks of one split.
 
-    Returns data (B, 4096, 9) float32, label (B, 4096) int64, and each block's room id.
+    Reads `all_files.txt` (or every `ply_data_all_*.h5`) and `room_filelist.txt` from
+    `hdf5_dir` and keeps the blocks of `split`'s areas.
+
+    Args:
+        hdf5_dir: the `indoor3d_sem_seg_hdf5_data` folder.
+        split: "train", "test" or "all".
+        test_area: the held-out area, 1..6.
+
+    Returns:
+        data: (B, 4096, 9) float32 block features.
+        label: (B, 4096) int64.
+        rooms: each block's room id.
+
+    Raises:
+        FileNotFoundError: when the folder holds no HDF5 file or no `room_filelist.txt`.
+        ValueError: when the room list and the blocks disagree in number.
     """
     hdf5_dir = Path(hdf5_dir)
     listing = hdf5_dir / "all_files.txt"

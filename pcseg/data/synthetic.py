@@ -37,19 +37,19 @@ TEXTURE_NONE, TEXTURE_TILES = 0, 1
 # shows the same); it also keeps the small classes from drowning in walls and floor.
 CLASS_DENSITY = np.array(
     [
-        1.0,
-        1.0,
-        1.0,
-        1.0,
-        1.5,  # ceiling, floor, wall, beam, column
-        1.5,
-        1.5,  # window, door
-        2.0,
-        2.0,
-        2.0,
-        1.0,  # table, chair, sofa, bookcase (books already add much area)
-        2.0,
-        2.0,  # board, clutter
+        1.0,  # ceiling
+        1.0,  # floor
+        1.0,  # wall
+        1.0,  # beam
+        1.5,  # column
+        1.5,  # window
+        1.5,  # door
+        2.0,  # table
+        2.0,  # chair
+        2.0,  # sofa
+        1.0,  # bookcase (books already add much area)
+        2.0,  # board
+        2.0,  # clutter
     ]
 )
 
@@ -103,8 +103,12 @@ class RoomScene:
     seed: int
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The quads as stacked arrays: origin/edge_u/edge_v/normal/color (Q, 3) float64,
-        label/instance/texture (Q,) int64, density/area/open_area (Q,) float64."""
+        """The quads as stacked arrays.
+
+        Returns:
+            arrays: origin / edge_u / edge_v / normal / color (Q, 3) float64, label / instance /
+                texture (Q,) int64, density / area / open_area (Q,) float64.
+        """
         return {
             "origin": np.stack([q.origin for q in self.quads]),
             "edge_u": np.stack([q.edge_u for q in self.quads]),
@@ -271,7 +275,14 @@ def _rotated_extent(sx: float, sy: float, yaw: float) -> tuple[float, float]:
 
 
 def build_room(seed: int) -> RoomScene:
-    """Builds the primitives of one random room (deterministic in `seed`)."""
+    """Builds the primitives of one random room.
+
+    Args:
+        seed: the room's seed; the scene is deterministic in it.
+
+    Returns:
+        scene: the room's `RoomScene`.
+    """
     rng = np.random.default_rng(seed)
     b = _Builder(rng)
     width, depth = rng.uniform(4.0, 9.0), rng.uniform(4.0, 8.0)
@@ -1035,14 +1046,25 @@ def sample_room(
     noise_std: float = 0.004,
     color_noise_std: float = 0.03,
 ) -> dict[str, np.ndarray]:
-    """Samples `num_points` points on the scene's surfaces (area x density weighted).
+    """Samples points on the scene's surfaces, weighted by area x density.
 
-    Returns a dict of numpy arrays:
-    coord (N, 3) float32 metres; color (N, 3) uint8; label (N,) int64 in 0..12 (S3DIS
-    order); normal (N, 3) float32 unit outward surface normals (exact, before noise);
-    instance (N,) int64 object ids. Positions get Gaussian noise of `noise_std` metres,
-    colours Gaussian noise of `color_noise_std` (in [0, 1] units). Deterministic in
-    (`scene`, `seed`); `seed=None` uses the scene's seed.
+    Positions get Gaussian noise of `noise_std` metres, colours Gaussian noise of
+    `color_noise_std` (in [0, 1] units). Deterministic in (`scene`, `seed`).
+
+    Args:
+        scene: a `RoomScene` from `build_room`.
+        num_points: number of points N.
+        seed: the sampling seed; None uses the scene's seed.
+        noise_std: position noise in metres.
+        color_noise_std: colour noise in [0, 1] units.
+
+    Returns:
+        room: a dict with coord (N, 3) float32 metres, color (N, 3) uint8, label (N,) int64 in
+            0..12 (S3DIS order), normal (N, 3) float32 unit outward surface normals (exact,
+            before noise), instance (N,) int64 object ids.
+
+    Raises:
+        ValueError: when `num_points` is not positive.
     """
     if num_points <= 0:
         raise ValueError(f"num_points must be positive, got {num_points}")
@@ -1093,19 +1115,37 @@ def sample_room(
 
 
 def generate_room(seed: int, num_points: int = 100_000) -> dict[str, np.ndarray]:
-    """One procedural room of `num_points` points, deterministic in `seed`.
+    """One procedural room, deterministic in `seed` (`sample_room(build_room(seed))`).
 
-    Returns coord (N, 3) float32, color (N, 3) uint8, label (N,) int64 in 0..12 (S3DIS
-    order, see `pcseg.data.classes.S3DIS_CLASS_NAMES`), normal (N, 3) float32,
-    instance (N,) int64.
+    Args:
+        seed: the room's seed.
+        num_points: number of points N.
+
+    Returns:
+        room: a dict with coord (N, 3) float32, color (N, 3) uint8, label (N,) int64 in 0..12
+            (S3DIS order, see `pcseg.data.classes.S3DIS_CLASS_NAMES`), normal (N, 3) float32,
+            instance (N,) int64.
     """
     return sample_room(build_room(seed), num_points, seed=seed)
 
 
 # ----------------------------------------------------------------------------- rendering
 def look_at_pose(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """`T_world_from_camera` (4, 4) float64 of a camera (x right, y down, z forward, as in
-    `pcseg.bridge`) at `eye` looking at `target`."""
+    """The pose of a camera at `eye` looking at `target`.
+
+    The camera frame is x right, y down, z forward, as in `pcseg.bridge`.
+
+    Args:
+        eye: (3,) camera position in metres.
+        target: (3,) point looked at.
+        up: (3,) the world's up direction.
+
+    Returns:
+        T_world_from_camera: (4, 4) float64.
+
+    Raises:
+        ValueError: when `eye` equals `target` or the viewing direction is parallel to `up`.
+    """
     eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
     forward = target - eye
     if np.linalg.norm(forward) == 0:
@@ -1126,13 +1166,23 @@ def render_view(
 ) -> dict[str, np.ndarray]:
     """Ray-casts the scene's quads from a pinhole camera: an exact RGB-D + label view.
 
-    camera: a `pcseg.bridge.PinholeCamera` (any object with fx, fy, cx, cy, width, height);
-    pixel (u, v) (column, row, 0-based centres) sees the ray through
+    Pixel (u, v) (column, row, 0-based centres) sees the ray through
     `((u - cx) / fx, (v - cy) / fy, 1)` in camera coordinates (x right, y down, z forward).
-    T_world_from_camera: (4, 4) camera pose, e.g. from `look_at_pose`. Returns
-    depth (H, W) float32 metres along the optical axis (0 where nothing is hit),
-    label (H, W) int64 (-1 where nothing is hit), instance (H, W) int64 (-1 likewise),
-    color (H, W, 3) uint8 (shaded, noise-free), normal (H, W, 3) float32 (world frame).
+
+    Args:
+        scene: a `RoomScene` from `build_room`.
+        camera: a `pcseg.bridge.PinholeCamera` (any object with fx, fy, cx, cy, width, height).
+        T_world_from_camera: (4, 4) camera pose, e.g. from `look_at_pose`.
+        max_depth: rays hit nothing beyond this many metres.
+
+    Returns:
+        view: a dict with depth (H, W) float32 metres along the optical axis (0 where nothing
+            is hit), label (H, W) int64 (-1 where nothing is hit), instance (H, W) int64 (-1
+            likewise), color (H, W, 3) uint8 (shaded, noise-free), normal (H, W, 3) float32
+            (world frame).
+
+    Raises:
+        ValueError: when `T_world_from_camera` is not (4, 4).
     """
     camera_to_world = np.asarray(T_world_from_camera, dtype=np.float64)
     if camera_to_world.shape != (4, 4):
@@ -1202,18 +1252,25 @@ def render_view(
 
 # ----------------------------------------------------------------------------- dataset
 class SyntheticRooms(torch.utils.data.Dataset):
-    """Procedural rooms as a torch Dataset: item i is room `seeds[i]`, regenerated on access
-    (under a second per room, so nothing is cached or written).
+    """Procedural rooms as a torch Dataset: item i is room `seeds[i]`, regenerated on access.
 
-    Item: coord (N, 3) float32, color (N, 3) float32 in [0, 1], normal (N, 3) float32,
-    label (N,) int64, instance (N,) int64, name (str "synthetic_<seed>"). `transform`
-    (e.g. `pcseg.data.transforms.Compose`) is applied with a generator seeded by
-    (`augment_seed`, epoch, index) when given, so an item's augmentation depends on
-    nothing else: not on the order items are read in, nor on which DataLoader worker
-    reads it (a generator shared by the dataset would be copied into every worker, and
-    the workers would repeat each other's draws). Call `set_epoch(e)` before each epoch
-    for fresh augmentations, as with DistributedSampler; with `persistent_workers=True`
-    the workers keep the epoch they started with.
+    Nothing is cached or written. Item: coord (N, 3) float32, color (N, 3) float32 in [0, 1],
+    normal (N, 3) float32, label (N,) int64, instance (N,) int64, name (str
+    "synthetic_<seed>"). The transform is applied with a generator seeded by (`augment_seed`,
+    epoch, index), so an item's augmentation depends on nothing else: not on the order items
+    are read in, nor on which DataLoader worker reads it (a generator shared by the dataset
+    would be copied into every worker, and the workers would repeat each other's draws). Call
+    `set_epoch(e)` before each epoch for fresh augmentations, as with DistributedSampler;
+    with `persistent_workers=True` the workers keep the epoch they started with.
+
+    Args:
+        seeds: the rooms' seeds.
+        num_points: points per room.
+        transform: `(sample, rng) -> sample`, e.g. `pcseg.data.transforms.Compose`, or None.
+        augment_seed: seed of the augmentations, >= 0.
+
+    Raises:
+        ValueError: when `seeds` is empty or `augment_seed` is negative.
     """
 
     def __init__(self, seeds, num_points: int = 100_000, transform=None, augment_seed: int = 0):
@@ -1228,7 +1285,14 @@ class SyntheticRooms(torch.utils.data.Dataset):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Selects the augmentations of epoch `epoch` (>= 0) for the items read from now on."""
+        """Selects the augmentations of an epoch for the items read from now on.
+
+        Args:
+            epoch: the epoch, >= 0.
+
+        Raises:
+            ValueError: when `epoch` is negative.
+        """
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
         self.epoch = int(epoch)

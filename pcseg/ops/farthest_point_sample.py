@@ -17,18 +17,28 @@ def farthest_point_sample(
 ) -> torch.Tensor:
     """Exact farthest point sampling.
 
+    Sample i + 1 is the point farthest from samples 0..i (squared distance, computed as
+    (dx*dx + dy*dy) + dz*dz); among equally far points the lowest index wins, the rule of
+    `torch.argmax`.
+
     Args:
         points: (B, N, 3) or (N, 3) float32/float64, padded when clouds differ in size.
         num_samples: M, 0 <= M <= N.
         lengths: (B,) int64, the real size of each cloud (default: N for all).
         start_index: the first sample of every cloud.
-        random_start: start each cloud at a uniformly drawn point instead (drawn with
-            `generator` on the CPU, so a seeded generator makes the result deterministic).
+        random_start: start each cloud at a uniformly drawn point instead.
+        generator: the CPU generator of the random start; a seeded one makes the result
+            deterministic.
+
     Returns:
-        (B, M) int64 (or (M,) for unbatched input). Sample i + 1 is the point farthest from
-        samples 0..i (squared distance, computed as (dx*dx + dy*dy) + dz*dz); among equally far
-        points the lowest index wins, the rule of `torch.argmax`. Clouds with fewer than M
-        points are filled with -1 after their last point.
+        idx: (B, M) int64 (or (M,) for unbatched input); clouds with fewer than M points are
+            filled with -1 after their last point.
+
+    Raises:
+        TypeError: when `points` is not a tensor or `num_samples` / `start_index` is not an int.
+        RuntimeError: from the native checks, naming the argument, on a wrong shape, dtype or
+            device or an out-of-range `num_samples` / `start_index`, and for CUDA tensors when
+            pcseg was built without CUDA.
     """
     points, unbatched = as_batch(points, "points")
     check_device(points)

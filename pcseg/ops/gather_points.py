@@ -8,10 +8,23 @@ from pcseg.ops._extension import check_device
 
 
 def gather_points(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """features (B, N, C) or (N, C), idx (B, M) or (M,) int64 in [-1, N) -> (B, M, C).
+    """Gathers rows of per-point features by index.
 
     Rows gathered with -1 are zeros and pass no gradient. Differentiable w.r.t. features
     (twice: the backward is itself differentiable).
+
+    Args:
+        features: (B, N, C) or (N, C).
+        idx: (B, M) or (M,) int64 in [-1, N).
+
+    Returns:
+        rows: (B, M, C) (or (M, C)).
+
+    Raises:
+        TypeError: when `features` or `idx` is not a tensor.
+        ValueError: when the ranks of `features` and `idx` do not match.
+        RuntimeError: from the native checks, naming the argument, on an index out of range,
+            a wrong dtype or device, and for CUDA tensors when pcseg was built without CUDA.
     """
     features, idx, unbatched = _batch_pair(features, idx, idx_rank=2)
     out = torch.ops.pcseg.gather_rows(features, idx)
@@ -19,9 +32,22 @@ def gather_points(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def group_points(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """features (B, N, C) or (N, C), idx (B, M, K) or (M, K) int64 in [-1, N) -> (B, M, K, C).
+    """Gathers the neighbourhoods of knn / ball_query / ring_query as feature tensors.
 
-    The neighbourhoods of knn / ball_query / ring_query as feature tensors; -1 slots are zeros.
+    Slots with index -1 are zeros. Differentiable w.r.t. features.
+
+    Args:
+        features: (B, N, C) or (N, C).
+        idx: (B, M, K) or (M, K) int64 in [-1, N).
+
+    Returns:
+        groups: (B, M, K, C) (or (M, K, C)).
+
+    Raises:
+        TypeError: when `features` or `idx` is not a tensor.
+        ValueError: when the ranks of `features` and `idx` do not match.
+        RuntimeError: from the native checks, naming the argument, on an index out of range,
+            a wrong dtype or device, and for CUDA tensors when pcseg was built without CUDA.
     """
     features, idx, unbatched = _batch_pair(features, idx, idx_rank=3)
     b, m, k = idx.shape

@@ -16,16 +16,27 @@ def knn(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k nearest points of every query point, by a kd-tree (CPU) or brute force (CUDA).
 
+    Memory is O(M k): the M x N distance matrix is never formed.
+
     Args:
         query: (B, M, 3) or (M, 3) float32/float64.
         points: (B, N, 3) or (N, 3), same dtype and device.
         k: neighbours per query, >= 1 (any size; k > N is allowed and padded).
-        query_lengths, lengths: (B,) int64 real sizes of padded batches.
+        query_lengths: (B,) int64 real sizes of a padded `query`, or None.
+        lengths: (B,) int64 real sizes of a padded `points`, or None.
+
     Returns:
-        dists2 (B, M, k) squared distances, ascending, and idx (B, M, k) int64; ties in distance
-        are broken by the lower index. Where fewer than k points exist (and on padded query
-        rows) idx is -1 and dists2 is +inf. dists2 is differentiable w.r.t. query and points.
-        Memory is O(M k): the M x N distance matrix is never formed.
+        dists2: (B, M, k) (or (M, k)) squared distances, ascending; +inf where fewer than k
+            points exist and on padded query rows. Differentiable w.r.t. query and points.
+        idx: (B, M, k) (or (M, k)) int64; ties in distance are broken by the lower index; -1
+            where dists2 is +inf.
+
+    Raises:
+        TypeError: when `query` or `points` is not a tensor, `k` is not an int or the lengths
+            are not integers.
+        ValueError: when `k` < 1 or `query` and `points` disagree on batching.
+        RuntimeError: from the native checks, naming the argument, on a wrong shape, dtype or
+            device, and for CUDA tensors when pcseg was built without CUDA.
     """
     return _window_search(
         query, points, k, query_lengths, lengths, lambda q, p, ql, pl: torch.ops.pcseg.knn(q, p, ql, pl, k)

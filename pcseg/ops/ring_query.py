@@ -24,23 +24,36 @@ def ring_query(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k nearest points with r_inner <= distance < r_outer, ordered by angle.
 
+    The kept points are ordered counter-clockwise seen from the tip of the normal, by their
+    angle on the centre's tangent plane measured from the farthest kept neighbour (A-CNN's
+    order_neighbors), so a circular convolution along the last axis is meaningful. Equal
+    angles keep distance order (ties in distance: lower index first); points on the normal
+    axis, and duplicates of the farthest neighbour, get angle 0, so that neighbour and its
+    duplicates lead the ring. With a zero normal, or when the farthest neighbour lies on the
+    normal axis, the ring stays in distance order.
+
     Args:
         query: (B, M, 3) or (M, 3) ring centres, float32/float64.
         points: (B, N, 3) or (N, 3) candidates, same dtype and device.
         normals: like `query`, the normal of each centre (need not be unit length).
-        r_inner, r_outer: 0 <= r_inner < r_outer. r_inner = 0 gives a disc (the centre itself
+        r_inner: inner radius, 0 <= r_inner < r_outer; 0 gives a disc (the centre itself
             included when it is one of the points).
+        r_outer: outer radius.
         k: ring size, >= 1.
+        query_lengths: (B,) int64 real sizes of a padded `query`, or None.
+        lengths: (B,) int64 real sizes of a padded `points`, or None.
+
     Returns:
-        dists2 (B, M, k), idx (B, M, k) int64. The kept points are ordered counter-clockwise
-        seen from the tip of the normal, by their angle on the centre's tangent plane measured
-        from the farthest kept neighbour (A-CNN's order_neighbors), so a circular convolution
-        along the last axis is meaningful. Equal angles keep distance order (ties in distance:
-        lower index first); points on the normal axis, and duplicates of the farthest
-        neighbour, get angle 0, so that neighbour and its duplicates lead the ring. A short
-        ring has its j < k kept points first, then -1 / +inf; an empty ring is all -1 / +inf.
-        With a zero normal, or when the farthest neighbour lies on the normal axis, the ring
-        stays in distance order.
+        dists2: (B, M, k) (or (M, k)) squared distances in ring order; a short ring has its
+            j < k kept points first, then +inf; an empty ring is all +inf.
+        idx: (B, M, k) (or (M, k)) int64; -1 where dists2 is +inf.
+
+    Raises:
+        TypeError: when `query` or `points` is not a tensor, `k` is not an int or the lengths
+            are not integers.
+        ValueError: when the radii are not 0 <= r_inner < r_outer, `k` < 1 or `query` and `points` disagree on batching.
+        RuntimeError: from the native checks, naming the argument, on a wrong shape, dtype or
+            device, and for CUDA tensors when pcseg was built without CUDA.
     """
     _check_radii(r_inner, r_outer)
     normals_b, _ = as_batch(normals, "normals")

@@ -20,16 +20,24 @@ def three_nn_interpolate(
 ) -> torch.Tensor:
     """Features at `unknown` interpolated from the 3 nearest `known` points.
 
+    Each result is sum_j w_j f_j with w_j = 1 / (d_j + 1e-8) normalised over the 3 nearest
+    (d_j the Euclidean distance). With fewer than 3 known points the missing terms are
+    dropped and the rest renormalised; with none the result is zero.
+
     Args:
         unknown: (B, n, 3) or (n, 3) float32/float64, where features are wanted.
         known: (B, m, 3) or (m, 3), where features are known (e.g. FPS centres).
         known_features: (B, m, C) or (m, C), same dtype.
-        known_lengths: (B,) int64 real sizes of a padded `known`.
+        known_lengths: (B,) int64 real sizes of a padded `known`, or None.
+
     Returns:
-        (B, n, C): sum_j w_j f_j with w_j = 1 / (d_j + 1e-8) normalised over the 3 nearest
-        (d_j the Euclidean distance). With fewer than 3 known points the missing terms are
-        dropped and the rest renormalised; with none the result is zero. Differentiable w.r.t.
-        known_features and, through the weights, w.r.t. unknown and known.
+        features: (B, n, C) (or (n, C)); differentiable w.r.t. known_features and, through
+            the weights, w.r.t. unknown and known.
+
+    Raises:
+        ValueError: when `known_features` is not (B, m, C) matching `known`.
+        RuntimeError: from the native checks, naming the argument, on a wrong shape, dtype or
+            device, and for CUDA tensors when pcseg was built without CUDA.
     """
     unbatched = unknown.dim() == 2
     if unbatched:
