@@ -4,11 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 DEPS := torch==2.13.0 numpy scipy h5py pyyaml tqdm pillow matplotlib open3d-cpu \
-        pytest hypothesis fpsample ninja
+        pytest hypothesis fpsample ninja ruff mypy types-PyYAML
 CSRC := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cuh')
 EXT := pcseg/_C$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 
-.PHONY: all build test demo bench cuda-check clean
+.PHONY: all build lint test demo bench cuda-check clean
 
 all: build
 
@@ -43,6 +43,13 @@ $(EXT): $(VENV)/.editable $(CSRC)
 	touch $@
 
 build: $(EXT)
+
+# Lint and type check (settings in pyproject.toml): ruff's rules, the formatting, and mypy over
+# the public API (pcseg.ops, pcseg.bridge, the Segmenter, the Fuser).
+lint: $(VENV)/.deps
+	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
+	$(VPY) -m mypy
 
 test: build
 	$(VPY) -m pytest -q tests

@@ -1,4 +1,4 @@
-"""Build pcseg and its native ops.
+"""Build pcseg's native ops (the package metadata lives in pyproject.toml).
 
 Two extensions, two failure domains:
   pcseg._C       the operator schemas and the C++ CPU kernels; always built.
@@ -10,14 +10,14 @@ fatal), TORCH_CUDA_ARCH_LIST picks the GPU architectures (it must be set when no
 visible). Torch is not a build requirement on purpose (build isolation would fetch a
 multi-GB CUDA torch): install with `pip install -e . --no-build-isolation`.
 """
+
 import glob
 import os
 import warnings
 
-from setuptools import find_packages, setup
-from torch.utils.cpp_extension import (CUDA_HOME, BuildExtension, CppExtension,
-                                       CUDAExtension)
 import torch
+from setuptools import setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -72,22 +72,13 @@ class BuildPcsegExtensions(BuildExtension):
         try:
             super().build_extension(ext)
         except Exception as err:  # noqa: BLE001 - any compiler failure means: go on CPU-only
-            warnings.warn(f"pcseg: the CUDA kernels failed to build ({err}); installing the "
-                          "CPU kernels only. Set FORCE_CUDA=1 to make this an error.")
+            warnings.warn(  # noqa: B028 - a build message, not a caller's mistake
+                f"pcseg: the CUDA kernels failed to build ({err}); installing the "
+                "CPU kernels only. Set FORCE_CUDA=1 to make this an error."
+            )
 
 
 setup(
-    name="pcseg",
-    version="0.1.0",
-    description="3D point-cloud semantic segmentation: PointNet, A-CNN, native point ops, "
-                "2D-to-3D label fusion",
-    packages=find_packages(include=["pcseg", "pcseg.*"]),
-    python_requires=">=3.9",
-    install_requires=["torch>=2.1", "numpy", "scipy", "h5py", "pyyaml", "tqdm", "pillow",
-                      "matplotlib"],
-    extras_require={"open3d": ["open3d-cpu"], "test": ["pytest", "hypothesis"]},
-    entry_points={"console_scripts": ["pcseg=pcseg.cli:main"]},
     ext_modules=ext_modules,
     cmdclass={"build_ext": BuildPcsegExtensions.with_options(use_ninja=True)},
-    zip_safe=False,
 )

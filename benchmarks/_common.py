@@ -1,18 +1,17 @@
 """Timing helpers shared by the op benchmarks: medians with torch.utils.benchmark, peers
 measured in the same run, ratios printed."""
+
 from __future__ import annotations
 
 import os
-import sys
 
 import torch
 import torch.utils.benchmark as tbench
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-
 
 def median_ms(fn, min_run_time: float = 1.0) -> float:
     """Median wall time of fn() in milliseconds (CUDA synchronised when present)."""
+
     def run():
         fn()
         if torch.cuda.is_available():
@@ -20,9 +19,9 @@ def median_ms(fn, min_run_time: float = 1.0) -> float:
 
     run()  # warm-up
     # Timer runs at one torch thread unless told otherwise: time at the thread count in force.
-    m = tbench.Timer(stmt="run()", globals={"run": run},
-                     num_threads=torch.get_num_threads()).blocked_autorange(
-        min_run_time=min_run_time)
+    m = tbench.Timer(stmt="run()", globals={"run": run}, num_threads=torch.get_num_threads()).blocked_autorange(
+        min_run_time=min_run_time
+    )
     return m.median * 1e3
 
 

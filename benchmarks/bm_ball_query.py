@@ -3,12 +3,13 @@ distance_upper_bound (the same semantics) and open3d's core hybrid_search.
 
 python benchmarks/bm_ball_query.py
 """
+
 import numpy as np
+from _common import median_ms, report
 from scipy.spatial import cKDTree
 
-from _common import median_ms, report
-from op_inputs import random_cloud
 from pcseg.ops import ball_query
+from pcseg.testing import random_cloud
 from pcseg.utils.open3d import import_open3d
 
 
@@ -27,13 +28,21 @@ def one_cloud(n=100_000, radius=0.03, k=32):
     ref_i = np.where(np.isinf(ref_d), -1, ref_i)
     same = np.mean(idx.numpy() == ref_i)
     rows = [
-        (f"pcseg ball_query r={radius} k={k}", median_ms(lambda: ball_query(pts, pts, radius, k)),
-         f"{same:.4%} same indices as cKDTree"),
-        ("scipy cKDTree query(distance_upper_bound)",
-         median_ms(lambda: cKDTree(x).query(x, k, distance_upper_bound=radius, workers=-1)),
-         "build + query"),
-        ("open3d core.nns hybrid_index + hybrid_search",
-         median_ms(lambda: o3d_hybrid(o3d, x, radius, k)), "build + query"),
+        (
+            f"pcseg ball_query r={radius} k={k}",
+            median_ms(lambda: ball_query(pts, pts, radius, k)),
+            f"{same:.4%} same indices as cKDTree",
+        ),
+        (
+            "scipy cKDTree query(distance_upper_bound)",
+            median_ms(lambda: cKDTree(x).query(x, k, distance_upper_bound=radius, workers=-1)),
+            "build + query",
+        ),
+        (
+            "open3d core.nns hybrid_index + hybrid_search",
+            median_ms(lambda: o3d_hybrid(o3d, x, radius, k)),
+            "build + query",
+        ),
     ]
     report(f"ball query, self-query of {n:,} points", rows, f"pcseg ball_query r={radius} k={k}")
 

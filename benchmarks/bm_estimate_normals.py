@@ -3,11 +3,12 @@ KDTreeSearchParamKNN(16), with the angle between the two results.
 
 python benchmarks/bm_estimate_normals.py
 """
-import numpy as np
 
+import numpy as np
 from _common import median_ms, report
-from op_inputs import surface_cloud
+
 from pcseg.ops import estimate_normals
+from pcseg.testing import surface_cloud
 from pcseg.utils.open3d import import_open3d
 
 
@@ -26,10 +27,16 @@ def sphere(n=100_000, k=16):
     cos_o3d = np.abs(np.sum(ours * theirs, -1))
     cos_true = np.abs(np.sum(ours * true_normals.numpy(), -1))
     rows = [
-        (f"pcseg estimate_normals k={k}", median_ms(lambda: estimate_normals(pts, k)),
-         f"median angle to true normal {np.degrees(np.arccos(np.clip(np.median(cos_true), 0, 1))):.2f} deg"),
-        (f"open3d estimate_normals KNN({k})", median_ms(o3d_normals),
-         f"{np.mean(cos_o3d > np.cos(np.radians(1))):.2%} within 1 deg of pcseg (up to sign)"),
+        (
+            f"pcseg estimate_normals k={k}",
+            median_ms(lambda: estimate_normals(pts, k)),
+            f"median angle to true normal {np.degrees(np.arccos(np.clip(np.median(cos_true), 0, 1))):.2f} deg",
+        ),
+        (
+            f"open3d estimate_normals KNN({k})",
+            median_ms(o3d_normals),
+            f"{np.mean(cos_o3d > np.cos(np.radians(1))):.2%} within 1 deg of pcseg (up to sign)",
+        ),
     ]
     report(f"normals of {n:,} points on a sphere", rows, f"pcseg estimate_normals k={k}")
 

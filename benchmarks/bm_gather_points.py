@@ -3,9 +3,10 @@ advanced indexing (the pure-PyTorch reference) on an A-CNN grouping.
 
 python benchmarks/bm_gather_points.py
 """
-import torch
 
+import torch
 from _common import median_ms, report
+
 from pcseg.ops import group_points, group_points_naive
 
 
@@ -29,8 +30,7 @@ def grouping(b=16, n=1024, c=128, m=256, k=32):
         ("pcseg group_points forward + backward", median_ms(ours_fwd_bwd), ""),
         ("torch indexing forward + backward", median_ms(naive_fwd_bwd), ""),
     ]
-    report(f"group_points: ({b}, {n:,}, {c}) features, idx ({b}, {m}, {k})", rows,
-           "pcseg group_points")
+    report(f"group_points: ({b}, {n:,}, {c}) features, idx ({b}, {m}, {k})", rows, "pcseg group_points")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,13 @@ with an identity check against cKDTree (indices up to ties, distances to 1e-6).
 
 python benchmarks/bm_knn.py
 """
+
 import numpy as np
-import torch
+from _common import median_ms, report
 from scipy.spatial import cKDTree
 
-from _common import median_ms, report
-from op_inputs import random_cloud
 from pcseg.ops import knn
+from pcseg.testing import random_cloud
 from pcseg.utils.open3d import import_open3d
 
 
@@ -42,14 +42,14 @@ def one_cloud(n=100_000, k=16):
             tree.search_knn_vector_3d(p, k)
 
     rows = [
-        ("pcseg knn (tree build + query)", median_ms(lambda: knn(pts, pts, k)),
-         same_as_ckdtree(d2, idx, x, k)),
-        ("scipy cKDTree(x).query(x, k, workers=-1)",
-         median_ms(lambda: cKDTree(x).query(x, k, workers=-1)), "build + query"),
-        ("open3d core.nns knn_index + knn_search", median_ms(lambda: o3d_knn(o3d, x, k)),
-         "build + query"),
-        ("open3d KDTreeFlann search_knn_vector_3d loop", median_ms(flann_loop, 0.5),
-         "one Python call per query"),
+        ("pcseg knn (tree build + query)", median_ms(lambda: knn(pts, pts, k)), same_as_ckdtree(d2, idx, x, k)),
+        (
+            "scipy cKDTree(x).query(x, k, workers=-1)",
+            median_ms(lambda: cKDTree(x).query(x, k, workers=-1)),
+            "build + query",
+        ),
+        ("open3d core.nns knn_index + knn_search", median_ms(lambda: o3d_knn(o3d, x, k)), "build + query"),
+        ("open3d KDTreeFlann search_knn_vector_3d loop", median_ms(flann_loop, 0.5), "one Python call per query"),
     ]
     report(f"kNN k={k}, self-query of {n:,} points", rows, "pcseg knn (tree build + query)")
 
@@ -62,8 +62,7 @@ def batch(b=16, n=4096, k=16):
     checks = [same_as_ckdtree(d2[i], idx[i], xs[i], k) for i in range(b)]
     rows = [
         ("pcseg knn", median_ms(lambda: knn(pts, pts, k)), checks[0] + " (cloud 0)"),
-        ("scipy cKDTree loop (workers=-1)",
-         median_ms(lambda: [cKDTree(x).query(x, k, workers=-1) for x in xs]), ""),
+        ("scipy cKDTree loop (workers=-1)", median_ms(lambda: [cKDTree(x).query(x, k, workers=-1) for x in xs]), ""),
         ("open3d core.nns loop", median_ms(lambda: [o3d_knn(o3d, x, k) for x in xs]), ""),
     ]
     report(f"kNN k={k}, batch {b} x {n:,} self-query", rows, "pcseg knn")

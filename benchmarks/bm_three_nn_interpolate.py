@@ -3,13 +3,14 @@ pcseg vs scipy cKDTree (k=3) + numpy weighting and the pure-PyTorch reference.
 
 python benchmarks/bm_three_nn_interpolate.py
 """
+
 import numpy as np
 import torch
+from _common import median_ms, report
 from scipy.spatial import cKDTree
 
-from _common import median_ms, report
-from op_inputs import random_cloud
 from pcseg.ops import three_nn_interpolate, three_nn_interpolate_naive
+from pcseg.testing import random_cloud
 
 
 def scipy_interpolate(unknown, known, features):
@@ -39,17 +40,25 @@ def decoder_step(b=16, n=4096, m=1024, c=128):
         three_nn_interpolate_naive(unknown, known, feats_g).backward(grad)
 
     rows = [
-        ("pcseg three_nn_interpolate", median_ms(lambda: three_nn_interpolate(unknown, known, feats)),
-         f"max |diff| vs naive {float((ours - ref).abs().max()):.1e}"),
-        ("scipy cKDTree k=3 + numpy weights", median_ms(lambda: scipy_interpolate(u, k, f)),
-         f"max |diff| {np.abs(scipy_interpolate(u, k, f) - ours.numpy()).max():.1e}"),
-        ("naive torch (three_nn_interpolate_naive)",
-         median_ms(lambda: three_nn_interpolate_naive(unknown, known, feats)), "reference"),
+        (
+            "pcseg three_nn_interpolate",
+            median_ms(lambda: three_nn_interpolate(unknown, known, feats)),
+            f"max |diff| vs naive {float((ours - ref).abs().max()):.1e}",
+        ),
+        (
+            "scipy cKDTree k=3 + numpy weights",
+            median_ms(lambda: scipy_interpolate(u, k, f)),
+            f"max |diff| {np.abs(scipy_interpolate(u, k, f) - ours.numpy()).max():.1e}",
+        ),
+        (
+            "naive torch (three_nn_interpolate_naive)",
+            median_ms(lambda: three_nn_interpolate_naive(unknown, known, feats)),
+            "reference",
+        ),
         ("pcseg forward + backward", median_ms(ours_fwd_bwd), "grad w.r.t. features"),
         ("naive torch forward + backward", median_ms(naive_fwd_bwd), ""),
     ]
-    report(f"3-NN interpolation, {b} x {n:,} points from {m:,} known, C={c}", rows,
-           "pcseg three_nn_interpolate")
+    report(f"3-NN interpolation, {b} x {n:,} points from {m:,} known, C={c}", rows, "pcseg three_nn_interpolate")
 
 
 if __name__ == "__main__":

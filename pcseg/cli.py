@@ -6,6 +6,7 @@
     pcseg predict INPUT --checkpoint K --out OUT.ply
     pcseg fuse FOLDER --out MAP.ply
     pcseg prepare s3dis RAW_DIR OUT_DIR
+    pcseg --version
 """
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ import os
 import sys
 from typing import Sequence
 
+from pcseg import __version__
+
 __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pcseg", description="3D point-cloud semantic segmentation")
+    parser.add_argument("--version", action="version", version=f"pcseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_set(p):

@@ -12,6 +12,7 @@ the gradient). ``weight (C,)`` scales each class, as in ``F.cross_entropy``.
 Which normalisation each loss uses is written in its docstring; the tests in
 ``tests/test_losses.py`` check every one against hand-computed values.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,8 +44,7 @@ def _flatten(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, 
         flat_logits = logits.movedim(1, -1).reshape(-1, num_classes)
     if labels.shape != expected:
         raise ValueError(
-            f"labels must have shape {tuple(expected)} to match logits {tuple(logits.shape)}, "
-            f"got {tuple(labels.shape)}"
+            f"labels must have shape {tuple(expected)} to match logits {tuple(logits.shape)}, got {tuple(labels.shape)}"
         )
     return flat_logits, labels.reshape(-1).long()
 
@@ -98,8 +98,21 @@ def cross_entropy_loss(
     """Softmax cross-entropy, ``-w_y log softmax(z)_y``.
 
     ``mean`` divides by the summed weights of the kept points (``F.cross_entropy``'s rule;
-    NaN when every point is ignored). ``none`` returns ``(P_kept,)`` weighted per-point values
-    in flat order.
+    NaN when every point is ignored).
+
+    Args:
+        logits: (B, C, N) (or (B, C, *spatial)) or flat (P, C) float scores, unnormalised.
+        labels: (B, N) (or (B, *spatial)) or flat (P,) integer class ids in [0, C).
+        weight: (C,) float per-class weights, or None for equal weights.
+        ignore_index: label of points that count nowhere (value and gradient); None keeps all.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+        loss: () float, or (P_kept,) weighted per-point values in flat order for ``"none"``.
+
+    Raises:
+        ValueError: when shapes disagree, a label lies outside [0, C), or ``reduction`` is unknown.
+        TypeError: when ``labels`` is not an integer tensor.
     """
     z, y, _ = _kept(logits, labels, weight, ignore_index)
     nll = -torch.log_softmax(z, dim=1).gather(1, y[:, None])[:, 0]
@@ -119,6 +132,21 @@ def focal_loss(
 
     ``weight`` plays the role of the paper's per-class ``alpha``. ``mean`` divides by the summed
     weights of the kept points, so ``gamma = 0`` gives exactly :func:`cross_entropy_loss`.
+
+    Args:
+        logits: (B, C, N) (or (B, C, *spatial)) or flat (P, C) float scores, unnormalised.
+        labels: (B, N) (or (B, *spatial)) or flat (P,) integer class ids in [0, C).
+        gamma: focusing exponent (0 = cross-entropy).
+        weight: (C,) float per-class weights, or None for equal weights.
+        ignore_index: label of points that count nowhere (value and gradient); None keeps all.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+        loss: () float, or (P_kept,) weighted per-point values in flat order for ``"none"``.
+
+    Raises:
+        ValueError: when shapes disagree, a label lies outside [0, C), or ``reduction`` is unknown.
+        TypeError: when ``labels`` is not an integer tensor.
     """
     z, y, _ = _kept(logits, labels, weight, ignore_index)
     log_p = torch.log_softmax(z, dim=1).gather(1, y[:, None])[:, 0]
@@ -165,6 +193,22 @@ def tversky_loss(
     when given); ``smooth`` keeps classes absent from a batch finite (their index tends to 1
     when the network predicts them nowhere). ``alpha = beta = 0.5`` with ``smooth = s / 2`` is
     :func:`soft_dice_loss` with ``smooth = s``.
+
+    Args:
+        logits: (B, C, N) (or (B, C, *spatial)) or flat (P, C) float scores, unnormalised.
+        labels: (B, N) (or (B, *spatial)) or flat (P,) integer class ids in [0, C).
+        alpha: weight of the false positives.
+        beta: weight of the false negatives.
+        smooth: added to numerator and denominator.
+        weight: (C,) float per-class weights, or None for equal weights.
+        ignore_index: label of points that count nowhere (value and gradient); None keeps all.
+
+    Returns:
+        loss: () float.
+
+    Raises:
+        ValueError: when shapes disagree or a label lies outside [0, C).
+        TypeError: when ``labels`` is not an integer tensor.
     """
     tp, fp, fn = _soft_counts(logits, labels, weight, ignore_index)
     index = (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
@@ -181,7 +225,22 @@ def soft_dice_loss(
     """Soft Dice loss: ``1 - mean_c (2 TP_c + smooth) / (sum p_c + sum y_c + smooth)``.
 
     Same soft counts, class mean and ``smooth`` rule as :func:`tversky_loss` (which it equals
-    for ``alpha = beta = 0.5`` and half the smoothing, since ``sum p_c + sum y_c = 2 TP_c + FP_c + FN_c``).
+    for ``alpha = beta = 0.5`` and half the smoothing, since
+    ``sum p_c + sum y_c = 2 TP_c + FP_c + FN_c``).
+
+    Args:
+        logits: (B, C, N) (or (B, C, *spatial)) or flat (P, C) float scores, unnormalised.
+        labels: (B, N) (or (B, *spatial)) or flat (P,) integer class ids in [0, C).
+        smooth: added to numerator and denominator.
+        weight: (C,) float per-class weights, or None for equal weights.
+        ignore_index: label of points that count nowhere (value and gradient); None keeps all.
+
+    Returns:
+        loss: () float.
+
+    Raises:
+        ValueError: when shapes disagree or a label lies outside [0, C).
+        TypeError: when ``labels`` is not an integer tensor.
     """
     tp, fp, fn = _soft_counts(logits, labels, weight, ignore_index)
     dice = (2.0 * tp + smooth) / (2.0 * tp + fp + fn + smooth)
@@ -209,10 +268,23 @@ def lovasz_softmax_loss(
     """Lovász-softmax loss (Berman et al., CVPR 2018), computed over the whole batch.
 
     For each class ``c`` the errors ``|y_c - p_c|`` of the kept points are sorted in decreasing
-    order and dotted with the Lovász gradient of the Jaccard index. ``classes="present"``
-    averages over classes that occur in the kept labels (the paper's default), ``"all"`` over
-    all ``C``. ``weight`` turns the mean into a weighted mean over those classes. Returns 0
-    (connected to the graph) when every point is ignored.
+    order and dotted with the Lovász gradient of the Jaccard index.
+
+    Args:
+        logits: (B, C, N) (or (B, C, *spatial)) or flat (P, C) float scores, unnormalised.
+        labels: (B, N) (or (B, *spatial)) or flat (P,) integer class ids in [0, C).
+        classes: ``"present"`` averages over the classes that occur in the kept labels (the
+            paper's default), ``"all"`` over all ``C``.
+        weight: (C,) float per-class weights, turning the mean over those classes into a
+            weighted mean; None for equal weights.
+        ignore_index: label of points that count nowhere (value and gradient); None keeps all.
+
+    Returns:
+        loss: () float; 0 (connected to the graph) when every point is ignored.
+
+    Raises:
+        ValueError: when ``classes`` is unknown, shapes disagree or a label lies outside [0, C).
+        TypeError: when ``labels`` is not an integer tensor.
     """
     if classes not in ("present", "all"):
         raise ValueError(f"classes must be 'present' or 'all', got {classes!r}")
@@ -240,10 +312,19 @@ def lovasz_softmax_loss(
 def feature_transform_regularizer(transform: torch.Tensor) -> torch.Tensor:
     """PointNet's orthogonality regulariser ``||I - A A^T||_F^2``, averaged over the batch.
 
-    ``transform (B, K, K)`` is the feature T-Net output (``aux["feature_transform"]`` of the
-    PointNet models). The paper adds it with weight 0.001. The original TF code uses
-    ``tf.nn.l2_loss`` (half the squared norm, summed over the batch); we take the batch mean of
-    the full squared norm so the weight does not scale with the batch size.
+    The paper adds it with weight 0.001. The original TF code uses ``tf.nn.l2_loss`` (half the
+    squared norm, summed over the batch); this takes the batch mean of the full squared norm so
+    the weight does not scale with the batch size.
+
+    Args:
+        transform: (B, K, K) float, the feature T-Net output (``aux["feature_transform"]`` of
+            the PointNet models).
+
+    Returns:
+        loss: () float.
+
+    Raises:
+        ValueError: when ``transform`` is not (B, K, K).
     """
     if transform.dim() != 3 or transform.shape[1] != transform.shape[2]:
         raise ValueError(f"transform must be (B, K, K), got {tuple(transform.shape)}")
@@ -256,7 +337,7 @@ def feature_transform_regularizer(transform: torch.Tensor) -> torch.Tensor:
 def class_weights_from_counts(
     counts: torch.Tensor, mode: str = "inverse_log", offset: float | None = None
 ) -> torch.Tensor:
-    """Per-class loss weights ``(C,) float32`` from label counts ``(C,)``.
+    """Per-class loss weights from label counts.
 
     With frequencies ``f_c = counts_c / sum(counts)``:
 
@@ -264,6 +345,18 @@ def class_weights_from_counts(
       ScanNet training),
     - ``"inverse"``: ``1 / (f_c + offset)``, ``offset = 0.02`` by default (RandLA-Net's
       ``1 / (frac + 0.02)``), the offset keeping empty classes finite.
+
+    Args:
+        counts: (C,) non-negative label counts (any numeric type), with a positive sum.
+        mode: ``"inverse_log"`` or ``"inverse"``.
+        offset: the mode's offset, or None for its default.
+
+    Returns:
+        weights: (C,) float32.
+
+    Raises:
+        ValueError: when ``counts`` is empty, negative or sums to 0, ``offset`` is out of
+            range for the mode, or ``mode`` is unknown.
     """
     counts = torch.as_tensor(counts, dtype=torch.float64)
     if counts.dim() != 1 or counts.numel() == 0:

@@ -16,6 +16,7 @@ Absent classes (documented rule, used by every report):
   are left out; FWIoU weights each IoU by the class's share of true points, so classes absent
   from the truth get weight 0.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,6 +62,9 @@ class ConfusionMatrix:
         num_classes: C, labels lie in ``[0, C)``.
         ignore_index: a truth label to skip (e.g. -1 or 255); ``None`` skips nothing.
         device: where the counts live (keep it on the predictions' device to avoid copies).
+
+    Raises:
+        ValueError: when ``num_classes`` is below 1.
     """
 
     def __init__(self, num_classes: int, ignore_index: int | None = None, device: str | torch.device = "cpu"):
@@ -71,6 +75,7 @@ class ConfusionMatrix:
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
 
     def reset(self) -> None:
+        """Set every count back to 0."""
         self.matrix.zero_()
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
@@ -80,6 +85,9 @@ class ConfusionMatrix:
             prediction: labels with ``target``'s shape (int), or logits/scores with the class
                 axis at dim 1 (``(B, C, N)`` or ``(P, C)``), reduced by ``argmax(dim=1)``.
             target: true labels, int, e.g. ``(B, N)``; entries equal to ``ignore_index`` are skipped.
+
+        Raises:
+            ValueError: when the shapes do not match or a label lies outside ``[0, C)``.
         """
         if prediction.is_floating_point():
             if prediction.dim() != target.dim() + 1 or prediction.shape[1] != self.num_classes:
@@ -104,8 +112,18 @@ class ConfusionMatrix:
             raise ValueError(f"predicted labels must lie in [0, {c}), got [{int(pred.min())}, {int(pred.max())}]")
         self.matrix += torch.bincount(true * c + pred, minlength=c * c).reshape(c, c)
 
-    def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
-        """Add another matrix's counts into this one (same ``num_classes``); returns self."""
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        """Add another matrix's counts into this one.
+
+        Args:
+            other: a matrix with the same ``num_classes``.
+
+        Returns:
+            self, for chaining.
+
+        Raises:
+            ValueError: when the class counts differ.
+        """
         if other.num_classes != self.num_classes:
             raise ValueError(f"cannot merge {other.num_classes}-class counts into {self.num_classes}-class counts")
         self.matrix += other.matrix.to(self.matrix.device)
@@ -121,7 +139,12 @@ class ConfusionMatrix:
             dist.all_reduce(self.matrix, op=dist.ReduceOp.SUM)
 
     def compute(self) -> SegmentationScores:
-        """Scores of the counts so far (see the module docstring for the NaN rule)."""
+        """Scores of the counts so far.
+
+        Returns:
+            scores: a ``SegmentationScores``; per-class tensors are ``(C,) float64`` with NaN
+                where a score is undefined (see the module docstring for the rule).
+        """
         m = self.matrix.to(torch.float64).cpu()
         tp = m.diag()
         truth = m.sum(1)  # TP + FN

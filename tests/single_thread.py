@@ -1,16 +1,15 @@
-"""A module fixture that runs a test file on one torch thread (import it into the file).
+"""Transitional: tests/test_fuser.py and tests/test_demo_bridge.py still import this autouse
+fixture. New tests opt into conftest's `single_torch_thread` fixture with
+``pytestmark = pytest.mark.usefixtures("single_torch_thread")``; delete this file once those
+two modules do."""
 
-On the shared 2-core CI machine torch's intra-op threads make small bridge / fusion
-workloads about 3x slower under load (measured on tests/test_fuser.py +
-tests/test_demo_bridge.py: 7.9 s with one thread vs 23 s with two).
-"""
 import pytest
-import torch
+
+from pcseg import testing
 
 
 @pytest.fixture(autouse=True, scope="module")
 def single_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """One torch intra-op thread for the whole importing module."""
+    with testing.single_torch_thread():
+        yield

@@ -6,10 +6,9 @@ import pytest
 from pcseg.cli import main
 from pcseg.data import s3dis
 
-from test_data_s3dis import raw_s3dis  # noqa: F401  (the raw-layout fixture, shared with the data tests)
 
 
-def test_prepare_s3dis_writes_the_cache_and_a_second_run_skips(raw_s3dis, tmp_path, capsys, monkeypatch):  # noqa: F811
+def test_prepare_s3dis_writes_the_cache_and_a_second_run_skips(raw_s3dis, tmp_path, capsys, monkeypatch):
     raw = raw_s3dis[0]
     out = tmp_path / "cache"
     assert main(["prepare", "s3dis", str(raw), str(out)]) == 0

@@ -1,4 +1,5 @@
 """PointNet blocks and whole-room sliding-block inference."""
+
 import numpy as np
 import pytest
 import torch
@@ -58,8 +59,9 @@ def test_predict_room_labels_every_point_and_averages_per_point():
         bins = torch.clamp((features[..., 6] * num_classes).long(), 0, num_classes - 1)
         return torch.nn.functional.one_hot(bins, num_classes).float() * 3.0
 
-    logits, label = predict_room(room, predict_block, num_classes, block_size=1.0, stride=0.5,
-                                 num_points=1024, batch_size=8)
+    logits, label = predict_room(
+        room, predict_block, num_classes, block_size=1.0, stride=0.5, num_points=1024, batch_size=8
+    )
     assert logits.shape == (20_000, 13) and label.shape == (20_000,)
     x = room["coord"][:, 0]
     expected = np.clip(((x - x.min()) / (x.max() - x.min()) * num_classes).astype(np.int64), 0, 12)
@@ -77,16 +79,24 @@ def test_predict_room_rejects_wrong_logit_shapes():
 def test_block_xy_centred_on_the_sampled_points_like_pointnet():
     # room2blocks_plus_normalized: x - (min x of the block's sampled points + block_size / 2),
     # the same for y; z is the room-shifted z, not centred
-    coord = np.array([
-        [0.0, 0.0, -0.5], [0.4, 0.3, 1.0],                     # cell x 0..1
-        [1.6, 0.5, 0.2], [1.9, 0.8, 2.0], [1.7, 0.9, 3.0],     # cell x 1..2, its points start at x 1.6, y 0.5
-    ], dtype=np.float32)
+    coord = np.array(
+        [
+            # cell x 0..1
+            [0.0, 0.0, -0.5],
+            [0.4, 0.3, 1.0],
+            # cell x 1..2, its points start at x 1.6, y 0.5
+            [1.6, 0.5, 0.2],
+            [1.9, 0.8, 2.0],
+            [1.7, 0.9, 3.0],
+        ],
+        dtype=np.float32,
+    )
     color = np.arange(15, dtype=np.uint8).reshape(5, 3) * 10
     room = {"coord": coord, "color": color, "label": np.arange(5)}
     blocks = room_to_blocks(room, block_size=1.0, stride=1.0, num_points=3, min_points=2, seed=0)
     assert len(blocks["features"]) == 2
     second = np.argsort(blocks["index"][1])
-    np.testing.assert_array_equal(blocks["index"][1][second], [2, 3, 4])   # all 3 points, no repeats
+    np.testing.assert_array_equal(blocks["index"][1][second], [2, 3, 4])  # all 3 points, no repeats
     features = blocks["features"][1][second]
     np.testing.assert_allclose(features[:, 0], [1.6 - 2.1, 1.9 - 2.1, 1.7 - 2.1], atol=1e-6)
     np.testing.assert_allclose(features[:, 1], [0.5 - 1.0, 0.8 - 1.0, 0.9 - 1.0], atol=1e-6)

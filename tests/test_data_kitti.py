@@ -1,10 +1,16 @@
 """SemanticKITTI scans and labels, KITTI object frames, from the real samples."""
+
 import numpy as np
 import pytest
 
 from pcseg.data.kitti import (
-    SemanticKittiConfig, SemanticKITTIScans, read_kitti_object_frame, read_kitti_object_labels, read_label_file,
-    read_semantickitti_scan, read_velodyne_bin,
+    SemanticKittiConfig,
+    SemanticKITTIScans,
+    read_kitti_object_frame,
+    read_kitti_object_labels,
+    read_label_file,
+    read_semantickitti_scan,
+    read_velodyne_bin,
 )
 
 

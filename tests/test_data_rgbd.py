@@ -1,4 +1,5 @@
 """SUN RGB-D and NYU Depth v2 frames from the real samples: shapes, units, orientation."""
+
 import shutil
 
 import numpy as np
@@ -40,16 +41,18 @@ def test_sunrgbd_frame_is_upright_in_metres(shared_data):
     # the camera is tilted ~20 deg down; after the extrinsics the floor is horizontal
     assert tilt < 2.0 and flatness < 0.01, (tilt, flatness)
     floor_height = np.percentile(frame["coord"][:, 2], 5)
-    assert -1.6 < floor_height < -1.0        # the floor lies ~1.3 m below the camera
+    assert -1.6 < floor_height < -1.0  # the floor lies ~1.3 m below the camera
     camera_frame_points = frame["coord"] @ frame["T_world_from_camera"][:3, :3]  # rotate back
     tilt_raw, _ = _floor_plane(np.c_[camera_frame_points[:, 0], camera_frame_points[:, 2], -camera_frame_points[:, 1]])
-    assert tilt_raw > 15.0                   # without the extrinsics it is not
+    assert tilt_raw > 15.0  # without the extrinsics it is not
 
 
 def test_sunrgbd_toolbox_points_project_onto_their_pixels(shared_data):
     sample = read_sunrgbd_toolbox_sample(shared_data / "sunrgbd" / "votenet", 1)
     assert sample["coord"].shape == (280_961, 3) and sample["image"].shape == (530, 730, 3)
-    projected = project_points(sample["coord"][:2000].astype(np.float64), sample["camera"], sample["T_camera_from_upright"])
+    projected = project_points(
+        sample["coord"][:2000].astype(np.float64), sample["camera"], sample["T_camera_from_upright"]
+    )
     pixels = np.floor(projected.pixels + 0.5).astype(int)
     assert projected.in_image.all()
     colours = sample["image"][pixels[:, 1], pixels[:, 0]] / 255.0
@@ -59,8 +62,9 @@ def test_sunrgbd_toolbox_points_project_onto_their_pixels(shared_data):
 
 def test_nyu_1407_frame(shared_data):
     folder = shared_data / "nyu1407"
-    frame = read_nyu_frame(folder / "images.png", folder / "depth.png",
-                           folder / "DERIVED_class13_1407_crop425x560.png", num_classes=13)
+    frame = read_nyu_frame(
+        folder / "images.png", folder / "depth.png", folder / "DERIVED_class13_1407_crop425x560.png", num_classes=13
+    )
     assert frame["camera"] == nyu_camera(cropped=True)
     assert frame["camera"].cx == pytest.approx(285.58244941119034 - 1.0)
     # the filled depth has a reading at every pixel: one point per pixel, in metres
@@ -143,7 +147,8 @@ def test_a_frames_own_seg_mat_is_refused_not_misread(tmp_path):
     import scipy.io
 
     path = tmp_path / "seg.mat"
-    scipy.io.savemat(path, {"seglabel": np.ones((4, 6), np.uint16),
-                            "names": np.array([["wall"], ["lamp shade"]], dtype=object)})
+    scipy.io.savemat(
+        path, {"seglabel": np.ones((4, 6), np.uint16), "names": np.array([["wall"], ["lamp shade"]], dtype=object)}
+    )
     with pytest.raises(ValueError, match="per-frame seg.mat: its seglabel indexes the frame's own `names`"):
         read_sunrgbd_label(path)

@@ -1,6 +1,6 @@
 """S3DIS raw layout -> prepare -> cache -> blocks, built from the real 100-point sample."""
+
 import os
-import warnings
 
 import h5py
 import numpy as np
@@ -9,44 +9,6 @@ import pytest
 from pcseg.data import s3dis
 from pcseg.data.blocks import room_to_blocks
 from pcseg.data.classes import S3DIS_CLASS_NAMES
-
-
-def _load_sample(shared_data):
-    folder = shared_data / "s3dis" / "mmdet3d_sample"
-    points = np.fromfile(folder / "points" / "Area_1_office_2.bin", dtype=np.float32).reshape(-1, 6)
-    semantic = np.fromfile(folder / "semantic_mask" / "Area_1_office_2.bin", dtype=np.int64)
-    instance = np.fromfile(folder / "instance_mask" / "Area_1_office_2.bin", dtype=np.int64)
-    assert points.shape == (100, 6) and semantic.shape == (100,) and instance.shape == (100,)
-    return points, semantic, instance
-
-
-def _write_raw_room(room_dir, points, semantic, instance, class_names=S3DIS_CLASS_NAMES):
-    """The published layout: <room>/<room>.txt and Annotations/<class>_<k>.txt, `%.3f %.3f %.3f %d %d %d`."""
-    annotations = room_dir / "Annotations"
-    annotations.mkdir(parents=True)
-    fmt = "%.3f %.3f %.3f %d %d %d"
-    np.savetxt(room_dir / f"{room_dir.name}.txt", points, fmt=fmt)
-    files = []
-    for k, inst in enumerate(np.unique(instance)):
-        rows = instance == inst
-        name = class_names[semantic[rows][0]]
-        path = annotations / f"{name}_{k + 1}.txt"
-        np.savetxt(path, points[rows], fmt=fmt)
-        files.append(path)
-    return files
-
-
-@pytest.fixture
-def raw_s3dis(tmp_path, shared_data):
-    points, semantic, instance = _load_sample(shared_data)
-    raw = tmp_path / "Stanford3dDataset_v1.2_Aligned_Version"
-    _write_raw_room(raw / "Area_1" / "office_2", points, semantic, instance)
-    # a second room in another area with a class outside the 13 ("stairs" -> clutter)
-    stairs = raw / "Area_5" / "hallway_6" / "Annotations"
-    stairs.mkdir(parents=True)
-    np.savetxt(stairs / "stairs_1.txt", points[:10], fmt="%.3f %.3f %.3f %d %d %d")
-    np.savetxt(stairs / "floor_1.txt", points[10:20], fmt="%.3f %.3f %.3f %d %d %d")
-    return raw, points, semantic, instance
 
 
 def _sorted_rows(coord, color, label):
@@ -81,7 +43,7 @@ def test_prepare_round_trip_matches_the_real_sample(raw_s3dis, tmp_path):
     np.testing.assert_array_equal(blocks["label"], room["label"][index])
     np.testing.assert_allclose(features[..., 2], room["coord"][index, 2] - room["coord"][:, 2].min(), atol=1e-5)
     assert features[..., 6:9].min() >= 0.0 and features[..., 6:9].max() <= 1.0 + 1e-6
-    assert np.abs(features[..., 0:2]).max() <= 0.5 + 1e-5    # centred in a 1 m block
+    assert np.abs(features[..., 0:2]).max() <= 0.5 + 1e-5  # centred in a 1 m block
 
 
 def test_prepare_is_resumable_and_atomic(raw_s3dis, tmp_path, monkeypatch):
@@ -93,7 +55,7 @@ def test_prepare_is_resumable_and_atomic(raw_s3dis, tmp_path, monkeypatch):
     def interrupted(room_dir):
         calls.append(room_dir.name)
         if room_dir.name == "hallway_6":
-            raise KeyboardInterrupt    # the user pressed Ctrl-C during the second room
+            raise KeyboardInterrupt  # the user pressed Ctrl-C during the second room
         return real_read(room_dir)
 
     monkeypatch.setattr(s3dis, "read_raw_room", interrupted)
@@ -106,7 +68,7 @@ def test_prepare_is_resumable_and_atomic(raw_s3dis, tmp_path, monkeypatch):
     monkeypatch.setattr(s3dis, "read_raw_room", lambda d: (calls.append(d.name), real_read(d))[1])
     calls.clear()
     s3dis.prepare_s3dis(raw, out, progress=False)
-    assert calls == ["hallway_6"]          # the finished room was skipped
+    assert calls == ["hallway_6"]  # the finished room was skipped
     assert os.stat(out / "Area_1" / "office_2.npz").st_mtime_ns == first_mtime
     assert len(s3dis.load_room(out / "Area_5" / "hallway_6.npz")["label"]) == 20
     assert not list(out.rglob("*.tmp"))
@@ -131,8 +93,10 @@ def test_non_finite_lines_are_skipped_and_colours_clipped_with_file_and_line(tmp
     path = tmp_path / "chair_1.txt"
     # every line parses as 6 floats, so numpy's fast path would accept them all silently;
     # the blank line 2 checks that the reported numbers are file lines, not row numbers
-    path.write_text("1.0 2.0 3.0 10 20 30\n\nnan 5.0 6.0 1 2 3\n4.0 inf 6.0 1 2 3\n"
-                    "7.0 8.0 9.0 300 -4 128\n1.5 2.5 3.5 0 0 nan\n9.0 9.5 9.9 255 0 0\n")
+    path.write_text(
+        "1.0 2.0 3.0 10 20 30\n\nnan 5.0 6.0 1 2 3\n4.0 inf 6.0 1 2 3\n"
+        "7.0 8.0 9.0 300 -4 128\n1.5 2.5 3.5 0 0 nan\n9.0 9.5 9.9 255 0 0\n"
+    )
     with pytest.warns(s3dis.S3DISFormatWarning) as record:
         points = s3dis.read_points_txt(path)
     messages = [str(w.message) for w in record]
@@ -159,10 +123,10 @@ def test_a_bad_colour_no_longer_aborts_prepare(raw_s3dis, tmp_path):
 
 def test_a_failed_room_is_reported_and_the_others_are_prepared(raw_s3dis, tmp_path):
     raw = raw_s3dis[0]
-    (raw / "Area_2" / "storage_1" / "Annotations").mkdir(parents=True)       # empty Annotations
+    (raw / "Area_2" / "storage_1" / "Annotations").mkdir(parents=True)  # empty Annotations
     junk = raw / "Area_3" / "WC_1" / "Annotations"
     junk.mkdir(parents=True)
-    (junk / "clutter_1.txt").write_text("not a point\n1 2\n")                # no valid point
+    (junk / "clutter_1.txt").write_text("not a point\n1 2\n")  # no valid point
     out = tmp_path / "cache"
     with pytest.warns(s3dis.S3DISFormatWarning) as record:
         paths = s3dis.prepare_s3dis(raw, out, progress=False)
@@ -180,8 +144,9 @@ def test_a_failed_room_is_reported_and_the_others_are_prepared(raw_s3dis, tmp_pa
 def test_bad_cache_and_missing_folders_name_the_path(tmp_path):
     bad = tmp_path / "Area_1" / "office_1.npz"
     bad.parent.mkdir(parents=True)
-    s3dis.save_room(bad, {"coord": np.zeros((2, 3)), "color": np.zeros((2, 3)), "label": np.array([0, 13]),
-                          "instance": np.zeros(2)})
+    s3dis.save_room(
+        bad, {"coord": np.zeros((2, 3)), "color": np.zeros((2, 3)), "label": np.array([0, 13]), "instance": np.zeros(2)}
+    )
     with pytest.raises(ValueError, match="office_1.npz.*out of range"):
         s3dis.load_room(bad)
     with pytest.raises(FileNotFoundError, match="nowhere"):
@@ -219,7 +184,8 @@ def test_pointnet_hdf5_blocks_and_room_filelist(tmp_path):
             handle["data"] = data[rows]
             handle["label"] = label[rows]
     (tmp_path / "all_files.txt").write_text(
-        "indoor3d_sem_seg_hdf5_data/ply_data_all_0.h5\nindoor3d_sem_seg_hdf5_data/ply_data_all_1.h5\n")
+        "indoor3d_sem_seg_hdf5_data/ply_data_all_0.h5\nindoor3d_sem_seg_hdf5_data/ply_data_all_1.h5\n"
+    )
     rooms = ["Area_1_office_1", "Area_5_office_2", "Area_5_office_2", "Area_6_lobby_1", "Area_1_WC_1"]
     (tmp_path / "room_filelist.txt").write_text("\n".join(rooms) + "\n")
     test_data, test_label, test_rooms = s3dis.load_indoor3d_blocks(tmp_path, "test", test_area=5)

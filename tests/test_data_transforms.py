@@ -1,4 +1,5 @@
 """Augmentations, grid subsampling with majority labels, padded collate."""
+
 import math
 
 import numpy as np
@@ -6,8 +7,18 @@ import pytest
 import torch
 
 from pcseg.data.transforms import (
-    IGNORE_INDEX, ColorDrop, ColorJitter, Compose, GridSubsample, NormalizeCoord, RandomJitter,
-    RandomPointDropout, RandomRotateZ, RandomScale, collate, grid_subsample,
+    IGNORE_INDEX,
+    ColorDrop,
+    ColorJitter,
+    Compose,
+    GridSubsample,
+    NormalizeCoord,
+    RandomJitter,
+    RandomPointDropout,
+    RandomRotateZ,
+    RandomScale,
+    collate,
+    grid_subsample,
 )
 
 
@@ -27,11 +38,13 @@ def test_rotation_about_z_keeps_heights_and_distances():
     sample = _sample()
     out = RandomRotateZ()(sample, np.random.default_rng(1))
     np.testing.assert_allclose(out["coord"][:, 2], sample["coord"][:, 2])
-    np.testing.assert_allclose(np.linalg.norm(out["coord"][:, :2], axis=1),
-                               np.linalg.norm(sample["coord"][:, :2], axis=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.linalg.norm(out["coord"][:, :2], axis=1), np.linalg.norm(sample["coord"][:, :2], axis=1), rtol=1e-5
+    )
     # the normal turns with the points: n . p is invariant
-    np.testing.assert_allclose((out["coord"] * out["normal"]).sum(1), (sample["coord"] * sample["normal"]).sum(1),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        (out["coord"] * out["normal"]).sum(1), (sample["coord"] * sample["normal"]).sum(1), atol=1e-5
+    )
     angle = np.random.default_rng(1).uniform(-math.pi, math.pi)
     expected_x = sample["coord"][:, 0] * math.cos(angle) - sample["coord"][:, 1] * math.sin(angle)
     np.testing.assert_allclose(out["coord"][:, 0], expected_x, atol=1e-5)
@@ -60,15 +73,26 @@ def test_scale_jitter_colour_and_dropout():
     assert abs(normalised["coord"][:, 2].min()) < 1e-6
     assert np.linalg.norm(normalised["coord"], axis=1).max() == pytest.approx(1.0, rel=1e-5)
     again = Compose([RandomRotateZ(), RandomScale()])(sample, np.random.default_rng(9))
-    np.testing.assert_array_equal(again["coord"], Compose([RandomRotateZ(), RandomScale()])(sample, np.random.default_rng(9))["coord"])
+    np.testing.assert_array_equal(
+        again["coord"], Compose([RandomRotateZ(), RandomScale()])(sample, np.random.default_rng(9))["coord"]
+    )
 
 
 def test_grid_subsample_majority_label_by_hand():
-    coord = np.array([
-        [0.01, 0.01, 0.01], [0.02, 0.03, 0.01], [0.04, 0.02, 0.03],   # voxel (0,0,0): labels 3, 7, 7
-        [0.15, 0.01, 0.01], [0.16, 0.02, 0.02],                       # voxel (1,0,0): labels 2, 5 (tie -> 2)
-        [0.01, 0.12, 0.01],                                           # voxel (0,1,0): only ignored
-    ], dtype=np.float32)
+    coord = np.array(
+        [
+            # voxel (0,0,0): labels 3, 7, 7
+            [0.01, 0.01, 0.01],
+            [0.02, 0.03, 0.01],
+            [0.04, 0.02, 0.03],
+            # voxel (1,0,0): labels 2, 5 (tie -> 2)
+            [0.15, 0.01, 0.01],
+            [0.16, 0.02, 0.02],
+            # voxel (0,1,0): only ignored
+            [0.01, 0.12, 0.01],
+        ],
+        dtype=np.float32,
+    )
     color = np.array([[0, 0, 0], [30, 30, 30], [60, 60, 60], [100, 0, 0], [200, 0, 0], [9, 9, 9]], dtype=np.uint8)
     label = np.array([3, 7, 7, 2, 5, IGNORE_INDEX])
     out = grid_subsample({"coord": coord - coord.min(0) + 0.0, "color": color, "label": label}, 0.1, num_classes=13)
@@ -125,7 +149,7 @@ def test_collate_pads_uint8_labels_in_int64():
     assert batch["label"].dtype == torch.int64
     assert batch["label"][0].tolist() == a["label"].tolist()
     assert batch["label"][1, :3].tolist() == b["label"].tolist() and (batch["label"][1, 3:] == IGNORE_INDEX).all()
-    assert batch["instance"].dtype == torch.from_numpy(a["instance"]).dtype   # other keys keep their dtype
+    assert batch["instance"].dtype == torch.from_numpy(a["instance"]).dtype  # other keys keep their dtype
     a["label"] = a["label"].astype(np.float32)
     with pytest.raises(ValueError, match="sample 0: 'label' must hold integers"):
         collate([a, b])

@@ -1,4 +1,5 @@
 """Losses against hand-computed values, torch references and a brute-force Lovász; gradcheck."""
+
 import math
 
 import pytest
@@ -16,11 +17,7 @@ from pcseg.losses import (
 )
 
 # Probabilities chosen by hand; logits = log(p) so that softmax(logits) = p exactly.
-PROBS = torch.tensor(
-    [[0.6, 0.3, 0.1],
-     [0.2, 0.7, 0.1],
-     [0.5, 0.25, 0.25],
-     [0.1, 0.1, 0.8]], dtype=torch.float64)
+PROBS = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.5, 0.25, 0.25], [0.1, 0.1, 0.8]], dtype=torch.float64)
 LOGITS = PROBS.log()
 LABELS = torch.tensor([0, 1, 1, -1])  # class 2 never occurs in the truth; the last point is ignored
 
@@ -100,7 +97,7 @@ def _lovasz_brute_force(prob, labels, classes):
     for c in classes:
         fg = {i for i in range(n) if labels[i] == c}
 
-        def jaccard_loss(mistakes):
+        def jaccard_loss(mistakes, fg=fg):
             inter = len(fg - mistakes)
             union = len(fg | mistakes)
             return 1.0 - inter / union if union else 0.0
@@ -147,7 +144,9 @@ def test_ignored_points_change_nothing():
     flat_logits = logits[:, :, :5].permute(0, 2, 1).reshape(-1, 4)
     flat_labels = labels[:, :5].reshape(-1)
     for loss in (cross_entropy_loss, focal_loss, soft_dice_loss, tversky_loss, lovasz_softmax_loss):
-        torch.testing.assert_close(loss(logits, ignored, ignore_index=99), loss(flat_logits, flat_labels, ignore_index=99))
+        torch.testing.assert_close(
+            loss(logits, ignored, ignore_index=99), loss(flat_logits, flat_labels, ignore_index=99)
+        )
 
 
 @pytest.mark.parametrize("loss", [cross_entropy_loss, focal_loss, soft_dice_loss, tversky_loss, lovasz_softmax_loss])

@@ -1,4 +1,5 @@
 """ConfusionMatrix against hand-computed scores, incl. ignore_index, absent classes and all_reduce."""
+
 import math
 import socket
 

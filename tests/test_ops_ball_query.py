@@ -3,17 +3,23 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import DEVICES
-from op_inputs import lattice_cloud, mixed_density_cloud, random_cloud, random_lengths
 from pcseg.ops import ball_query, ball_query_naive, knn
+from pcseg.testing import DEVICES, lattice_cloud, mixed_density_cloud, random_cloud, random_lengths
 
 DTYPES = [torch.float32, torch.float64]
 
 
 @settings(max_examples=40, deadline=None)
-@given(batch=st.integers(1, 3), m=st.integers(1, 50), n=st.integers(1, 200),
-       k=st.integers(1, 64), radius=st.floats(0.01, 1.5), dtype=st.sampled_from(DTYPES),
-       seed=st.integers(0, 10_000), use_lengths=st.booleans())
+@given(
+    batch=st.integers(1, 3),
+    m=st.integers(1, 50),
+    n=st.integers(1, 200),
+    k=st.integers(1, 64),
+    radius=st.floats(0.01, 1.5),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 10_000),
+    use_lengths=st.booleans(),
+)
 def test_matches_naive_on_random_shapes(batch, m, n, k, radius, dtype, seed, use_lengths):
     query = random_cloud(batch, m, dtype, seed=seed)
     points = random_cloud(batch, n, dtype, seed=seed + 7)
@@ -45,8 +51,8 @@ def test_returns_the_nearest_inside_the_radius_not_the_first_found(device):
     d, i = ball_query(query, points, 0.2, 8)
     dk, ik = knn(query, points, 8)
     inside = dk < 0.2 * 0.2
-    assert torch.equal(i[inside], ik[inside])          # the k nearest, when inside
-    assert (i[~inside] == -1).all()                      # nothing beyond the radius
+    assert torch.equal(i[inside], ik[inside])  # the k nearest, when inside
+    assert (i[~inside] == -1).all()  # nothing beyond the radius
     assert (d[i >= 0] < 0.04).all()
 
 
@@ -74,5 +80,6 @@ def test_bad_k_and_shapes():
 
 def test_opcheck():
     q, p = random_cloud(2, 20), random_cloud(2, 40, seed=1)
-    torch.library.opcheck(torch.ops.pcseg.ball_query.default,
-                          (q, p, torch.tensor([20, 9]), torch.tensor([40, 30]), 0.3, 5))
+    torch.library.opcheck(
+        torch.ops.pcseg.ball_query.default, (q, p, torch.tensor([20, 9]), torch.tensor([40, 30]), 0.3, 5)
+    )

@@ -8,25 +8,41 @@ tolerance only against references that go through other torch code (torch.linalg
 The whole module needs a GPU and the pcseg._C_cuda extension; elsewhere it is skipped with the
 reason. (.ci/cuda_compile_check.sh checks on GPU-less machines that the kernels compile.)
 """
+
 import pytest
 import torch
 
-from op_inputs import (cloud_with_duplicates, lattice_cloud, random_cloud, random_lengths,
-                       surface_cloud)
-from pcseg.ops import (HAS_CUDA_KERNELS, ball_query, ball_query_naive, estimate_normals,
-                       estimate_normals_naive, farthest_point_sample,
-                       farthest_point_sample_naive, gather_points, gather_points_naive,
-                       group_points, group_points_naive, knn, knn_naive, ring_query,
-                       ring_query_naive, three_nn_interpolate, three_nn_interpolate_naive)
+from pcseg.ops import (
+    HAS_CUDA_KERNELS,
+    ball_query,
+    ball_query_naive,
+    estimate_normals,
+    estimate_normals_naive,
+    farthest_point_sample,
+    farthest_point_sample_naive,
+    gather_points,
+    gather_points_naive,
+    group_points,
+    group_points_naive,
+    knn,
+    knn_naive,
+    ring_query,
+    ring_query_naive,
+    three_nn_interpolate,
+    three_nn_interpolate_naive,
+)
+from pcseg.testing import cloud_with_duplicates, lattice_cloud, random_cloud, surface_cloud
 
 if not torch.cuda.is_available():
     pytestmark = pytest.mark.skip(
         reason="no CUDA GPU visible: the CUDA kernels are tested on GPU machines only "
-               "(.ci/cuda_compile_check.sh checks that they compile)")
+        "(.ci/cuda_compile_check.sh checks that they compile)"
+    )
 elif not HAS_CUDA_KERNELS:
     pytestmark = pytest.mark.skip(
         reason="a GPU is visible but pcseg._C_cuda is not built: rebuild with "
-               "FORCE_CUDA=1 pip install -e . --no-build-isolation")
+        "FORCE_CUDA=1 pip install -e . --no-build-isolation"
+    )
 
 CUDA = "cuda"
 DTYPES = [torch.float32, torch.float64]
@@ -65,6 +81,7 @@ def search_clouds(dtype, seed=0):
 
 # ----------------------------------------------------------------------------- FPS
 
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fps_equals_cpu_kernel_and_naive_with_ties_and_padding(dtype):
     lattice = lattice_cloud(2, 6, dtype)  # 216 points: every step has many equally far points
@@ -85,13 +102,11 @@ def test_fps_large_cloud_spans_every_thread_and_warp(dtype):
     lengths = torch.tensor([6000, 4099])
     g_cpu = torch.Generator().manual_seed(11)
     g_cuda = torch.Generator().manual_seed(11)
-    got = farthest_point_sample(cuda(points), 300, cuda(lengths), random_start=True,
-                                generator=g_cuda)
+    got = farthest_point_sample(cuda(points), 300, cuda(lengths), random_start=True, generator=g_cuda)
     want = farthest_point_sample(points, 300, lengths, random_start=True, generator=g_cpu)
     assert_same(got, want)
     g_naive = torch.Generator().manual_seed(11)
-    assert torch.equal(want, farthest_point_sample_naive(points, 300, lengths, random_start=True,
-                                                         generator=g_naive))
+    assert torch.equal(want, farthest_point_sample_naive(points, 300, lengths, random_start=True, generator=g_naive))
 
 
 def test_fps_unbatched_and_zero_samples():
@@ -101,6 +116,7 @@ def test_fps_unbatched_and_zero_samples():
 
 
 # ----------------------------------------------------------------------------- searches
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k", KS)
@@ -150,8 +166,7 @@ def test_ring_query_equals_cpu_kernel_and_naive(dtype, k, r_inner, r_outer):
 
 def test_ring_reference_on_the_normal_axis_keeps_distance_order():
     # The farthest kept point lies straight above the centre: no tangent frame.
-    points = torch.tensor([[[0.0, 0.0, 0.0], [0.3, 0.0, 0.0], [0.0, 0.3, 0.0],
-                            [-0.3, 0.0, 0.0], [0.0, 0.0, 0.5]]])
+    points = torch.tensor([[[0.0, 0.0, 0.0], [0.3, 0.0, 0.0], [0.0, 0.3, 0.0], [-0.3, 0.0, 0.0], [0.0, 0.0, 0.5]]])
     query = torch.zeros(1, 1, 3)
     normals = torch.tensor([[[0.0, 0.0, 1.0]]])
     got = ring_query(*cuda(query, points, normals), 0.1, 1.0, 4)
@@ -172,8 +187,7 @@ def test_search_gradients_match_the_cpu():
     query, points, ql, pl = search_clouds(torch.float64, seed=3)
     q_cpu, p_cpu = query.requires_grad_(), points.requires_grad_()
     q_cuda, p_cuda = (t.detach().to(CUDA).requires_grad_() for t in (query, points))
-    for fn in (lambda q, p, a, b: knn(q, p, 5, a, b),
-               lambda q, p, a, b: ball_query(q, p, 0.5, 7, a, b)):
+    for fn in (lambda q, p, a, b: knn(q, p, 5, a, b), lambda q, p, a, b: ball_query(q, p, 0.5, 7, a, b)):
         d_cpu, i_cpu = fn(q_cpu, p_cpu, ql, pl)
         d_cuda, i_cuda = fn(q_cuda, p_cuda, *cuda(ql, pl))
         weight = torch.randn(d_cpu.shape, dtype=torch.float64)
@@ -186,6 +200,7 @@ def test_search_gradients_match_the_cpu():
 
 
 # ----------------------------------------------------------------------------- gather / group
+
 
 def gather_inputs(dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -205,8 +220,7 @@ def test_gather_and_group_forward_backward_equal_cpu(dtype):
         out_cpu, out_cuda = fn(f_cpu, index), fn(f_cuda, cuda(index))
         assert_same(out_cuda.detach(), out_cpu.detach())
         assert torch.equal(out_cpu.detach(), gather_points_naive(features, index))
-        grad = torch.randn(out_cpu.shape, generator=torch.Generator().manual_seed(1),
-                           dtype=torch.float64).to(dtype)
+        grad = torch.randn(out_cpu.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dtype)
         out_cpu.backward(grad)
         out_cuda.backward(cuda(grad))
         # Deterministic segment sums in the CPU's order: bit-identical gradients.
@@ -237,6 +251,7 @@ def test_gather_gradcheck_and_gradgradcheck_on_cuda():
 
 # ----------------------------------------------------------------------------- interpolation
 
+
 def interpolate_inputs(dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
     features = torch.randn(2, 30, 21, generator=g, dtype=torch.float64).to(dtype)
@@ -251,8 +266,7 @@ def test_three_interpolate_kernels_equal_cpu(dtype):
     features, idx, weight = interpolate_inputs(dtype)
     want = torch.ops.pcseg.three_interpolate(features, idx, weight)
     assert_same(torch.ops.pcseg.three_interpolate(*cuda(features, idx, weight)), want)
-    grad = torch.randn(want.shape, generator=torch.Generator().manual_seed(4),
-                       dtype=torch.float64).to(dtype)
+    grad = torch.randn(want.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64).to(dtype)
     want_b = torch.ops.pcseg.three_interpolate_backward(grad, features, idx, weight)
     got_b = torch.ops.pcseg.three_interpolate_backward(*cuda(grad, features, idx, weight))
     assert_same(got_b, want_b)
@@ -260,9 +274,10 @@ def test_three_interpolate_kernels_equal_cpu(dtype):
     assert torch.equal(again[0], got_b[0]) and torch.equal(again[1], got_b[1])
     # A float32 grad_out is converted to the features' dtype, as on the CPU.
     if dtype == torch.float64:
-        assert_same(torch.ops.pcseg.three_interpolate_backward(
-            *cuda(grad.float(), features, idx, weight)),
-            torch.ops.pcseg.three_interpolate_backward(grad.float(), features, idx, weight))
+        assert_same(
+            torch.ops.pcseg.three_interpolate_backward(*cuda(grad.float(), features, idx, weight)),
+            torch.ops.pcseg.three_interpolate_backward(grad.float(), features, idx, weight),
+        )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -299,6 +314,7 @@ def test_three_nn_interpolate_gradcheck_on_cuda():
 
 # ----------------------------------------------------------------------------- normals
 
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_normals_from_neighbors_equals_cpu_kernel(dtype):
     points = torch.cat([random_cloud(1, 200, dtype, seed=6), lattice_cloud(1, 6, dtype)[:, :200]])
@@ -327,6 +343,7 @@ def test_estimate_normals_matches_cpu_and_naive(dtype):
 
 # ----------------------------------------------------------------------------- plumbing
 
+
 def test_cuda_checks_name_the_argument_like_the_cpu():
     p = random_cloud(1, 10)
     with pytest.raises(RuntimeError, match=r"points must be \(B, N, 3\)"):
@@ -341,8 +358,7 @@ def test_cuda_checks_name_the_argument_like_the_cpu():
     with pytest.raises(RuntimeError, match="query is on cpu but points is on cuda:0"):
         torch.ops.pcseg.knn(p, cuda(p), torch.tensor([10]), cuda(torch.tensor([10])), 3)
     with pytest.raises(RuntimeError, match="start_index"):
-        torch.ops.pcseg.farthest_point_sample(cuda(p), cuda(torch.tensor([10])), 3,
-                                              cuda(torch.tensor([10])))
+        torch.ops.pcseg.farthest_point_sample(cuda(p), cuda(torch.tensor([10])), 3, cuda(torch.tensor([10])))
     with pytest.raises(RuntimeError, match=r"idx values must lie in \[-1, 10\)"):
         gather_points(cuda(p), cuda(torch.tensor([[10]])))
     with pytest.raises(RuntimeError, match=r"idx values must lie in \[-1, 10\)"):
@@ -386,12 +402,12 @@ def test_opcheck_on_cuda():
     torch.library.opcheck(ops.ring_query.default, (q, p, n, ql, pl, 0.1, 0.4, 6))
     features, idx = cuda(*gather_inputs(torch.float64))
     torch.library.opcheck(ops.gather_rows.default, (features.requires_grad_(), idx[..., 0]))
-    torch.library.opcheck(ops.gather_rows_backward.default,
-                          (cuda(torch.randn(3, 25, 4, dtype=torch.float64)), idx[..., 0], 40))
+    torch.library.opcheck(
+        ops.gather_rows_backward.default, (cuda(torch.randn(3, 25, 4, dtype=torch.float64)), idx[..., 0], 40)
+    )
     f, i, w = cuda(*interpolate_inputs(torch.float64))
-    torch.library.opcheck(ops.three_interpolate_backward.default,
-                          (cuda(torch.randn(2, 50, 21, dtype=torch.float64)), f, i, w))
-    torch.library.opcheck(ops.three_interpolate.default, (f.requires_grad_(), i,
-                                                          w.requires_grad_()))
-    torch.library.opcheck(ops.normals_from_neighbors.default,
-                          (p, cuda(torch.randint(-1, 40, (2, 40, 8)))))
+    torch.library.opcheck(
+        ops.three_interpolate_backward.default, (cuda(torch.randn(2, 50, 21, dtype=torch.float64)), f, i, w)
+    )
+    torch.library.opcheck(ops.three_interpolate.default, (f.requires_grad_(), i, w.requires_grad_()))
+    torch.library.opcheck(ops.normals_from_neighbors.default, (p, cuda(torch.randint(-1, 40, (2, 40, 8)))))

@@ -1,9 +1,8 @@
 import pytest
 import torch
 
-from conftest import DEVICES
-from op_inputs import random_cloud, surface_cloud
 from pcseg.ops import estimate_normals, estimate_normals_naive
+from pcseg.testing import DEVICES, random_cloud, surface_cloud
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -3,16 +3,21 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import DEVICES
-from op_inputs import cloud_with_duplicates, lattice_cloud, random_cloud, random_lengths
 from pcseg.ops import farthest_point_sample, farthest_point_sample_naive
+from pcseg.testing import DEVICES, cloud_with_duplicates, lattice_cloud, random_cloud, random_lengths
 
 DTYPES = [torch.float32, torch.float64]
 
 
 @settings(max_examples=40, deadline=None)
-@given(batch=st.integers(1, 3), n=st.integers(1, 200), frac=st.floats(0, 1),
-       dtype=st.sampled_from(DTYPES), seed=st.integers(0, 10_000), use_lengths=st.booleans())
+@given(
+    batch=st.integers(1, 3),
+    n=st.integers(1, 200),
+    frac=st.floats(0, 1),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 10_000),
+    use_lengths=st.booleans(),
+)
 def test_matches_naive_on_random_shapes(batch, n, frac, dtype, seed, use_lengths):
     points = random_cloud(batch, n, dtype, seed=seed)
     m = int(frac * n)
@@ -77,29 +82,28 @@ def test_unbatched_zero_samples_and_start_index():
 
 def test_random_start_is_deterministic_under_a_seed():
     points = random_cloud(4, 300)
-    a = farthest_point_sample(points, 16, random_start=True,
-                              generator=torch.Generator().manual_seed(5))
-    b = farthest_point_sample(points, 16, random_start=True,
-                              generator=torch.Generator().manual_seed(5))
-    c = farthest_point_sample(points, 16, random_start=True,
-                              generator=torch.Generator().manual_seed(6))
+    a = farthest_point_sample(points, 16, random_start=True, generator=torch.Generator().manual_seed(5))
+    b = farthest_point_sample(points, 16, random_start=True, generator=torch.Generator().manual_seed(5))
+    c = farthest_point_sample(points, 16, random_start=True, generator=torch.Generator().manual_seed(6))
     assert torch.equal(a, b) and not torch.equal(a, c)
-    ref = farthest_point_sample_naive(points, 16, random_start=True,
-                                      generator=torch.Generator().manual_seed(5))
+    ref = farthest_point_sample_naive(points, 16, random_start=True, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, ref)
 
 
-@pytest.mark.parametrize("make_call, match", [
-    (lambda p: farthest_point_sample(p, 11), r"num_samples must be in \[0, N\]"),
-    (lambda p: farthest_point_sample(p, -1), r"num_samples must be in \[0, N\]"),
-    (lambda p: farthest_point_sample(p[..., :2], 3), r"points must be \(B, N, 3\)"),
-    (lambda p: farthest_point_sample(p[None], 3), r"points must be \(B, N, 3\)"),
-    (lambda p: farthest_point_sample(p.int(), 3), r"points must be float32 or float64"),
-    (lambda p: farthest_point_sample(p, 3, torch.tensor([10])), r"lengths must be \(B,\)"),
-    (lambda p: farthest_point_sample(p, 3, torch.tensor([11, 2])), r"lengths must lie in"),
-    (lambda p: farthest_point_sample(p, 3, start_index=10), r"start_index\[0\] = 10"),
-    (lambda p: farthest_point_sample(p, 2.5), r"num_samples must be an int"),
-])
+@pytest.mark.parametrize(
+    "make_call, match",
+    [
+        (lambda p: farthest_point_sample(p, 11), r"num_samples must be in \[0, N\]"),
+        (lambda p: farthest_point_sample(p, -1), r"num_samples must be in \[0, N\]"),
+        (lambda p: farthest_point_sample(p[..., :2], 3), r"points must be \(B, N, 3\)"),
+        (lambda p: farthest_point_sample(p[None], 3), r"points must be \(B, N, 3\)"),
+        (lambda p: farthest_point_sample(p.int(), 3), r"points must be float32 or float64"),
+        (lambda p: farthest_point_sample(p, 3, torch.tensor([10])), r"lengths must be \(B,\)"),
+        (lambda p: farthest_point_sample(p, 3, torch.tensor([11, 2])), r"lengths must lie in"),
+        (lambda p: farthest_point_sample(p, 3, start_index=10), r"start_index\[0\] = 10"),
+        (lambda p: farthest_point_sample(p, 2.5), r"num_samples must be an int"),
+    ],
+)
 def test_bad_input_names_the_argument(make_call, match):
     points = random_cloud(2, 10)
     with pytest.raises((RuntimeError, ValueError, TypeError), match=match):
@@ -114,8 +118,7 @@ def test_nan_is_refused_and_non_contiguous_input_works():
         farthest_point_sample(bad, 4)
     wide = random_cloud(1, 20 * 2).reshape(1, 20, 6)[..., ::2]
     assert not wide.is_contiguous()
-    assert torch.equal(farthest_point_sample(wide, 8),
-                       farthest_point_sample(wide.contiguous(), 8))
+    assert torch.equal(farthest_point_sample(wide, 8), farthest_point_sample(wide.contiguous(), 8))
 
 
 def test_opcheck():

@@ -3,8 +3,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import DEVICES
 from pcseg.ops import gather_points, gather_points_naive, group_points, group_points_naive
+from pcseg.testing import DEVICES
 
 
 def _inputs(b, n, c, m, k, dtype=torch.float64, seed=0, device="cpu"):
@@ -15,14 +15,19 @@ def _inputs(b, n, c, m, k, dtype=torch.float64, seed=0, device="cpu"):
 
 
 @settings(max_examples=30, deadline=None)
-@given(b=st.integers(1, 3), n=st.integers(1, 50), c=st.integers(1, 40), m=st.integers(0, 30),
-       k=st.integers(1, 8), dtype=st.sampled_from([torch.float32, torch.float64]),
-       seed=st.integers(0, 1000))
+@given(
+    b=st.integers(1, 3),
+    n=st.integers(1, 50),
+    c=st.integers(1, 40),
+    m=st.integers(0, 30),
+    k=st.integers(1, 8),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 1000),
+)
 def test_forward_matches_naive(b, n, c, m, k, dtype, seed):
     features, idx = _inputs(b, n, c, m, k, dtype, seed)
     assert torch.equal(group_points(features, idx), group_points_naive(features, idx))
-    assert torch.equal(gather_points(features, idx[..., 0]),
-                       gather_points_naive(features, idx[..., 0]))
+    assert torch.equal(gather_points(features, idx[..., 0]), gather_points_naive(features, idx[..., 0]))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -51,12 +56,15 @@ def test_minus_one_gathers_zeros_and_unbatched():
     assert group_points(features, torch.tensor([[1, -1]])).shape == (1, 2, 3)
 
 
-@pytest.mark.parametrize("idx, match", [
-    (torch.tensor([[5]]), r"idx values must lie in \[-1, 4\)"),
-    (torch.tensor([[-2]]), r"idx values must lie in \[-1, 4\)"),
-    (torch.tensor([[1.0]]), r"idx must be int64"),
-    (torch.tensor([[1], [2]]), r"idx must be \(B, S\) with B = 1"),
-])
+@pytest.mark.parametrize(
+    "idx, match",
+    [
+        (torch.tensor([[5]]), r"idx values must lie in \[-1, 4\)"),
+        (torch.tensor([[-2]]), r"idx values must lie in \[-1, 4\)"),
+        (torch.tensor([[1.0]]), r"idx must be int64"),
+        (torch.tensor([[1], [2]]), r"idx must be \(B, S\) with B = 1"),
+    ],
+)
 def test_bad_indices(idx, match):
     with pytest.raises(RuntimeError, match=match):
         gather_points(torch.zeros(1, 4, 2), idx)
@@ -71,5 +79,6 @@ def test_opcheck():
     features, idx = _inputs(2, 9, 4, 6, 1)
     features.requires_grad_()
     torch.library.opcheck(torch.ops.pcseg.gather_rows.default, (features, idx[..., 0]))
-    torch.library.opcheck(torch.ops.pcseg.gather_rows_backward.default,
-                          (torch.randn(2, 6, 4, dtype=torch.float64), idx[..., 0], 9))
+    torch.library.opcheck(
+        torch.ops.pcseg.gather_rows_backward.default, (torch.randn(2, 6, 4, dtype=torch.float64), idx[..., 0], 9)
+    )

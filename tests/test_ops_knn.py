@@ -8,17 +8,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
-from conftest import DEVICES
-from op_inputs import cloud_with_duplicates, lattice_cloud, random_cloud, random_lengths
 from pcseg.ops import knn, knn_naive
+from pcseg.testing import DEVICES, cloud_with_duplicates, lattice_cloud, random_cloud, random_lengths
 
 DTYPES = [torch.float32, torch.float64]
 
 
 @settings(max_examples=40, deadline=None)
-@given(batch=st.integers(1, 3), m=st.integers(1, 60), n=st.integers(1, 200),
-       k=st.integers(1, 210), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 10_000),
-       use_lengths=st.booleans())
+@given(
+    batch=st.integers(1, 3),
+    m=st.integers(1, 60),
+    n=st.integers(1, 200),
+    k=st.integers(1, 210),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 10_000),
+    use_lengths=st.booleans(),
+)
 def test_matches_naive_on_random_shapes(batch, m, n, k, dtype, seed, use_lengths):
     query = random_cloud(batch, m, dtype, seed=seed)
     points = random_cloud(batch, n, dtype, seed=seed + 7)
@@ -119,19 +124,22 @@ def test_dists_are_differentiable():
     torch.autograd.gradcheck(lambda q, p: knn(q, p, 4)[0], (query, points))
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda q, p: knn(q, p, 0), r"k must be >= 1"),
-    (lambda q, p: knn(q, p, -3), r"k must be >= 1"),
-    (lambda q, p: knn(q[..., :2], p, 3), r"query must be \(B, N, 3\)"),
-    (lambda q, p: knn(q, p[:1], 3), r"same batch size"),
-    (lambda q, p: knn(q, p.double(), 3), r"query is Float but points is Double"),
-    (lambda q, p: knn(q.long(), p, 3), r"must be float32 or float64"),
-    (lambda q, p: knn(q[0], p, 3), r"both be batched"),
-    (lambda q, p: knn(q, p, 3, lengths=torch.tensor([1, 2, 3])), r"lengths must be \(B,\)"),
-    (lambda q, p: knn(q, p, 3, lengths=torch.tensor([1.0, 2.0])), r"integer tensor"),
-    (lambda q, p: knn(q, p, 3, query_lengths=torch.tensor([-1, 2])), r"query_lengths must lie"),
-    (lambda q, p: knn(q, p.masked_fill(p > 0.5, float("inf")), 3), r"points contains NaN or Inf"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda q, p: knn(q, p, 0), r"k must be >= 1"),
+        (lambda q, p: knn(q, p, -3), r"k must be >= 1"),
+        (lambda q, p: knn(q[..., :2], p, 3), r"query must be \(B, N, 3\)"),
+        (lambda q, p: knn(q, p[:1], 3), r"same batch size"),
+        (lambda q, p: knn(q, p.double(), 3), r"query is Float but points is Double"),
+        (lambda q, p: knn(q.long(), p, 3), r"must be float32 or float64"),
+        (lambda q, p: knn(q[0], p, 3), r"both be batched"),
+        (lambda q, p: knn(q, p, 3, lengths=torch.tensor([1, 2, 3])), r"lengths must be \(B,\)"),
+        (lambda q, p: knn(q, p, 3, lengths=torch.tensor([1.0, 2.0])), r"integer tensor"),
+        (lambda q, p: knn(q, p, 3, query_lengths=torch.tensor([-1, 2])), r"query_lengths must lie"),
+        (lambda q, p: knn(q, p.masked_fill(p > 0.5, float("inf")), 3), r"points contains NaN or Inf"),
+    ],
+)
 def test_bad_input_names_the_argument(call, match):
     query, points = random_cloud(2, 5), random_cloud(2, 30, seed=1)
     with pytest.raises((RuntimeError, ValueError, TypeError), match=match):
@@ -140,8 +148,7 @@ def test_bad_input_names_the_argument(call, match):
 
 def test_opcheck():
     q, p = random_cloud(2, 20), random_cloud(2, 40, seed=1)
-    torch.library.opcheck(torch.ops.pcseg.knn.default,
-                          (q, p, torch.tensor([20, 9]), torch.tensor([40, 30]), 5))
+    torch.library.opcheck(torch.ops.pcseg.knn.default, (q, p, torch.tensor([20, 9]), torch.tensor([40, 30]), 5))
 
 
 MEMORY_SCRIPT = """
@@ -154,8 +161,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def test_million_point_self_query_stays_under_4_gb():
-    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True,
-                         timeout=300, check=True)
+    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, timeout=300, check=True)
     peak_kib = int(out.stdout.strip().splitlines()[-1])
     print(f"1M-point kNN k=16 peak RSS: {peak_kib / 2**20:.2f} GiB")
     assert peak_kib < 4 * 2**20

@@ -3,29 +3,36 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import DEVICES
-from op_inputs import random_cloud
 from pcseg.ops import three_nn_interpolate, three_nn_interpolate_naive
+from pcseg.testing import DEVICES, random_cloud
 
 
 @settings(max_examples=30, deadline=None)
-@given(b=st.integers(1, 3), n=st.integers(1, 60), m=st.integers(1, 40), c=st.integers(1, 32),
-       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 1000))
+@given(
+    b=st.integers(1, 3),
+    n=st.integers(1, 60),
+    m=st.integers(1, 40),
+    c=st.integers(1, 32),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 1000),
+)
 def test_matches_naive(b, n, m, c, dtype, seed):
     unknown = random_cloud(b, n, dtype, seed=seed)
     known = random_cloud(b, m, dtype, seed=seed + 1)
     feats = torch.randn(b, m, c, generator=torch.Generator().manual_seed(seed)).to(dtype)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
-    torch.testing.assert_close(three_nn_interpolate(unknown, known, feats),
-                               three_nn_interpolate_naive(unknown, known, feats),
-                               rtol=tol, atol=tol)
+    torch.testing.assert_close(
+        three_nn_interpolate(unknown, known, feats),
+        three_nn_interpolate_naive(unknown, known, feats),
+        rtol=tol,
+        atol=tol,
+    )
 
 
 def test_reproduces_known_points_and_linear_fields():
     known = random_cloud(1, 50, torch.float64)
     feats = torch.randn(1, 50, 4, dtype=torch.float64)
-    torch.testing.assert_close(three_nn_interpolate(known, known, feats), feats, rtol=1e-6,
-                               atol=1e-6)
+    torch.testing.assert_close(three_nn_interpolate(known, known, feats), feats, rtol=1e-6, atol=1e-6)
     # A point midway between exactly two known points takes their average.
     k2 = torch.tensor([[[0.0, 0, 0], [2.0, 0, 0], [50.0, 0, 0]]], dtype=torch.float64)
     f2 = torch.tensor([[[1.0], [3.0], [1000.0]]], dtype=torch.float64)
@@ -41,7 +48,7 @@ def test_fewer_than_three_known_points():
     feats = torch.randn(2, 4, 3, dtype=torch.float64)
     out = three_nn_interpolate(unknown, known, feats, known_lengths=torch.tensor([1, 0]))
     torch.testing.assert_close(out[0], feats[0, :1].expand(5, 3))  # one point: its features
-    assert (out[1] == 0).all()                                      # none: zeros
+    assert (out[1] == 0).all()  # none: zeros
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -76,6 +83,7 @@ def test_opcheck():
     idx = torch.randint(-1, 8, (2, 5, 3))
     w = torch.rand(2, 5, 3, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(torch.ops.pcseg.three_interpolate.default, (feats, idx, w))
-    torch.library.opcheck(torch.ops.pcseg.three_interpolate_backward.default,
-                          (torch.randn(2, 5, 3, dtype=torch.float64), feats.detach(), idx,
-                           w.detach()))
+    torch.library.opcheck(
+        torch.ops.pcseg.three_interpolate_backward.default,
+        (torch.randn(2, 5, 3, dtype=torch.float64), feats.detach(), idx, w.detach()),
+    )

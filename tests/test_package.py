@@ -1,6 +1,8 @@
-"""The package surface: top-level API names and the libusb-safe open3d import."""
+"""The package surface: top-level API names, `pcseg --version` and the libusb-safe open3d import."""
+
 import builtins
 import importlib
+import re
 import subprocess
 import sys
 
@@ -24,6 +26,16 @@ def test_import_pcseg_does_not_import_torch():
     code = "import sys, pcseg; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_version_flag_prints_the_package_version(capsys):
+    from pcseg.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"pcseg {pcseg.__version__}\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pcseg.__version__)
 
 
 def _fail_like_missing_libusb(monkeypatch):

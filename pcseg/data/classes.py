@@ -1,5 +1,8 @@
 """Class lists of the data sets pcseg reads, in each data set's own label order."""
 
+# fmt: off
+# (the tables keep several names per row: one per line would make them five times as long)
+
 # S3DIS, 13 classes in the order of PointNet's `sem_seg/meta/class_names.txt`; label i is
 # S3DIS_CLASS_NAMES[i]. The procedural scenes of `pcseg.data.synthetic` use the same order.
 S3DIS_CLASS_NAMES: tuple[str, ...] = (
@@ -41,3 +44,4 @@ NYU_40_CLASS_NAMES: tuple[str, ...] = (
     "night stand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure",
     "otherfurniture", "otherprop",
 )
+# fmt: on

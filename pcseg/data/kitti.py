@@ -8,6 +8,7 @@ remission) and `labels/<nnnnnn>.label` (uint32: semantic = l & 0xFFFF, instance 
 KITTI object layout: `ROOT/training/{velodyne,image_2,calib,label_2}/<nnnnnn>.*`; the
 calibration is parsed by `pcseg.bridge.KittiCalibration`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,23 +22,47 @@ from pcseg.bridge.projection import project_points
 
 
 def read_velodyne_bin(path: str | Path) -> np.ndarray:
-    """Reads a KITTI / SemanticKITTI `.bin` scan: (N, 4) float32 x, y, z (metres), remission.
+    """Reads a KITTI / SemanticKITTI `.bin` scan.
 
-    Raises FileNotFoundError for a missing file and ValueError naming the file when its
-    size is not a whole number of 16-byte points (a truncated download)."""
+    Args:
+        path: the `.bin` file.
+
+    Returns:
+        scan: (N, 4) float32 x, y, z (metres) and remission.
+
+    Raises:
+        FileNotFoundError: when the file is missing.
+        ValueError: naming the file when its size is not a whole number of 16-byte points
+            (a truncated download).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"LiDAR scan not found: {path}")
     size = path.stat().st_size
     if size % 16:
-        raise ValueError(f"{path}: {size} bytes is not a whole number of points (16 bytes each: "
-                         f"float32 x y z remission); the file is truncated or not a KITTI scan")
+        raise ValueError(
+            f"{path}: {size} bytes is not a whole number of points (16 bytes each: "
+            f"float32 x y z remission); the file is truncated or not a KITTI scan"
+        )
     return np.fromfile(path, dtype="<f4").reshape(-1, 4)
 
 
 def read_label_file(path: str | Path, num_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Reads a SemanticKITTI `.label` file: semantic (N,) int64 raw ids (l & 0xFFFF) and
-    instance (N,) int64 (l >> 16). With `num_points`, checks it matches the scan."""
+    """Reads a SemanticKITTI `.label` file.
+
+    Args:
+        path: the `.label` file (one uint32 per point).
+        num_points: the scan's number of points, checked against the file when given.
+
+    Returns:
+        semantic: (N,) int64 raw semantic ids (`l & 0xFFFF`).
+        instance: (N,) int64 instance ids (`l >> 16`).
+
+    Raises:
+        FileNotFoundError: when the file is missing.
+        ValueError: naming the file when its size is not a whole number of labels or the
+            count differs from `num_points`.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SemanticKITTI label file not found: {path}")
@@ -68,7 +93,19 @@ class SemanticKittiConfig:
     splits: dict[str, list[int]]
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "SemanticKittiConfig":
+    def from_yaml(cls, path: str | Path) -> SemanticKittiConfig:
+        """Reads `semantic-kitti.yaml`.
+
+        Args:
+            path: the YAML file.
+
+        Returns:
+            config: the parsed `SemanticKittiConfig`.
+
+        Raises:
+            FileNotFoundError: when the file is missing.
+            ValueError: naming the file and the key when a required key is missing.
+        """
         import yaml
 
         path = Path(path)
@@ -100,8 +137,18 @@ class SemanticKittiConfig:
         return table
 
     def map_labels(self, semantic: np.ndarray, source: str | Path = "labels") -> np.ndarray:
-        """Raw semantic ids (N,) -> training classes (N,) int64; raises ValueError naming
-        `source` for ids the learning map does not know."""
+        """Maps raw semantic ids to training classes.
+
+        Args:
+            semantic: (N,) integer raw semantic ids.
+            source: what the ids came from, named in the error.
+
+        Returns:
+            labels: (N,) int64 training classes (0 = unlabelled).
+
+        Raises:
+            ValueError: naming `source` for ids the learning map does not know.
+        """
         table = self.lookup_table()
         semantic = np.asarray(semantic, dtype=np.int64)
         unknown = (semantic < 0) | (semantic >= len(table))
@@ -112,11 +159,21 @@ class SemanticKittiConfig:
         return mapped
 
 
-def read_semantickitti_scan(scan_path: str | Path, label_path: str | Path | None,
-                            config: SemanticKittiConfig) -> dict[str, np.ndarray]:
-    """One SemanticKITTI scan: coord (N, 3) float32, remission (N,) float32 and, with a
-    label file, label (N,) int64 training classes (0 = unlabelled), raw_label (N,) int64
-    and instance (N,) int64."""
+def read_semantickitti_scan(
+    scan_path: str | Path, label_path: str | Path | None, config: SemanticKittiConfig
+) -> dict[str, np.ndarray]:
+    """One SemanticKITTI scan with its labels.
+
+    Args:
+        scan_path: the `velodyne/*.bin` file.
+        label_path: the matching `labels/*.label` file, or None for an unlabelled scan.
+        config: the data set's `SemanticKittiConfig`.
+
+    Returns:
+        scan: a dict with coord (N, 3) float32, remission (N,) float32 and, with a label
+            file, label (N,) int64 training classes (0 = unlabelled), raw_label (N,) int64
+            and instance (N,) int64.
+    """
     scan = read_velodyne_bin(scan_path)
     out = {"coord": np.ascontiguousarray(scan[:, :3]), "remission": np.ascontiguousarray(scan[:, 3])}
     if label_path is not None:
@@ -130,9 +187,18 @@ def read_semantickitti_scan(scan_path: str | Path, label_path: str | Path | None
 class SemanticKITTIScans(torch.utils.data.Dataset):
     """Scans of a SemanticKITTI `ROOT/sequences` tree.
 
-    split: "train", "valid" or "test" (sequences from the YAML's `split`), or a list of
-    sequence numbers. Item: coord (N, 3) float32, remission (N,) float32, label (N,)
-    int64 (when labels exist), instance (N,) int64, name ("<seq>/<scan>").
+    Item: coord (N, 3) float32, remission (N,) float32, label (N,) int64 (when labels
+    exist), instance (N,) int64, name ("<seq>/<scan>").
+
+    Args:
+        root: the folder that holds `sequences/`.
+        config: the data set's `SemanticKittiConfig`.
+        split: "train", "valid" or "test" (sequences from the YAML's `split`), or a list of
+            sequence numbers.
+
+    Raises:
+        ValueError: when `split` is not one of the config's splits.
+        FileNotFoundError: naming the folder when a sequence has no `velodyne` folder.
     """
 
     def __init__(self, root: str | Path, config: SemanticKittiConfig, split="train"):
@@ -171,14 +237,25 @@ class KittiObjectLabel:
     truncated: float
     occluded: int
     alpha: float
-    box_2d: tuple[float, float, float, float]      # left, top, right, bottom (pixels)
-    dimensions: tuple[float, float, float]         # height, width, length
-    location: tuple[float, float, float]           # x, y, z of the bottom centre
+    box_2d: tuple[float, float, float, float]  # left, top, right, bottom (pixels)
+    dimensions: tuple[float, float, float]  # height, width, length
+    location: tuple[float, float, float]  # x, y, z of the bottom centre
     rotation_y: float
 
 
 def read_kitti_object_labels(path: str | Path) -> list[KittiObjectLabel]:
-    """Parses a KITTI object label file; ValueError names `file:line` on a bad line."""
+    """Parses a KITTI object `label_2/*.txt` file.
+
+    Args:
+        path: the label file.
+
+    Returns:
+        labels: one `KittiObjectLabel` per line.
+
+    Raises:
+        FileNotFoundError: when the file is missing.
+        ValueError: naming `file:line` on a bad line.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"KITTI label file not found: {path}")
@@ -193,27 +270,58 @@ def read_kitti_object_labels(path: str | Path) -> list[KittiObjectLabel]:
                 raise ValueError(f"expected 15 fields, got {len(fields)}")
         except ValueError as error:
             raise ValueError(f"{path}:{line_number}: {error}") from error
-        labels.append(KittiObjectLabel(fields[0], values[0], int(values[1]), values[2], tuple(values[3:7]),
-                                       tuple(values[7:10]), tuple(values[10:13]), values[13]))
+        labels.append(
+            KittiObjectLabel(
+                fields[0],
+                values[0],
+                int(values[1]),
+                values[2],
+                tuple(values[3:7]),
+                tuple(values[7:10]),
+                tuple(values[10:13]),
+                values[13],
+            )
+        )
     return labels
 
 
 def kitti_object_paths(root: str | Path, index: int, split: str = "training") -> dict[str, Path]:
-    """Paths of frame `index` in the KITTI object layout (`ROOT/<split>/velodyne/000000.bin`...)."""
+    """Paths of one frame in the KITTI object layout (`ROOT/<split>/velodyne/000000.bin`...).
+
+    Args:
+        root: the data set folder.
+        index: the frame number.
+        split: "training" or "testing".
+
+    Returns:
+        paths: velodyne, image (image_2), calib and label (label_2) file paths.
+    """
     base = Path(root) / split
     name = f"{index:06d}"
-    return {"velodyne": base / "velodyne" / f"{name}.bin", "image": base / "image_2" / f"{name}.png",
-            "calib": base / "calib" / f"{name}.txt", "label": base / "label_2" / f"{name}.txt"}
+    return {
+        "velodyne": base / "velodyne" / f"{name}.bin",
+        "image": base / "image_2" / f"{name}.png",
+        "calib": base / "calib" / f"{name}.txt",
+        "label": base / "label_2" / f"{name}.txt",
+    }
 
 
-def read_kitti_object_frame(velodyne_path: str | Path, image_path: str | Path,
-                            calib_path: str | Path) -> dict:
+def read_kitti_object_frame(velodyne_path: str | Path, image_path: str | Path, calib_path: str | Path) -> dict:
     """A KITTI object frame: the LiDAR scan coloured from image_2 where it projects.
 
-    Returns coord (N, 3) float32 (LiDAR frame), remission (N,) float32, color (N, 3)
-    float32 in [0, 1] (0 for points outside the image), in_image (N,) bool, image
-    (H, W, 3) uint8, calibration (KittiCalibration), camera (PinholeCamera of image_2),
-    T_camera_from_velo (4, 4) float64.
+    Args:
+        velodyne_path: the `velodyne/*.bin` scan.
+        image_path: the `image_2/*.png` image.
+        calib_path: the `calib/*.txt` calibration.
+
+    Returns:
+        frame: a dict with coord (N, 3) float32 (LiDAR frame), remission (N,) float32, color
+            (N, 3) float32 in [0, 1] (0 for points outside the image), in_image (N,) bool,
+            image (H, W, 3) uint8, calibration (KittiCalibration), camera (PinholeCamera of
+            image_2), T_camera_from_velo (4, 4) float64.
+
+    Raises:
+        FileNotFoundError: naming the file when the scan, image or calibration is missing.
     """
     from PIL import Image
 
@@ -233,5 +341,13 @@ def read_kitti_object_frame(velodyne_path: str | Path, image_path: str | Path,
     color = np.zeros((len(coord), 3), dtype=np.float32)
     pixels = np.floor(projected.pixels[in_image] + 0.5).astype(np.int64)
     color[in_image] = image[pixels[:, 1], pixels[:, 0]] / 255.0
-    return {"coord": coord, "remission": np.ascontiguousarray(scan[:, 3]), "color": color, "in_image": in_image,
-            "image": image, "calibration": calibration, "camera": camera, "T_camera_from_velo": T_camera_from_velo}
+    return {
+        "coord": coord,
+        "remission": np.ascontiguousarray(scan[:, 3]),
+        "color": color,
+        "in_image": in_image,
+        "image": image,
+        "calibration": calibration,
+        "camera": camera,
+        "T_camera_from_velo": T_camera_from_velo,
+    }

@@ -7,6 +7,7 @@ coord (N, 3) float32, color (N, 3) uint8, label (N,) uint8 (S3DIS order), instan
 int32; `load_room` reads it back. `S3DISRooms(OUT, split, test_area)` is the room-level
 torch Dataset; `pcseg.data.blocks` cuts rooms into PointNet's 1 m blocks.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,6 +20,7 @@ import numpy as np
 import torch.utils.data
 
 from pcseg.data.classes import S3DIS_CLASS_NAMES
+from pcseg.utils.progress import progress as report_progress
 
 NUM_AREAS = 6
 DEFAULT_TEST_AREA = 5
@@ -32,16 +34,25 @@ class S3DISFormatWarning(UserWarning):
 
 
 def class_index(annotation_name: str) -> int:
-    """Label of an annotation file stem such as `chair_3`; names outside the 13 classes
-    (`stairs`) map to clutter, as PointNet's `collect_indoor3d_data.py` does."""
+    """Label of an annotation file stem such as `chair_3`.
+
+    Names outside the 13 classes (`stairs`) map to clutter, as PointNet's
+    `collect_indoor3d_data.py` does.
+
+    Args:
+        annotation_name: the file stem, `<class>_<k>`.
+
+    Returns:
+        label: the S3DIS class index, 0..12.
+    """
     return _CLASS_INDEX.get(annotation_name.split("_")[0], CLUTTER_INDEX)
 
 
 def read_points_txt(path: str | Path) -> np.ndarray:
-    """Reads an S3DIS `x y z r g b` text file into (N, 6) float64 with finite values and
-    colours in 0..255.
+    """Reads an S3DIS `x y z r g b` text file.
 
     Bad lines never abort the read; each emits an `S3DISFormatWarning` naming `file:line`:
+
     - a line whose 6 numbers are recoverable after dropping stray characters (the real
       data set has a `\\x10` byte in Area_5/hallway_6/Annotations/ceiling_1.txt) is
       repaired, any other malformed line is skipped;
@@ -49,7 +60,15 @@ def read_points_txt(path: str | Path) -> np.ndarray:
       repaired, and one non-finite point would poison the room's min/extent);
     - a colour outside 0..255 is clipped to that range (the position and the label, which
       is the file's, are still good, so the point is kept).
-    Raises FileNotFoundError for a missing file.
+
+    Args:
+        path: the text file.
+
+    Returns:
+        points: (N, 6) float64 finite x, y, z, r, g, b with colours in 0..255.
+
+    Raises:
+        FileNotFoundError: when the file is missing.
     """
     path = Path(path)
     if not path.is_file():
@@ -60,13 +79,17 @@ def read_points_txt(path: str | Path) -> np.ndarray:
         points = np.loadtxt(path, dtype=np.float64, ndmin=2, comments=None)
         if points.size == 0:
             return points.reshape(-1, 6)
-        if points.shape[1] == 6 and np.isfinite(points).all() and \
-                points[:, 3:].min() >= 0 and points[:, 3:].max() <= 255:
+        if (
+            points.shape[1] == 6
+            and np.isfinite(points).all()
+            and points[:, 3:].min() >= 0
+            and points[:, 3:].max() <= 255
+        ):
             return points
     except ValueError:
         pass
     rows = []
-    with open(path, "r", encoding="utf-8", errors="replace") as handle:
+    with open(path, encoding="utf-8", errors="replace") as handle:
         for line_number, line in enumerate(handle, start=1):
             values = _parse_point_line(f"{path}:{line_number}", line)
             if values is not None:
@@ -93,27 +116,37 @@ def _parse_point_line(where: str, line: str) -> list[float] | None:
         if values is None or len(values) != 6:
             warnings.warn(f"{where}: skipped malformed line {line.rstrip()!r}", S3DISFormatWarning, stacklevel=3)
             return None
-        warnings.warn(f"{where}: repaired malformed line {line.rstrip()!r} -> {values}", S3DISFormatWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"{where}: repaired malformed line {line.rstrip()!r} -> {values}", S3DISFormatWarning, stacklevel=3
+        )
     if not all(np.isfinite(values)):
-        warnings.warn(f"{where}: skipped line with a non-finite value {line.rstrip()!r}", S3DISFormatWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"{where}: skipped line with a non-finite value {line.rstrip()!r}", S3DISFormatWarning, stacklevel=3
+        )
         return None
     color = values[3:]
     if min(color) < 0 or max(color) > 255:
         values = values[:3] + [min(max(c, 0.0), 255.0) for c in color]
-        warnings.warn(f"{where}: clipped colour {color} outside 0..255 to {values[3:]}", S3DISFormatWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"{where}: clipped colour {color} outside 0..255 to {values[3:]}", S3DISFormatWarning, stacklevel=3
+        )
     return values
 
 
 def read_raw_room(room_dir: str | Path) -> dict[str, np.ndarray]:
     """Reads one raw room folder (with `Annotations/*.txt`).
 
-    Returns coord (N, 3) float32 metres, color (N, 3) uint8, label (N,) uint8 in S3DIS
-    order, instance (N,) int32 (one id per annotation file, in sorted file order).
-    Raises FileNotFoundError / ValueError naming the folder when it has no Annotations,
-    no annotation files or no valid point at all.
+    Args:
+        room_dir: the room folder.
+
+    Returns:
+        room: a dict with coord (N, 3) float32 metres, color (N, 3) uint8, label (N,) uint8
+            in S3DIS order, instance (N,) int32 (one id per annotation file, in sorted file
+            order).
+
+    Raises:
+        FileNotFoundError: naming the folder when it has no Annotations folder.
+        ValueError: naming the folder when it has no annotation files or no valid point.
     """
     room_dir = Path(room_dir)
     annotation_dir = room_dir / "Annotations"
@@ -124,7 +157,7 @@ def read_raw_room(room_dir: str | Path) -> dict[str, np.ndarray]:
         raise ValueError(f"S3DIS room has no annotation files: {annotation_dir}")
     coords, colors, labels, instances = [], [], [], []
     for instance_id, file in enumerate(files):
-        points = read_points_txt(file)     # finite, colours already in 0..255
+        points = read_points_txt(file)  # finite, colours already in 0..255
         coords.append(points[:, :3].astype(np.float32))
         colors.append(np.round(points[:, 3:]).astype(np.uint8))
         labels.append(np.full(len(points), class_index(file.stem), dtype=np.uint8))
@@ -143,7 +176,14 @@ def read_raw_room(room_dir: str | Path) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class RawRoom:
-    """One room of the raw layout: area number 1..6, room name, its folder."""
+    """One room of the raw layout.
+
+    Attributes:
+        area: the area number, 1..6.
+        name: the room name (`office_1`).
+        path: the room folder.
+        cache_name: the cache file's path relative to the cache folder (`Area_k/<room>.npz`).
+    """
 
     area: int
     name: str
@@ -155,14 +195,25 @@ class RawRoom:
 
 
 def list_raw_rooms(raw_dir: str | Path) -> list[RawRoom]:
-    """The rooms under `raw_dir` (`Area_k/<room>/Annotations`, or the same inside
-    `raw_dir/Stanford3dDataset_v1.2_Aligned_Version`), sorted by area and name."""
+    """The rooms of a raw S3DIS tree, sorted by area and name.
+
+    Args:
+        raw_dir: a folder with `Area_k/<room>/Annotations`, or one holding
+            `Stanford3dDataset_v1.2_Aligned_Version` with that layout.
+
+    Returns:
+        rooms: one `RawRoom` per room.
+
+    Raises:
+        FileNotFoundError: when `raw_dir` is missing.
+        ValueError: when `raw_dir` holds no room.
+    """
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise FileNotFoundError(f"S3DIS raw folder not found: {raw_dir}")
     nested = raw_dir / "Stanford3dDataset_v1.2_Aligned_Version"
     if not any(raw_dir.glob("Area_*")) and nested.is_dir():
-        raw_dir = nested       # pointed at the folder the archive was unpacked into
+        raw_dir = nested  # pointed at the folder the archive was unpacked into
     rooms = []
     for area_dir in sorted(raw_dir.glob("Area_*")):
         match = re.fullmatch(r"Area_(\d+)", area_dir.name)
@@ -177,23 +228,45 @@ def list_raw_rooms(raw_dir: str | Path) -> list[RawRoom]:
 
 
 def save_room(path: str | Path, room: dict[str, np.ndarray]) -> None:
-    """Writes a room cache file atomically: to `<path>.tmp`, fsync, then rename, so an
-    interrupted write never leaves a truncated `.npz` behind."""
+    """Writes a room cache file atomically.
+
+    The file goes to `<path>.tmp`, is fsynced, then renamed, so an interrupted write never
+    leaves a truncated `.npz` behind.
+
+    Args:
+        path: the cache file (`.npz`).
+        room: the arrays of `read_raw_room`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
-        np.savez(handle, coord=np.asarray(room["coord"], np.float32),
-                 color=np.asarray(room["color"], np.uint8), label=np.asarray(room["label"], np.uint8),
-                 instance=np.asarray(room["instance"], np.int32))
+        np.savez(
+            handle,
+            coord=np.asarray(room["coord"], np.float32),
+            color=np.asarray(room["color"], np.uint8),
+            label=np.asarray(room["label"], np.uint8),
+            instance=np.asarray(room["instance"], np.int32),
+        )
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
 def load_room(path: str | Path) -> dict[str, np.ndarray]:
-    """Reads a room cache file written by `prepare_s3dis`: coord (N, 3) float32, color
-    (N, 3) uint8, label (N,) int64, instance (N,) int64."""
+    """Reads a room cache file written by `prepare_s3dis`.
+
+    Args:
+        path: the cache file.
+
+    Returns:
+        room: a dict with coord (N, 3) float32, color (N, 3) uint8, label (N,) int64,
+            instance (N,) int64.
+
+    Raises:
+        FileNotFoundError: when the file is missing.
+        ValueError: naming the file when it lacks an array or holds a label outside 0..12.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"S3DIS room cache not found: {path}")
@@ -222,8 +295,9 @@ class PreparedRooms(list):
         self.failed: list[tuple[RawRoom, str]] = list(failed)
 
 
-def prepare_s3dis(raw_dir: str | Path, out_dir: str | Path, progress: bool = True,
-                  overwrite: bool = False) -> PreparedRooms:
+def prepare_s3dis(
+    raw_dir: str | Path, out_dir: str | Path, progress: bool = True, overwrite: bool = False
+) -> PreparedRooms:
     """Converts every raw room under `raw_dir` into `out_dir/Area_k/<room>.npz`.
 
     Rooms whose cache file exists are skipped (unless `overwrite`), so an interrupted run
@@ -231,39 +305,61 @@ def prepare_s3dis(raw_dir: str | Path, out_dir: str | Path, progress: bool = Tru
     cannot be read (no annotation files, no valid point, unreadable file) does not stop
     the run: it emits an `S3DISFormatWarning` naming the room, writes nothing (so the
     next run tries it again), and the run ends with one warning listing all such rooms.
-    Shows a tqdm progress bar when `progress`. Returns a `PreparedRooms`: the cache paths
-    of the prepared rooms, in order, with `.failed` the rooms that were not.
-    Raises FileNotFoundError / ValueError when `raw_dir` is missing or holds no room.
-    """
-    from tqdm import tqdm
 
+    Args:
+        raw_dir: the `Stanford3dDataset_v1.2_Aligned_Version` folder (`Area_k/<room>/...`).
+        out_dir: the cache folder, created if needed.
+        progress: report progress on stderr (a bar at a terminal, one line per step in logs).
+        overwrite: convert rooms whose cache file already exists too.
+
+    Returns:
+        rooms: a `PreparedRooms`, the cache paths of the prepared rooms in order, with
+            `.failed` the rooms that were not.
+
+    Raises:
+        FileNotFoundError: when `raw_dir` is missing.
+        ValueError: when `raw_dir` holds no room.
+    """
     out_dir = Path(out_dir)
     rooms = list_raw_rooms(raw_dir)
     result = PreparedRooms()
-    for room in tqdm(rooms, desc="S3DIS rooms", unit="room", disable=not progress):
+    for room in report_progress(rooms, desc="S3DIS rooms", unit="room", enabled=progress):
         target = out_dir / room.cache_name
         if target.is_file() and not overwrite:
             result.append(target)
             continue
         try:
             data = read_raw_room(room.path)
-        except (OSError, ValueError) as error:   # bad data; KeyboardInterrupt and bugs still stop the run
-            warnings.warn(f"S3DIS room Area_{room.area}/{room.name} skipped: {error}", S3DISFormatWarning,
-                          stacklevel=2)
+        except (OSError, ValueError) as error:  # bad data; KeyboardInterrupt and bugs still stop the run
+            warnings.warn(f"S3DIS room Area_{room.area}/{room.name} skipped: {error}", S3DISFormatWarning, stacklevel=2)
             result.failed.append((room, str(error)))
             continue
         save_room(target, data)
         result.append(target)
     if result.failed:
         names = ", ".join(f"Area_{room.area}/{room.name}" for room, _ in result.failed)
-        warnings.warn(f"{len(result.failed)} of {len(rooms)} S3DIS rooms under {raw_dir} were not prepared: "
-                      f"{names}", S3DISFormatWarning, stacklevel=2)
+        warnings.warn(
+            f"{len(result.failed)} of {len(rooms)} S3DIS rooms under {raw_dir} were not prepared: {names}",
+            S3DISFormatWarning,
+            stacklevel=2,
+        )
     return result
 
 
 # ----------------------------------------------------------------------------- splits
 def split_areas(split: str, test_area: int = DEFAULT_TEST_AREA) -> list[int]:
-    """Areas of `split` ("train", "test" or "all") when `test_area` is held out."""
+    """Areas of a split when `test_area` is held out.
+
+    Args:
+        split: "train", "test" or "all".
+        test_area: the held-out area, 1..6.
+
+    Returns:
+        areas: the area numbers of `split`.
+
+    Raises:
+        ValueError: when `split` or `test_area` is not one of the valid values.
+    """
     if test_area not in range(1, NUM_AREAS + 1):
         raise ValueError(f"test_area must be 1..{NUM_AREAS}, got {test_area}")
     if split == "train":
@@ -276,13 +372,28 @@ def split_areas(split: str, test_area: int = DEFAULT_TEST_AREA) -> list[int]:
 
 
 def six_fold_splits() -> list[tuple[list[int], list[int]]]:
-    """The 6-fold cross-validation protocol: (train areas, test areas) with each area
-    held out once; results are reported over the union of the six test folds."""
+    """The 6-fold cross-validation protocol.
+
+    Results are reported over the union of the six test folds.
+
+    Returns:
+        folds: (train areas, test areas) for each of the six areas held out once.
+    """
     return [(split_areas("train", k), [k]) for k in range(1, NUM_AREAS + 1)]
 
 
 def room_area(room_name: str) -> int:
-    """Area number of a room id such as `Area_5_office_1` or `Area_5/office_1`."""
+    """Area number of a room id such as `Area_5_office_1` or `Area_5/office_1`.
+
+    Args:
+        room_name: the room id.
+
+    Returns:
+        area: the area number.
+
+    Raises:
+        ValueError: when the id does not start with `Area_k`.
+    """
     match = re.match(r"Area_(\d+)", room_name)
     if not match:
         raise ValueError(f"room name {room_name!r} does not start with Area_k")
@@ -292,10 +403,18 @@ def room_area(room_name: str) -> int:
 class S3DISRooms(torch.utils.data.Dataset):
     """Rooms of a prepared S3DIS cache (`prepare_s3dis` output).
 
-    root: the cache folder; split: "train", "test" or "all"; test_area: 1..6.
-    Item i is a dict: coord (N, 3) float32, color (N, 3) float32 in [0, 1],
-    label (N,) int64, instance (N,) int64, name (str, e.g. "Area_5/office_1").
-    Nothing is converted here: run `prepare_s3dis` (or `pcseg prepare s3dis`) first.
+    Item i is a dict: coord (N, 3) float32, color (N, 3) float32 in [0, 1], label (N,) int64,
+    instance (N,) int64, name (str, e.g. "Area_5/office_1"). Nothing is converted here: run
+    `prepare_s3dis` (or `pcseg prepare s3dis`) first.
+
+    Args:
+        root: the cache folder.
+        split: "train", "test" or "all".
+        test_area: the held-out area, 1..6.
+
+    Raises:
+        ValueError: when `split` or `test_area` is not valid.
+        FileNotFoundError: when the cache folder is missing or holds no room of the split.
     """
 
     def __init__(self, root: str | Path, split: str = "train", test_area: int = DEFAULT_TEST_AREA):
@@ -323,8 +442,17 @@ class S3DISRooms(torch.utils.data.Dataset):
 def read_indoor3d_hdf5(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Reads one of PointNet's `indoor3d_sem_seg_hdf5_data/ply_data_all_*.h5`.
 
-    Returns data (B, P, 9) float32 (x, y centred on the block, z, rgb in [0, 1], xyz
-    normalised by the room extent) and label (B, P) int64 in 0..12.
+    Args:
+        path: the HDF5 file.
+
+    Returns:
+        data: (B, P, 9) float32 x, y centred on the block, z, rgb in [0, 1], xyz normalised by
+            the room extent.
+        label: (B, P) int64 in 0..12.
+
+    Raises:
+        FileNotFoundError: when the file is missing.
+        ValueError: naming the file when its datasets, shapes or labels are not PointNet's.
     """
     import h5py
 
@@ -339,26 +467,50 @@ def read_indoor3d_hdf5(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if data.ndim != 3 or data.shape[2] != 9 or label.shape != data.shape[:2]:
         raise ValueError(f"{path}: expected data (B, P, 9) and label (B, P), got {data.shape} and {label.shape}")
     if label.size and (label.min() < 0 or label.max() >= len(S3DIS_CLASS_NAMES)):
-        raise ValueError(f"{path}: labels must be in 0..{len(S3DIS_CLASS_NAMES) - 1}, "
-                         f"got {label.min()}..{label.max()}")
+        raise ValueError(f"{path}: labels must be in 0..{len(S3DIS_CLASS_NAMES) - 1}, got {label.min()}..{label.max()}")
     return data, label
 
 
 def read_room_filelist(path: str | Path) -> list[str]:
-    """Reads PointNet's `room_filelist.txt`: one room id (`Area_1_conferenceRoom_1`) per block,
-    in the order of the concatenated HDF5 files."""
+    """Reads PointNet's `room_filelist.txt`.
+
+    Args:
+        path: the file.
+
+    Returns:
+        rooms: one room id (`Area_1_conferenceRoom_1`) per block, in the order of the
+            concatenated HDF5 files.
+
+    Raises:
+        FileNotFoundError: when the file is missing.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"room_filelist not found: {path}")
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def load_indoor3d_blocks(hdf5_dir: str | Path, split: str = "train",
-                         test_area: int = DEFAULT_TEST_AREA) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """PointNet's published block split: reads `all_files.txt` (or every `ply_data_all_*.h5`)
-    and `room_filelist.txt` from `hdf5_dir`, keeps the blocks of `split`'s areas.
+def load_indoor3d_blocks(
+    hdf5_dir: str | Path, split: str = "train", test_area: int = DEFAULT_TEST_AREA
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """PointNet's published blocks of one split.
 
-    Returns data (B, 4096, 9) float32, label (B, 4096) int64, and each block's room id.
+    Reads `all_files.txt` (or every `ply_data_all_*.h5`) and `room_filelist.txt` from
+    `hdf5_dir` and keeps the blocks of `split`'s areas.
+
+    Args:
+        hdf5_dir: the `indoor3d_sem_seg_hdf5_data` folder.
+        split: "train", "test" or "all".
+        test_area: the held-out area, 1..6.
+
+    Returns:
+        data: (B, 4096, 9) float32 block features.
+        label: (B, 4096) int64.
+        rooms: each block's room id.
+
+    Raises:
+        FileNotFoundError: when the folder holds no HDF5 file or no `room_filelist.txt`.
+        ValueError: when the room list and the blocks disagree in number.
     """
     hdf5_dir = Path(hdf5_dir)
     listing = hdf5_dir / "all_files.txt"
@@ -373,7 +525,9 @@ def load_indoor3d_blocks(hdf5_dir: str | Path, split: str = "train",
     data = np.concatenate([p[0] for p in parts])
     label = np.concatenate([p[1] for p in parts])
     if len(rooms) != len(data):
-        raise ValueError(f"{hdf5_dir / 'room_filelist.txt'} lists {len(rooms)} blocks but the HDF5 files hold {len(data)}")
+        raise ValueError(
+            f"{hdf5_dir / 'room_filelist.txt'} lists {len(rooms)} blocks but the HDF5 files hold {len(data)}"
+        )
     areas = set(split_areas(split, test_area))
     keep = np.array([room_area(r) in areas for r in rooms], dtype=bool)
     return data[keep], label[keep], [r for r, k in zip(rooms, keep) if k]

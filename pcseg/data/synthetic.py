@@ -15,6 +15,7 @@ the same heights. Everything is seeded: the same seed gives the same room, bit f
 
 Coordinates: metres, z up, the room spans x in [0, W], y in [0, D], z in [0, H].
 """
+
 from __future__ import annotations
 
 import math
@@ -34,12 +35,23 @@ TEXTURE_NONE, TEXTURE_TILES = 0, 1
 # Relative sampling density per class: a scanner standing in the room is closer to the
 # furniture than to the far walls and ceiling, so objects get more points per m^2 (S3DIS
 # shows the same); it also keeps the small classes from drowning in walls and floor.
-CLASS_DENSITY = np.array([
-    1.0, 1.0, 1.0, 1.0, 1.5,    # ceiling, floor, wall, beam, column
-    1.5, 1.5,                   # window, door
-    2.0, 2.0, 2.0, 1.0,         # table, chair, sofa, bookcase (books already add much area)
-    2.0, 2.0,                   # board, clutter
-])
+CLASS_DENSITY = np.array(
+    [
+        1.0,  # ceiling
+        1.0,  # floor
+        1.0,  # wall
+        1.0,  # beam
+        1.5,  # column
+        1.5,  # window
+        1.5,  # door
+        2.0,  # table
+        2.0,  # chair
+        2.0,  # sofa
+        1.0,  # bookcase (books already add much area)
+        2.0,  # board
+        2.0,  # clutter
+    ]
+)
 
 
 @dataclass
@@ -91,8 +103,12 @@ class RoomScene:
     seed: int
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The quads as stacked arrays: origin/edge_u/edge_v/normal/color (Q, 3) float64,
-        label/instance/texture (Q,) int64, density/area/open_area (Q,) float64."""
+        """The quads as stacked arrays.
+
+        Returns:
+            arrays: origin / edge_u / edge_v / normal / color (Q, 3) float64, label / instance /
+                texture (Q,) int64, density / area / open_area (Q,) float64.
+        """
         return {
             "origin": np.stack([q.origin for q in self.quads]),
             "edge_u": np.stack([q.edge_u for q in self.quads]),
@@ -111,20 +127,30 @@ class RoomScene:
 # ----------------------------------------------------------------------------- palettes
 # Base colours in [0, 1]. Structure shares one family of off-whites so that walls,
 # columns, beams and ceilings must be told apart by shape, as in S3DIS.
-_STRUCTURE_WHITES = np.array([[0.86, 0.85, 0.80], [0.80, 0.80, 0.78], [0.88, 0.84, 0.74],
-                              [0.78, 0.80, 0.82], [0.84, 0.78, 0.70]])
-_FLOORS = np.array([[0.55, 0.50, 0.45], [0.45, 0.45, 0.47], [0.62, 0.48, 0.32],
-                    [0.35, 0.38, 0.42], [0.70, 0.68, 0.62]])
-_WOODS = np.array([[0.55, 0.38, 0.22], [0.66, 0.50, 0.32], [0.42, 0.28, 0.16],
-                   [0.75, 0.62, 0.45]])
-_DOOR_PAINTS = np.array([[0.55, 0.38, 0.22], [0.42, 0.28, 0.16], [0.30, 0.36, 0.48],
-                         [0.62, 0.30, 0.22], [0.58, 0.60, 0.62]])
-_TABLE_TOPS = np.array([[0.66, 0.50, 0.32], [0.90, 0.90, 0.88], [0.55, 0.55, 0.55],
-                        [0.75, 0.62, 0.45], [0.30, 0.30, 0.32]])
-_CHAIR_FABRICS = np.array([[0.12, 0.12, 0.14], [0.20, 0.25, 0.55], [0.60, 0.12, 0.12],
-                           [0.85, 0.45, 0.10], [0.25, 0.45, 0.25], [0.35, 0.35, 0.38]])
-_SOFA_FABRICS = np.array([[0.45, 0.30, 0.22], [0.30, 0.32, 0.40], [0.50, 0.12, 0.15],
-                          [0.25, 0.40, 0.35], [0.60, 0.55, 0.45]])
+_STRUCTURE_WHITES = np.array(
+    [[0.86, 0.85, 0.80], [0.80, 0.80, 0.78], [0.88, 0.84, 0.74], [0.78, 0.80, 0.82], [0.84, 0.78, 0.70]]
+)
+_FLOORS = np.array([[0.55, 0.50, 0.45], [0.45, 0.45, 0.47], [0.62, 0.48, 0.32], [0.35, 0.38, 0.42], [0.70, 0.68, 0.62]])
+_WOODS = np.array([[0.55, 0.38, 0.22], [0.66, 0.50, 0.32], [0.42, 0.28, 0.16], [0.75, 0.62, 0.45]])
+_DOOR_PAINTS = np.array(
+    [[0.55, 0.38, 0.22], [0.42, 0.28, 0.16], [0.30, 0.36, 0.48], [0.62, 0.30, 0.22], [0.58, 0.60, 0.62]]
+)
+_TABLE_TOPS = np.array(
+    [[0.66, 0.50, 0.32], [0.90, 0.90, 0.88], [0.55, 0.55, 0.55], [0.75, 0.62, 0.45], [0.30, 0.30, 0.32]]
+)
+_CHAIR_FABRICS = np.array(
+    [
+        [0.12, 0.12, 0.14],
+        [0.20, 0.25, 0.55],
+        [0.60, 0.12, 0.12],
+        [0.85, 0.45, 0.10],
+        [0.25, 0.45, 0.25],
+        [0.35, 0.35, 0.38],
+    ]
+)
+_SOFA_FABRICS = np.array(
+    [[0.45, 0.30, 0.22], [0.30, 0.32, 0.40], [0.50, 0.12, 0.15], [0.25, 0.40, 0.35], [0.60, 0.55, 0.45]]
+)
 _METALS = np.array([[0.55, 0.56, 0.58], [0.25, 0.25, 0.27], [0.70, 0.70, 0.72]])
 _GLASS = np.array([[0.35, 0.45, 0.55], [0.25, 0.32, 0.38], [0.55, 0.65, 0.72]])
 _BOARD_SURFACES = np.array([[0.97, 0.98, 1.00], [0.15, 0.30, 0.22], [0.72, 0.55, 0.35]])
@@ -146,20 +172,21 @@ class _Builder:
         base = palette[self.rng.integers(len(palette))]
         return np.clip(base + self.rng.normal(0.0, spread, 3), 0.0, 1.0)
 
-    def quad(self, origin, edge_u, edge_v, label, instance, color, density=1.0,
-             texture=TEXTURE_NONE, outward=None) -> Quad:
+    def quad(
+        self, origin, edge_u, edge_v, label, instance, color, density=1.0, texture=TEXTURE_NONE, outward=None
+    ) -> Quad:
         """Adds a quad; when `outward` is given the edges are swapped if needed so that the
         normal points along it."""
         origin, edge_u, edge_v = (np.asarray(x, dtype=np.float64) for x in (origin, edge_u, edge_v))
         if outward is not None and np.dot(np.cross(edge_u, edge_v), outward) < 0:
             edge_u, edge_v = edge_v, edge_u
-        q = Quad(origin, edge_u, edge_v, label, instance, np.asarray(color, dtype=np.float64),
-                 density, texture)
+        q = Quad(origin, edge_u, edge_v, label, instance, np.asarray(color, dtype=np.float64), density, texture)
         self.quads.append(q)
         return q
 
-    def box(self, center_xy, z0, size, yaw, label, instance, color, density=1.0,
-            skip=("-z",), texture=TEXTURE_NONE) -> None:
+    def box(
+        self, center_xy, z0, size, yaw, label, instance, color, density=1.0, skip=("-z",), texture=TEXTURE_NONE
+    ) -> None:
         """An oriented box: footprint centred at `center_xy`, bottom at `z0`,
         `size = (sx, sy, sz)` along the box's local x/y (rotated by `yaw` about z) and z.
         Faces named in `skip` ("+x", "-x", "+y", "-y", "+z", "-z") are left out (resting on
@@ -180,8 +207,16 @@ class _Builder:
         for name, (o, u, v) in faces.items():
             if name in skip:
                 continue
-            self.quad(rot @ np.array(o, float) + shift, rot @ np.array(u, float),
-                      rot @ np.array(v, float), label, instance, color, density, texture)
+            self.quad(
+                rot @ np.array(o, float) + shift,
+                rot @ np.array(u, float),
+                rot @ np.array(v, float),
+                label,
+                instance,
+                color,
+                density,
+                texture,
+            )
 
 
 @dataclass
@@ -210,8 +245,7 @@ class _Wall:
     def free(self, s0: float, s1: float, z0: float, z1: float, margin: float = 0.1) -> bool:
         if s0 < margin or s1 > self.length - margin:
             return False
-        return all(s1 + margin <= a0 or s0 - margin >= a1 or z1 <= b0 or z0 >= b1
-                   for a0, a1, b0, b1 in self.spans)
+        return all(s1 + margin <= a0 or s0 - margin >= a1 or z1 <= b0 or z0 >= b1 for a0, a1, b0, b1 in self.spans)
 
     def cut(self, s0: float, s1: float, z0: float, z1: float, height: float) -> None:
         """Marks the span occupied and removes the wall surface behind it."""
@@ -226,8 +260,10 @@ class _Footprints:
         self.rects: list[tuple[float, float, float, float]] = []
 
     def free(self, x0, x1, y0, y1, margin=0.05) -> bool:
-        return all(x1 + margin <= a0 or x0 - margin >= a1 or y1 + margin <= b0 or y0 - margin >= b1
-                   for a0, a1, b0, b1 in self.rects)
+        return all(
+            x1 + margin <= a0 or x0 - margin >= a1 or y1 + margin <= b0 or y0 - margin >= b1
+            for a0, a1, b0, b1 in self.rects
+        )
 
     def add(self, x0, x1, y0, y1) -> None:
         self.rects.append((x0, x1, y0, y1))
@@ -239,7 +275,14 @@ def _rotated_extent(sx: float, sy: float, yaw: float) -> tuple[float, float]:
 
 
 def build_room(seed: int) -> RoomScene:
-    """Builds the primitives of one random room (deterministic in `seed`)."""
+    """Builds the primitives of one random room.
+
+    Args:
+        seed: the room's seed; the scene is deterministic in it.
+
+    Returns:
+        scene: the room's `RoomScene`.
+    """
     rng = np.random.default_rng(seed)
     b = _Builder(rng)
     width, depth = rng.uniform(4.0, 9.0), rng.uniform(4.0, 8.0)
@@ -247,10 +290,18 @@ def build_room(seed: int) -> RoomScene:
     structure_color = _STRUCTURE_WHITES[rng.integers(len(_STRUCTURE_WHITES))]
 
     # Floor (a along x, b along y) and ceiling (a along y, b along x), normals into the room.
-    floor_quad = b.quad((0, 0, 0), (width, 0, 0), (0, depth, 0), FLOOR, b.new_instance(),
-                        b.jitter_color(_FLOORS), texture=TEXTURE_TILES)
-    ceiling_quad = b.quad((0, 0, height), (0, depth, 0), (width, 0, 0), CEILING, b.new_instance(),
-                          np.clip(structure_color + 0.05, 0, 1), texture=TEXTURE_TILES)
+    floor_quad = b.quad(
+        (0, 0, 0), (width, 0, 0), (0, depth, 0), FLOOR, b.new_instance(), b.jitter_color(_FLOORS), texture=TEXTURE_TILES
+    )
+    ceiling_quad = b.quad(
+        (0, 0, height),
+        (0, depth, 0),
+        (width, 0, 0),
+        CEILING,
+        b.new_instance(),
+        np.clip(structure_color + 0.05, 0, 1),
+        texture=TEXTURE_TILES,
+    )
 
     # Walls traversed so that `direction x z` points into the room.
     corners = [(0.0, 0.0), (0.0, depth), (width, depth), (width, 0.0)]
@@ -262,8 +313,14 @@ def build_room(seed: int) -> RoomScene:
         direction = (end - start) / length
         normal = np.array([direction[1], -direction[0]])
         color = np.clip(structure_color + rng.normal(0, 0.015, 3), 0, 1)
-        quad = b.quad((start[0], start[1], 0.0), (end[0] - start[0], end[1] - start[1], 0.0),
-                      (0, 0, height), WALL, b.new_instance(), color)
+        quad = b.quad(
+            (start[0], start[1], 0.0),
+            (end[0] - start[0], end[1] - start[1], 0.0),
+            (0, 0, height),
+            WALL,
+            b.new_instance(),
+            color,
+        )
         walls.append(_Wall(start, direction, normal, length, quad))
 
     footprints = _Footprints()
@@ -278,8 +335,7 @@ def build_room(seed: int) -> RoomScene:
     _add_clutter(b, walls, height, footprints, tables, width, depth)
 
     light = np.array([rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5), 1.0])
-    return RoomScene(b.quads, (float(width), float(depth), float(height)),
-                     light / np.linalg.norm(light), int(seed))
+    return RoomScene(b.quads, (float(width), float(depth), float(height)), light / np.linalg.norm(light), int(seed))
 
 
 def _add_beams(b: _Builder, width, depth, height, ceiling_quad: Quad, color) -> None:
@@ -298,12 +354,19 @@ def _add_beams(b: _Builder, width, depth, height, ceiling_quad: Quad, color) -> 
             center, size, yaw = (c, span / 2), (span, beam_w, beam_h), math.pi / 2
             ceiling_quad.holes.append((0.0, 1.0, (c - beam_w / 2) / width, (c + beam_w / 2) / width))
         # The ends touch the walls and the top touches the ceiling: not visible.
-        b.box(center, height - beam_h, size, yaw, BEAM, b.new_instance(),
-              np.clip(color + rng.normal(0, 0.02, 3), 0, 1), skip=("+z", "-x", "+x"))
+        b.box(
+            center,
+            height - beam_h,
+            size,
+            yaw,
+            BEAM,
+            b.new_instance(),
+            np.clip(color + rng.normal(0, 0.02, 3), 0, 1),
+            skip=("+z", "-x", "+x"),
+        )
 
 
-def _add_columns(b: _Builder, walls, height, footprints, floor_quad, ceiling_quad, width, depth,
-                 color) -> None:
+def _add_columns(b: _Builder, walls, height, footprints, floor_quad, ceiling_quad, width, depth, color) -> None:
     """0-2 rectangular columns engaged in walls, full height, in the wall colour."""
     rng = b.rng
     for _ in range(rng.choice([0, 1, 2, 2])):
@@ -314,9 +377,17 @@ def _add_columns(b: _Builder, walls, height, footprints, floor_quad, ceiling_qua
             continue
         wall.cut(s - col_w / 2, s + col_w / 2, 0.0, height, height)
         center = wall.point(s, 0.0, col_d / 2)
-        b.box(center[:2], 0.0, (col_w, col_d, height), wall.yaw, COLUMN, b.new_instance(),
-              # columns are often clad or painted a shade off the wall colour
-              np.clip(color * rng.uniform(0.85, 0.93) + rng.normal(0, 0.02, 3), 0, 1), skip=("-z", "+z", "-y"))
+        b.box(
+            center[:2],
+            0.0,
+            (col_w, col_d, height),
+            wall.yaw,
+            COLUMN,
+            b.new_instance(),
+            # columns are often clad or painted a shade off the wall colour
+            np.clip(color * rng.uniform(0.85, 0.93) + rng.normal(0, 0.02, 3), 0, 1),
+            skip=("-z", "+z", "-y"),
+        )
         ext = _rotated_extent(col_w, col_d, wall.yaw)
         x0, x1 = center[0] - ext[0], center[0] + ext[0]
         y0, y1 = center[1] - ext[1], center[1] + ext[1]
@@ -331,16 +402,29 @@ def _cut_xy(quad: Quad, x0, x1, y0, y1, width, depth, a_is_x: bool) -> None:
     quad.holes.append((x0, x1, y0, y1) if a_is_x else (y0, y1, x0, x1))
 
 
-def _wall_box(b: _Builder, wall: _Wall, s: float, z0: float, offset: float, size, label,
-              instance, color, skip=("-y",)) -> None:
+def _wall_box(
+    b: _Builder, wall: _Wall, s: float, z0: float, offset: float, size, label, instance, color, skip=("-y",)
+) -> None:
     """A box against a wall: local x along the wall, local y into the room starting
     `offset` metres from the wall plane, size = (along, out, up)."""
     center = wall.point(s, z0, offset + size[1] / 2)
     b.box(center[:2], z0, size, wall.yaw, label, instance, color, skip=skip)
 
 
-def _opening(b: _Builder, wall: _Wall, s0, s1, z0, z1, recess, label, instance, color,
-             reveal_color, sides=("left", "right", "top", "bottom")) -> None:
+def _opening(
+    b: _Builder,
+    wall: _Wall,
+    s0,
+    s1,
+    z0,
+    z1,
+    recess,
+    label,
+    instance,
+    color,
+    reveal_color,
+    sides=("left", "right", "top", "bottom"),
+) -> None:
     """The reveal of an opening: quads from the wall plane back to `recess` metres behind it,
     and the recessed panel itself, all facing into the room/opening."""
     p = wall.point
@@ -348,20 +432,39 @@ def _opening(b: _Builder, wall: _Wall, s0, s1, z0, z1, recess, label, instance, 
     n3 = np.array([wall.normal[0], wall.normal[1], 0.0])
     d3 = np.array([wall.direction[0], wall.direction[1], 0.0])
     depth_vec = n3 * recess
-    b.quad(p(s0, z0, back), p(s1, z0, back) - p(s0, z0, back), p(s0, z1, back) - p(s0, z0, back),
-           label, instance, color, outward=n3)
+    b.quad(
+        p(s0, z0, back),
+        p(s1, z0, back) - p(s0, z0, back),
+        p(s0, z1, back) - p(s0, z0, back),
+        label,
+        instance,
+        color,
+        outward=n3,
+    )
     if "left" in sides:
-        b.quad(p(s0, z0, back), depth_vec, p(s0, z1, 0) - p(s0, z0, 0), label, instance,
-               reveal_color, outward=d3)
+        b.quad(p(s0, z0, back), depth_vec, p(s0, z1, 0) - p(s0, z0, 0), label, instance, reveal_color, outward=d3)
     if "right" in sides:
-        b.quad(p(s1, z0, back), depth_vec, p(s1, z1, 0) - p(s1, z0, 0), label, instance,
-               reveal_color, outward=-d3)
+        b.quad(p(s1, z0, back), depth_vec, p(s1, z1, 0) - p(s1, z0, 0), label, instance, reveal_color, outward=-d3)
     if "top" in sides:
-        b.quad(p(s0, z1, back), depth_vec, p(s1, z1, 0) - p(s0, z1, 0), label, instance,
-               reveal_color, outward=np.array([0.0, 0.0, -1.0]))
+        b.quad(
+            p(s0, z1, back),
+            depth_vec,
+            p(s1, z1, 0) - p(s0, z1, 0),
+            label,
+            instance,
+            reveal_color,
+            outward=np.array([0.0, 0.0, -1.0]),
+        )
     if "bottom" in sides:
-        b.quad(p(s0, z0, back), depth_vec, p(s1, z0, 0) - p(s0, z0, 0), label, instance,
-               reveal_color, outward=np.array([0.0, 0.0, 1.0]))
+        b.quad(
+            p(s0, z0, back),
+            depth_vec,
+            p(s1, z0, 0) - p(s0, z0, 0),
+            label,
+            instance,
+            reveal_color,
+            outward=np.array([0.0, 0.0, 1.0]),
+        )
 
 
 def _add_doors(b: _Builder, walls, height, footprints) -> None:
@@ -381,16 +484,36 @@ def _add_doors(b: _Builder, walls, height, footprints) -> None:
             inst = b.new_instance()
             panel = b.jitter_color(_DOOR_PAINTS)
             frame = np.clip(panel * rng.uniform(0.8, 1.1) + rng.normal(0, 0.03, 3), 0, 1)
-            _opening(b, wall, s0, s1, 0.0, door_h, rng.uniform(0.04, 0.08), DOOR, inst, panel,
-                     frame, sides=("left", "right", "top"))
+            _opening(
+                b,
+                wall,
+                s0,
+                s1,
+                0.0,
+                door_h,
+                rng.uniform(0.04, 0.08),
+                DOOR,
+                inst,
+                panel,
+                frame,
+                sides=("left", "right", "top"),
+            )
             proud = rng.uniform(0.02, 0.04)
             _wall_box(b, wall, s0 - casing / 2, 0.0, 0.0, (casing, proud, door_h), DOOR, inst, frame)
             _wall_box(b, wall, s1 + casing / 2, 0.0, 0.0, (casing, proud, door_h), DOOR, inst, frame)
-            _wall_box(b, wall, (s0 + s1) / 2, door_h, 0.0, (door_w + 2 * casing, proud, casing),
-                      DOOR, inst, frame)
+            _wall_box(b, wall, (s0 + s1) / 2, door_h, 0.0, (door_w + 2 * casing, proud, casing), DOOR, inst, frame)
             handle_s = s1 - 0.08 if rng.random() < 0.5 else s0 + 0.08
-            _wall_box(b, wall, handle_s, rng.uniform(0.95, 1.05), -0.04, (0.12, 0.10, 0.03),
-                      DOOR, inst, b.jitter_color(_METALS))
+            _wall_box(
+                b,
+                wall,
+                handle_s,
+                rng.uniform(0.95, 1.05),
+                -0.04,
+                (0.12, 0.10, 0.03),
+                DOOR,
+                inst,
+                b.jitter_color(_METALS),
+            )
             # keep the swing area clear of furniture
             c = wall.point((s0 + s1) / 2, 0.0, door_w / 2)
             ext = _rotated_extent(door_w + 2 * casing, door_w, wall.yaw)
@@ -421,11 +544,9 @@ def _add_windows(b: _Builder, walls, height) -> None:
             n_panes = max(1, int(round(win_w / rng.uniform(0.6, 1.0))))
             for k in range(1, n_panes):
                 s = s0 + k * win_w / n_panes
-                _wall_box(b, wall, s, z0, -recess, (0.05, 0.05, z1 - z0), WINDOW, inst, frame,
-                          skip=("-y", "-z", "+z"))
+                _wall_box(b, wall, s, z0, -recess, (0.05, 0.05, z1 - z0), WINDOW, inst, frame, skip=("-y", "-z", "+z"))
             sill_out = rng.uniform(0.03, 0.12)
-            _wall_box(b, wall, (s0 + s1) / 2, z0 - 0.03, 0.0, (win_w + 0.1, sill_out, 0.03),
-                      WINDOW, inst, frame)
+            _wall_box(b, wall, (s0 + s1) / 2, z0 - 0.03, 0.0, (win_w + 0.1, sill_out, 0.03), WINDOW, inst, frame)
             break
 
 
@@ -447,17 +568,14 @@ def _add_boards(b: _Builder, walls, height) -> None:
             surface = b.jitter_color(_BOARD_SURFACES, 0.02)
             frame = b.jitter_color(_METALS, 0.02)
             proud = rng.uniform(0.02, 0.04)
-            _wall_box(b, wall, (s0 + s1) / 2, z0, 0.0, (board_w, proud, board_h), BOARD, inst,
-                      surface, skip=("-y",))
+            _wall_box(b, wall, (s0 + s1) / 2, z0, 0.0, (board_w, proud, board_h), BOARD, inst, surface, skip=("-y",))
             # frame bars along the edges, slightly prouder than the surface
             bar = rng.uniform(0.03, 0.05)
             for z in (z0, z0 + board_h - bar):
-                _wall_box(b, wall, (s0 + s1) / 2, z, 0.0, (board_w, proud + 0.008, bar), BOARD,
-                          inst, frame)
+                _wall_box(b, wall, (s0 + s1) / 2, z, 0.0, (board_w, proud + 0.008, bar), BOARD, inst, frame)
             for s in (s0 + bar / 2, s1 - bar / 2):
                 _wall_box(b, wall, s, z0, 0.0, (bar, proud + 0.008, board_h), BOARD, inst, frame)
-            _wall_box(b, wall, (s0 + s1) / 2, z0 - 0.02, 0.0, (board_w * 0.9, 0.07, 0.02), BOARD,
-                      inst, frame)
+            _wall_box(b, wall, (s0 + s1) / 2, z0 - 0.02, 0.0, (board_w * 0.9, 0.07, 0.02), BOARD, inst, frame)
             break
 
 
@@ -487,32 +605,57 @@ def _add_bookcases(b: _Builder, walls, height, footprints, floor_quad, width, de
             for s in (s0 + board / 2, s1 - board / 2):
                 _wall_box(b, wall, s, 0.0, 0.0, (board, case_d, case_h), BOOKCASE, inst, wood)
             # back panel seen through the shelves
-            b.quad(wall.point(s0, 0.0, 0.005), wall.point(s1, 0.0, 0.005) - wall.point(s0, 0.0, 0.005),
-                   (0, 0, case_h), BOOKCASE, inst, wood * 0.8,
-                   outward=np.array([wall.normal[0], wall.normal[1], 0.0]))
+            b.quad(
+                wall.point(s0, 0.0, 0.005),
+                wall.point(s1, 0.0, 0.005) - wall.point(s0, 0.0, 0.005),
+                (0, 0, case_h),
+                BOOKCASE,
+                inst,
+                wood * 0.8,
+                outward=np.array([wall.normal[0], wall.normal[1], 0.0]),
+            )
             n_shelves = int(rng.integers(4, 7))
             plinth = 0.06
             shelf_z = np.linspace(plinth, case_h - board, n_shelves + 1)
             # kick plate: the floor under the case is cut away, so close the gap below
-            _wall_box(b, wall, s_mid, 0.0, case_d - 0.02, (case_w - 2 * board, 0.02, plinth), BOOKCASE,
-                      inst, wood, skip=("-z", "+z"))
+            _wall_box(
+                b,
+                wall,
+                s_mid,
+                0.0,
+                case_d - 0.02,
+                (case_w - 2 * board, 0.02, plinth),
+                BOOKCASE,
+                inst,
+                wood,
+                skip=("-z", "+z"),
+            )
             for z in shelf_z:
-                _wall_box(b, wall, s_mid, z, 0.0, (case_w - 2 * board, case_d, board), BOOKCASE,
-                          inst, wood)
+                _wall_box(b, wall, s_mid, z, 0.0, (case_w - 2 * board, case_d, board), BOOKCASE, inst, wood)
             for z_lo, z_hi in zip(shelf_z[:-1], shelf_z[1:]):
                 gap = z_hi - z_lo - board
                 s = s0 + board
                 while s < s1 - board - 0.03:
                     book_w = rng.uniform(0.02, 0.06)
-                    if rng.random() < 0.15:          # an empty stretch of shelf
+                    if rng.random() < 0.15:  # an empty stretch of shelf
                         s += rng.uniform(0.05, 0.2)
                         continue
                     book_w = min(book_w, s1 - board - s)
                     book_h = min(gap - 0.01, rng.uniform(0.15, 0.32))
                     book_d = rng.uniform(0.15, case_d - 0.03)
                     color = np.clip(rng.uniform(0.05, 0.9, 3), 0, 1)
-                    _wall_box(b, wall, s + book_w / 2, z_lo + board, 0.01, (book_w, book_d, book_h),
-                              BOOKCASE, inst, color, skip=("-y", "-z"))
+                    _wall_box(
+                        b,
+                        wall,
+                        s + book_w / 2,
+                        z_lo + board,
+                        0.01,
+                        (book_w, book_d, book_h),
+                        BOOKCASE,
+                        inst,
+                        color,
+                        skip=("-y", "-z"),
+                    )
                     s += book_w
             break
 
@@ -543,26 +686,39 @@ def _add_sofas(b: _Builder, walls, footprints, width, depth) -> None:
             c, s_ = math.cos(yaw), math.sin(yaw)
             local_x, local_y = np.array([c, s_]), np.array([-s_, c])
 
-            def at(lx, ly):
+            def at(lx, ly, center=center, local_x=local_x, local_y=local_y):
                 return center + lx * local_x + ly * local_y
 
             arm_w, back_d = rng.uniform(0.15, 0.25), rng.uniform(0.15, 0.25)
             seat_h, back_h, arm_h = rng.uniform(0.38, 0.46), rng.uniform(0.75, 0.9), rng.uniform(0.55, 0.65)
             # the sofa's back is at local -y (towards the wall it stands against)
-            b.box(at(0, back_d / 2), 0.0, (sofa_l - 2 * arm_w, sofa_d - back_d, seat_h), yaw, SOFA,
-                  inst, fabric)
-            b.box(at(0, -sofa_d / 2 + back_d / 2), 0.0, (sofa_l, back_d, back_h), yaw, SOFA, inst,
-                  fabric * 0.92)
+            b.box(at(0, back_d / 2), 0.0, (sofa_l - 2 * arm_w, sofa_d - back_d, seat_h), yaw, SOFA, inst, fabric)
+            b.box(at(0, -sofa_d / 2 + back_d / 2), 0.0, (sofa_l, back_d, back_h), yaw, SOFA, inst, fabric * 0.92)
             for side in (-1, 1):
-                b.box(at(side * (sofa_l / 2 - arm_w / 2), back_d / 2), 0.0,
-                      (arm_w, sofa_d - back_d, arm_h), yaw, SOFA, inst, fabric * 0.95)
+                b.box(
+                    at(side * (sofa_l / 2 - arm_w / 2), back_d / 2),
+                    0.0,
+                    (arm_w, sofa_d - back_d, arm_h),
+                    yaw,
+                    SOFA,
+                    inst,
+                    fabric * 0.95,
+                )
             # seat cushions slightly proud of the base
             for k in range(2 if sofa_l < 1.9 else 3):
                 n = 2 if sofa_l < 1.9 else 3
                 cw = (sofa_l - 2 * arm_w) / n
                 lx = -sofa_l / 2 + arm_w + cw * (k + 0.5)
-                b.box(at(lx, back_d / 2), seat_h, (cw - 0.02, sofa_d - back_d - 0.02, 0.08), yaw,
-                      SOFA, inst, np.clip(fabric * 1.05, 0, 1), skip=("-z",))
+                b.box(
+                    at(lx, back_d / 2),
+                    seat_h,
+                    (cw - 0.02, sofa_d - back_d - 0.02, 0.08),
+                    yaw,
+                    SOFA,
+                    inst,
+                    np.clip(fabric * 1.05, 0, 1),
+                    skip=("-z",),
+                )
             break
 
 
@@ -582,18 +738,42 @@ def _add_chair(b: _Builder, center, yaw, color, metal, style: int) -> None:
     b.box(at(0, 0), seat_z, (seat_w, seat_w, seat_t), yaw, CHAIR, inst, color, skip=())
     back_h = rng.uniform(0.35, 0.55)
     back_gap = rng.uniform(0.0, 0.08)
-    b.box(at(0, -seat_w / 2 + 0.03), seat_z + seat_t + back_gap, (seat_w * rng.uniform(0.85, 1.0), 0.05, back_h),
-          yaw, CHAIR, inst, color, skip=())
+    b.box(
+        at(0, -seat_w / 2 + 0.03),
+        seat_z + seat_t + back_gap,
+        (seat_w * rng.uniform(0.85, 1.0), 0.05, back_h),
+        yaw,
+        CHAIR,
+        inst,
+        color,
+        skip=(),
+    )
     if style == 0:
         leg = rng.uniform(0.025, 0.04)
         for lx in (-1, 1):
             for ly in (-1, 1):
-                b.box(at(lx * (seat_w / 2 - leg), ly * (seat_w / 2 - leg)), 0.0, (leg, leg, seat_z), yaw,
-                      CHAIR, inst, metal, skip=("-z", "+z"))
+                b.box(
+                    at(lx * (seat_w / 2 - leg), ly * (seat_w / 2 - leg)),
+                    0.0,
+                    (leg, leg, seat_z),
+                    yaw,
+                    CHAIR,
+                    inst,
+                    metal,
+                    skip=("-z", "+z"),
+                )
         # back posts
         for lx in (-1, 1):
-            b.box(at(lx * (seat_w / 2 - leg), -seat_w / 2 + 0.03), seat_z + seat_t, (leg, leg, back_gap + 0.05),
-                  yaw, CHAIR, inst, metal, skip=("-z", "+z"))
+            b.box(
+                at(lx * (seat_w / 2 - leg), -seat_w / 2 + 0.03),
+                seat_z + seat_t,
+                (leg, leg, back_gap + 0.05),
+                yaw,
+                CHAIR,
+                inst,
+                metal,
+                skip=("-z", "+z"),
+            )
     else:
         b.box(at(0, 0), 0.08, (0.05, 0.05, seat_z - 0.08), yaw, CHAIR, inst, metal, skip=("-z", "+z"))
         for k in range(5):
@@ -602,11 +782,20 @@ def _add_chair(b: _Builder, center, yaw, color, metal, style: int) -> None:
             b.box(np.asarray(center) + 0.16 * d, 0.03, (0.32, 0.04, 0.04), a, CHAIR, inst, metal)
         if rng.random() < 0.6:
             for lx in (-1, 1):
-                b.box(at(lx * (seat_w / 2 + 0.02), 0.0), seat_z + 0.18, (0.05, seat_w * 0.7, 0.04), yaw,
-                      CHAIR, inst, metal)
+                b.box(
+                    at(lx * (seat_w / 2 + 0.02), 0.0),
+                    seat_z + 0.18,
+                    (0.05, seat_w * 0.7, 0.04),
+                    yaw,
+                    CHAIR,
+                    inst,
+                    metal,
+                )
 
 
-def _add_tables_and_chairs(b: _Builder, footprints, width, depth) -> list[tuple[np.ndarray, float, float, float, float]]:
+def _add_tables_and_chairs(
+    b: _Builder, footprints, width, depth
+) -> list[tuple[np.ndarray, float, float, float, float]]:
     """1-4 tables with chairs around them facing the table, plus a few free chairs.
 
     Returns each table as (center (2,), yaw, length, width, top height) for placing clutter.
@@ -618,7 +807,7 @@ def _add_tables_and_chairs(b: _Builder, footprints, width, depth) -> list[tuple[
             tab_l, tab_w = rng.uniform(1.0, 2.4), rng.uniform(0.6, 1.0)
             yaw = rng.choice([0.0, math.pi / 2]) + (rng.normal(0, 0.2) if rng.random() < 0.3 else 0.0)
             center = np.array([rng.uniform(0.6, width - 0.6), rng.uniform(0.6, depth - 0.6)])
-            ext = _rotated_extent(tab_l + 1.0, tab_w + 1.4, yaw)   # room for chairs around it
+            ext = _rotated_extent(tab_l + 1.0, tab_w + 1.4, yaw)  # room for chairs around it
             x0, x1, y0, y1 = center[0] - ext[0], center[0] + ext[0], center[1] - ext[1], center[1] + ext[1]
             if x0 < 0.0 or y0 < 0.0 or x1 > width or y1 > depth or not footprints.free(x0, x1, y0, y1):
                 continue
@@ -636,11 +825,10 @@ def _add_tables_and_chairs(b: _Builder, footprints, width, depth) -> list[tuple[
                     for ly in (-1, 1):
                         p = center + lx * (tab_l / 2 - leg) * local_x + ly * (tab_w / 2 - leg) * local_y
                         b.box(p, 0.0, (leg, leg, top_z - top_t), yaw, TABLE, inst, metal, skip=("-z", "+z"))
-            else:   # panel ends, as on many office desks
+            else:  # panel ends, as on many office desks
                 for lx in (-1, 1):
                     p = center + lx * (tab_l / 2 - 0.03) * local_x
-                    b.box(p, 0.0, (0.03, tab_w * 0.9, top_z - top_t), yaw, TABLE, inst, top * 0.9,
-                          skip=("-z", "+z"))
+                    b.box(p, 0.0, (0.03, tab_w * 0.9, top_z - top_t), yaw, TABLE, inst, top * 0.9, skip=("-z", "+z"))
             tables.append((center, yaw, tab_l, tab_w, top_z))
             chair_color = b.jitter_color(_CHAIR_FABRICS)
             chair_metal = b.jitter_color(_METALS)
@@ -663,8 +851,14 @@ def _add_tables_and_chairs(b: _Builder, footprints, width, depth) -> list[tuple[
             if not footprints.free(p[0] - 0.35, p[0] + 0.35, p[1] - 0.35, p[1] + 0.35):
                 continue
             footprints.add(p[0] - 0.35, p[0] + 0.35, p[1] - 0.35, p[1] + 0.35)
-            _add_chair(b, p, rng.uniform(0, 2 * math.pi), b.jitter_color(_CHAIR_FABRICS),
-                       b.jitter_color(_METALS), int(rng.integers(2)))
+            _add_chair(
+                b,
+                p,
+                rng.uniform(0, 2 * math.pi),
+                b.jitter_color(_CHAIR_FABRICS),
+                b.jitter_color(_METALS),
+                int(rng.integers(2)),
+            )
             break
     return tables
 
@@ -678,16 +872,16 @@ def _add_clutter(b: _Builder, walls, height, footprints, tables, width, depth) -
         local_x, local_y = np.array([c, s]), np.array([-s, c])
         for _ in range(rng.integers(0, 5)):
             kind = rng.integers(4)
-            if kind == 0:     # monitor on a foot
+            if kind == 0:  # monitor on a foot
                 size = (rng.uniform(0.4, 0.6), 0.04, rng.uniform(0.28, 0.4))
                 z = top_z + 0.1
-            elif kind == 1:   # box / printer
+            elif kind == 1:  # box / printer
                 size = (rng.uniform(0.15, 0.45), rng.uniform(0.15, 0.4), rng.uniform(0.05, 0.3))
                 z = top_z
-            elif kind == 2:   # cup / bottle
+            elif kind == 2:  # cup / bottle
                 size = (0.08, 0.08, rng.uniform(0.1, 0.25))
                 z = top_z
-            else:             # papers, laptop
+            else:  # papers, laptop
                 size = (rng.uniform(0.25, 0.4), rng.uniform(0.2, 0.3), rng.uniform(0.005, 0.025))
                 z = top_z
             lx = rng.uniform(-tab_l / 2 + size[0] / 2, tab_l / 2 - size[0] / 2)
@@ -706,13 +900,13 @@ def _add_clutter(b: _Builder, walls, height, footprints, tables, width, depth) -
     for _ in range(rng.integers(2, 9)):
         for _attempt in range(10):
             kind = rng.integers(4)
-            if kind == 0:     # waste bin
+            if kind == 0:  # waste bin
                 size = (0.3, 0.3, rng.uniform(0.3, 0.5))
-            elif kind == 1:   # cardboard box / crate
+            elif kind == 1:  # cardboard box / crate
                 size = (rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.6), rng.uniform(0.2, 0.6))
-            elif kind == 2:   # plant: pot + foliage
+            elif kind == 2:  # plant: pot + foliage
                 size = (0.3, 0.3, 0.3)
-            else:             # low cabinet / filing cabinet
+            else:  # low cabinet / filing cabinet
                 size = (rng.uniform(0.4, 1.0), rng.uniform(0.4, 0.6), rng.uniform(0.6, 1.3))
             if rng.random() < 0.6:
                 wall = walls[rng.integers(4)]
@@ -733,11 +927,18 @@ def _add_clutter(b: _Builder, walls, height, footprints, tables, width, depth) -
             if kind == 2:
                 b.box(p, 0.0, size, yaw, CLUTTER, inst, b.jitter_color(_WOODS))
                 green = np.array([rng.uniform(0.1, 0.3), rng.uniform(0.35, 0.6), rng.uniform(0.1, 0.25)])
-                for k in range(5):
+                for _ in range(5):
                     off = rng.normal(0, 0.12, 2)
-                    b.box(p + off, 0.3 + rng.uniform(0, 0.5), (rng.uniform(0.15, 0.35),) * 2 + (rng.uniform(0.1, 0.3),),
-                          rng.uniform(0, math.pi), CLUTTER, inst, np.clip(green + rng.normal(0, 0.05, 3), 0, 1),
-                          skip=())
+                    b.box(
+                        p + off,
+                        0.3 + rng.uniform(0, 0.5),
+                        (rng.uniform(0.15, 0.35),) * 2 + (rng.uniform(0.1, 0.3),),
+                        rng.uniform(0, math.pi),
+                        CLUTTER,
+                        inst,
+                        np.clip(green + rng.normal(0, 0.05, 3), 0, 1),
+                        skip=(),
+                    )
             else:
                 color = rng.uniform(0.1, 0.9, 3) if kind != 1 else np.array([0.62, 0.48, 0.30]) + rng.normal(0, 0.04, 3)
                 b.box(p, 0.0, size, yaw, CLUTTER, inst, np.clip(color, 0, 1))
@@ -748,11 +949,26 @@ def _add_clutter(b: _Builder, walls, height, footprints, tables, width, depth) -
             wall = walls[rng.integers(4)]
             kind = rng.integers(3)
             if kind == 0:
-                w, h, z0, proud = rng.uniform(0.3, 1.0), rng.uniform(0.3, 0.9), rng.uniform(1.2, 1.7), rng.uniform(0.01, 0.04)
+                w, h, z0, proud = (
+                    rng.uniform(0.3, 1.0),
+                    rng.uniform(0.3, 0.9),
+                    rng.uniform(1.2, 1.7),
+                    rng.uniform(0.01, 0.04),
+                )
             elif kind == 1:
-                w, h, z0, proud = rng.uniform(0.6, 1.5), rng.uniform(0.4, 0.6), rng.uniform(0.1, 0.2), rng.uniform(0.08, 0.12)
+                w, h, z0, proud = (
+                    rng.uniform(0.6, 1.5),
+                    rng.uniform(0.4, 0.6),
+                    rng.uniform(0.1, 0.2),
+                    rng.uniform(0.08, 0.12),
+                )
             else:
-                w, h, z0, proud = rng.uniform(0.6, 1.2), rng.uniform(0.5, 0.8), rng.uniform(1.5, 1.9), rng.uniform(0.3, 0.4)
+                w, h, z0, proud = (
+                    rng.uniform(0.6, 1.2),
+                    rng.uniform(0.5, 0.8),
+                    rng.uniform(1.5, 1.9),
+                    rng.uniform(0.3, 0.4),
+                )
             z1 = min(z0 + h, height - 0.1)
             s0 = rng.uniform(0.2, max(0.21, wall.length - w - 0.2))
             if not wall.free(s0, s0 + w, z0, z1, margin=0.05):
@@ -772,23 +988,40 @@ def _add_clutter(b: _Builder, walls, height, footprints, tables, width, depth) -
             else:
                 color = b.jitter_color(np.vstack([_WOODS, _STRUCTURE_WHITES[:2]]))
             _wall_box(b, wall, s0 + w / 2, z0, 0.0, (w, proud, z1 - z0), CLUTTER, inst, color, skip=("-y",))
-            if kind == 1:     # radiator fins
+            if kind == 1:  # radiator fins
                 for k in range(int(w / 0.08)):
-                    _wall_box(b, wall, s0 + 0.04 + k * 0.08, z0, proud, (0.02, 0.02, z1 - z0), CLUTTER, inst,
-                              color * 0.95, skip=("-y", "-z"))
+                    _wall_box(
+                        b,
+                        wall,
+                        s0 + 0.04 + k * 0.08,
+                        z0,
+                        proud,
+                        (0.02, 0.02, z1 - z0),
+                        CLUTTER,
+                        inst,
+                        color * 0.95,
+                        skip=("-y", "-z"),
+                    )
             break
-    for _ in range(rng.choice([0, 1, 2])):     # ceiling lamps (S3DIS labels them clutter)
+    for _ in range(rng.choice([0, 1, 2])):  # ceiling lamps (S3DIS labels them clutter)
         p = np.array([rng.uniform(1.0, width - 1.0), rng.uniform(1.0, depth - 1.0)])
         lamp_h = rng.uniform(0.05, 0.12)
-        b.box(p, height - lamp_h, (rng.uniform(0.6, 1.2), rng.uniform(0.2, 0.6), lamp_h), rng.choice([0.0, math.pi / 2]),
-              CLUTTER, b.new_instance(), np.clip(np.array([0.95, 0.95, 0.92]) + rng.normal(0, 0.02, 3), 0, 1),
-              skip=("+z",))
+        b.box(
+            p,
+            height - lamp_h,
+            (rng.uniform(0.6, 1.2), rng.uniform(0.2, 0.6), lamp_h),
+            rng.choice([0.0, math.pi / 2]),
+            CLUTTER,
+            b.new_instance(),
+            np.clip(np.array([0.95, 0.95, 0.92]) + rng.normal(0, 0.02, 3), 0, 1),
+            skip=("+z",),
+        )
 
 
 # ----------------------------------------------------------------------------- sampling
 def _shade(color: np.ndarray, normal: np.ndarray, light: np.ndarray) -> np.ndarray:
     """Ambient + Lambert shading, as the colour a scanner's camera would record."""
-    lambert = np.abs(normal @ light)          # both sides lit: rooms are lit from many sides
+    lambert = np.abs(normal @ light)  # both sides lit: rooms are lit from many sides
     return color * (0.72 + 0.28 * lambert)[:, None]
 
 
@@ -806,16 +1039,32 @@ def _texture(kind: np.ndarray, points: np.ndarray) -> np.ndarray:
     return factor
 
 
-def sample_room(scene: RoomScene, num_points: int = 100_000, seed: int | None = None,
-                noise_std: float = 0.004, color_noise_std: float = 0.03) -> dict[str, np.ndarray]:
-    """Samples `num_points` points on the scene's surfaces (area x density weighted).
+def sample_room(
+    scene: RoomScene,
+    num_points: int = 100_000,
+    seed: int | None = None,
+    noise_std: float = 0.004,
+    color_noise_std: float = 0.03,
+) -> dict[str, np.ndarray]:
+    """Samples points on the scene's surfaces, weighted by area x density.
 
-    Returns a dict of numpy arrays:
-    coord (N, 3) float32 metres; color (N, 3) uint8; label (N,) int64 in 0..12 (S3DIS
-    order); normal (N, 3) float32 unit outward surface normals (exact, before noise);
-    instance (N,) int64 object ids. Positions get Gaussian noise of `noise_std` metres,
-    colours Gaussian noise of `color_noise_std` (in [0, 1] units). Deterministic in
-    (`scene`, `seed`); `seed=None` uses the scene's seed.
+    Positions get Gaussian noise of `noise_std` metres, colours Gaussian noise of
+    `color_noise_std` (in [0, 1] units). Deterministic in (`scene`, `seed`).
+
+    Args:
+        scene: a `RoomScene` from `build_room`.
+        num_points: number of points N.
+        seed: the sampling seed; None uses the scene's seed.
+        noise_std: position noise in metres.
+        color_noise_std: colour noise in [0, 1] units.
+
+    Returns:
+        room: a dict with coord (N, 3) float32 metres, color (N, 3) uint8, label (N,) int64 in
+            0..12 (S3DIS order), normal (N, 3) float32 unit outward surface normals (exact,
+            before noise), instance (N,) int64 object ids.
+
+    Raises:
+        ValueError: when `num_points` is not positive.
     """
     if num_points <= 0:
         raise ValueError(f"num_points must be positive, got {num_points}")
@@ -866,19 +1115,37 @@ def sample_room(scene: RoomScene, num_points: int = 100_000, seed: int | None = 
 
 
 def generate_room(seed: int, num_points: int = 100_000) -> dict[str, np.ndarray]:
-    """One procedural room of `num_points` points, deterministic in `seed`.
+    """One procedural room, deterministic in `seed` (`sample_room(build_room(seed))`).
 
-    Returns coord (N, 3) float32, color (N, 3) uint8, label (N,) int64 in 0..12 (S3DIS
-    order, see `pcseg.data.classes.S3DIS_CLASS_NAMES`), normal (N, 3) float32,
-    instance (N,) int64.
+    Args:
+        seed: the room's seed.
+        num_points: number of points N.
+
+    Returns:
+        room: a dict with coord (N, 3) float32, color (N, 3) uint8, label (N,) int64 in 0..12
+            (S3DIS order, see `pcseg.data.classes.S3DIS_CLASS_NAMES`), normal (N, 3) float32,
+            instance (N,) int64.
     """
     return sample_room(build_room(seed), num_points, seed=seed)
 
 
 # ----------------------------------------------------------------------------- rendering
 def look_at_pose(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """`T_world_from_camera` (4, 4) float64 of a camera (x right, y down, z forward, as in
-    `pcseg.bridge`) at `eye` looking at `target`."""
+    """The pose of a camera at `eye` looking at `target`.
+
+    The camera frame is x right, y down, z forward, as in `pcseg.bridge`.
+
+    Args:
+        eye: (3,) camera position in metres.
+        target: (3,) point looked at.
+        up: (3,) the world's up direction.
+
+    Returns:
+        T_world_from_camera: (4, 4) float64.
+
+    Raises:
+        ValueError: when `eye` equals `target` or the viewing direction is parallel to `up`.
+    """
     eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
     forward = target - eye
     if np.linalg.norm(forward) == 0:
@@ -894,17 +1161,28 @@ def look_at_pose(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     return pose
 
 
-def render_view(scene: RoomScene, camera, T_world_from_camera: np.ndarray,
-                max_depth: float = 20.0) -> dict[str, np.ndarray]:
+def render_view(
+    scene: RoomScene, camera, T_world_from_camera: np.ndarray, max_depth: float = 20.0
+) -> dict[str, np.ndarray]:
     """Ray-casts the scene's quads from a pinhole camera: an exact RGB-D + label view.
 
-    camera: a `pcseg.bridge.PinholeCamera` (any object with fx, fy, cx, cy, width, height);
-    pixel (u, v) (column, row, 0-based centres) sees the ray through
+    Pixel (u, v) (column, row, 0-based centres) sees the ray through
     `((u - cx) / fx, (v - cy) / fy, 1)` in camera coordinates (x right, y down, z forward).
-    T_world_from_camera: (4, 4) camera pose, e.g. from `look_at_pose`. Returns
-    depth (H, W) float32 metres along the optical axis (0 where nothing is hit),
-    label (H, W) int64 (-1 where nothing is hit), instance (H, W) int64 (-1 likewise),
-    color (H, W, 3) uint8 (shaded, noise-free), normal (H, W, 3) float32 (world frame).
+
+    Args:
+        scene: a `RoomScene` from `build_room`.
+        camera: a `pcseg.bridge.PinholeCamera` (any object with fx, fy, cx, cy, width, height).
+        T_world_from_camera: (4, 4) camera pose, e.g. from `look_at_pose`.
+        max_depth: rays hit nothing beyond this many metres.
+
+    Returns:
+        view: a dict with depth (H, W) float32 metres along the optical axis (0 where nothing
+            is hit), label (H, W) int64 (-1 where nothing is hit), instance (H, W) int64 (-1
+            likewise), color (H, W, 3) uint8 (shaded, noise-free), normal (H, W, 3) float32
+            (world frame).
+
+    Raises:
+        ValueError: when `T_world_from_camera` is not (4, 4).
     """
     camera_to_world = np.asarray(T_world_from_camera, dtype=np.float64)
     if camera_to_world.shape != (4, 4):
@@ -933,21 +1211,22 @@ def render_view(scene: RoomScene, camera, T_world_from_camera: np.ndarray,
             pv = fy * cam[:, 1] / cam[:, 2] + cy
             u0, u1 = max(0, int(np.floor(pu.min()))), min(width, int(np.ceil(pu.max())) + 1)
             v0, v1 = max(0, int(np.floor(pv.min()))), min(height, int(np.ceil(pv.max())) + 1)
-        else:    # straddles the camera plane: test the whole image
+        else:  # straddles the camera plane: test the whole image
             u0, u1, v0, v1 = 0, width, 0, height
         if u0 >= u1 or v0 >= v1:
             continue
-        rays = rays_cam[v0:v1, u0:u1] @ rot.T                          # world directions, z_cam = 1
+        rays = rays_cam[v0:v1, u0:u1] @ rot.T  # world directions, z_cam = 1
         n_cam_dot = rays @ n
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.dot(origin - eye, n) / n_cam_dot                    # = depth along the optical axis
+            t = np.dot(origin - eye, n) / n_cam_dot  # = depth along the optical axis
         hit = eye + rays * t[..., None] - origin
         # solve hit = a * eu + b * ev in the quad's plane by least squares on the 2x2 Gram
         gram = np.array([[eu @ eu, eu @ ev], [eu @ ev, ev @ ev]])
         rhs = np.stack([hit @ eu, hit @ ev], -1)
         ab = rhs @ np.linalg.inv(gram).T
-        inside = (t > 1e-6) & (t < max_depth) & (ab[..., 0] >= 0) & (ab[..., 0] <= 1) & \
-                 (ab[..., 1] >= 0) & (ab[..., 1] <= 1)
+        inside = (
+            (t > 1e-6) & (t < max_depth) & (ab[..., 0] >= 0) & (ab[..., 0] <= 1) & (ab[..., 1] >= 0) & (ab[..., 1] <= 1)
+        )
         for a0, a1, b0, b1 in holes_of[i]:
             inside &= ~((ab[..., 0] > a0) & (ab[..., 0] < a1) & (ab[..., 1] > b0) & (ab[..., 1] < b1))
         sub_depth = depth[v0:v1, u0:u1]
@@ -973,18 +1252,25 @@ def render_view(scene: RoomScene, camera, T_world_from_camera: np.ndarray,
 
 # ----------------------------------------------------------------------------- dataset
 class SyntheticRooms(torch.utils.data.Dataset):
-    """Procedural rooms as a torch Dataset: item i is room `seeds[i]`, regenerated on access
-    (under a second per room, so nothing is cached or written).
+    """Procedural rooms as a torch Dataset: item i is room `seeds[i]`, regenerated on access.
 
-    Item: coord (N, 3) float32, color (N, 3) float32 in [0, 1], normal (N, 3) float32,
-    label (N,) int64, instance (N,) int64, name (str "synthetic_<seed>"). `transform`
-    (e.g. `pcseg.data.transforms.Compose`) is applied with a generator seeded by
-    (`augment_seed`, epoch, index) when given, so an item's augmentation depends on
-    nothing else: not on the order items are read in, nor on which DataLoader worker
-    reads it (a generator shared by the dataset would be copied into every worker, and
-    the workers would repeat each other's draws). Call `set_epoch(e)` before each epoch
-    for fresh augmentations, as with DistributedSampler; with `persistent_workers=True`
-    the workers keep the epoch they started with.
+    Nothing is cached or written. Item: coord (N, 3) float32, color (N, 3) float32 in [0, 1],
+    normal (N, 3) float32, label (N,) int64, instance (N,) int64, name (str
+    "synthetic_<seed>"). The transform is applied with a generator seeded by (`augment_seed`,
+    epoch, index), so an item's augmentation depends on nothing else: not on the order items
+    are read in, nor on which DataLoader worker reads it (a generator shared by the dataset
+    would be copied into every worker, and the workers would repeat each other's draws). Call
+    `set_epoch(e)` before each epoch for fresh augmentations, as with DistributedSampler;
+    with `persistent_workers=True` the workers keep the epoch they started with.
+
+    Args:
+        seeds: the rooms' seeds.
+        num_points: points per room.
+        transform: `(sample, rng) -> sample`, e.g. `pcseg.data.transforms.Compose`, or None.
+        augment_seed: seed of the augmentations, >= 0.
+
+    Raises:
+        ValueError: when `seeds` is empty or `augment_seed` is negative.
     """
 
     def __init__(self, seeds, num_points: int = 100_000, transform=None, augment_seed: int = 0):
@@ -999,7 +1285,14 @@ class SyntheticRooms(torch.utils.data.Dataset):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Selects the augmentations of epoch `epoch` (>= 0) for the items read from now on."""
+        """Selects the augmentations of an epoch for the items read from now on.
+
+        Args:
+            epoch: the epoch, >= 0.
+
+        Raises:
+            ValueError: when `epoch` is negative.
+        """
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
         self.epoch = int(epoch)
@@ -1008,7 +1301,7 @@ class SyntheticRooms(torch.utils.data.Dataset):
         return len(self.seeds)
 
     def __getitem__(self, index: int) -> dict:
-        index = range(len(self.seeds))[index]   # dataset[-1] and dataset[n - 1] draw alike
+        index = range(len(self.seeds))[index]  # dataset[-1] and dataset[n - 1] draw alike
         seed = self.seeds[index]
         room = generate_room(seed, self.num_points)
         room["color"] = room["color"].astype(np.float32) / 255.0

@@ -12,11 +12,12 @@ Every transform is a small dataclass called as `transform(sample, rng)` with a
     sample = augment(sample, np.random.default_rng(seed))
     batch = collate([sample_a, sample_b])       # padded torch tensors + lengths
 """
+
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,8 +33,15 @@ def _per_point_keys(sample: dict) -> list[str]:
 
 
 def select_points(sample: dict, index: np.ndarray) -> dict:
-    """The sample restricted to points `index` (bool mask or int rows), every per-point
-    array at once."""
+    """The sample restricted to some points, every per-point array at once.
+
+    Args:
+        sample: a sample dict (see the module docstring).
+        index: (N,) bool mask or (M,) int64 rows.
+
+    Returns:
+        sample: a new dict with the per-point arrays indexed and the other entries as they were.
+    """
     out = dict(sample)
     for key in _per_point_keys(sample):
         out[key] = sample[key][index]
@@ -42,7 +50,11 @@ def select_points(sample: dict, index: np.ndarray) -> dict:
 
 @dataclass
 class Compose:
-    """Applies `transforms` in order."""
+    """Applies transforms in order.
+
+    Args:
+        transforms: callables `(sample, rng) -> sample`.
+    """
 
     transforms: Sequence
 
@@ -54,8 +66,11 @@ class Compose:
 
 @dataclass
 class RandomRotateZ:
-    """Rotates coord (and normal) about the z axis by an angle uniform in
-    [-max_angle, max_angle] radians, about the origin."""
+    """Rotates coord (and normal) about the z axis through the origin.
+
+    Args:
+        max_angle: the angle is uniform in [-max_angle, max_angle] radians.
+    """
 
     max_angle: float = math.pi
 
@@ -72,7 +87,13 @@ class RandomRotateZ:
 
 @dataclass
 class RandomScale:
-    """Scales coord by a factor uniform in [low, high] (one per axis when `anisotropic`)."""
+    """Scales coord by a random factor.
+
+    Args:
+        low: smallest factor.
+        high: largest factor (the factor is uniform in [low, high]).
+        anisotropic: one factor per axis instead of one for all.
+    """
 
     low: float = 0.9
     high: float = 1.1
@@ -85,13 +106,20 @@ class RandomScale:
         if "normal" in sample and self.anisotropic:
             # normals transform with the inverse scale, then renormalise
             normal = sample["normal"] / factor
-            out["normal"] = (normal / np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+            out["normal"] = (normal / np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)).astype(
+                np.float32
+            )
         return out
 
 
 @dataclass
 class RandomJitter:
-    """Adds Gaussian noise of `sigma` metres to coord, clipped to +-`clip`."""
+    """Adds clipped Gaussian noise to coord.
+
+    Args:
+        sigma: standard deviation in metres.
+        clip: the noise is clipped to +-clip metres.
+    """
 
     sigma: float = 0.01
     clip: float = 0.05
@@ -105,8 +133,12 @@ class RandomJitter:
 
 @dataclass
 class ColorJitter:
-    """Adds Gaussian noise of `std` to colours in [0, 1] plus a random global brightness
-    shift of up to +-`brightness`, then clips to [0, 1]."""
+    """Adds Gaussian noise and a random global brightness shift to colours in [0, 1], then clips.
+
+    Args:
+        std: standard deviation of the per-value noise.
+        brightness: the shift is uniform in +-brightness.
+    """
 
     std: float = 0.05
     brightness: float = 0.1
@@ -121,8 +153,14 @@ class ColorJitter:
 
 @dataclass
 class ColorDrop:
-    """With probability `p`, sets every colour to `value` (so a model cannot rely on colour
-    alone, as Pointcept's ChromaticAutoContrast/drop)."""
+    """Sets every colour to one value, at random.
+
+    So a model cannot rely on colour alone, as Pointcept's ChromaticAutoContrast/drop.
+
+    Args:
+        p: probability of dropping the colours of a sample.
+        value: the colour written, in [0, 1].
+    """
 
     p: float = 0.2
     value: float = 0.5
@@ -137,7 +175,11 @@ class ColorDrop:
 
 @dataclass
 class RandomPointDropout:
-    """Drops a random fraction (uniform in [0, max_ratio]) of the points."""
+    """Drops a random fraction of the points.
+
+    Args:
+        max_ratio: the fraction is uniform in [0, max_ratio].
+    """
 
     max_ratio: float = 0.2
 
@@ -152,9 +194,15 @@ class RandomPointDropout:
 
 @dataclass
 class NormalizeCoord:
-    """Centres coord on its mean (`center="mean"`) or on (mean x, mean y, min z)
-    (`center="floor"`), then divides by the largest distance from that centre when
-    `unit_sphere`."""
+    """Centres coord, optionally into the unit sphere.
+
+    Args:
+        center: "mean" centres on the mean, "floor" on (mean x, mean y, min z).
+        unit_sphere: then divide by the largest distance from that centre.
+
+    Raises:
+        ValueError: on call, when `center` is neither "mean" nor "floor".
+    """
 
     center: str = "mean"
     unit_sphere: bool = False
@@ -177,17 +225,26 @@ class NormalizeCoord:
 
 
 def grid_subsample(sample: dict, voxel_size: float, num_classes: int | None = None) -> dict:
-    """Keeps one point per occupied voxel of edge `voxel_size` metres.
+    """Keeps one point per occupied voxel.
 
     The kept point has the mean coord, mean colour and mean (renormalised) normal of its
     voxel and the voxel's majority label (ties -> smallest label; labels < 0, i.e.
     ignored, do not vote; a voxel of ignored points only gets IGNORE_INDEX). Other
     per-point arrays take the value of the voxel's first point. Voxels come out in
-    lexicographic (x, y, z) voxel order; `voxel_of_point` (N,) int64 maps each input point
-    to its output row.
+    lexicographic (x, y, z) voxel order.
 
-    num_classes: labels must be < num_classes (default: the largest label + 1); a larger
-    label raises ValueError, since its vote would land in the next voxel's row.
+    Args:
+        sample: a sample dict (see the module docstring).
+        voxel_size: voxel edge in metres.
+        num_classes: labels must be < num_classes; None takes the largest label + 1.
+
+    Returns:
+        sample: the subsampled dict (M points) plus voxel_of_point (N,) int64, each input
+            point's output row.
+
+    Raises:
+        ValueError: when `voxel_size` or `num_classes` is not positive, or a label is >=
+            num_classes (its vote would land in the next voxel's row).
     """
     if voxel_size <= 0:
         raise ValueError(f"voxel_size must be positive, got {voxel_size}")
@@ -222,8 +279,10 @@ def grid_subsample(sample: dict, voxel_size: float, num_classes: int | None = No
         classes = num_classes if num_classes is not None else int(label.max(initial=-1)) + 1
         if label.size and label.max() >= classes:
             # votes are counted in one flat array of num_voxels * classes bins
-            raise ValueError(f"sample['label'] holds label {int(label.max())}, out of range for "
-                             f"num_classes={classes} (labels must be 0..{classes - 1}, or < 0 to ignore)")
+            raise ValueError(
+                f"sample['label'] holds label {int(label.max())}, out of range for "
+                f"num_classes={classes} (labels must be 0..{classes - 1}, or < 0 to ignore)"
+            )
         if classes > 0:
             votes = np.bincount(inverse[valid] * classes + label[valid], minlength=num_voxels * classes)
             votes = votes.reshape(num_voxels, classes)
@@ -236,7 +295,12 @@ def grid_subsample(sample: dict, voxel_size: float, num_classes: int | None = No
 
 @dataclass
 class GridSubsample:
-    """Transform wrapper of `grid_subsample` (drops the `voxel_of_point` map)."""
+    """Transform wrapper of `grid_subsample` (drops the `voxel_of_point` map).
+
+    Args:
+        voxel_size: voxel edge in metres.
+        num_classes: labels must be < num_classes; None takes the largest label + 1.
+    """
 
     voxel_size: float = 0.04
     num_classes: int | None = None
@@ -251,11 +315,21 @@ def collate(samples: Sequence[dict]) -> dict:
     """Batches samples of different sizes into padded tensors.
 
     Per-point arrays (first dimension = that sample's number of points) become
-    (B, N_max, ...) tensors padded with 0 — `label` is padded with IGNORE_INDEX (-100),
-    so losses skip the padding, and comes out int64 whatever its integer dtype (uint8
-    labels cannot hold -100); a non-integer `label` raises ValueError. `lengths` (B,) int64 holds each sample's point count.
-    Other arrays of equal shape are stacked to (B, ...); anything else (names, ids) is
-    returned as a list. Float arrays become float32 tensors except float64 (kept).
+    (B, N_max, ...) tensors padded with 0, except `label`, padded with IGNORE_INDEX (-100) so
+    that losses skip the padding and returned int64 whatever its integer dtype (uint8 labels
+    cannot hold -100). Other arrays of equal shape are stacked to (B, ...); anything else
+    (names, ids) is returned as a list. Float arrays become float32 tensors except float64
+    (kept).
+
+    Args:
+        samples: sample dicts with the same keys, each with a coord (N_i, 3).
+
+    Returns:
+        batch: a dict of the batched entries plus lengths (B,) int64, each sample's point count.
+
+    Raises:
+        ValueError: when `samples` is empty, the keys differ, a sample has no coord, or a
+            `label` does not hold integers.
     """
     if not samples:
         raise ValueError("collate needs at least one sample")
@@ -283,7 +357,7 @@ def collate(samples: Sequence[dict]) -> dict:
                             raise ValueError(f"sample {i}: 'label' must hold integers, got dtype {a.dtype}")
                 padded = np.full((len(arrays), n_max) + first.shape[1:], fill, dtype=dtype)
                 for i, a in enumerate(arrays):
-                    padded[i, :len(a)] = a
+                    padded[i, : len(a)] = a
                 batch[key] = torch.from_numpy(padded)
             elif all(a.shape == arrays[0].shape for a in arrays):
                 batch[key] = torch.from_numpy(np.stack(arrays))

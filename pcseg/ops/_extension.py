@@ -1,9 +1,9 @@
 """Loads the native extension and holds the input plumbing every op wrapper shares."""
+
 from __future__ import annotations
 
 import importlib.util
 import warnings
-from typing import Optional, Tuple
 
 import torch
 
@@ -23,11 +23,10 @@ if importlib.util.find_spec("pcseg._C_cuda") is not None:
 
         HAS_CUDA_KERNELS = True
     except ImportError as err:  # built but broken: say so rather than silently lose the GPU
-        warnings.warn(f"pcseg's CUDA kernels failed to load ({err}); CUDA tensors will be "
-                      "refused")
+        warnings.warn(f"pcseg's CUDA kernels failed to load ({err}); CUDA tensors will be refused", stacklevel=2)
 
 
-def check_device(*tensors: Optional[torch.Tensor]) -> None:
+def check_device(*tensors: torch.Tensor | None) -> None:
     """Refuses CUDA tensors with a clear message when the CUDA kernels were not built."""
     if HAS_CUDA_KERNELS:
         return
@@ -40,7 +39,7 @@ def check_device(*tensors: Optional[torch.Tensor]) -> None:
             )
 
 
-def as_batch(points: torch.Tensor, name: str) -> Tuple[torch.Tensor, bool]:
+def as_batch(points: torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
     """(N, 3) -> (1, N, 3) and a flag to undo it; anything else passes through for the
     native shape check, whose message names the argument."""
     if not isinstance(points, torch.Tensor):

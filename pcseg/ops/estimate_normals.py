@@ -1,7 +1,8 @@
 """Surface normals by PCA over k nearest neighbours, consistently oriented."""
+
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 
@@ -12,16 +13,30 @@ from pcseg.ops.knn import knn, knn_naive
 def estimate_normals(
     points: torch.Tensor,
     k: int = 16,
-    lengths: Optional[torch.Tensor] = None,
-    viewpoint: Optional[Union[torch.Tensor, Sequence[float]]] = None,
+    lengths: torch.Tensor | None = None,
+    viewpoint: torch.Tensor | Sequence[float] | None = None,
 ) -> torch.Tensor:
-    """Unit normals (B, N, 3) (or (N, 3)) of points (B, N, 3) (or (N, 3)).
+    """Unit normals by PCA over each point's k nearest neighbours, consistently oriented.
 
     Each normal is the eigenvector of the smallest eigenvalue of the covariance of the point's
-    k nearest neighbours (itself included). Orientation: towards `viewpoint` ((3,) or (B, 3),
-    e.g. the sensor position) when given, else with a non-negative z component (up, for
-    indoor scans with z up). Points with fewer than 3 neighbours (tiny clouds, padding) get
-    (0, 0, 0). Not differentiable.
+    k nearest neighbours (itself included). Not differentiable.
+
+    Args:
+        points: (B, N, 3) or (N, 3) float32/float64.
+        k: neighbours per point, >= 1.
+        lengths: (B,) int64 real sizes of a padded batch, or None.
+        viewpoint: (3,) or (B, 3), e.g. the sensor position: normals face it; None orients
+            them to a non-negative z component (up, for indoor scans with z up).
+
+    Returns:
+        normals: (B, N, 3) (or (N, 3)) unit normals, (0, 0, 0) for points with fewer than 3
+            neighbours (tiny clouds, padding).
+
+    Raises:
+        TypeError: when `points` is not a tensor or `k` is not an int.
+        ValueError: when `k` < 1 or `viewpoint` is not (3,) or (B, 3).
+        RuntimeError: from the native checks, naming the argument, on a wrong shape, dtype or
+            device, and for CUDA tensors when pcseg was built without CUDA.
     """
     points, unbatched = as_batch(points, "points")
     check_device(points)
@@ -33,7 +48,19 @@ def estimate_normals(
 
 
 def orient_normals(points, normals, viewpoint=None):
-    """Flips normals (B, N, 3) to face `viewpoint` ((3,) or (B, 3)), or +z when None."""
+    """Flips normals to face a viewpoint, or +z.
+
+    Args:
+        points: (B, N, 3) the points the normals belong to.
+        normals: (B, N, 3) normals.
+        viewpoint: (3,) or (B, 3), or None for +z.
+
+    Returns:
+        normals: (B, N, 3), each either unchanged or negated.
+
+    Raises:
+        ValueError: when `viewpoint` is not (3,) or (B, 3).
+    """
     if viewpoint is None:
         facing = normals[..., 2]
     else:

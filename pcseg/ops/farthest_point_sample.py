@@ -1,7 +1,6 @@
 """Exact farthest point sampling."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 
@@ -11,25 +10,35 @@ from pcseg.ops._extension import as_batch, check_device, full_lengths
 def farthest_point_sample(
     points: torch.Tensor,
     num_samples: int,
-    lengths: Optional[torch.Tensor] = None,
+    lengths: torch.Tensor | None = None,
     start_index: int = 0,
     random_start: bool = False,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Exact farthest point sampling.
+
+    Sample i + 1 is the point farthest from samples 0..i (squared distance, computed as
+    (dx*dx + dy*dy) + dz*dz); among equally far points the lowest index wins, the rule of
+    `torch.argmax`.
 
     Args:
         points: (B, N, 3) or (N, 3) float32/float64, padded when clouds differ in size.
         num_samples: M, 0 <= M <= N.
         lengths: (B,) int64, the real size of each cloud (default: N for all).
         start_index: the first sample of every cloud.
-        random_start: start each cloud at a uniformly drawn point instead (drawn with
-            `generator` on the CPU, so a seeded generator makes the result deterministic).
+        random_start: start each cloud at a uniformly drawn point instead.
+        generator: the CPU generator of the random start; a seeded one makes the result
+            deterministic.
+
     Returns:
-        (B, M) int64 (or (M,) for unbatched input). Sample i + 1 is the point farthest from
-        samples 0..i (squared distance, computed as (dx*dx + dy*dy) + dz*dz); among equally far
-        points the lowest index wins, the rule of `torch.argmax`. Clouds with fewer than M
-        points are filled with -1 after their last point.
+        idx: (B, M) int64 (or (M,) for unbatched input); clouds with fewer than M points are
+            filled with -1 after their last point.
+
+    Raises:
+        TypeError: when `points` is not a tensor or `num_samples` / `start_index` is not an int.
+        RuntimeError: from the native checks, naming the argument, on a wrong shape, dtype or
+            device or an out-of-range `num_samples` / `start_index`, and for CUDA tensors when
+            pcseg was built without CUDA.
     """
     points, unbatched = as_batch(points, "points")
     check_device(points)
@@ -57,10 +66,10 @@ def _start_indices(points, lengths, start_index, random_start, generator) -> tor
 def farthest_point_sample_naive(
     points: torch.Tensor,
     num_samples: int,
-    lengths: Optional[torch.Tensor] = None,
+    lengths: torch.Tensor | None = None,
     start_index: int = 0,
     random_start: bool = False,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Pure-PyTorch reference of `farthest_point_sample` (O(N M), a Python loop over M)."""
     points, unbatched = as_batch(points, "points")

@@ -1,4 +1,5 @@
 """Gather and group rows of per-point features by index (differentiable)."""
+
 from __future__ import annotations
 
 import torch
@@ -7,10 +8,23 @@ from pcseg.ops._extension import check_device
 
 
 def gather_points(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """features (B, N, C) or (N, C), idx (B, M) or (M,) int64 in [-1, N) -> (B, M, C).
+    """Gathers rows of per-point features by index.
 
     Rows gathered with -1 are zeros and pass no gradient. Differentiable w.r.t. features
     (twice: the backward is itself differentiable).
+
+    Args:
+        features: (B, N, C) or (N, C).
+        idx: (B, M) or (M,) int64 in [-1, N).
+
+    Returns:
+        rows: (B, M, C) (or (M, C)).
+
+    Raises:
+        TypeError: when `features` or `idx` is not a tensor.
+        ValueError: when the ranks of `features` and `idx` do not match.
+        RuntimeError: from the native checks, naming the argument, on an index out of range,
+            a wrong dtype or device, and for CUDA tensors when pcseg was built without CUDA.
     """
     features, idx, unbatched = _batch_pair(features, idx, idx_rank=2)
     out = torch.ops.pcseg.gather_rows(features, idx)
@@ -18,9 +32,22 @@ def gather_points(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def group_points(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """features (B, N, C) or (N, C), idx (B, M, K) or (M, K) int64 in [-1, N) -> (B, M, K, C).
+    """Gathers the neighbourhoods of knn / ball_query / ring_query as feature tensors.
 
-    The neighbourhoods of knn / ball_query / ring_query as feature tensors; -1 slots are zeros.
+    Slots with index -1 are zeros. Differentiable w.r.t. features.
+
+    Args:
+        features: (B, N, C) or (N, C).
+        idx: (B, M, K) or (M, K) int64 in [-1, N).
+
+    Returns:
+        groups: (B, M, K, C) (or (M, K, C)).
+
+    Raises:
+        TypeError: when `features` or `idx` is not a tensor.
+        ValueError: when the ranks of `features` and `idx` do not match.
+        RuntimeError: from the native checks, naming the argument, on an index out of range,
+            a wrong dtype or device, and for CUDA tensors when pcseg was built without CUDA.
     """
     features, idx, unbatched = _batch_pair(features, idx, idx_rank=3)
     b, m, k = idx.shape
@@ -37,8 +64,10 @@ def _batch_pair(features, idx, idx_rank):
         return features.unsqueeze(0), idx.unsqueeze(0), True
     expected = "(B, M)" if idx_rank == 2 else "(B, M, K)"
     if features.dim() != 3 or idx.dim() != idx_rank:
-        raise ValueError(f"features must be (B, N, C) with idx {expected} (or both unbatched), "
-                         f"got features {tuple(features.shape)} and idx {tuple(idx.shape)}")
+        raise ValueError(
+            f"features must be (B, N, C) with idx {expected} (or both unbatched), "
+            f"got features {tuple(features.shape)} and idx {tuple(idx.shape)}"
+        )
     return features, idx, False
 
 
@@ -49,8 +78,7 @@ def gather_points_naive(features, idx):
         features, idx = features.unsqueeze(0), idx.unsqueeze(0)
     b = features.shape[0]
     flat = idx.reshape(b, -1)
-    rows = torch.gather(features, 1, flat.clamp(min=0).unsqueeze(-1).expand(-1, -1,
-                                                                             features.shape[2]))
+    rows = torch.gather(features, 1, flat.clamp(min=0).unsqueeze(-1).expand(-1, -1, features.shape[2]))
     rows = rows * (flat >= 0).unsqueeze(-1).to(features.dtype)
     out = rows.reshape(*idx.shape, features.shape[2])
     return out[0] if unbatched else out
@@ -80,10 +108,10 @@ def _gather_backward_backward(ctx, grad):
     return torch.ops.pcseg.gather_rows(grad, idx), None, None
 
 
-torch.library.register_autograd("pcseg::gather_rows", _gather_backward,
-                                setup_context=_gather_setup)
-torch.library.register_autograd("pcseg::gather_rows_backward", _gather_backward_backward,
-                                setup_context=_gather_backward_setup)
+torch.library.register_autograd("pcseg::gather_rows", _gather_backward, setup_context=_gather_setup)
+torch.library.register_autograd(
+    "pcseg::gather_rows_backward", _gather_backward_backward, setup_context=_gather_backward_setup
+)
 
 
 @torch.library.register_fake("pcseg::gather_rows")

@@ -1,7 +1,6 @@
 """k nearest neighbours, and the brute-force reference shared by ball and ring queries."""
-from __future__ import annotations
 
-from typing import Optional, Tuple
+from __future__ import annotations
 
 import torch
 
@@ -12,24 +11,36 @@ def knn(
     query: torch.Tensor,
     points: torch.Tensor,
     k: int,
-    query_lengths: Optional[torch.Tensor] = None,
-    lengths: Optional[torch.Tensor] = None,
-) -> Tuple[torch.Tensor, torch.Tensor]:
+    query_lengths: torch.Tensor | None = None,
+    lengths: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The k nearest points of every query point, by a kd-tree (CPU) or brute force (CUDA).
+
+    Memory is O(M k): the M x N distance matrix is never formed.
 
     Args:
         query: (B, M, 3) or (M, 3) float32/float64.
         points: (B, N, 3) or (N, 3), same dtype and device.
         k: neighbours per query, >= 1 (any size; k > N is allowed and padded).
-        query_lengths, lengths: (B,) int64 real sizes of padded batches.
+        query_lengths: (B,) int64 real sizes of a padded `query`, or None.
+        lengths: (B,) int64 real sizes of a padded `points`, or None.
+
     Returns:
-        dists2 (B, M, k) squared distances, ascending, and idx (B, M, k) int64; ties in distance
-        are broken by the lower index. Where fewer than k points exist (and on padded query
-        rows) idx is -1 and dists2 is +inf. dists2 is differentiable w.r.t. query and points.
-        Memory is O(M k): the M x N distance matrix is never formed.
+        dists2: (B, M, k) (or (M, k)) squared distances, ascending; +inf where fewer than k
+            points exist and on padded query rows. Differentiable w.r.t. query and points.
+        idx: (B, M, k) (or (M, k)) int64; ties in distance are broken by the lower index; -1
+            where dists2 is +inf.
+
+    Raises:
+        TypeError: when `query` or `points` is not a tensor, `k` is not an int or the lengths
+            are not integers.
+        ValueError: when `k` < 1 or `query` and `points` disagree on batching.
+        RuntimeError: from the native checks, naming the argument, on a wrong shape, dtype or
+            device, and for CUDA tensors when pcseg was built without CUDA.
     """
-    return _window_search(query, points, k, query_lengths, lengths,
-                          lambda q, p, ql, pl: torch.ops.pcseg.knn(q, p, ql, pl, k))
+    return _window_search(
+        query, points, k, query_lengths, lengths, lambda q, p, ql, pl: torch.ops.pcseg.knn(q, p, ql, pl, k)
+    )
 
 
 def _window_search(query, points, k, query_lengths, lengths, native):
@@ -37,8 +48,10 @@ def _window_search(query, points, k, query_lengths, lengths, native):
     query, unbatched_q = as_batch(query, "query")
     points, unbatched_p = as_batch(points, "points")
     if unbatched_q != unbatched_p:
-        raise ValueError(f"query and points must both be batched (B, *, 3) or both unbatched "
-                         f"(*, 3), got {tuple(query.shape)} and {tuple(points.shape)}")
+        raise ValueError(
+            f"query and points must both be batched (B, *, 3) or both unbatched "
+            f"(*, 3), got {tuple(query.shape)} and {tuple(points.shape)}"
+        )
     check_device(query, points)
     check_positive_int(k, "k")
     query_lengths = full_lengths(query, query_lengths, "query_lengths")
@@ -61,8 +74,9 @@ def _differentiable_dists(query, points, idx):
     return d.masked_fill(idx < 0, float("inf"))
 
 
-def window_search_naive(query, points, k, query_lengths=None, lengths=None,
-                        lo2: float = -1.0, hi2: float = float("inf")):
+def window_search_naive(
+    query, points, k, query_lengths=None, lengths=None, lo2: float = -1.0, hi2: float = float("inf")
+):
     """Brute force: the k nearest points with lo2 <= d2 < hi2, padded with (-1, inf)."""
     query, unbatched = as_batch(query, "query")
     points, _ = as_batch(points, "points")

@@ -1,7 +1,6 @@
 """Inverse-distance 3-NN interpolation: the PointNet++ / A-CNN feature-propagation step."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 
@@ -17,29 +16,38 @@ def three_nn_interpolate(
     unknown: torch.Tensor,
     known: torch.Tensor,
     known_features: torch.Tensor,
-    known_lengths: Optional[torch.Tensor] = None,
+    known_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Features at `unknown` interpolated from the 3 nearest `known` points.
+
+    Each result is sum_j w_j f_j with w_j = 1 / (d_j + 1e-8) normalised over the 3 nearest
+    (d_j the Euclidean distance). With fewer than 3 known points the missing terms are
+    dropped and the rest renormalised; with none the result is zero.
 
     Args:
         unknown: (B, n, 3) or (n, 3) float32/float64, where features are wanted.
         known: (B, m, 3) or (m, 3), where features are known (e.g. FPS centres).
         known_features: (B, m, C) or (m, C), same dtype.
-        known_lengths: (B,) int64 real sizes of a padded `known`.
+        known_lengths: (B,) int64 real sizes of a padded `known`, or None.
+
     Returns:
-        (B, n, C): sum_j w_j f_j with w_j = 1 / (d_j + 1e-8) normalised over the 3 nearest
-        (d_j the Euclidean distance). With fewer than 3 known points the missing terms are
-        dropped and the rest renormalised; with none the result is zero. Differentiable w.r.t.
-        known_features and, through the weights, w.r.t. unknown and known.
+        features: (B, n, C) (or (n, C)); differentiable w.r.t. known_features and, through
+            the weights, w.r.t. unknown and known.
+
+    Raises:
+        ValueError: when `known_features` is not (B, m, C) matching `known`.
+        RuntimeError: from the native checks, naming the argument, on a wrong shape, dtype or
+            device, and for CUDA tensors when pcseg was built without CUDA.
     """
     unbatched = unknown.dim() == 2
     if unbatched:
-        unknown, known, known_features = (t.unsqueeze(0) for t in (unknown, known,
-                                                                    known_features))
+        unknown, known, known_features = (t.unsqueeze(0) for t in (unknown, known, known_features))
     check_device(unknown, known, known_features)
     if known_features.dim() != 3 or known_features.shape[:2] != known.shape[:2]:
-        raise ValueError(f"known_features must be (B, m, C) with (B, m) = "
-                         f"{tuple(known.shape[:2])} from known, got {tuple(known_features.shape)}")
+        raise ValueError(
+            f"known_features must be (B, m, C) with (B, m) = "
+            f"{tuple(known.shape[:2])} from known, got {tuple(known_features.shape)}"
+        )
     dists2, idx = knn(unknown, known, 3, lengths=known_lengths)
     weight = _weights(dists2, idx)
     out = torch.ops.pcseg.three_interpolate(known_features, idx, weight)
@@ -57,8 +65,7 @@ def three_nn_interpolate_naive(unknown, known, known_features, known_lengths=Non
     """Pure-PyTorch reference of `three_nn_interpolate`."""
     unbatched = unknown.dim() == 2
     if unbatched:
-        unknown, known, known_features = (t.unsqueeze(0) for t in (unknown, known,
-                                                                    known_features))
+        unknown, known, known_features = (t.unsqueeze(0) for t in (unknown, known, known_features))
     dists2, idx = knn_naive(unknown, known, 3, lengths=known_lengths)
     if unknown.requires_grad or known.requires_grad:
         from pcseg.ops.gather_points import gather_points_naive
@@ -79,13 +86,11 @@ def _interp_setup(ctx, inputs, output):
 
 def _interp_backward(ctx, grad):
     features, idx, weight = ctx.saved_tensors
-    grad_features, grad_weight = torch.ops.pcseg.three_interpolate_backward(
-        grad.contiguous(), features, idx, weight)
+    grad_features, grad_weight = torch.ops.pcseg.three_interpolate_backward(grad.contiguous(), features, idx, weight)
     return grad_features, None, grad_weight
 
 
-torch.library.register_autograd("pcseg::three_interpolate", _interp_backward,
-                                setup_context=_interp_setup)
+torch.library.register_autograd("pcseg::three_interpolate", _interp_backward, setup_context=_interp_setup)
 
 
 @torch.library.register_fake("pcseg::three_interpolate")

@@ -5,6 +5,7 @@ shared object file" on machines without the system package. When that happens an
 `libusb-package` wheel is installed, its bundled library is preloaded and the import retried,
 so users never see the error; otherwise the message says how to fix it.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -31,7 +32,8 @@ def import_open3d():
         except ImportError:
             raise ImportError(
                 "open3d needs libusb-1.0: install the system package (Debian/Ubuntu: "
-                "`apt-get install libusb-1.0-0`) or `pip install libusb-package`") from err
+                "`apt-get install libusb-1.0-0`) or `pip install libusb-package`"
+            ) from err
         path = libusb_package.get_library_path()
         ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
         return importlib.import_module("open3d")

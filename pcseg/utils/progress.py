@@ -4,11 +4,13 @@ A person at a terminal gets a tqdm bar; a log file or CI gets one plain line whe
 ends (and one per ``log_every_s`` seconds while a long step runs), never the thousands of
 carriage-return redraws a bar writes into a file.
 """
+
 from __future__ import annotations
 
 import sys
 import time
-from typing import Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 __all__ = ["progress", "stderr_is_terminal"]
 
@@ -70,8 +72,11 @@ class _LineProgress:
         count = f"{self.n}/{self.total}" if self.total is not None else f"{self.n}"
         state = "done" if final else "running"
         postfix = f", {self.postfix}" if self.postfix else ""
-        print(f"{self.desc}: {count} {self.unit} {state} in {now - self.start:.1f} s{postfix}",
-              file=sys.stderr, flush=True)
+        print(
+            f"{self.desc}: {count} {self.unit} {state} in {now - self.start:.1f} s{postfix}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _length(iterable) -> int | None:
@@ -81,8 +86,16 @@ def _length(iterable) -> int | None:
         return None
 
 
-def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, desc: str = "",
-             unit: str = "it", enabled: bool = True, initial: int = 0, log_every_s: float = 30.0):
+def progress(
+    iterable: Iterable[T] | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    enabled: bool = True,
+    initial: int = 0,
+    log_every_s: float = 30.0,
+):
     """A progress reporter over ``iterable`` (or updated by hand when ``iterable`` is None).
 
     Args:
@@ -105,6 +118,5 @@ def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, d
     if stderr_is_terminal():
         from tqdm import tqdm
 
-        return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, leave=False,
-                    unit_scale=unit == "pt")
+        return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, leave=False, unit_scale=unit == "pt")
     return _LineProgress(iterable if iterable is not None else (), total, desc, unit, initial, log_every_s)
