@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bm_bridge import SHARED_DATA, room_frames  # noqa: E402  (the bridge benchmark's input builder)
+from bm_bridge import SHARED_DATA, room_frames  # the bridge benchmark's input builder (same folder)
 
 from pcseg.bridge import KittiCalibration, VoxelLabelMap, backproject_depth  # noqa: E402
 from pcseg.demo.bridge import run_bridge_demo  # noqa: E402

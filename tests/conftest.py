@@ -9,9 +9,6 @@ import pytest
 from pcseg import testing
 from pcseg.data.classes import S3DIS_CLASS_NAMES
 
-# Kept for the test modules that still import DEVICES from here; new code imports
-# `pcseg.testing.DEVICES`.
-DEVICES = testing.DEVICES
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -16,7 +16,7 @@ from pcseg.bridge import (
     read_sunrgbd_toolbox_calib,
     render_labels,
 )
-from tests.conftest import DEVICES
+from pcseg.testing import DEVICES
 
 # A 4x3 image seen by a camera at the origin looking down +z.
 CAMERA = PinholeCamera(fx=2.0, fy=2.0, cx=1.5, cy=1.0, width=4, height=3)

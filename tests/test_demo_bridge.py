@@ -11,7 +11,8 @@ from pcseg.bridge import backproject_depth
 from pcseg.data.synthetic import build_room, render_view
 from pcseg.demo.bridge import PALETTE, corrupt_labels, demo_camera, run_bridge_demo
 from pcseg.fuse_folder import fuser_from_folder
-from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 NO_NOISE = dict(boundary_probability=0.0, blob_fraction=0.0, flip_probability=0.0, logit_noise=0.0)
 

@@ -14,8 +14,9 @@ from pcseg.data.nyu import nyu_camera, read_nyu_frame
 from pcseg.data.synthetic import build_room, look_at_pose, render_view
 from pcseg.fuse_folder import fuse_folder, fuser_from_folder, write_frames_folder
 from pcseg.fuser import Fuser
-from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
-from tests.conftest import DEVICES
+from pcseg.testing import DEVICES
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 NYU_LABELS = "DERIVED_class13_1407_crop425x560.png"
 
