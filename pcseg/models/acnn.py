@@ -51,6 +51,7 @@ from pcseg.models.layers import (
     check_inputs,
     lengths_mask,
     masked_max,
+    no_aux_loss,
     scaled,
 )
 
@@ -292,14 +293,26 @@ class ACNNCls(nn.Module):
         self.head = FullyConnected(self.global_mlp.out_channels, [s(w) for w in fc], dropout=dropout)
         self.classifier = nn.Linear(self.head.out_channels, num_classes)
 
-    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
-                normals: torch.Tensor | None = None) -> torch.Tensor:
-        """``points (B, N, 3)``, ``features (B, N, C_in)``, ``normals (B, N, 3)`` -> logits ``(B, num_classes)``."""
+    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None, normals: torch.Tensor | None = None,
+                lengths: torch.Tensor | None = None, return_aux: bool = False):
+        """Classifies each cloud of a batch.
+
+        Args:
+            points: (B, N, 3) float32 coordinates.
+            features: (B, N, in_channels) float32 per-point features, or None when in_channels is 0.
+            normals: (B, N, 3) float32 unit normals, or None to estimate them.
+            lengths: (B,) int64 real points per cloud (real points first), or None.
+            return_aux: also return ``{"loss": 0}`` (A-CNN has no auxiliary training loss).
+
+        Returns:
+            logits: (B, num_classes) float32, and the aux dict when ``return_aux``.
+        """
         xyzs, feats, lens = self.encoder(points, features, normals, lengths)
         x = torch.cat([xyzs[-1], feats[-1]], dim=-1).transpose(1, 2)
         mask = _mask(lens[-1], xyzs[-1])
         glob = masked_max(self.global_mlp(x, mask), mask, dim=2)
-        return self.classifier(self.head(glob))
+        logits = self.classifier(self.head(glob))
+        return (logits, no_aux_loss(points)) if return_aux else logits
 
 
 class ACNNSeg(nn.Module):
@@ -347,9 +360,20 @@ class ACNNSeg(nn.Module):
             c = self.fp[-1].out_channels
         self.head = SharedMLP(c, [s(head_width), num_classes], last_plain=True, dropout_before_last=dropout)
 
-    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
-                normals: torch.Tensor | None = None) -> torch.Tensor:
-        """``points (B, N, 3)``, ``features (B, N, C_in)``, ``normals (B, N, 3)`` -> logits ``(B, num_classes, N)``."""
+    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None, normals: torch.Tensor | None = None,
+                lengths: torch.Tensor | None = None, return_aux: bool = False):
+        """Segments each cloud of a batch.
+
+        Args:
+            points: (B, N, 3) float32 coordinates.
+            features: (B, N, in_channels) float32 per-point features, or None when in_channels is 0.
+            normals: (B, N, 3) float32 unit normals, or None to estimate them (``normal_k`` neighbours).
+            lengths: (B,) int64 real points per cloud (real points first), or None.
+            return_aux: also return ``{"loss": 0}`` (A-CNN has no auxiliary training loss).
+
+        Returns:
+            logits: (B, num_classes, N) float32, and the aux dict when ``return_aux``.
+        """
         xyzs, feats, lens = self.encoder(points, features, normals, lengths)
         fp_modules = iter(self.fp)
         current = feats[-1]  # (B, M_L, C) channels-last, float32
@@ -367,4 +391,5 @@ class ACNNSeg(nn.Module):
             current = next(fp_modules)(x.transpose(1, 2), mask)
             if level > 1:
                 current = current.transpose(1, 2).to(points.dtype)
-        return self.head(current, _mask(lengths, points))
+        logits = self.head(current, _mask(lengths, points))
+        return (logits, no_aux_loss(points)) if return_aux else logits

@@ -28,6 +28,18 @@ def scaled(width: int, width_multiplier: float) -> int:
     return max(1, int(round(width * width_multiplier)))
 
 
+def no_aux_loss(points: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The aux dict of a model without an auxiliary training loss.
+
+    Args:
+        points: the model's (B, N, 3) input, which gives the dtype and device.
+
+    Returns:
+        aux: ``{"loss": 0-d zero tensor}``.
+    """
+    return {"loss": points.new_zeros(())}
+
+
 def lengths_mask(lengths: torch.Tensor | None, batch: int, num_points: int, device) -> torch.Tensor | None:
     """``(B, N) bool`` mask of real points, or None when there is no padding."""
     if lengths is None:
