@@ -216,7 +216,7 @@ def _validate(cfg: Config) -> None:
     _validate_model(cfg.model)
 
 
-# constructor arguments that other config keys fill in (pcseg.train.build_model_from_config)
+# constructor arguments that other config keys fill in (pcseg.checkpoint.build_model_from_config)
 _SET_ELSEWHERE = {"num_classes": "data.num_classes", "in_channels": "data.use_color / room_coords / geometric_features",
                   "width_multiplier": "model.width_multiplier"}
 

@@ -9,8 +9,8 @@ import torch
 
 from pcseg.config import load_config
 from pcseg.data import generate_room
-from pcseg.train import (CheckpointMismatchError, WarmupCosine, load_checkpoint, model_from_checkpoint,
-                         train)
+from pcseg.checkpoint import CheckpointMismatchError, load_checkpoint, model_from_checkpoint
+from pcseg.train import WarmupCosine, train
 
 TINY = ["data.points_per_room=3000", "data.num_points=128", "data.blocks_per_room=8", "data.val_blocks_per_room=2",
         "data.block_size=2.0", "data.eval_stride=2.0", "data.neighbours=8", "model.width_multiplier=0.125",
@@ -221,7 +221,7 @@ def test_ddp_two_processes_match_single_process(tmp_path, rooms):
     b = load_checkpoint(tmp_path / "ddp" / "last.pt")
     assert a["scheduler"]["step_count"] == b["scheduler"]["step_count"] == 4  # 32 blocks / global batch 8
     torch.manual_seed(single.train.seed)
-    from pcseg.train import build_model_from_config
+    from pcseg.checkpoint import build_model_from_config
     initial = build_model_from_config(single).state_dict()
     assert a["model"].keys() == b["model"].keys()
     for key, w in a["model"].items():
@@ -264,7 +264,7 @@ def test_semantickitti_scans_are_read_lazily_with_a_stride(tmp_path, shared_data
     import yaml
 
     from pcseg.data import kitti
-    from pcseg.train import LazyRooms, load_rooms
+    from pcseg.data.loading import LazyRooms, load_rooms
 
     source = shared_data / "semantickitti"
     for name in ("000000", "000001", "000002", "000003", "000004"):

@@ -71,9 +71,18 @@ def block_features(coord: np.ndarray, color: np.ndarray, block_size: float,
     return features
 
 
-def _room_frame(coord: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    room_min = coord.min(0).astype(np.float64)
-    return room_min, coord.max(0) - room_min
+def room_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frame the block features are taken in: the lowest corner and the extent of a cloud.
+
+    Args:
+        points: (N, 3) float coordinates, N >= 1.
+
+    Returns:
+        low: (3,) float64 smallest x, y, z.
+        extent: (3,) float64 largest x, y, z minus ``low``.
+    """
+    low = points.min(0).astype(np.float64)
+    return low, points.max(0) - low
 
 
 def room_to_blocks(room: dict, block_size: float = 1.0, stride: float = 1.0, num_points: int = 4096,
@@ -89,7 +98,7 @@ def room_to_blocks(room: dict, block_size: float = 1.0, stride: float = 1.0, num
     if coord.ndim != 2 or coord.shape[1] != 3 or len(coord) == 0:
         raise ValueError(f"room['coord'] must be a non-empty (N, 3) array, got {coord.shape}")
     rng = np.random.default_rng(seed)
-    room_min, room_extent = _room_frame(coord)
+    room_min, room_extent = room_frame(coord)
     features, indices = [], []
     for origin in block_origins(coord, block_size, stride):
         inside = np.flatnonzero((coord[:, 0] >= origin[0]) & (coord[:, 0] <= origin[0] + block_size) &
@@ -115,7 +124,7 @@ def random_block(room: dict, rng: np.random.Generator, block_size: float = 1.0, 
     last block is used as it is. Returns features (P, 9) float32, label (P,) int64 (when
     labelled), index (P,) int64."""
     coord = np.asarray(room["coord"])
-    room_min, room_extent = _room_frame(coord)
+    room_min, room_extent = room_frame(coord)
     for _ in range(max_tries):
         centre = coord[rng.integers(len(coord)), :2]
         inside = np.flatnonzero((np.abs(coord[:, 0] - centre[0]) <= block_size / 2) &
@@ -181,7 +190,7 @@ def predict_room(room: dict, predict_block: Callable, num_classes: int, block_si
     coord = np.asarray(room["coord"])
     color = np.asarray(room["color"])
     n = len(coord)
-    room_min, room_extent = _room_frame(coord)
+    room_min, room_extent = room_frame(coord)
     rng = np.random.default_rng(seed)
     logit_sum = np.zeros((n, num_classes), dtype=np.float64)
     counts = np.zeros(n, dtype=np.int64)

@@ -74,10 +74,12 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: Sequence[str] = (), se
     """Runs the demo (see the module docstring); returns the metrics written to metrics.json."""
     import torch
 
+    from pcseg.checkpoint import model_from_checkpoint
     from pcseg.data import S3DIS_CLASS_COLORS, S3DIS_CLASS_NAMES
+    from pcseg.data.loading import load_rooms
     from pcseg.evaluate import evaluate_rooms, format_scores, plot_confusion_matrix, scores_to_dict
     from pcseg.io import write_labelled_ply
-    from pcseg.train import load_rooms, model_from_checkpoint, train
+    from pcseg.train import train
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -87,7 +89,7 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: Sequence[str] = (), se
           f"{cfg.data.block_size} m block, inputs xyz + rgb + local geometry; training budget "
           f"{cfg.train.time_budget_s:.0f} s", flush=True)
     t = time.perf_counter()
-    train_rooms, val_rooms = load_rooms(cfg.data, "train"), load_rooms(cfg.data, "val")
+    train_rooms, val_rooms = load_rooms(cfg.data, "train", progress), load_rooms(cfg.data, "val", progress)
     print(f"[demo] generated {len(train_rooms)} training and {len(val_rooms)} held-out rooms of "
           f"{cfg.data.points_per_room:,} points in {time.perf_counter() - t:.1f} s", flush=True)
     summary = train(cfg, rooms=(train_rooms, val_rooms), progress=progress)
