@@ -143,9 +143,18 @@ def forward_model(model: torch.nn.Module, points: torch.Tensor, features: torch.
 
 # ----------------------------------------------------------------------------- schedule
 class WarmupCosine:
-    """Linear warm-up over ``warmup_steps`` then cosine decay to ``min_ratio * base_lr`` at
-    ``total_steps``; sets the optimiser's learning rates on every ``step()``. Its state is
-    plain numbers, so ``total_steps`` can be changed (time-budgeted runs) and saved exactly."""
+    """Linear warm-up, then cosine decay; sets the optimiser's learning rates on every ``step()``.
+
+    Its state is plain numbers, so ``total_steps`` can be changed (time-budgeted runs) and
+    saved exactly.
+
+    Args:
+        optimizer: the optimiser whose learning rates it sets.
+        base_lr: the rate at the end of the warm-up.
+        warmup_steps: steps of linear warm-up.
+        total_steps: the step at which the cosine reaches ``min_ratio * base_lr``.
+        min_ratio: the final rate as a fraction of ``base_lr``.
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, warmup_steps: int, total_steps: int,
                  min_ratio: float = 0.01):
@@ -158,6 +167,7 @@ class WarmupCosine:
         self._apply()
 
     def lr(self) -> float:
+        """The learning rate of the current step."""
         t = self.step_count
         if t < self.warmup_steps:
             return self.base_lr * (t + 1) / self.warmup_steps
@@ -170,14 +180,17 @@ class WarmupCosine:
             group["lr"] = self.lr()
 
     def step(self) -> None:
+        """Advances one step and sets the optimiser's rates."""
         self.step_count += 1
         self._apply()
 
     def state_dict(self) -> dict:
+        """The schedule's plain-number state."""
         return {"base_lr": self.base_lr, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
                 "min_ratio": self.min_ratio, "step_count": self.step_count}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restores a ``state_dict`` and sets the optimiser's rates."""
         for key in ("base_lr", "warmup_steps", "total_steps", "min_ratio", "step_count"):
             setattr(self, key, state[key])
         self._apply()
@@ -197,7 +210,12 @@ def _write_logs(run_dir: Path, history: list[dict]) -> None:
 
 
 def plot_training_curve(history: list[dict], path: Path) -> None:
-    """Training loss and validation mIoU per epoch -> PNG."""
+    """Writes the training loss and validation mIoU per epoch as a PNG.
+
+    Args:
+        history: the log rows (``epoch``, ``train_loss``, ``val_miou``).
+        path: the PNG to write.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -227,8 +245,14 @@ def _dist_info() -> tuple[int, int]:
 
 
 def init_distributed(device: str) -> bool:
-    """Initialises the process group when launched by torchrun (``WORLD_SIZE > 1``); returns
-    whether it did. gloo on CPU, NCCL on CUDA (each rank on ``cuda:LOCAL_RANK``)."""
+    """Initialises the process group when launched by torchrun (``WORLD_SIZE > 1``).
+
+    Args:
+        device: ``train.device``: gloo on the CPU, NCCL on CUDA (each rank on ``cuda:LOCAL_RANK``).
+
+    Returns:
+        started: whether this call initialised it (and the caller should destroy it).
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
         return False
     backend = "nccl" if device.startswith("cuda") else "gloo"

@@ -30,10 +30,18 @@ MODELS = {
 
 
 def build_model(name: str, **kwargs):
-    """Instantiate ``MODELS[name](**kwargs)``; unknown names raise a ``KeyError`` listing the known ones.
+    """Instantiates ``MODELS[name](**kwargs)``.
 
-    For A-CNN, ``levels`` may be given as a list of dicts (as read from YAML); they are turned
-    into :class:`AnnularLevelConfig`.
+    Args:
+        name: a key of ``MODELS``.
+        **kwargs: the class's keyword arguments; A-CNN's ``levels`` may be a list of dicts (as
+            read from YAML), which become ``AnnularLevelConfig``.
+
+    Returns:
+        model: the new model.
+
+    Raises:
+        KeyError: for an unknown name (the message lists the known ones).
     """
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; known models: {sorted(MODELS)}")

@@ -70,8 +70,15 @@ __all__ = [
 class AnnularLevelConfig:
     """One encoder level: ``num_centers`` FPS centres and one entry per ring.
 
-    ``rings[i] = (r_inner, r_outer)`` in the points' units, ``samples[i]`` neighbours kept per
-    ring, ``mlps[i]`` the circular-convolution widths of that ring.
+    Args:
+        num_centers: centres sampled by farthest point sampling.
+        rings: ``(r_inner, r_outer)`` per ring, in the points' units.
+        samples: neighbours kept per ring.
+        mlps: the circular-convolution widths of each ring.
+
+    Raises:
+        ValueError: when the lists differ in length, a ring is empty or its radii are not
+            ``0 <= r_inner < r_outer``.
     """
 
     num_centers: int
@@ -110,6 +117,15 @@ def acnn_block_preset(num_points: int = 4096) -> dict:
     disc and an outer annulus), no global level, and PointNet++'s S3DIS decoder widths. At
     4,096 points per block about 25 points fall within 0.1 m of a point on a wall or floor,
     hence 16 / 32 samples per ring.
+
+    Args:
+        num_points: points per block fed to the model.
+
+    Returns:
+        kwargs: ``levels``, ``global_mlp`` (None) and ``fp_mlps`` for ``ACNNSeg``.
+
+    Raises:
+        ValueError: when ``num_points < 64``.
     """
     if num_points < 64:
         raise ValueError(f"num_points must be >= 64 for the block preset, got {num_points}")
@@ -125,10 +141,18 @@ def acnn_block_preset(num_points: int = 4096) -> dict:
 
 
 def fill_ring_slots(idx: torch.Tensor, centre_idx: torch.Tensor) -> torch.Tensor:
-    """Fill the -1 slots of ``ring_query`` indices ``(B, M, K) int64`` (see module docstring).
+    """Fills the -1 slots of ``ring_query`` indices by cyclic repetition (see the module docstring).
 
     Slot ``j`` takes kept neighbour ``j mod n`` (``n`` = kept count); rings with ``n = 0`` take
-    ``centre_idx (B, M)`` (itself -1 for padded centres, which then gather zeros).
+    the centre itself.
+
+    Args:
+        idx: (B, M, K) int64 ring indices, kept slots first, -1 for unfilled ones.
+        centre_idx: (B, M) int64 index of each centre (-1 for padded centres, which then
+            gather zeros).
+
+    Returns:
+        filled: (B, M, K) int64 without -1 except for padded centres.
     """
     k = idx.shape[-1]
     kept = (idx >= 0).sum(-1, keepdim=True)  # (B, M, 1), kept slots come first
@@ -143,8 +167,8 @@ class CircularConv(nn.Module):
     ``y_j = W_0 x_{j-1} + W_1 x_j + W_2 x_{j+1}`` with indices mod K, i.e. exactly
     ``nn.Conv1d(C_in, C_out, 3, padding=1, padding_mode="circular", bias=False)`` applied to
     each ring (``weight (C_out, C_in, 3)`` has that layout). Computed as one matrix product
-    ``C_in -> 3 C_out`` on the wrapped ring and three shifted views, which is several times faster on the CPU than a
-    ``(1, 3)`` ``Conv2d`` on ``(B, C, M, K)``. No bias: batch norm follows.
+    ``C_in -> 3 C_out`` on the wrapped ring and three shifted views, which the CPU runs faster
+    than a ``(1, 3)`` ``Conv2d`` on ``(B, C, M, K)``. No bias: batch norm follows.
     """
 
     def __init__(self, in_channels: int, out_channels: int):
