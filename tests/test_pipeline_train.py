@@ -289,3 +289,33 @@ def test_semantickitti_scans_are_read_lazily_with_a_stride(tmp_path, shared_data
         rooms[3]
     with pytest.raises(ValueError, match="scan_stride must be >= 1"):
         load_config(None, ["data.scan_stride=0"])
+
+
+@pytest.mark.parametrize("name", ["pointnet", "pointnet_sem_seg", "acnn"])
+def test_every_segmentation_model_takes_the_trainers_one_forward(name):
+    """The trainer calls every model alike (pcseg.train.forward_model): logits (B, C, P) and the
+    auxiliary loss from aux["loss"], PointNet's weighted feature-transform regulariser or 0."""
+    from pcseg.checkpoint import build_model_from_config
+    from pcseg.inputs import input_channels
+    from pcseg.losses import feature_transform_regularizer
+    from pcseg.models import FEATURE_TRANSFORM_WEIGHT
+    from pcseg.train import forward_model
+
+    cfg = load_config(None, [*TINY, f"model.name={name}", "data.geometric_features=true", "data.num_points=64",
+                             f"model.block_preset={name == 'acnn'}"])
+    torch.manual_seed(0)
+    model = build_model_from_config(cfg).eval()
+    if name == "pointnet":  # move the feature T-Net off the identity it starts at (regulariser 0)
+        torch.nn.init.normal_(model.encoder.feature_tnet.out.weight, std=0.01)
+    points = torch.rand(2, 64, 3)
+    features = torch.rand(2, 64, input_channels(cfg.data))
+    with torch.no_grad():
+        logits, aux_loss = forward_model(model, points, features, cfg.data)
+        _, aux = model(points, features, return_aux=True)
+    assert logits.shape == (2, 13, 64) and aux_loss.shape == ()
+    if name == "pointnet":
+        expected = FEATURE_TRANSFORM_WEIGHT * feature_transform_regularizer(aux["feature_transform"])
+        torch.testing.assert_close(aux_loss, expected)
+        assert aux_loss > 0
+    else:
+        assert aux_loss == 0
