@@ -73,7 +73,8 @@ def evaluate_rooms(model: torch.nn.Module, cfg: Config, rooms: Sequence[dict], d
         matrix.update(torch.from_numpy(labels), torch.as_tensor(np.asarray(room["label"]), dtype=torch.int64))
         predictions.append(labels)
         points += len(labels)
-    return {"scores": scores_without_ignored(matrix, cfg.data.ignore_index), "matrix": matrix.matrix.numpy().copy(), "predictions": predictions,
+    return {"scores": scores_without_ignored(matrix, cfg.data.ignore_index), "matrix": matrix.matrix.numpy().copy(),
+            "predictions": predictions,
             "points_per_s": points / max(time.perf_counter() - start, 1e-9)}
 
 

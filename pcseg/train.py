@@ -439,7 +439,8 @@ def _setup(cfg: Config, rooms: tuple[Sequence[dict], Sequence[dict]] | None, pro
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     return TrainRun(cfg, device, rank, world, run_dir, pool, val_pool, model, net, optimizer, schedule, scaler,
                     amp_dtype, weight, torch.Generator().manual_seed(cfg.train.seed), steps_per_epoch, prepare_s)
 
@@ -609,7 +610,8 @@ def _epoch_row(run: TrainRun, state: TrainState, epoch_start: float) -> dict:
     row = {"epoch": state.epoch + 1, "train_loss": float(stats[0] / max(stats[3], 1)),
            "train_acc": float(stats[1] / max(stats[2], 1)), "lr": run.schedule.lr(),
            "epoch_s": time.perf_counter() - epoch_start, "val_miou": None, "val_oa": None}
-    if run.val_pool is not None and ((state.epoch + 1) % cfg.train.val_every == 0 or state.epoch + 1 == state.total_epochs):
+    finished = state.epoch + 1
+    if run.val_pool is not None and (finished % cfg.train.val_every == 0 or finished == state.total_epochs):
         row.update(_validate(run))
     return row
 

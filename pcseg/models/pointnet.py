@@ -4,7 +4,8 @@ All models take ``points (B, N, 3)`` float32, optional ``features (B, N, in_chan
 normalised coordinates, ...), ``normals`` (accepted like every pcseg model's, unused: PointNet sees
 normals only as feature channels) and optional ``lengths (B,)`` int64 for padded batches (real
 points first). With ``return_aux=True`` they also return a dict whose ``"loss"`` is the
-auxiliary training loss (the feature-transform regulariser where there is a feature T-Net). Padding never changes the real points' outputs: every max-pool ignores padded points and
+auxiliary training loss (the feature-transform regulariser where there is a feature T-Net).
+Padding never changes the real points' outputs: every max-pool ignores padded points and
 batch-norm statistics in train mode are taken over real points only (see ``layers.py``).
 
 ``width_multiplier`` scales every hidden width (T-Nets included) but not the input, the
