@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pcseg.api import Segmenter
+from pcseg.segmenter import Segmenter
 from pcseg.config import load_config
 from pcseg.data import generate_room
-from pcseg.train import build_model_from_config
+from pcseg.checkpoint import build_model_from_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MODEL_CONFIGS = {"pointnet": "pointnet_synthetic.yaml", "acnn": "acnn_synthetic.yaml"}

@@ -13,7 +13,7 @@ __all__ = ["Segmenter", "Fuser", "__version__"]
 
 def __getattr__(name):
     if name == "Segmenter":
-        from pcseg.api import Segmenter
+        from pcseg.segmenter import Segmenter
 
         return Segmenter
     if name == "Fuser":

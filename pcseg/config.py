@@ -92,9 +92,9 @@ class TrainConfig:
     """Optimisation and bookkeeping.
 
     ``epochs`` bounds the run; ``time_budget_s > 0`` also stops it after that many seconds of
-    training and stretches the cosine schedule to the number of epochs that fit (measured on
-    the first epoch). ``amp``: "auto" (bf16 autocast on CPUs with native bf16, AMP fp16 on
-    CUDA), "bf16", "fp16" (CUDA) or "none". ``class_weights``: "none", "inverse_log" or
+    training and fits the cosine schedule to the steps that fit (at the pace of the first
+    steps, re-fitted after every epoch: ``pcseg.train.TimeBudget``). ``amp``: "auto" (bf16
+    autocast on CPUs with native bf16; bf16, else fp16, on CUDA), "bf16", "fp16" (CUDA) or "none". ``class_weights``: "none", "inverse_log" or
     "inverse" (``pcseg.losses.class_weights_from_counts`` over the training labels).
     """
 
@@ -216,7 +216,7 @@ def _validate(cfg: Config) -> None:
     _validate_model(cfg.model)
 
 
-# constructor arguments that other config keys fill in (pcseg.train.build_model_from_config)
+# constructor arguments that other config keys fill in (pcseg.checkpoint.build_model_from_config)
 _SET_ELSEWHERE = {"num_classes": "data.num_classes", "in_channels": "data.use_color / room_coords / geometric_features",
                   "width_multiplier": "model.width_multiplier"}
 

@@ -1,56 +1,197 @@
-"""Prediction on clouds of any size: xy tiles of bounded size, sliding blocks inside each tile.
+"""All inference: a trained model over sliding blocks, tiles, whole clouds and files.
 
-A cloud is split (recursively, along its longer xy side) into tiles whose context, the tile
-plus a margin of one block around it, holds at most ``max_tile_points`` points and which span
-at most ``max_tile_extent`` metres. Each context goes through ``pcseg.data.predict_room``
-and only the tile's own points keep their result: every block covering a tile point lies
-inside the context, so those points get logits from whole blocks. The block features are
-taken in the frame (lowest z, extent) of the whole cloud, not of the tile, so a tile's blocks
-look to the model as they would untiled.
+Four layers, each calling the one below:
 
-Splitting stops at tiles ``min_tile_width(...)`` metres wide. A context still too
-dense there is dealt at random into parts of at most ``max_tile_points`` points, each a
-uniform sample of the whole tile and margin: sliding-block prediction already feeds the model
-random ``num_points`` samples of each block, and a part still holds that many points per
-block, so a part's blocks look like the untiled blocks. Memory is bounded by the tile size,
-not the cloud size, so a 10-million-point scan (or 10 million points in one block) runs in
-the memory of a few hundred thousand points (plus the (N,) outputs).
+1. ``Segmenter.predict(points, colors)`` (``pcseg.segmenter``): the numpy API; checks its input
+   and calls ``segment_cloud``.
+2. ``segment_cloud(model, cfg, points, colors)``: a cloud of any size, cut into tiles of
+   bounded size (``iter_tiles``); each tile's context goes to ``predict_tile``. ``predict_file``
+   (``pcseg predict``) reads a file, calls it and writes the labels.
+3. ``predict_tile(model, data, points, colors, frame)``: one room-sized cloud (a tile, or a
+   whole room in ``pcseg.evaluate.evaluate_rooms``): wraps the model in a block predictor
+   (``make_block_predictor``: block features -> ``pcseg.inputs`` -> the model's forward) and
+   calls ``predict_room``.
+4. ``pcseg.data.predict_room(room, predict_block)``: slides blocks over the room, feeds their
+   9 PointNet features to ``predict_block`` and averages every point's logits.
 
-``pcseg predict INPUT --checkpoint K --out OUT.ply`` = ``predict_file``.
+**Tiles.** A cloud is split (recursively, along its longer xy side) into tiles whose context,
+the tile plus a margin of one block around it, holds at most ``max_tile_points`` points and
+which span at most ``max_tile_extent`` metres. Only the tile's own points keep their result:
+every block covering a tile point lies inside the context, so those points get logits from
+whole blocks. The block features are taken in the frame (lowest z, extent) of the whole
+cloud, not of the tile, so a tile's blocks look to the model as they would untiled.
+
+Splitting stops at tiles ``min_tile_width(...)`` metres wide. A context still too dense there
+is dealt at random into parts of at most ``max_tile_points`` points, each a uniform sample of
+the whole tile and margin: sliding-block prediction already feeds the model random
+``num_points`` samples of each block, and a part still holds that many points per block, so
+a part's blocks look like the untiled blocks. Memory is bounded by the tile size, not the
+cloud size (plus the (N,) outputs).
+
+This module needs the model-input contract (``pcseg.inputs``) and the checkpoint format
+(``pcseg.checkpoint``), never the trainer.
 """
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from pcseg.config import Config
-from pcseg.evaluate import cloud_frame, predict_points
+from pcseg.config import Config, DataConfig
+from pcseg.data.blocks import predict_room, room_frame
+from pcseg.inputs import block_inputs, input_normals
+from pcseg.utils.progress import progress as progress_bar
 
-__all__ = ["iter_tiles", "min_tile_width", "segment_cloud", "predict_file"]
+__all__ = ["autocast_dtype", "make_block_predictor", "predict_tile", "iter_tiles", "min_tile_width",
+           "segment_cloud", "predict_file"]
 
 
-def iter_tiles(coord: np.ndarray, max_points: int = 300_000, max_extent: float = 10.0,
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU executes bf16 matrix maths natively (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype that ``train.amp`` means on a device.
+
+    Args:
+        amp: ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"none"``.
+        device: where the model runs.
+
+    Returns:
+        dtype: ``torch.bfloat16`` / ``torch.float16``, or None for full float32 (``"none"``, fp16
+        on a CPU, ``"auto"`` on a CPU without native bf16).
+    """
+    if amp == "none":
+        return None
+    if amp == "fp16":
+        return torch.float16 if device.type == "cuda" else None
+    if amp == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
+def make_block_predictor(model: torch.nn.Module, data: DataConfig, device="cpu",
+                         amp_dtype: torch.dtype | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A ``predict_block`` for ``pcseg.data.predict_room``.
+
+    Args:
+        model: a pcseg segmentation model in eval mode.
+        data: the data section of its config (which inputs it eats).
+        device: where the model runs.
+        amp_dtype: the autocast dtype (``autocast_dtype``), or None for float32.
+
+    Returns:
+        predict_block: block features (B, P, 9) float32 -> logits (B, P, num_classes) float32 on
+        the CPU.
+    """
+    device = torch.device(device)
+
+    def predict_block(block_features: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            points, features = block_inputs(block_features.to(device), data)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = model(points, features, normals=input_normals(features, data))
+        return logits.float().transpose(1, 2).cpu()
+
+    return predict_block
+
+
+def _reframed(predict_block: Callable[[torch.Tensor], torch.Tensor], own: tuple[np.ndarray, np.ndarray],
+              frame: tuple[np.ndarray, np.ndarray]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``predict_block`` for block features made in the frame ``own`` (a tile's) but fed as in
+    ``frame`` (the whole cloud's): feature 2 (z above the lowest z) and 6-8 (xyz scaled to the
+    extent, zero axes as 1; ``pcseg.data.blocks``) are re-expressed; the others do not depend
+    on the frame."""
+    (own_low, own_extent), (low, extent) = own, frame
+    own_extent, extent = np.where(own_extent > 0, own_extent, 1.0), np.where(extent > 0, extent, 1.0)
+    dz = float(own_low[2] - low[2])
+    scale = torch.from_numpy(own_extent / extent).float()
+    shift = torch.from_numpy((own_low - low) / extent).float()
+
+    def predict(features: torch.Tensor) -> torch.Tensor:
+        features = features.clone()
+        features[..., 2] += dz
+        features[..., 6:9] = features[..., 6:9] * scale + shift
+        return predict_block(features)
+
+    return predict
+
+
+def predict_tile(model: torch.nn.Module, data: DataConfig, points: np.ndarray, colors: np.ndarray,
+                 device="cpu", amp_dtype: torch.dtype | None = None, batch_size: int = 16, seed: int = 0,
+                 frame: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sliding-block prediction of one room-sized cloud.
+
+    Args:
+        model: a pcseg segmentation model in eval mode.
+        data: the data section of its config (block size, stride, points per block, inputs).
+        points: (N, 3) float coordinates in metres.
+        colors: (N, 3) uint8 0..255 or float in [0, 1].
+        device: where the model runs.
+        amp_dtype: the autocast dtype, or None for float32.
+        batch_size: blocks per forward pass.
+        seed: the seed of the blocks' random point order.
+        frame: ``room_frame`` of the whole cloud ``points`` is a tile of, so that the block
+            features are those the whole cloud would give; None: the frame of ``points``.
+
+    Returns:
+        logits: (N, num_classes) float32, averaged over the blocks.
+        labels: (N,) int64.
+    """
+    # column-major coordinates: predict_room scans one column at a time for every block
+    room = {"coord": np.asfortranarray(points, dtype=np.float32), "color": colors}
+    predict_block = make_block_predictor(model, data, device, amp_dtype)
+    if frame is not None and len(points):
+        own = room_frame(room["coord"])
+        if not all(np.array_equal(a, b) for a, b in zip(own, frame)):
+            predict_block = _reframed(predict_block, own, frame)
+    return predict_room(room, predict_block, data.num_classes, block_size=data.block_size,
+                        stride=data.eval_stride, num_points=data.num_points, batch_size=batch_size, seed=seed)
+
+
+def iter_tiles(points: np.ndarray, max_points: int = 300_000, max_extent: float = 10.0,
                margin: float = 1.0, min_width: float | None = None,
                seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yields ``(core, context)`` sorted int64 index arrays into ``coord (N, 3)``: every point
-    is in exactly one (non-empty) ``core``; every ``context`` holds its core and at most
-    ``max_points`` points. A tile is split in halves along its
-    longer xy side while it spans more than ``max_extent`` metres, or while its context (the
-    points within ``margin`` of its xy rectangle) exceeds ``max_points`` and it is wider than
-    ``min_width`` (default ``margin``: one block). A tile that narrow whose context is still
-    too large is dealt at random (``seed``) into ``ceil(len(context) / max_points)`` parts of
-    its context, each with the tile points dealt to it as its core."""
+    """Cuts a cloud into tiles of bounded size (see the module docstring).
+
+    A tile is split in halves along its longer xy side while it spans more than
+    ``max_extent`` metres, or while its context (the points within ``margin`` of its xy
+    rectangle) exceeds ``max_points`` and it is wider than ``min_width``. A tile that narrow
+    whose context is still too large is dealt at random into
+    ``ceil(len(context) / max_points)`` parts of its context, each with the tile points dealt
+    to it as its core.
+
+    Args:
+        points: (N, 3) float coordinates in metres.
+        max_points: the most points of a context.
+        max_extent: the widest tile in metres.
+        margin: the context's margin around a tile in metres (one block).
+        min_width: the narrowest tile that is still split (default ``margin``).
+        seed: the seed of the dealing into parts.
+
+    Yields:
+        core: sorted int64 indices into ``points``; every point is in exactly one non-empty core.
+        context: sorted int64 indices, the core and its margin, at most ``max_points`` of them.
+
+    Raises:
+        ValueError: when ``max_points < 1``, ``max_extent <= 0`` or ``margin < 0``.
+    """
     if max_points < 1 or max_extent <= 0 or margin < 0:
         raise ValueError(f"max_points must be >= 1, max_extent > 0 and margin >= 0, got {max_points}, "
                          f"{max_extent}, {margin}")
     min_width = margin if min_width is None else min_width
-    xy = np.asarray(coord)[:, :2]
+    xy = np.asarray(points)[:, :2]
     if len(xy) == 0:
         return
     rng = np.random.default_rng(seed)
@@ -101,37 +242,63 @@ def _deal_into_parts(core: np.ndarray, context: np.ndarray, max_points: int,
 
 
 def min_tile_width(block_size: float, num_points: int, max_tile_points: int) -> float:
-    """The narrowest tile ``segment_cloud`` splits to, in metres: a tile this wide with its
-    one-block margin, dealt into parts of ``max_tile_points``, still gives every part
-    ``num_points`` points per block area where the cloud has more than that (so parts see
-    blocks as dense as the model's inputs), and needs no parts where it has fewer. At least
-    one block: narrower tiles would mostly predict their margin."""
+    """The narrowest tile ``segment_cloud`` splits to.
+
+    A tile this wide with its one-block margin, dealt into parts of ``max_tile_points``, still
+    gives every part ``num_points`` points per block area where the cloud has more than that
+    (so parts see blocks as dense as the model's inputs), and needs no parts where it has
+    fewer. At least one block: narrower tiles would mostly predict their margin.
+
+    Args:
+        block_size: the block's side in metres.
+        num_points: points per block fed to the model.
+        max_tile_points: the most points of a tile's context.
+
+    Returns:
+        width: in metres.
+    """
     blocks_across = math.sqrt(max_tile_points / num_points)  # a square context of this many blocks
     return block_size * max(1.0, blocks_across - 2.0)
 
 
-def segment_cloud(model: torch.nn.Module, cfg: Config, coord: np.ndarray, color: np.ndarray | None,
+def segment_cloud(model: torch.nn.Module, cfg: Config, points: np.ndarray, colors: np.ndarray | None,
                   device="cpu", amp_dtype: torch.dtype | None = None, keep_probabilities: bool = True,
                   max_tile_points: int = 300_000, max_tile_extent: float = 10.0, batch_size: int = 16,
                   progress: bool = False) -> dict:
-    """Segments ``coord (N, 3)`` with ``color (N, 3)`` in [0, 1] (None: mid grey) in tiles whose
-    context holds at most ``max_tile_points`` points (see the module docstring).
+    """Segments a cloud of any size, tile by tile (see the module docstring).
 
-    Returns {"labels": (N,) int64, "confidence": (N,) float32 (the winning probability),
-    "probabilities": (N, C) float32 or None (``keep_probabilities=False`` saves N * C floats)}.
+    Args:
+        model: a pcseg segmentation model in eval mode.
+        cfg: its config.
+        points: (N, 3) float coordinates in metres.
+        colors: (N, 3) float in [0, 1] or uint8 0..255; None: mid grey.
+        device: where the model runs.
+        amp_dtype: the autocast dtype, or None for float32.
+        keep_probabilities: False leaves out the (N, C) probabilities (saves N * C floats).
+        max_tile_points: the most points of a tile's context predicted at once (bounds memory).
+        max_tile_extent: the widest tile in metres.
+        batch_size: blocks per forward pass.
+        progress: report the points done (``pcseg.utils.progress``).
+
+    Returns:
+        result: ``{"labels": (N,) int64, "confidence": (N,) float32 (the winning probability),
+        "probabilities": (N, C) float32 or None}``.
+
+    Raises:
+        ValueError: when ``points`` is not (N, 3) or ``colors`` not (N, 3) in range.
     """
-    coord = np.asarray(coord, dtype=np.float32)
-    if coord.ndim != 2 or coord.shape[1] != 3:
-        raise ValueError(f"points must be (N, 3), got {coord.shape}")
-    n = len(coord)
-    if color is None:
-        color = np.full((n, 3), 0.5, dtype=np.float32)
-    color = np.asarray(color)
-    if color.shape != (n, 3):
-        raise ValueError(f"colors must be ({n}, 3) like the points, got {color.shape}")
-    if color.dtype != np.uint8:
-        color = color.astype(np.float32)
-        if n and (color.min() < 0 or color.max() > 1.0 + 1e-6):
+    points = np.asarray(points, dtype=np.float32)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must be (N, 3), got {points.shape}")
+    n = len(points)
+    if colors is None:
+        colors = np.full((n, 3), 0.5, dtype=np.float32)
+    colors = np.asarray(colors)
+    if colors.shape != (n, 3):
+        raise ValueError(f"colors must be ({n}, 3) like the points, got {colors.shape}")
+    if colors.dtype != np.uint8:
+        colors = colors.astype(np.float32)
+        if n and (colors.min() < 0 or colors.max() > 1.0 + 1e-6):
             raise ValueError("float colors must lie in [0, 1] (or pass uint8 0..255)")
     c = cfg.data.num_classes
     labels = np.zeros(n, dtype=np.int64)
@@ -139,13 +306,13 @@ def segment_cloud(model: torch.nn.Module, cfg: Config, coord: np.ndarray, color:
     probabilities = np.zeros((n, c), dtype=np.float32) if keep_probabilities else None
     if n == 0:
         return {"labels": labels, "confidence": confidence, "probabilities": probabilities}
-    frame = cloud_frame(coord)
-    tiles = iter_tiles(coord, max_tile_points, max_tile_extent, cfg.data.block_size,
+    frame = room_frame(points)
+    tiles = iter_tiles(points, max_tile_points, max_tile_extent, cfg.data.block_size,
                        min_tile_width(cfg.data.block_size, cfg.data.num_points, max_tile_points))
-    with tqdm(total=n, desc="segmenting", unit="pt", unit_scale=True, disable=not progress, leave=False) as bar:
+    with progress_bar(total=n, desc="segmenting", unit="pt", enabled=progress) as bar:
         for core, context in tiles:
-            logits, _ = predict_points(model, cfg.data, coord[context], color[context], device, amp_dtype,
-                                       batch_size=batch_size, frame=frame)
+            logits, _ = predict_tile(model, cfg.data, points[context], colors[context], device, amp_dtype,
+                                     batch_size=batch_size, frame=frame)
             # rows of the core points within the context (context is sorted ascending)
             rows = np.searchsorted(context, core)
             probs = torch.softmax(torch.from_numpy(logits[rows]), dim=1).numpy()
@@ -159,30 +326,43 @@ def segment_cloud(model: torch.nn.Module, cfg: Config, coord: np.ndarray, color:
 
 def predict_file(input_path: str | Path, checkpoint: str | Path, out_path: str | Path, device: str = "cpu",
                  progress: bool = True, max_tile_points: int = 300_000) -> dict:
-    """``pcseg predict``: reads ``input_path`` (``pcseg.io.read_point_cloud`` formats), segments
-    it with the checkpoint's model and writes ``out_path``: a labelled PLY (``.ply``) or an
-    ``.npy`` of (N,) int64 labels. Returns a summary dict (also printed by the CLI)."""
-    from pcseg.data import S3DIS_CLASS_COLORS
-    from pcseg.bridge import default_palette
-    from pcseg.io import read_point_cloud, write_labelled_ply
-    from pcseg.train import model_from_checkpoint
+    """``pcseg predict``: segments a point-cloud file with a checkpoint's model.
 
+    Args:
+        input_path: a cloud in a ``pcseg.io.read_point_cloud`` format.
+        checkpoint: a checkpoint written by ``pcseg train``.
+        out_path: a labelled PLY (``.ply``, coloured by class) or an ``.npy`` of (N,) int64 labels.
+        device: where the model runs.
+        progress: report the points done.
+        max_tile_points: the most points of a tile's context predicted at once.
+
+    Returns:
+        summary: input, out, points, seconds, points_per_s and label_counts (printed by the CLI).
+
+    Raises:
+        ValueError: when ``out_path`` ends in neither .ply nor .npy.
+    """
+    from pcseg.bridge import default_palette
+    from pcseg.checkpoint import model_from_checkpoint
+    from pcseg.data import S3DIS_CLASS_COLORS
+    from pcseg.io import read_point_cloud, write_labelled_ply
+
+    out_path = Path(out_path)
+    if out_path.suffix.lower() not in (".ply", ".npy"):
+        raise ValueError(f"--out must end in .ply or .npy, got {out_path}")
     model, cfg, _ = model_from_checkpoint(checkpoint, device)
     cloud = read_point_cloud(input_path)
     start = time.perf_counter()
     result = segment_cloud(model, cfg, cloud["coord"], cloud["color"] if cfg.data.use_color else None, device,
                            keep_probabilities=False, max_tile_points=max_tile_points, progress=progress)
     seconds = time.perf_counter() - start
-    out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if out_path.suffix.lower() == ".npy":
         np.save(out_path, result["labels"])
-    elif out_path.suffix.lower() == ".ply":
+    else:
         palette = np.asarray(S3DIS_CLASS_COLORS, dtype=np.uint8) if cfg.data.num_classes == len(S3DIS_CLASS_COLORS) \
             else default_palette(cfg.data.num_classes)
         write_labelled_ply(out_path, cloud["coord"], result["labels"], palette, result["confidence"])
-    else:
-        raise ValueError(f"--out must end in .ply or .npy, got {out_path}")
     counts = np.bincount(result["labels"], minlength=cfg.data.num_classes)
     return {"input": str(input_path), "out": str(out_path), "points": int(len(cloud["coord"])),
             "seconds": seconds, "points_per_s": len(cloud["coord"]) / max(seconds, 1e-9),

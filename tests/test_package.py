@@ -13,7 +13,7 @@ from pcseg.utils import open3d as open3d_utils
 
 
 def test_top_level_api_names():
-    from pcseg.api import Segmenter
+    from pcseg.segmenter import Segmenter
     from pcseg.fuser import Fuser
 
     assert pcseg.Segmenter is Segmenter

@@ -1,11 +1,14 @@
-"""Segmenter (numpy API) and tiled prediction: any N, tiles, threads, bad input."""
+"""Segmenter (numpy API) and tiled prediction: any N, tiles, threads, bad input, no trainer."""
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from pcseg.api import Segmenter
+from pcseg.segmenter import Segmenter
 from pcseg.config import load_config
 from pcseg.data import generate_room
 from pcseg.predict import iter_tiles, min_tile_width, segment_cloud
@@ -22,6 +25,30 @@ def checkpoint(tmp_path_factory):
     rooms = ([generate_room(0, 3000)], [generate_room(100, 3000)])
     train(load_config(None, [*TINY, f"train.out_dir={out}"]), rooms=rooms, progress=False)
     return out / "best.pt"
+
+
+def test_inference_does_not_import_the_trainer(checkpoint, tmp_path):
+    """Segmenter.from_checkpoint(...).predict(...) and `pcseg predict` in a fresh interpreter
+    import neither the training loop nor the losses."""
+    room = generate_room(3, 3000)
+    cloud = tmp_path / "room.npy"
+    np.save(cloud, np.concatenate([room["coord"], room["color"] / 255.0], 1))
+    code = f"""
+import sys
+import numpy as np
+import pcseg
+from pcseg.cli import main
+
+labels, _ = pcseg.Segmenter.from_checkpoint({str(checkpoint)!r}).predict(np.load({str(cloud)!r})[:, :3])
+assert labels.shape == (3000,)
+assert main(["predict", {str(cloud)!r}, "--checkpoint", {str(checkpoint)!r}, "--out", {str(tmp_path / "o.npy")!r}]) == 0
+print(sorted(name for name in ("pcseg.train", "pcseg.losses") if name in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert np.load(tmp_path / "o.npy").shape == (3000,)
 
 
 @pytest.mark.parametrize("n", [1, 5, 127, 128, 129, 3000])
@@ -90,7 +117,7 @@ class RoomPositionModel(torch.nn.Module):
     feature). A tile's points are labelled as untiled only if their blocks are fed in the
     whole cloud's frame."""
 
-    def forward(self, points, features):
+    def forward(self, points, features, normals=None):
         slices = features[..., 3:4] * 13  # (B, P, 1)
         classes = torch.arange(13, dtype=points.dtype)
         logits = -4.0 * (slices - classes - 0.5) ** 2 + 0.01 * points[..., 2:3].mean(1, keepdim=True) * classes
@@ -109,13 +136,13 @@ def test_dense_cloud_tiled_prediction_matches_untiled(monkeypatch):
     model = RoomPositionModel().eval()
     whole = segment_cloud(model, cfg, room["coord"], room["color"], max_tile_points=len(room["coord"]))
     contexts = []
-    real = predict_module.predict_points
+    real = predict_module.predict_tile
 
-    def recording(model, data, coord, *args, **kwargs):
-        contexts.append(len(coord))
-        return real(model, data, coord, *args, **kwargs)
+    def recording(model, data, points, *args, **kwargs):
+        contexts.append(len(points))
+        return real(model, data, points, *args, **kwargs)
 
-    monkeypatch.setattr(predict_module, "predict_points", recording)
+    monkeypatch.setattr(predict_module, "predict_tile", recording)
     tiled = segment_cloud(model, cfg, room["coord"], room["color"], max_tile_points=2500)
     assert len(contexts) > 8 and max(contexts) <= 2500
     np.testing.assert_allclose(tiled["probabilities"].sum(1), 1.0, atol=1e-5)  # every point predicted

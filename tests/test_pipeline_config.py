@@ -85,7 +85,8 @@ def test_saved_config_reads_back(tmp_path):
 @pytest.mark.parametrize("name", ["pointnet_s3dis", "acnn_s3dis", "pointnet_semantickitti", "pointnet_synthetic",
                                   "acnn_synthetic", "fusion_sunrgbd"])
 def test_shipped_configs_load_and_build(name):
-    from pcseg.train import build_model_from_config, input_channels
+    from pcseg.checkpoint import build_model_from_config
+    from pcseg.inputs import input_channels
 
     cfg = load_config(CONFIGS / f"{name}.yaml")
     model = build_model_from_config(cfg)

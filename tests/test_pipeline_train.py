@@ -9,8 +9,8 @@ import torch
 
 from pcseg.config import load_config
 from pcseg.data import generate_room
-from pcseg.train import (CheckpointMismatchError, WarmupCosine, load_checkpoint, model_from_checkpoint,
-                         train)
+from pcseg.checkpoint import CheckpointMismatchError, load_checkpoint, model_from_checkpoint
+from pcseg.train import WarmupCosine, train
 
 TINY = ["data.points_per_room=3000", "data.num_points=128", "data.blocks_per_room=8", "data.val_blocks_per_room=2",
         "data.block_size=2.0", "data.eval_stride=2.0", "data.neighbours=8", "model.width_multiplier=0.125",
@@ -160,12 +160,14 @@ def test_ctrl_c_during_an_update_is_held_until_it_ends():
 
 
 def test_progress_bars_for_loading_and_cutting(tmp_path, capsys):
-    """Generating the rooms and cutting the training and validation blocks show bars (S3DIS and
-    KITTI are read while their blocks are cut)."""
+    """Generating the rooms, cutting the training and validation blocks and the epochs report
+    progress (S3DIS and KITTI are read while their blocks are cut)."""
     train(tiny_config(tmp_path / "run", "data.train_rooms=1", "data.val_rooms=1", "train.epochs=1"), progress=True)
     err = capsys.readouterr().err
     for desc in ("generating train rooms", "generating val rooms", "cutting blocks", "cutting validation blocks"):
         assert desc in err, desc
+    # without a terminal (captured here, a log file in CI) each epoch reports one plain line
+    assert len([line for line in err.splitlines() if line.startswith("epoch 1/1:")]) == 1
 
 
 def test_warmup_cosine_schedule():
@@ -221,7 +223,7 @@ def test_ddp_two_processes_match_single_process(tmp_path, rooms):
     b = load_checkpoint(tmp_path / "ddp" / "last.pt")
     assert a["scheduler"]["step_count"] == b["scheduler"]["step_count"] == 4  # 32 blocks / global batch 8
     torch.manual_seed(single.train.seed)
-    from pcseg.train import build_model_from_config
+    from pcseg.checkpoint import build_model_from_config
     initial = build_model_from_config(single).state_dict()
     assert a["model"].keys() == b["model"].keys()
     for key, w in a["model"].items():
@@ -264,7 +266,7 @@ def test_semantickitti_scans_are_read_lazily_with_a_stride(tmp_path, shared_data
     import yaml
 
     from pcseg.data import kitti
-    from pcseg.train import LazyRooms, load_rooms
+    from pcseg.data.loading import LazyRooms, load_rooms
 
     source = shared_data / "semantickitti"
     for name in ("000000", "000001", "000002", "000003", "000004"):
@@ -289,3 +291,33 @@ def test_semantickitti_scans_are_read_lazily_with_a_stride(tmp_path, shared_data
         rooms[3]
     with pytest.raises(ValueError, match="scan_stride must be >= 1"):
         load_config(None, ["data.scan_stride=0"])
+
+
+@pytest.mark.parametrize("name", ["pointnet", "pointnet_sem_seg", "acnn"])
+def test_every_segmentation_model_takes_the_trainers_one_forward(name):
+    """The trainer calls every model alike (pcseg.train.forward_model): logits (B, C, P) and the
+    auxiliary loss from aux["loss"], PointNet's weighted feature-transform regulariser or 0."""
+    from pcseg.checkpoint import build_model_from_config
+    from pcseg.inputs import input_channels
+    from pcseg.losses import feature_transform_regularizer
+    from pcseg.models import FEATURE_TRANSFORM_WEIGHT
+    from pcseg.train import forward_model
+
+    cfg = load_config(None, [*TINY, f"model.name={name}", "data.geometric_features=true", "data.num_points=64",
+                             f"model.block_preset={name == 'acnn'}"])
+    torch.manual_seed(0)
+    model = build_model_from_config(cfg).eval()
+    if name == "pointnet":  # move the feature T-Net off the identity it starts at (regulariser 0)
+        torch.nn.init.normal_(model.encoder.feature_tnet.out.weight, std=0.01)
+    points = torch.rand(2, 64, 3)
+    features = torch.rand(2, 64, input_channels(cfg.data))
+    with torch.no_grad():
+        logits, aux_loss = forward_model(model, points, features, cfg.data)
+        _, aux = model(points, features, return_aux=True)
+    assert logits.shape == (2, 13, 64) and aux_loss.shape == ()
+    if name == "pointnet":
+        expected = FEATURE_TRANSFORM_WEIGHT * feature_transform_regularizer(aux["feature_transform"])
+        torch.testing.assert_close(aux_loss, expected)
+        assert aux_loss > 0
+    else:
+        assert aux_loss == 0

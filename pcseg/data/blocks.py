@@ -40,56 +40,101 @@ def _color01(color: np.ndarray) -> np.ndarray:
     return color
 
 
-def block_origins(coord: np.ndarray, block_size: float = 1.0, stride: float = 1.0) -> np.ndarray:
-    """Lower-left (x, y) corners (K, 2) float64 of the grid of blocks covering the room's xy
-    extent, as in PointNet: ceil((extent - block_size) / stride) + 1 blocks per axis."""
+def block_origins(points: np.ndarray, block_size: float = 1.0, stride: float = 1.0) -> np.ndarray:
+    """The grid of blocks covering a room's xy extent, as in PointNet.
+
+    Args:
+        points: (N, 3) float coordinates in metres.
+        block_size: the block's side in metres.
+        stride: the grid's step in metres.
+
+    Returns:
+        origins: (K, 2) float64 lower-left (x, y) corners, ``ceil((extent - block_size) /
+        stride) + 1`` per axis.
+
+    Raises:
+        ValueError: when ``block_size`` or ``stride`` is not positive.
+    """
     if block_size <= 0 or stride <= 0:
         raise ValueError(f"block_size and stride must be positive, got {block_size}, {stride}")
-    low = coord[:, :2].min(0).astype(np.float64)
-    extent = coord[:, :2].max(0) - low
+    low = points[:, :2].min(0).astype(np.float64)
+    extent = points[:, :2].max(0) - low
     counts = [max(1, int(math.ceil((e - block_size) / stride)) + 1) for e in extent]
     gx, gy = np.meshgrid(np.arange(counts[0]) * stride, np.arange(counts[1]) * stride, indexing="ij")
     return np.stack([gx.ravel(), gy.ravel()], 1) + low
 
 
-def block_features(coord: np.ndarray, color: np.ndarray, block_size: float,
+def block_features(points: np.ndarray, colors: np.ndarray, block_size: float,
                    room_min: np.ndarray, room_extent: np.ndarray) -> np.ndarray:
-    """The 9 PointNet features (P, 9) float32 of the sampled points of one block (see the
-    module docstring).
+    """The 9 PointNet features of the sampled points of one block (see the module docstring).
 
-    coord (P, 3), color (P, 3): the points as fed to the network (P >= 1, repeats
-    included, since PointNet takes its minimum over them too); room_min (3,) and
-    room_extent (3,) of the whole room (extent = max - min, zero axes count as 1)."""
-    shifted = coord.astype(np.float64) - room_min
-    features = np.empty((len(coord), NUM_FEATURES), dtype=np.float32)
+    Args:
+        points: (P, 3) float coordinates as fed to the network (P >= 1, repeats included,
+            since PointNet takes its minimum over them too).
+        colors: (P, 3) uint8 0..255 or float in [0, 1].
+        block_size: the block's side in metres.
+        room_min: (3,) float64 lowest corner of the whole room (``room_frame``).
+        room_extent: (3,) float64 extent of the whole room (zero axes count as 1).
+
+    Returns:
+        features: (P, 9) float32.
+
+    Raises:
+        ValueError: when float colours exceed 1.
+    """
+    shifted = points.astype(np.float64) - room_min
+    features = np.empty((len(points), NUM_FEATURES), dtype=np.float32)
     # PointNet centres on the sampled points' own corner, not on the grid cell's centre
-    centre = coord[:, :2].astype(np.float64).min(0) + block_size / 2.0
-    features[:, 0:2] = coord[:, :2] - centre
+    centre = points[:, :2].astype(np.float64).min(0) + block_size / 2.0
+    features[:, 0:2] = points[:, :2] - centre
     features[:, 2] = shifted[:, 2]
-    features[:, 3:6] = _color01(color)
+    features[:, 3:6] = _color01(colors)
     features[:, 6:9] = shifted / np.where(room_extent > 0, room_extent, 1.0)
     return features
 
 
-def _room_frame(coord: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    room_min = coord.min(0).astype(np.float64)
-    return room_min, coord.max(0) - room_min
+def room_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frame the block features are taken in: the lowest corner and the extent of a cloud.
+
+    Args:
+        points: (N, 3) float coordinates, N >= 1.
+
+    Returns:
+        low: (3,) float64 smallest x, y, z.
+        extent: (3,) float64 largest x, y, z minus ``low``.
+    """
+    low = points.min(0).astype(np.float64)
+    return low, points.max(0) - low
 
 
 def room_to_blocks(room: dict, block_size: float = 1.0, stride: float = 1.0, num_points: int = 4096,
                    min_points: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
-    """Cuts a room into blocks of `num_points` points, as PointNet's training data.
+    """Cuts a room into blocks of ``num_points`` points, as PointNet's training data.
 
-    Every block with at least `min_points` points yields one sample of `num_points`
-    points drawn without replacement (with replacement when it has fewer). Returns
-    features (B, P, 9) float32, label (B, P) int64 (when the room has labels), and
-    index (B, P) int64 (rows of the room's points). Deterministic in `seed`.
+    Every grid block with at least ``min_points`` points yields one sample of ``num_points``
+    points drawn without replacement (with replacement when it has fewer).
+
+    Args:
+        room: a dict with ``coord`` (N, 3), ``color`` (N, 3) and optionally ``label`` (N,).
+        block_size: the block's side in metres.
+        stride: the grid's step in metres.
+        num_points: points per block (P).
+        min_points: the fewest points of a block that is kept.
+        seed: the sampling seed (the result is deterministic in it).
+
+    Returns:
+        blocks: ``features`` (B, P, 9) float32, ``index`` (B, P) int64 (rows of the room's
+        points) and, when the room has labels, ``label`` (B, P) int64.
+
+    Raises:
+        ValueError: when ``room["coord"]`` is not a non-empty (N, 3) array or no block has
+            ``min_points`` points.
     """
     coord = np.asarray(room["coord"])
     if coord.ndim != 2 or coord.shape[1] != 3 or len(coord) == 0:
         raise ValueError(f"room['coord'] must be a non-empty (N, 3) array, got {coord.shape}")
     rng = np.random.default_rng(seed)
-    room_min, room_extent = _room_frame(coord)
+    room_min, room_extent = room_frame(coord)
     features, indices = [], []
     for origin in block_origins(coord, block_size, stride):
         inside = np.flatnonzero((coord[:, 0] >= origin[0]) & (coord[:, 0] <= origin[0] + block_size) &
@@ -110,12 +155,24 @@ def room_to_blocks(room: dict, block_size: float = 1.0, stride: float = 1.0, num
 
 def random_block(room: dict, rng: np.random.Generator, block_size: float = 1.0, num_points: int = 4096,
                  min_points: int = 100, max_tries: int = 20) -> dict[str, np.ndarray]:
-    """One training block centred on a random point of the room (Pointcept / PointNet++
-    style random cropping); after `max_tries` centres without `min_points` points the
-    last block is used as it is. Returns features (P, 9) float32, label (P,) int64 (when
-    labelled), index (P,) int64."""
+    """One training block centred on a random point of the room (Pointcept / PointNet++ style).
+
+    After ``max_tries`` centres without ``min_points`` points the last block is used as it is.
+
+    Args:
+        room: a dict with ``coord`` (N, 3), ``color`` (N, 3) and optionally ``label`` (N,).
+        rng: the generator of the centre and the sample.
+        block_size: the block's side in metres.
+        num_points: points per block (P), drawn with replacement when the block has fewer.
+        min_points: the fewest points of an acceptable block.
+        max_tries: centres tried.
+
+    Returns:
+        block: ``features`` (P, 9) float32, ``index`` (P,) int64 and, when labelled, ``label``
+        (P,) int64.
+    """
     coord = np.asarray(room["coord"])
-    room_min, room_extent = _room_frame(coord)
+    room_min, room_extent = room_frame(coord)
     for _ in range(max_tries):
         centre = coord[rng.integers(len(coord)), :2]
         inside = np.flatnonzero((np.abs(coord[:, 0] - centre[0]) <= block_size / 2) &
@@ -131,11 +188,19 @@ def random_block(room: dict, rng: np.random.Generator, block_size: float = 1.0, 
 
 
 class BlockDataset(torch.utils.data.Dataset):
-    """Fixed PointNet blocks of a list of rooms, cut once when constructed from the rooms
-    given (the rooms are already in memory; nothing is read or written).
+    """Fixed PointNet blocks of a list of rooms, cut once when constructed (``room_to_blocks``).
 
-    Item i is a dict: features (P, 9) float32, coord (P, 3) float32 (features 0-2),
-    color (P, 3) float32, label (P,) int64, room (int, index into `rooms`).
+    The rooms are already in memory; nothing is read or written. Item ``i`` is a dict:
+    ``features`` (P, 9) float32, ``coord`` (P, 3) float32 (features 0-2), ``color`` (P, 3)
+    float32, ``label`` (P,) int64, ``room`` (int, index into ``rooms``).
+
+    Args:
+        rooms: dicts with ``coord``, ``color`` and ``label``.
+        block_size: the block's side in metres.
+        stride: the grid's step in metres.
+        num_points: points per block (P).
+        min_points: the fewest points of a block that is kept.
+        seed: the sampling seed of room 0 (room ``i`` uses ``seed + i``).
     """
 
     def __init__(self, rooms, block_size: float = 1.0, stride: float = 1.0, num_points: int = 4096,
@@ -167,21 +232,36 @@ class BlockDataset(torch.utils.data.Dataset):
 def predict_room(room: dict, predict_block: Callable, num_classes: int, block_size: float = 1.0,
                  stride: float = 0.5, num_points: int = 4096, batch_size: int = 16,
                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Whole-room inference by sliding blocks; every original point gets a label.
+    """Whole-room inference by sliding blocks; every point gets a label.
 
-    Blocks of `block_size` slide with `stride` over the room. Each block's points are
-    shuffled and split into chunks of `num_points` (the last chunk topped up with repeats
-    of the block's points), so every point in a block is predicted at least once; the
-    logits a point receives from all blocks and chunks are averaged.
+    The lowest inference layer (``pcseg.predict`` maps the others). Blocks of ``block_size``
+    slide with ``stride`` over the room. Each block's points are shuffled and split into
+    chunks of ``num_points`` (the last chunk topped up with repeats of the block's points), so
+    every point in a block is predicted at least once; the logits a point receives from all
+    blocks and chunks are averaged.
 
-    predict_block: callable taking features (B, num_points, 9) float32 torch tensor and
-        returning logits (B, num_points, num_classes) (torch tensor or numpy array).
-    Returns logits (N, num_classes) float32 (averaged) and label (N,) int64 (argmax).
+    Args:
+        room: a dict with ``coord`` (N, 3) and ``color`` (N, 3).
+        predict_block: block features (B, num_points, 9) float32 tensor -> logits
+            (B, num_points, num_classes) (tensor or numpy array).
+        num_classes: the logits' classes.
+        block_size: the block's side in metres.
+        stride: the step between blocks in metres.
+        num_points: points per chunk fed to ``predict_block``.
+        batch_size: chunks per call of ``predict_block``.
+        seed: the seed of the chunks' random point order.
+
+    Returns:
+        logits: (N, num_classes) float32, averaged.
+        labels: (N,) int64, their argmax.
+
+    Raises:
+        ValueError: when ``predict_block`` returns logits of the wrong shape.
     """
     coord = np.asarray(room["coord"])
     color = np.asarray(room["color"])
     n = len(coord)
-    room_min, room_extent = _room_frame(coord)
+    room_min, room_extent = room_frame(coord)
     rng = np.random.default_rng(seed)
     logit_sum = np.zeros((n, num_classes), dtype=np.float64)
     counts = np.zeros(n, dtype=np.int64)

@@ -36,24 +36,42 @@ DEMO_SETTINGS = {
 
 
 def demo_config(out_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """The demo's config with ``train.out_dir = out_dir/run`` and ``--set`` overrides applied."""
+    """The demo's config.
+
+    Args:
+        out_dir: the demo's output folder; the training run goes to ``out_dir/run``.
+        overrides: ``--set`` overrides (``section.key=value``).
+
+    Returns:
+        config: ``DEMO_SETTINGS`` with the overrides applied.
+    """
     values = apply_overrides(DEMO_SETTINGS, [f"train.out_dir={Path(out_dir) / 'run'}", *overrides])
     return config_from_dict(values)
 
 
-def plot_prediction_vs_truth(coord: np.ndarray, prediction: np.ndarray, truth: np.ndarray, colors: np.ndarray,
+def plot_prediction_vs_truth(points: np.ndarray, prediction: np.ndarray, truth: np.ndarray, colors: np.ndarray,
                              class_names: Sequence[str], path: str | Path, max_points: int = 60_000) -> None:
-    """Two oblique views of a room (ceiling cut away): predicted classes beside the truth."""
+    """Writes two oblique views of a room (ceiling cut away), predicted classes beside the truth.
+
+    Args:
+        points: (N, 3) float coordinates in metres.
+        prediction: (N,) int64 predicted labels.
+        truth: (N,) int64 true labels.
+        colors: (C, 3) uint8 palette, one colour per class.
+        class_names: one name per class (the legend).
+        path: the PNG to write.
+        max_points: the most points drawn (a random subset).
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
     rng = np.random.default_rng(0)
-    z = coord[:, 2]
+    z = points[:, 2]
     keep = np.flatnonzero(z < z.min() + 0.8 * (z.max() - z.min()))  # cut the ceiling away to see inside
     keep = keep[rng.permutation(len(keep))[:max_points]]
-    c = coord[keep]
+    c = points[keep]
     fig = plt.figure(figsize=(12, 5.5))
     for i, (labels, title) in enumerate([(prediction, "prediction"), (truth, "ground truth")]):
         ax = fig.add_subplot(1, 2, i + 1, projection="3d")
@@ -71,13 +89,26 @@ def plot_prediction_vs_truth(coord: np.ndarray, prediction: np.ndarray, truth: n
 
 def run_demo(out_dir: str | Path = "demo_out", overrides: Sequence[str] = (), seed: int = 0,
              bridge: bool = True, progress: bool = True) -> dict:
-    """Runs the demo (see the module docstring); returns the metrics written to metrics.json."""
+    """Runs the demo (see the module docstring).
+
+    Args:
+        out_dir: the output folder.
+        overrides: ``--set`` overrides of the demo's config.
+        seed: the training seed (``train.seed``) and the bridge demo's.
+        bridge: also run the 2D-3D bridge demo.
+        progress: report room generation, block cutting, epochs and evaluation.
+
+    Returns:
+        metrics: what metrics.json holds.
+    """
     import torch
 
+    from pcseg.checkpoint import model_from_checkpoint
     from pcseg.data import S3DIS_CLASS_COLORS, S3DIS_CLASS_NAMES
+    from pcseg.data.loading import load_rooms
     from pcseg.evaluate import evaluate_rooms, format_scores, plot_confusion_matrix, scores_to_dict
     from pcseg.io import write_labelled_ply
-    from pcseg.train import load_rooms, model_from_checkpoint, train
+    from pcseg.train import train
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -87,7 +118,7 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: Sequence[str] = (), se
           f"{cfg.data.block_size} m block, inputs xyz + rgb + local geometry; training budget "
           f"{cfg.train.time_budget_s:.0f} s", flush=True)
     t = time.perf_counter()
-    train_rooms, val_rooms = load_rooms(cfg.data, "train"), load_rooms(cfg.data, "val")
+    train_rooms, val_rooms = load_rooms(cfg.data, "train", progress), load_rooms(cfg.data, "val", progress)
     print(f"[demo] generated {len(train_rooms)} training and {len(val_rooms)} held-out rooms of "
           f"{cfg.data.points_per_room:,} points in {time.perf_counter() - t:.1f} s", flush=True)
     summary = train(cfg, rooms=(train_rooms, val_rooms), progress=progress)

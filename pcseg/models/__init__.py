@@ -1,9 +1,13 @@
 """Segmentation and classification models: PointNet and A-CNN.
 
 ``MODELS`` maps the config names to classes; ``build_model(name, **kwargs)`` calls the class
-with the config's keyword arguments. All segmentation models take ``points (B, N, 3)`` and
-optional ``features (B, N, in_channels)`` / ``lengths (B,)`` and return logits
-``(B, num_classes, N)``; classification models return ``(B, num_classes)``.
+with the config's keyword arguments. Every model has one forward signature,
+``forward(points, features=None, normals=None, lengths=None, return_aux=False)``:
+``points (B, N, 3)``, optional ``features (B, N, in_channels)``, ``normals (B, N, 3)`` (used by
+A-CNN, which estimates them when None; ignored by PointNet) and ``lengths (B,)``. Segmentation
+models return logits ``(B, num_classes, N)``, classification models ``(B, num_classes)``; with
+``return_aux=True`` also a dict whose ``"loss"`` is the model's auxiliary training loss (a 0-d
+tensor, zero for models without one), so a trainer adds it without knowing the model class.
 """
 from __future__ import annotations
 
@@ -26,10 +30,18 @@ MODELS = {
 
 
 def build_model(name: str, **kwargs):
-    """Instantiate ``MODELS[name](**kwargs)``; unknown names raise a ``KeyError`` listing the known ones.
+    """Instantiates ``MODELS[name](**kwargs)``.
 
-    For A-CNN, ``levels`` may be given as a list of dicts (as read from YAML); they are turned
-    into :class:`AnnularLevelConfig`.
+    Args:
+        name: a key of ``MODELS``.
+        **kwargs: the class's keyword arguments; A-CNN's ``levels`` may be a list of dicts (as
+            read from YAML), which become ``AnnularLevelConfig``.
+
+    Returns:
+        model: the new model.
+
+    Raises:
+        KeyError: for an unknown name (the message lists the known ones).
     """
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; known models: {sorted(MODELS)}")

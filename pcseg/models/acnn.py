@@ -51,6 +51,7 @@ from pcseg.models.layers import (
     check_inputs,
     lengths_mask,
     masked_max,
+    no_aux_loss,
     scaled,
 )
 
@@ -69,8 +70,15 @@ __all__ = [
 class AnnularLevelConfig:
     """One encoder level: ``num_centers`` FPS centres and one entry per ring.
 
-    ``rings[i] = (r_inner, r_outer)`` in the points' units, ``samples[i]`` neighbours kept per
-    ring, ``mlps[i]`` the circular-convolution widths of that ring.
+    Args:
+        num_centers: centres sampled by farthest point sampling.
+        rings: ``(r_inner, r_outer)`` per ring, in the points' units.
+        samples: neighbours kept per ring.
+        mlps: the circular-convolution widths of each ring.
+
+    Raises:
+        ValueError: when the lists differ in length, a ring is empty or its radii are not
+            ``0 <= r_inner < r_outer``.
     """
 
     num_centers: int
@@ -109,6 +117,15 @@ def acnn_block_preset(num_points: int = 4096) -> dict:
     disc and an outer annulus), no global level, and PointNet++'s S3DIS decoder widths. At
     4,096 points per block about 25 points fall within 0.1 m of a point on a wall or floor,
     hence 16 / 32 samples per ring.
+
+    Args:
+        num_points: points per block fed to the model.
+
+    Returns:
+        kwargs: ``levels``, ``global_mlp`` (None) and ``fp_mlps`` for ``ACNNSeg``.
+
+    Raises:
+        ValueError: when ``num_points < 64``.
     """
     if num_points < 64:
         raise ValueError(f"num_points must be >= 64 for the block preset, got {num_points}")
@@ -124,10 +141,18 @@ def acnn_block_preset(num_points: int = 4096) -> dict:
 
 
 def fill_ring_slots(idx: torch.Tensor, centre_idx: torch.Tensor) -> torch.Tensor:
-    """Fill the -1 slots of ``ring_query`` indices ``(B, M, K) int64`` (see module docstring).
+    """Fills the -1 slots of ``ring_query`` indices by cyclic repetition (see the module docstring).
 
     Slot ``j`` takes kept neighbour ``j mod n`` (``n`` = kept count); rings with ``n = 0`` take
-    ``centre_idx (B, M)`` (itself -1 for padded centres, which then gather zeros).
+    the centre itself.
+
+    Args:
+        idx: (B, M, K) int64 ring indices, kept slots first, -1 for unfilled ones.
+        centre_idx: (B, M) int64 index of each centre (-1 for padded centres, which then
+            gather zeros).
+
+    Returns:
+        filled: (B, M, K) int64 without -1 except for padded centres.
     """
     k = idx.shape[-1]
     kept = (idx >= 0).sum(-1, keepdim=True)  # (B, M, 1), kept slots come first
@@ -142,8 +167,8 @@ class CircularConv(nn.Module):
     ``y_j = W_0 x_{j-1} + W_1 x_j + W_2 x_{j+1}`` with indices mod K, i.e. exactly
     ``nn.Conv1d(C_in, C_out, 3, padding=1, padding_mode="circular", bias=False)`` applied to
     each ring (``weight (C_out, C_in, 3)`` has that layout). Computed as one matrix product
-    ``C_in -> 3 C_out`` on the wrapped ring and three shifted views, which is several times faster on the CPU than a
-    ``(1, 3)`` ``Conv2d`` on ``(B, C, M, K)``. No bias: batch norm follows.
+    ``C_in -> 3 C_out`` on the wrapped ring and three shifted views, which the CPU runs faster
+    than a ``(1, 3)`` ``Conv2d`` on ``(B, C, M, K)``. No bias: batch norm follows.
     """
 
     def __init__(self, in_channels: int, out_channels: int):
@@ -292,14 +317,26 @@ class ACNNCls(nn.Module):
         self.head = FullyConnected(self.global_mlp.out_channels, [s(w) for w in fc], dropout=dropout)
         self.classifier = nn.Linear(self.head.out_channels, num_classes)
 
-    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
-                normals: torch.Tensor | None = None) -> torch.Tensor:
-        """``points (B, N, 3)``, ``features (B, N, C_in)``, ``normals (B, N, 3)`` -> logits ``(B, num_classes)``."""
+    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None, normals: torch.Tensor | None = None,
+                lengths: torch.Tensor | None = None, return_aux: bool = False):
+        """Classifies each cloud of a batch.
+
+        Args:
+            points: (B, N, 3) float32 coordinates.
+            features: (B, N, in_channels) float32 per-point features, or None when in_channels is 0.
+            normals: (B, N, 3) float32 unit normals, or None to estimate them.
+            lengths: (B,) int64 real points per cloud (real points first), or None.
+            return_aux: also return ``{"loss": 0}`` (A-CNN has no auxiliary training loss).
+
+        Returns:
+            logits: (B, num_classes) float32, and the aux dict when ``return_aux``.
+        """
         xyzs, feats, lens = self.encoder(points, features, normals, lengths)
         x = torch.cat([xyzs[-1], feats[-1]], dim=-1).transpose(1, 2)
         mask = _mask(lens[-1], xyzs[-1])
         glob = masked_max(self.global_mlp(x, mask), mask, dim=2)
-        return self.classifier(self.head(glob))
+        logits = self.classifier(self.head(glob))
+        return (logits, no_aux_loss(points)) if return_aux else logits
 
 
 class ACNNSeg(nn.Module):
@@ -347,9 +384,20 @@ class ACNNSeg(nn.Module):
             c = self.fp[-1].out_channels
         self.head = SharedMLP(c, [s(head_width), num_classes], last_plain=True, dropout_before_last=dropout)
 
-    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
-                normals: torch.Tensor | None = None) -> torch.Tensor:
-        """``points (B, N, 3)``, ``features (B, N, C_in)``, ``normals (B, N, 3)`` -> logits ``(B, num_classes, N)``."""
+    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None, normals: torch.Tensor | None = None,
+                lengths: torch.Tensor | None = None, return_aux: bool = False):
+        """Segments each cloud of a batch.
+
+        Args:
+            points: (B, N, 3) float32 coordinates.
+            features: (B, N, in_channels) float32 per-point features, or None when in_channels is 0.
+            normals: (B, N, 3) float32 unit normals, or None to estimate them (``normal_k`` neighbours).
+            lengths: (B,) int64 real points per cloud (real points first), or None.
+            return_aux: also return ``{"loss": 0}`` (A-CNN has no auxiliary training loss).
+
+        Returns:
+            logits: (B, num_classes, N) float32, and the aux dict when ``return_aux``.
+        """
         xyzs, feats, lens = self.encoder(points, features, normals, lengths)
         fp_modules = iter(self.fp)
         current = feats[-1]  # (B, M_L, C) channels-last, float32
@@ -367,4 +415,5 @@ class ACNNSeg(nn.Module):
             current = next(fp_modules)(x.transpose(1, 2), mask)
             if level > 1:
                 current = current.transpose(1, 2).to(points.dtype)
-        return self.head(current, _mask(lengths, points))
+        logits = self.head(current, _mask(lengths, points))
+        return (logits, no_aux_loss(points)) if return_aux else logits

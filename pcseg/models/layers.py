@@ -28,8 +28,33 @@ def scaled(width: int, width_multiplier: float) -> int:
     return max(1, int(round(width * width_multiplier)))
 
 
+def no_aux_loss(points: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The aux dict of a model without an auxiliary training loss.
+
+    Args:
+        points: the model's (B, N, 3) input, which gives the dtype and device.
+
+    Returns:
+        aux: ``{"loss": 0-d zero tensor}``.
+    """
+    return {"loss": points.new_zeros(())}
+
+
 def lengths_mask(lengths: torch.Tensor | None, batch: int, num_points: int, device) -> torch.Tensor | None:
-    """``(B, N) bool`` mask of real points, or None when there is no padding."""
+    """The mask of real points of a padded batch.
+
+    Args:
+        lengths: (B,) int64 real points per cloud, or None.
+        batch: B.
+        num_points: N.
+        device: where the mask goes.
+
+    Returns:
+        mask: (B, N) bool, or None when ``lengths`` is None (no padding).
+
+    Raises:
+        ValueError: when ``lengths`` is not (B,) or lies outside [1, N].
+    """
     if lengths is None:
         return None
     if lengths.shape != (batch,):
@@ -40,6 +65,16 @@ def lengths_mask(lengths: torch.Tensor | None, batch: int, num_points: int, devi
 
 
 def check_inputs(points: torch.Tensor, features: torch.Tensor | None, in_channels: int) -> None:
+    """Checks a model's inputs against the channels it was built for.
+
+    Args:
+        points: (B, N, 3) coordinates.
+        features: (B, N, in_channels) per-point features, or None.
+        in_channels: the model's feature channels.
+
+    Raises:
+        ValueError: naming the argument whose shape is wrong.
+    """
     if points.dim() != 3 or points.shape[-1] != 3:
         raise ValueError(f"points must be (B, N, 3), got {tuple(points.shape)}")
     if in_channels == 0:
@@ -56,8 +91,17 @@ def check_inputs(points: torch.Tensor, features: torch.Tensor | None, in_channel
 
 
 def masked_max(x: torch.Tensor, mask: torch.Tensor | None, dim: int, channels_last: bool = False) -> torch.Tensor:
-    """Max over ``dim`` of ``x (B, C, ...)`` (``channels_last``: ``(B, ..., C)``) ignoring
-    entries where ``mask (B, ...)`` is False."""
+    """Max over ``dim`` ignoring masked-out entries.
+
+    Args:
+        x: (B, C, ...) features, or (B, ..., C) with ``channels_last``.
+        mask: (B, ...) bool, True for real entries; None: all real.
+        dim: the dimension reduced.
+        channels_last: the layout of ``x``.
+
+    Returns:
+        pooled: ``x`` reduced over ``dim``.
+    """
     if mask is not None:
         x = x.masked_fill(~(mask.unsqueeze(-1) if channels_last else mask.unsqueeze(1)), float("-inf"))
     return x.amax(dim=dim)
@@ -158,8 +202,8 @@ class MaskedBatchNorm(nn.BatchNorm1d):
 
 class Dropout(nn.Dropout):
     """``nn.Dropout`` drawing its mask with ``rand_like`` (uniform floats >= p): the same
-    distribution from the same generator, measured 4x faster on CPU than the ``bernoulli_``
-    that ``F.dropout`` uses (4.8 vs 19.8 ms for 1M floats on this project's machine)."""
+    distribution from the same generator, cheaper on the CPU than the ``bernoulli_`` that
+    ``F.dropout`` uses (figures in benchmarks/RESULTS.md)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
@@ -175,11 +219,10 @@ class SharedMLP(nn.Module):
 
     ``last_plain=True`` makes the last layer a bare convolution (a classifier head).
     ``forward_channels_last`` computes the same on ``(B, N, C)`` with the same parameters, as
-    ``F.linear``: one GEMM per layer, measured 1.5-3x faster forward + backward than
-    ``conv1d`` at the demo model's widths (up to 288 channels, 8 x 1,024 points) on this CPU.
-    Models whose inputs are channels-last use it (PointNetSemSeg); for (B, C, N) callers the
-    two transposes would cost more than the GEMMs gain (measured: PointNetCls at full width,
-    8 x 4,096 points, 5.7 -> 7.8 s per step).
+    ``F.linear``: one GEMM per layer, cheaper forward and backward than ``conv1d`` at the demo
+    model's widths on the CPU. Models whose inputs are channels-last use it (PointNetSemSeg);
+    for (B, C, N) callers the two transposes would cost more than the GEMMs gain (figures in
+    benchmarks/RESULTS.md).
     """
 
     def __init__(self, in_channels: int, widths: Sequence[int], last_plain: bool = False, dropout_before_last: float = 0.0):

@@ -1,8 +1,11 @@
 """PointNet (Qi et al., CVPR 2017): classification, part/scene segmentation and the S3DIS variant.
 
 All models take ``points (B, N, 3)`` float32, optional ``features (B, N, in_channels)`` (colour,
-normalised coordinates, ...) and optional ``lengths (B,)`` int64 for padded batches (real points
-first). Padding never changes the real points' outputs: every max-pool ignores padded points and
+normalised coordinates, ...), ``normals`` (accepted like every pcseg model's, unused: PointNet sees
+normals only as feature channels) and optional ``lengths (B,)`` int64 for padded batches (real
+points first). With ``return_aux=True`` they also return a dict whose ``"loss"`` is the
+auxiliary training loss (the feature-transform regulariser where there is a feature T-Net).
+Padding never changes the real points' outputs: every max-pool ignores padded points and
 batch-norm statistics in train mode are taken over real points only (see ``layers.py``).
 
 ``width_multiplier`` scales every hidden width (T-Nets included) but not the input, the
@@ -14,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from pcseg.models.layers import FullyConnected, SharedMLP, check_inputs, lengths_mask, masked_max, scaled
+from pcseg.models.layers import FullyConnected, SharedMLP, check_inputs, lengths_mask, masked_max, no_aux_loss, scaled
 
 __all__ = ["TNet", "PointNetCls", "PointNetSeg", "PointNetSemSeg", "FEATURE_TRANSFORM_WEIGHT"]
 
@@ -45,6 +48,15 @@ class TNet(nn.Module):
         """``x (B, k, N)``, ``mask (B, N) bool`` or None -> transform ``(B, k, k)`` (applied as ``x^T A``)."""
         g = masked_max(self.mlp(x, mask), mask, dim=2)
         return self.out(self.fc(g)).view(-1, self.k, self.k)
+
+
+def _aux_with_loss(aux: dict[str, torch.Tensor], points: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``aux`` plus ``"loss"``: the paper's weighted feature-transform regulariser, or 0 without a feature T-Net."""
+    if "feature_transform" not in aux:
+        return {**aux, **no_aux_loss(points)}
+    from pcseg.losses import feature_transform_regularizer  # training only: inference never asks for aux
+
+    return {**aux, "loss": FEATURE_TRANSFORM_WEIGHT * feature_transform_regularizer(aux["feature_transform"])}
 
 
 def _transform(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
@@ -102,13 +114,25 @@ class PointNetCls(nn.Module):
         self.classifier = nn.Linear(s(256), num_classes)
 
     def forward(self, points: torch.Tensor, features: torch.Tensor | None = None,
-                lengths: torch.Tensor | None = None, return_aux: bool = False):
-        """``points (B, N, 3)`` -> logits ``(B, num_classes)`` (and the transforms when ``return_aux``)."""
+                normals: torch.Tensor | None = None, lengths: torch.Tensor | None = None, return_aux: bool = False):
+        """Classifies each cloud of a batch.
+
+        Args:
+            points: (B, N, 3) float32 coordinates.
+            features: (B, N, in_channels) float32 per-point features, or None when in_channels is 0.
+            normals: unused (the common model signature).
+            lengths: (B,) int64 real points per cloud (real points first), or None.
+            return_aux: also return the aux dict.
+
+        Returns:
+            logits: (B, num_classes) float32, and when ``return_aux`` the dict of the transforms
+            ``(B, k, k)`` and ``"loss"``, the auxiliary training loss.
+        """
         check_inputs(points, features, self.in_channels)
         mask = lengths_mask(lengths, points.shape[0], points.shape[1], points.device)
         _, glob, aux = self.encoder(points, features, mask)
         logits = self.classifier(self.head(glob))
-        return (logits, aux) if return_aux else logits
+        return (logits, _aux_with_loss(aux, points)) if return_aux else logits
 
 
 class PointNetSeg(nn.Module):
@@ -119,9 +143,9 @@ class PointNetSeg(nn.Module):
     (transformed) local feature -> shared MLP (512, 256, 128, 128) with batch norm -> per-point
     ``num_classes`` logits. Extra per-point channels (``in_channels``) join xyz after the input
     transform. With ``return_aux=True`` the forward also returns
-    ``{"input_transform": (B, 3, 3), "feature_transform": (B, 64, 64)}``; add
-    ``FEATURE_TRANSFORM_WEIGHT * pcseg.losses.feature_transform_regularizer(aux["feature_transform"])``
-    to the loss as the paper does.
+    ``{"input_transform": (B, 3, 3), "feature_transform": (B, 64, 64), "loss": ()}``, where
+    ``"loss"`` is ``FEATURE_TRANSFORM_WEIGHT * pcseg.losses.feature_transform_regularizer(
+    aux["feature_transform"])``, to be added to the training loss as the paper does.
     """
 
     def __init__(self, num_classes: int, in_channels: int = 0, width_multiplier: float = 1.0,
@@ -135,15 +159,26 @@ class PointNetSeg(nn.Module):
                               [s(512), s(256), s(128), s(128), num_classes], last_plain=True)
 
     def forward(self, points: torch.Tensor, features: torch.Tensor | None = None,
-                lengths: torch.Tensor | None = None, return_aux: bool = False):
-        """``points (B, N, 3)``, ``features (B, N, C_in)`` -> logits ``(B, num_classes, N)``."""
+                normals: torch.Tensor | None = None, lengths: torch.Tensor | None = None, return_aux: bool = False):
+        """Segments each cloud of a batch.
+
+        Args:
+            points: (B, N, 3) float32 coordinates.
+            features: (B, N, in_channels) float32 per-point features, or None when in_channels is 0.
+            normals: unused (the common model signature).
+            lengths: (B,) int64 real points per cloud (real points first), or None.
+            return_aux: also return the aux dict (see the class docstring).
+
+        Returns:
+            logits: (B, num_classes, N) float32, and the aux dict when ``return_aux``.
+        """
         check_inputs(points, features, self.in_channels)
         n = points.shape[1]
         mask = lengths_mask(lengths, points.shape[0], n, points.device)
         local, glob, aux = self.encoder(points, features, mask)
         x = torch.cat([local, glob[:, :, None].expand(-1, -1, n).to(local.dtype)], dim=1)
         logits = self.head(x, mask)
-        return (logits, aux) if return_aux else logits
+        return (logits, _aux_with_loss(aux, points)) if return_aux else logits
 
 
 class PointNetSemSeg(nn.Module):
@@ -165,8 +200,19 @@ class PointNetSemSeg(nn.Module):
         self.head = SharedMLP(s(1024) + s(128), [s(512), s(256), num_classes], last_plain=True, dropout_before_last=dropout)
 
     def forward(self, points: torch.Tensor, features: torch.Tensor | None = None,
-                lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """``points (B, N, 3)``, ``features (B, N, C_in)`` -> logits ``(B, num_classes, N)``."""
+                normals: torch.Tensor | None = None, lengths: torch.Tensor | None = None, return_aux: bool = False):
+        """Segments each cloud of a batch.
+
+        Args:
+            points: (B, N, 3) float32 coordinates.
+            features: (B, N, in_channels) float32 per-point features, or None when in_channels is 0.
+            normals: unused (the common model signature).
+            lengths: (B,) int64 real points per cloud (real points first), or None.
+            return_aux: also return ``{"loss": 0}`` (no T-Nets, no auxiliary training loss).
+
+        Returns:
+            logits: (B, num_classes, N) float32, and the aux dict when ``return_aux``.
+        """
         check_inputs(points, features, self.in_channels)
         n = points.shape[1]
         mask = lengths_mask(lengths, points.shape[0], n, points.device)
@@ -175,4 +221,5 @@ class PointNetSemSeg(nn.Module):
         point_features = self.mlp.forward_channels_last(x.contiguous(), mask)  # (B, N, 1024)
         glob = self.fc(masked_max(point_features, mask, dim=1, channels_last=True))  # (B, 128)
         x = torch.cat([point_features, glob[:, None, :].expand(-1, n, -1).to(point_features.dtype)], dim=-1)
-        return self.head.forward_channels_last(x, mask).transpose(1, 2).contiguous()
+        logits = self.head.forward_channels_last(x, mask).transpose(1, 2).contiguous()
+        return (logits, no_aux_loss(points)) if return_aux else logits

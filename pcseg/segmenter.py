@@ -1,4 +1,4 @@
-"""Python API for robotics stacks: a trained model as a numpy-in, numpy-out segmenter.
+"""The robotics API: a trained model as a numpy-in, numpy-out segmenter (``pcseg.Segmenter``).
 
     segmenter = Segmenter.from_checkpoint("runs/demo/best.pt", device="cpu")
     labels, probabilities = segmenter.predict(points, colors)   # (N,) int64, (N, C) float32
@@ -7,7 +7,8 @@ Any N: the cloud is cut into tiles of bounded size and each tile is predicted wi
 blocks (``pcseg.predict.segment_cloud``). The segmenter holds only its model (in eval mode,
 never modified) and its config: no global state is read or written, and ``predict`` may be
 called from several threads at once (e.g. ROS callbacks); each call runs under
-``torch.no_grad`` with its own random generator.
+``torch.no_grad`` with its own random generator. Loading and predicting need the checkpoint
+format and the inference code only, never the trainer.
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pcseg.checkpoint import model_from_checkpoint
 from pcseg.config import Config
+from pcseg.predict import segment_cloud
 
 __all__ = ["Segmenter"]
 
@@ -24,9 +27,13 @@ __all__ = ["Segmenter"]
 class Segmenter:
     """A trained segmentation model behind ``predict(points, colors=None)``.
 
-    model: a pcseg segmentation model; config: the ``Config`` it was trained with (inputs,
-    block size, class count); max_tile_points: the largest tile (with its margin) predicted
-    at once, which bounds memory.
+    Args:
+        model: a pcseg segmentation model (put in eval mode on ``device``, never modified).
+        config: the ``Config`` it was trained with (inputs, block size, class count).
+        device: where the model runs.
+        max_tile_points: the most points of a tile (with its margin) predicted at once, which
+            bounds memory.
+        batch_size: blocks per forward pass.
     """
 
     def __init__(self, model: torch.nn.Module, config: Config, device: str | torch.device = "cpu",
@@ -39,27 +46,51 @@ class Segmenter:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs) -> "Segmenter":
-        """Loads a checkpoint written by ``pcseg train`` (``torch.load(weights_only=True)``)."""
-        from pcseg.train import model_from_checkpoint
+        """Loads a checkpoint written by ``pcseg train`` (``torch.load(weights_only=True)``).
 
+        Args:
+            path: the checkpoint (``best.pt`` / ``last.pt`` of a run folder).
+            device: where the model runs.
+            **kwargs: ``max_tile_points``, ``batch_size`` (see the class).
+
+        Returns:
+            segmenter: the checkpoint's model with its own config.
+
+        Raises:
+            FileNotFoundError: when ``path`` is not a file.
+            ValueError: when it is not a pcseg checkpoint.
+        """
         model, config, _ = model_from_checkpoint(path, device)
         return cls(model, config, device, **kwargs)
 
     @property
     def num_classes(self) -> int:
+        """The number of classes the model predicts."""
         return self.config.data.num_classes
 
     @property
     def class_names(self) -> list[str]:
+        """One name per class (``pcseg.evaluate.class_names_for``)."""
         from pcseg.evaluate import class_names_for
 
         return class_names_for(self.config)
 
     def predict(self, points: np.ndarray, colors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """points ``(N, 3)`` float (metres, z up), colors ``(N, 3)`` float in [0, 1] or uint8
-        (None: mid grey) -> labels ``(N,)`` int64 and probabilities ``(N, num_classes)`` float32."""
-        from pcseg.predict import segment_cloud
+        """Segments a cloud of any size.
 
+        Args:
+            points: (N, 3) float coordinates in metres, z up.
+            colors: (N, 3) float in [0, 1] or uint8 0..255; None: mid grey (also ignored when the
+                model was trained without colour).
+
+        Returns:
+            labels: (N,) int64.
+            probabilities: (N, num_classes) float32.
+
+        Raises:
+            ValueError: when ``points`` is not (N, 3), holds NaN or inf, or ``colors`` does not
+                match it.
+        """
         points = np.asarray(points)
         if points.ndim != 2 or points.shape[1] != 3:
             raise ValueError(f"points must be an (N, 3) array, got shape {points.shape}")

@@ -1,0 +1,143 @@
+"""The checkpoint format: atomic save, safe load, compatibility check, the model it holds.
+
+A checkpoint (``last.pt``, ``best.pt`` of a run folder) is a dict of tensors and plain Python
+values, so it loads with ``torch.load(weights_only=True)``:
+
+- ``format`` (``CHECKPOINT_FORMAT``), ``model`` (state dict), ``config`` (``config_to_dict``),
+  ``model_name``, ``num_classes``: what inference needs;
+- ``optimizer``, ``scheduler``, ``scaler``, ``epoch``, ``step``, ``epoch_stats``,
+  ``total_epochs``, ``best_miou``, ``rng``, ``history``: the trainer's state
+  (``pcseg.train.TrainState``), for an exact ``--resume``.
+
+Writes go to a temporary file moved into place with ``os.replace``, so a crash never leaves a
+torn file. Inference (``pcseg.Segmenter``, ``pcseg predict``, ``pcseg eval``) needs this module,
+``pcseg.inputs`` and ``pcseg.models``, never the trainer.
+
+    model, cfg, checkpoint = model_from_checkpoint("runs/x/best.pt", device="cpu")
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from pcseg.config import Config, config_from_dict
+from pcseg.inputs import input_channels
+from pcseg.models import acnn_block_preset, build_model
+
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointMismatchError", "atomic_save", "load_checkpoint", "check_compatible",
+           "build_model_from_config", "model_from_checkpoint"]
+
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint made for another model or class count than the one asked for."""
+
+
+def atomic_save(obj: dict, path: str | Path) -> None:
+    """Writes ``obj`` with ``torch.save`` to ``path`` all at once (a temporary file, then ``os.replace``).
+
+    Args:
+        obj: the checkpoint dict (tensors and plain values only).
+        path: the file to write.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Loads a pcseg checkpoint with ``weights_only=True``.
+
+    Args:
+        path: a ``last.pt`` / ``best.pt`` written by ``pcseg train``.
+        map_location: where the tensors go (``torch.load``'s argument).
+
+    Returns:
+        checkpoint: the dict described in the module docstring.
+
+    Raises:
+        FileNotFoundError: when ``path`` is not a file.
+        ValueError: when ``path`` is not a pcseg checkpoint of this format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT or "model" not in checkpoint:
+        raise ValueError(f"{path} is not a pcseg checkpoint (format {CHECKPOINT_FORMAT})")
+    return checkpoint
+
+
+def check_compatible(checkpoint: dict, cfg: Config, path: str | Path) -> None:
+    """Checks that ``checkpoint`` holds the model ``cfg`` describes.
+
+    Args:
+        checkpoint: a dict from ``load_checkpoint``.
+        cfg: the config it is to be used with.
+        path: the checkpoint's file, named in the error.
+
+    Raises:
+        CheckpointMismatchError: when the model name, class count, input channels or width differ.
+    """
+    saved = config_from_dict(checkpoint["config"])
+    if saved.model.name != cfg.model.name:
+        raise CheckpointMismatchError(
+            f"checkpoint {path} holds model {saved.model.name!r}, the config asks for {cfg.model.name!r}")
+    if saved.data.num_classes != cfg.data.num_classes:
+        raise CheckpointMismatchError(
+            f"checkpoint {path} was trained for {saved.data.num_classes} classes, the config asks for "
+            f"{cfg.data.num_classes}")
+    if input_channels(saved.data) != input_channels(cfg.data) or saved.model.width_multiplier != cfg.model.width_multiplier:
+        raise CheckpointMismatchError(
+            f"checkpoint {path} has {input_channels(saved.data)} input channels and width "
+            f"{saved.model.width_multiplier}, the config {input_channels(cfg.data)} and {cfg.model.width_multiplier}")
+
+
+def build_model_from_config(cfg: Config) -> torch.nn.Module:
+    """A freshly initialised model as ``cfg`` describes it.
+
+    Args:
+        cfg: the config: ``model.name``, ``model.width_multiplier``, ``model.block_preset`` and
+            ``model.options``; the class count and input channels come from ``cfg.data``.
+
+    Returns:
+        model: the ``pcseg.models`` segmentation model (in train mode, on the CPU).
+    """
+    kwargs = {"num_classes": cfg.data.num_classes, "in_channels": input_channels(cfg.data),
+              "width_multiplier": cfg.model.width_multiplier}
+    if cfg.model.block_preset:
+        kwargs.update(acnn_block_preset(cfg.data.num_points))
+    kwargs.update(cfg.model.options)
+    return build_model(cfg.model.name, **kwargs)
+
+
+def model_from_checkpoint(path: str | Path, device="cpu", cfg: Config | None = None
+                          ) -> tuple[torch.nn.Module, Config, dict]:
+    """Builds the checkpoint's model from its own config and loads its weights.
+
+    Args:
+        path: a checkpoint written by ``pcseg train``.
+        device: where the model goes.
+        cfg: when given, the config the checkpoint must be compatible with (``check_compatible``).
+
+    Returns:
+        model: the model in eval mode on ``device``.
+        config: the checkpoint's own ``Config``.
+        checkpoint: the loaded dict.
+
+    Raises:
+        FileNotFoundError: when ``path`` is not a file.
+        ValueError: when it is not a pcseg checkpoint.
+        CheckpointMismatchError: when it does not match ``cfg``.
+    """
+    checkpoint = load_checkpoint(path)
+    saved = config_from_dict(checkpoint["config"])
+    if cfg is not None:
+        check_compatible(checkpoint, cfg, path)
+    model = build_model_from_config(saved)
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval(), saved, checkpoint

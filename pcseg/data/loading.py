@@ -1,0 +1,86 @@
+"""Which rooms a config's data section names: procedural, S3DIS or SemanticKITTI.
+
+    rooms = load_rooms(cfg.data, "val")        # dicts with coord (N, 3), color (N, 3), label (N,)
+
+Procedural rooms are generated at once; S3DIS rooms and SemanticKITTI scans come back as a
+`LazyRooms` that reads each one when it is indexed, so a data set larger than memory can be
+cut into blocks or evaluated one room at a time.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pcseg.config import DataConfig
+from pcseg.data.synthetic import generate_room
+from pcseg.utils.progress import progress as progress_bar
+
+__all__ = ["LazyRooms", "load_rooms"]
+
+
+class LazyRooms(Sequence):
+    """Rooms (or scans) read from disk one at a time when indexed.
+
+    Every consumer (cutting blocks, whole-room evaluation) walks them in order, so only one is
+    in memory at once.
+
+    Args:
+        count: the number of rooms.
+        read: ``read(i)`` returns room ``i`` (0 <= i < count) as a dict.
+    """
+
+    def __init__(self, count: int, read: Callable[[int], dict]):
+        self._count, self._read = count, read
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> dict:
+        if not -self._count <= index < self._count:
+            raise IndexError(f"room index {index} is outside 0..{self._count - 1}")
+        return self._read(index % self._count)
+
+
+def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence[dict]:
+    """The rooms (or scans) of a split.
+
+    Args:
+        data: the data section of the config (``dataset``, ``root``, counts and seeds).
+        split: ``"train"`` or ``"val"``.
+        progress: report the generation of procedural rooms (``pcseg.utils.progress``).
+
+    Returns:
+        rooms: dicts with ``coord`` (N, 3) float32, ``color`` (N, 3) and ``label`` (N,) int64: a
+        list for procedural rooms, a `LazyRooms` for S3DIS and SemanticKITTI (LiDAR has no
+        colour: the remission repeated three times stands in for rgb).
+
+    Raises:
+        ValueError: when ``split`` is neither train nor val.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be train or val, got {split!r}")
+    if data.dataset == "synthetic":
+        count, start = (data.train_rooms, data.train_seed_start) if split == "train" else \
+            (data.val_rooms, data.val_seed_start)
+        seeds = progress_bar(range(start, start + count), desc=f"generating {split} rooms", unit="room",
+                             enabled=progress)
+        return [generate_room(seed, data.points_per_room) for seed in seeds]
+    if data.dataset == "s3dis":
+        from pcseg.data.s3dis import S3DISRooms
+
+        rooms = S3DISRooms(data.root, split="train" if split == "train" else "test", test_area=data.test_area)
+        return LazyRooms(len(rooms), rooms.__getitem__)
+    from pcseg.data.kitti import SemanticKittiConfig, SemanticKITTIScans
+
+    label_config = SemanticKittiConfig.from_yaml(data.label_config)
+    scans = SemanticKITTIScans(data.root, label_config, split="train" if split == "train" else "valid")
+    kept = range(0, len(scans), data.scan_stride)
+
+    def read_scan(i: int) -> dict:
+        scan = scans[kept[i]]
+        intensity = np.asarray(scan["remission"], dtype=np.float32).clip(0, 1)
+        return {"coord": np.asarray(scan["coord"], dtype=np.float32),
+                "color": np.repeat(intensity[:, None], 3, 1), "label": scan["label"]}
+
+    return LazyRooms(len(kept), read_scan)
