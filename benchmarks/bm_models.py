@@ -9,19 +9,16 @@ of one procedural room with RGB + normalised xyz features (6 channels) and 13 cl
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.utils import benchmark
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_models_pointnet import room_blocks  # noqa: E402
+from pcseg.testing import room_blocks
 
-from pcseg.models import acnn_block_preset, build_model  # noqa: E402
+from pcseg.models import acnn_block_preset, build_model
 
 NUM_CLASSES = 13
 

@@ -9,7 +9,8 @@ library itself never imports it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -18,12 +19,15 @@ __all__ = [
     "DEVICES",
     "cloud_with_duplicates",
     "lattice_cloud",
+    "memorise_classes",
     "mixed_density_cloud",
+    "overfit",
     "random_cloud",
     "random_lengths",
     "room_blocks",
     "single_torch_thread",
     "surface_cloud",
+    "warm_up_batch_norm",
 ]
 
 # CUDA joins the device grid only where a GPU is visible, so a test parametrised over DEVICES
@@ -221,3 +225,112 @@ def room_blocks(
         torch.from_numpy(np.stack(out["labels"])).long(),
         torch.from_numpy(np.stack(out["normals"])).float(),
     )
+
+
+def warm_up_batch_norm(model: torch.nn.Module, *inputs: torch.Tensor, steps: int = 3) -> None:
+    """A few train-mode forwards so that batch-norm running statistics are not the trivial (0, 1).
+
+    Args:
+        model: the model; left in eval mode.
+        inputs: its forward arguments.
+        steps: the number of forwards.
+    """
+    model.train()
+    with torch.no_grad():
+        for _ in range(steps):
+            model(*inputs)
+    model.eval()
+
+
+def overfit(
+    model: torch.nn.Module,
+    points: torch.Tensor,
+    features: torch.Tensor | None,
+    labels: torch.Tensor,
+    max_steps: int,
+    lr: float,
+    extra_loss: Callable[[dict], torch.Tensor] | None = None,
+    normals: torch.Tensor | None = None,
+    target: float = 0.99,
+    check_every: int = 10,
+) -> tuple[float, int, float]:
+    """Adam on one fixed batch, on one torch thread, until the eval-mode point accuracy reaches `target`.
+
+    Args:
+        model: a segmentation model with pcseg's forward signature.
+        points: (B, N, 3) float32 block coordinates.
+        features: (B, N, C) float32 per-point features, or None.
+        labels: (B, N) int64 targets.
+        max_steps: the most optimiser steps.
+        lr: Adam's learning rate.
+        extra_loss: maps the model's auxiliary outputs (``return_aux=True``) to a loss term.
+        normals: (B, N, 3) float32 normals for models that order neighbourhoods by them.
+        target: the eval-mode accuracy that stops training.
+        check_every: steps between two accuracy checks.
+
+    Returns:
+        accuracy: the final eval-mode point accuracy.
+        steps: the steps taken.
+        seconds: the wall time spent.
+    """
+    import torch.nn.functional as F
+
+    with single_torch_thread():
+        start = time.perf_counter()
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        kwargs = {} if normals is None else {"normals": normals}
+        accuracy, step = 0.0, 0
+        while step < max_steps:
+            model.train()
+            if extra_loss is None:
+                loss = F.cross_entropy(model(points, features, **kwargs), labels)
+            else:
+                logits, aux = model(points, features, return_aux=True, **kwargs)
+                loss = F.cross_entropy(logits, labels) + extra_loss(aux)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step % check_every == 0 or step == max_steps:
+                model.eval()
+                with torch.no_grad():
+                    accuracy = (model(points, features, **kwargs).argmax(1) == labels).float().mean().item()
+                if accuracy >= target:
+                    break
+        return accuracy, step, time.perf_counter() - start
+
+
+def memorise_classes(
+    model: torch.nn.Module,
+    points: torch.Tensor,
+    features: torch.Tensor | None,
+    targets: torch.Tensor,
+    steps: int = 60,
+    **kwargs,
+) -> torch.Tensor:
+    """Adam on one fixed batch of clouds with arbitrary class targets, on one torch thread.
+
+    Args:
+        model: a classification model.
+        points: (B, N, 3) float32 clouds.
+        features: (B, N, C) float32 per-point features, or None.
+        targets: (B,) int64 class of each cloud.
+        steps: optimiser steps.
+        kwargs: further forward arguments (``normals=``).
+
+    Returns:
+        predictions: (B,) int64 eval-mode predictions after training.
+    """
+    import torch.nn.functional as F
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    with single_torch_thread():
+        for _ in range(steps):
+            model.train()
+            loss = F.cross_entropy(model(points, features, **kwargs), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        return model(points, features, **kwargs).argmax(1)

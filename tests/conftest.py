@@ -72,3 +72,24 @@ def raw_s3dis(tmp_path, shared_data):
     np.savetxt(stairs / "stairs_1.txt", points[:10], fmt="%.3f %.3f %.3f %d %d %d")
     np.savetxt(stairs / "floor_1.txt", points[10:20], fmt="%.3f %.3f %.3f %d %d %d")
     return raw, points, semantic, instance
+
+
+# A training run small enough for a fixture: one epoch on two tiny generated rooms.
+TINY_TRAINING = [
+    "data.points_per_room=3000", "data.num_points=128", "data.blocks_per_room=8", "data.val_blocks_per_room=2",
+    "data.block_size=2.0", "data.eval_stride=2.0", "data.neighbours=8", "model.width_multiplier=0.125",
+    "train.batch_size=4", "train.epochs=1", "train.amp=none",
+]
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """`best.pt` of a tiny PointNet trained once per session on generated rooms."""
+    from pcseg.config import load_config
+    from pcseg.data import generate_room
+    from pcseg.train import train
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    rooms = ([generate_room(0, 3000)], [generate_room(100, 3000)])
+    train(load_config(None, [*TINY_TRAINING, f"train.out_dir={out}"]), rooms=rooms, progress=False)
+    return out / "best.pt"

@@ -5,12 +5,14 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
-from test_models_pointnet import _single_thread, _warm_up_batch_norm, memorise_classes, overfit, room_blocks  # noqa: F401
 
 from pcseg.data.synthetic import NUM_CLASSES
 from pcseg.models import ACNNCls, ACNNSeg, AnnularLevelConfig, acnn_block_preset, acnn_classification_levels, build_model
 from pcseg.models.acnn import CircularConv, fill_ring_slots
 from pcseg.ops import estimate_normals, ring_query
+from pcseg.testing import memorise_classes, overfit, room_blocks, warm_up_batch_norm
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _small_block_model(num_points=128, in_channels=6, width_multiplier=0.5, **kwargs):
@@ -103,7 +105,7 @@ def test_padding_invariance_eval(name):
     else:
         levels = acnn_block_preset(128)["levels"][:2]
         model = ACNNCls(NUM_CLASSES, in_channels=6, levels=levels, width_multiplier=0.5)
-    _warm_up_batch_norm(model, points, features)
+    warm_up_batch_norm(model, points, features)
     short = 90
     padded_points, padded_features = points.clone(), features.clone()
     padded_points[0, short:] = 37.0

@@ -1,10 +1,8 @@
 """PointNet models: published parameter counts, permutation equivariance, padding invariance
 (eval and train-mode batch norm), bf16 autocast, and overfitting one synthetic room's blocks.
 
-``room_blocks`` is also the input builder of ``tests/test_models_acnn.py`` and
-``benchmarks/bm_models.py``.
+The input builder (``room_blocks``) and the training helpers live in ``pcseg.testing``.
 """
-import contextlib
 import time
 
 import numpy as np
@@ -14,42 +12,11 @@ import torch.nn.functional as F
 
 from pcseg.data.synthetic import NUM_CLASSES, generate_room
 from pcseg.losses import feature_transform_regularizer
+from pcseg.testing import memorise_classes, overfit, room_blocks, warm_up_batch_norm
 from pcseg.models import FEATURE_TRANSFORM_WEIGHT, MODELS, PointNetCls, PointNetSeg, PointNetSemSeg, build_model
 
 
-def room_blocks(num_blocks: int = 2, num_points: int = 256, seed: int = 0, room_points: int = 40_000):
-    """``num_blocks`` 1 m x 1 m blocks of one procedural room, ``num_points`` points each.
-
-    Returns points ``(B, N, 3) float32`` (block-centred x, y; z above the floor), features
-    ``(B, N, 6) float32`` (RGB in [0, 1] and room-normalised xyz, the S3DIS 9-channel input
-    minus xyz), labels ``(B, N) int64`` and normals ``(B, N, 3) float32``.
-    """
-    room = generate_room(seed=seed, num_points=room_points)
-    rng = np.random.default_rng(seed)
-    coord, color, label, normal = room["coord"], room["color"], room["label"], room["normal"]
-    extent = coord.max(0)
-    out = {"points": [], "features": [], "labels": [], "normals": []}
-    for _ in range(100 * num_blocks):
-        if len(out["points"]) == num_blocks:
-            break
-        x0, y0 = rng.uniform(0, extent[0] - 1.0), rng.uniform(0, extent[1] - 1.0)
-        inside = np.nonzero((coord[:, 0] >= x0) & (coord[:, 0] < x0 + 1) & (coord[:, 1] >= y0) & (coord[:, 1] < y0 + 1))[0]
-        if len(inside) < num_points:
-            continue
-        pick = rng.choice(inside, num_points, replace=False)
-        xyz = coord[pick] - np.array([x0 + 0.5, y0 + 0.5, 0.0], dtype=np.float32)
-        out["points"].append(xyz)
-        out["features"].append(np.concatenate([color[pick] / 255.0, coord[pick] / extent], 1))
-        out["labels"].append(label[pick])
-        out["normals"].append(normal[pick])
-    if len(out["points"]) < num_blocks:
-        raise ValueError(f"room_points={room_points} is too sparse for blocks of {num_points} points")
-    return (
-        torch.from_numpy(np.stack(out["points"])).float(),
-        torch.from_numpy(np.stack(out["features"])).float(),
-        torch.from_numpy(np.stack(out["labels"])).long(),
-        torch.from_numpy(np.stack(out["normals"])).float(),
-    )
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _conv_bn(cin, cout):
@@ -85,20 +52,11 @@ def test_parameter_counts_match_published_architectures():
     assert abs(counts["PointNetCls(40)"][0] - 3.5e6) / 3.5e6 < 0.01
 
 
-def _warm_up_batch_norm(model, *inputs, steps=3):
-    """A few train-mode forwards so that running statistics are not the trivial (0, 1)."""
-    model.train()
-    with torch.no_grad():
-        for _ in range(steps):
-            model(*inputs)
-    model.eval()
-
-
 def test_pointnet_seg_permutation_equivariant_in_eval():
     torch.manual_seed(0)
     model = PointNetSeg(NUM_CLASSES, in_channels=6)
     points, features, _, _ = room_blocks(2, 128)
-    _warm_up_batch_norm(model, points, features)
+    warm_up_batch_norm(model, points, features)
     perm = torch.randperm(points.shape[1])
     with torch.no_grad():
         logits = model(points, features)
@@ -111,7 +69,7 @@ def test_padding_invariance_eval(name):
     torch.manual_seed(0)
     model = build_model(name, num_classes=NUM_CLASSES, in_channels=6)
     points, features, _, _ = room_blocks(2, 96)
-    _warm_up_batch_norm(model, points, features)
+    warm_up_batch_norm(model, points, features)
     short = 60
     # cloud 0 cut to 60 points and padded with garbage, next to a full cloud
     padded_points, padded_features = points.clone(), features.clone()
@@ -165,56 +123,6 @@ def test_bf16_autocast_on_cpu(name):
     assert (low.argmax(1) == ref.argmax(1)).float().mean() > 0.9
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Train on one intra-op thread: on a shared 2-core machine two spinning OpenMP threads
-    were measured 10x slower per step than one (0.035 s vs 0.33 s for PointNetSeg, 8 x 64)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
-
-
-def overfit(model, points, features, labels, max_steps, lr, extra_loss=None, normals=None, target=0.99, check_every=10):
-    """Adam on one fixed batch until the eval-mode point accuracy reaches ``target``.
-
-    Returns the final eval-mode accuracy, the steps taken and the seconds spent.
-    """
-    with one_thread():
-        return _overfit(model, points, features, labels, max_steps, lr, extra_loss, normals, target, check_every)
-
-
-def _overfit(model, points, features, labels, max_steps, lr, extra_loss, normals, target, check_every):
-    start = time.perf_counter()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    kwargs = {} if normals is None else {"normals": normals}
-    accuracy, step = 0.0, 0
-    while step < max_steps:
-        model.train()
-        out = model(points, features, **kwargs) if extra_loss is None else model(points, features, return_aux=True)
-        logits, aux = (out, None) if extra_loss is None else out
-        loss = F.cross_entropy(logits, labels) + (0.0 if aux is None else extra_loss(aux))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        step += 1
-        if step % check_every == 0 or step == max_steps:
-            model.eval()
-            with torch.no_grad():
-                accuracy = (model(points, features, **kwargs).argmax(1) == labels).float().mean().item()
-            if accuracy >= target:
-                break
-    return accuracy, step, time.perf_counter() - start
-
-
 # The published widths. The paper's PointNetSeg (two T-Nets, 1024-wide global feature) needs
 # a smaller step than the T-Net-free S3DIS network: at lr 1e-3 it took 190 steps, at 5e-4 70.
 @pytest.mark.parametrize("name, lr", [("pointnet", 5e-4), ("pointnet_sem_seg", 2e-3)])
@@ -233,28 +141,15 @@ def test_overfits_one_rooms_blocks(name, lr):
     assert seconds < 60
 
 
-def memorise_classes(model, points, features, targets, steps=60, **kwargs):
-    """Adam on one fixed batch of clouds with arbitrary class targets; -> eval-mode predictions."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    with one_thread():
-        for _ in range(steps):
-            model.train()
-            loss = F.cross_entropy(model(points, features, **kwargs), targets)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        return model(points, features, **kwargs).argmax(1)
-
-
 def test_pointnet_cls_overfits_labels():
     torch.manual_seed(0)
     points, features, _, _ = room_blocks(8, 64)
     targets = torch.arange(8) % 4  # arbitrary classes: pure memorisation
     model = PointNetCls(4, in_channels=6)
     start = time.perf_counter()
-    predictions = memorise_classes(model, points, features, targets)
+    # 100 steps: after 60 the eval-mode batch-norm running statistics still lag the batch ones
+    # on some CPUs (7 of 8 right), which says nothing about what the network can fit.
+    predictions = memorise_classes(model, points, features, targets, steps=100)
     seconds = time.perf_counter() - start
     print(f"pointnet_cls: {(predictions == targets).float().mean():.4f} accuracy, {seconds:.1f} s")
     assert torch.equal(predictions, targets)  # 100 % of the 8 clouds

@@ -14,19 +14,6 @@ from pcseg.data import generate_room
 from pcseg.predict import iter_tiles, min_tile_width, segment_cloud
 from pcseg.train import train
 
-TINY = ["data.points_per_room=3000", "data.num_points=128", "data.blocks_per_room=8", "data.val_blocks_per_room=2",
-        "data.block_size=2.0", "data.eval_stride=2.0", "data.neighbours=8", "model.width_multiplier=0.125",
-        "train.batch_size=4", "train.epochs=1", "train.amp=none"]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("api") / "run"
-    rooms = ([generate_room(0, 3000)], [generate_room(100, 3000)])
-    train(load_config(None, [*TINY, f"train.out_dir={out}"]), rooms=rooms, progress=False)
-    return out / "best.pt"
-
-
 def test_inference_does_not_import_the_trainer(checkpoint, tmp_path):
     """Segmenter.from_checkpoint(...).predict(...) and `pcseg predict` in a fresh interpreter
     import neither the training loop nor the losses."""

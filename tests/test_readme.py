@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_pipeline_api import checkpoint  # noqa: F401  (the tiny trained checkpoint fixture)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -23,7 +22,7 @@ def test_readme_opens_with_a_segmenter_and_a_fuser_example():
         assert len(code.strip().splitlines()) <= 12
 
 
-def test_segmenter_example_runs(checkpoint):  # noqa: F811
+def test_segmenter_example_runs(checkpoint):
     code = readme_examples()[0]
     assert '"demo_out/run/best.pt"' in code and "500_000" in code
     # The example's own checkpoint comes from `make demo`; a tiny run stands in for it, and a
