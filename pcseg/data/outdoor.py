@@ -309,13 +309,14 @@ def build_street(seed: int, length: float = 160.0) -> OutdoorScene:
             b.add(BOX, ((a + c) / 2, side * (curb + sidewalk / 2), curb_height / 2),
                   ((c - a) / 2, sidewalk / 2, curb_height / 2), 0.0, SIDEWALK, sidewalk_reflectivity)
         _add_side(b, segments, side, curb, sidewalk, verge, front)
-        # parked cars in the parking lane or at the road edge
-        park_y = side * (curb - 1.15) if parking[side_index] else side * (road_half - 1.1)
-        for a, c in segments:
+        # parked cars in the parking lane (a side without one has none: they would stand
+        # in the driving lane)
+        park_y = side * (curb - 1.15)
+        for a, c in segments if parking[side_index] else []:
             x = a + rng.uniform(0.5, 6.0)
             while x < c - 3.0:
-                if rng.random() < 0.65 and free(x + 2.5, park_y):
-                    truck = rng.random() < 0.08
+                if rng.random() < 0.3 and free(x + 2.5, park_y):
+                    truck = rng.random() < 0.04
                     _add_car(b, x + 2.5, park_y, 0.0 if rng.random() < 0.8 else math.pi, TRUCK if truck else CAR,
                              truck=truck)
                     x += rng.uniform(5.2, 7.0) + (4.0 if truck else 0.0)
@@ -342,7 +343,7 @@ def build_street(seed: int, length: float = 160.0) -> OutdoorScene:
         for side in (-1.0, 1.0):
             y = side * (lane + 0.5) * lane_width
             heading = 0.0 if side < 0 else math.pi
-            for _ in range(int(rng.integers(0, 4))):
+            for _ in range(int(rng.integers(0, 3))):
                 x = rng.uniform(x0 + 10, x1 - 10)
                 if not free(x, y):
                     continue
