@@ -19,15 +19,14 @@ mounted `LidarSpec.height` metres above the road.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pcseg.data.outdoor import (
-    BOX, CYLINDER, ELLIPSOID, LANE_MARKING, MATERIAL_FACADE, MATERIAL_GLASS, SEMANTIC_KITTI_COLORS_BGR,
-    SEMANTIC_KITTI_LABELS, SEMANTIC_KITTI_LEARNING_MAP, SEMANTIC_KITTI_LEARNING_MAP_INV, OutdoorScene, build_street,
+    BOX, CYLINDER, ELLIPSOID, MATERIAL_FACADE, MATERIAL_GLASS, SEMANTIC_KITTI_COLORS_BGR, SEMANTIC_KITTI_LABELS,
+    SEMANTIC_KITTI_LEARNING_MAP, SEMANTIC_KITTI_LEARNING_MAP_INV, VEGETATION, OutdoorScene, build_street,
 )
 
 
@@ -78,6 +77,9 @@ class LidarSpec:
 HDL64E = LidarSpec()
 
 _EPS = 1e-9
+# raw SemanticKITTI id -> learning class, as an array to index with
+_LEARNING_TABLE = np.zeros(max(SEMANTIC_KITTI_LEARNING_MAP) + 1, dtype=np.int64)
+_LEARNING_TABLE[list(SEMANTIC_KITTI_LEARNING_MAP)] = list(SEMANTIC_KITTI_LEARNING_MAP.values())
 
 
 # ----------------------------------------------------------------------------- culling
@@ -221,7 +223,7 @@ def simulate_scan(scene: OutdoorScene, spec: LidarSpec = HDL64E, speed: float = 
     """
     if spec.azimuth_steps < 1 or spec.rate_hz <= 0:
         raise ValueError(f"spec needs azimuth_steps >= 1 and rate_hz > 0, got {spec.azimuth_steps}, {spec.rate_hz}")
-    rng = np.random.default_rng([seed, int(round(time * 1000))])
+    rng = np.random.default_rng([seed, round(time * 1000)])
     n_laser, n_col = spec.num_lasers, spec.azimuth_steps
     period = 1.0 / spec.rate_hz
     elevations = np.radians(np.asarray(spec.elevations_deg, dtype=np.float64))
@@ -269,7 +271,7 @@ def simulate_scan(scene: OutdoorScene, spec: LidarSpec = HDL64E, speed: float = 
     porous = porosity > 0
     passed = rng.random(len(prim)) < porosity
     t = np.where(porous & passed, np.inf, t)
-    t = np.where(porous & ~passed & (scene.label[prim] == 70), t + rng.exponential(0.15, len(prim)), t)
+    t = np.where(porous & ~passed & (scene.label[prim] == VEGETATION), t + rng.exponential(0.15, len(prim)), t)
     hit = np.isfinite(t)
     prim, ray, t, normal = prim[hit], ray[hit], t[hit], normal[hit]
     order = np.lexsort((t, ray))
@@ -321,13 +323,11 @@ def simulate_scan(scene: OutdoorScene, spec: LidarSpec = HDL64E, speed: float = 
     column = valid % n_col
     order = np.flatnonzero(keep)
     order = order[np.lexsort(((column[order] - n_col // 2) % n_col, valid[order] // n_col))]
-    mapped = np.vectorize(SEMANTIC_KITTI_LEARNING_MAP.get, otypes=[np.int64])(semantic[order]) if len(order) else \
-        np.zeros(0, np.int64)
     return {
         "coord": local[order].astype(np.float32),
         "remission": np.clip(remission[order], 0.0, 0.99).astype(np.float32),
         "semantic": semantic[order].astype(np.int64),
-        "label": mapped,
+        "label": _LEARNING_TABLE[semantic[order]],
         "instance": instance[order].astype(np.int64),
         "ring": (valid[order] // n_col).astype(np.int64),
         "time": (ray_time[valid[order]] - time).astype(np.float32),
@@ -336,12 +336,34 @@ def simulate_scan(scene: OutdoorScene, spec: LidarSpec = HDL64E, speed: float = 
 
 
 def generate_scan(seed: int, spec: LidarSpec = HDL64E, speed: float = 8.0) -> dict[str, np.ndarray]:
-    """One scan of the street `build_street(seed)`, deterministic in `seed` (see `simulate_scan`)."""
+    """One scan of the street `build_street(seed)`, deterministic in `seed`.
+
+    Args:
+        seed: the seed of the street and of the sensor noise.
+        spec: the sensor.
+        speed: the vehicle's speed along +x in m/s.
+
+    Returns:
+        scan: the dict `simulate_scan` returns (about 100,000 points for the HDL-64E).
+    """
     return simulate_scan(build_street(seed), spec, speed=speed, seed=seed)
 
 
 def simulate_sequence(seed: int, num_scans: int, spec: LidarSpec = HDL64E, speed: float = 8.0) -> list[dict]:
-    """`num_scans` consecutive sweeps (1 / rate_hz apart) of one street while driving at `speed`."""
+    """Consecutive sweeps (1 / rate_hz apart) of one street while driving along it.
+
+    Args:
+        seed: the seed of the street and of the sensor noise.
+        num_scans: how many sweeps (>= 1).
+        spec: the sensor.
+        speed: the vehicle's speed along +x in m/s.
+
+    Returns:
+        scans: `num_scans` dicts as `simulate_scan` returns, each with its own "pose".
+
+    Raises:
+        ValueError: when `num_scans` is under 1.
+    """
     if num_scans < 1:
         raise ValueError(f"num_scans must be >= 1, got {num_scans}")
     scene = build_street(seed)
@@ -356,8 +378,12 @@ _CAMERA = np.array([[720.0, 0.0, 620.5, 0.0], [0.0, 720.0, 187.5, 0.0], [0.0, 0.
 
 
 def semantickitti_label_config() -> dict:
-    """The SemanticKITTI label file (`semantic-kitti.yaml`) content as a dict: labels,
-    color_map, learning_map, learning_map_inv, learning_ignore and split."""
+    """The content of a SemanticKITTI label file (`semantic-kitti.yaml`), from the package's constants.
+
+    Returns:
+        config: a dict with name, labels, color_map (BGR), learning_map, learning_map_inv,
+        learning_ignore and split, the keys SemanticKITTI tools and `SemanticKittiConfig` read.
+    """
     return {
         "name": "kitti",
         "labels": dict(SEMANTIC_KITTI_LABELS),
@@ -371,7 +397,14 @@ def semantickitti_label_config() -> dict:
 
 
 def write_semantickitti_yaml(path: str | Path) -> Path:
-    """Writes `semantickitti_label_config()` as YAML to `path`; returns the path."""
+    """Writes `semantickitti_label_config()` as YAML.
+
+    Args:
+        path: the file to write (its folder is created).
+
+    Returns:
+        path: the written file.
+    """
     import yaml
 
     path = Path(path)

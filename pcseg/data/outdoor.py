@@ -88,7 +88,15 @@ class StreetLayout:
     reflectivity: dict[int, float]
 
     def ground_labels(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Raw SemanticKITTI ids (N,) int64 of ground points at (x, y) (N,) float64."""
+        """Labels ground points by where they lie on the street.
+
+        Args:
+            x: (N,) float64 coordinates along the street in metres.
+            y: (N,) float64 coordinates across the street in metres.
+
+        Returns:
+            labels: (N,) int64 raw SemanticKITTI ids (road, lane-marking, parking, terrain).
+        """
         ay = np.abs(y)
         parking = np.where(y < 0, self.parking_width[0], self.parking_width[1])
         on_cross = np.zeros(len(x), dtype=bool) if self.cross_x is None else \
