@@ -38,7 +38,7 @@ def bench_seed(seed: int, repeats: int) -> dict:
     elevations = np.radians(HDL64E.elevations_deg)
     margin = np.full(len(scene), 2.0)
     cull_s, (prim, _) = _median_s(
-        lambda: _ray_pairs(scene, HDL64E, scene.sensor_xy, HDL64E.height, margin, elevations), repeats)
+        lambda: _ray_pairs(scene, HDL64E, scene.center, scene.sensor_xy, HDL64E.height, margin, elevations), repeats)
     scan_s, scan = _median_s(lambda: simulate_scan(scene, seed=seed), repeats)
     with tempfile.TemporaryDirectory() as root:
         write_s, _ = _median_s(lambda: write_semantickitti_sequence(root, 0, [scan]), repeats)

@@ -1,14 +1,17 @@
 """The 64-beam LiDAR simulator: determinism, the sensor model, likeness to the real
 SemanticKITTI scan, and the SemanticKITTI layout read back by pcseg's reader."""
+import dataclasses
+
 import numpy as np
 import pytest
 
 from pcseg.bridge.camera import KittiCalibration
 from pcseg.data.kitti import SemanticKittiConfig, SemanticKITTIScans
 from pcseg.data.lidar_sim import (
-    HDL64E, T_CAM0_FROM_VELO, generate_scan, simulate_scan, simulate_sequence, write_semantickitti_sequence,
+    HDL64E, T_CAM0_FROM_VELO, _cast, _fire, generate_scan, simulate_scan, simulate_sequence,
+    write_semantickitti_sequence,
 )
-from pcseg.data.outdoor import BOX, SEMANTIC_KITTI_LEARNING_MAP, OutdoorScene, StreetLayout
+from pcseg.data.outdoor import BOX, SEMANTIC_KITTI_LEARNING_MAP, OutdoorScene, StreetLayout, build_street
 
 # the scans compared with the real one: four streets pooled, so that one truck parked
 # beside the sensor does not decide the range histogram or the class mix
@@ -169,3 +172,18 @@ def test_writer_names_bad_arguments(simulated, tmp_path):
     broken = dict(scan, semantic=scan["semantic"][:-1])
     with pytest.raises(ValueError, match=r"scans\[0\]\['semantic'\]"):
         write_semantickitti_sequence(tmp_path, 0, [broken])
+
+
+@pytest.mark.parametrize("time", [0.0, 1.5])
+def test_culling_loses_no_hit(time):
+    """The azimuth / elevation culling gives the same first hits as every ray against every
+    primitive, also late in a sequence when the traffic has moved (a coarse 16-laser head
+    keeps the all-pairs reference small)."""
+    scene = dataclasses.replace(build_street(2), porosity=np.zeros(len(build_street(2))))
+    spec = dataclasses.replace(HDL64E, elevations_deg=HDL64E.elevations_deg[::4], azimuth_steps=300)
+    rays = _fire(scene, spec, time, speed=12.0)
+    culled = _cast(scene, spec, rays, np.random.default_rng(0))
+    reference = _cast(scene, spec, rays, np.random.default_rng(0), cull=False)
+    np.testing.assert_array_equal(culled.prim, reference.prim)
+    np.testing.assert_array_equal(culled.t, reference.t)
+    assert (culled.prim >= 0).sum() > 1000

@@ -83,25 +83,32 @@ _LEARNING_TABLE[list(SEMANTIC_KITTI_LEARNING_MAP)] = list(SEMANTIC_KITTI_LEARNIN
 
 
 # ----------------------------------------------------------------------------- culling
-def _footprint_corners(scene: OutdoorScene) -> np.ndarray:
+def _footprint_corners(center: np.ndarray, half: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     """(P, 4, 2) corners of every primitive's footprint (its oriented xy bounding box)."""
-    hx, hy = scene.half[:, 0], scene.half[:, 1]
+    hx, hy = half[:, 0], half[:, 1]
     local = np.stack([np.stack([sx * hx, sy * hy], -1) for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))], 1)
-    c, s = np.cos(scene.yaw), np.sin(scene.yaw)
+    c, s = np.cos(yaw), np.sin(yaw)
     rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], 1)            # (P, 2, 2)
-    return np.einsum("pij,pkj->pki", rot, local) + scene.center[:, None, :2]
+    return np.einsum("pij,pkj->pki", rot, local) + center[:, None, :2]
 
 
-def _ray_pairs(scene: OutdoorScene, spec: LidarSpec, origin_xy: np.ndarray, z: float, margin: np.ndarray,
-               elevations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _ray_pairs(scene: OutdoorScene, spec: LidarSpec, center: np.ndarray, origin_xy: np.ndarray, z: float,
+               margin: np.ndarray, elevations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Candidate (laser, column) rays of every primitive: the rays whose azimuth and
     elevation fall in the primitive's footprint seen from the sensor (grown by `margin`
     (P,) metres, the motion of sensor and object during the sweep).
 
-    Returns prim (M,) int64 and ray (M,) int64 = laser * azimuth_steps + column."""
+    Args:
+        scene: the primitives; center: (P, 3) float64 their centres at the sweep's start;
+        spec: the sensor; origin_xy: (2,) the sensor at the sweep's start; z: its height;
+        margin: (P,) float64 metres; elevations: (L,) float64 radians, highest first.
+
+    Returns:
+        prim: (M,) int64 primitive indices and ray: (M,) int64 `laser * azimuth_steps + column`.
+    """
     n_col = spec.azimuth_steps
-    corners = _footprint_corners(scene) - origin_xy
-    centre = scene.center[:, :2] - origin_xy
+    corners = _footprint_corners(center, scene.half, scene.yaw) - origin_xy
+    centre = center[:, :2] - origin_xy
     centre_az = np.arctan2(centre[:, 1], centre[:, 0])
     corner_az = np.arctan2(corners[..., 1], corners[..., 0])
     rel = np.mod(corner_az - centre_az[:, None] + np.pi, 2 * np.pi) - np.pi
@@ -115,8 +122,8 @@ def _ray_pairs(scene: OutdoorScene, spec: LidarSpec, origin_xy: np.ndarray, z: f
     az_lo = centre_az + rel.min(1) - widen
     az_hi = centre_az + rel.max(1) + widen
     everywhere = near <= 0.5
-    z_lo = scene.center[:, 2] - scene.half[:, 2] - z
-    z_hi = scene.center[:, 2] + scene.half[:, 2] - z
+    z_lo = center[:, 2] - scene.half[:, 2] - z
+    z_hi = center[:, 2] + scene.half[:, 2] - z
     near_c = np.maximum(near, 0.05)
     el_hi = np.where(z_hi > 0, np.arctan2(z_hi, near_c), np.arctan2(z_hi, far))
     el_lo = np.where(z_lo < 0, np.arctan2(z_lo, near_c), np.arctan2(z_lo, far))
@@ -224,12 +231,35 @@ def simulate_scan(scene: OutdoorScene, spec: LidarSpec = HDL64E, speed: float = 
     if spec.azimuth_steps < 1 or spec.rate_hz <= 0:
         raise ValueError(f"spec needs azimuth_steps >= 1 and rate_hz > 0, got {spec.azimuth_steps}, {spec.rate_hz}")
     rng = np.random.default_rng([seed, round(time * 1000)])
+    rays = _fire(scene, spec, time, speed)
+    hits = _cast(scene, spec, rays, rng)
+    return _measure(scene, spec, rays, hits, rng)
+
+
+@dataclass
+class _Rays:
+    """One revolution's rays, laser-major: direction (R, 3) float64 unit vectors (world
+    axes, which the sensor's share while driving straight), origin (R, 3) float64 the
+    sensor at each firing, time (R,) float64 seconds since the scene's start, start:
+    T_world_from_sensor (4, 4) at the sweep's start, speed m/s."""
+
+    direction: np.ndarray
+    origin: np.ndarray
+    time: np.ndarray
+    start: np.ndarray
+    speed: float
+
+    @property
+    def sweep_start(self) -> float:
+        return float(self.time[0])
+
+
+def _fire(scene: OutdoorScene, spec: LidarSpec, time: float, speed: float) -> _Rays:
     n_laser, n_col = spec.num_lasers, spec.azimuth_steps
-    period = 1.0 / spec.rate_hz
     elevations = np.radians(np.asarray(spec.elevations_deg, dtype=np.float64))
     # the head starts facing backwards and turns counter-clockwise (increasing azimuth)
     azimuth = -np.pi + (np.arange(n_col) + 0.5) * (2 * np.pi / n_col)
-    fire_time = np.arange(n_col) / n_col * period
+    fire_time = np.arange(n_col) / n_col / spec.rate_hz
     cos_el = np.cos(elevations)
     direction = np.stack([cos_el[:, None] * np.cos(azimuth)[None], cos_el[:, None] * np.sin(azimuth)[None],
                           np.broadcast_to(np.sin(elevations)[:, None], (n_laser, n_col))], -1).reshape(-1, 3)
@@ -237,25 +267,44 @@ def simulate_scan(scene: OutdoorScene, spec: LidarSpec = HDL64E, speed: float = 
     start = _sensor_pose(scene, spec, time, speed)
     origin = np.broadcast_to(start[:3, 3], (len(direction), 3)).copy()
     origin[:, 0] += speed * (ray_time - time)
+    return _Rays(direction, origin, ray_time, start, speed)
 
-    best_t = np.full(len(direction), np.inf)
-    best_prim = np.full(len(direction), -1, dtype=np.int64)
-    best_normal = np.zeros((len(direction), 3))
+
+@dataclass
+class _Hits:
+    """The first surface along each ray: t (R,) float64 distance (inf: nothing, -1: the
+    sensor's own car), prim (R,) int64 primitive (-1: the ground), normal (R, 3) world."""
+
+    t: np.ndarray
+    prim: np.ndarray
+    normal: np.ndarray
+
+
+def _cast(scene: OutdoorScene, spec: LidarSpec, rays: _Rays, rng: np.random.Generator, cull: bool = True) -> _Hits:
+    """Casts every ray against the ground plane, the sensor's car and the primitives; with
+    `cull=False` every ray meets every primitive (the reference the culling is tested against)."""
+    direction, origin = rays.direction, rays.origin
     # ground plane z = 0
     down = direction[:, 2] < -_EPS
-    ground_t = np.where(down, -origin[:, 2] / np.where(down, direction[:, 2], -1.0), np.inf)
-    best_t[:] = ground_t
+    best_t = np.where(down, -origin[:, 2] / np.where(down, direction[:, 2], -1.0), np.inf)
+    best_prim = np.full(len(direction), -1, dtype=np.int64)
+    best_normal = np.zeros((len(direction), 3))
     best_normal[:, 2] = 1.0
-
     for centre, half in spec.vehicle:
         t_car, _ = _intersect(BOX, -np.broadcast_to(np.asarray(centre, dtype=np.float64), direction.shape),
                               direction, np.broadcast_to(np.asarray(half, dtype=np.float64), direction.shape))
         best_t = np.where(t_car < best_t, -1.0, best_t)     # below min_range: no return
-    speed_obj = np.linalg.norm(scene.velocity, axis=1)
-    margin = (abs(speed) + speed_obj) * period + 0.05
-    prim, ray = _ray_pairs(scene, spec, start[:2, 3], spec.height, margin, elevations)
+    if cull:
+        period = 1.0 / spec.rate_hz
+        margin = (abs(rays.speed) + np.linalg.norm(scene.velocity, axis=1)) * period + 0.05
+        center = scene.center.copy()
+        center[:, :2] += scene.velocity * rays.sweep_start
+        elevations = np.radians(np.asarray(spec.elevations_deg, dtype=np.float64))
+        prim, ray = _ray_pairs(scene, spec, center, rays.start[:2, 3], spec.height, margin, elevations)
+    else:
+        prim, ray = (g.ravel() for g in np.meshgrid(np.arange(len(scene)), np.arange(len(direction)), indexing="ij"))
     centre = scene.center[prim].copy()
-    centre[:, :2] += scene.velocity[prim] * ray_time[ray, None]
+    centre[:, :2] += scene.velocity[prim] * rays.time[ray, None]
     q = origin[ray] - centre
     q[:, :2] = _to_local_xy(q[:, :2], scene.yaw[prim])
     e = direction[ray].copy()
@@ -285,10 +334,16 @@ def simulate_scan(scene: OutdoorScene, spec: LidarSpec = HDL64E, speed: float = 
     c, s = np.cos(scene.yaw[prim]), np.sin(scene.yaw[prim])
     best_normal[ray] = np.stack([c * normal[:, 0] - s * normal[:, 1], s * normal[:, 0] + c * normal[:, 1],
                                  normal[:, 2]], 1)
+    return _Hits(best_t, best_prim, best_normal)
 
-    valid = np.flatnonzero((best_t >= spec.min_range) & (best_t <= spec.max_range))
-    t, prim = best_t[valid], best_prim[valid]
-    world = origin[valid] + t[:, None] * direction[valid]
+
+def _measure(scene: OutdoorScene, spec: LidarSpec, rays: _Rays, hits: _Hits, rng: np.random.Generator) -> dict:
+    """The sensor model on the first hits: labels, reflectivity, dropouts, intensity, noise."""
+    n_col = spec.azimuth_steps
+    valid = np.flatnonzero((hits.t >= spec.min_range) & (hits.t <= spec.max_range))
+    t, prim, normal = hits.t[valid], hits.prim[valid], hits.normal[valid]
+    direction = rays.direction[valid]
+    world = rays.origin[valid] + t[:, None] * direction
     on_ground = prim < 0
     semantic = np.where(on_ground, 0, scene.label[np.maximum(prim, 0)])
     semantic[on_ground] = scene.layout.ground_labels(world[on_ground, 0], world[on_ground, 1])
@@ -299,12 +354,13 @@ def simulate_scan(scene: OutdoorScene, spec: LidarSpec = HDL64E, speed: float = 
     material = np.where(on_ground, 0, scene.material[np.maximum(prim, 0)])
     # facades: a grid of windows (glass returns little), one row per 3 m storey
     facade = material == MATERIAL_FACADE
-    along = np.where(np.abs(best_normal[valid, 0]) > 0.5, world[:, 1], world[:, 0])
-    window = facade & (np.mod(along, 3.0) > 1.2) & (np.mod(world[:, 2], 3.0) > 0.9) & (np.mod(world[:, 2], 3.0) < 2.4)
+    along = np.where(np.abs(normal[:, 0]) > 0.5, world[:, 1], world[:, 0])
+    storey = np.mod(world[:, 2], 3.0)
+    window = facade & (np.mod(along, 3.0) > 1.2) & (storey > 0.9) & (storey < 2.4)
     reflectivity[window] = 0.05
     reflectivity *= rng.lognormal(0.0, 0.2, len(valid))
     reflectivity = np.clip(reflectivity, 0.0, 1.0)
-    cos_incidence = np.abs((best_normal[valid] * direction[valid]).sum(1))
+    cos_incidence = np.abs((normal * direction).sum(1))
     # rough surfaces scatter part of the light straight back, so the returned power falls
     # off more gently than the cosine at grazing incidence
     apparent = reflectivity * (0.35 + 0.65 * cos_incidence)
@@ -317,7 +373,7 @@ def simulate_scan(scene: OutdoorScene, spec: LidarSpec = HDL64E, speed: float = 
     # the receiver's gain control compresses the dynamic range, which the square root stands for
     remission = np.sqrt(apparent) + rng.normal(0.0, 0.02, len(valid))
     measured = t + rng.normal(0.0, spec.range_noise, len(valid))
-    local = direction[valid] * measured[:, None]
+    local = direction * measured[:, None]
     # stored ring by ring, each ring from straight ahead counter-clockwise, as KITTI's files
     # are (tools recover the rings from where the azimuth crosses zero)
     column = valid % n_col
@@ -330,8 +386,8 @@ def simulate_scan(scene: OutdoorScene, spec: LidarSpec = HDL64E, speed: float = 
         "label": _LEARNING_TABLE[semantic[order]],
         "instance": instance[order].astype(np.int64),
         "ring": (valid[order] // n_col).astype(np.int64),
-        "time": (ray_time[valid[order]] - time).astype(np.float32),
-        "pose": start,
+        "time": (rays.time[valid[order]] - rays.sweep_start).astype(np.float32),
+        "pose": rays.start,
     }
 
 
