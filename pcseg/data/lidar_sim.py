@@ -66,8 +66,10 @@ class LidarSpec:
     dropout: float = 0.01
     height: float = 1.73
     # the car the sensor is mounted on, in the sensor frame: (centre xyz, half extents xyz)
-    # per box; rays that meet it return nothing (KITTI drops the self-returns)
-    vehicle: tuple = (((-0.4, 0.0, -0.59), (0.9, 0.6, 0.31)), ((-0.3, 0.0, -1.125), (2.3, 0.9, 0.325)))
+    # per box, a roof 0.4 m below the optical centre and a body 0.95 m below it; rays
+    # that meet it return nothing (KITTI drops the self-returns), which leaves the blind
+    # circle of a few metres that real scans show around the car
+    vehicle: tuple = (((0.0, 0.0, -0.7), (0.9, 0.8, 0.3)), ((0.0, 0.0, -1.3), (2.3, 0.9, 0.35)))
 
     @property
     def num_lasers(self) -> int:
@@ -362,8 +364,9 @@ def _measure(scene: OutdoorScene, spec: LidarSpec, rays: _Rays, hits: _Hits, rng
     reflectivity = np.clip(reflectivity, 0.0, 1.0)
     cos_incidence = np.abs((normal * direction).sum(1))
     # rough surfaces scatter part of the light straight back, so the returned power falls
-    # off more gently than the cosine at grazing incidence
-    apparent = reflectivity * (0.35 + 0.65 * cos_incidence)
+    # off more gently than the cosine at grazing incidence (enough for asphalt to return
+    # from the 50 m the datasheet gives for pavement)
+    apparent = reflectivity * (0.5 + 0.5 * cos_incidence)
     # returns whose received power falls below the (noisy) detection threshold are lost:
     # dark and grazing surfaces first, and more of them with range
     power = apparent / np.maximum(t, 1.0) ** 2
