@@ -91,9 +91,11 @@ def test_scan_resembles_the_real_semantickitti_scan(simulated, real):
       revolution where this frame shows up to ~2,150, and how much of the sky a street's
       buildings and trees fill varies from street to street;
     - range histogram: the share of points in 0-10 / 10-20 / 20-40 / 40-120 m within 0.12;
-    - intensity: median within 0.08 and mean within 0.12 (the simulated remission is a
-      reflectivity model with a square-root response, not the sensor's calibrated
-      intensity curve, so only the bulk of the distribution is compared);
+    - intensity: median and mean within 0.15, and the materials in the same order (road
+      darker than sidewalk, building and vegetation; cars darker than buildings): the
+      simulated remission is a reflectivity model (literature near-infrared reflectivities,
+      a square-root receiver response), while the HDL-64E's intensity calibration is
+      per unit and unpublished, so only the level and the ordering are compared;
     - class mix: ground (road, parking, sidewalk, other-ground, terrain) within 0.2 of the
       real share, structure (building, fence, vegetation, trunk) within 0.25, vehicles
       between 0.5 % and 25 % (one parked car beside the sensor moves it by tens of %)."""
@@ -106,9 +108,13 @@ def test_scan_resembles_the_real_semantickitti_scan(simulated, real):
     assert np.abs(sim_hist - real_hist).max() < 0.12, (sim_hist, real_hist)
     assert sim_range.max() <= HDL64E.max_range and sim_range.min() >= HDL64E.min_range - 0.1
     remission = _pooled(simulated, "remission")
-    assert abs(np.median(remission) - np.median(real["remission"])) < 0.08
-    assert abs(remission.mean() - real["remission"].mean()) < 0.12
+    assert abs(np.median(remission) - np.median(real["remission"])) < 0.15
+    assert abs(remission.mean() - real["remission"].mean()) < 0.15
     assert remission.min() >= 0 and remission.max() < 1
+    for scan_label, scan_remission in ((_pooled(simulated, "label"), remission), (real["label"], real["remission"])):
+        mean = {c: scan_remission[scan_label == c].mean() for c in (1, 9, 11, 13, 15)}
+        # road 9 < sidewalk 11, building 13, vegetation 15; car 1 < building 13
+        assert mean[9] < min(mean[11], mean[13], mean[15]) and mean[1] < mean[13], mean
     groups = {"ground": [9, 10, 11, 12, 17], "structure": [13, 14, 15, 16], "vehicle": [1, 2, 3, 4, 5]}
     label = _pooled(simulated, "label")
     share = {name: np.isin(label, ids).mean() for name, ids in groups.items()}

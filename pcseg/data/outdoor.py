@@ -178,6 +178,12 @@ class _Builder:
 
 
 # ----------------------------------------------------------------------------- objects
+def _foliage(rng: np.random.Generator) -> float:
+    """Near-infrared reflectivity of a crown or hedge: below a single leaf's, since the
+    light also meets shadowed leaves and twigs."""
+    return float(rng.uniform(0.3, 0.5))
+
+
 def _add_car(b: _Builder, x, y, yaw, label, speed=0.0, truck=False) -> None:
     """A car (body, glass cabin, four dark tyres) or a truck (cab and cargo box)."""
     rng = b.rng
@@ -249,7 +255,7 @@ def _add_tree(b: _Builder, x, y) -> None:
     b.add(CYLINDER, (x, y, trunk_height / 2), (radius, radius, trunk_height / 2), 0.0, TRUNK, rng.uniform(0.2, 0.4))
     crown = rng.uniform(1.5, 3.5)
     b.add(ELLIPSOID, (x, y, trunk_height + crown * 0.8), (crown, crown, crown * rng.uniform(0.8, 1.3)),
-          rng.uniform(0, math.pi), VEGETATION, rng.uniform(0.4, 0.6), porosity=0.35)
+          rng.uniform(0, math.pi), VEGETATION, _foliage(rng), porosity=0.35)
 
 
 def _add_pole(b: _Builder, x, y, sign: bool) -> None:
@@ -292,10 +298,10 @@ def build_street(seed: int, length: float = 160.0) -> OutdoorScene:
         raise ValueError(f"length must be >= 40 m, got {length}")
     rng = np.random.default_rng(seed)
     b = _Builder(rng)
-    lanes = int(rng.integers(1, 3))
+    lanes = 1 if rng.random() < 0.7 else 2      # per direction
     lane_width = rng.uniform(3.0, 3.6)
     road_half = lanes * lane_width + 0.3
-    parking = tuple(float(rng.choice([0.0, 2.3])) for _ in range(2))
+    parking = tuple(2.3 if rng.random() < 0.35 else 0.0 for _ in range(2))
     cross_x = float(rng.uniform(-40, 40)) if rng.random() < 0.5 else None
     cross_half = road_half
     jitter = {k: v * rng.uniform(0.8, 1.25) for k, v in _GROUND_REFLECTIVITY.items()}
@@ -344,7 +350,7 @@ def build_street(seed: int, length: float = 160.0) -> OutdoorScene:
             else:
                 crown = rng.uniform(3.0, 6.0)
                 b.add(ELLIPSOID, (*centre, crown + 1.0), (depth / 2, size / 2, crown), 0.0, VEGETATION,
-                      rng.uniform(0.4, 0.6), porosity=0.2)
+                      _foliage(rng), porosity=0.2)
             y += size + rng.uniform(0.0, 3.0)
     # traffic in the lanes, leaving the scanner's own lane free near it
     for lane in range(lanes):
@@ -355,7 +361,7 @@ def build_street(seed: int, length: float = 160.0) -> OutdoorScene:
                 x = rng.uniform(x0 + 10, x1 - 10)
                 if not free(x, y):
                     continue
-                truck = rng.random() < 0.1
+                truck = rng.random() < 0.03
                 _add_car(b, x, y, heading, MOVING_TRUCK if truck else MOVING_CAR, rng.uniform(3.0, 14.0), truck)
     return b.scene(layout, sensor_xy, seed)
 
@@ -378,49 +384,55 @@ def _add_side(b: _Builder, segments, side, curb, sidewalk, verge, front) -> None
             x += rng.uniform(5.0, 12.0)
         # bushes in the verge
         if verge > 1.0:
-            for _ in range(int((c - a) / 10 * rng.uniform(0.2, 1.5))):
+            for _ in range(int((c - a) / 6 * rng.uniform(0.2, 1.5))):
                 size = rng.uniform(0.4, min(1.5, verge / 2))
                 b.add(ELLIPSOID, (rng.uniform(a, c), side * (curb + sidewalk + rng.uniform(size, verge - size * 0.5)),
                                   size * 0.5), (size, size, size * 0.8), rng.uniform(0, math.pi), VEGETATION,
-                      rng.uniform(0.4, 0.6), porosity=0.25)
+                      _foliage(rng), porosity=0.25)
         # people, bicycles, motorcycles, bins on the sidewalk
-        for _ in range(int(rng.poisson((c - a) / 25))):
+        for _ in range(int(rng.poisson((c - a) / 120))):
             speed = rng.uniform(0.8, 1.8) if rng.random() < 0.6 else 0.0
             _add_person(b, rng.uniform(a, c), side * (curb + rng.uniform(0.5, sidewalk - 0.4)),
                         rng.choice([0.0, math.pi]), speed)
-        for _ in range(int(rng.poisson((c - a) / 40))):
+        for _ in range(int(rng.poisson((c - a) / 80))):
             _add_two_wheeler(b, rng.uniform(a, c), side * (curb + rng.uniform(0.6, sidewalk - 0.5)),
                              rng.uniform(-0.3, 0.3), motor=rng.random() < 0.4)
         for _ in range(int(rng.poisson((c - a) / 50))):
             b.add(BOX, (rng.uniform(a, c), side * (curb + sidewalk - 0.5), 0.5), (0.3, 0.3, 0.5), 0.0, OTHER_OBJECT,
                   rng.uniform(0.1, 0.5))
-        # buildings, with fences, hedges or gardens in the gaps
+        # plots: a hedge or a fence on the property line, then a house set back behind a
+        # front garden, or a garden with trees
         x = a
         while x < c - 2.0:
-            building = min(rng.uniform(8.0, 30.0), c - x)
-            plot = rng.random()
-            fence_height = rng.uniform(0.8, 2.0)
-            if plot < 0.6:
+            plot = min(rng.uniform(8.0, 30.0), c - x)
+            middle = x + plot / 2
+            frontage = rng.random()
+            height = rng.uniform(0.8, 2.2)
+            if frontage < 0.45:
+                b.add(BOX, (middle, side * (front + 0.5), height / 2), (plot / 2, 0.5, height / 2), 0.0,
+                      VEGETATION, _foliage(rng), porosity=0.2)
+            elif frontage < 0.75:
+                b.add(BOX, (middle, side * (front + 0.1), height / 2), (plot / 2, 0.03, height / 2), 0.0, FENCE,
+                      rng.uniform(0.2, 0.5), porosity=float(rng.choice([0.0, 0.5])))
+            setback = rng.uniform(1.0, 10.0)
+            if rng.random() < 0.75:
                 depth = rng.uniform(8.0, 15.0)
-                height = rng.uniform(5.0, 20.0)
-                setback = rng.uniform(0.0, 4.0)
-                b.add(BOX, (x + building / 2, side * (front + setback + depth / 2), height / 2),
-                      (building / 2, depth / 2, height / 2), 0.0, BUILDING, rng.uniform(0.2, 0.6),
+                house = plot * rng.uniform(0.6, 1.0)
+                storeys = rng.uniform(5.0, 20.0)
+                b.add(BOX, (middle, side * (front + setback + depth / 2), storeys / 2),
+                      (house / 2, depth / 2, storeys / 2), 0.0, BUILDING, rng.uniform(0.2, 0.6),
                       material=MATERIAL_FACADE)
-                if setback > 1.5 and rng.random() < 0.6:     # shrubs along the facade
-                    b.add(BOX, (x + building / 2, side * (front + setback - 0.6), 0.5),
-                          (building / 2 * 0.9, 0.5, 0.5), 0.0, VEGETATION, rng.uniform(0.4, 0.6), porosity=0.2)
-            elif plot < 0.75:
-                b.add(BOX, (x + building / 2, side * (front + 0.5), fence_height / 2),
-                      (building / 2, 0.03, fence_height / 2), 0.0, FENCE, rng.uniform(0.2, 0.5),
-                      porosity=float(rng.choice([0.0, 0.5])))
             else:
-                b.add(BOX, (x + building / 2, side * (front + 0.8), fence_height / 2),
-                      (building / 2, 0.5, fence_height / 2), 0.0, VEGETATION, rng.uniform(0.4, 0.6),
-                      porosity=0.2)
-                for _ in range(int(rng.integers(0, 3))):     # garden trees behind the hedge
-                    _add_tree(b, x + rng.uniform(0, building), side * (front + rng.uniform(3.0, 8.0)))
-            x += building + rng.uniform(0.0, 4.0)
+                setback = 12.0
+            for _ in range(int(rng.integers(0, 3)) if setback > 3.0 else 0):     # the front garden
+                if rng.random() < 0.5:
+                    _add_tree(b, x + rng.uniform(0, plot), side * (front + rng.uniform(1.5, setback - 1.0)))
+                else:
+                    size = rng.uniform(0.5, 1.5)
+                    b.add(ELLIPSOID, (x + rng.uniform(0, plot), side * (front + rng.uniform(1.5, setback - 1.0)),
+                                      size * 0.6), (size, size, size * 0.8), 0.0, VEGETATION,
+                          _foliage(rng), porosity=0.25)
+            x += plot
     # the next block behind: what the near-horizontal lasers see through the gaps
     x = segments[0][0]
     while x < segments[-1][1]:
@@ -434,5 +446,5 @@ def _add_side(b: _Builder, segments, side, curb, sidewalk, verge, front) -> None
         else:
             crown = rng.uniform(3.0, 6.0)
             b.add(ELLIPSOID, (x + size / 2, y, crown + 1.0), (size / 2, depth / 2, crown), 0.0, VEGETATION,
-                  rng.uniform(0.4, 0.6), porosity=0.2)
+                  _foliage(rng), porosity=0.2)
         x += size + rng.uniform(0.0, 6.0)
