@@ -9,7 +9,7 @@ from pcseg.bridge.camera import KittiCalibration
 from pcseg.data.kitti import SemanticKittiConfig, SemanticKITTIScans
 from pcseg.data.lidar_sim import (
     HDL64E, T_CAM0_FROM_VELO, _cast, _fire, generate_scan, simulate_scan, simulate_sequence,
-    write_semantickitti_sequence,
+    write_semantickitti_sequence, write_simulated_semantickitti,
 )
 from pcseg.data.outdoor import BOX, SEMANTIC_KITTI_LEARNING_MAP, OutdoorScene, StreetLayout, build_street
 
@@ -80,7 +80,8 @@ def test_sensor_model_on_a_wall():
     bright = simulate_scan(_wall_scene(60.0, 0.8), speed=0.0, seed=2)
     n_dark, n_bright = ((s["semantic"] == 50).sum() for s in (dark, bright))
     assert n_dark < 0.5 * n_bright
-    assert np.median(bright["remission"][bright["semantic"] == 50]) > 2 * np.median(dark["remission"][dark["semantic"] == 50])
+    wall_remission = [np.median(s["remission"][s["semantic"] == 50]) for s in (dark, bright)]
+    assert wall_remission[1] > 2 * wall_remission[0]
 
 
 def test_scan_resembles_the_real_semantickitti_scan(simulated, real):
@@ -193,3 +194,15 @@ def test_culling_loses_no_hit(time):
     np.testing.assert_array_equal(culled.prim, reference.prim)
     np.testing.assert_array_equal(culled.t, reference.t)
     assert (culled.prim >= 0).sum() > 1000
+
+
+def test_simulated_data_set_splits_streets_into_sequences(tmp_path):
+    coarse = dataclasses.replace(HDL64E, azimuth_steps=400)     # a small scan keeps the test quick
+    yaml_path = write_simulated_semantickitti(tmp_path, [10, 11], [12], scans_per_street=2, spec=coarse)
+    config = SemanticKittiConfig.from_yaml(yaml_path)
+    assert config.splits == {"train": [0, 1], "valid": [2], "test": []}
+    train, valid = SemanticKITTIScans(tmp_path, config, "train"), SemanticKITTIScans(tmp_path, config, "valid")
+    assert len(train) == 4 and len(valid) == 2 and valid[1]["name"] == "02/000001"
+    assert train[0]["label"].max() <= 19 and len(train[0]["coord"]) > 5000
+    with pytest.raises(ValueError, match="scans_per_street must be >= 1"):
+        write_simulated_semantickitti(tmp_path, [0], [], scans_per_street=0)

@@ -436,8 +436,12 @@ T_CAM0_FROM_VELO = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0,
 _CAMERA = np.array([[720.0, 0.0, 620.5, 0.0], [0.0, 720.0, 187.5, 0.0], [0.0, 0.0, 1.0, 0.0]])
 
 
-def semantickitti_label_config() -> dict:
+def semantickitti_label_config(split: dict[str, list[int]] | None = None) -> dict:
     """The content of a SemanticKITTI label file (`semantic-kitti.yaml`), from the package's constants.
+
+    Args:
+        split: "train" / "valid" / "test" -> sequence numbers; None for SemanticKITTI's own
+            (train 0-7, 9, 10; valid 8; test 11-21).
 
     Returns:
         config: a dict with name, labels, color_map (BGR), learning_map, learning_map_inv,
@@ -450,16 +454,17 @@ def semantickitti_label_config() -> dict:
         "learning_map": dict(SEMANTIC_KITTI_LEARNING_MAP),
         "learning_map_inv": dict(SEMANTIC_KITTI_LEARNING_MAP_INV),
         "learning_ignore": {k: k == 0 for k in SEMANTIC_KITTI_LEARNING_MAP_INV},
-        "split": {"train": [0, 1, 2, 3, 4, 5, 6, 7, 9, 10], "valid": [8],
-                  "test": list(range(11, 22))},
+        "split": split if split is not None else {"train": [0, 1, 2, 3, 4, 5, 6, 7, 9, 10], "valid": [8],
+                                                  "test": list(range(11, 22))},
     }
 
 
-def write_semantickitti_yaml(path: str | Path) -> Path:
-    """Writes `semantickitti_label_config()` as YAML.
+def write_semantickitti_yaml(path: str | Path, split: dict[str, list[int]] | None = None) -> Path:
+    """Writes `semantickitti_label_config(split)` as YAML.
 
     Args:
         path: the file to write (its folder is created).
+        split: the sequences of each split (None: SemanticKITTI's own).
 
     Returns:
         path: the written file.
@@ -468,7 +473,7 @@ def write_semantickitti_yaml(path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(semantickitti_label_config(), sort_keys=False))
+    path.write_text(yaml.safe_dump(semantickitti_label_config(split), sort_keys=False))
     return path
 
 
@@ -477,7 +482,7 @@ def write_semantickitti_sequence(root: str | Path, sequence: int, scans: list[di
     """Writes scans as `root/sequences/<NN>/` in the SemanticKITTI layout.
 
     Args:
-        root: the data set folder (`semantic-kitti.yaml` is written there too).
+        root: the data set folder (`semantic-kitti.yaml` is written there unless one exists).
         sequence: the sequence number (0..99).
         scans: dicts with coord (N, 3), remission (N,), semantic (N,) raw ids and
             instance (N,) (as `simulate_scan` returns).
@@ -514,7 +519,8 @@ def write_semantickitti_sequence(root: str | Path, sequence: int, scans: list[di
                 raise ValueError(f"scans[{index}]['{key}'] has {len(scan[key])} entries, coord has {n}")
         cloud = np.concatenate([coord, np.asarray(scan["remission"], dtype=np.float32)[:, None]], 1)
         cloud.astype("<f4").tofile(folder / "velodyne" / f"{index:06d}.bin")
-        label = (np.asarray(scan["instance"], dtype=np.uint32) << 16) | (np.asarray(scan["semantic"]) & 0xFFFF).astype(np.uint32)
+        semantic = (np.asarray(scan["semantic"]) & 0xFFFF).astype(np.uint32)
+        label = (np.asarray(scan["instance"], dtype=np.uint32) << 16) | semantic
         label.astype("<u4").tofile(folder / "labels" / f"{index:06d}.label")
         relative = T_CAM0_FROM_VELO @ first_inverse @ np.asarray(pose, dtype=np.float64) @ velo_from_cam
         lines.append(" ".join(f"{v:.9e}" for v in relative[:3].ravel()))
@@ -524,5 +530,46 @@ def write_semantickitti_sequence(root: str | Path, sequence: int, scans: list[di
     calib = [f"P{i}: " + " ".join(f"{v:.12e}" for v in _CAMERA.ravel()) for i in range(4)]
     calib.append("Tr: " + " ".join(f"{v:.12e}" for v in T_CAM0_FROM_VELO[:3].ravel()))
     (folder / "calib.txt").write_text("\n".join(calib) + "\n")
-    write_semantickitti_yaml(root / "semantic-kitti.yaml")
+    if not (root / "semantic-kitti.yaml").is_file():
+        write_semantickitti_yaml(root / "semantic-kitti.yaml")
     return folder
+
+
+def write_simulated_semantickitti(root: str | Path, train_seeds, valid_seeds, scans_per_street: int = 1,
+                                  spec: LidarSpec = HDL64E, speed: float = 8.0, show_progress: bool = False) -> Path:
+    """Writes a simulated data set in the SemanticKITTI layout: one sequence per street.
+
+    Train streets become sequences 00, 01, ... and the validation streets follow; the
+    `semantic-kitti.yaml` written to `root` names them in its split, so
+    `SemanticKITTIScans(root, SemanticKittiConfig.from_yaml(yaml), "train")` (and any
+    SemanticKITTI tool) reads the set as it reads the real one.
+
+    Args:
+        root: the data set folder.
+        train_seeds: the street seeds of the training split.
+        valid_seeds: the street seeds of the validation split.
+        scans_per_street: consecutive sweeps per street (>= 1).
+        spec: the sensor.
+        speed: the vehicle's speed along each street in m/s.
+        show_progress: report progress (a bar on a terminal, one line per step in a log).
+
+    Returns:
+        path: the written `semantic-kitti.yaml`.
+
+    Raises:
+        ValueError: with more than 100 streets, none at all, or `scans_per_street` < 1.
+    """
+    from pcseg.utils.progress import progress
+
+    seeds = [int(s) for s in train_seeds] + [int(s) for s in valid_seeds]
+    if not seeds or len(seeds) > 100:
+        raise ValueError(f"train_seeds and valid_seeds must hold 1..100 streets together, got {len(seeds)}")
+    if scans_per_street < 1:
+        raise ValueError(f"scans_per_street must be >= 1, got {scans_per_street}")
+    num_train = len(seeds) - len(list(valid_seeds))
+    for sequence in progress(range(len(seeds)), desc="simulating streets", unit="street", total=len(seeds),
+                             enabled=show_progress):
+        scans = simulate_sequence(seeds[sequence], scans_per_street, spec, speed)
+        write_semantickitti_sequence(root, sequence, scans)
+    split = {"train": list(range(num_train)), "valid": list(range(num_train, len(seeds))), "test": []}
+    return write_semantickitti_yaml(Path(root) / "semantic-kitti.yaml", split)
