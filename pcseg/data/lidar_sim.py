@@ -31,11 +31,12 @@ from pcseg.data.outdoor import (
 
 
 def _hdl64e_elevations() -> np.ndarray:
-    # Velodyne HDL-64E S2 / S2.1 user's manual (firmware 4.07), "Specifications" and
-    # "Appendix H: Laser and detector arrangement": 26.8 degrees of vertical field of view,
-    # +2 to -24.8 degrees, in an upper block of 32 lasers spaced 1/3 degree (+2 to -8.33) and
-    # a lower block of 32 spaced 1/2 degree (-8.83 to -24.33); found through the `search`
-    # tool, https://manuals.online/velodyne/security-sensor/hd-hdl-64e-s2/operating-instructions/qj0a
+    # Nominal angles, not a unit's calibration: Velodyne specifies a 26.8 degree vertical field
+    # of view (+2 to -24.8 degrees) for the HDL-64E, with an upper block of 32 lasers about 1/3
+    # degree apart and a lower block of 32 about 1/2 degree apart (the S2 user's manual,
+    # "Specifications" and "Laser and detector arrangement"). The exact per-laser angles differ
+    # from unit to unit (each ships its own db.xml calibration); the test against the real
+    # SemanticKITTI scan checks that the ring spacing of this model agrees with it.
     upper = 2.0 - np.arange(32) / 3.0
     lower = -8.83 - np.arange(32) / 2.0
     return np.concatenate([upper, lower])
