@@ -88,7 +88,7 @@ def read_pcd(path: str | Path) -> dict[str, np.ndarray]:
         cloud = PointCloud.from_path(path)
     except Exception as error:  # pypcd4 raises pydantic, numpy and lzf errors alike
         raise ValueError(f"{path}: not a readable PCD file: {type(error).__name__}: {error}") from error
-    data = cloud.pc_data
+    data = cloud.pc_data.reshape(-1)  # a one-point ascii file comes back 0-d
     fields: dict[str, np.ndarray] = {}
     for name, count in zip(header["FIELDS"], (int(c) for c in header.get("COUNT", ["1"] * len(header["FIELDS"])))):
         if name == "_":
