@@ -6,7 +6,7 @@
     pcseg predict INPUT --checkpoint K --out OUT.ply
     pcseg fuse FOLDER --out MAP.ply
     pcseg prepare s3dis RAW_DIR OUT_DIR
-    pcseg view FILE [--input-format F]                   a (labelled) cloud in Open3D's viewer
+    pcseg view FILE [--color-by label|file]              a (labelled) cloud in Open3D's viewer
 """
 from __future__ import annotations
 
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("view", help="open a point cloud file in Open3D's viewer (coloured by label when labelled)")
     p.add_argument("input", help="any file pcseg reads (.ply .pcd .las .laz .e57 .bin .npy .npz .txt .mat)")
     p.add_argument("--input-format", default=None, help="the format when the suffix is ambiguous (e.g. nuscenes)")
+    p.add_argument("--color-by", choices=("label", "file"), default="label",
+                   help="colour a labelled cloud by label (default) or show the file's own colours")
     return parser
 
 
@@ -138,7 +140,7 @@ def _run(args) -> int:
         from pcseg.utils.open3d import view_point_cloud
 
         try:
-            view_point_cloud(args.input, args.input_format)
+            view_point_cloud(args.input, args.input_format, args.color_by)
         except RuntimeError as error:  # no display: a clear line, not a traceback
             print(f"pcseg view: error: {error}", file=sys.stderr)
             return 1

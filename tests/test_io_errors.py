@@ -79,7 +79,7 @@ def test_txt_with_a_column_count_of_no_layout(tmp_path):
 
 def test_npy_npz_without_points(tmp_path):
     np.save(tmp_path / "flat.npy", np.ones(5))
-    with pytest.raises(ValueError, match=r"flat\.npy: expected an \(N, K\) table"):
+    with pytest.raises(ValueError, match=r"flat\.npy: expected an \(N, K >= 3\) table"):
         read_point_cloud(tmp_path / "flat.npy")
     np.savez(tmp_path / "labels.npz", label=np.ones(5))
     with pytest.raises(ValueError, match=r"labels\.npz: no \(N, 3\) 'coord', 'points' or 'xyz' array"):

@@ -114,12 +114,15 @@ def test_npy_npz_and_txt_layouts(tmp_path):
     rgb = np.random.default_rng(2).integers(0, 256, (20, 3)).astype(np.float64)
     np.save(tmp_path / "xyz.npy", points)
     np.save(tmp_path / "xyzi.npy", np.column_stack([points, confidence]))
-    np.save(tmp_path / "xyzrgbl.npy", np.column_stack([points, rgb, labels, labels]))
+    np.save(tmp_path / "xyzrgbl.npy", np.column_stack([points, rgb, labels]))
+    np.save(tmp_path / "xyz_two_more.npy", np.column_stack([points, labels, labels]))
     assert read_point_cloud(tmp_path / "xyz.npy")["color"] is None
     np.testing.assert_allclose(read_point_cloud(tmp_path / "xyzi.npy")["intensity"], confidence, atol=1e-7)
     wide = read_point_cloud(tmp_path / "xyzrgbl.npy")
     np.testing.assert_allclose(wide["color"], rgb / 255.0, atol=1e-7)
-    np.testing.assert_array_equal(wide["column_7"], labels)
+    np.testing.assert_array_equal(wide["column_6"], labels)
+    assert read_point_cloud(tmp_path / "xyz_two_more.npy")["color"] is None
+    np.testing.assert_array_equal(read_point_cloud(tmp_path / "xyz_two_more.npy")["column_4"], labels)
     structured = np.zeros(20, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("label", "i2"), ("ring", "u1")])
     structured["x"], structured["label"], structured["ring"] = points[:, 0], labels, 7
     np.save(tmp_path / "structured.npy", structured)

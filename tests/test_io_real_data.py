@@ -133,3 +133,16 @@ def test_view_without_a_display_is_a_clear_error(tmp_path, monkeypatch, capsys):
         view_point_cloud(tmp_path / "pred.ply")
     assert main(["view", str(tmp_path / "pred.ply")]) == 1
     assert "pcseg view: error: cannot open a viewer" in capsys.readouterr().err
+
+
+def test_view_colours_a_labelled_cloud_by_label_or_by_its_file_colours(tmp_path, monkeypatch):
+    open3d = import_open3d()
+    shown = []
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(open3d.visualization, "draw_geometries", lambda clouds, **kw: shown.extend(clouds))
+    palette = np.array([[255, 0, 0], [0, 0, 255]], np.uint8)
+    write_predictions(tmp_path / "pred.pcd", np.zeros((2, 3)), np.array([0, 1]), None, palette)
+    view_point_cloud(tmp_path / "pred.pcd", color_by="file")
+    np.testing.assert_allclose(np.asarray(shown[-1].colors), [[1, 0, 0], [0, 0, 1]])
+    view_point_cloud(tmp_path / "pred.pcd", palette=[[0, 255, 0], [0, 0, 0]])
+    np.testing.assert_allclose(np.asarray(shown[-1].colors), [[0, 1, 0], [0, 0, 0]])

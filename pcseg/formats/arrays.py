@@ -9,9 +9,11 @@ documented set of column layouts (`TABLE_LAYOUTS`):
 - 7 columns: x y z intensity red green blue (Semantic3D, the PTS export of scanners).
 
 A .txt whose first line holds names (``x y z red green blue label``, or CloudCompare's
-``//X,Y,Z,R,G,B``) takes its columns by those names (lower-cased) instead. A .npy with more
-than 7 columns keeps pcseg's older reading: x y z red green blue, then ``column_6``,
-``column_7`` ...
+``//X,Y,Z,R,G,B``) takes its columns by those names (lower-cased) instead; any other column
+count is an error. A plain .npy keeps pcseg's older reading, where K >= 6 columns always
+started with x y z red green blue: 3 and 4 columns as above, otherwise x y z, then red green
+blue when K >= 6, then ``column_<k>`` for the rest (an (N, 7) x y z r g b label table gives
+``column_6``); a structured .npy or an .npz names its fields itself.
 """
 from __future__ import annotations
 
@@ -81,13 +83,14 @@ def read_nuscenes_bin(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def _table_fields(path: Path, table: np.ndarray, kind: str) -> dict[str, np.ndarray]:
-    if table.ndim != 2:
-        raise ValueError(f"{path}: expected an (N, K) table of points, got shape {table.shape}")
+    if table.ndim != 2 or (kind == "npy" and table.shape[1] < 3):
+        raise ValueError(f"{path}: expected an (N, K >= 3) table of points, got shape {table.shape}")
     columns = table.shape[1]
-    if columns in TABLE_LAYOUTS:
+    if kind == "npy" and columns not in (3, 4):
+        named = TABLE_LAYOUTS[6] if columns >= 6 else TABLE_LAYOUTS[3]
+        names = named + tuple(f"column_{i}" for i in range(len(named), columns))
+    elif columns in TABLE_LAYOUTS:
         names = TABLE_LAYOUTS[columns]
-    elif kind == "npy" and columns > 7:
-        names = TABLE_LAYOUTS[6] + tuple(f"column_{i}" for i in range(6, columns))
     else:
         layouts = "; ".join(f"{k}: {' '.join(v)}" for k, v in TABLE_LAYOUTS.items())
         raise ValueError(f"{path}: {columns} columns match no documented layout ({layouts}); "
@@ -103,10 +106,11 @@ def read_npy(path: str | Path) -> dict[str, np.ndarray]:
         path: a .npy file (no pickles).
 
     Returns:
-        fields: name -> (N,) array; a plain table's columns are named by `TABLE_LAYOUTS`.
+        fields: name -> (N,) array; a plain table's columns are named as the module
+        docstring says.
 
     Raises:
-        ValueError: naming the file when the array matches no layout.
+        ValueError: naming the file when the array is not a table of 3 or more columns.
     """
     path = Path(path)
     array = np.load(path, allow_pickle=False)

@@ -134,25 +134,32 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def view_point_cloud(path, input_format: str | None = None, palette=None) -> None:
-    """Open a point cloud file in Open3D's viewer, coloured by label when it has labels.
+def view_point_cloud(path, input_format: str | None = None, color_by: str = "label", palette=None) -> None:
+    """Open a point cloud file in Open3D's viewer.
 
     Args:
         path: any file `pcseg.io.read_point_cloud` reads.
         input_format: see `pcseg.io.read_point_cloud`.
+        color_by: "label" colours a labelled cloud by `palette`; "file" shows the file's own
+            colours (a cloud without labels always shows those).
         palette: optional (C, 3) label colours; None for `pcseg.io.default_palette`.
 
     Raises:
+        ValueError: on a `color_by` other than "label" or "file".
         RuntimeError: when no display is available (the message says how to view the file
             elsewhere).
     """
     from pcseg.io import default_palette, read_point_cloud
 
+    if color_by not in ("label", "file"):
+        raise ValueError(f"color_by must be 'label' or 'file', got {color_by!r}")
     if not has_display():
         raise RuntimeError(f"cannot open a viewer for {path}: no display (DISPLAY / WAYLAND_DISPLAY is unset); "
                            "copy the file to a machine with a screen, or open it in CloudCompare")
     cloud = read_point_cloud(path, input_format)
-    if cloud["label"] is not None and palette is None:
+    if color_by == "file":
+        palette = None
+    elif cloud["label"] is not None and palette is None:
         palette = default_palette(int(cloud["label"].max(initial=0)) + 1)
     open3d = import_open3d()
     open3d.visualization.draw_geometries([to_open3d(cloud, palette=palette)], window_name=str(path))
