@@ -14,7 +14,7 @@ input_format   files                                           through
 ``nuscenes``   ``.pcd.bin``: float32 x y z intensity ring      numpy
 ``npy``        ``.npy``: structured, or an (N, K) table        numpy
 ``npz``        ``.npz``: ``coord`` (N, 3) and named arrays     numpy
-``txt``        ``.txt``: a table, optionally with a names line numpy
+``txt``        ``.txt``: a table, optional line of names       numpy
 ``mat``        ``.mat``: SUN RGB-D ``instance`` (N, 6)         scipy
 =============  ==============================================  ================================
 
@@ -26,7 +26,12 @@ Writers, each atomic (a failed write leaves the previous file and no temporary f
 ``.label``, ``.npy``); ``write_labelled_ply`` is pcseg's one labelled-PLY writer (segmentations
 and fused voxel maps); ``normalize_palette`` is its one rule for label colours,
 ``default_palette`` the colours used when none are given. PLY and PCD store float32
-coordinates (what viewers expect); LAS keeps georeferenced coordinates to its scale.
+coordinates (what viewers expect); LAS keeps georeferenced coordinates to its scale (1 mm).
+
+LAS class map: pcseg label i is written as LAS ``classification`` i unless ``las_class_map``
+gives each class its ASPRS code (1 unclassified, 2 ground, 3-5 low / medium / high
+vegetation, 6 building, 7 low point, 9 water, 17 bridge deck ...); `read_point_cloud`
+returns the codes under ``classification``.
 """
 from __future__ import annotations
 

@@ -187,7 +187,7 @@ def read_txt(path: str | Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: the text file holds no points")
     names = _header_names(first)
     delimiter = "," if "," in first else None
-    if names is None and len(first.replace(",", " ").split()) == 6:
+    if names is None and delimiter is None and len(first.split()) == 6:
         from pcseg.data.s3dis import read_points_txt
 
         return _table_fields(path, read_points_txt(path), "txt")
