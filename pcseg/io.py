@@ -82,12 +82,14 @@ def _input_format(path: Path, input_format: str | None) -> str:
                      f"{SUPPORTED_SUFFIXES} (or pass input_format, one of {INPUT_FORMATS})")
 
 
-def read_point_cloud(path: str | Path, input_format: str | None = None) -> dict:
+def read_point_cloud(path: str | Path, input_format: str | None = None, drop_non_finite: bool = False) -> dict:
     """Read a point cloud file with every per-point field it holds.
 
     Args:
         path: a file of one of the formats in the module docstring.
         input_format: one of `INPUT_FORMATS`; None picks it from the suffix.
+        drop_non_finite: leave out points whose x, y or z is NaN or infinite (the "no return"
+            points of an organised LiDAR PCD) from every field, instead of raising.
 
     Returns:
         cloud: {"coord": (N, 3) float64 when the file stores float64 (LAS, E57, double PLY /
@@ -103,7 +105,13 @@ def read_point_cloud(path: str | Path, input_format: str | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"point cloud not found: {path}")
-    return cloud_from_fields(_READERS[_input_format(path, input_format)](path), path)
+    fields = _READERS[_input_format(path, input_format)](path)
+    if drop_non_finite:
+        xyz = _find(fields, ("x", "y", "z"))
+        if xyz is not None:
+            keep = np.isfinite(np.stack([fields[name] for name in xyz], axis=1).astype(np.float64)).all(1)
+            fields = {name: values[keep] for name, values in fields.items()}
+    return cloud_from_fields(fields, path)
 
 
 def _find(fields: dict, names: tuple[str, ...]) -> list[str] | None:
@@ -163,7 +171,8 @@ def cloud_from_fields(fields: dict[str, np.ndarray], source: str | Path = "point
                               and fields[name].dtype.itemsize > 2 for name in xyz) else np.float32
     coord = np.stack([fields[name] for name in xyz], axis=1).astype(dtype)
     if not np.isfinite(coord).all():
-        raise ValueError(f"{source}: {int((~np.isfinite(coord).all(1)).sum())} points have non-finite coordinates")
+        raise ValueError(f"{source}: {int((~np.isfinite(coord).all(1)).sum())} points have non-finite coordinates "
+                         "(read_point_cloud(..., drop_non_finite=True) leaves them out)")
     used = set(xyz)
     color_names = next((found for names in _COLOR_NAMES if (found := _find(fields, names))), None)
     color = None

@@ -227,3 +227,14 @@ def test_failed_prediction_write_leaves_previous_file_and_no_temporary(tmp_path,
         write_predictions(tmp_path / "pred.ply", points, labels, confidence, PALETTE)
     assert (tmp_path / "pred.ply").read_bytes() == before
     assert os.listdir(tmp_path) == ["pred.ply"]
+
+
+def test_organised_lidar_pcd_without_returns_drops_them_on_request(tmp_path):
+    x = np.array([[1.0, np.nan], [2.0, 3.0]], dtype=np.float32).ravel()  # 2 x 2 organised, one NaN
+    formats.write_pcd(tmp_path / "scan.pcd", {"x": x, "y": x, "z": x, "intensity": np.arange(4, dtype=np.float32),
+                                              "ring": np.array([0, 0, 1, 1], np.uint16)})
+    with pytest.raises(ValueError, match="1 points have non-finite"):
+        read_point_cloud(tmp_path / "scan.pcd")
+    cloud = read_point_cloud(tmp_path / "scan.pcd", drop_non_finite=True)
+    np.testing.assert_array_equal(cloud["intensity"], [0, 2, 3])
+    np.testing.assert_array_equal(cloud["ring"], [0, 1, 1])
