@@ -72,6 +72,9 @@ def test_txt_with_a_column_count_of_no_layout(tmp_path):
     (tmp_path / "named.txt").write_text("x y z label\n1 2 3\n")
     with pytest.raises(ValueError, match=r"named\.txt: the first line names 4 columns but the rows have 3"):
         read_point_cloud(tmp_path / "named.txt")
+    (tmp_path / "words.txt").write_text("1 2 3\n4 five 6\n")
+    with pytest.raises(ValueError, match=r"words\.txt: could not convert .*five"):
+        read_point_cloud(tmp_path / "words.txt")
     (tmp_path / "empty.txt").write_text("\n")
     with pytest.raises(ValueError, match=r"empty\.txt: the text file holds no points"):
         read_point_cloud(tmp_path / "empty.txt")

@@ -141,6 +141,8 @@ def test_npy_npz_and_txt_layouts(tmp_path):
                header="//X,Y,Z,Label,Scalar_Confidence", delimiter=",", comments="")
     cloud = read_point_cloud(tmp_path / "named.txt")
     np.testing.assert_array_equal(cloud["label"], labels)
+    np.savetxt(tmp_path / "spaced.txt", np.column_stack([points, rgb]), fmt="%.6f", header="x y z r g b", comments="")
+    np.testing.assert_allclose(read_point_cloud(tmp_path / "spaced.txt")["color"], rgb / 255.0, atol=1e-6)
     np.testing.assert_allclose(cloud["scalar_confidence"], confidence, atol=1e-6)
 
 

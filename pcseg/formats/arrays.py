@@ -17,6 +17,7 @@ blue when K >= 6, then ``column_<k>`` for the rest (an (N, 7) x y z r g b label 
 """
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -172,26 +173,32 @@ def read_txt(path: str | Path) -> dict[str, np.ndarray]:
     module docstring.
 
     Args:
-        path: a .txt (or .xyz / .pts-like) file, optionally with a first line of names.
+        path: a .txt file (or any text table, read with ``input_format="txt"``), optionally
+            with a first line of names.
 
     Returns:
         fields: name -> (N,) float64 column.
 
     Raises:
-        ValueError: naming the file when it is empty or its column count matches no layout.
+        ValueError: naming the file when it is empty, a value is not a number, or its column
+            count matches no layout.
     """
     path = Path(path)
     with open(path, encoding="utf-8", errors="replace") as handle:
-        first = next((line for line in handle if line.strip()), "")
-    if not first:
+        lines = list(itertools.islice((line for line in handle if line.strip()), 2))
+    if not lines:
         raise ValueError(f"{path}: the text file holds no points")
-    names = _header_names(first)
-    delimiter = "," if "," in first else None
-    if names is None and delimiter is None and len(first.split()) == 6:
+    names = _header_names(lines[0])
+    data_line = lines[1] if names is not None and len(lines) > 1 else lines[0]
+    delimiter = "," if "," in data_line else None
+    if names is None and delimiter is None and len(data_line.split()) == 6:
         from pcseg.data.s3dis import read_points_txt
 
         return _table_fields(path, read_points_txt(path), "txt")
-    table = np.loadtxt(path, dtype=np.float64, ndmin=2, delimiter=delimiter, skiprows=0 if names is None else 1)
+    try:
+        table = np.loadtxt(path, dtype=np.float64, ndmin=2, delimiter=delimiter, skiprows=0 if names is None else 1)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
     if names is None:
         return _table_fields(path, table, "txt")
     if len(names) != table.shape[1]:
