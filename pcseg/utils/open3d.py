@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import os
+import sys
+
+import numpy as np
 
 __all__ = ["from_open3d", "has_display", "import_open3d", "to_open3d", "view_point_cloud"]
 
@@ -62,8 +66,6 @@ def to_open3d(cloud: dict, *, tensor: bool = False, palette=None):
     Raises:
         ValueError: when ``coord`` is not (N, 3) or a per-point field has another length.
     """
-    import numpy as np
-
     from pcseg.io import normalize_palette
 
     open3d = import_open3d()
@@ -104,8 +106,6 @@ def from_open3d(point_cloud) -> dict:
         float32 in [0, 1] or None, "intensity": (N,) float32 or None, "label": (N,) int64 or
         None}, then every other tensor point attribute by name ((N, 1) attributes as (N,)).
     """
-    import numpy as np
-
     if hasattr(point_cloud, "point"):  # tensor point cloud
         attributes = {name: point_cloud.point[name].numpy() for name in point_cloud.point}
         coord = attributes.pop("positions")
@@ -126,9 +126,6 @@ def from_open3d(point_cloud) -> dict:
 def has_display() -> bool:
     """True when a window can open: always on Windows and macOS, on Linux with an X11 or
     Wayland display."""
-    import os
-    import sys
-
     if sys.platform in ("win32", "darwin"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
