@@ -240,3 +240,18 @@ def test_organised_lidar_pcd_without_returns_drops_them_on_request(tmp_path):
     cloud = read_point_cloud(tmp_path / "scan.pcd", drop_non_finite=True)
     np.testing.assert_array_equal(cloud["intensity"], [0, 2, 3])
     np.testing.assert_array_equal(cloud["ring"], [0, 1, 1])
+
+
+def test_pcl_pcd_with_padding_fields_and_packed_rgba(tmp_path):
+    header = ("# .PCD v0.7 - Point Cloud Data file format\nVERSION 0.7\nFIELDS x y z _ rgba _ label\n"
+              "SIZE 4 4 4 1 4 1 4\nTYPE F F F U U U U\nCOUNT 1 1 1 4 1 4 1\nWIDTH 3\nHEIGHT 1\n"
+              "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 3\nDATA binary\n")
+    rows = np.zeros(3, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("pad", "u1", 4), ("rgba", "<u4"),
+                              ("pad2", "u1", 4), ("label", "<u4")])
+    rows["x"], rows["rgba"], rows["label"] = [1, 2, 3], [0xFF102030, 0x80FF0000, 0], [5, 6, 7]
+    (tmp_path / "pcl.pcd").write_bytes(header.encode() + rows.tobytes())
+    cloud = read_point_cloud(tmp_path / "pcl.pcd")
+    np.testing.assert_allclose(cloud["color"] * 255, [[0x10, 0x20, 0x30], [255, 0, 0], [0, 0, 0]], atol=1e-4)
+    np.testing.assert_array_equal(cloud["alpha"], [255, 128, 0])
+    np.testing.assert_array_equal(cloud["label"], [5, 6, 7])
+    assert set(cloud) == {"coord", "color", "intensity", "label", "alpha"}
