@@ -6,6 +6,7 @@
     pcseg predict INPUT --checkpoint K --out OUT.ply
     pcseg fuse FOLDER --out MAP.ply
     pcseg prepare s3dis RAW_DIR OUT_DIR
+    pcseg view FILE [--color-by label|file]              a (labelled) cloud in Open3D's viewer
     pcseg --version
 """
 from __future__ import annotations
@@ -69,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     s3dis.add_argument("raw_dir")
     s3dis.add_argument("out_dir")
     s3dis.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("view", help="open a point cloud file in Open3D's viewer (coloured by label when labelled)")
+    p.add_argument("input", help="any file pcseg reads (.ply .pcd .las .laz .e57 .bin .npy .npz .txt .mat)")
+    p.add_argument("--input-format", default=None, help="the format when the suffix is ambiguous (e.g. nuscenes)")
+    p.add_argument("--color-by", choices=("label", "file"), default="label",
+                   help="colour a labelled cloud by label (default) or show the file's own colours")
     return parser
 
 
@@ -133,4 +140,13 @@ def _run(args) -> int:
             print(f"pcseg prepare: failed: Area_{room.area}/{room.name}: {message}", file=sys.stderr)
         # Rooms that failed are retried by the next run; the exit code tells scripts to look.
         return 1 if paths.failed else 0
+    if args.command == "view":
+        from pcseg.utils.open3d import view_point_cloud
+
+        try:
+            view_point_cloud(args.input, args.input_format, args.color_by)
+        except RuntimeError as error:  # no display: a clear line, not a traceback
+            print(f"pcseg view: error: {error}", file=sys.stderr)
+            return 1
+        return 0
     raise AssertionError(args.command)
