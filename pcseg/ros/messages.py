@@ -424,7 +424,10 @@ class CameraInfoModel:
     camera: the PinholeCamera of the images pcseg should use: from P (the rectified
     image's projection) when `rectified`, else from K. K (3, 3), D (n,), R (3, 3),
     P (3, 4) float64 as in the message; distortion_model as in the message; frame_id is
-    the optical frame (x right, y down, z forward).
+    the optical frame (x right, y down, z forward). T_camera_from_frame (4, 4): P's last
+    column (a stereo camera's baseline, K^-1 P[:, 3]) as a translation, so that
+    `camera` projects `T_camera_from_frame @ point` for a point in `frame_id` exactly as P
+    does (identity when P[:, 3] is zero or the camera comes from K).
     """
 
     camera: Any  # pcseg.bridge.PinholeCamera (imported on use: it brings torch)
@@ -435,7 +438,7 @@ class CameraInfoModel:
     distortion_model: str
     frame_id: str = ""
     rectified: bool = True
-    extra: dict = field(default_factory=dict)
+    T_camera_from_frame: np.ndarray = field(default_factory=lambda: np.eye(4))
 
 
 def _attribute(msg, *names):
@@ -490,7 +493,11 @@ def camera_from_camera_info(msg, *, rectified: bool = True) -> CameraInfoModel:
     frame_id = getattr(getattr(msg, "header", None), "frame_id", "")
     from pcseg.bridge.camera import PinholeCamera
 
-    return CameraInfoModel(PinholeCamera.from_matrix(matrix, width, height), K, D, R, P, model, frame_id, rectified)
+    offset = np.eye(4)
+    if matrix is P:
+        offset[:3, 3] = np.linalg.solve(P[:, :3], P[:, 3])
+    return CameraInfoModel(PinholeCamera.from_matrix(matrix, width, height), K, D, R, P, model, frame_id, rectified,
+                           offset)
 
 
 def transform_to_matrix(transform) -> np.ndarray:
