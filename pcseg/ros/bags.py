@@ -107,7 +107,9 @@ class Bag:
         try:
             reader.open()
         except Exception as error:  # rosbags raises its own ReaderError and plain OSErrors
-            raise ValueError(f"cannot read bag {path}: {error}") from error
+            if kind != "ros1":
+                raise ValueError(f"cannot read bag {path}: {error}") from error
+            reader = _unindexed_reader(path, error)
         store = typestore(kind)
         _register_bag_types(store, reader.connections)
         return cls(path, kind, storage, reader, store)
@@ -151,8 +153,8 @@ class Bag:
             except StopIteration:
                 return
             except Exception as error:  # a truncated or corrupt record: keep what was read
-                where = f"after {self._read} messages" + (f" (last at {last / 1e9:.9f} s)" if last else "")
-                self.stopped = f"bag {self.path} is unreadable {where}: {type(error).__name__}: {error}"
+                where = f"after {self._read} messages" + (f" (the last at {last / 1e9:.9f} s)" if last else "")
+                self.stopped = f"bag {self.path} stops {where}: {_describe(error)}"
                 return
             self._read += 1
             last = item[1]
@@ -167,6 +169,23 @@ class Bag:
         if self.kind == "ros1":
             return self.typestore.serialize_ros1(message, msgtype)
         return self.typestore.serialize_cdr(message, msgtype)
+
+
+def _unindexed_reader(path: Path, error: Exception):
+    """A ROS 1 bag whose index is missing or damaged (cut short), read record by record."""
+    from pcseg.ros.rosbag1_scan import SequentialRosbag1Reader
+
+    reader = SequentialRosbag1Reader(path)
+    reader.open()
+    if not reader.connections:
+        raise ValueError(f"cannot read bag {path}: {error}; {reader.stopped or 'it holds no connection'}") from error
+    return reader
+
+
+def _describe(error: Exception) -> str:
+    from pcseg.ros.rosbag1_scan import TruncatedBag
+
+    return str(error) if isinstance(error, TruncatedBag) else f"{type(error).__name__}: {error}"
 
 
 def _ros2_storage(path: Path) -> str:
