@@ -14,17 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
+from pcseg.ros.fusion import FrameFuser, FuseTopics
 from pcseg.ros.messages import (
     camera_from_camera_info,
-    image_to_numpy,
     labelled_pointcloud2,
     pointcloud2_to_numpy,
     rosbags_types,
     stamp_to_ns,
 )
-from pcseg.ros.transforms import TransformBuffer, TransformError
+from pcseg.ros.transforms import TransformBuffer
 from pcseg.utils.progress import progress
 
 __all__ = ["Bag", "FuseTopics", "fuse_bag", "predict_bag", "typestore"]
@@ -315,34 +313,6 @@ def _label_cloud(cloud, segmenter, palette, types):
 
 
 # ----- pcseg fuse --bag -----------------------------------------------------------------------
-@dataclass
-class FuseTopics:
-    """The topics `fuse_bag` reads. RGB-D: depth + segmentation + camera_info (+ image for
-    colour). LiDAR + camera: cloud + segmentation + camera_info. Labelled clouds (the
-    output of `pcseg predict --bag`): labels alone."""
-
-    segmentation: str | None = None
-    camera_info: str | None = None
-    depth: str | None = None
-    image: str | None = None
-    cloud: str | None = None
-    labels: str | None = None
-
-    def mode(self) -> str:
-        if self.labels:
-            return "labels"
-        if not (self.segmentation and self.camera_info):
-            raise ValueError("fuse --bag needs --labels-topic, or --segmentation-topic and --camera-info-topic "
-                             "with --depth-topic (RGB-D) or --cloud-topic (LiDAR + camera)")
-        if bool(self.depth) == bool(self.cloud):
-            raise ValueError("fuse --bag needs exactly one of --depth-topic (RGB-D) and --cloud-topic (LiDAR + camera)")
-        return "rgbd" if self.depth else "lidar"
-
-    def partners(self) -> list[str]:
-        """The topics paired with each driving message (the segmentation)."""
-        return [topic for topic in (self.depth, self.image, self.cloud) if topic]
-
-
 def fuse_bag(in_path, out_path, topics: FuseTopics, *, num_classes: int, fixed_frame: str = "map",
              tolerance_s: float = 0.05, voxel_size: float = 0.05, mode: str = "bayes", ignore_label=None,
              depth_scale: float | None = None, depth_trunc: float = 10.0, show_progress: bool = True) -> dict:
@@ -392,7 +362,7 @@ def fuse_bag(in_path, out_path, topics: FuseTopics, *, num_classes: int, fixed_f
                 raise ValueError(f"bag {bag.path}: no readable CameraInfo on {topics.camera_info!r}")
             camera = camera_from_camera_info(scan.camera_info)
         pairs, unpaired = _pair(scan.stamps, driver, topics.partners(), tolerance)
-        state = _FuseState(fuser, scan.tf, camera, fixed_frame, kind, depth_scale, depth_trunc)
+        state = FrameFuser(fuser, scan.tf, camera, fixed_frame, kind, depth_scale, depth_trunc)
         needed = defaultdict(int)
         for pair in pairs:
             for key in pair:
@@ -481,63 +451,3 @@ def _nearest(ordered: list, stamp: int, tolerance: int) -> int | None:
         if gap <= tolerance and (best is None or gap < best[0]):
             best = (gap, candidate[1])
     return None if best is None else best[1]
-
-
-@dataclass
-class _FuseState:
-    fuser: object
-    tf: TransformBuffer
-    camera: object
-    fixed_frame: str
-    kind: str
-    depth_scale: float | None
-    depth_trunc: float
-    frames: int = 0
-    no_transform: int = 0
-    first_error: str | None = None
-
-    def pose(self, frame: str, stamp: int) -> np.ndarray:
-        return self.tf.lookup(self.fixed_frame, frame, stamp)
-
-    def fuse(self, messages: dict, driver: str, topics: FuseTopics) -> None:
-        """Fuse one pair; a missing transform is counted and its first message kept."""
-        try:
-            if self.kind == "labels":
-                self._fuse_labels(messages[driver])
-            elif self.kind == "rgbd":
-                self._fuse_rgbd(messages[driver], messages[topics.depth], messages.get(topics.image))
-            else:
-                self._fuse_lidar(messages[driver], messages[topics.cloud])
-            self.frames += 1
-        except TransformError as error:
-            self.no_transform += 1
-            self.first_error = self.first_error or str(error)
-
-    def _camera_pose(self, segmentation) -> np.ndarray:
-        """T_fixed_from_camera for the pinhole `camera` (P's baseline included)."""
-        frame = segmentation.header.frame_id or self.camera.frame_id
-        T_fixed_from_frame = self.pose(frame, stamp_to_ns(segmentation.header.stamp))
-        return T_fixed_from_frame @ np.linalg.inv(self.camera.T_camera_from_frame)
-
-    def _fuse_rgbd(self, segmentation, depth, image) -> None:
-        pose = self._camera_pose(segmentation)
-        color = None if image is None else image_to_numpy(image)
-        self.fuser.add_rgbd(color, image_to_numpy(depth), image_to_numpy(segmentation), self.camera.camera, pose,
-                            depth_scale=self.depth_scale, depth_trunc=self.depth_trunc)
-
-    def _fuse_lidar(self, segmentation, cloud) -> None:
-        T_fixed_from_camera = self._camera_pose(segmentation)
-        T_fixed_from_lidar = self.pose(cloud.header.frame_id, stamp_to_ns(cloud.header.stamp))
-        calibration = (self.camera.camera, np.linalg.inv(T_fixed_from_camera) @ T_fixed_from_lidar)
-        points = pointcloud2_to_numpy(cloud)["xyz"]
-        self.fuser.add_lidar(points, image_to_numpy(segmentation), calibration, T_fixed_from_lidar)
-
-    def _fuse_labels(self, cloud) -> None:
-        fields = pointcloud2_to_numpy(cloud)
-        if "label" not in fields:
-            raise ValueError(f"labelled cloud in frame {cloud.header.frame_id!r} has no 'label' field")
-        pose = self.pose(cloud.header.frame_id, stamp_to_ns(cloud.header.stamp))
-        points = fields["xyz"].astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]
-        labels = fields["label"].astype(np.int64)
-        labels[labels >= self.fuser.num_classes] = -1  # UNLABELLED and out-of-range: no label
-        self.fuser.add_points(points, labels=labels)

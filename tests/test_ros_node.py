@@ -1,0 +1,133 @@
+"""`pcseg ros segment` live under ROS 1: roscore, the node, the real KITTI scan, Ctrl-C.
+
+Needs Debian's ROS 1 (`roscore`, `rospy`); skipped with how to install it otherwise.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pcseg.ros.node import DEBIAN_ROS_PATH, LatestMessage
+from test_pipeline_api import TINY  # the tiny training config of the API tests
+
+REPO = Path(__file__).resolve().parents[1]
+HOWTO = ("to enable: apt-get update && apt-get install -y ros-base python3-rospy python3-sensor-msgs "
+         "python3-tf2-ros (Debian's ROS 1; .ci/run does this as root)")
+TIME_LIMIT_S = 120  # two shared CPU cores: node start-up (torch import, model load) plus one prediction
+
+
+def _ros1_missing() -> str | None:
+    if shutil.which("roscore") is None:
+        return "roscore is not installed"
+    code = f"import sys; sys.path.append({DEBIAN_ROS_PATH!r}); import rospy, sensor_msgs.msg, tf2_msgs.msg"
+    if subprocess.run([sys.executable, "-c", code], capture_output=True).returncode != 0:
+        return "rospy / sensor_msgs / tf2_msgs cannot be imported"
+    return None
+
+
+MISSING = _ros1_missing()
+ros1 = pytest.mark.skipif(MISSING is not None, reason=f"ROS 1 unavailable ({MISSING}); {HOWTO}")
+
+
+def test_latest_message_keeps_only_the_newest():
+    mailbox = LatestMessage()
+    for i in range(5):
+        mailbox.put(i)
+    assert mailbox.take(0.01)[0] == 4 and mailbox.skipped == 4
+    assert mailbox.take(0.01) == (None, 0.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(process, timeout=20):
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture
+def ros_env(tmp_path):
+    """A private roscore on 127.0.0.1 with a free port; the environment that reaches it."""
+    port = _free_port()
+    env = dict(os.environ, ROS_MASTER_URI=f"http://127.0.0.1:{port}", ROS_IP="127.0.0.1", ROS_HOSTNAME="127.0.0.1",
+               ROS_HOME=str(tmp_path / "ros_home"), ROS_LOG_DIR=str(tmp_path / "ros_log"),
+               PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]))
+    log = open(tmp_path / "roscore.log", "w")
+    core = subprocess.Popen(["roscore", "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if core.poll() is not None or time.time() > deadline:
+                _stop(core)
+                pytest.fail(f"roscore did not start: {(tmp_path / 'roscore.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield env
+    _stop(core)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from pcseg.config import load_config
+    from pcseg.data import generate_room
+    from pcseg.train import train
+
+    out = tmp_path_factory.mktemp("ros_node") / "run"
+    rooms = ([generate_room(0, 3000)], [generate_room(100, 3000)])
+    train(load_config(None, [*TINY, f"train.out_dir={out}"]), rooms=rooms, progress=False)
+    return out / "best.pt"
+
+
+@ros1
+def test_segment_node_labels_the_kitti_scan_and_stops_on_ctrl_c(ros_env, checkpoint, shared_data, tmp_path):
+    from pcseg.data.kitti import read_velodyne_bin
+
+    scan = read_velodyne_bin(shared_data / "kitti" / "000000" / "velodyne.bin")
+    # The scan's near field (most of its points) keeps one CPU prediction within the limit.
+    scan = scan[np.linalg.norm(scan[:, :2], axis=1) < 6.0]
+    np.save(tmp_path / "scan.npy", scan)
+    node_log = open(tmp_path / "node.log", "w")
+    node = subprocess.Popen([sys.executable, "-m", "pcseg", "ros", "segment", "--checkpoint", str(checkpoint),
+                             "--input", "/points", "--output", "/points/labels"],
+                            env=ros_env, stdout=node_log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        client = subprocess.run([sys.executable, str(REPO / "tests" / "ros1_client.py"), str(tmp_path / "scan.npy"),
+                                 str(tmp_path / "result.json"), str(TIME_LIMIT_S)],
+                                env=ros_env, capture_output=True, text=True, timeout=TIME_LIMIT_S + 60)
+        result = json.loads((tmp_path / "result.json").read_text()) if (tmp_path / "result.json").exists() else {}
+        assert client.returncode == 0, (result, client.stderr[-3000:], (tmp_path / "node.log").read_text()[-3000:])
+        assert result["points"] == len(scan) and len(result["labels"]) == len(scan)
+        labels = np.array(result["labels"])
+        assert labels.min() >= 0 and labels.max() < 13
+        assert result["frame_id"] == "velodyne" and result["stamp"] == 1_700_000_000_000_000_123
+        assert result["xyz_equal"]
+        assert result["field_names"] == ["x", "y", "z", "intensity", "label", "confidence", "rgb"]
+        node.send_signal(signal.SIGINT)  # Ctrl-C
+        assert node.wait(30) == 0
+    finally:
+        _stop(node)
+        node_log.close()
+    log = (tmp_path / "node.log").read_text()
+    assert f"{len(scan)} points labelled, latency" in log
+    assert "shut down after 1 clouds" in log
+    assert "Traceback" not in log
