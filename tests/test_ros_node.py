@@ -16,11 +16,15 @@ import numpy as np
 import pytest
 
 from pcseg.ros.node import DEBIAN_ROS_PATH, LatestMessage
-from test_pipeline_api import TINY  # the tiny training config of the API tests
 
 REPO = Path(__file__).resolve().parents[1]
 HOWTO = ("to enable: apt-get update && apt-get install -y ros-base python3-rospy python3-sensor-msgs "
          "python3-tf2-ros (Debian's ROS 1; .ci/run does this as root)")
+# The tiny training config of tests/test_pipeline_api.py, kept here so these tests do not
+# import another test module (whose imports follow pcseg's internals).
+TINY = ["data.points_per_room=3000", "data.num_points=128", "data.blocks_per_room=8", "data.val_blocks_per_room=2",
+        "data.block_size=2.0", "data.eval_stride=2.0", "data.neighbours=8", "model.width_multiplier=0.125",
+        "train.batch_size=4", "train.epochs=1", "train.amp=none"]
 TIME_LIMIT_S = 120  # two shared CPU cores: node start-up (torch import, model load) plus one prediction
 
 
