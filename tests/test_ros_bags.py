@@ -13,6 +13,7 @@ from pcseg.fuser import Fuser  # noqa: E402
 from pcseg.ros.bags import FuseTopics, fuse_bag, predict_bag  # noqa: E402
 from pcseg.ros.messages import UNLABELLED, pointcloud2_to_numpy, stamp_to_ns  # noqa: E402
 from pcseg.ros.transforms import TransformBuffer, TransformError  # noqa: E402
+from ros_checkpoint import train_tiny_checkpoint  # noqa: E402
 from ros_bag_builders import SECOND, T0, BagBuilder, HeightSegmenter, read_bag, rigid  # noqa: E402
 
 FORMATS = [("ros1", None), ("ros2", "sqlite3"), ("ros2", "mcap")]
@@ -226,10 +227,44 @@ def test_fuse_bag_lidar_matches_the_numpy_api(tmp_path, kitti):
 def test_fuse_labelled_clouds_from_predict(tmp_path, kitti):
     source = kitti_bag(tmp_path, "ros1", None, kitti[0][::20], clouds=2)
     predict_bag(source, tmp_path / "labelled.bag", "/points", HeightSegmenter(), show_progress=False)
-    builder = BagBuilder("ros1")
     # the labelled bag has no /tf: fusing into 'velodyne' itself needs none
-    summary = fuse_bag(tmp_path / "labelled.bag", tmp_path / "map.ply", FuseTopics(labels="/points/labels"),
+    summary = fuse_bag(tmp_path / "labelled.bag", tmp_path / "map.npz", FuseTopics(labels="/points/labels"),
                        num_classes=4, fixed_frame="velodyne", voxel_size=0.5, show_progress=False)
-    assert summary["frames"] == 2 and summary["voxels"] > 0
-    del builder
-    json.dumps(summary)
+    assert summary["frames"] == 2 and summary["voxels"] > 0 and summary["unpaired"] == {"/points/labels": 0}
+    fused = np.load(tmp_path / "map.npz")
+    assert set(np.unique(fused["labels"]).tolist()) <= {0, 1, 2, 3}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return train_tiny_checkpoint(tmp_path_factory.mktemp("ros_bags") / "run")
+
+
+def test_cli_predict_bag_matches_the_numpy_api(tmp_path, kitti, checkpoint, capsys):
+    from pcseg import Segmenter
+    from pcseg.cli import main
+
+    scan = kitti[0][np.linalg.norm(kitti[0][:, :2], axis=1) < 3.0]  # the near field: a quick CPU prediction
+    source = kitti_bag(tmp_path, "ros2", "sqlite3", scan, clouds=1)
+    assert main(["predict", "--bag", str(source), "--topic", "/points", "--checkpoint", str(checkpoint),
+                 "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["clouds"] == 1 and summary["points"] == len(scan)
+    (_, _, msg), = [m for m in read_bag(tmp_path / "out", "ros2") if m[0] == "/points/labels"]
+    expected, probabilities = Segmenter.from_checkpoint(checkpoint).predict(scan[:, :3])
+    fields = pointcloud2_to_numpy(msg)
+    np.testing.assert_array_equal(fields["label"], expected)
+    np.testing.assert_allclose(fields["confidence"], probabilities.max(1), rtol=1e-6)
+
+
+def test_cli_bag_errors_are_one_line(tmp_path, kitti, checkpoint, capsys):
+    from pcseg.cli import main
+
+    source = kitti_bag(tmp_path, "ros1", None, kitti[0][::100], clouds=1)
+    assert main(["predict", "--bag", str(source), "--topic", "/nope", "--checkpoint", str(checkpoint),
+                 "--out", str(tmp_path / "o.bag")]) == 2
+    assert "has no topic '/nope'; its topics: /chatter" in capsys.readouterr().err
+    assert main(["fuse", "--bag", str(source), "--out", str(tmp_path / "m.ply"), "--num-classes", "4"]) == 2
+    assert "fuse --bag needs --labels-topic" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.ply")]) == 2
+    assert "needs INPUT or --bag" in capsys.readouterr().err

@@ -16,15 +16,11 @@ import numpy as np
 import pytest
 
 from pcseg.ros.node import DEBIAN_ROS_PATH, LatestMessage
+from ros_checkpoint import train_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 HOWTO = ("to enable: apt-get update && apt-get install -y ros-base python3-rospy python3-sensor-msgs "
          "python3-tf2-ros (Debian's ROS 1; .ci/run does this as root)")
-# The tiny training config of tests/test_pipeline_api.py, kept here so these tests do not
-# import another test module (whose imports follow pcseg's internals).
-TINY = ["data.points_per_room=3000", "data.num_points=128", "data.blocks_per_room=8", "data.val_blocks_per_room=2",
-        "data.block_size=2.0", "data.eval_stride=2.0", "data.neighbours=8", "model.width_multiplier=0.125",
-        "train.batch_size=4", "train.epochs=1", "train.amp=none"]
 TIME_LIMIT_S = 120  # two shared CPU cores: node start-up (torch import, model load) plus one prediction
 
 
@@ -92,14 +88,7 @@ def ros_env(tmp_path):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from pcseg.config import load_config
-    from pcseg.data import generate_room
-    from pcseg.train import train
-
-    out = tmp_path_factory.mktemp("ros_node") / "run"
-    rooms = ([generate_room(0, 3000)], [generate_room(100, 3000)])
-    train(load_config(None, [*TINY, f"train.out_dir={out}"]), rooms=rooms, progress=False)
-    return out / "best.pt"
+    return train_tiny_checkpoint(tmp_path_factory.mktemp("ros_node") / "run")
 
 
 @ros1
