@@ -91,6 +91,28 @@ def checkpoint(tmp_path_factory):
     return train_tiny_checkpoint(tmp_path_factory.mktemp("ros_node") / "run")
 
 
+def _run_node(env, tmp_path, node_args, mode, cloud):
+    """Start `pcseg ros ...`, run the client against it, Ctrl-C the node: (result, node log)."""
+    np.save(tmp_path / "cloud.npy", cloud)
+    node_log = open(tmp_path / "node.log", "w")
+    node = subprocess.Popen([sys.executable, "-m", "pcseg", "ros", *node_args], env=env, stdout=node_log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        client = subprocess.run([sys.executable, str(REPO / "tests" / "ros1_client.py"), mode,
+                                 str(tmp_path / "cloud.npy"), str(tmp_path / "result.json"), str(TIME_LIMIT_S)],
+                                env=env, capture_output=True, text=True, timeout=TIME_LIMIT_S + 60)
+        result = json.loads((tmp_path / "result.json").read_text()) if (tmp_path / "result.json").exists() else {}
+        assert client.returncode == 0, (result, client.stderr[-3000:], (tmp_path / "node.log").read_text()[-3000:])
+        node.send_signal(signal.SIGINT)  # Ctrl-C
+        assert node.wait(30) == 0, (tmp_path / "node.log").read_text()[-3000:]
+    finally:
+        _stop(node)
+        node_log.close()
+    log = (tmp_path / "node.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+    return result, log
+
+
 @ros1
 def test_segment_node_labels_the_kitti_scan_and_stops_on_ctrl_c(ros_env, checkpoint, shared_data, tmp_path):
     from pcseg.data.kitti import read_velodyne_bin
@@ -98,29 +120,35 @@ def test_segment_node_labels_the_kitti_scan_and_stops_on_ctrl_c(ros_env, checkpo
     scan = read_velodyne_bin(shared_data / "kitti" / "000000" / "velodyne.bin")
     # The scan's near field (most of its points) keeps one CPU prediction within the limit.
     scan = scan[np.linalg.norm(scan[:, :2], axis=1) < 6.0]
-    np.save(tmp_path / "scan.npy", scan)
-    node_log = open(tmp_path / "node.log", "w")
-    node = subprocess.Popen([sys.executable, "-m", "pcseg", "ros", "segment", "--checkpoint", str(checkpoint),
-                             "--input", "/points", "--output", "/points/labels"],
-                            env=ros_env, stdout=node_log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        client = subprocess.run([sys.executable, str(REPO / "tests" / "ros1_client.py"), str(tmp_path / "scan.npy"),
-                                 str(tmp_path / "result.json"), str(TIME_LIMIT_S)],
-                                env=ros_env, capture_output=True, text=True, timeout=TIME_LIMIT_S + 60)
-        result = json.loads((tmp_path / "result.json").read_text()) if (tmp_path / "result.json").exists() else {}
-        assert client.returncode == 0, (result, client.stderr[-3000:], (tmp_path / "node.log").read_text()[-3000:])
-        assert result["points"] == len(scan) and len(result["labels"]) == len(scan)
-        labels = np.array(result["labels"])
-        assert labels.min() >= 0 and labels.max() < 13
-        assert result["frame_id"] == "velodyne" and result["stamp"] == 1_700_000_000_000_000_123
-        assert result["xyz_equal"]
-        assert result["field_names"] == ["x", "y", "z", "intensity", "label", "confidence", "rgb"]
-        node.send_signal(signal.SIGINT)  # Ctrl-C
-        assert node.wait(30) == 0
-    finally:
-        _stop(node)
-        node_log.close()
-    log = (tmp_path / "node.log").read_text()
+    result, log = _run_node(ros_env, tmp_path, ["segment", "--checkpoint", str(checkpoint), "--input", "/points",
+                                                "--output", "/points/labels"], "segment", scan)
+    assert result["points"] == len(scan) and len(result["labels"]) == len(scan)
+    labels = np.array(result["labels"])
+    assert labels.min() >= 0 and labels.max() < 13
+    assert result["frame_id"] == "velodyne" and result["stamp"] == 1_700_000_000_000_000_123
+    np.testing.assert_array_equal(np.array(result["xyz"], np.float32), scan[:, :3])
+    assert result["field_names"] == ["x", "y", "z", "intensity", "label", "confidence", "rgb"]
     assert f"{len(scan)} points labelled, latency" in log
     assert "shut down after 1 clouds" in log
-    assert "Traceback" not in log
+
+
+@ros1
+def test_fuse_node_publishes_the_map_of_labelled_clouds(ros_env, shared_data, tmp_path):
+    from pcseg.data.kitti import read_velodyne_bin
+    from pcseg.fuser import Fuser
+
+    scan = read_velodyne_bin(shared_data / "kitti" / "000000" / "velodyne.bin")
+    result, log = _run_node(ros_env, tmp_path, ["fuse", "--num-classes", "4", "--voxel-size", "0.5",
+                                                "--labels-topic", "/points/labels", "--fixed-frame", "map",
+                                                "--rate", "5"], "fuse", scan)
+    reference = Fuser(4, 0.5)
+    reference.add_points(scan[:, :3].astype(np.float64) + [10.0, 0.0, 0.0],
+                         labels=np.clip(np.floor(scan[:, 2] + 2.0), 0, 3).astype(np.int64))
+    assert result["frame_id"] == "map" and result["points"] == reference.num_voxels
+    from scipy.spatial import cKDTree
+
+    # the map is published as float32: match each voxel to the reference's nearest one
+    distance, index = cKDTree(reference.voxel_points()).query(np.array(result["xyz"]))
+    assert distance.max() < 1e-4 and len(np.unique(index)) == reference.num_voxels
+    np.testing.assert_array_equal(np.array(result["labels"]), reference.voxel_labels()[index])
+    assert "frame 1 fused" in log and "shut down after 1 frames" in log

@@ -8,6 +8,7 @@ line up.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,19 +71,31 @@ class FrameFuser:
     def pose(self, frame: str, stamp: int) -> np.ndarray:
         return self.tf.lookup(self.fixed_frame, frame, stamp)
 
-    def fuse(self, messages: dict, driver: str, topics: FuseTopics) -> None:
-        """Fuse one pair; a missing transform is counted and its first message kept."""
-        try:
-            if self.kind == "labels":
-                self._fuse_labels(messages[driver])
-            elif self.kind == "rgbd":
-                self._fuse_rgbd(messages[driver], messages[topics.depth], messages.get(topics.image))
-            else:
-                self._fuse_lidar(messages[driver], messages[topics.cloud])
-            self.frames += 1
-        except TransformError as error:
-            self.no_transform += 1
-            self.first_error = self.first_error or str(error)
+    def fuse(self, messages: dict, driver: str, topics: FuseTopics, transform_wait_s: float = 0.0) -> str | None:
+        """Fuse one pair (messages by topic); returns None, or why its transform is missing.
+
+        A missing transform is retried for `transform_wait_s` seconds (a live node's /tf
+        may lag its sensors, as tf2's lookup timeout allows), then counted in
+        `no_transform` with the first reason kept in `first_error`.
+        """
+        deadline = time.monotonic() + transform_wait_s
+        while True:
+            try:
+                if self.kind == "labels":
+                    self._fuse_labels(messages[driver])
+                elif self.kind == "rgbd":
+                    self._fuse_rgbd(messages[driver], messages[topics.depth], messages.get(topics.image))
+                else:
+                    self._fuse_lidar(messages[driver], messages[topics.cloud])
+                self.frames += 1
+                return None
+            except TransformError as error:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                self.no_transform += 1
+                self.first_error = self.first_error or str(error)
+                return str(error)
 
     def _camera_pose(self, segmentation) -> np.ndarray:
         """T_fixed_from_camera for the pinhole `camera` (P's baseline included)."""

@@ -92,7 +92,8 @@ class RosAdapter:
 
     types = None  # an object with PointCloud2, PointField, Image, CameraInfo classes
 
-    def subscribe(self, topic: str, type_name: str, callback) -> None:
+    def subscribe(self, topic: str, type_name: str, callback, queue_size: int = 1) -> None:
+        """Call `callback(message)` for each message; queue 1 unless every message matters (/tf)."""
         raise NotImplementedError
 
     def publisher(self, topic: str, type_name: str):
@@ -134,9 +135,10 @@ class Ros1Adapter(RosAdapter):
     def _class(self, type_name):
         return self._extra.get(type_name) or getattr(self.types, type_name)
 
-    def subscribe(self, topic, type_name, callback):
-        self._subscribers.append(self.rospy.Subscriber(topic, self._class(type_name), callback, queue_size=1,
-                                                       buff_size=2 ** 26))
+    def subscribe(self, topic, type_name, callback, queue_size=1):
+        # buff_size: rospy drops messages larger than its receive buffer; LiDAR clouds are MBs.
+        self._subscribers.append(self.rospy.Subscriber(topic, self._class(type_name), callback,
+                                                       queue_size=queue_size, buff_size=2 ** 26))
 
     def publisher(self, topic, type_name):
         return self.rospy.Publisher(topic, self._class(type_name), queue_size=1).publish
@@ -183,10 +185,10 @@ class Ros2Adapter(RosAdapter):
     def _class(self, type_name):
         return self._extra.get(type_name) or getattr(self.types, type_name)
 
-    def subscribe(self, topic, type_name, callback):
+    def subscribe(self, topic, type_name, callback, queue_size=1):
         from rclpy.qos import QoSDurabilityPolicy, QoSProfile
 
-        qos = 1
+        qos = queue_size
         if topic == "/tf_static":  # tf2's static broadcaster latches: transient-local durability
             qos = QoSProfile(depth=100, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(self._class(type_name), topic, callback, qos)
@@ -276,7 +278,8 @@ class _Recent:
 
 
 def run_fuse_node(adapter: RosAdapter, fuser, topics, *, output_topic: str = "/pcseg/map", fixed_frame: str = "map",
-                  rate_hz: float = 1.0, tolerance_s: float = 0.05, depth_scale=None, depth_trunc: float = 10.0) -> int:
+                  rate_hz: float = 1.0, tolerance_s: float = 0.05, depth_scale=None, depth_trunc: float = 10.0,
+                  transform_wait_s: float = 1.0) -> int:
     """Fuse live 2D segmentations (RGB-D or LiDAR + camera) or labelled clouds into `fuser`
     and publish the map as a PointCloud2 (xyz, label, rgb) in `fixed_frame` at `rate_hz`.
 
@@ -289,6 +292,7 @@ def run_fuse_node(adapter: RosAdapter, fuser, topics, *, output_topic: str = "/p
         rate_hz: map publications per second.
         tolerance_s: the largest stamp difference of a pair (and transform extrapolation).
         depth_scale, depth_trunc: as in `Fuser.add_rgbd`.
+        transform_wait_s: how long a frame waits for a transform that has not arrived yet.
 
     Returns:
         the number of frames fused, once the node is shut down.
@@ -299,12 +303,12 @@ def run_fuse_node(adapter: RosAdapter, fuser, topics, *, output_topic: str = "/p
 
     kind = topics.mode()
     tolerance = int(tolerance_s * 1e9)
-    tf = TransformBuffer(tolerance)
-    adapter.subscribe("/tf", "TFMessage", tf.add_message)
-    adapter.subscribe("/tf_static", "TFMessage", lambda message: tf.add_message(message, static=True))
+    tf = TransformBuffer(tolerance, history_ns=60 * 10**9)  # a minute of /tf: bounded memory
+    adapter.subscribe("/tf", "TFMessage", tf.add_message, queue_size=100)
+    adapter.subscribe("/tf_static", "TFMessage", lambda message: tf.add_message(message, static=True), queue_size=100)
     partners = {topic: _Recent() for topic in topics.partners()}
     for topic, recent in partners.items():
-        adapter.subscribe(topic, "PointCloud2" if topic == topics.cloud else "Image", recent.put)
+        adapter.subscribe(topic, "PointCloud2" if topic == topics.cloud else "Image", recent.put, queue_size=5)
     camera = {}
     if topics.camera_info:
         adapter.subscribe(topics.camera_info, "CameraInfo",
@@ -336,10 +340,9 @@ def run_fuse_node(adapter: RosAdapter, fuser, topics, *, output_topic: str = "/p
         if any(value is None for value in paired.values()):
             adapter.log(f"pcseg fuse: no partner within {tolerance_s} s for the message at {stamp / 1e9:.9f} s")
             continue
-        before = state.no_transform
-        state.fuse(paired, driver, topics)
-        if state.no_transform > before:
-            adapter.log(f"pcseg fuse: skipped a frame: {state.first_error}")
+        error = state.fuse(paired, driver, topics, transform_wait_s=transform_wait_s)
+        if error:
+            adapter.log(f"pcseg fuse: skipped a frame ({state.no_transform} so far): {error}")
             continue
         adapter.log(f"pcseg fuse: frame {state.frames} fused, {fuser.num_voxels} voxels, latency "
                     f"{1e3 * (time.perf_counter() - received):.1f} ms, skipped {mailbox.skipped} stale frames so far")

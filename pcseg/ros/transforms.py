@@ -10,6 +10,7 @@ the nearest sample only within `tolerance_ns`.
 from __future__ import annotations
 
 import bisect
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,26 +38,38 @@ class TransformBuffer:
     Args:
         tolerance_ns: how far outside the recorded samples of a dynamic transform a
             lookup may be served by the nearest sample (nanoseconds).
+        history_ns: samples older than this before an edge's newest are forgotten (a live
+            node's memory stays bounded); None keeps them all (a bag).
+
+    Thread safety: `add` and `lookup` take a lock (ROS callbacks add while a worker looks up).
     """
 
-    def __init__(self, tolerance_ns: int = 0):
+    def __init__(self, tolerance_ns: int = 0, history_ns: int | None = None):
         self.tolerance_ns = int(tolerance_ns)
+        self.history_ns = history_ns
         self._edges: dict[str, _Edge] = {}  # child frame -> edge to its parent
+        self._lock = threading.Lock()
 
     def add(self, transform, static: bool = False) -> None:
         """Add one geometry_msgs/TransformStamped (from /tf, or /tf_static when `static`)."""
-        child = transform.child_frame_id.lstrip("/")
-        parent = transform.header.frame_id.lstrip("/")
+        matrix = transform_to_matrix(transform)
+        with self._lock:
+            self._add(transform.child_frame_id.lstrip("/"), transform.header.frame_id.lstrip("/"),
+                      stamp_to_ns(transform.header.stamp), matrix, static)
+
+    def _add(self, child: str, parent: str, stamp: int, matrix: np.ndarray, static: bool) -> None:
         edge = self._edges.get(child)
         if edge is None or edge.parent != parent or static:
             edge = self._edges[child] = _Edge(parent, static)
-        stamp = stamp_to_ns(transform.header.stamp)
         index = bisect.bisect_left(edge.stamps, stamp)
         if index < len(edge.stamps) and edge.stamps[index] == stamp:
-            edge.matrices[index] = transform_to_matrix(transform)
+            edge.matrices[index] = matrix
             return
         edge.stamps.insert(index, stamp)
-        edge.matrices.insert(index, transform_to_matrix(transform))
+        edge.matrices.insert(index, matrix)
+        if self.history_ns is not None and not static:
+            old = bisect.bisect_left(edge.stamps, edge.stamps[-1] - self.history_ns)
+            del edge.stamps[:old], edge.matrices[:old]
 
     def add_message(self, message, static: bool = False) -> None:
         """Add every transform of a tf2_msgs/TFMessage."""
@@ -102,7 +115,10 @@ class TransformBuffer:
             TransformError: naming both frames and the stamp, when a frame is unknown, the
             frames are not connected, or a transform on the path has no sample near the stamp.
         """
-        target, source = target.lstrip("/"), source.lstrip("/")
+        with self._lock:
+            return self._lookup(target.lstrip("/"), source.lstrip("/"), stamp)
+
+    def _lookup(self, target: str, source: str, stamp: int) -> np.ndarray:
         if target == source:
             return np.eye(4)
         known = self.frames
