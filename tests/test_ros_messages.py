@@ -229,3 +229,31 @@ def test_image_round_trip(encoding, dtype, channels):
     np.testing.assert_array_equal(back, image[..., ::-1] if encoding == "bgr8" else image)
     with pytest.raises(ValueError, match="'yuv422' is not supported"):
         image_to_numpy(SimpleNamespace(encoding="yuv422"))
+
+
+class _Message:
+    """A message class built from keyword arguments, as rospy's and rclpy's are."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+class _RclpyLike(_Message):
+    @classmethod
+    def get_fields_and_field_types(cls):
+        return {}
+
+
+@pytest.mark.parametrize("flavour,data_type", [("rospy", bytes), ("rclpy", "array")])
+def test_message_classes_of_rospy_and_rclpy_get_their_byte_types(flavour, data_type):
+    import array
+
+    base = _RclpyLike if flavour == "rclpy" else _Message
+    types = SimpleNamespace(PointCloud2=type("PointCloud2", (base,), {}), PointField=type("PointField", (_Message,), {}))
+    xyz = np.arange(12, dtype=np.float32).reshape(4, 3)
+    msg = numpy_to_pointcloud2({"xyz": xyz}, SimpleNamespace(frame_id="f"), types=types)
+    assert isinstance(msg.data, array.array if data_type == "array" else bytes)
+    np.testing.assert_array_equal(pointcloud2_to_numpy(msg)["xyz"], xyz)
+    out = labelled_pointcloud2(msg, np.zeros(4, np.int64), None, np.zeros((1, 3), np.uint8))
+    assert type(out) is types.PointCloud2 and type(out.fields[-1]) is types.PointField
+    assert pointcloud2_to_numpy(out)["label"].tolist() == [0, 0, 0, 0]

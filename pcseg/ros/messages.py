@@ -284,8 +284,16 @@ def _colour_uint8(values: np.ndarray, name: str) -> np.ndarray:
 
 
 def _message_data(array: np.ndarray, message_class) -> Any:
-    """Byte payload in the form `message_class` stores: ndarray for rosbags, bytes for rospy / rclpy."""
-    return array if message_class is None or hasattr(message_class, "__msgtype__") else array.tobytes()
+    """Byte payload in the form `message_class` stores: a uint8 ndarray for rosbags and the
+    stand-ins, array('B') for rclpy (whose setter checks any other sequence value by value),
+    bytes for rospy."""
+    if message_class is None or hasattr(message_class, "__msgtype__") or message_class in (PointCloud2, _Image):
+        return array
+    if hasattr(message_class, "get_fields_and_field_types"):  # rclpy's generated classes
+        from array import array as byte_array
+
+        return byte_array("B", array.tobytes())
+    return array.tobytes()
 
 
 def numpy_to_pointcloud2(fields: dict[str, np.ndarray], header=None, *, height: int = 1, bigendian: bool = False,
