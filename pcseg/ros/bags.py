@@ -105,9 +105,7 @@ class Bag:
         try:
             reader.open()
         except Exception as error:  # rosbags raises its own ReaderError and plain OSErrors
-            if kind != "ros1":
-                raise ValueError(f"cannot read bag {path}: {error}") from error
-            reader = _unindexed_reader(path, error)
+            reader = _unindexed_reader(path, kind, storage, error)
         store = typestore(kind)
         _register_bag_types(store, reader.connections)
         return cls(path, kind, storage, reader, store)
@@ -149,6 +147,9 @@ class Bag:
             try:
                 item = next(iterator)
             except StopIteration:
+                cut = getattr(self.reader, "stopped", None)  # a truncated MCAP ends quietly at its cut
+                if cut and not self.stopped:
+                    self.stopped = f"bag {self.path} stops after {self._read} messages: {cut}"
                 return
             except Exception as error:  # a truncated or corrupt record: keep what was read
                 where = f"after {self._read} messages" + (f" (the last at {last / 1e9:.9f} s)" if last else "")
@@ -169,19 +170,29 @@ class Bag:
         return self.typestore.serialize_cdr(message, msgtype)
 
 
-def _unindexed_reader(path: Path, error: Exception):
-    """A ROS 1 bag whose index is missing or damaged (cut short), read record by record."""
-    from pcseg.ros.rosbag1_scan import SequentialRosbag1Reader
+def _unindexed_reader(path: Path, kind: str, storage: str | None, error: Exception):
+    """A bag whose index is missing or damaged (cut short), read record by record: a ROS 1
+    bag, or a ROS 2 bag of one MCAP file. Anything else raises ValueError naming the bag."""
+    from pcseg.ros.truncated import SequentialRosbag1Reader, truncated_mcap_reader
 
-    reader = SequentialRosbag1Reader(path)
-    reader.open()
+    files = sorted(path.glob("*.mcap")) if kind == "ros2" and storage == "mcap" else []
+    if kind == "ros2" and len(files) != 1:
+        raise ValueError(f"cannot read bag {path}: {error}") from error
+    try:
+        if kind == "ros2":
+            reader = truncated_mcap_reader(files[0])
+        else:
+            reader = SequentialRosbag1Reader(path)
+            reader.open()
+    except Exception as second:  # neither the index nor a record-by-record walk can read it
+        raise ValueError(f"cannot read bag {path}: {error}; reading record by record: {second}") from error
     if not reader.connections:
         raise ValueError(f"cannot read bag {path}: {error}; {reader.stopped or 'it holds no connection'}") from error
     return reader
 
 
 def _describe(error: Exception) -> str:
-    from pcseg.ros.rosbag1_scan import TruncatedBag
+    from pcseg.ros.truncated import TruncatedBag
 
     return str(error) if isinstance(error, TruncatedBag) else f"{type(error).__name__}: {error}"
 

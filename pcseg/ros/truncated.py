@@ -1,10 +1,10 @@
-"""Reading a ROS 1 bag without its index: what a recording cut short (a crash, a full disk)
-leaves behind.
+"""Reading bags cut short (a crash, a full disk): every whole record before the cut.
 
-A ROS 1 bag writes its index at the end, so a truncated bag has none and `rosbags`'
-indexed reader refuses it (as `rosbag play` does until `rosbag reindex`). The records
-before the cut are intact: this reader walks them in file order (chunks, the connection
-and message records inside them) and stops at the first incomplete one, saying where.
+A ROS 1 bag and an MCAP file (ROS 2) write their index at the end, so a truncated one has
+none and `rosbags`' readers refuse it (as `rosbag play` does until `rosbag reindex`). The
+records before the cut are intact: these readers walk them in file order and stop at the
+first incomplete one, saying where (`stopped`). A truncated ROS 2 sqlite3 bag is not
+handled: sqlite cannot open a database missing its pages.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["SequentialRosbag1Reader", "TruncatedBag"]
+__all__ = ["SequentialRosbag1Reader", "TruncatedBag", "truncated_mcap_reader"]
 
 _MAGIC = b"#ROSBAG V2.0\n"
 
@@ -123,3 +123,52 @@ def _record(header, data: bytes, owner) -> Iterator[tuple[str, object]]:
                                  int(latching) if latching else None),
             owner,
         )
+
+
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+_MCAP_DATA_END, _MCAP_FOOTER = 0x0F, 0x02
+
+
+def truncated_mcap_reader(path: str | Path):
+    """A `rosbags` MCAP storage reader over the whole records of an MCAP file cut short.
+
+    Args:
+        path: the `.mcap` file of a ROS 2 bag.
+
+    Returns:
+        reader: opened, with `connections`, `messages(connections)` and `stopped` (where
+        the readable part ends, None when the file was whole after all).
+
+    Raises:
+        ValueError: when the file does not start like an MCAP file of the ros2 profile.
+    """
+    from rosbags.rosbag2.storage_mcap import McapReader
+
+    class TruncatedMcapReader(McapReader):
+        stopped = None
+
+        def _open(self) -> None:
+            bio = self.bio
+            size = Path(self.path).stat().st_size
+            if bio.read(8) != _MCAP_MAGIC or bio.read(1) != b"\x01":
+                raise ValueError(f"{self.path} is not an MCAP file (wrong magic or first record)")
+            self.data_start = bio.tell() + 8 + int.from_bytes(bio.read(8), "little")
+            end = self.data_start
+            while True:  # walk the top-level records (opcode u8, length u64) to the last whole one
+                bio.seek(end)
+                head = bio.read(9)
+                if len(head) < 9 or head[0] in (_MCAP_DATA_END, _MCAP_FOOTER):
+                    break
+                following = end + 9 + int.from_bytes(head[1:], "little")
+                if following > size:
+                    self.stopped = f"{self.path} ends in an incomplete record at byte {end} of {size}"
+                    break
+                end = following
+            self.data_end = end
+            self.meta_scan()
+            counts = self.statistics.channel_message_counts
+            self.connections = [c._replace(msgcount=counts.get(c.id, 0)) for c in self.connections]
+
+    reader = TruncatedMcapReader(Path(path))
+    reader.open()
+    return reader
