@@ -278,3 +278,15 @@ def test_cli_bag_errors_are_one_line(tmp_path, kitti, checkpoint, capsys):
     assert "fuse --bag needs --labels-topic" in capsys.readouterr().err
     assert main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.ply")]) == 2
     assert "needs INPUT or --bag" in capsys.readouterr().err
+
+
+def test_cli_fuse_bag_writes_the_map_and_a_summary(tmp_path, kitti, capsys):
+    from pcseg.cli import main
+
+    source = kitti_bag(tmp_path, "ros1", None, kitti[0][::20], clouds=2)
+    predict_bag(source, tmp_path / "labelled.bag", "/points", HeightSegmenter(), show_progress=False)
+    assert main(["fuse", "--bag", str(tmp_path / "labelled.bag"), "--out", str(tmp_path / "map.ply"),
+                 "--num-classes", "4", "--voxel-size", "0.5", "--labels-topic", "/points/labels",
+                 "--fixed-frame", "velodyne"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["frames"] == 2 and summary["mode"] == "labels" and (tmp_path / "map.ply").stat().st_size > 0
