@@ -275,7 +275,7 @@ def test_cli_bag_errors_are_one_line(tmp_path, kitti, checkpoint, capsys):
                  "--out", str(tmp_path / "o.bag")]) == 2
     assert "has no topic '/nope'; its topics: /chatter" in capsys.readouterr().err
     assert main(["fuse", "--bag", str(source), "--out", str(tmp_path / "m.ply"), "--num-classes", "4"]) == 2
-    assert "fuse --bag needs --labels-topic" in capsys.readouterr().err
+    assert "fuse needs --labels-topic" in capsys.readouterr().err
     assert main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.ply")]) == 2
     assert "needs INPUT or --bag" in capsys.readouterr().err
 

@@ -21,9 +21,13 @@ __all__ = ["FrameFuser", "FuseTopics"]
 
 @dataclass
 class FuseTopics:
-    """The topics `fuse_bag` reads. RGB-D: depth + segmentation + camera_info (+ image for
-    colour). LiDAR + camera: cloud + segmentation + camera_info. Labelled clouds (the
-    output of `pcseg predict --bag`): labels alone."""
+    """The topics a fusion reads (`fuse_bag`, `run_fuse_node`), one of three modes.
+
+    RGB-D: segmentation + camera_info + depth (+ image for colour). LiDAR + camera:
+    segmentation + camera_info + cloud. Labelled clouds (`pcseg predict --bag`'s output):
+    labels alone. Segmentations are label images (class ids); camera_info is the
+    segmented camera's, for rectified images.
+    """
 
     segmentation: str | None = None
     camera_info: str | None = None
@@ -33,19 +37,19 @@ class FuseTopics:
     labels: str | None = None
 
     def mode(self) -> str:
+        """"rgbd", "lidar" or "labels"; ValueError naming the options when the topics fit none."""
         if self.labels:
             return "labels"
         if not (self.segmentation and self.camera_info):
-            raise ValueError("fuse --bag needs --labels-topic, or --segmentation-topic and --camera-info-topic "
+            raise ValueError("fuse needs --labels-topic, or --segmentation-topic and --camera-info-topic "
                              "with --depth-topic (RGB-D) or --cloud-topic (LiDAR + camera)")
         if bool(self.depth) == bool(self.cloud):
-            raise ValueError("fuse --bag needs exactly one of --depth-topic (RGB-D) and --cloud-topic (LiDAR + camera)")
+            raise ValueError("fuse needs exactly one of --depth-topic (RGB-D) and --cloud-topic (LiDAR + camera)")
         return "rgbd" if self.depth else "lidar"
 
     def partners(self) -> list[str]:
         """The topics paired with each driving message (the segmentation)."""
         return [topic for topic in (self.depth, self.image, self.cloud) if topic]
-
 
 
 @dataclass
@@ -55,6 +59,15 @@ class FrameFuser:
 
     A pair whose transform is missing is counted in `no_transform` (the first reason kept
     in `first_error`), never dropped silently.
+
+    Attributes:
+        fuser: the `pcseg.Fuser` the frames go into.
+        tf: the transforms; poses are `T_fixed_from_sensor` at each message's stamp.
+        camera: the `CameraInfoModel` of the segmented camera (None for labelled clouds).
+        fixed_frame: the map's frame.
+        kind: "rgbd", "lidar" or "labels" (`FuseTopics.mode`).
+        depth_scale, depth_trunc: as in `Fuser.add_rgbd`.
+        frames: pairs fused so far.
     """
 
     fuser: object
@@ -69,6 +82,7 @@ class FrameFuser:
     first_error: str | None = None
 
     def pose(self, frame: str, stamp: int) -> np.ndarray:
+        """(4, 4) float64 T_fixed_from_frame at `stamp` (ns); TransformError when unknown."""
         return self.tf.lookup(self.fixed_frame, frame, stamp)
 
     def fuse(self, messages: dict, driver: str, topics: FuseTopics, transform_wait_s: float = 0.0) -> str | None:
