@@ -208,30 +208,39 @@ def test_fuse_bag_missing_transform_is_reported(tmp_path, shared_data):
         fuse_bag(source, tmp_path / "map.ply", topics, num_classes=14, show_progress=False)
 
 
-def test_fuse_bag_lidar_matches_the_numpy_api(tmp_path, kitti):
+@pytest.mark.parametrize("segmentation_kind", ["labels", "logits"])
+def test_fuse_bag_lidar_matches_the_numpy_api(tmp_path, kitti, segmentation_kind):
     scan, calibration, folder = kitti
     from pcseg.data.rgbd import read_image
 
     image = read_image(folder / "image_2.png", "RGB")
     height, width = image.shape[:2]
     segmentation = (image[..., 1] // 64).astype(np.uint8)  # a deterministic 4-class "segmentation"
+    encoding = "mono8"
+    if segmentation_kind == "logits":  # (C, H, W) class scores, sent as a 32FC4 image (H, W, C)
+        segmentation = np.stack([(image[..., c % 3] / 64.0 - c).astype(np.float32) for c in range(4)])
+        encoding = "32FC4"
     camera, T_cam_from_velo = calibration.camera(2, width, height)
     builder = BagBuilder("ros2")
     builder.cloud("/velodyne_points", T0, "velodyne", {"xyz": scan[:, :3], "intensity": scan[:, 3]})
-    builder.image("/segmentation", T0 + 1000, "camera2_optical", segmentation, "mono8")
+    sent = segmentation.transpose(1, 2, 0) if segmentation.ndim == 3 else segmentation
+    builder.image("/segmentation", T0 + 1000, "camera2_optical", sent, encoding)
     builder.camera_info("/camera_info", T0, "camera2_optical", camera.matrix, width, height)
     builder.transform(T0, "velodyne", "camera2_optical", np.linalg.inv(T_cam_from_velo), static=True)
     builder.transform(T0, "map", "velodyne", rigid(30, [5, 0, 1.7]), static=True)
     source = builder.write(tmp_path / "lidar")
     topics = FuseTopics(segmentation="/segmentation", camera_info="/camera_info", cloud="/velodyne_points")
-    summary = fuse_bag(source, tmp_path / "map.npz", topics, num_classes=4, voxel_size=0.2, show_progress=False)
+    scores = "logits" if segmentation_kind == "logits" else "probabilities"
+    summary = fuse_bag(source, tmp_path / "map.npz", topics, num_classes=4, voxel_size=0.2, scores=scores,
+                       show_progress=False)
     assert summary["frames"] == 1 and summary["mode"] == "lidar"
     reference = Fuser(4, 0.2, "bayes")
-    reference.add_lidar(scan, segmentation, calibration, rigid(30, [5, 0, 1.7]))
+    reference.add_lidar(scan, segmentation, calibration, rigid(30, [5, 0, 1.7]), scores=scores)
     reference.export(tmp_path / "reference.npz")
     ours, theirs = np.load(tmp_path / "map.npz"), np.load(tmp_path / "reference.npz")
     np.testing.assert_array_equal(ours["labels"], theirs["labels"])
     np.testing.assert_allclose(ours["points"], theirs["points"], atol=1e-5)
+    np.testing.assert_allclose(ours["probabilities"], theirs["probabilities"], atol=1e-6)
 
 
 def test_fuse_labelled_clouds_from_predict(tmp_path, kitti):

@@ -220,14 +220,15 @@ def test_transform_to_matrix_stamped_and_plain():
 
 @pytest.mark.parametrize("encoding,dtype,channels", [("rgb8", np.uint8, 3), ("bgr8", np.uint8, 3),
                                                      ("16UC1", np.uint16, 1), ("32FC1", np.float32, 1),
-                                                     ("mono8", np.uint8, 1)])
+                                                     ("mono8", np.uint8, 1), ("32FC5", np.float32, 5),
+                                                     ("16UC2", np.uint16, 2)])
 def test_image_round_trip(encoding, dtype, channels):
     rng = np.random.default_rng(2)
     image = rng.integers(0, 200, size=(4, 5, channels) if channels > 1 else (4, 5)).astype(dtype)
     msg = numpy_to_image(image, encoding, types=rosbags_types(typestore("ros2")))
     back = image_to_numpy(msg)
     np.testing.assert_array_equal(back, image[..., ::-1] if encoding == "bgr8" else image)
-    with pytest.raises(ValueError, match="'yuv422' is not supported"):
+    with pytest.raises(ValueError, match="'yuv422' is not supported.*32FC14 class scores"):
         image_to_numpy(SimpleNamespace(encoding="yuv422"))
 
 

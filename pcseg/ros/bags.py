@@ -326,7 +326,8 @@ def _label_cloud(cloud, segmenter, palette, types):
 # ----- pcseg fuse --bag -----------------------------------------------------------------------
 def fuse_bag(in_path, out_path, topics: FuseTopics, *, num_classes: int, fixed_frame: str = "map",
              tolerance_s: float = 0.05, voxel_size: float = 0.05, mode: str = "bayes", ignore_label=None,
-             depth_scale: float | None = None, depth_trunc: float = 10.0, show_progress: bool = True) -> dict:
+             depth_scale: float | None = None, depth_trunc: float = 10.0, scores: str = "probabilities",
+             show_progress: bool = True) -> dict:
     """Fuse the 2D segmentations (or labelled clouds) of a bag into a map in `fixed_frame`.
 
     Each segmentation image is paired with the depth image / colour image / cloud nearest
@@ -345,6 +346,7 @@ def fuse_bag(in_path, out_path, topics: FuseTopics, *, num_classes: int, fixed_f
             extrapolated past its first / last sample.
         voxel_size, mode, ignore_label: as in `pcseg.Fuser`.
         depth_scale, depth_trunc: as in `Fuser.add_rgbd` (16UC1 depth is millimetres).
+        scores: what float segmentations hold (`32FC<C>` images): "probabilities" or "logits".
         show_progress: report progress.
 
     Returns:
@@ -373,7 +375,7 @@ def fuse_bag(in_path, out_path, topics: FuseTopics, *, num_classes: int, fixed_f
                 raise ValueError(f"bag {bag.path}: no readable CameraInfo on {topics.camera_info!r}")
             camera = camera_from_camera_info(scan.camera_info)
         pairs, unpaired = _pair(scan.stamps, driver, topics.partners(), tolerance)
-        state = FrameFuser(fuser, scan.tf, camera, fixed_frame, kind, depth_scale, depth_trunc)
+        state = FrameFuser(fuser, scan.tf, camera, fixed_frame, kind, depth_scale, depth_trunc, scores)
         needed = defaultdict(int)
         for pair in pairs:
             for key in pair:

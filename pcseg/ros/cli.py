@@ -19,7 +19,10 @@ __all__ = ["add_bag_arguments", "add_ros_parser", "run_bag", "run_ros"]
 
 def _add_fuse_topics(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("ROS topics (bags and nodes)")
-    group.add_argument("--segmentation-topic", help="sensor_msgs/Image label maps (mono8 / 16UC1 class ids)")
+    group.add_argument("--segmentation-topic",
+                       help="sensor_msgs/Image label maps (mono8 / 16UC1 class ids) or class scores (32FC<C>)")
+    group.add_argument("--scores", default="probabilities", choices=("probabilities", "logits"),
+                       help="what 32FC<C> segmentations hold (default probabilities)")
     group.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo of the segmented camera (rectified)")
     group.add_argument("--depth-topic", help="sensor_msgs/Image depth registered to the camera (RGB-D)")
     group.add_argument("--image-topic", help="sensor_msgs/Image colour, optional (RGB-D)")
@@ -101,7 +104,8 @@ def _fuse_bag(args) -> int:
         raise ValueError("fuse --bag needs --num-classes")
     summary = fuse_bag(args.bag, args.out, _fuse_topics(args), num_classes=args.num_classes,
                        fixed_frame=args.fixed_frame, tolerance_s=args.tolerance, voxel_size=args.voxel_size or 0.05,
-                       mode=args.mode or "bayes", ignore_label=args.ignore_label, depth_scale=args.depth_scale)
+                       mode=args.mode or "bayes", ignore_label=args.ignore_label, depth_scale=args.depth_scale,
+                       scores=args.scores)
     print(json.dumps(summary))
     return 1 if summary["stopped"] else 0
 
@@ -125,7 +129,8 @@ def run_ros(args) -> int:
 
             fuser = Fuser(args.num_classes, args.voxel_size, args.mode, ignore_label=args.ignore_label)
             run_fuse_node(adapter, fuser, _fuse_topics(args), output_topic=args.output, fixed_frame=args.fixed_frame,
-                          rate_hz=args.rate, tolerance_s=args.tolerance, depth_scale=args.depth_scale)
+                          rate_hz=args.rate, tolerance_s=args.tolerance, depth_scale=args.depth_scale,
+                          scores=args.scores)
     finally:
         adapter.shutdown()
     return 0

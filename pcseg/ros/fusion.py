@@ -67,6 +67,8 @@ class FrameFuser:
         fixed_frame: the map's frame.
         kind: "rgbd", "lidar" or "labels" (`FuseTopics.mode`).
         depth_scale, depth_trunc: as in `Fuser.add_rgbd`.
+        scores: what float segmentations (`32FC<C>` images, C = num_classes) hold:
+            "probabilities" or "logits".
         frames: pairs fused so far.
     """
 
@@ -77,6 +79,7 @@ class FrameFuser:
     kind: str
     depth_scale: float | None
     depth_trunc: float
+    scores: str = "probabilities"
     frames: int = 0
     no_transform: int = 0
     first_error: str | None = None
@@ -120,15 +123,16 @@ class FrameFuser:
     def _fuse_rgbd(self, segmentation, depth, image) -> None:
         pose = self._camera_pose(segmentation)
         color = None if image is None else image_to_numpy(image)
-        self.fuser.add_rgbd(color, image_to_numpy(depth), image_to_numpy(segmentation), self.camera.camera, pose,
-                            depth_scale=self.depth_scale, depth_trunc=self.depth_trunc)
+        self.fuser.add_rgbd(color, image_to_numpy(depth), _segmentation(segmentation), self.camera.camera, pose,
+                            depth_scale=self.depth_scale, depth_trunc=self.depth_trunc, scores=self.scores)
 
     def _fuse_lidar(self, segmentation, cloud) -> None:
         T_fixed_from_camera = self._camera_pose(segmentation)
         T_fixed_from_lidar = self.pose(cloud.header.frame_id, stamp_to_ns(cloud.header.stamp))
         calibration = (self.camera.camera, np.linalg.inv(T_fixed_from_camera) @ T_fixed_from_lidar)
         points = pointcloud2_to_numpy(cloud)["xyz"]
-        self.fuser.add_lidar(points, image_to_numpy(segmentation), calibration, T_fixed_from_lidar)
+        self.fuser.add_lidar(points, _segmentation(segmentation), calibration, T_fixed_from_lidar,
+                             scores=self.scores)
 
     def _fuse_labels(self, cloud) -> None:
         fields = pointcloud2_to_numpy(cloud)
@@ -139,3 +143,9 @@ class FrameFuser:
         labels = fields["label"].astype(np.int64)
         labels[labels >= self.fuser.num_classes] = -1  # UNLABELLED and out-of-range: no label
         self.fuser.add_points(points, labels=labels)
+
+
+def _segmentation(image) -> np.ndarray:
+    """(H, W) class ids, or (C, H, W) scores from a multi-channel float image (H, W, C)."""
+    array = image_to_numpy(image)
+    return np.ascontiguousarray(array.transpose(2, 0, 1)) if array.ndim == 3 else array

@@ -14,6 +14,7 @@ Frames: clouds stay in their `header.frame_id`; `transform_to_matrix` returns
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -551,23 +552,39 @@ _ENCODINGS = {
 }
 
 
+_GENERIC_ENCODING = re.compile(r"^(8U|8S|16U|16S|32S|32F|64F)C(\d+)$")
+_GENERIC_DTYPES = {"8U": np.uint8, "8S": np.int8, "16U": np.uint16, "16S": np.int16, "32S": np.int32,
+                   "32F": np.float32, "64F": np.float64}
+_COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
+
+
+def _encoding(encoding: str, verb: str) -> tuple[np.dtype, int]:
+    """(dtype, channels) of an Image encoding: the named ones and OpenCV's generic `32FC14` kind."""
+    if encoding in _ENCODINGS:
+        return _ENCODINGS[encoding]
+    match = _GENERIC_ENCODING.match(encoding)
+    if match and int(match.group(2)) > 0:
+        return _GENERIC_DTYPES[match.group(1)], int(match.group(2))
+    raise ValueError(f"Image encoding {encoding!r} is not supported; pcseg {verb} {sorted(_ENCODINGS)} and "
+                     "OpenCV's generic <depth>C<channels> ones (e.g. 32FC14 class scores)")
+
+
 def image_to_numpy(msg) -> np.ndarray:
     """A sensor_msgs/Image as (H, W) or (H, W, C) numpy, colour as RGB.
 
     Args:
-        msg: an Image with one of the encodings rgb8 bgr8 rgba8 bgra8 mono8 8UC1 8UC3
-            mono16 16UC1 16SC1 32SC1 32FC1 64FC1 (`step` padding and `is_bigendian` honoured).
+        msg: an Image with one of the encodings rgb8 bgr8 rgba8 bgra8 mono8 mono16 or
+            OpenCV's generic ones (8UC1, 16UC1, 32FC1, 32FC14 ...); `step` padding and
+            `is_bigendian` honoured.
 
     Returns:
-        image: (H, W) for one channel, (H, W, 3) RGB uint8 for colour (alpha dropped, BGR
-        reordered).
+        image: (H, W) for one channel, (H, W, 3) RGB uint8 for colour encodings (alpha
+        dropped, BGR reordered), else (H, W, C) in the encoding's dtype.
 
     Raises:
         ValueError: on an unknown encoding or too few data bytes.
     """
-    if msg.encoding not in _ENCODINGS:
-        raise ValueError(f"Image encoding {msg.encoding!r} is not supported; pcseg reads {sorted(_ENCODINGS)}")
-    dtype, channels = _ENCODINGS[msg.encoding]
+    dtype, channels = _encoding(msg.encoding, "reads")
     dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     row = width * channels * dtype.itemsize
@@ -578,9 +595,9 @@ def image_to_numpy(msg) -> np.ndarray:
     image = _native(np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels))
     if msg.encoding.startswith("bgr"):
         image = image[..., [2, 1, 0]]
-    if channels >= 3:
+    if msg.encoding in _COLOUR_ENCODINGS:
         return np.ascontiguousarray(image[..., :3])
-    return image[..., 0]
+    return image[..., 0] if channels == 1 else image
 
 
 def numpy_to_image(image: np.ndarray, encoding: str, header=None, *, types=None):
@@ -595,9 +612,7 @@ def numpy_to_image(image: np.ndarray, encoding: str, header=None, *, types=None)
     Returns:
         msg: an Image of `types` (this module's stand-in when None).
     """
-    if encoding not in _ENCODINGS:
-        raise ValueError(f"encoding {encoding!r} is not supported; pcseg writes {sorted(_ENCODINGS)}")
-    dtype, channels = _ENCODINGS[encoding]
+    dtype, channels = _encoding(encoding, "writes")
     image = np.asarray(image)
     if image.shape[2:] not in ((), (channels,)) or (channels > 1 and image.ndim != 3):
         raise ValueError(f"image of shape {image.shape} does not fit encoding {encoding} ({channels} channels)")

@@ -279,7 +279,7 @@ class _Recent:
 
 def run_fuse_node(adapter: RosAdapter, fuser, topics, *, output_topic: str = "/pcseg/map", fixed_frame: str = "map",
                   rate_hz: float = 1.0, tolerance_s: float = 0.05, depth_scale=None, depth_trunc: float = 10.0,
-                  transform_wait_s: float = 1.0) -> int:
+                  transform_wait_s: float = 1.0, scores: str = "probabilities") -> int:
     """Fuse live 2D segmentations (RGB-D or LiDAR + camera) or labelled clouds into `fuser`
     and publish the map as a PointCloud2 (xyz, label, rgb) in `fixed_frame` at `rate_hz`.
 
@@ -293,6 +293,7 @@ def run_fuse_node(adapter: RosAdapter, fuser, topics, *, output_topic: str = "/p
         tolerance_s: the largest stamp difference of a pair (and transform extrapolation).
         depth_scale, depth_trunc: as in `Fuser.add_rgbd`.
         transform_wait_s: how long a frame waits for a transform that has not arrived yet.
+        scores: what float segmentations hold (`32FC<C>` images): "probabilities" or "logits".
 
     Returns:
         the number of frames fused, once the node is shut down.
@@ -317,7 +318,7 @@ def run_fuse_node(adapter: RosAdapter, fuser, topics, *, output_topic: str = "/p
     driver = topics.labels or topics.segmentation
     adapter.subscribe(driver, "PointCloud2" if topics.labels else "Image", mailbox.put)
     publish = adapter.publisher(output_topic, "PointCloud2")
-    state = FrameFuser(fuser, tf, None, fixed_frame, kind, depth_scale, depth_trunc)
+    state = FrameFuser(fuser, tf, None, fixed_frame, kind, depth_scale, depth_trunc, scores)
 
     def publish_map():
         if fuser.num_voxels:
