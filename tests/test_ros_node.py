@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
 
 from pcseg.ros.node import DEBIAN_ROS_PATH, LatestMessage
 from ros_checkpoint import train_tiny_checkpoint
@@ -92,14 +93,17 @@ def checkpoint(tmp_path_factory):
 
 
 def _run_node(env, tmp_path, node_args, mode, cloud):
-    """Start `pcseg ros ...`, run the client against it, Ctrl-C the node: (result, node log)."""
-    np.save(tmp_path / "cloud.npy", cloud)
+    """Start `pcseg ros ...`, run the client against it, Ctrl-C the node: (result, node log).
+    `cloud` is an array (saved for the client) or a path the client reads itself."""
+    if isinstance(cloud, np.ndarray):
+        np.save(tmp_path / "cloud.npy", cloud)
+        cloud = tmp_path / "cloud.npy"
     node_log = open(tmp_path / "node.log", "w")
     node = subprocess.Popen([sys.executable, "-m", "pcseg", "ros", *node_args], env=env, stdout=node_log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        client = subprocess.run([sys.executable, str(REPO / "tests" / "ros1_client.py"), mode,
-                                 str(tmp_path / "cloud.npy"), str(tmp_path / "result.json"), str(TIME_LIMIT_S)],
+        client = subprocess.run([sys.executable, str(REPO / "tests" / "ros1_client.py"), mode, str(cloud),
+                                 str(tmp_path / "result.json"), str(TIME_LIMIT_S)],
                                 env=env, capture_output=True, text=True, timeout=TIME_LIMIT_S + 60)
         result = json.loads((tmp_path / "result.json").read_text()) if (tmp_path / "result.json").exists() else {}
         assert client.returncode == 0, (result, client.stderr[-3000:], (tmp_path / "node.log").read_text()[-3000:])
@@ -145,10 +149,35 @@ def test_fuse_node_publishes_the_map_of_labelled_clouds(ros_env, shared_data, tm
     reference.add_points(scan[:, :3].astype(np.float64) + [10.0, 0.0, 0.0],
                          labels=np.clip(np.floor(scan[:, 2] + 2.0), 0, 3).astype(np.int64))
     assert result["frame_id"] == "map" and result["points"] == reference.num_voxels
-    from scipy.spatial import cKDTree
-
     # the map is published as float32: match each voxel to the reference's nearest one
     distance, index = cKDTree(reference.voxel_points()).query(np.array(result["xyz"]))
     assert distance.max() < 1e-4 and len(np.unique(index)) == reference.num_voxels
     np.testing.assert_array_equal(np.array(result["labels"]), reference.voxel_labels()[index])
     assert "frame 1 fused" in log and "shut down after 1 frames" in log
+
+
+@ros1
+def test_fuse_node_paints_the_kitti_scan_from_a_label_image(ros_env, shared_data, tmp_path):
+    from pcseg.bridge import KittiCalibration
+    from pcseg.data.kitti import read_velodyne_bin
+    from pcseg.data.rgbd import read_image
+    from pcseg.fuser import Fuser
+
+    folder = shared_data / "kitti" / "000000"
+    result, log = _run_node(ros_env, tmp_path, ["fuse", "--num-classes", "4", "--voxel-size", "0.5",
+                                                "--segmentation-topic", "/segmentation", "--camera-info-topic",
+                                                "/camera_info", "--cloud-topic", "/velodyne_points",
+                                                "--fixed-frame", "map", "--rate", "2"], "fuse-lidar", folder)
+    scan = read_velodyne_bin(folder / "velodyne.bin")
+    image = read_image(folder / "image_2.png", "RGB")
+    pose = np.eye(4)
+    pose[0, 3] = 10.0
+    reference = Fuser(4, 0.5)
+    reference.add_lidar(scan, (image[..., 1] // 64).astype(np.uint8), KittiCalibration.from_file(folder / "calib.txt"),
+                        pose)
+    # the same frame may be fused more than once before the map comes back: same voxels, same labels
+    assert result["frame_id"] == "map" and result["points"] == reference.num_voxels
+    distance, index = cKDTree(reference.voxel_points()).query(np.array(result["xyz"]))
+    assert distance.max() < 1e-4
+    np.testing.assert_array_equal(np.array(result["labels"]), reference.voxel_labels()[index])
+    assert "frame 1 fused" in log

@@ -331,7 +331,10 @@ def run_fuse_node(adapter: RosAdapter, fuser, topics, *, output_topic: str = "/p
     adapter.log(f"pcseg fuse: {kind} from {driver} into {fixed_frame}, map on {output_topic} at {rate_hz} Hz")
     while adapter.ok():
         message, received = mailbox.take(timeout=0.2)
-        if message is None or (topics.camera_info and "model" not in camera):
+        if message is None:
+            continue
+        if topics.camera_info and "model" not in camera:
+            adapter.log(f"pcseg fuse: skipped a frame: no CameraInfo on {topics.camera_info} yet")
             continue
         state.camera = camera.get("model")
         stamp = stamp_to_ns(message.header.stamp)
