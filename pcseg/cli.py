@@ -5,6 +5,7 @@
     pcseg eval --config C --checkpoint K [--out DIR]
     pcseg predict INPUT --checkpoint K --out OUT.ply
     pcseg fuse FOLDER --out MAP.ply
+    pcseg predict --bag IN --topic /points ... / pcseg fuse --bag IN ... / pcseg ros ...  (pcseg.ros.cli)
     pcseg prepare s3dis RAW_DIR OUT_DIR
     pcseg view FILE [--color-by label|file]              a (labelled) cloud in Open3D's viewer
     pcseg --version
@@ -49,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     add_set(p)
 
-    p = sub.add_parser("predict", help="segment a point cloud file (.ply .pcd .npy .bin .txt .mat)")
-    p.add_argument("input")
+    p = predict = sub.add_parser("predict", help="segment a point cloud file (.ply .pcd .npy .bin .txt .mat)")
+    p.add_argument("input", nargs="?")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="output .ply (coloured, with a label property) or .npy (labels)")
     p.add_argument("--device", default="cpu")
@@ -58,11 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="points per tile predicted at once; bounds memory (default 300000)")
 
     p = sub.add_parser("fuse", help="fuse a folder of RGB-D / LiDAR+camera frames and 2D segmentations into a map")
-    p.add_argument("input", help="folder with frames.json (see pcseg.fuse_folder)")
+    p.add_argument("input", nargs="?", help="folder with frames.json (see pcseg.fuse_folder)")
     p.add_argument("--out", required=True, help="output map (.ply or .npz)")
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--voxel-size", type=float, default=None)
     p.add_argument("--mode", default=None, help="fusion mode (see pcseg.Fuser)")
+    from pcseg.ros.cli import add_bag_arguments, add_ros_parser
+
+    add_bag_arguments(predict, p)
+    add_ros_parser(sub)
 
     p = sub.add_parser("prepare", help="convert a raw data set into pcseg's cache")
     prepare = p.add_subparsers(dest="dataset", required=True)
@@ -93,6 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    if args.command in ("predict", "fuse") and (args.bag or args.input is None):
+        from pcseg.ros.cli import run_bag
+
+        return run_bag(args)
+    if args.command == "ros":
+        from pcseg.ros.cli import run_ros
+
+        return run_ros(args)
     if args.command == "demo":
         from pcseg.demo.rooms import run_demo
 
