@@ -3,14 +3,13 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
 
-#include "common/checks.h"
+#include "common/angular_key.h"
 #include "common/neighbor_search.h"
-#include "ring_query/angular_order.h"
+#include "common/search_tree.h"
 
 namespace pcseg {
 namespace {
@@ -62,9 +61,9 @@ inline void rank_sort_by_angle(const double* angle, int64_t n, int32_t* order) {
 }
 
 // Built twice where the toolchain can (an AVX2 clone, picked at load time on CPUs that have
-// it, and the baseline): the keys and the ranking are wide, branch-free loops, about 20 %
-// faster in AVX2. The arithmetic is the same IEEE float64 (no FMA: -ffp-contract=off), so
-// both clones give the same keys.
+// it, and the baseline): the keys and the ranking are wide, branch-free loops, which AVX2
+// runs in fewer instructions. The arithmetic is the same IEEE float64 (no FMA:
+// -ffp-contract=off), so both clones give the same keys.
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
 #define PCSEG_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -151,16 +150,8 @@ std::tuple<at::Tensor, at::Tensor> ring_query_cpu(const at::Tensor& query,
                                                   const at::Tensor& query_lengths,
                                                   const at::Tensor& lengths, double r_inner,
                                                   double r_outer, int64_t k) {
-  check_search_inputs(query, points, query_lengths, lengths, k);
-  TORCH_CHECK(normals_in.sizes() == query.sizes(), "normals must be (B, M, 3) like query ",
-              query.sizes(), ", got ", normals_in.sizes());
-  check_same_dtype(normals_in, "normals", query, "query");
-  check_same_device(normals_in, "normals", query, "query");
-  check_finite_coordinates(normals_in, "normals");
-  TORCH_CHECK(std::isfinite(r_inner) && std::isfinite(r_outer) && r_inner >= 0 &&
-                  r_outer > r_inner,
-              "ring radii must satisfy 0 <= r_inner < r_outer, got r_inner=", r_inner,
-              " r_outer=", r_outer);
+  check_ring_query_inputs(query, points, normals_in, query_lengths, lengths, r_inner, r_outer,
+                          k);
   const at::Tensor normals = normals_in.contiguous();
   const at::Tensor pts = points.contiguous();
   const at::Tensor qry = query.contiguous();
