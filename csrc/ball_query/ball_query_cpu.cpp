@@ -15,8 +15,7 @@ std::tuple<at::Tensor, at::Tensor> ball_query_cpu(const at::Tensor& query,
   return AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "ball_query_cpu", [&] {
     const scalar_t r = static_cast<scalar_t>(radius);
     return bounded_neighbor_search<scalar_t>(query, points, query_lengths, lengths, k,
-                                             scalar_t(-1), r * r,
-                                             [](auto&&...) {});
+                                             scalar_t(-1), r * r, KeepDistanceOrder{});
   });
 }
 

@@ -12,8 +12,8 @@
 namespace pcseg {
 
 // A fresh output of many MB is otherwise first touched one 4 KiB page fault at a time, which
-// for large k can cost as much as the search itself: ask for transparent huge pages (where the kernel
-// leaves that to madvise). Only a hint; the tensor's memory and contents are unaffected.
+// for large k can cost as much as the search itself: ask for transparent huge pages (where
+// the kernel leaves that to madvise). Only a hint; the tensor's memory and contents are unaffected.
 inline void advise_huge_pages(const at::Tensor& t) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr uintptr_t kPage = 4096;

@@ -23,7 +23,9 @@ struct CandidateKey {
     bool operator<(const type& o) const { return d < o.d || (d == o.d && i < o.i); }
   };
   static type make(T d, int32_t i) { return {d, i}; }
-  static type lowest() { return {-std::numeric_limits<T>::infinity(), std::numeric_limits<int32_t>::min()}; }
+  static type lowest() {
+    return {-std::numeric_limits<T>::infinity(), std::numeric_limits<int32_t>::min()};
+  }
   static T dist(const type& key) { return key.d; }
   static int32_t index(const type& key) { return key.i; }
 };

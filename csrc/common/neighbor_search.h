@@ -113,8 +113,9 @@ PCSEG_ALWAYS_INLINE auto largest_bound(const Best* best, int g) {
 // Offers the query (px, py, pz) every point of leaf nd with lo2 <= d <= bi.bound (kHasLo:
 // lo2 > 0 is in force), unless the leaf's box lies outside that window.
 template <bool kHasLo, typename T, typename Best>
-PCSEG_ALWAYS_INLINE void scan_leaf(const SearchTree<T>& tree, const typename SearchTree<T>::Node& nd,
-                                   T px, T py, T pz, T lo2, Best& bi) {
+PCSEG_ALWAYS_INLINE void scan_leaf(const SearchTree<T>& tree,
+                                   const typename SearchTree<T>::Node& nd, T px, T py, T pz,
+                                   T lo2, Best& bi) {
   using Tree = SearchTree<T>;
   if (Tree::box_dist2(nd, px, py, pz) > bi.bound) return;
   if (kHasLo && Tree::box_far2(nd, px, py, pz) < lo2) return;
@@ -228,9 +229,10 @@ void prepare_cloud(NeighborSearch<T>& s, int64_t b) {
   if (!s.self_query) {
     // Groups about as large as the points' leaves keep a group's box about as small as a
     // leaf's.
-    const double per_leaf = double(kSearchLeafSize) * double(m) / double(std::max<int64_t>(n, 1));
-    s.own_query_trees[b].build(s.query + b * s.M * 3, m,
-                               static_cast<int>(std::clamp(per_leaf, 1.0, double(kSearchLeafSize))));
+    const double per_leaf =
+        double(kSearchLeafSize) * double(m) / double(std::max<int64_t>(n, 1));
+    const double leaf_size = std::clamp(per_leaf, 1.0, double(kSearchLeafSize));
+    s.own_query_trees[b].build(s.query + b * s.M * 3, m, static_cast<int>(leaf_size));
   }
   std::fill(s.dists + (b * s.M + m) * s.k, s.dists + (b + 1) * s.M * s.k,
             std::numeric_limits<T>::infinity());
@@ -258,12 +260,12 @@ T first_step_bound(T estimate, T lim, T area_lo) {
   return estimate >= 0 ? std::min(lim, area_lo + (estimate - area_lo) * kSlack) : lim;
 }
 
-// Searches the g queries of one group (coordinates qx/qy/qz[0..g)) in two steps. Without a
-// first bound, every leaf within a query's bound is scanned until it holds k candidates, and
-// the window reaches well beyond the k nearest (for a ring, past its empty inner disc; for
-// kNN, the bound the group's first leaves leave to its farther queries). So the first step
-// offers best[i] every point with lo2 <= d <= first_bound: a query then holding k candidates
-// has its exact answer. The others resume in retry[retry_slot[i]] over first_bound < d <= lim,
+// Searches the g queries of one group (coordinates qx/qy/qz[0..g)) in two steps. Searched in
+// one step, every leaf within a query's bound would be scanned until the query holds k
+// candidates, and the window reaches well beyond the k nearest (for a ring, past its empty
+// inner disc; for kNN, the bound the group's first leaves leave to its farther queries). So
+// the first step offers best[i] only the points with lo2 <= d <= first_bound: a query then
+// holding k candidates has its exact answer. The others resume in retry[retry_slot[i]] over first_bound < d <= lim,
 // keeping what they hold, so the two steps together offer exactly what one search of the
 // window would. retry_slot[i] = -1: best[i] holds the answer.
 template <bool kHasLo, typename T, typename Best>
@@ -400,6 +402,12 @@ void run_neighbor_search(NeighborSearch<T>& s, const Finish& finish) {
     search_chunks_any(static_cast<const NeighborSearch<T>&>(s), finish, next_chunk);
   });
 }
+
+// The finish step of knn and ball_query: rows stay in distance order.
+struct KeepDistanceOrder {
+  template <typename... Args>
+  void operator()(Args&&...) const {}
+};
 
 // The search itself: query (B, M, 3) and points (B, N, 3) of dtype T, query_lengths and
 // lengths (B,) int64, all checked by check_search_inputs; the window lo2 <= d < hi2 (lo2 <= 0:

@@ -43,8 +43,9 @@ inline void check_search_inputs(const at::Tensor& query, const at::Tensor& point
   check_points(points, "points");
   check_same_dtype(query, "query", points, "points");
   check_same_device(query, "query", points, "points");
-  TORCH_CHECK(query.size(0) == points.size(0), "query and points must have the same batch size, got ",
-              query.size(0), " and ", points.size(0));
+  TORCH_CHECK(query.size(0) == points.size(0),
+              "query and points must have the same batch size, got ", query.size(0), " and ",
+              points.size(0));
   TORCH_CHECK(k >= 1, "k must be >= 1, got ", k);
   check_lengths(query_lengths, "query_lengths", query.size(0), query.size(1), query, "query");
   check_lengths(lengths, "lengths", points.size(0), points.size(1), points, "points");

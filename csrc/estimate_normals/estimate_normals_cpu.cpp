@@ -19,7 +19,8 @@ at::Tensor normals_from_neighbors_cpu(const at::Tensor& points_in, const at::Ten
   const int64_t* ip = idx.data_ptr<int64_t>();
   // The range of idx is checked on the way (no separate passes over idx): a row holding an
   // index outside [-1, N) is not computed, and the call fails once every row is seen.
-  int64_t idx_lo = std::numeric_limits<int64_t>::max(), idx_hi = std::numeric_limits<int64_t>::min();
+  int64_t idx_lo = std::numeric_limits<int64_t>::max();
+  int64_t idx_hi = std::numeric_limits<int64_t>::min();
   std::mutex range_mutex;
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "normals_from_neighbors_cpu", [&] {
     const scalar_t* p = points.data_ptr<scalar_t>();

@@ -13,9 +13,10 @@ std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& query, const at::Te
                                            const at::Tensor& lengths, int64_t k) {
   check_knn_inputs(query, points, query_lengths, lengths, k);
   return AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "knn_cpu", [&] {
-    return bounded_neighbor_search<scalar_t>(
-        query, points, query_lengths, lengths, k, scalar_t(-1),
-        std::numeric_limits<scalar_t>::infinity(), [](auto&&...) {});
+    return bounded_neighbor_search<scalar_t>(query, points, query_lengths, lengths, k,
+                                             scalar_t(-1),
+                                             std::numeric_limits<scalar_t>::infinity(),
+                                             KeepDistanceOrder{});
   });
 }
 
