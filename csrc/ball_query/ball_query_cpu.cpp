@@ -2,9 +2,6 @@
 
 #include <torch/library.h>
 
-#include <cmath>
-
-#include "common/checks.h"
 #include "common/neighbor_search.h"
 
 namespace pcseg {
@@ -14,14 +11,11 @@ std::tuple<at::Tensor, at::Tensor> ball_query_cpu(const at::Tensor& query,
                                                   const at::Tensor& query_lengths,
                                                   const at::Tensor& lengths, double radius,
                                                   int64_t k) {
-  check_search_inputs(query, points, query_lengths, lengths, k);
-  TORCH_CHECK(std::isfinite(radius) && radius > 0, "radius must be a finite number > 0, got ",
-              radius);
+  check_ball_query_inputs(query, points, query_lengths, lengths, radius, k);
   return AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "ball_query_cpu", [&] {
     const scalar_t r = static_cast<scalar_t>(radius);
     return bounded_neighbor_search<scalar_t>(query, points, query_lengths, lengths, k,
-                                             scalar_t(-1), r * r,
-                                             [](auto&&...) {});
+                                             scalar_t(-1), r * r, KeepDistanceOrder{});
   });
 }
 

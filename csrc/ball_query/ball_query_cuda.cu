@@ -2,8 +2,6 @@
 // squared radius rounded in the points' dtype exactly as ball_query_cpu forms it.
 #include "ball_query/ball_query.h"
 
-#include <cmath>
-
 #include "common/window_search.cuh"
 
 namespace pcseg {
@@ -13,9 +11,7 @@ std::tuple<at::Tensor, at::Tensor> ball_query_cuda(const at::Tensor& query,
                                                    const at::Tensor& query_lengths,
                                                    const at::Tensor& lengths, double radius,
                                                    int64_t k) {
-  check_search_inputs(query, points, query_lengths, lengths, k);
-  TORCH_CHECK(std::isfinite(radius) && radius > 0, "radius must be a finite number > 0, got ",
-              radius);
+  check_ball_query_inputs(query, points, query_lengths, lengths, radius, k);
   const c10::cuda::CUDAGuard device_guard(query.device());
   return AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "ball_query_cuda", [&] {
     const scalar_t r = static_cast<scalar_t>(radius);

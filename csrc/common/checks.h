@@ -54,6 +54,12 @@ inline void check_index(const at::Tensor& idx, const char* name) {
   TORCH_CHECK(idx.scalar_type() == at::kLong, name, " must be int64, got ", idx.scalar_type());
 }
 
+// lo and hi, the smallest and largest values of an index tensor, lie in [-1, num_rows).
+inline void check_index_bounds(int64_t lo, int64_t hi, int64_t num_rows) {
+  TORCH_CHECK(lo >= -1 && hi < num_rows, "idx values must lie in [-1, ", num_rows,
+              "), got values in [", lo, ", ", hi, "]");
+}
+
 // idx (int64) values in [-1, num_rows): -1 marks a missing neighbour. A contiguous CPU
 // tensor is scanned once on this thread (cheaper than two parallel reductions for the
 // (B, n, k) indices of these ops); elsewhere min and max run on the tensor's device.
@@ -71,8 +77,7 @@ inline void check_index_range(const at::Tensor& idx, int64_t num_rows) {
     lo = idx.min().item<int64_t>();
     hi = idx.max().item<int64_t>();
   }
-  TORCH_CHECK(lo >= -1 && hi < num_rows, "idx values must lie in [-1, ", num_rows,
-              "), got values in [", lo, ", ", hi, "]");
+  check_index_bounds(lo, hi, num_rows);
 }
 
 }  // namespace pcseg

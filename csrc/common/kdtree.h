@@ -1,6 +1,7 @@
 // A static spatial tree over one cloud (a bounding-volume hierarchy over Morton-sorted points,
-// see build()), shared by the CPU kernels of farthest_point_sample, knn, ball_query,
-// ring_query and three_nn (the searches re-lay it out: SearchTree in neighbor_search.h).
+// see build()), shared by the CPU kernels of farthest_point_sample, knn, ball_query and
+// ring_query (three_nn is knn with k = 3; the searches re-lay the tree out: SearchTree in
+// common/search_tree.h).
 // Points are copied in tree order as a structure of arrays, so each leaf is a contiguous run
 // that the distance loops stream through.
 //

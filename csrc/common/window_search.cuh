@@ -7,7 +7,7 @@
 //   * Points are visited in ascending index order and a candidate only displaces strictly
 //     farther entries, so among equal distances the lower index is kept and comes first: the
 //     order of a stable sort of the distance row.
-//   * ring_query's angular keys come from pcseg::angular_keys (ring_query/angular_order.h),
+//   * ring_query's angular keys come from pcseg::angular_keys (common/angular_key.h),
 //     the same float64 code the CPU kernel runs, sorted by a stable insertion sort.
 //
 // Layout: one thread per query, the queries of a block all in one cloud, the cloud's points
@@ -24,9 +24,7 @@
 #include <limits>
 #include <tuple>
 
-#include "common/checks.h"
-#include "common/neighbor_search.h"  // check_search_inputs, shared with the CPU entry points
-#include "ring_query/angular_order.h"
+#include "common/angular_key.h"
 
 namespace pcseg {
 

@@ -7,26 +7,20 @@
 #include <limits>
 #include <mutex>
 
-#include "common/checks.h"
 #include "estimate_normals/symmetric_eigen.h"
 
 namespace pcseg {
 
 at::Tensor normals_from_neighbors_cpu(const at::Tensor& points_in, const at::Tensor& idx_in) {
-  check_points(points_in, "points");
-  check_index(idx_in, "idx");
-  TORCH_CHECK(idx_in.dim() == 3 && idx_in.size(0) == points_in.size(0) &&
-                  idx_in.size(1) == points_in.size(1),
-              "idx must be (B, N, K) with (B, N) = (", points_in.size(0), ", ",
-              points_in.size(1), "), got ", idx_in.sizes());
-  check_same_device(idx_in, "idx", points_in, "points");
+  check_normals_from_neighbors_inputs(points_in, idx_in);
   const int64_t B = points_in.size(0), N = points_in.size(1), K = idx_in.size(2);
   const at::Tensor points = points_in.contiguous(), idx = idx_in.contiguous();
   auto normals = at::empty_like(points);
   const int64_t* ip = idx.data_ptr<int64_t>();
   // The range of idx is checked on the way (no separate passes over idx): a row holding an
   // index outside [-1, N) is not computed, and the call fails once every row is seen.
-  int64_t idx_lo = std::numeric_limits<int64_t>::max(), idx_hi = std::numeric_limits<int64_t>::min();
+  int64_t idx_lo = std::numeric_limits<int64_t>::max();
+  int64_t idx_hi = std::numeric_limits<int64_t>::min();
   std::mutex range_mutex;
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "normals_from_neighbors_cpu", [&] {
     const scalar_t* p = points.data_ptr<scalar_t>();
@@ -75,10 +69,7 @@ at::Tensor normals_from_neighbors_cpu(const at::Tensor& points_in, const at::Ten
       idx_hi = std::max(idx_hi, hi);
     });
   });
-  if (idx.numel() > 0) {
-    TORCH_CHECK(idx_lo >= -1 && idx_hi < N, "idx values must lie in [-1, ", N,
-                "), got values in [", idx_lo, ", ", idx_hi, "]");
-  }
+  if (idx.numel() > 0) check_index_bounds(idx_lo, idx_hi, N);
   return normals;
 }
 

@@ -7,7 +7,6 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include "common/checks.h"
 #include "common/grid.cuh"
 #include "estimate_normals/symmetric_eigen.h"
 
@@ -51,14 +50,7 @@ __global__ void normals_from_neighbors_kernel(const T* __restrict__ points,
 }  // namespace
 
 at::Tensor normals_from_neighbors_cuda(const at::Tensor& points_in, const at::Tensor& idx_in) {
-  // The checks of normals_from_neighbors_cpu, with the same messages.
-  check_points(points_in, "points");
-  check_index(idx_in, "idx");
-  TORCH_CHECK(idx_in.dim() == 3 && idx_in.size(0) == points_in.size(0) &&
-                  idx_in.size(1) == points_in.size(1),
-              "idx must be (B, N, K) with (B, N) = (", points_in.size(0), ", ",
-              points_in.size(1), "), got ", idx_in.sizes());
-  check_same_device(idx_in, "idx", points_in, "points");
+  check_normals_from_neighbors_inputs(points_in, idx_in);
   const int64_t B = points_in.size(0), N = points_in.size(1), K = idx_in.size(2);
   check_index_range(idx_in, N);
   const c10::cuda::CUDAGuard device_guard(points_in.device());

@@ -4,17 +4,13 @@
 #pragma once
 #include <cmath>
 
-#if defined(__CUDACC__)
-#define PCSEG_HD __host__ __device__
-#else
-#define PCSEG_HD
-#endif
+#include "common/host_device.h"
 
 namespace pcseg {
 
 // a: row-major symmetric 3x3 (destroyed). Writes the unit eigenvector of the smallest
 // eigenvalue into out.
-PCSEG_HD inline void smallest_eigenvector(double a[9], double out[3]) {
+PCSEG_HOST_DEVICE inline void smallest_eigenvector(double a[9], double out[3]) {
   double v[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
   for (int sweep = 0; sweep < 16; ++sweep) {
     const double off = a[1] * a[1] + a[2] * a[2] + a[5] * a[5];

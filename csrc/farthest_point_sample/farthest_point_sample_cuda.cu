@@ -15,8 +15,6 @@
 #include <cstdint>
 #include <limits>
 
-#include "common/checks.h"
-
 namespace pcseg {
 namespace {
 
@@ -102,30 +100,12 @@ __global__ void __launch_bounds__(kFpsThreads)
 
 at::Tensor farthest_point_sample_cuda(const at::Tensor& points_in, const at::Tensor& lengths_in,
                                       int64_t num_samples, const at::Tensor& start_in) {
-  check_points(points_in, "points");
+  check_farthest_point_sample_inputs(points_in, lengths_in, num_samples, start_in);
   const int64_t B = points_in.size(0), N = points_in.size(1);
-  TORCH_CHECK(num_samples >= 0 && num_samples <= N, "num_samples must be in [0, N] with N = ",
-              N, " (points is ", points_in.sizes(), "), got ", num_samples);
-  check_lengths(lengths_in, "lengths", B, N, points_in, "points");
-  TORCH_CHECK(start_in.dim() == 1 && start_in.size(0) == B && start_in.scalar_type() == at::kLong,
-              "start_index must be (B,) int64 with B = ", B, ", got ", start_in.sizes(), " ",
-              start_in.scalar_type());
-  check_same_device(start_in, "start_index", points_in, "points");
-  check_finite(points_in, "points");
   const c10::cuda::CUDAGuard device_guard(points_in.device());
   const at::Tensor points = points_in.contiguous();
   const at::Tensor lengths = lengths_in.contiguous();
   const at::Tensor start = start_in.contiguous();
-  {
-    // The same per-cloud check as the CPU kernel, on a host copy (B values).
-    const at::Tensor len_host = lengths.cpu(), start_host = start.cpu();
-    const int64_t* len = len_host.data_ptr<int64_t>();
-    const int64_t* st = start_host.data_ptr<int64_t>();
-    for (int64_t b = 0; b < B; ++b) {
-      TORCH_CHECK(len[b] == 0 || (st[b] >= 0 && st[b] < len[b]), "start_index[", b, "] = ",
-                  st[b], " is outside the cloud's ", len[b], " points");
-    }
-  }
   auto idx = at::full({B, num_samples}, -1, points.options().dtype(at::kLong));
   if (B == 0 || num_samples == 0 || N == 0) return idx;
   TORCH_CHECK(B <= INT_MAX, "farthest_point_sample_cuda: too many clouds (", B, ")");

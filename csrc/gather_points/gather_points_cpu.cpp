@@ -3,29 +3,14 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstring>
 
-#include "common/checks.h"
-
 namespace pcseg {
-namespace {
-
-void check_gather(const at::Tensor& rows, const char* rows_name, const at::Tensor& idx) {
-  TORCH_CHECK(rows.dim() == 3, rows_name, " must be (B, N, C), got ", rows.sizes());
-  TORCH_CHECK(rows.scalar_type() == at::kFloat || rows.scalar_type() == at::kDouble, rows_name,
-              " must be float32 or float64, got ", rows.scalar_type());
-  check_index(idx, "idx");
-  TORCH_CHECK(idx.dim() == 2 && idx.size(0) == rows.size(0), "idx must be (B, S) with B = ",
-              rows.size(0), ", got ", idx.sizes());
-  check_same_device(idx, "idx", rows, rows_name);
-}
-
-}  // namespace
 
 at::Tensor gather_rows_cpu(const at::Tensor& features_in, const at::Tensor& idx_in) {
-  check_gather(features_in, "features", idx_in);
+  check_gather_rows_inputs(features_in, idx_in);
   const int64_t B = features_in.size(0), N = features_in.size(1), C = features_in.size(2);
-  check_index_range(idx_in, N);
   const at::Tensor features = features_in.contiguous();
   const at::Tensor idx = idx_in.contiguous();
   const int64_t S = idx.size(1);
@@ -49,11 +34,7 @@ at::Tensor gather_rows_cpu(const at::Tensor& features_in, const at::Tensor& idx_
 
 at::Tensor gather_rows_backward_cpu(const at::Tensor& grad_in, const at::Tensor& idx_in,
                                     int64_t num_rows) {
-  check_gather(grad_in, "grad", idx_in);
-  TORCH_CHECK(idx_in.size(1) == grad_in.size(1), "idx must be (B, S) with S = ", grad_in.size(1),
-              " (the rows of grad), got ", idx_in.sizes());
-  TORCH_CHECK(num_rows >= 0, "num_rows must be >= 0, got ", num_rows);
-  check_index_range(idx_in, num_rows);
+  check_gather_rows_backward_inputs(grad_in, idx_in, num_rows);
   const at::Tensor grad = grad_in.contiguous();
   const at::Tensor idx = idx_in.contiguous();
   const int64_t B = grad.size(0), S = grad.size(1), C = grad.size(2);

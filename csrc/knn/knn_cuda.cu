@@ -11,7 +11,7 @@ namespace pcseg {
 std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& query, const at::Tensor& points,
                                             const at::Tensor& query_lengths,
                                             const at::Tensor& lengths, int64_t k) {
-  check_search_inputs(query, points, query_lengths, lengths, k);
+  check_knn_inputs(query, points, query_lengths, lengths, k);
   const c10::cuda::CUDAGuard device_guard(query.device());
   return AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "knn_cuda", [&] {
     return window_search_cuda<scalar_t, false>(query, points, at::Tensor(), query_lengths,

@@ -8,29 +8,11 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include "common/checks.h"
 #include "common/grid.cuh"
 #include "common/row_segments.cuh"
 
 namespace pcseg {
 namespace {
-
-// The checks of three_interpolate_cpu.cpp, with the same messages.
-void check_interpolate(const at::Tensor& features, const at::Tensor& idx,
-                       const at::Tensor& weight) {
-  TORCH_CHECK(features.dim() == 3, "known_features must be (B, m, C), got ", features.sizes());
-  TORCH_CHECK(features.scalar_type() == at::kFloat || features.scalar_type() == at::kDouble,
-              "known_features must be float32 or float64, got ", features.scalar_type());
-  check_index(idx, "idx");
-  TORCH_CHECK(idx.dim() == 3 && idx.size(0) == features.size(0) && idx.size(2) == 3,
-              "idx must be (B, n, 3) with B = ", features.size(0), ", got ", idx.sizes());
-  TORCH_CHECK(weight.sizes() == idx.sizes(), "weight must be (B, n, 3) like idx ", idx.sizes(),
-              ", got ", weight.sizes());
-  check_same_dtype(weight, "weight", features, "known_features");
-  check_same_device(idx, "idx", features, "known_features");
-  check_same_device(weight, "weight", features, "known_features");
-  check_index_range(idx, features.size(1));
-}
 
 // out[b, i, c] = sum_j weight[b, i, j] * features[b, idx[b, i, j], c], j = 0, 1, 2 in order.
 template <typename T>
@@ -94,7 +76,7 @@ __global__ void three_interpolate_grad_features_kernel(const T* __restrict__ gra
 
 at::Tensor three_interpolate_cuda(const at::Tensor& features_in, const at::Tensor& idx_in,
                                   const at::Tensor& weight_in) {
-  check_interpolate(features_in, idx_in, weight_in);
+  check_three_interpolate_inputs(features_in, idx_in, weight_in);
   const c10::cuda::CUDAGuard device_guard(features_in.device());
   const at::Tensor features = features_in.contiguous(), idx = idx_in.contiguous(),
                    weight = weight_in.contiguous();
@@ -117,12 +99,7 @@ std::tuple<at::Tensor, at::Tensor> three_interpolate_backward_cuda(const at::Ten
                                                                    const at::Tensor& features_in,
                                                                    const at::Tensor& idx_in,
                                                                    const at::Tensor& weight_in) {
-  check_interpolate(features_in, idx_in, weight_in);
-  TORCH_CHECK(grad_in.dim() == 3 && grad_in.size(0) == idx_in.size(0) &&
-                  grad_in.size(1) == idx_in.size(1) && grad_in.size(2) == features_in.size(2),
-              "grad_out must be (B, n, C) = (", idx_in.size(0), ", ", idx_in.size(1), ", ",
-              features_in.size(2), "), got ", grad_in.sizes());
-  check_same_device(grad_in, "grad_out", features_in, "known_features");
+  check_three_interpolate_backward_inputs(grad_in, features_in, idx_in, weight_in);
   const c10::cuda::CUDAGuard device_guard(features_in.device());
   const at::Tensor grad = grad_in.contiguous().to(features_in.scalar_type());
   const at::Tensor features = features_in.contiguous(), idx = idx_in.contiguous(),

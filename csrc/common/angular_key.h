@@ -1,15 +1,11 @@
-// The angular key of ring_query, shared by the CPU and CUDA kernels (host + device).
-// Every operation is spelled out in float64 in the same order as ring_query_naive, so the
-// keys, and therefore the order, are identical to the reference.
+// The angular key that orders ring_query's neighbours, shared by the CPU kernel and the CUDA
+// window search (host + device). Every operation is spelled out in float64 in the same order
+// as ring_query_naive, so the keys, and therefore the order, are identical to the reference.
 #pragma once
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define PCSEG_HOST_DEVICE __host__ __device__
-#else
-#define PCSEG_HOST_DEVICE
-#endif
+#include "common/host_device.h"
 
 namespace pcseg {
 
