@@ -86,7 +86,7 @@ def run_bag(args) -> int:
 
 
 def _predict_bag(args) -> int:
-    from pcseg.api import Segmenter
+    from pcseg.segmenter import Segmenter
     from pcseg.ros.bags import predict_bag
 
     if not args.topic:
@@ -120,7 +120,7 @@ def run_ros(args) -> int:
         raise ValueError(str(error)) from None
     try:
         if args.node == "segment":
-            from pcseg.api import Segmenter
+            from pcseg.segmenter import Segmenter
 
             segmenter = Segmenter.from_checkpoint(args.checkpoint, device=args.device)
             run_segment_node(adapter, segmenter, args.input, args.output or f"{args.input.rstrip('/')}/labels")
