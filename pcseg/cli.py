@@ -6,6 +6,7 @@
     pcseg predict INPUT --checkpoint K --out OUT.ply
     pcseg fuse FOLDER --out MAP.ply
     pcseg prepare s3dis RAW_DIR OUT_DIR
+    pcseg export --checkpoint K --format onnx|torchscript --out FILE
     pcseg --version
 """
 from __future__ import annotations
@@ -69,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     s3dis.add_argument("raw_dir")
     s3dis.add_argument("out_dir")
     s3dis.add_argument("--overwrite", action="store_true")
+
+    # built here rather than in pcseg.export, which imports torch: parsing stays torch-free (the
+    # format is checked by pcseg.export.export_checkpoint)
+    p = sub.add_parser("export", help="export a checkpoint's model as ONNX or TorchScript (docs/export.md)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", required=True, help="onnx or torchscript")
+    p.add_argument("--out", required=True, help="the file to write (e.g. model.onnx, model.pt)")
     return parser
 
 
@@ -133,4 +141,8 @@ def _run(args) -> int:
             print(f"pcseg prepare: failed: Area_{room.area}/{room.name}: {message}", file=sys.stderr)
         # Rooms that failed are retried by the next run; the exit code tells scripts to look.
         return 1 if paths.failed else 0
+    if args.command == "export":
+        from pcseg.export import run_export
+
+        return run_export(args)
     raise AssertionError(args.command)
