@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from pcseg import __version__, ops
 from pcseg.config import Config, DataConfig
@@ -64,18 +65,38 @@ POINTNET_MODELS = (PointNetSeg, PointNetSemSeg, PointNetCls)
 
 
 def _group(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``x (B, N, C)`` gathered at ``idx (B, M, K)`` (no -1) -> ``(B, M, K, C)``; plain
-    ``gather`` so that it exports to ONNX's GatherElements."""
-    b, m, k = idx.shape
-    flat = idx.reshape(b, m * k, 1).expand(-1, -1, x.shape[-1])
-    return torch.gather(x, 1, flat).reshape(b, m, k, x.shape[-1])
+    """``x (B, N, C)`` gathered at ``idx (B, M, K)`` (no -1) -> ``(B, M, K, C)``.
+
+    Rows of the flattened batch by ``index_select`` (ONNX Gather: one index per row) rather
+    than ``gather`` (GatherElements: one per element, C times as many).
+    """
+    b, n, c = x.shape
+    rows = idx + (torch.arange(b, device=idx.device) * n).view(b, 1, 1)
+    return torch.index_select(x.reshape(b * n, c), 0, rows.reshape(-1)).reshape(idx.shape + (c,))
+
+
+def _ring_features(stack: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What ``stack`` (a ``CircularConvStack``, eval mode) computes on rings ``x (B, M, K, C)``
+    -> ``(B, M, C_out)``, its circular convolutions written for ONNX runtimes.
+
+    ``CircularConv`` takes three slices of a ``(.., K + 2, 3 C_out)`` product, which onnxruntime
+    runs as strided copies slower than the product itself; here the ring is rolled (the slices
+    then cut the K axis of the narrower input) and one product takes the three taps at once.
+    """
+    for conv, norm in zip(stack.convs, stack.norms):
+        taps = torch.cat([x.roll(1, -2), x, x.roll(-1, -2)], dim=-1)  # x_{j-1}, x_j, x_{j+1}
+        weight = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, 3 * conv.in_channels)
+        x = F.relu(norm(F.linear(taps, weight), None))
+    return x.amax(dim=2)
 
 
 class ACNNLearnedPart(nn.Module):
     """An ``ACNNSeg``'s learned part, its neighbourhoods given (see the module docstring).
 
     Shares the model's parameters; computes what ``ACNNSeg.forward`` computes on full blocks
-    (no ``lengths``) from the indices ``acnn_neighbourhoods`` finds.
+    (no ``lengths``) from the indices ``acnn_neighbourhoods`` finds, up to float rounding: the
+    gathers and circular convolutions are written in the operations ONNX runtimes run well
+    (``_group``, ``_ring_features``).
 
     Args:
         model: an ``ACNNSeg`` in eval mode.
@@ -120,7 +141,7 @@ class ACNNLearnedPart(nn.Module):
                 grouped = _group(xyz, idx) - new_xyz[:, :, None, :]
                 if feats is not None:
                     grouped = torch.cat([grouped, _group(feats, idx)], dim=-1)
-                outputs.append(stack(grouped, None))
+                outputs.append(_ring_features(stack, grouped))
             xyz, feats = new_xyz, torch.cat(outputs, dim=-1).to(points.dtype)
             xyzs.append(xyz)
             featss.append(feats)
@@ -369,11 +390,14 @@ def export_model(model: nn.Module, cfg: Config, out: str | Path, format: str = "
     Raises:
         ValueError: for an unknown format, a model that cannot be exported, or an ``out`` that
             is a folder or lies under a file.
+        ImportError: for ONNX without the ``onnx`` package.
     """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     out = Path(out)
     _check_out(out)
+    if format == "onnx":
+        _import_onnx()  # before the slow part
     model = model.eval()
     module = exportable(model)
     inputs = model_inputs(model, cfg.data, _example_block_features(cfg.data))
@@ -406,9 +430,17 @@ def _dynamic_axes(names: list[str]) -> dict[str, dict[int, str]]:
     return axes
 
 
-def _export_onnx(module: nn.Module, args: tuple, names: list[str], metadata: dict[str, str], path: Path) -> None:
-    import onnx
+def _import_onnx():
+    """The ``onnx`` package, or an error that says how to get it."""
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError("pcseg export --format onnx needs the onnx package: pip install onnx") from error
+    return onnx
 
+
+def _export_onnx(module: nn.Module, args: tuple, names: list[str], metadata: dict[str, str], path: Path) -> None:
+    onnx = _import_onnx()
     torch.onnx.export(module, args, str(path), dynamo=False, opset_version=ONNX_OPSET, input_names=names,
                       output_names=["logits"], dynamic_axes=_dynamic_axes(names))
     proto = onnx.load(str(path))
