@@ -12,6 +12,7 @@ onnxruntime's run of the whole graph. A-CNN: torch's forward with its neighbourh
 against onnxruntime's learned part plus that search in pcseg's ops (what a user of the export
 runs), and the learned part alone in both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,20 +72,28 @@ def bench_model(name: str, batch: int, num_points: int, folder: Path, min_run_ti
             with torch.no_grad():
                 learned(*args)
 
-        fns = {"torch": torch_forward, "onnxruntime + pcseg search": ort_with_search,
-               "torch learned part": torch_learned, "onnxruntime learned part": fns["onnxruntime"]}
+        fns = {
+            "torch": torch_forward,
+            "onnxruntime + pcseg search": ort_with_search,
+            "torch learned part": torch_learned,
+            "onnxruntime learned part": fns["onnxruntime"],
+        }
     medians, ratios = interleaved_ms(fns, min_run_time=min_run_time)
     total = batch * num_points
-    print(f"\n## {name}: batch {batch} x {num_points} points (threads={torch.get_num_threads()}, "
-          f"load={os.getloadavg()[0]:.1f})")
+    print(
+        f"\n## {name}: batch {batch} x {num_points} points (threads={torch.get_num_threads()}, "
+        f"load={os.getloadavg()[0]:.1f})"
+    )
     print(f"{'method':<28} {'median ms':>10} {'points/s':>12} {'time vs torch':>14}")
     for key, ms in medians.items():
         print(f"{key:<28} {ms:10.2f} {total / ms * 1e3:12,.0f} {ratios[key]:13.2f}x")
     if isinstance(model, ACNNSeg):
         first = next(iter(medians))
         learned_ratio = medians["torch learned part"] / medians["onnxruntime learned part"]
-        print(f"onnxruntime / torch points/s: whole {medians[first] / medians['onnxruntime + pcseg search']:.2f}x, "
-              f"learned part {learned_ratio:.2f}x")
+        print(
+            f"onnxruntime / torch points/s: whole {medians[first] / medians['onnxruntime + pcseg search']:.2f}x, "
+            f"learned part {learned_ratio:.2f}x"
+        )
     else:
         print(f"onnxruntime / torch points/s: {medians['torch'] / medians['onnxruntime']:.2f}x")
 

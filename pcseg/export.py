@@ -35,6 +35,7 @@ renamed into place, so a failed export never leaves a partial file.
 
     summary = export_checkpoint("runs/x/best.pt", "model.onnx", "onnx")
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,19 @@ from pcseg.models import ACNNSeg, PointNetCls, PointNetSeg, PointNetSemSeg
 from pcseg.models.acnn import fill_ring_slots
 from pcseg.ops.three_nn_interpolate import _weights as three_nn_weights
 
-__all__ = ["EXPORT_FORMATS", "ONNX_OPSET", "ACNNLearnedPart", "acnn_neighbourhoods", "exportable",
-           "model_inputs", "room_block_features", "export_metadata", "export_model", "export_checkpoint", "run_export"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "ONNX_OPSET",
+    "ACNNLearnedPart",
+    "acnn_neighbourhoods",
+    "exportable",
+    "model_inputs",
+    "room_block_features",
+    "export_metadata",
+    "export_model",
+    "export_checkpoint",
+    "run_export",
+]
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 17
@@ -150,8 +162,9 @@ class ACNNLearnedPart(nn.Module):
         if model.global_mlp is not None:
             x = torch.cat([xyzs[-1], featss[-1]], dim=-1).transpose(1, 2)
             glob = model.global_mlp(x, None).amax(dim=2)
-            x = torch.cat([glob[:, :, None].expand(-1, -1, xyzs[-1].shape[1]).to(x.dtype),
-                           featss[-1].transpose(1, 2)], 1)
+            x = torch.cat(
+                [glob[:, :, None].expand(-1, -1, xyzs[-1].shape[1]).to(x.dtype), featss[-1].transpose(1, 2)], 1
+            )
             current = next(fp_modules)(x, None).transpose(1, 2).to(points.dtype)
         for level in range(len(xyzs) - 1, 0, -1):
             idx, weight = next(rest), next(rest)  # (B, N_{level-1}, 3) each
@@ -164,8 +177,7 @@ class ACNNLearnedPart(nn.Module):
         return model.head(current, None)
 
 
-def acnn_neighbourhoods(model: ACNNSeg, points: torch.Tensor,
-                        normals: torch.Tensor) -> dict[str, torch.Tensor]:
+def acnn_neighbourhoods(model: ACNNSeg, points: torch.Tensor, normals: torch.Tensor) -> dict[str, torch.Tensor]:
     """The neighbourhoods an ``ACNNLearnedPart`` takes, found by pcseg's native ops.
 
     What ``ACNNSeg.forward`` searches for on full blocks: per level the FPS centres and, per
@@ -223,8 +235,10 @@ def exportable(model: nn.Module) -> nn.Module:
         return model
     if isinstance(model, ACNNSeg):
         return ACNNLearnedPart(model)
-    raise ValueError(f"cannot export a {type(model).__name__}: export supports PointNet models and A-CNN "
-                     f"segmentation ({', '.join(c.__name__ for c in (*POINTNET_MODELS, ACNNSeg))})")
+    raise ValueError(
+        f"cannot export a {type(model).__name__}: export supports PointNet models and A-CNN "
+        f"segmentation ({', '.join(c.__name__ for c in (*POINTNET_MODELS, ACNNSeg))})"
+    )
 
 
 def model_inputs(model: nn.Module, data: DataConfig, block_features: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -262,8 +276,15 @@ def _feature_channels(data: DataConfig) -> list[str]:
     if data.room_coords:
         names += ["room_x", "room_y", "room_z"]
     if data.geometric_features:
-        names += ["normal_x", "normal_y", "normal_z", "surface_variation",
-                  "centroid_offset_x", "centroid_offset_y", "centroid_offset_z"]
+        names += [
+            "normal_x",
+            "normal_y",
+            "normal_z",
+            "surface_variation",
+            "centroid_offset_x",
+            "centroid_offset_y",
+            "centroid_offset_z",
+        ]
     return names
 
 
@@ -289,14 +310,23 @@ def export_metadata(model: nn.Module, cfg: Config, input_names: list[str]) -> di
         f"Cut the cloud into {data.block_size} m x {data.block_size} m xy columns (stride {data.eval_stride} m); "
         f"feed {data.num_points} points per block. points (B, P, 3) float32: x and y minus (the smallest x, y "
         f"of the block's fed points + block_size / 2), z minus the lowest z of the whole cloud. "
-        + (f"features (B, P, {len(channels)}) float32: {', '.join(channels)}; rgb in [0, 1]; room_xyz = "
-           f"(xyz - cloud min) / cloud extent; geometry from the {data.neighbours} nearest neighbours of each "
-           f"point within the block (itself included): PCA normal with z >= 0, 3 * smallest eigenvalue / "
-           f"eigenvalue sum, offset to the neighbours' centroid times 10. " if channels else "")
-        + ("A-CNN: the remaining inputs are the neighbourhoods pcseg.export.acnn_neighbourhoods finds "
-           "(normals: the normal channels, else pcseg.ops.estimate_normals). " if isinstance(model, ACNNSeg) else "")
+        + (
+            f"features (B, P, {len(channels)}) float32: {', '.join(channels)}; rgb in [0, 1]; room_xyz = "
+            f"(xyz - cloud min) / cloud extent; geometry from the {data.neighbours} nearest neighbours of each "
+            f"point within the block (itself included): PCA normal with z >= 0, 3 * smallest eigenvalue / "
+            f"eigenvalue sum, offset to the neighbours' centroid times 10. "
+            if channels
+            else ""
+        )
+        + (
+            "A-CNN: the remaining inputs are the neighbourhoods pcseg.export.acnn_neighbourhoods finds "
+            "(normals: the normal channels, else pcseg.ops.estimate_normals). "
+            if isinstance(model, ACNNSeg)
+            else ""
+        )
         + "Output logits (B, num_classes, P); a point's label is the argmax over classes, averaged over the "
-          "blocks that hold it.")
+        "blocks that hold it."
+    )
     return {
         "pcseg_version": __version__,
         "model_name": cfg.model.name,
@@ -339,8 +369,15 @@ def room_block_features(data: DataConfig, points: np.ndarray, colors: np.ndarray
         return torch.zeros(features.shape[0], features.shape[1], data.num_classes)
 
     room = {"coord": np.asarray(points, dtype=np.float32), "color": colors}
-    predict_room(room, record, data.num_classes, block_size=data.block_size, stride=data.eval_stride,
-                 num_points=data.num_points, seed=seed)
+    predict_room(
+        room,
+        record,
+        data.num_classes,
+        block_size=data.block_size,
+        stride=data.eval_stride,
+        num_points=data.num_points,
+        seed=seed,
+    )
     return torch.cat(blocks)
 
 
@@ -414,8 +451,9 @@ def export_model(model: nn.Module, cfg: Config, out: str | Path, format: str = "
             _write_atomic(out, lambda tmp: _export_onnx(module, args, names, metadata, tmp))
         else:
             traced = torch.jit.trace(module, args, check_trace=False)
-            _write_atomic(out, lambda tmp: torch.jit.save(traced, str(tmp),
-                                                          _extra_files={"pcseg.json": json.dumps(metadata)}))
+            _write_atomic(
+                out, lambda tmp: torch.jit.save(traced, str(tmp), _extra_files={"pcseg.json": json.dumps(metadata)})
+            )
     return {"out": str(out), "format": format, "inputs": names, "metadata": metadata}
 
 
@@ -441,8 +479,16 @@ def _import_onnx():
 
 def _export_onnx(module: nn.Module, args: tuple, names: list[str], metadata: dict[str, str], path: Path) -> None:
     onnx = _import_onnx()
-    torch.onnx.export(module, args, str(path), dynamo=False, opset_version=ONNX_OPSET, input_names=names,
-                      output_names=["logits"], dynamic_axes=_dynamic_axes(names))
+    torch.onnx.export(
+        module,
+        args,
+        str(path),
+        dynamo=False,
+        opset_version=ONNX_OPSET,
+        input_names=names,
+        output_names=["logits"],
+        dynamic_axes=_dynamic_axes(names),
+    )
     proto = onnx.load(str(path))
     for key, value in metadata.items():
         entry = proto.metadata_props.add()

@@ -1,6 +1,7 @@
 """``pcseg export``: ONNX (through onnxruntime) and TorchScript reproduce the torch model on the
 blocks ``pcseg predict`` cuts from a generated room and from the real S3DIS sample; the export's
 metadata, errors and atomic write; docs/export.md's numpy-only example runs."""
+
 import json
 import re
 from pathlib import Path
@@ -195,18 +196,30 @@ def test_docs_example_runs_with_numpy_and_onnxruntime(checkpoint, tmp_path, monk
     np.testing.assert_allclose(got["features"], features.numpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize("name, options", [
-    ("pointnet", ["data.use_color=false", "data.geometric_features=false"]),  # T-Nets, no feature input
-    ("acnn", ["data.use_color=false", "data.geometric_features=false"]),  # a global level, estimated normals
-    ("acnn", ["data.room_coords=true", "model.block_preset=true"]),
-])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("pointnet", ["data.use_color=false", "data.geometric_features=false"]),  # T-Nets, no feature input
+        ("acnn", ["data.use_color=false", "data.geometric_features=false"]),  # a global level, estimated normals
+        ("acnn", ["data.room_coords=true", "model.block_preset=true"]),
+    ],
+)
 def test_every_model_variant_exports(name, options, tmp_path):
     """Untrained variants the tiny checkpoints do not cover, on a generated room's blocks."""
     from pcseg.checkpoint import build_model_from_config
     from pcseg.config import load_config
 
-    cfg = load_config(None, [f"model.name={name}", "data.num_points=128", "data.block_size=2.0",
-                             "data.eval_stride=2.0", "model.width_multiplier=0.125", *options])
+    cfg = load_config(
+        None,
+        [
+            f"model.name={name}",
+            "data.num_points=128",
+            "data.block_size=2.0",
+            "data.eval_stride=2.0",
+            "model.width_multiplier=0.125",
+            *options,
+        ],
+    )
     torch.manual_seed(0)
     model = build_model_from_config(cfg).eval()
     room = generate_room(5, 2000)
