@@ -8,6 +8,7 @@
     pcseg predict --bag IN --topic /points ... / pcseg fuse --bag IN ... / pcseg ros ...  (pcseg.ros.cli)
     pcseg prepare s3dis RAW_DIR OUT_DIR
     pcseg view FILE [--color-by label|file]              a (labelled) cloud in Open3D's viewer
+    pcseg export --checkpoint K --format onnx|torchscript --out FILE
     pcseg --version
 """
 from __future__ import annotations
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-format", default=None, help="the format when the suffix is ambiguous (e.g. nuscenes)")
     p.add_argument("--color-by", choices=("label", "file"), default="label",
                    help="colour a labelled cloud by label (default) or show the file's own colours")
+    # built here rather than in pcseg.export, which imports torch: parsing stays torch-free (the
+    # format is checked by pcseg.export.export_checkpoint)
+    p = sub.add_parser("export", help="export a checkpoint's model as ONNX or TorchScript (README: Export)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", required=True, help="onnx or torchscript")
+    p.add_argument("--out", required=True, help="the file to write (e.g. model.onnx, model.pt)")
     return parser
 
 
@@ -162,4 +169,8 @@ def _run(args) -> int:
             print(f"pcseg view: error: {error}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "export":
+        from pcseg.export import run_export
+
+        return run_export(args)
     raise AssertionError(args.command)
