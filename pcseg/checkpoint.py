@@ -55,8 +55,16 @@ def atomic_save(obj: dict, path: str | Path) -> None:
     Raises:
         OSError: when the write fails (full disk, file-size limit); nothing is left behind.
     """
-    with atomic_write(path) as handle:
-        torch.save(obj, handle)
+    try:
+        with atomic_write(path) as handle:
+            torch.save(obj, handle)
+    except RuntimeError as error:
+        # torch.save reports a failed write (full disk, file-size limit) as the RuntimeError
+        # of its zip writer; the OSError behind it says what happened
+        cause = error.__cause__ or error.__context__
+        if isinstance(cause, OSError):
+            raise OSError(cause.errno, f"cannot write checkpoint {path}: {cause.strerror}") from error
+        raise
 
 
 def _load_failure(path: Path, error: Exception) -> str:
