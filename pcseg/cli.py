@@ -33,6 +33,7 @@ __all__ = ["main", "build_parser"]
 # line. OSError covers missing files, full disks and file-size limits alike.
 EXPECTED_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError)
 PREDICT_SUFFIXES = (".ply", ".npy")
+FUSE_SUFFIXES = (".ply", ".npz")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +126,17 @@ def _one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+def _check_fuse_args(args) -> None:
+    """``pcseg fuse``'s input folder and output, checked before any frame is read."""
+    from pcseg.utils.atomic import check_output_path
+
+    if Path(args.out).suffix.lower() not in FUSE_SUFFIXES:
+        raise ValueError(f"--out must end in .ply or .npz, got {args.out}")
+    check_output_path(args.out, "--out")
+    if not Path(args.input).is_dir():
+        raise FileNotFoundError(f"input folder not found: {args.input}")
+
+
 def _check_predict_args(args) -> None:
     """``pcseg predict``'s input, output and device, checked before the model is loaded."""
     from pcseg.utils.atomic import check_output_path
@@ -182,6 +194,7 @@ def _run(args) -> int:
     if args.command == "fuse":
         from pcseg.fuse_folder import fuse_folder
 
+        _check_fuse_args(args)
         summary = fuse_folder(args.input, args.out, num_classes=args.num_classes, voxel_size=args.voxel_size,
                               mode=args.mode)
         print(json.dumps(summary))

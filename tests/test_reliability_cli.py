@@ -287,6 +287,25 @@ def test_prepare_out_dir_under_a_file(tmp_path, capsys):
     assert f"OUT_DIR {blocker / 'cache'}: {blocker} is an existing file" in one_error_line(capsys, "prepare")
 
 
+@pytest.mark.parametrize("out, words", [
+    ("map.xyz", "--out must end in .ply or .npz, got"),
+    ("file/map.ply", "is an existing file, not a folder"),
+])
+def test_fuse_checks_its_output_before_reading_frames(out, words, tmp_path, capsys, monkeypatch):
+    import pcseg.fuse_folder
+
+    def must_not_fuse(*args, **kwargs):
+        raise AssertionError("frames were read before the error")
+
+    monkeypatch.setattr(pcseg.fuse_folder, "fuser_from_folder", must_not_fuse)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "frames").mkdir()
+    assert main(["fuse", str(tmp_path / "frames"), "--out", str(tmp_path / out)]) == 2
+    assert words in one_error_line(capsys, "fuse")
+    assert main(["fuse", str(tmp_path / "none"), "--out", str(tmp_path / "map.ply")]) == 2
+    assert f"input folder not found: {tmp_path / 'none'}" in one_error_line(capsys, "fuse")
+
+
 # ----------------------------------------------------------------------------- as a real process
 def run_pcseg(*args, env=None):
     environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
