@@ -158,3 +158,21 @@ def test_run_folder_lock_is_exclusive_and_taken_over_from_a_dead_process(tmp_pat
     assert (run / ".lock").exists()  # the stale lock file stays; the OS released its lock
     with run_folder_lock(run):
         assert (run / ".lock").read_text().strip() == str(os.getpid())
+
+
+def test_atomic_write_without_o_tmpfile_uses_a_named_temporary(tmp_path, monkeypatch):
+    import pcseg.utils.atomic as atomic
+
+    monkeypatch.setattr(atomic, "_open_unnamed", lambda folder: None)  # a file system without O_TMPFILE
+    target = tmp_path / "last.pt"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_write(target) as handle:
+            handle.write(b"partial")
+            names = [p.name for p in tmp_path.iterdir()]
+            assert len(names) == 2 and any(n.startswith(".last.pt.") and n.endswith(".tmp") for n in names)
+            raise OSError("disk full")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    with atomic_write(target) as handle:
+        handle.write(b"new")
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
