@@ -9,15 +9,19 @@ values, so it loads with ``torch.load(weights_only=True)``:
   ``total_epochs``, ``best_miou``, ``rng``, ``history``: the trainer's state
   (``pcseg.train.TrainState``), for an exact ``--resume``.
 
-Writes go to a temporary file moved into place with ``os.replace``, so a crash never leaves a
-torn file. Inference (``pcseg.Segmenter``, ``pcseg predict``, ``pcseg eval``) needs this module,
+Writes are atomic (``pcseg.utils.atomic.atomic_write``: a unique temporary file in the same
+folder, flushed, synced and renamed), so a crash, a full disk or a SIGKILL never leaves a torn
+``last.pt`` nor a temporary file behind. A file that cannot be loaded raises
+``CheckpointError`` saying which file and why (empty, truncated, not a checkpoint, holding
+Python objects that ``weights_only`` loading refuses). Inference (``pcseg.Segmenter``, ``pcseg predict``, ``pcseg eval``) needs this module,
 ``pcseg.inputs`` and ``pcseg.models``, never the trainer.
 
     model, cfg, checkpoint = model_from_checkpoint("runs/x/best.pt", device="cpu")
 """
 from __future__ import annotations
 
-import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -25,11 +29,16 @@ import torch
 from pcseg.config import Config, config_from_dict
 from pcseg.inputs import input_channels
 from pcseg.models import acnn_block_preset, build_model
+from pcseg.utils.atomic import atomic_write
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointMismatchError", "atomic_save", "load_checkpoint", "check_compatible",
-           "build_model_from_config", "model_from_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "CheckpointMismatchError", "atomic_save", "load_checkpoint", "check_compatible",
+           "build_model_from_config", "model_from_checkpoint", "saved_config"]
 
 CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be loaded as a pcseg checkpoint (the message names it and says why)."""
 
 
 class CheckpointMismatchError(ValueError):
@@ -37,16 +46,40 @@ class CheckpointMismatchError(ValueError):
 
 
 def atomic_save(obj: dict, path: str | Path) -> None:
-    """Writes ``obj`` with ``torch.save`` to ``path`` all at once (a temporary file, then ``os.replace``).
+    """Writes ``obj`` with ``torch.save`` to ``path`` all at once (``pcseg.utils.atomic.atomic_write``).
 
     Args:
         obj: the checkpoint dict (tensors and plain values only).
-        path: the file to write.
+        path: the file to write; a previous file stays intact when the write fails.
+
+    Raises:
+        OSError: when the write fails (full disk, file-size limit); nothing is left behind.
     """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path) as handle:
+            torch.save(obj, handle)
+    except RuntimeError as error:
+        # torch.save reports a failed write (full disk, file-size limit) as the RuntimeError
+        # of its zip writer; the OSError behind it says what happened
+        cause = error.__cause__ or error.__context__
+        if isinstance(cause, OSError):
+            raise OSError(cause.errno, f"cannot write checkpoint {path}: {cause.strerror}") from error
+        raise
+
+
+def _load_failure(path: Path, error: Exception) -> str:
+    """Why ``torch.load`` could not read ``path``, in words that never advise unsafe loading."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    if not zipfile.is_zipfile(path):
+        return (f"the file is truncated or not a torch checkpoint ({size:,} bytes without the zip "
+                "directory that ends every torch.save file)")
+    if isinstance(error, pickle.UnpicklingError):
+        return ("it holds Python objects other than tensors and plain values, which pcseg never loads "
+                "(a checkpoint could run code when unpickled)")
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"the file is damaged ({type(error).__name__}: {first_line})"
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -61,14 +94,22 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
     Raises:
         FileNotFoundError: when ``path`` is not a file.
-        ValueError: when ``path`` is not a pcseg checkpoint of this format.
+        CheckpointError: (a ``ValueError``) naming ``path`` and the reason when it cannot be loaded
+            (empty, truncated, damaged, unsafe objects) or is not a pcseg checkpoint of this format.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError,
+            AttributeError, TypeError, IndexError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"cannot load checkpoint {path}: {_load_failure(path, error)}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT or "model" not in checkpoint:
-        raise ValueError(f"{path} is not a pcseg checkpoint (format {CHECKPOINT_FORMAT})")
+        raise CheckpointError(f"{path} is not a pcseg checkpoint (format {CHECKPOINT_FORMAT})")
+    missing = [key for key in ("config", "model_name", "num_classes") if key not in checkpoint]
+    if missing or not isinstance(checkpoint["config"], dict):
+        raise CheckpointError(f"{path} is not a complete pcseg checkpoint: it lacks {missing or ['config']}")
     return checkpoint
 
 
@@ -83,7 +124,7 @@ def check_compatible(checkpoint: dict, cfg: Config, path: str | Path) -> None:
     Raises:
         CheckpointMismatchError: when the model name, class count, input channels or width differ.
     """
-    saved = config_from_dict(checkpoint["config"])
+    saved = saved_config(checkpoint, path)
     if saved.model.name != cfg.model.name:
         raise CheckpointMismatchError(
             f"checkpoint {path} holds model {saved.model.name!r}, the config asks for {cfg.model.name!r}")
@@ -131,13 +172,38 @@ def model_from_checkpoint(path: str | Path, device="cpu", cfg: Config | None = N
 
     Raises:
         FileNotFoundError: when ``path`` is not a file.
-        ValueError: when it is not a pcseg checkpoint.
+        CheckpointError: when it is not a loadable pcseg checkpoint or its weights do not fit
+            the model its config describes.
         CheckpointMismatchError: when it does not match ``cfg``.
     """
     checkpoint = load_checkpoint(path)
-    saved = config_from_dict(checkpoint["config"])
+    saved = saved_config(checkpoint, path)
     if cfg is not None:
         check_compatible(checkpoint, cfg, path)
     model = build_model_from_config(saved)
-    model.load_state_dict(checkpoint["model"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, TypeError, AttributeError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {path}: its weights do not fit model {saved.model.name!r} ({reason})") \
+            from None
     return model.to(device).eval(), saved, checkpoint
+
+
+def saved_config(checkpoint: dict, path: str | Path) -> Config:
+    """The ``Config`` a loaded checkpoint was trained with.
+
+    Args:
+        checkpoint: a dict from ``load_checkpoint``.
+        path: its file, named in the error.
+
+    Returns:
+        config: the checkpoint's own config.
+
+    Raises:
+        CheckpointError: when the stored config no longer fits the schema (e.g. a removed key).
+    """
+    try:
+        return config_from_dict(checkpoint["config"])
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint {path} holds a config pcseg cannot read: {error}") from None

@@ -10,24 +10,45 @@
     pcseg view FILE [--color-by label|file]              a (labelled) cloud in Open3D's viewer
     pcseg export --checkpoint K --format onnx|torchscript --out FILE
     pcseg --version
+
+Every expected failure (a bad config, file, checkpoint, device, output path; a run folder in
+use) ends with one line on stderr, ``pcseg <command>: error: ...``, and exit status 2; an
+unexpected one with one ``internal error`` line and status 1. ``--debug`` (before or after the
+command) or ``PCSEG_DEBUG=1`` also prints the traceback. Ctrl-C exits with 130.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import pickle
 import sys
+import traceback
+import zipfile
+from pathlib import Path
 from typing import Sequence
 
 from pcseg import __version__
 
 __all__ = ["main", "build_parser"]
 
+# Failures that bad input causes (files, configs, checkpoints, devices, a busy run folder): one
+# line. OSError covers missing files, full disks and file-size limits alike.
+EXPECTED_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError)
+PREDICT_SUFFIXES = (".ply", ".npy")
+FUSE_SUFFIXES = (".ply", ".npz")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pcseg", description="3D point-cloud semantic segmentation")
     parser.add_argument("--version", action="version", version=f"pcseg {__version__}")
+    debug_help = "print the traceback of an error too (also PCSEG_DEBUG=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_debug(p):
+        # SUPPRESS: the subcommand's default must not overwrite a --debug given before it
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
 
     def add_set(p):
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -38,11 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-bridge", action="store_true", help="skip the 2D-3D fusion part")
     add_set(p)
+    add_debug(p)
 
     p = sub.add_parser("train", help="train a model from a config")
     p.add_argument("--config", required=True, help="YAML config (configs/*.yaml)")
     p.add_argument("--resume", default=None, help="continue from this last.pt")
     add_set(p)
+    add_debug(p)
 
     p = sub.add_parser("eval", help="whole-room evaluation of a checkpoint on the config's validation rooms")
     p.add_argument("--config", required=True)
@@ -50,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for metrics.json and confusion_matrix.png")
     p.add_argument("--device", default="cpu")
     add_set(p)
+    add_debug(p)
 
     p = predict = sub.add_parser("predict", help="segment a point cloud file (.ply .pcd .npy .bin .txt .mat)")
     p.add_argument("input", nargs="?")
@@ -58,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-tile-points", type=int, default=300_000,
                    help="points per tile predicted at once; bounds memory (default 300000)")
+    add_debug(p)
 
     p = sub.add_parser("fuse", help="fuse a folder of RGB-D / LiDAR+camera frames and 2D segmentations into a map")
     p.add_argument("input", nargs="?", help="folder with frames.json (see pcseg.fuse_folder)")
@@ -65,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--voxel-size", type=float, default=None)
     p.add_argument("--mode", default=None, help="fusion mode (see pcseg.Fuser)")
+    add_debug(p)
     from pcseg.ros.cli import add_bag_arguments, add_ros_parser
 
     add_bag_arguments(predict, p)
@@ -76,32 +102,77 @@ def build_parser() -> argparse.ArgumentParser:
     s3dis.add_argument("raw_dir")
     s3dis.add_argument("out_dir")
     s3dis.add_argument("--overwrite", action="store_true")
+    add_debug(s3dis)
 
     p = sub.add_parser("view", help="open a point cloud file in Open3D's viewer (coloured by label when labelled)")
     p.add_argument("input", help="any file pcseg reads (.ply .pcd .las .laz .e57 .bin .npy .npz .txt .mat)")
     p.add_argument("--input-format", default=None, help="the format when the suffix is ambiguous (e.g. nuscenes)")
     p.add_argument("--color-by", choices=("label", "file"), default="label",
                    help="colour a labelled cloud by label (default) or show the file's own colours")
+    add_debug(p)
     # built here rather than in pcseg.export, which imports torch: parsing stays torch-free (the
     # format is checked by pcseg.export.export_checkpoint)
     p = sub.add_parser("export", help="export a checkpoint's model as ONNX or TorchScript (README: Export)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--format", required=True, help="onnx or torchscript")
     p.add_argument("--out", required=True, help="the file to write (e.g. model.onnx, model.pt)")
+    add_debug(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("PCSEG_DEBUG", "").strip() not in ("", "0")
     try:
         return _run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError) as error:
-        # bad input (config key, file, checkpoint): one clear line instead of a traceback
-        print(f"pcseg {args.command}: error: {error}", file=sys.stderr)
+    except EXPECTED_ERRORS as error:
+        # bad input: one clear line instead of a traceback
+        if debug:
+            traceback.print_exc()
+        print(f"pcseg {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Exception as error:  # a bug: still one line, the traceback on request
+        if debug:
+            traceback.print_exc()
+        print(f"pcseg {args.command}: internal error: {type(error).__name__}: {_one_line(error)} "
+              "(run with --debug or PCSEG_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def _check_fuse_args(args) -> None:
+    """``pcseg fuse``'s input folder and output, checked before any frame is read."""
+    from pcseg.utils.atomic import check_output_path
+
+    if Path(args.out).suffix.lower() not in FUSE_SUFFIXES:
+        raise ValueError(f"--out must end in .ply or .npz, got {args.out}")
+    check_output_path(args.out, "--out")
+    if not Path(args.input).is_dir():
+        raise FileNotFoundError(f"input folder not found: {args.input}")
+
+
+def _check_predict_args(args) -> None:
+    """``pcseg predict``'s input, output and device, checked before the model is loaded."""
+    from pcseg.utils.atomic import check_output_path
+    from pcseg.utils.devices import check_device
+
+    if Path(args.out).suffix.lower() not in PREDICT_SUFFIXES:
+        raise ValueError(f"--out must end in .ply or .npy, got {args.out}")
+    check_output_path(args.out, "--out")
+    check_device(args.device, "--device")
+    if not Path(args.input).is_file():
+        raise FileNotFoundError(f"input point cloud not found: {args.input}")
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    if args.max_tile_points < 1:
+        raise ValueError(f"--max-tile-points must be >= 1, got {args.max_tile_points}")
 
 
 def _run(args) -> int:
@@ -138,22 +209,30 @@ def _run(args) -> int:
         return 0
     if args.command == "predict":
         from pcseg.predict import predict_file
+        from pcseg.utils.atomic import atomic_path
 
-        summary = predict_file(args.input, args.checkpoint, args.out, args.device,
-                               max_tile_points=args.max_tile_points)
+        _check_predict_args(args)
+        # the labels replace --out only once complete: a failure leaves an earlier file intact
+        with atomic_path(args.out) as tmp:
+            summary = predict_file(args.input, args.checkpoint, tmp, args.device,
+                                   max_tile_points=args.max_tile_points)
+        summary["out"] = args.out
         print(f"wrote {summary['out']}: {summary['points']:,} points in {summary['seconds']:.1f} s "
               f"({summary['points_per_s']:,.0f} points/s)")
         return 0
     if args.command == "fuse":
         from pcseg.fuse_folder import fuse_folder
 
+        _check_fuse_args(args)
         summary = fuse_folder(args.input, args.out, num_classes=args.num_classes, voxel_size=args.voxel_size,
                               mode=args.mode)
         print(json.dumps(summary))
         return 0
     if args.command == "prepare":
         from pcseg.data import prepare_s3dis
+        from pcseg.utils.atomic import check_output_folder
 
+        check_output_folder(args.out_dir, "OUT_DIR")
         paths = prepare_s3dis(args.raw_dir, args.out_dir, overwrite=args.overwrite)
         print(f"prepared {len(paths)} rooms under {args.out_dir}")
         for room, message in paths.failed:

@@ -6,12 +6,19 @@ sections, loaded into the dataclasses below.
 
 An unknown or mistyped key (in the file or in an override), a ``model.name`` that is not in
 ``pcseg.models.MODELS`` or a ``model.options`` key its constructor does not take raises
-``ConfigError`` (a ``ValueError``) at load time, naming the key and the valid ones. Override values are parsed as YAML (``train.lr=1e-3`` is a float,
-``data.train_rooms=[0,1]`` a list) and converted to the field's type.
+``ConfigError`` (a ``ValueError``) at load time, naming the key and the valid ones. Override
+values are parsed as YAML (``train.lr=1e-3`` is a float, ``data.train_rooms=[0,1]`` a list) and
+converted to the field's type. Invalid YAML (in the file or an override), a non-finite number
+and a value out of its range (``train.val_every=0``, a negative ``train.lr``, ``train.device=tpu7``)
+are ``ConfigError`` at load time too, so nothing is generated, read or written for a config that
+cannot run. What needs the file system or the data (the data folder, the class count of the
+data, CUDA being present) is checked by ``pcseg.train.check_training`` before any work.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,7 +146,8 @@ def _convert(value, annotation: str, key: str):
             return value.lower() in ("true", "yes", "1")
         raise ConfigError(f"{key}: expected true/false, got {value!r}")
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or int(value) != value:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return int(value)
     if kind == "float":
@@ -150,6 +158,8 @@ def _convert(value, annotation: str, key: str):
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if kind == "str":
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
@@ -206,14 +216,56 @@ def _validate(cfg: Config) -> None:
     if unknown or len(set(terms)) != len(terms):
         raise ConfigError(f"train.loss must be one of {sorted(TRAINING_LOSSES)} or a sum of distinct ones "
                           f"such as cross_entropy+lovasz, got {cfg.train.loss!r}")
-    for key in ("num_classes", "num_points", "blocks_per_room", "neighbours", "scan_stride"):
+    for key in ("num_classes", "num_points", "blocks_per_room", "val_blocks_per_room", "neighbours", "scan_stride"):
         if getattr(cfg.data, key) < 1:
             raise ConfigError(f"data.{key} must be >= 1, got {getattr(cfg.data, key)}")
     if cfg.data.block_size <= 0 or cfg.data.eval_stride <= 0:
         raise ConfigError("data.block_size and data.eval_stride must be positive")
     if cfg.train.batch_size < 1 or cfg.train.epochs < 1:
         raise ConfigError("train.batch_size and train.epochs must be >= 1")
+    _validate_data_source(cfg.data)
+    _validate_train(cfg.train)
     _validate_model(cfg.model)
+
+
+def _at_least(section: str, values, minimum, keys: typing.Iterable[str], exclusive: bool = False) -> None:
+    for key in keys:
+        value = getattr(values, key)
+        if value < minimum or (exclusive and value == minimum):
+            relation = ">" if exclusive else ">="
+            raise ConfigError(f"{section}.{key} must be {relation} {minimum}, got {value}")
+
+
+def _validate_data_source(data: DataConfig) -> None:
+    """The keys of the chosen data set (the files themselves are checked before training)."""
+    if data.dataset == "synthetic":
+        _at_least("data", data, 1, ("train_rooms", "points_per_room"))
+        _at_least("data", data, 0, ("val_rooms",))
+    elif data.dataset == "s3dis":
+        if not data.root:
+            raise ConfigError("data.root must name the S3DIS cache folder (pcseg prepare s3dis) for dataset s3dis")
+        if not 1 <= data.test_area <= 6:
+            raise ConfigError(f"data.test_area must be 1..6, got {data.test_area}")
+    elif not data.root or not data.label_config:
+        raise ConfigError("data.root (the folder holding sequences/) and data.label_config (semantic-kitti.yaml) "
+                          "must both be set for dataset semantickitti")
+
+
+_DEVICE = re.compile(r"(cpu|cuda)(:\d+)?")
+
+
+def _validate_train(train: TrainConfig) -> None:
+    _at_least("train", train, 1, ("val_every", "checkpoint_every"))
+    _at_least("train", train, 0, ("lr",), exclusive=True)
+    _at_least("train", train, 0, ("weight_decay", "warmup_epochs", "grad_clip", "time_budget_s", "num_threads",
+                                  "momentum", "min_lr_ratio"))
+    if train.momentum >= 1 or train.min_lr_ratio > 1:
+        raise ConfigError(f"train.momentum must be in [0, 1) and train.min_lr_ratio in [0, 1], got "
+                          f"{train.momentum} and {train.min_lr_ratio}")
+    if not _DEVICE.fullmatch(train.device):
+        raise ConfigError(f"train.device must be cpu, cuda or cuda:N, got {train.device!r}")
+    if not train.out_dir:
+        raise ConfigError("train.out_dir must name the run folder")
 
 
 # constructor arguments that other config keys fill in (pcseg.checkpoint.build_model_from_config)
@@ -262,8 +314,19 @@ def apply_overrides(values: dict, overrides: typing.Sequence[str]) -> dict:
         valid = [f.name for f in dataclasses.fields(_SECTIONS[section])]
         if key not in valid:
             raise ConfigError(f"unknown key {section}.{key} in override; valid keys of {section!r}: {sorted(valid)}")
-        values.setdefault(section, {})[key] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {item!r} is not valid YAML: {_yaml_problem(error)}") from None
+        values.setdefault(section, {})[key] = value
     return values
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error on one line: the problem and where it is."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> Config:
@@ -273,7 +336,12 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(error)}") from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{path}: not a text file ({error.reason} at byte {error.start})") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: a config must be a mapping with data/model/train sections")
         for section in values:
@@ -286,5 +354,13 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Writes the resolved config as YAML (readable back by ``load_config``)."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    """Writes the resolved config as YAML (readable back by ``load_config``), atomically.
+
+    Args:
+        cfg: the config.
+        path: the YAML file to write.
+    """
+    from pcseg.utils.atomic import atomic_write
+
+    with atomic_write(path) as handle:
+        handle.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).encode())

@@ -22,6 +22,7 @@ from pcseg.config import Config
 from pcseg.data import S3DIS_CLASS_NAMES
 from pcseg.metrics import ConfusionMatrix, SegmentationScores
 from pcseg.predict import autocast_dtype, predict_tile
+from pcseg.utils.atomic import atomic_path, atomic_write, check_output_folder
 from pcseg.utils.progress import progress as progress_bar
 
 __all__ = ["scores_without_ignored", "evaluate_rooms", "format_scores", "scores_to_dict", "plot_confusion_matrix",
@@ -162,7 +163,8 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
                         color="white" if normalised[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
@@ -181,13 +183,25 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, out_dir: str | Path
         metrics: ``scores_to_dict`` plus points_per_s and rooms (also printed as a table).
 
     Raises:
+        CheckpointError: when the checkpoint cannot be loaded.
         CheckpointMismatchError: when the checkpoint does not match ``cfg``.
-        ValueError: when the config has no validation rooms.
+        ValueError: when the device is absent or the config has no validation rooms.
+        FileNotFoundError: when the data folder is missing.
+        NotADirectoryError: when a file stands where ``out_dir`` should be.
+
+    Everything but the rooms' contents is checked before any room is generated or read.
     """
     from pcseg.checkpoint import model_from_checkpoint
-    from pcseg.data.loading import load_rooms
+    from pcseg.data.loading import check_data, load_rooms
+    from pcseg.utils.devices import check_device
 
+    check_device(str(device), "--device")
+    if out_dir is not None:
+        check_output_folder(out_dir, "--out")
+    if cfg.data.dataset == "synthetic" and cfg.data.val_rooms == 0:
+        raise ValueError("the config has no validation rooms (data.val_rooms = 0)")
     model, _, _ = model_from_checkpoint(checkpoint, device, cfg=cfg)
+    check_data(cfg.data, ("val",))
     rooms = load_rooms(cfg.data, "val", progress)
     if not rooms:
         raise ValueError("the config has no validation rooms (data.val_rooms = 0)")
@@ -200,6 +214,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, out_dir: str | Path
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        with atomic_write(out_dir / "metrics.json") as handle:
+            handle.write(json.dumps(metrics, indent=2).encode())
         plot_confusion_matrix(result["matrix"], names, out_dir / "confusion_matrix.png")
     return metrics

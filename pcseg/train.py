@@ -24,8 +24,18 @@ synchronised over the ranks (``pcseg.models.layers.MaskedBatchNorm``), the loss 
 by the global batch's weight, gradients and validation confusion matrices are summed over
 ranks and only rank 0 writes.
 
+Before any room is generated or read and before the run folder is created, ``check_training``
+checks what the config alone cannot: the device, the run folder's place, the data folder and
+its class count, and the ``--resume`` checkpoint (loadable, same model). The run folder is then
+locked (``run_folder_lock``: ``fcntl.flock`` on ``<out_dir>/.lock``, which the OS releases when
+the process dies), so a second run on the same ``train.out_dir`` is refused at start.
+
+Rooms with float64 coordinates (a map frame) are taken relative to their lowest corner in
+float64 before their blocks are cut in float32 (the block features are relative to the room
+anyway), so training sees the same blocks wherever the room lies.
+
 Checkpoints (``last.pt`` every ``train.checkpoint_every`` epochs, ``best.pt`` on a new best
-validation mIoU) are written atomically (``pcseg.checkpoint.atomic_save``). They hold the
+validation mIoU) are written atomically (``pcseg.checkpoint.atomic_save``), as are the logs. They hold the
 model, optimiser, schedule and gradient-scaler states and the `TrainState`. Ctrl-C saves
 ``last.pt`` at the last finished step (the shuffle generator as at the start of its epoch, the
 other RNGs as after that step), so ``--resume`` redraws the epoch's order and augmentation
@@ -35,6 +45,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
+import io
 import json
 import math
 import os
@@ -52,17 +64,19 @@ import torch.distributed as dist
 from pcseg.checkpoint import CHECKPOINT_FORMAT, atomic_save, build_model_from_config, check_compatible, load_checkpoint
 from pcseg.config import Config, DataConfig, config_to_dict, save_config
 from pcseg.data import random_block
-from pcseg.data.loading import load_rooms
+from pcseg.data.loading import check_data, load_rooms
 from pcseg.evaluate import scores_without_ignored
 from pcseg.inputs import block_inputs, input_normals, rotate_inputs
 from pcseg.losses import (class_weights_from_counts, cross_entropy_loss, focal_loss, lovasz_softmax_loss,
                           soft_dice_loss, tversky_loss)
 from pcseg.metrics import ConfusionMatrix
 from pcseg.predict import autocast_dtype
+from pcseg.utils.atomic import atomic_path, atomic_write, check_output_folder
+from pcseg.utils.devices import check_device
 from pcseg.utils.progress import progress as progress_bar
 
 __all__ = ["BlockPool", "build_block_pool", "forward_model", "WarmupCosine", "TrainState", "train",
-           "init_distributed"]
+           "init_distributed", "check_training", "run_folder_lock", "RunFolderBusyError"]
 
 SET_LOSSES = {"dice": soft_dice_loss, "tversky": tversky_loss, "lovasz": lovasz_softmax_loss}
 
@@ -93,7 +107,8 @@ def build_block_pool(rooms: Sequence[dict], data: DataConfig, blocks_per_room: i
     The training loop then only indexes tensors.
 
     Args:
-        rooms: dicts with ``coord`` (N, 3), ``color`` (N, 3), ``label`` (N,).
+        rooms: dicts with ``coord`` (N, 3) float32, or float64 (map coordinates: taken relative
+            to the room's lowest corner in float64 first), ``color`` (N, 3), ``label`` (N,).
         data: the data section of the config (block size, points per block, inputs).
         blocks_per_room: blocks cut from each room (``pcseg.data.random_block``).
         seed: the seed of the block centres and samples.
@@ -107,8 +122,11 @@ def build_block_pool(rooms: Sequence[dict], data: DataConfig, blocks_per_room: i
     rng = np.random.default_rng(seed)
     features9, labels = [], []
     for room in progress_bar(rooms, desc=desc, unit="room", enabled=progress):
+        coord = np.asarray(room["coord"])
+        if coord.dtype == np.float64:  # a map frame: float32 must only see offsets within the room
+            coord = (coord - coord.min(0)).astype(np.float32)
         # column-major coordinates: random_block scans one column at a time for every block
-        room = {**room, "coord": np.asfortranarray(room["coord"])}
+        room = {**room, "coord": np.asfortranarray(coord)}
         for _ in range(blocks_per_room):
             block = random_block(room, rng, data.block_size, data.num_points)
             features9.append(block["features"])
@@ -198,15 +216,16 @@ class WarmupCosine:
 
 # ----------------------------------------------------------------------------- logs
 def _write_logs(run_dir: Path, history: list[dict]) -> None:
-    with open(run_dir / "log.jsonl", "w") as handle:
-        for row in history:
-            handle.write(json.dumps(row) + "\n")
+    with atomic_write(run_dir / "log.jsonl") as handle:
+        handle.write("".join(json.dumps(row) + "\n" for row in history).encode())
     keys = sorted({k for row in history for k in row}, key=lambda k: list(history[0]).index(k)
                   if k in history[0] else 99)
-    with open(run_dir / "log.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    with atomic_write(run_dir / "log.csv") as handle:
+        handle.write(text.getvalue().encode())
 
 
 def plot_training_curve(history: list[dict], path: Path) -> None:
@@ -233,7 +252,8 @@ def plot_training_curve(history: list[dict], path: Path) -> None:
     ax2.set_ylim(0, 1)
     fig.legend(loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -402,7 +422,8 @@ class TrainState:
 
 def _setup(cfg: Config, rooms: tuple[Sequence[dict], Sequence[dict]] | None, progress: bool, rank: int,
            world: int) -> TrainRun:
-    """Seeds, writes the run folder's config, builds the block pools, model, optimiser and schedule."""
+    """Seeds, writes the run folder's config, builds the block pools, model, optimiser and schedule
+    (the folder exists: ``run_folder_lock`` created it)."""
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     device = torch.device(cfg.train.device)
@@ -445,13 +466,12 @@ def _setup(cfg: Config, rooms: tuple[Sequence[dict], Sequence[dict]] | None, pro
                     amp_dtype, weight, torch.Generator().manual_seed(cfg.train.seed), steps_per_epoch, prepare_s)
 
 
-def _start_state(run: TrainRun, resume: str | Path | None) -> TrainState:
-    """A fresh state, or the one of ``resume`` with the run's model, optimiser, schedule and RNGs restored."""
-    if resume is None:
+def _start_state(run: TrainRun, checkpoint: dict | None) -> TrainState:
+    """A fresh state, or the one of the ``--resume`` checkpoint (checked by ``check_training``)
+    with the run's model, optimiser, schedule and RNGs restored."""
+    if checkpoint is None:
         return TrainState(total_epochs=run.cfg.train.epochs,
                           rng={**_rng_state(run.device), "shuffle": run.shuffle.get_state()})
-    checkpoint = load_checkpoint(resume)
-    check_compatible(checkpoint, run.cfg, resume)
     run.model.load_state_dict(checkpoint["model"])
     run.optimizer.load_state_dict(checkpoint["optimizer"])
     run.schedule.load_state_dict(checkpoint["scheduler"])
@@ -681,10 +701,11 @@ def _finish_run(run: TrainRun, state: TrainState) -> None:
         run.save(state, "best.pt")
 
 
-def _train(cfg: Config, resume, progress: bool, stop_after_epochs: int | None, rooms, rank: int, world: int) -> dict:
+def _train(cfg: Config, checkpoint: dict | None, progress: bool, stop_after_epochs: int | None, rooms, rank: int,
+           world: int) -> dict:
     run = _setup(cfg, rooms, progress, rank, world)
-    state = _start_state(run, resume)
-    budget = TimeBudget(run, resumed=resume is not None)
+    state = _start_state(run, checkpoint)
+    budget = TimeBudget(run, resumed=checkpoint is not None)
     interrupted, epochs_this_call = False, 0
     try:
         while state.epoch < state.total_epochs:
@@ -722,12 +743,86 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True,
         checkpoint paths and the autocast dtype (amp).
 
     Raises:
-        CheckpointMismatchError: when ``resume`` was made for another model or class count.
+        ValueError: from ``check_training``, before any work: the device, the data, the class
+            count; ``CheckpointError`` / ``CheckpointMismatchError`` for a ``resume`` that cannot
+            be loaded or was made for another model or class count.
+        FileNotFoundError, NotADirectoryError: the data folder is missing, or a file stands where
+            the run folder should be.
+        RunFolderBusyError: when another process trains into ``train.out_dir``.
     """
+    checkpoint = check_training(cfg, resume, check_rooms=rooms is None)
     started_distributed = init_distributed(cfg.train.device)
     rank, world = _dist_info()
     try:
-        return _train(cfg, resume, progress and rank == 0, stop_after_epochs, rooms, rank, world)
+        with run_folder_lock(cfg.train.out_dir) if rank == 0 else contextlib.nullcontext():
+            return _train(cfg, checkpoint, progress and rank == 0, stop_after_epochs, rooms, rank, world)
     finally:
         if started_distributed:
             dist.destroy_process_group()
+
+
+def check_training(cfg: Config, resume: str | Path | None = None, check_rooms: bool = True) -> dict | None:
+    """Checks what a run needs beyond the config's own schema, before any work and before the
+    run folder is created.
+
+    Args:
+        cfg: the config (already validated by ``pcseg.config``).
+        resume: the checkpoint to continue, or None.
+        check_rooms: check the data folder and class count (``pcseg.data.loading.check_data``);
+            False when the rooms are given in memory.
+
+    Returns:
+        checkpoint: the loaded ``resume`` checkpoint, or None.
+
+    Raises:
+        ValueError: naming ``train.device`` when it is absent here, ``data.num_classes`` when it
+            is below the data's class count; ``CheckpointError`` / ``CheckpointMismatchError``
+            for ``resume``.
+        FileNotFoundError: naming the missing data folder, label config or ``resume``.
+        NotADirectoryError: naming the file that stands where ``train.out_dir`` should be.
+    """
+    check_device(cfg.train.device, "train.device")
+    check_output_folder(cfg.train.out_dir, "train.out_dir")
+    checkpoint = None
+    if resume is not None:
+        checkpoint = load_checkpoint(resume)
+        check_compatible(checkpoint, cfg, resume)
+    if check_rooms:
+        check_data(cfg.data)
+    return checkpoint
+
+
+class RunFolderBusyError(OSError):
+    """Another process is training into the same run folder."""
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: str | Path):
+    """Creates the run folder and holds its lock while the block runs.
+
+    The lock is ``fcntl.flock`` on ``<run_dir>/.lock``: the OS releases it when the holder
+    exits or is killed, so a lock file left by a dead process is simply taken over. The file
+    holds the holder's process id, for the error message.
+
+    Args:
+        run_dir: the run folder (``train.out_dir``).
+
+    Raises:
+        RunFolderBusyError: naming the folder (and the holder's pid) when another process holds it.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            raise RunFolderBusyError(f"run folder {run_dir} (train.out_dir) is in use by another pcseg train "
+                                     f"(pid {holder}); wait for it to finish or choose another train.out_dir") \
+                from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield run_dir
+    finally:
+        os.close(fd)  # releases the lock

@@ -104,24 +104,37 @@ class SemanticKittiConfig:
 
         Raises:
             FileNotFoundError: when the file is missing.
-            ValueError: naming the file and the key when a required key is missing.
+            ValueError: naming the file when it is empty or not valid YAML, and the key when a
+                required key is missing or inconsistent.
         """
         import yaml
 
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"SemanticKITTI config not found: {path}")
-        with open(path) as handle:
-            config = yaml.safe_load(handle)
+        try:
+            with open(path) as handle:
+                config = yaml.safe_load(handle)
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            first_line = str(error).strip().splitlines()[0]
+            raise ValueError(f"{path}: not a valid semantic-kitti.yaml ({first_line})") from None
+        if not isinstance(config, dict):
+            what = "empty" if config is None else f"a {type(config).__name__}, not a mapping"
+            raise ValueError(f"{path}: the SemanticKITTI config is {what}; it needs labels, learning_map and "
+                             "learning_map_inv")
         for key in ("labels", "learning_map", "learning_map_inv"):
-            if key not in config:
-                raise ValueError(f"{path}: missing '{key}'")
-        names = {int(k): str(v) for k, v in config["labels"].items()}
-        learning_map = {int(k): int(v) for k, v in config["learning_map"].items()}
-        inverse = {int(k): int(v) for k, v in config["learning_map_inv"].items()}
-        class_names = tuple(names[inverse[i]] if i else "unlabeled" for i in range(max(inverse) + 1))
-        colors = {int(k): tuple(int(c) for c in v) for k, v in config.get("color_map", {}).items()}
-        splits = {k: [int(s) for s in v] for k, v in config.get("split", {}).items()}
+            if not isinstance(config.get(key), dict) or not config[key]:
+                raise ValueError(f"{path}: missing '{key}'" if key not in config else
+                                 f"{path}: '{key}' must be a non-empty mapping of ids")
+        try:
+            names = {int(k): str(v) for k, v in config["labels"].items()}
+            learning_map = {int(k): int(v) for k, v in config["learning_map"].items()}
+            inverse = {int(k): int(v) for k, v in config["learning_map_inv"].items()}
+            class_names = tuple(names[inverse[i]] if i else "unlabeled" for i in range(max(inverse) + 1))
+            colors = {int(k): tuple(int(c) for c in v) for k, v in (config.get("color_map") or {}).items()}
+            splits = {k: [int(s) for s in v] for k, v in (config.get("split") or {}).items()}
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: inconsistent SemanticKITTI config ({type(error).__name__}: {error})") from None
         return cls(names, learning_map, inverse, class_names, colors, splits)
 
     @property

@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from pcseg.config import DataConfig
+from pcseg.data.classes import S3DIS_CLASS_NAMES
 from pcseg.data.synthetic import generate_room
 from pcseg.utils.progress import progress as progress_bar
 
-__all__ = ["LazyRooms", "load_rooms"]
+__all__ = ["LazyRooms", "load_rooms", "check_data", "data_classes"]
 
 
 class LazyRooms(Sequence):
@@ -45,18 +46,23 @@ class LazyRooms(Sequence):
 def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence[dict]:
     """The rooms (or scans) of a split.
 
+    Coordinates keep their dtype: float64 map coordinates (a SemanticKITTI scan or a cache
+    written in a map frame) stay float64, and the block cutters take them relative to each
+    room, so float32 never sees the large offsets.
+
     Args:
         data: the data section of the config (``dataset``, ``root``, counts and seeds).
         split: ``"train"`` or ``"val"``.
         progress: report the generation of procedural rooms (``pcseg.utils.progress``).
 
     Returns:
-        rooms: dicts with ``coord`` (N, 3) float32, ``color`` (N, 3) and ``label`` (N,) int64: a
-        list for procedural rooms, a `LazyRooms` for S3DIS and SemanticKITTI (LiDAR has no
-        colour: the remission repeated three times stands in for rgb).
+        rooms: dicts with ``coord`` (N, 3) float32 or float64, ``color`` (N, 3) and ``label``
+        (N,) int64: a list for procedural rooms, a `LazyRooms` for S3DIS and SemanticKITTI
+        (LiDAR has no colour: the remission repeated three times stands in for rgb).
 
     Raises:
-        ValueError: when ``split`` is neither train nor val.
+        ValueError: when ``split`` is neither train nor val, or the label config is invalid.
+        FileNotFoundError: when the data folder, its rooms or the label config are missing.
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be train or val, got {split!r}")
@@ -66,11 +72,17 @@ def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence
         seeds = progress_bar(range(start, start + count), desc=f"generating {split} rooms", unit="room",
                              enabled=progress)
         return [generate_room(seed, data.points_per_room) for seed in seeds]
+    return LazyRooms(*_room_source(data, split))
+
+
+def _room_source(data: DataConfig, split: str) -> tuple[int, Callable[[int], dict]]:
+    """The number of rooms of an S3DIS or SemanticKITTI split and the function reading one;
+    building it lists the files only."""
     if data.dataset == "s3dis":
         from pcseg.data.s3dis import S3DISRooms
 
         rooms = S3DISRooms(data.root, split="train" if split == "train" else "test", test_area=data.test_area)
-        return LazyRooms(len(rooms), rooms.__getitem__)
+        return len(rooms), rooms.__getitem__
     from pcseg.data.kitti import SemanticKittiConfig, SemanticKITTIScans
 
     label_config = SemanticKittiConfig.from_yaml(data.label_config)
@@ -80,7 +92,54 @@ def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence
     def read_scan(i: int) -> dict:
         scan = scans[kept[i]]
         intensity = np.asarray(scan["remission"], dtype=np.float32).clip(0, 1)
-        return {"coord": np.asarray(scan["coord"], dtype=np.float32),
+        coord = np.asarray(scan["coord"])
+        return {"coord": coord if coord.dtype == np.float64 else coord.astype(np.float32),
                 "color": np.repeat(intensity[:, None], 3, 1), "label": scan["label"]}
 
-    return LazyRooms(len(kept), read_scan)
+    return len(kept), read_scan
+
+
+def data_classes(data: DataConfig) -> int:
+    """The number of classes the data set's labels use (labels lie in ``0..count - 1``).
+
+    Args:
+        data: the data section of the config.
+
+    Returns:
+        count: 13 for procedural rooms and S3DIS, the label config's class count for SemanticKITTI.
+
+    Raises:
+        FileNotFoundError, ValueError: when the SemanticKITTI label config is missing or invalid.
+    """
+    if data.dataset in ("synthetic", "s3dis"):
+        return len(S3DIS_CLASS_NAMES)
+    from pcseg.data.kitti import SemanticKittiConfig
+
+    return SemanticKittiConfig.from_yaml(data.label_config).num_classes
+
+
+def check_data(data: DataConfig, splits: Sequence[str] = ("train", "val")) -> None:
+    """Checks, before any room is generated or read, that the data a config names is there.
+
+    Lists the files of each split (reads none of them) and compares the data's class count with
+    ``data.num_classes``.
+
+    Args:
+        data: the data section of the config.
+        splits: the splits that will be read.
+
+    Raises:
+        FileNotFoundError: naming the data folder, sequence folder or label config that is missing.
+        ValueError: naming the key when ``data.num_classes`` is smaller than the data's class
+            count, the label config is invalid, or a split to train on has no room.
+    """
+    classes = data_classes(data)
+    if data.num_classes < classes:
+        raise ValueError(f"data.num_classes is {data.num_classes} but the {data.dataset} labels have {classes} "
+                         f"classes (0..{classes - 1}); set data.num_classes={classes}")
+    if data.dataset == "synthetic":
+        return
+    for split in splits:
+        count, _ = _room_source(data, split)
+        if count == 0 and split == "train":
+            raise ValueError(f"data.root {data.root}: the {data.dataset} train split has no scans")

@@ -2,17 +2,18 @@
 PointNet's released HDF5 blocks, and the area splits.
 
 Raw layout: `RAW/Area_k/<room>/Annotations/<class>_<i>.txt`, one `x y z r g b` point per
-line. `prepare_s3dis(RAW, OUT)` turns each room into `OUT/Area_k/<room>.npz` holding
-coord (N, 3) float32, color (N, 3) uint8, label (N,) uint8 (S3DIS order), instance (N,)
+line (or `x y z`: the colour is then unknown and set to mid-grey, see `read_points_txt`).
+`prepare_s3dis(RAW, OUT)` turns each room into `OUT/Area_k/<room>.npz` holding
+coord (N, 3) float32 (float64 for map-frame coordinates, see `save_room`), color (N, 3) uint8, label (N,) uint8 (S3DIS order), instance (N,)
 int32; `load_room` reads it back. `S3DISRooms(OUT, split, test_area)` is the room-level
 torch Dataset; `pcseg.data.blocks` cuts rooms into PointNet's 1 m blocks.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch.utils.data
 
 from pcseg.data.classes import S3DIS_CLASS_NAMES
+from pcseg.utils.atomic import atomic_write
 from pcseg.utils.progress import progress as report_progress
 
 NUM_AREAS = 6
@@ -27,6 +29,10 @@ DEFAULT_TEST_AREA = 5
 _CLASS_INDEX = {name: i for i, name in enumerate(S3DIS_CLASS_NAMES)}
 CLUTTER_INDEX = _CLASS_INDEX["clutter"]
 _NOT_NUMBER = re.compile(r"[^0-9eE+\-.\s]")
+# the colour of points whose file gives xyz only: mid-grey, the colour that biases no class
+UNKNOWN_COLOR = 128.0
+# beyond this |coordinate| (metres) float32 steps exceed 1 mm, so a cache keeps float64
+FLOAT32_EXACT_EXTENT = 1.0e4
 
 
 class S3DISFormatWarning(UserWarning):
@@ -60,6 +66,9 @@ def read_points_txt(path: str | Path) -> np.ndarray:
       repaired, and one non-finite point would poison the room's min/extent);
     - a colour outside 0..255 is clipped to that range (the position and the label, which
       is the file's, are still good, so the point is kept).
+    - a line of 3 numbers (`x y z`, a file without colour) gets the colour
+      `UNKNOWN_COLOR` (mid-grey) in all three channels; one warning names the file and the
+      number of such points.
 
     Args:
         path: the text file.
@@ -79,6 +88,8 @@ def read_points_txt(path: str | Path) -> np.ndarray:
         points = np.loadtxt(path, dtype=np.float64, ndmin=2, comments=None)
         if points.size == 0:
             return points.reshape(-1, 6)
+        if points.shape[1] == 3 and np.isfinite(points).all():
+            return _with_unknown_color(path, points)
         if (
             points.shape[1] == 6
             and np.isfinite(points).all()
@@ -88,13 +99,30 @@ def read_points_txt(path: str | Path) -> np.ndarray:
             return points
     except ValueError:
         pass
-    rows = []
+    rows, colourless = [], []
     with open(path, encoding="utf-8", errors="replace") as handle:
         for line_number, line in enumerate(handle, start=1):
             values = _parse_point_line(f"{path}:{line_number}", line)
             if values is not None:
+                if len(values) == 3:
+                    colourless.append(len(rows))
+                    values = values + [UNKNOWN_COLOR] * 3
                 rows.append(values)
+    if colourless:
+        _warn_unknown_color(path, len(colourless))
     return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
+
+def _warn_unknown_color(path: Path, count: int) -> None:
+    warnings.warn(f"{path}: {count} points have xyz only (3 columns); their colour is unknown and set to "
+                  f"mid-grey ({UNKNOWN_COLOR:g}, {UNKNOWN_COLOR:g}, {UNKNOWN_COLOR:g})", S3DISFormatWarning,
+                  stacklevel=4)
+
+
+def _with_unknown_color(path: Path, xyz: np.ndarray) -> np.ndarray:
+    """An ``x y z`` file's points with the mid-grey colour the module documents."""
+    _warn_unknown_color(path, len(xyz))
+    return np.concatenate([xyz, np.full((len(xyz), 3), UNKNOWN_COLOR)], axis=1)
 
 
 def _floats(fields: list[str]) -> list[float] | None:
@@ -105,15 +133,15 @@ def _floats(fields: list[str]) -> list[float] | None:
 
 
 def _parse_point_line(where: str, line: str) -> list[float] | None:
-    """The 6 values of one raw line (repaired / clipped), or None to skip it; `where` is
-    the `file:line` the warnings name."""
+    """The 6 values (or 3, xyz only) of one raw line (repaired / clipped), or None to skip
+    it; `where` is the `file:line` the warnings name."""
     if not line.strip():
         return None
     fields = line.split()
-    values = _floats(fields) if len(fields) == 6 else None
+    values = _floats(fields) if len(fields) in (3, 6) else None
     if values is None:
         values = _floats(_NOT_NUMBER.sub(" ", line).split())
-        if values is None or len(values) != 6:
+        if values is None or len(values) not in (3, 6):
             warnings.warn(f"{where}: skipped malformed line {line.rstrip()!r}", S3DISFormatWarning, stacklevel=3)
             return None
         warnings.warn(
@@ -125,7 +153,7 @@ def _parse_point_line(where: str, line: str) -> list[float] | None:
         )
         return None
     color = values[3:]
-    if min(color) < 0 or max(color) > 255:
+    if color and (min(color) < 0 or max(color) > 255):
         values = values[:3] + [min(max(c, 0.0), 255.0) for c in color]
         warnings.warn(
             f"{where}: clipped colour {color} outside 0..255 to {values[3:]}", S3DISFormatWarning, stacklevel=3
@@ -140,7 +168,7 @@ def read_raw_room(room_dir: str | Path) -> dict[str, np.ndarray]:
         room_dir: the room folder.
 
     Returns:
-        room: a dict with coord (N, 3) float32 metres, color (N, 3) uint8, label (N,) uint8
+        room: a dict with coord (N, 3) float64 metres, color (N, 3) uint8, label (N,) uint8
             in S3DIS order, instance (N,) int32 (one id per annotation file, in sorted file
             order).
 
@@ -158,7 +186,7 @@ def read_raw_room(room_dir: str | Path) -> dict[str, np.ndarray]:
     coords, colors, labels, instances = [], [], [], []
     for instance_id, file in enumerate(files):
         points = read_points_txt(file)  # finite, colours already in 0..255
-        coords.append(points[:, :3].astype(np.float32))
+        coords.append(points[:, :3])
         colors.append(np.round(points[:, 3:]).astype(np.uint8))
         labels.append(np.full(len(points), class_index(file.stem), dtype=np.uint8))
         instances.append(np.full(len(points), instance_id, dtype=np.int32))
@@ -228,29 +256,27 @@ def list_raw_rooms(raw_dir: str | Path) -> list[RawRoom]:
 
 
 def save_room(path: str | Path, room: dict[str, np.ndarray]) -> None:
-    """Writes a room cache file atomically.
+    """Writes a room cache file atomically (`pcseg.utils.atomic.atomic_write`).
 
-    The file goes to `<path>.tmp`, is fsynced, then renamed, so an interrupted write never
-    leaves a truncated `.npz` behind.
+    An interrupted or failed write never leaves a truncated `.npz` nor a temporary file
+    behind, and an existing cache stays as it was. Coordinates are stored as float32, or as
+    float64 when some |coordinate| exceeds `FLOAT32_EXACT_EXTENT` metres (a map frame), where
+    float32 would move points by more than a millimetre.
 
     Args:
         path: the cache file (`.npz`).
         room: the arrays of `read_raw_room`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
+    coord = np.asarray(room["coord"])
+    exact = coord.size == 0 or float(np.abs(coord).max()) <= FLOAT32_EXACT_EXTENT
+    with atomic_write(path) as handle:
         np.savez(
             handle,
-            coord=np.asarray(room["coord"], np.float32),
+            coord=coord.astype(np.float32 if exact else np.float64),
             color=np.asarray(room["color"], np.uint8),
             label=np.asarray(room["label"], np.uint8),
             instance=np.asarray(room["instance"], np.int32),
         )
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def load_room(path: str | Path) -> dict[str, np.ndarray]:
@@ -260,26 +286,42 @@ def load_room(path: str | Path) -> dict[str, np.ndarray]:
         path: the cache file.
 
     Returns:
-        room: a dict with coord (N, 3) float32, color (N, 3) uint8, label (N,) int64,
-            instance (N,) int64.
+        room: a dict with coord (N, 3) float32 (float64 when so stored: map coordinates),
+            color (N, 3) uint8, label (N,) int64, instance (N,) int64.
 
     Raises:
         FileNotFoundError: when the file is missing.
-        ValueError: naming the file when it lacks an array or holds a label outside 0..12.
+        ValueError: naming the file when it is truncated or damaged, lacks an array or holds a
+            label outside 0..12.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"S3DIS room cache not found: {path}")
-    with np.load(path) as data:
-        missing = {"coord", "color", "label", "instance"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path}: not a pcseg S3DIS room cache, missing {sorted(missing)}")
-        room = {
-            "coord": data["coord"].astype(np.float32),
-            "color": data["color"].astype(np.uint8),
-            "label": data["label"].astype(np.int64),
-            "instance": data["instance"].astype(np.int64),
-        }
+    try:
+        with np.load(path) as data:
+            missing = {"coord", "color", "label", "instance"} - set(data.files)
+            if missing:
+                raise ValueError(f"{path}: not a pcseg S3DIS room cache, missing {sorted(missing)}")
+            coord = data["coord"]
+            room = {
+                "coord": coord if coord.dtype == np.float64 else coord.astype(np.float32),
+                "color": data["color"].astype(np.uint8),
+                "label": data["label"].astype(np.int64),
+                "instance": data["instance"].astype(np.int64),
+            }
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: truncated or damaged S3DIS room cache ({type(error).__name__}: {error}); "
+                         "delete it and run pcseg prepare s3dis again") from None
+    except ValueError as error:
+        if str(error).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: truncated or damaged S3DIS room cache ({error}); "
+                         "delete it and run pcseg prepare s3dis again") from None
+    lengths = {key: len(value) for key, value in room.items()}
+    if room["coord"].ndim != 2 or room["coord"].shape[1:] != (3,) or len(set(lengths.values())) != 1:
+        raise ValueError(f"{path}: inconsistent S3DIS room cache, array lengths {lengths}")
     if room["label"].size and room["label"].max() >= len(S3DIS_CLASS_NAMES):
         raise ValueError(f"{path}: label {room['label'].max()} out of range 0..{len(S3DIS_CLASS_NAMES) - 1}")
     return room
