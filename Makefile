@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 DEPS := torch==2.13.0 numpy scipy h5py pyyaml tqdm pillow matplotlib open3d-cpu \
-        pytest hypothesis fpsample ninja
+        pytest hypothesis fpsample ninja opencv-python-headless
 CSRC := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cuh')
 EXT := pcseg/_C$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 
