@@ -1,0 +1,77 @@
+"""Free space seen by one sensor frame: which map voxels its rays passed through.
+
+A range sensor that measures a return at range r along a direction also observes that the
+space before it is empty. Instead of walking every ray through the grid (hundreds of voxel
+steps per ray), the test runs the other way round, as projective integrators do: the
+frame's returns are binned into a spherical range image around the sensor origin, and a
+voxel is free when it lies in front of every return of its bin and of the eight bins
+around it (with a margin). The neighbourhood makes the test conservative where a ray grazes
+a surface: a ground voxel always has a neighbouring ray that hits the ground at its own
+range or nearer, so only voxels that rays really passed are cleared.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["free_space_mask"]
+
+
+def free_space_mask(
+    voxel_points: torch.Tensor,
+    origin: torch.Tensor,
+    returns: torch.Tensor,
+    voxel_size: float,
+    resolution_degrees: float = 0.5,
+    range_margin: float = 0.02,
+) -> torch.Tensor:
+    """Which voxels lie in the free space that one frame's rays crossed.
+
+    Args:
+        voxel_points: (V, 3) float64 world position of each voxel (the mean of its points,
+            which lies on the observed surface).
+        origin: (3,) float64 world position of the sensor.
+        returns: (N, 3) float world positions of the frame's returns (every valid range
+            measurement, labelled or not).
+        voxel_size: voxel edge in metres.
+        resolution_degrees: the range image's bin size in azimuth and elevation; coarser
+            than the sensor's ray spacing, so that most bins hold a return.
+        range_margin: fraction of the voxel's range added to the margin (range noise).
+
+    Returns:
+        free: (V,) bool, True where the voxel is at least 2 * voxel_size + range_margin *
+        range in front of every return in its 3x3 bin neighbourhood, and that
+        neighbourhood holds a return (nothing is known about directions without one).
+    """
+    device = voxel_points.device
+    step = math.radians(resolution_degrees)
+    num_azimuth = math.ceil(2 * math.pi / step)
+    num_elevation = math.ceil(math.pi / step) + 1
+    origin = origin.to(device=device, dtype=torch.float64)
+    bins, ranges = _bins(returns.to(device=device, dtype=torch.float64) - origin, step, num_azimuth, num_elevation)
+    image = torch.full((num_elevation * num_azimuth,), float("inf"), dtype=torch.float64, device=device)
+    image.scatter_reduce_(0, bins, ranges, reduce="amin", include_self=True)
+    nearest = _neighbourhood_minimum(image.view(num_elevation, num_azimuth))
+    voxel_bins, voxel_ranges = _bins(voxel_points - origin, step, num_azimuth, num_elevation)
+    limit = nearest.view(-1).index_select(0, voxel_bins)
+    margin = 2 * voxel_size + range_margin * voxel_ranges
+    # An infinite limit (no return around the voxel's direction) clears nothing.
+    return (voxel_ranges + margin < limit) & torch.isfinite(limit)
+
+
+def _bins(offsets: torch.Tensor, step: float, num_azimuth: int, num_elevation: int):
+    """(flat bin (N,) int64, range (N,) float64) of (N, 3) offsets from the origin."""
+    x, y, z = offsets.unbind(1)
+    horizontal = torch.hypot(x, y)
+    ranges = torch.hypot(horizontal, z)
+    azimuth = torch.floor((torch.atan2(y, x) + math.pi) / step).clamp_(0, num_azimuth - 1)
+    elevation = torch.floor((torch.atan2(z, horizontal) + math.pi / 2) / step).clamp_(0, num_elevation - 1)
+    return (elevation * num_azimuth + azimuth).to(torch.int64), ranges
+
+
+def _neighbourhood_minimum(image: torch.Tensor) -> torch.Tensor:
+    """(E, A) minimum over each bin's 3x3 neighbourhood; azimuth wraps around, elevation does not."""
+    rows = torch.minimum(image, torch.minimum(image.roll(1, dims=1), image.roll(-1, dims=1)))
+    padded = torch.nn.functional.pad(rows, (0, 0, 1, 1), value=float("inf"))
+    return torch.minimum(rows, torch.minimum(padded[:-2], padded[2:]))
