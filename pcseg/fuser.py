@@ -29,7 +29,7 @@ from pcseg.bridge.camera import KittiCalibration, PinholeCamera
 from pcseg.bridge.checks import as_numpy, as_tensor, check_pose, check_segmentation
 from pcseg.bridge.deskew import deskew_points, interpolate_pose
 from pcseg.bridge.fusion import FUSION_MODES, VoxelLabelMap, VoxelQuery
-from pcseg.bridge.projection import backproject_depth, paint_points
+from pcseg.bridge.projection import backproject_depth, paint_points, transform_points
 from pcseg.io import normalize_palette
 from pcseg.utils.atomic import atomic_write
 
@@ -291,7 +291,7 @@ class Fuser:
             world_points = deskew_points(points, timestamps, pose_start, pose_end, start, end)
             at_image = (end if image_time is None else image_time)
             pose = interpolate_pose(pose_start, pose_end, (at_image - start) / (end - start))
-            points = ((world_points - pose[:3, 3]) @ pose[:3, :3]).astype(points.dtype)
+            points = transform_points(world_points, np.linalg.inv(pose)).astype(points.dtype)
         segmentation = as_numpy(segmentation, "segmentation")
         camera, T_camera_from_lidar = _camera_from_calibration(calibration, segmentation.shape, camera_index)
         is_label_map = check_segmentation(segmentation, camera, scores=scores, num_classes=self.num_classes)
@@ -318,7 +318,9 @@ class Fuser:
             keep = painted.visible
             labels, probabilities = None, painted.probabilities[keep]
         if world_points is None:
-            world_points = points if pose is None else (points @ pose[:3, :3].T + pose[:3, 3]).astype(points.dtype)
+            # torch's transform, not numpy's matmul: a (N, 3) @ (3, 3) product wakes every
+            # BLAS thread, which stalls on a busy machine.
+            world_points = points if pose is None else transform_points(points, pose)
         return self._integrate(world_points[keep], probabilities=probabilities, labels=labels,
                                colors=None if colors is None else colors[keep], weight=weight, timestamp=timestamp,
                                returns=world_points, origin=np.zeros(3) if pose is None else pose[:3, 3])

@@ -58,8 +58,8 @@ def test_a_parked_car_that_leaves_leaves_no_voxels_with_free_space_clearing(clea
     car_voxels = inside_car(fuser.voxel_points()).sum()
     assert car_voxels > 50 and (fuser.voxel_labels()[inside_car(fuser.voxel_points())] == CAR).mean() > 0.9
     static = fuser.voxel_points()[~inside_car(fuser.voxel_points())]
-    for step in range(6):
-        position = (4.0 + 0.5 * step, 0.0, SENSOR_HEIGHT)
+    for step in range(8):
+        position = (4.0 + 1.0 * step, 0.0, SENSOR_HEIGHT)
         points, labels = simulated_scan(position, car=False)
         fuser.add_points(points, labels, sensor_origin=position)
     remaining = inside_car(fuser.voxel_points()).sum()

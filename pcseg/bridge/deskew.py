@@ -86,5 +86,7 @@ def deskew_points(points, timestamps, pose_start, pose_end, start_time: float, e
     fraction = ((timestamps - start_time) / (end_time - start_time))[:, None]
     relative = _rotation_vector(start[:3, :3].T @ end[:3, :3])
     # p_world = R_start @ R_rel(s) @ p + t(s), t(s) linear in s.
-    rotated = _rotate(points, fraction * relative) @ start[:3, :3].T
-    return rotated + start[:3, 3] + fraction * (end[:3, 3] - start[:3, 3])
+    rotated = _rotate(points, fraction * relative)
+    # Column by column, not a (N, 3) @ (3, 3) BLAS call (whose threads stall on a busy machine).
+    world = rotated[:, :1] * start[:3, 0] + rotated[:, 1:2] * start[:3, 1] + rotated[:, 2:] * start[:3, 2]
+    return world + start[:3, 3] + fraction * (end[:3, 3] - start[:3, 3])

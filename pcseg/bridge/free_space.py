@@ -47,27 +47,37 @@ def free_space_mask(
     device = voxel_points.device
     step = math.radians(resolution_degrees)
     num_azimuth = math.ceil(2 * math.pi / step)
-    num_elevation = math.ceil(math.pi / step) + 1
+    # float32 angles and ranges: a bin is far wider than float32's rounding at any range.
     origin = origin.to(device=device, dtype=torch.float64)
-    bins, ranges = _bins(returns.to(device=device, dtype=torch.float64) - origin, step, num_azimuth, num_elevation)
-    image = torch.full((num_elevation * num_azimuth,), float("inf"), dtype=torch.float64, device=device)
+    azimuth, elevation, ranges = _spherical(returns.to(device=device, dtype=torch.float64) - origin, step)
+    # The image spans only the elevations the frame has returns at (a LiDAR's few dozen
+    # degrees, a camera's field of view), plus the one-bin neighbourhood on each side.
+    low = int(elevation.min()) - 1
+    num_elevation = int(elevation.max()) + 2 - low
+    bins = (elevation - low).to(torch.int64) * num_azimuth + azimuth.to(torch.int64)
+    image = torch.full((num_elevation * num_azimuth,), float("inf"), device=device)
     image.scatter_reduce_(0, bins, ranges, reduce="amin", include_self=True)
-    nearest = _neighbourhood_minimum(image.view(num_elevation, num_azimuth))
-    voxel_bins, voxel_ranges = _bins(voxel_points - origin, step, num_azimuth, num_elevation)
-    limit = nearest.view(-1).index_select(0, voxel_bins)
+    nearest = _neighbourhood_minimum(image.view(num_elevation, num_azimuth)).view(-1)
+    voxel_azimuth, voxel_elevation, voxel_ranges = _spherical(voxel_points - origin, step)
+    voxel_row = voxel_elevation - low
+    inside = (voxel_row >= 0) & (voxel_row < num_elevation)
+    voxel_bins = torch.where(inside, voxel_row, 0).to(torch.int64) * num_azimuth + voxel_azimuth.to(torch.int64)
+    limit = torch.where(inside, nearest.index_select(0, voxel_bins), float("inf"))
     margin = 2 * voxel_size + range_margin * voxel_ranges
     # An infinite limit (no return around the voxel's direction) clears nothing.
     return (voxel_ranges + margin < limit) & torch.isfinite(limit)
 
 
-def _bins(offsets: torch.Tensor, step: float, num_azimuth: int, num_elevation: int):
-    """(flat bin (N,) int64, range (N,) float64) of (N, 3) offsets from the origin."""
-    x, y, z = offsets.unbind(1)
+def _spherical(offsets: torch.Tensor, step: float):
+    """(azimuth bin, elevation bin, range) of (N, 3) offsets from the origin, float32 each;
+    the bins are whole numbers, azimuth in [0, 2 pi / step), elevation from -pi/2."""
+    x, y, z = offsets.to(torch.float32).unbind(1)
     horizontal = torch.hypot(x, y)
     ranges = torch.hypot(horizontal, z)
-    azimuth = torch.floor((torch.atan2(y, x) + math.pi) / step).clamp_(0, num_azimuth - 1)
-    elevation = torch.floor((torch.atan2(z, horizontal) + math.pi / 2) / step).clamp_(0, num_elevation - 1)
-    return (elevation * num_azimuth + azimuth).to(torch.int64), ranges
+    num_azimuth = math.ceil(2 * math.pi / step)
+    azimuth = torch.floor((torch.atan2(y, x) + math.pi) * (1.0 / step)).clamp_(0, num_azimuth - 1)
+    elevation = torch.floor((torch.atan2(z, horizontal) + math.pi / 2) * (1.0 / step))
+    return azimuth, elevation, ranges
 
 
 def _neighbourhood_minimum(image: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,27 @@ def _transform(points: torch.Tensor, pose: torch.Tensor | None) -> torch.Tensor:
     return _transform_coordinates(points, pose).T.contiguous()
 
 
+def transform_points(points, pose):
+    """Map points through a 4x4 pose (numpy in -> numpy out, torch in -> torch out).
+
+    Args:
+        points: (N, 3) float points.
+        pose: (4, 4) `T_<to>_from_<from>` (numpy, torch or nested lists).
+
+    Returns:
+        transformed: (N, 3) points in the pose's target frame, the dtype of `points`
+        (float32 for integer points).
+
+    Raises:
+        ValueError: on points that are not a non-empty (N, 3) array, or a bad pose.
+    """
+    points_t, to_numpy = as_tensor(points, "points")
+    check_points(points_t)
+    dtype = _float_dtype(points_t)
+    pose_t = check_pose(pose, "pose", dtype, points_t.device)
+    return from_tensor(_transform(points_t.to(dtype), pose_t), to_numpy)
+
+
 def _transform_coordinates(points: torch.Tensor, pose: torch.Tensor | None) -> torch.Tensor:
     """(3, N) coordinates of the (N, 3) points mapped by the 4x4 pose (None: unchanged).
 
