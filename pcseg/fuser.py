@@ -10,6 +10,19 @@ the fused label of any 3D point or export the map as a coloured PLY.
     labels = fuser.labels(points)                      # (N,) int64, -1 where never observed
     fuser.export("map.ply")
 
+On real robots: cameras may carry lens distortion (`PinholeCamera(..., distortion=...)`),
+moving LiDAR sweeps are de-skewed (`add_lidar(..., timestamps=..., pose_end=...)`), a 3D
+model's per-point probabilities join the painted 2D evidence with per-source weights
+(`add_points(..., weight=...)`), `clear_free_space=True` removes what has left the scene,
+`max_distance` / `max_age_frames` / `max_age_seconds` bound a local map, and
+`save` / `load` resume mapping in another process:
+
+    fuser = Fuser(20, 0.1, clear_free_space=True, max_distance=60.0)
+    fuser.add_lidar(scan, scores, calibration, T_world_from_lidar)
+    fuser.add_points(scan_world, probabilities=segmenter_probabilities, weight=0.5,
+                     sensor_origin=T_world_from_lidar[:3, 3])
+    fuser.save("map.pt"); fuser = Fuser.load("map.pt")
+
 It is pcseg's one frame-level fusion API. Projection, occlusion and fusion are
 `pcseg.bridge`'s (`backproject_depth`, `paint_points`, `VoxelLabelMap`, which integrates
 world-frame points); this module adds the input conventions (depth units, ignored labels,
