@@ -140,12 +140,25 @@ def test_load_refuses_another_version_class_count_or_voxel_size(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a map")
     with pytest.raises(ValueError, match="junk.pt is not a saved pcseg Fuser"):
         Fuser.load(tmp_path / "junk.pt")
-    # A failing save keeps the old file.
+
+
+def test_an_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
+    fuser = Fuser(3, 0.2)
+    fuser.add_points(np.array([[0.0, 0.0, 0.0]]), np.array([1]))
+    path = fuser.save(tmp_path / "map.pt")
     before = path.read_bytes()
-    with pytest.raises(TypeError):
-        fuser.palette = object()  # not storable by torch.save's weights-only format
+    fuser.add_points(np.array([[5.0, 0.0, 0.0]]), np.array([2]))
+
+    def disk_full(state, handle):
+        handle.write(b"half a map")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
         fuser.save(path)
-    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["future.pt", "future_map.pt", "junk.pt", "map.pt"]
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["map.pt"]
+    monkeypatch.undo()
+    assert Fuser.load(path).num_voxels == 1
 
 
 def test_bounded_local_map_forgets_by_distance_frames_and_seconds():
