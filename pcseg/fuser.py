@@ -31,6 +31,7 @@ KITTI calibrations). `pcseg fuse` reads a folder of frames into a `Fuser`
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ import torch
 from pcseg.bridge.camera import KittiCalibration, PinholeCamera
 from pcseg.bridge.checks import as_numpy, as_tensor, check_pose, check_segmentation
 from pcseg.bridge.deskew import deskew_points, interpolate_pose
+from pcseg.bridge.free_space import spherical_bins
 from pcseg.bridge.fusion import FUSION_MODES, VoxelLabelMap, VoxelQuery
 from pcseg.bridge.projection import backproject_depth, paint_points, transform_points
 from pcseg.io import normalize_palette
@@ -195,11 +197,18 @@ class Fuser:
                 raise ValueError(f"color must be (H, W, 3) = ({camera.height}, {camera.width}, 3), got {color.shape}")
         if is_label_map:
             segmentation = self._label_map(segmentation, "segmentation")
-        backprojected = backproject_depth(depth, camera, depth_scale, depth_trunc, pose)
+        T_world_from_camera = np.eye(4) if pose is None else check_pose(pose, "pose (T_world_from_camera)").numpy()
+        backprojected = backproject_depth(depth, camera, depth_scale, depth_trunc)
         colors = None if color is None else backprojected.take(color)
-        points = backprojected.points
-        frame = {"weight": weight, "timestamp": timestamp, "returns": points,
-                 "origin": np.zeros(3) if pose is None else check_pose(pose, "pose").numpy()[:3, 3]}
+        camera_points = backprojected.points
+        points = camera_points if pose is None or not len(camera_points) else transform_points(camera_points, pose)
+        # Free space is tested in a z-up frame of the camera, (x, z, -y); the spherical bins
+        # of its pixels never change, so they come from a per-camera cache.
+        frame = {"weight": weight, "timestamp": timestamp, "T_world_from_sensor": T_world_from_camera @ _CAMERA_FROM_UPRIGHT}
+        if self.clear_free_space:
+            azimuth, elevation = _pixel_bins(camera, self.clearing_resolution_degrees)
+            frame["returns"] = camera_points[:, [0, 2, 1]] * np.array([1, 1, -1], camera_points.dtype)
+            frame["return_bins"] = (backprojected.take(azimuth), backprojected.take(elevation))
         if is_label_map:
             return self._integrate(points, labels=backprojected.take(segmentation), colors=colors, **frame)
         # A torch view keeps the (N, C) gather a transposed view: no contiguous copy.
@@ -336,7 +345,7 @@ class Fuser:
             world_points = points if pose is None else transform_points(points, pose)
         return self._integrate(world_points[keep], probabilities=probabilities, labels=labels,
                                colors=None if colors is None else colors[keep], weight=weight, timestamp=timestamp,
-                               returns=world_points, origin=np.zeros(3) if pose is None else pose[:3, 3])
+                               returns=points, T_world_from_sensor=np.eye(4) if pose is None else pose)
 
     def add_points(
         self,
@@ -379,12 +388,16 @@ class Fuser:
         points = as_numpy(points, "points")
         if labels is not None:
             labels = self._label_map(as_numpy(labels, "labels"), "labels")
+        T_world_from_sensor = returns = None
         if sensor_origin is not None:
             sensor_origin = as_numpy(sensor_origin, "sensor_origin").astype(np.float64)
             if sensor_origin.shape != (3,) or not np.all(np.isfinite(sensor_origin)):
                 raise ValueError(f"sensor_origin must be 3 finite numbers (x, y, z), got {sensor_origin.tolist()}")
+            T_world_from_sensor = np.eye(4)
+            T_world_from_sensor[:3, 3] = sensor_origin
+            returns = points - sensor_origin if len(points) else None
         return self._integrate(points, labels=labels, probabilities=probabilities, colors=colors, weight=weight,
-                               timestamp=timestamp, returns=points, origin=sensor_origin)
+                               timestamp=timestamp, returns=returns, T_world_from_sensor=T_world_from_sensor)
 
     def _label_map(self, labels: np.ndarray, name: str) -> np.ndarray:
         """Integer labels as int64 with every "no label" value (negative, ignore_label) -1."""
@@ -403,12 +416,13 @@ class Fuser:
 
     def _integrate(
         self, points, labels=None, probabilities=None, colors=None, *, weight=1.0, timestamp=None,
-        returns=None, origin=None,
+        returns=None, T_world_from_sensor=None, return_bins=None,
     ) -> int:
         """Fold one frame into the map, then clear free space and forget what the bounds drop.
 
-        `returns` (M, 3) are all the frame's world-frame measurements (labelled or not) and
-        `origin` (3,) the sensor's world position, None when unknown.
+        `returns` (M, 3) are all the frame's measurements (labelled or not) in the frame of
+        the sensor (z up), `T_world_from_sensor` (4, 4) its pose, None when unknown, and
+        `return_bins` the returns' spherical bins when known (`free_space_mask`).
         """
         if not weight > 0 or not np.isfinite(weight):
             raise ValueError(f"weight must be a positive finite number, got {weight}")
@@ -421,14 +435,16 @@ class Fuser:
             frame = self.num_frames
             self.num_frames += 1
             self.latest_time = now if self.latest_time is None else max(self.latest_time, now)
+            origin = None if T_world_from_sensor is None else np.asarray(T_world_from_sensor, np.float64)[:3, 3]
             if origin is not None:
-                self.sensor_position = np.asarray(origin, dtype=np.float64)
+                self.sensor_position = origin
             if count:
                 self.map.integrate(points, probabilities=probabilities, labels=labels, colors=colors,
                                    weight=weight, frame=frame, time=now)
                 self.num_points_added += count
             if self.clear_free_space and origin is not None and returns is not None and len(returns):
-                self.map.clear_free_space(returns, origin, frame, self.clearing_resolution_degrees)
+                self.map.clear_free_space(returns, T_world_from_sensor, frame, self.clearing_resolution_degrees,
+                                          return_bins)
             if self.max_distance is not None or self.max_age_frames is not None or self.max_age_seconds is not None:
                 self.map.forget(
                     origin=origin if self.max_distance is not None else None,
@@ -641,6 +657,22 @@ class Fuser:
                     counts=self.map.voxel_counts(), entropy=self.map.voxel_entropy(),
                 )
         return path
+
+
+# Camera (x right, y down, z forward) from its z-up frame (x, z, -y) used for free space.
+_CAMERA_FROM_UPRIGHT = np.array([[1.0, 0, 0, 0], [0, 0, -1.0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1.0]])
+
+
+@functools.lru_cache(maxsize=4)
+def _pixel_bins(camera: PinholeCamera, resolution_degrees: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H, W) float32 azimuth and elevation bins of each pixel's ray in the camera's z-up
+    frame (`free_space_mask`); 0 where a distorted camera's pixel has no ray."""
+    rays = backproject_depth(np.ones((camera.height, camera.width), np.float32), camera, 1.0, 2.0)
+    azimuth, elevation = (torch.zeros((camera.height, camera.width)) for _ in range(2))
+    upright = torch.from_numpy(rays.points[:, [0, 2, 1]] * np.array([1, 1, -1], np.float32))
+    valid = torch.from_numpy(rays.valid)
+    azimuth[valid], elevation[valid] = spherical_bins(upright, resolution_degrees)
+    return azimuth, elevation
 
 
 def _camera_from_calibration(calibration, segmentation_shape, camera_index: int) -> tuple[PinholeCamera, np.ndarray]:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from pcseg.bridge.checks import as_numpy, as_tensor, check_points, flat_nonzero, from_tensor
+from pcseg.bridge.checks import as_numpy, as_tensor, check_points, check_pose, flat_nonzero, from_tensor
 from pcseg.bridge.free_space import free_space_mask
 from pcseg.io import normalize_palette, write_labelled_ply
 from pcseg.utils.open3d import import_open3d
@@ -567,7 +567,14 @@ class VoxelLabelMap:
         keys[self._table_rows.gather(0, used).to(torch.int64)] = self._table.gather(0, used)
         return keys
 
-    def clear_free_space(self, returns, origin, frame: int, resolution_degrees: float = 0.5) -> int:
+    def clear_free_space(
+        self,
+        returns,
+        T_world_from_sensor,
+        frame: int,
+        resolution_degrees: float = 0.5,
+        return_bins: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> int:
         """Lower the occupancy of the voxels a frame's rays passed through; remove the emptied.
 
         Each voxel in the free space of the frame (`pcseg.bridge.free_space`) that the
@@ -575,10 +582,12 @@ class VoxelLabelMap:
         are removed.
 
         Args:
-            returns: (M, 3) float world positions of all the frame's returns.
-            origin: (3,) world position of the sensor.
+            returns: (M, 3) float sensor-frame positions of all the frame's returns
+                (sensor frame: z up, see `free_space_mask`).
+            T_world_from_sensor: (4, 4) the sensor's pose.
             frame: the frame's index, as given to `integrate` (its hits are kept).
             resolution_degrees: angular bin of the free-space test.
+            return_bins: the returns' (azimuth, elevation) bins, when known.
 
         Returns:
             removed: the number of voxels removed.
@@ -587,9 +596,11 @@ class VoxelLabelMap:
             return 0
         returns_t, _ = as_tensor(returns, "returns")
         check_points(returns_t, "returns")
-        origin_t = torch.as_tensor(as_numpy(origin, "origin"), dtype=torch.float64)
-        free = free_space_mask(self._mean_positions(), origin_t, returns_t.to(self.device), self.voxel_size,
-                               resolution_degrees)
+        pose = check_pose(T_world_from_sensor, "T_world_from_sensor", torch.float64, self.device)
+        # Voxels into the sensor frame: p_sensor = R^T (p_world - t).
+        voxels = (self._mean_positions() - pose[:3, 3]) @ pose[:3, :3]
+        free = free_space_mask(voxels, returns_t.to(self.device), self.voxel_size, resolution_degrees,
+                               return_bins=return_bins)
         free &= self._last_frame[: self.num_voxels] != frame  # a hit in this frame wins over a miss
         rows = flat_nonzero(free)
         if rows.shape[0] == 0:
