@@ -123,13 +123,13 @@ def bench_lidar(num_frames: int) -> None:
     rng = np.random.default_rng(0)
     scores = rng.random((20, camera.height, camera.width), dtype=np.float32)
     scores /= scores.sum(axis=0, keepdims=True)
+    # The Open3D peer integrates the same scan as the camera's sparse depth image.
+    rendered = render_labels(scan, np.zeros(len(scan), np.int64), camera, T_cam_from_velo)
+    depth = np.where(np.isfinite(rendered.depth), rendered.depth, 0.0).astype(np.float32)
     frames = []
     for index in range(num_frames):
         pose = np.eye(4)
         pose[:3, 3] = [1.0 * index, 0.0, 0.0]
-        # The Open3D peer integrates the same scan as the camera's sparse depth image.
-        rendered = render_labels(scan, np.zeros(len(scan), np.int64), camera, T_cam_from_velo)
-        depth = np.where(np.isfinite(rendered.depth), rendered.depth, 0.0).astype(np.float32)
         frames.append({"pose": pose, "depth": depth})
     print(f"\n[lidar] {num_frames} frames x {len(scan):,} points, 1242x375 20-class scores, voxel 0.1 m, bayes, "
           f"threads {torch.get_num_threads()} ({_load()})")

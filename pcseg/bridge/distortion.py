@@ -107,7 +107,7 @@ def undistort(
         a, b, converged = _undistort_equidistant(target_a, target_b, coefficients, iterations)
         return a.view(shape), b.view(shape), converged.view(shape)
     a, b = target_a.clone(), target_b.clone()
-    active = torch.arange(a.shape[0])
+    active = torch.arange(a.shape[0], device=a.device)
     for _ in range(iterations):
         part_a, part_b = a.index_select(0, active), b.index_select(0, active)
         fa, fb, j11, j12, j21, j22 = _distort_with_jacobian(part_a, part_b, coefficients)
