@@ -52,28 +52,37 @@ def check_distortion(distortion, distortion_model: str) -> tuple[float, ...]:
     return coefficients
 
 
-def distort(a: torch.Tensor, b: torch.Tensor, coefficients: tuple[float, ...], model: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distorted normalised coordinates (a', b') of undistorted ones (a, b), any shape, float."""
+def distort(
+    a: torch.Tensor, b: torch.Tensor, coefficients: tuple[float, ...], model: str, r2: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distorted normalised coordinates (a', b') of undistorted ones (a, b), any shape, float.
+
+    `r2` = a^2 + b^2 when the caller has it. In-place steps on a few buffers: each step
+    is a pass over memory, and a projection runs this on every point of a scan.
+    """
+    if r2 is None:
+        r2 = (a * a).addcmul_(b, b)
     if model == "equidistant":
         k1, k2, k3, k4 = coefficients
-        r = torch.sqrt(a * a + b * b)
+        r = torch.sqrt(r2)
         theta = torch.atan(r)
         theta2 = theta * theta
-        theta_d = theta * (1 + theta2 * (k1 + theta2 * (k2 + theta2 * (k3 + theta2 * k4))))
+        scale = (theta2 * k4).add_(k3).mul_(theta2).add_(k2).mul_(theta2).add_(k1).mul_(theta2).add_(1).mul_(theta)
         # theta_d / r -> 1 as r -> 0 (theta ~ r): the optical axis stays put.
-        scale = torch.where(r > 1e-12, theta_d / r.clamp_min(1e-12), torch.ones_like(r))
+        scale = torch.where(r > 1e-12, scale.div_(r.clamp_min_(1e-12)), 1.0)
         return a * scale, b * scale
     k1, k2, p1, p2, k3 = coefficients[:5]
-    r2 = a * a + b * b
-    radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    radial = (r2 * k3).add_(k2).mul_(r2).add_(k1).mul_(r2).add_(1)
     if model == "rational_polynomial":
         k4, k5, k6 = coefficients[5:]
-        radial = radial / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
-    ab2 = 2 * a * b
-    return (
-        a * radial + p1 * ab2 + p2 * (r2 + 2 * a * a),
-        b * radial + p1 * (r2 + 2 * b * b) + p2 * ab2,
-    )
+        radial.div_((r2 * k6).add_(k5).mul_(r2).add_(k4).mul_(r2).add_(1))
+    a_out, b_out = a * radial, b * radial
+    if p1 or p2:
+        ab2 = (a * b).mul_(2)
+        # a' += p1 2ab + p2 (r^2 + 2 a^2); b' += p1 (r^2 + 2 b^2) + p2 2ab.
+        a_out.add_(ab2, alpha=p1).add_(r2, alpha=p2).addcmul_(a, a, value=2 * p2)
+        b_out.add_(ab2, alpha=p2).add_(r2, alpha=p1).addcmul_(b, b, value=2 * p1)
+    return a_out, b_out
 
 
 def undistort(

@@ -296,8 +296,9 @@ def _project(points: torch.Tensor, camera: PinholeCamera, T_camera_from_points):
     in_front = depth > 0
     if camera.is_distorted:
         a, b = x * inverse_depth, y * inverse_depth
-        in_front &= a * a + b * b <= _field_of_view_radius2(camera)
-        a, b = distort(a, b, camera.distortion, camera.distortion_model)
+        r2 = (a * a).addcmul_(b, b)
+        in_front &= r2 <= _field_of_view_radius2(camera)
+        a, b = distort(a, b, camera.distortion, camera.distortion_model, r2)
         u = torch.add(torch.tensor(camera.cx, dtype=x.dtype, device=x.device), a, alpha=camera.fx)
         v = torch.add(torch.tensor(camera.cy, dtype=y.dtype, device=y.device), b, alpha=camera.fy)
     else:
