@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 DEPS := torch==2.13.0 numpy scipy h5py pyyaml tqdm pillow matplotlib open3d-cpu plyfile pypcd4 laspy lazrs \
-        rosbags pytest hypothesis fpsample ninja pye57 onnx onnxruntime ruff mypy types-PyYAML
+        rosbags pytest hypothesis fpsample ninja pye57 onnx onnxruntime opencv-python-headless ruff mypy types-PyYAML
 CSRC := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cuh')
 EXT := pcseg/_C$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 

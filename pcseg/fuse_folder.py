@@ -18,7 +18,9 @@ Example (every key not marked optional is required)::
                                          # default RGB-D camera (0-based pixel centres;
                                          # add "one_based": true for MATLAB intrinsics
                                          # such as SUN RGB-D / NYU); width and height
-                                         # come from the depth image
+                                         # come from the depth image; optional lens
+                                         # "distortion": [k1, k2, p1, p2, k3] and
+                                         # "distortion_model" (ROS CameraInfo names)
       "depth_scale": 1000,               # optional; default 1000 for integer depth
                                          # images, 1 for float (.npy metres)
       "depth_trunc": 10.0,               # optional, metres
@@ -315,16 +317,17 @@ def _read_pose(root: Path, spec, what: str) -> np.ndarray:
 def _camera_from_spec(spec, image_shape) -> PinholeCamera:
     if not isinstance(spec, dict):
         raise ValueError(f"'camera' must be an object with fx, fy, cx, cy, got {spec!r}")
-    unknown = set(spec) - {"fx", "fy", "cx", "cy", "width", "height", "one_based"}
+    unknown = set(spec) - {"fx", "fy", "cx", "cy", "width", "height", "one_based", "distortion", "distortion_model"}
     missing = {"fx", "fy", "cx", "cy"} - set(spec)
     if unknown or missing:
-        raise ValueError(f"camera keys must be fx, fy, cx, cy (+ optional width, height, one_based); "
-                         f"unknown {sorted(unknown)}, missing {sorted(missing)}")
+        raise ValueError(f"camera keys must be fx, fy, cx, cy (+ optional width, height, one_based, distortion, "
+                         f"distortion_model); unknown {sorted(unknown)}, missing {sorted(missing)}")
     height, width = image_shape
     if spec.get("width", width) != width or spec.get("height", height) != height:
         raise ValueError(f"camera is {spec.get('width')}x{spec.get('height')} but the depth image is {width}x{height}")
-    constructor = PinholeCamera.from_one_based if spec.get("one_based", False) else PinholeCamera
-    return constructor(float(spec["fx"]), float(spec["fy"]), float(spec["cx"]), float(spec["cy"]), width, height)
+    shift = 1.0 if spec.get("one_based", False) else 0.0
+    return PinholeCamera(float(spec["fx"]), float(spec["fy"]), float(spec["cx"]) - shift, float(spec["cy"]) - shift,
+                         width, height, tuple(spec.get("distortion", ())), spec.get("distortion_model", "plumb_bob"))
 
 
 # ----- writing -----------------------------------------------------------------------------
@@ -407,7 +410,9 @@ def write_frames_folder(
         manifest["palette"] = normalize_palette(palette, num_classes).tolist()
     manifest.update({
         "camera": {"fx": camera.fx, "fy": camera.fy, "cx": camera.cx, "cy": camera.cy,
-                   "width": camera.width, "height": camera.height},
+                   "width": camera.width, "height": camera.height,
+                   **({"distortion": list(camera.distortion), "distortion_model": camera.distortion_model}
+                      if camera.is_distorted else {})},
         "depth_scale": 1000,
         "depth_trunc": float(depth_trunc),
     })

@@ -10,6 +10,19 @@ the fused label of any 3D point or export the map as a coloured PLY.
     labels = fuser.labels(points)                      # (N,) int64, -1 where never observed
     fuser.export("map.ply")
 
+On real robots: cameras may carry lens distortion (`PinholeCamera(..., distortion=...)`),
+moving LiDAR sweeps are de-skewed (`add_lidar(..., timestamps=..., pose_end=...)`), a 3D
+model's per-point probabilities join the painted 2D evidence with per-source weights
+(`add_points(..., weight=...)`), `clear_free_space=True` removes what has left the scene,
+`max_distance` / `max_age_frames` / `max_age_seconds` bound a local map, and
+`save` / `load` resume mapping in another process:
+
+    fuser = Fuser(20, 0.1, clear_free_space=True, max_distance=60.0)
+    fuser.add_lidar(scan, scores, calibration, T_world_from_lidar)
+    fuser.add_points(scan_world, probabilities=segmenter_probabilities, weight=0.5,
+                     sensor_origin=T_world_from_lidar[:3, 3])
+    fuser.save("map.pt"); fuser = Fuser.load("map.pt")
+
 It is pcseg's one frame-level fusion API. Projection, occlusion and fusion are
 `pcseg.bridge`'s (`backproject_depth`, `paint_points`, `VoxelLabelMap`, which integrates
 world-frame points); this module adds the input conventions (depth units, ignored labels,
@@ -18,7 +31,9 @@ KITTI calibrations). `pcseg fuse` reads a folder of frames into a `Fuser`
 """
 from __future__ import annotations
 
+import functools
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +41,12 @@ import torch
 
 from pcseg.bridge.camera import KittiCalibration, PinholeCamera
 from pcseg.bridge.checks import as_numpy, as_tensor, check_pose, check_segmentation
+from pcseg.bridge.deskew import deskew_points, interpolate_pose
+from pcseg.bridge.free_space import spherical_bins
 from pcseg.bridge.fusion import FUSION_MODES, VoxelLabelMap, VoxelQuery
-from pcseg.bridge.projection import backproject_depth, paint_points
+from pcseg.bridge.projection import backproject_depth, paint_points, transform_points
 from pcseg.io import normalize_palette
+from pcseg.utils.atomic import atomic_write
 
 __all__ = ["Fuser"]
 
@@ -54,10 +72,28 @@ class Fuser:
             `pcseg.bridge.default_palette(C)` when None.
         min_probability: probability floor of "bayes" mode (see `VoxelLabelMap`).
         device: where the voxel map lives ("cpu", "cuda"); inputs and outputs stay numpy.
+        clear_free_space: rays from the sensor to each return lower the occupancy evidence
+            of the voxels they pass through (`pcseg.bridge.free_space`); a voxel whose
+            evidence falls below zero is removed, so a car that drove away or a person who
+            walked through leaves no voxels after a few frames. The sensor origin comes
+            from the poses of `add_rgbd` / `add_lidar` and from `add_points(...,
+            sensor_origin=...)`.
+        clearing_resolution_degrees: the angular bin of the free-space test; coarser than
+            the sensor's ray spacing (0.5 suits a 64-beam LiDAR and RGB-D cameras).
+        max_distance: metres; when set, voxels farther than this from the latest sensor
+            position are dropped after each frame (a bounded local map).
+        max_age_frames: when set, voxels not hit by any of the last `max_age_frames`
+            frames are dropped.
+        max_age_seconds: when set, voxels not hit for longer than this (frame timestamps,
+            see `add_rgbd`'s `timestamp`) are dropped.
 
     Raises:
-        ValueError: on an unknown mode, a non-integer ignore_label or a bad palette.
+        ValueError: on an unknown mode, a non-integer ignore_label, a bad palette or a
+            bound that is not positive.
     """
+
+    # Bumped whenever the layout of `save`'s file changes.
+    FILE_VERSION = 1
 
     def __init__(
         self,
@@ -69,6 +105,11 @@ class Fuser:
         palette=None,
         min_probability: float = 1e-3,
         device: str | torch.device = "cpu",
+        clear_free_space: bool = False,
+        clearing_resolution_degrees: float = 0.5,
+        max_distance: float | None = None,
+        max_age_frames: int | None = None,
+        max_age_seconds: float | None = None,
     ):
         if mode not in FUSION_MODES:
             raise ValueError(f"mode must be one of {FUSION_MODES}, got {mode!r}")
@@ -80,8 +121,19 @@ class Fuser:
             raise ValueError(f"ignore_label must be an integer or None, got {ignore_label!r}")
         self.ignore_label = None if ignore_label is None else int(ignore_label)
         self.palette = normalize_palette(palette, self.num_classes)
+        for name, value in (("clearing_resolution_degrees", clearing_resolution_degrees), ("max_distance", max_distance),
+                            ("max_age_frames", max_age_frames), ("max_age_seconds", max_age_seconds)):
+            if value is not None and (not value > 0 or not np.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number or None, got {value}")
+        self.clear_free_space = bool(clear_free_space)
+        self.clearing_resolution_degrees = float(clearing_resolution_degrees)
+        self.max_distance = None if max_distance is None else float(max_distance)
+        self.max_age_frames = None if max_age_frames is None else int(max_age_frames)
+        self.max_age_seconds = None if max_age_seconds is None else float(max_age_seconds)
         self.num_frames = 0
         self.num_points_added = 0
+        self.sensor_position: np.ndarray | None = None  # (3,) the latest frame's sensor origin
+        self.latest_time: float | None = None
         self._lock = threading.Lock()
 
     @property
@@ -101,6 +153,8 @@ class Fuser:
         depth_scale: float | None = None,
         depth_trunc: float = 10.0,
         scores: str = "probabilities",
+        weight: float = 1.0,
+        timestamp: float | None = None,
     ) -> int:
         """Integrate one posed RGB-D frame and its 2D segmentation.
 
@@ -121,6 +175,9 @@ class Fuser:
                 (millimetre PNGs) and 1 for float depth (metres).
             depth_trunc: depth in metres from which pixels are dropped.
             scores: "probabilities" or "logits", for float segmentations.
+            weight: this source's weight, > 0 (see `add_points`).
+            timestamp: the frame's time in seconds, for `max_age_seconds`; None = the
+                wall clock (`time.time()`).
 
         Returns:
             added: the number of points integrated (valid depth and a label).
@@ -140,17 +197,26 @@ class Fuser:
                 raise ValueError(f"color must be (H, W, 3) = ({camera.height}, {camera.width}, 3), got {color.shape}")
         if is_label_map:
             segmentation = self._label_map(segmentation, "segmentation")
-        backprojected = backproject_depth(depth, camera, depth_scale, depth_trunc, pose)
+        T_world_from_camera = np.eye(4) if pose is None else check_pose(pose, "pose (T_world_from_camera)").numpy()
+        backprojected = backproject_depth(depth, camera, depth_scale, depth_trunc)
         colors = None if color is None else backprojected.take(color)
-        points = backprojected.points
+        camera_points = backprojected.points
+        points = camera_points if pose is None or not len(camera_points) else transform_points(camera_points, pose)
+        # Free space is tested in a z-up frame of the camera, (x, z, -y); the spherical bins
+        # of its pixels never change, so they come from a per-camera cache.
+        frame = {"weight": weight, "timestamp": timestamp, "T_world_from_sensor": T_world_from_camera @ _CAMERA_FROM_UPRIGHT}
+        if self.clear_free_space:
+            azimuth, elevation = _pixel_bins(camera, self.clearing_resolution_degrees)
+            frame["returns"] = camera_points[:, [0, 2, 1]] * np.array([1, 1, -1], camera_points.dtype)
+            frame["return_bins"] = (backprojected.take(azimuth), backprojected.take(elevation))
         if is_label_map:
-            return self._integrate(points, labels=backprojected.take(segmentation), colors=colors)
+            return self._integrate(points, labels=backprojected.take(segmentation), colors=colors, **frame)
         # A torch view keeps the (N, C) gather a transposed view: no contiguous copy.
         segmentation_t, _ = as_tensor(segmentation, "segmentation")
         probabilities = backprojected.take(segmentation_t, channels_first=True)
         if scores == "logits":
             probabilities = torch.softmax(probabilities.to(torch.float32), dim=1)
-        return self._integrate(points, probabilities=probabilities, colors=colors)
+        return self._integrate(points, probabilities=probabilities, colors=colors, **frame)
 
     def add_lidar(
         self,
@@ -168,12 +234,23 @@ class Fuser:
         depth_image=None,
         occlusion_tolerance: float = 0.1,
         occlusion_tolerance_relative: float = 0.01,
+        weight: float = 1.0,
+        timestamp: float | None = None,
+        timestamps=None,
+        pose_end=None,
+        scan_time: tuple[float, float] | None = None,
+        image_time: float | None = None,
     ) -> int:
         """Paint one LiDAR scan from a camera's 2D segmentation and integrate the points
         that camera sees (in the image, in front of it, not occluded).
 
         Any point cloud works the same way (e.g. a map painted from a camera: calibration
         (camera, T_camera_from_map)).
+
+        A scan taken while moving is de-skewed first when `timestamps` and `pose_end` are
+        given: each point goes through the pose interpolated at its own timestamp between
+        `pose` (scan start) and `pose_end` (scan end), and is painted from the camera as
+        the LiDAR stood at `image_time` (`pcseg.bridge.deskew`).
 
         Args:
             points: (N, 3) or (N, 4) float LiDAR points (a KITTI `.bin`'s x y z remission;
@@ -196,13 +273,22 @@ class Fuser:
             depth_image: (H, W) float metres, for occlusion="depth".
             occlusion_tolerance: metres, as in `paint_points`.
             occlusion_tolerance_relative: fraction of the depth, as in `paint_points`.
+            weight: this source's weight, > 0 (see `add_points`).
+            timestamp: the frame's time in seconds, for `max_age_seconds`; None = the
+                wall clock (`time.time()`).
+            timestamps: (N,) float seconds, each point's capture time, for de-skewing.
+            pose_end: (4, 4) T_world_from_lidar at the end of the scan (`pose` is then
+                the pose at its start); required with `timestamps`.
+            scan_time: (start, end) seconds of the scan; None = the timestamps' range.
+            image_time: seconds, when the camera image was taken; None = the scan's end.
 
         Returns:
             added: the number of points integrated (visible and labelled).
 
         Raises:
-            ValueError: on points that are not (N, 3) / (N, 4), a bad pose, or a bad
-                segmentation or painting option.
+            ValueError: on points that are not (N, 3) / (N, 4), a bad pose, timestamps
+                that are not one per point, timestamps without pose_end (or the reverse),
+                or a bad segmentation or painting option.
             TypeError: on a calibration of another type.
         """
         points = as_numpy(points, "points")
@@ -210,9 +296,24 @@ class Fuser:
             raise ValueError(f"points must be (N, 3) or (N, 4), got shape {points.shape}")
         if pose is not None:
             pose = check_pose(pose, "pose").numpy()
+        if (timestamps is None) != (pose_end is None):
+            raise ValueError("de-skewing needs both timestamps (N,) and pose_end (4, 4); got only one")
         if len(points) == 0:
-            return self._integrate(points, labels=np.zeros(0, np.int64))
+            return self._integrate(points, labels=np.zeros(0, np.int64), timestamp=timestamp)
         points = np.ascontiguousarray(points[:, :3])
+        world_points = None
+        if timestamps is not None:
+            # The scan in the world frame point by point, then back into the LiDAR frame of
+            # the moment the image was taken, where the calibration holds.
+            timestamps = as_numpy(timestamps, "timestamps")
+            if timestamps.shape != (len(points),):
+                raise ValueError(f"timestamps must be (N,) with N={len(points)}, got shape {timestamps.shape}")
+            start, end = scan_time if scan_time is not None else (float(timestamps.min()), float(timestamps.max()))
+            pose_start = np.eye(4) if pose is None else pose
+            world_points = deskew_points(points, timestamps, pose_start, pose_end, start, end)
+            at_image = (end if image_time is None else image_time)
+            pose = interpolate_pose(pose_start, pose_end, (at_image - start) / (end - start))
+            points = transform_points(world_points, np.linalg.inv(pose)).astype(points.dtype)
         segmentation = as_numpy(segmentation, "segmentation")
         camera, T_camera_from_lidar = _camera_from_calibration(calibration, segmentation.shape, camera_index)
         is_label_map = check_segmentation(segmentation, camera, scores=scores, num_classes=self.num_classes)
@@ -238,32 +339,65 @@ class Fuser:
             painted = paint_points(points, segmentation, camera, T_camera_from_lidar, scores=scores, **options)
             keep = painted.visible
             labels, probabilities = None, painted.probabilities[keep]
-        world = points[keep]
-        if pose is not None:
-            world = (world @ pose[:3, :3].T + pose[:3, 3]).astype(world.dtype)
-        return self._integrate(world, probabilities=probabilities, labels=labels,
-                               colors=None if colors is None else colors[keep])
+        if world_points is None:
+            # torch's transform, not numpy's matmul: a (N, 3) @ (3, 3) product wakes every
+            # BLAS thread, which stalls on a busy machine.
+            world_points = points if pose is None else transform_points(points, pose)
+        return self._integrate(world_points[keep], probabilities=probabilities, labels=labels,
+                               colors=None if colors is None else colors[keep], weight=weight, timestamp=timestamp,
+                               returns=points, T_world_from_sensor=np.eye(4) if pose is None else pose)
 
-    def add_points(self, points, labels=None, probabilities=None, colors=None) -> int:
+    def add_points(
+        self,
+        points,
+        labels=None,
+        probabilities=None,
+        colors=None,
+        *,
+        weight: float = 1.0,
+        sensor_origin=None,
+        timestamp: float | None = None,
+    ) -> int:
         """Integrate already-labelled world-frame points; give labels or probabilities.
+
+        This is how a 3D model's per-point predictions (`pcseg.Segmenter`'s
+        probabilities) join the painted 2D evidence of `add_rgbd` / `add_lidar` in one
+        map: in "bayes" mode each source adds weight * log p per voxel, the log-linear
+        pooling of `pcseg.bridge.late_fusion` (weight_3d, weight_2d), accumulated over
+        frames; "mean" and "vote" average with these weights.
 
         Args:
             points: (N, 3) float world-frame points.
             labels: (N,) int labels in [0, C) (negatives and `ignore_label` = no label).
             probabilities: (N, C) float class probabilities.
             colors: optional (N, 3) colours (uint8 or float in [0, 1]).
+            weight: this source's weight, > 0.
+            sensor_origin: (3,) world position of the sensor that measured the points;
+                enables free-space clearing and the distance bound for this frame.
+            timestamp: the frame's time in seconds, for `max_age_seconds`; None = the
+                wall clock (`time.time()`).
 
         Returns:
             added: the number of points integrated (those with a label).
 
         Raises:
-            ValueError: on shapes that do not match, labels >= C, or both or neither of
-                labels and probabilities.
+            ValueError: on shapes that do not match, labels >= C, both or neither of
+                labels and probabilities, a weight that is not positive, or a
+                sensor_origin that is not 3 finite numbers.
         """
         points = as_numpy(points, "points")
         if labels is not None:
             labels = self._label_map(as_numpy(labels, "labels"), "labels")
-        return self._integrate(points, labels=labels, probabilities=probabilities, colors=colors)
+        T_world_from_sensor = returns = None
+        if sensor_origin is not None:
+            sensor_origin = as_numpy(sensor_origin, "sensor_origin").astype(np.float64)
+            if sensor_origin.shape != (3,) or not np.all(np.isfinite(sensor_origin)):
+                raise ValueError(f"sensor_origin must be 3 finite numbers (x, y, z), got {sensor_origin.tolist()}")
+            T_world_from_sensor = np.eye(4)
+            T_world_from_sensor[:3, 3] = sensor_origin
+            returns = points - sensor_origin if len(points) else None
+        return self._integrate(points, labels=labels, probabilities=probabilities, colors=colors, weight=weight,
+                               timestamp=timestamp, returns=returns, T_world_from_sensor=T_world_from_sensor)
 
     def _label_map(self, labels: np.ndarray, name: str) -> np.ndarray:
         """Integer labels as int64 with every "no label" value (negative, ignore_label) -1."""
@@ -280,18 +414,45 @@ class Fuser:
             )
         return labels
 
-    def _integrate(self, points, labels=None, probabilities=None, colors=None) -> int:
+    def _integrate(
+        self, points, labels=None, probabilities=None, colors=None, *, weight=1.0, timestamp=None,
+        returns=None, T_world_from_sensor=None, return_bins=None,
+    ) -> int:
+        """Fold one frame into the map, then clear free space and forget what the bounds drop.
+
+        `returns` (M, 3) are all the frame's measurements (labelled or not) in the frame of
+        the sensor (z up), `T_world_from_sensor` (4, 4) its pose, None when unknown, and
+        `return_bins` the returns' spherical bins when known (`free_space_mask`).
+        """
+        if not weight > 0 or not np.isfinite(weight):
+            raise ValueError(f"weight must be a positive finite number, got {weight}")
         if labels is not None:
             count = int(np.count_nonzero(labels >= 0))
         else:
             count = len(points)
+        now = time.time() if timestamp is None else float(timestamp)
         with self._lock:
+            frame = self.num_frames
             self.num_frames += 1
-            if count == 0:
-                return 0  # an empty frame (no valid depth, nothing in view) is not an error
-            self.map.integrate(points, probabilities=probabilities, labels=labels, colors=colors)
-            self.num_points_added += count
-        return count
+            self.latest_time = now if self.latest_time is None else max(self.latest_time, now)
+            origin = None if T_world_from_sensor is None else np.asarray(T_world_from_sensor, np.float64)[:3, 3]
+            if origin is not None:
+                self.sensor_position = origin
+            if count:
+                self.map.integrate(points, probabilities=probabilities, labels=labels, colors=colors,
+                                   weight=weight, frame=frame, time=now)
+                self.num_points_added += count
+            if self.clear_free_space and origin is not None and returns is not None and len(returns):
+                self.map.clear_free_space(returns, T_world_from_sensor, frame, self.clearing_resolution_degrees,
+                                          return_bins)
+            if self.max_distance is not None or self.max_age_frames is not None or self.max_age_seconds is not None:
+                self.map.forget(
+                    origin=origin if self.max_distance is not None else None,
+                    max_distance=self.max_distance,
+                    min_frame=None if self.max_age_frames is None else self.num_frames - self.max_age_frames,
+                    min_time=None if self.max_age_seconds is None else self.latest_time - self.max_age_seconds,
+                )
+        return count  # an empty frame (no valid depth, nothing in view) is not an error
 
     # ----- queries -------------------------------------------------------------------------
     def labels(self, points) -> np.ndarray:
@@ -358,19 +519,118 @@ class Fuser:
         with self._lock:
             return self.map.voxel_observations()
 
+    def voxel_counts(self) -> np.ndarray:
+        """(V,) int32 number of frames that observed each occupied voxel (for planners)."""
+        with self._lock:
+            return self.map.voxel_counts()
+
+    def voxel_entropy(self) -> np.ndarray:
+        """(V,) float32 entropy in nats of each voxel's fused distribution (high: uncertain)."""
+        with self._lock:
+            return self.map.voxel_entropy()
+
     def voxel_colors(self) -> np.ndarray:
         """(V, 3) float32 mean RGB in [0, 1] per voxel, NaN where no colour was given."""
         with self._lock:
             return self.map.voxel_colors()
+
+    # ----- saving --------------------------------------------------------------------------
+    _SETTINGS = ("num_classes", "voxel_size", "mode", "ignore_label", "clear_free_space", "clearing_resolution_degrees",
+                 "max_distance", "max_age_frames", "max_age_seconds")
+
+    def save(self, path: str | Path) -> Path:
+        """Save the whole Fuser (map, settings, frame counters) to resume mapping later.
+
+        The write is atomic: a unique temporary file in the same folder, flushed and
+        fsynced, then renamed over `path`; an interrupted save leaves the old file intact.
+
+        Args:
+            path: the file to write (any suffix; `.pt` by convention).
+
+        Returns:
+            path: `path` as a Path.
+        """
+        path = Path(path)
+        with self._lock:
+            state = {
+                "format": "pcseg.Fuser",
+                "version": self.FILE_VERSION,
+                "settings": {name: getattr(self, name) for name in self._SETTINGS},
+                "min_probability": self.map.min_probability,
+                "palette": torch.from_numpy(np.ascontiguousarray(self.palette)),
+                "num_frames": self.num_frames,
+                "num_points_added": self.num_points_added,
+                "sensor_position": None if self.sensor_position is None else torch.from_numpy(self.sensor_position),
+                "latest_time": self.latest_time,
+                "map": self.map.state_dict(),
+            }
+            with atomic_write(path) as handle:
+                torch.save(state, handle)
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        num_classes: int | None = None,
+        voxel_size: float | None = None,
+        device: str | torch.device = "cpu",
+    ) -> "Fuser":
+        """A Fuser saved by `save`, ready to add frames; queries answer exactly as before.
+
+        Args:
+            path: the file `save` wrote.
+            num_classes: when given, the map must have this many classes.
+            voxel_size: when given, the map must have this voxel size.
+            device: where the loaded voxel map lives.
+
+        Returns:
+            fuser: the Fuser.
+
+        Raises:
+            ValueError: naming the file, when it is not a saved Fuser, was written by a
+                pcseg with another file version, or has another class count or voxel size
+                than asked for.
+        """
+        path = Path(path)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # pickle / zip errors of a file that is no saved Fuser
+            raise ValueError(f"{path} is not a saved pcseg Fuser: {error}") from error
+        if not isinstance(state, dict) or state.get("format") != "pcseg.Fuser":
+            raise ValueError(f"{path} is not a saved pcseg Fuser")
+        if state.get("version") != cls.FILE_VERSION:
+            raise ValueError(
+                f"{path} is a Fuser file of version {state.get('version')!r}, written by another pcseg; "
+                f"this pcseg reads version {cls.FILE_VERSION}"
+            )
+        settings = state["settings"]
+        if num_classes is not None and settings["num_classes"] != num_classes:
+            raise ValueError(f"{path} holds a map of {settings['num_classes']} classes, not num_classes={num_classes}")
+        if voxel_size is not None and settings["voxel_size"] != voxel_size:
+            raise ValueError(f"{path} holds a map of voxel_size={settings['voxel_size']}, not voxel_size={voxel_size}")
+        fuser = cls(palette=state["palette"].numpy(), min_probability=state["min_probability"], device=device, **settings)
+        try:
+            fuser.map = VoxelLabelMap.from_state_dict(state["map"], device)
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from error
+        fuser.num_frames = state["num_frames"]
+        fuser.num_points_added = state["num_points_added"]
+        position = state["sensor_position"]
+        fuser.sensor_position = None if position is None else position.numpy()
+        fuser.latest_time = state["latest_time"]
+        return fuser
 
     # ----- export --------------------------------------------------------------------------
     def export(self, path: str | Path) -> Path:
         """Write the map to a .ply or .npz file.
 
         `.ply`: binary PLY, one vertex per voxel at its mean point position, coloured by
-        fused label through `palette`, with `label` (int) and `observations` (float)
-        properties (open3d reads points and colours). `.npz`: arrays points (V, 3) float64,
-        labels (V,) int64, probabilities (V, C) float32, observations (V,) float32.
+        fused label through `palette`, with `label` (int), `observations`, `count` and
+        `entropy` (float) properties (open3d reads points and colours). `.npz`: arrays
+        points (V, 3) float64, labels (V,) int64, probabilities (V, C) float32,
+        observations (V,) float32, counts (V,) int32, entropy (V,) float32.
 
         Args:
             path: the file to write, ending in .ply or .npz.
@@ -394,8 +654,25 @@ class Fuser:
                 np.savez_compressed(
                     path, points=self.map.voxel_points(), labels=self.map.voxel_labels(),
                     probabilities=self.map.voxel_probabilities(), observations=self.map.voxel_observations(),
+                    counts=self.map.voxel_counts(), entropy=self.map.voxel_entropy(),
                 )
         return path
+
+
+# Camera (x right, y down, z forward) from its z-up frame (x, z, -y) used for free space.
+_CAMERA_FROM_UPRIGHT = np.array([[1.0, 0, 0, 0], [0, 0, -1.0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1.0]])
+
+
+@functools.lru_cache(maxsize=4)
+def _pixel_bins(camera: PinholeCamera, resolution_degrees: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H, W) float32 azimuth and elevation bins of each pixel's ray in the camera's z-up
+    frame (`free_space_mask`); 0 where a distorted camera's pixel has no ray."""
+    rays = backproject_depth(np.ones((camera.height, camera.width), np.float32), camera, 1.0, 2.0)
+    azimuth, elevation = (torch.zeros((camera.height, camera.width)) for _ in range(2))
+    upright = torch.from_numpy(rays.points[:, [0, 2, 1]] * np.array([1, 1, -1], np.float32))
+    valid = torch.from_numpy(rays.valid)
+    azimuth[valid], elevation[valid] = spherical_bins(upright, resolution_degrees)
+    return azimuth, elevation
 
 
 def _camera_from_calibration(calibration, segmentation_shape, camera_index: int) -> tuple[PinholeCamera, np.ndarray]:

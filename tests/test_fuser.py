@@ -12,7 +12,7 @@ from pcseg.bridge import KittiCalibration, PinholeCamera, backproject_depth, pai
 from pcseg.data.kitti import read_velodyne_bin
 from pcseg.data.nyu import nyu_camera, read_nyu_frame
 from pcseg.data.synthetic import build_room, look_at_pose, render_view
-from pcseg.fuse_folder import fuse_folder, fuser_from_folder, write_frames_folder
+from pcseg.fuse_folder import MANIFEST_NAME, fuse_folder, fuser_from_folder, write_frames_folder
 from pcseg.fuser import Fuser
 from pcseg.testing import DEVICES
 
@@ -496,3 +496,18 @@ def test_bad_input_raises_named_errors(nyu, tmp_path):
     np.save(folder / "d.npy", np.ones((4, 4), np.float32))
     with pytest.raises(ValueError, match=r"missing \['cx', 'cy', 'fy'\]"):
         fuse_folder(folder, tmp_path / "out.ply", progress=False)
+
+
+def test_a_distorted_camera_round_trips_through_the_folder_format(tmp_path):
+    camera = PinholeCamera(20.0, 20.0, 9.5, 7.5, 20, 16, distortion=(-0.2, 0.05, 0.001, 0.0, 0.0))
+    rng = np.random.default_rng(6)
+    frames = [{"depth": rng.uniform(0.5, 3.0, (16, 20)).astype(np.float32), "segmentation": rng.integers(0, 3, (16, 20)),
+               "pose": np.eye(4), "color": None}]
+    folder = write_frames_folder(tmp_path / "frames", frames, camera, num_classes=3, voxel_size=0.01)
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    assert manifest["camera"]["distortion"] == list(camera.distortion)
+    fuser, _ = fuser_from_folder(folder)
+    reference = Fuser(3, 0.01)
+    depth_mm = np.round(frames[0]["depth"] * 1000.0).astype(np.uint16)
+    reference.add_rgbd(None, depth_mm, frames[0]["segmentation"], camera, np.eye(4))
+    np.testing.assert_array_equal(fuser.voxel_points(), reference.voxel_points())

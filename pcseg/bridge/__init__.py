@@ -13,6 +13,10 @@ Pixel convention: 0-based pixel centres, (u, v) = (column, row). Poses: 4x4
     fusion_map.integrate(scan[painted.visible], probabilities=painted.probabilities[painted.visible])
     fused = fusion_map.query(scan)                     # labels, probabilities, known
     fusion_map.export_ply("map.ply")
+
+Real sensors: `PinholeCamera(..., distortion=D, distortion_model="plumb_bob")` (ROS
+CameraInfo models), `deskew_points` for a moving LiDAR sweep, `gravity_alignment` for a
+z-up cloud from a tilted sensor.
 """
 from pcseg.bridge.camera import (
     KittiCalibration,
@@ -21,7 +25,9 @@ from pcseg.bridge.camera import (
     read_sunrgbd_extrinsics,
     read_sunrgbd_toolbox_calib,
 )
+from pcseg.bridge.deskew import deskew_points, interpolate_pose
 from pcseg.bridge.fusion import FusedPrediction, VoxelLabelMap, VoxelQuery, late_fusion
+from pcseg.bridge.gravity import gravity_alignment
 from pcseg.bridge.projection import (
     BackprojectedDepth,
     PaintedPoints,
@@ -47,6 +53,9 @@ __all__ = [
     "backproject_depth",
     "decode_sunrgbd_depth",
     "default_palette",
+    "deskew_points",
+    "gravity_alignment",
+    "interpolate_pose",
     "late_fusion",
     "paint_points",
     "project_points",

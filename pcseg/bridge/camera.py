@@ -7,7 +7,9 @@ z forward) lands at
 
     u = fx * x / z + cx,    v = fy * y / z + cy.
 
-This is the convention of OpenCV, Open3D and KITTI. SUN RGB-D and NYU Depth v2 publish
+This is the convention of OpenCV, Open3D and KITTI. A camera may add lens distortion
+(ROS `CameraInfo` models, `pcseg.bridge.distortion`): (x / z, y / z) is distorted before
+fx, fy, cx, cy apply. SUN RGB-D and NYU Depth v2 publish
 intrinsics for MATLAB, whose pixel centres are 1-based (u = column + 1): their principal
 point is one pixel larger than ours, so the `*_one_based` constructors subtract 1.
 
@@ -21,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from pcseg.bridge.distortion import check_distortion
 from pcseg.utils.open3d import import_open3d
 
 
 @dataclass(frozen=True)
 class PinholeCamera:
-    """A pinhole camera without distortion, 0-based pixel centres (see module docstring).
+    """A pinhole camera, optionally with lens distortion; 0-based pixel centres (see module docstring).
 
     A camera built from intrinsics and an image size (this constructor, `from_matrix`,
     the `*_one_based`, SUN RGB-D, Open3D and KITTI readers) must have its principal point
@@ -42,10 +45,16 @@ class PinholeCamera:
         cy: principal point row in pixels (0-based).
         width: image width in pixels; every image used with this camera is (height, width).
         height: image height in pixels.
+        distortion: lens distortion coefficients in ROS `CameraInfo.D` order (OpenCV's):
+            (k1, k2, p1, p2, k3) for "plumb_bob", (k1, k2, p1, p2, k3, k4, k5, k6) for
+            "rational_polynomial", (k1, k2, k3, k4) for "equidistant" (fisheye). Empty
+            (the default) or all zeros: no distortion, and the fast pinhole path.
+        distortion_model: "plumb_bob", "rational_polynomial" or "equidistant".
 
     Raises:
         ValueError: naming the field: non-finite or zero focal lengths, a size that is not
-            positive integers, or a principal point outside the image.
+            positive integers, a principal point outside the image, an unknown distortion
+            model or a coefficient count other than the model's.
     """
 
     fx: float
@@ -54,15 +63,28 @@ class PinholeCamera:
     cy: float
     width: int
     height: int
+    distortion: tuple[float, ...] = ()
+    distortion_model: str = "plumb_bob"
 
     def __post_init__(self):
         self._validate(principal_point=True)
 
     @classmethod
-    def _derived(cls, fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> "PinholeCamera":
+    def _derived(
+        cls,
+        fx: float,
+        fy: float,
+        cx: float,
+        cy: float,
+        width: int,
+        height: int,
+        distortion: tuple[float, ...] = (),
+        distortion_model: str = "plumb_bob",
+    ) -> "PinholeCamera":
         """A camera derived from a checked one (crop, resize): every check but the principal point's."""
         camera = object.__new__(cls)
-        for name, value in zip(("fx", "fy", "cx", "cy", "width", "height"), (fx, fy, cx, cy, width, height)):
+        values = (fx, fy, cx, cy, width, height, distortion, distortion_model)
+        for name, value in zip(("fx", "fy", "cx", "cy", "width", "height", "distortion", "distortion_model"), values):
             object.__setattr__(camera, name, value)
         camera._validate(principal_point=False)
         return camera
@@ -91,16 +113,29 @@ class PinholeCamera:
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
+        object.__setattr__(self, "distortion", check_distortion(self.distortion, self.distortion_model))
+
+    @property
+    def is_distorted(self) -> bool:
+        """True when a distortion coefficient is non-zero (else projection is plain pinhole)."""
+        return any(value != 0.0 for value in self.distortion)
 
     # ----- intrinsics matrices -------------------------------------------------------------
     @classmethod
-    def from_matrix(cls, intrinsics: np.ndarray, width: int, height: int) -> "PinholeCamera":
-        """From a 3x3 intrinsics matrix K in the 0-based convention (OpenCV / Open3D / KITTI).
+    def from_matrix(
+        cls, intrinsics: np.ndarray, width: int, height: int, distortion=(), distortion_model: str = "plumb_bob"
+    ) -> "PinholeCamera":
+        """From a 3x3 intrinsics matrix K in the 0-based convention (OpenCV / Open3D / KITTI / ROS).
+
+        A ROS `CameraInfo` message is `from_matrix(np.reshape(info.k, (3, 3)), info.width,
+        info.height, info.d, info.distortion_model)`.
 
         Args:
             intrinsics: (3, 3) K, or a (3, 4) projection matrix (its left 3x3 block is read).
             width: image width in pixels.
             height: image height in pixels.
+            distortion: lens distortion coefficients (see the class docstring).
+            distortion_model: "plumb_bob", "rational_polynomial" or "equidistant".
 
         Returns:
             camera: the PinholeCamera.
@@ -118,7 +153,7 @@ class PinholeCamera:
         matrix = matrix[:, :3] / matrix[2, 2]
         if abs(matrix[0, 1]) > 1e-9 * abs(matrix[0, 0]) or matrix[1, 0] != 0 or np.any(matrix[2, :2] != 0):
             raise ValueError(f"intrinsics must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] (no skew), got {matrix.tolist()}")
-        return cls(matrix[0, 0], matrix[1, 1], matrix[0, 2], matrix[1, 2], width, height)
+        return cls(matrix[0, 0], matrix[1, 1], matrix[0, 2], matrix[1, 2], width, height, distortion, distortion_model)
 
     @classmethod
     def from_matrix_one_based(cls, intrinsics: np.ndarray, width: int, height: int) -> "PinholeCamera":
@@ -161,6 +196,11 @@ class PinholeCamera:
 
     def to_open3d(self):
         """An `open3d.camera.PinholeCameraIntrinsic` for this camera (imports open3d lazily)."""
+        if self.is_distorted:
+            raise ValueError(
+                f"Open3D's PinholeCameraIntrinsic has no lens distortion; this camera has "
+                f"distortion_model={self.distortion_model!r} {self.distortion}: undistort the images first"
+            )
         open3d = import_open3d()  # lazy: pcseg must import without open3d's native libraries
 
         return open3d.camera.PinholeCameraIntrinsic(self.width, self.height, self.fx, self.fy, self.cx, self.cy)
@@ -173,7 +213,10 @@ class PinholeCamera:
                 f"crop (left={left}, top={top}, width={width}, height={height}) is outside the "
                 f"{self.width}x{self.height} image"
             )
-        return PinholeCamera._derived(self.fx, self.fy, self.cx - left, self.cy - top, width, height)
+        # Distortion acts on normalised coordinates: crops and resizes keep it.
+        return PinholeCamera._derived(
+            self.fx, self.fy, self.cx - left, self.cy - top, width, height, self.distortion, self.distortion_model
+        )
 
     def scaled(self, factor: float) -> "PinholeCamera":
         """The camera of the image resized by `factor` (pixel areas scale about their corners)."""
@@ -187,6 +230,8 @@ class PinholeCamera:
             (self.cy + 0.5) * factor - 0.5,
             width,
             height,
+            self.distortion,
+            self.distortion_model,
         )
 
     def check_image_shape(self, shape, name: str) -> None:

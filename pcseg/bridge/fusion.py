@@ -15,7 +15,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from pcseg.bridge.checks import as_tensor, check_points, flat_nonzero, from_tensor
+from pcseg.bridge.checks import as_numpy, as_tensor, check_points, check_pose, flat_nonzero, from_tensor
+from pcseg.bridge.free_space import free_space_mask
 from pcseg.io import normalize_palette, write_labelled_ply
 from pcseg.utils.open3d import import_open3d
 
@@ -32,6 +33,22 @@ _MAX_LOAD = 0.5  # linear probing stays short while the table is at most half fu
 _PROBE_WINDOW = 8  # slots read per key per round once few keys probe (one 64-byte cache line)
 _PROBE_WINDOW_BELOW = 4096  # ... that is, fewer than this many
 _LOG_BLOCK_VALUES = 1 << 20  # values per block of the "bayes" log (4 MB: stays in cache)
+
+# Occupancy evidence per voxel, in log-odds as OctoMap keeps it: a frame that hits a voxel
+# adds logit(0.7), a frame whose rays pass through it adds logit(0.4); the sum is clamped
+# to OCCUPANCY_MAX so that a voxel seen for a long time still clears after a few frames
+# (a parked car that drives away), and a voxel whose evidence falls below zero is removed.
+OCCUPANCY_HIT = float(np.log(0.7 / 0.3))
+OCCUPANCY_MISS = float(np.log(0.4 / 0.6))
+OCCUPANCY_MAX = 2.0
+
+# Per-voxel arrays, each (capacity, ...) with rows past num_voxels uninitialised; colour
+# sums and counts join them with the first coloured frame.
+_PER_VOXEL = (
+    "_accumulators", "_observations", "_weight_sums", "_position_sums",
+    "_frame_counts", "_occupancy", "_last_frame", "_last_time",
+)
+_PER_VOXEL_COLOR = ("_color_sums", "_colored")
 
 
 def _home_slots(keys: torch.Tensor, mask: int) -> torch.Tensor:
@@ -188,6 +205,9 @@ class VoxelLabelMap:
         ValueError: on a voxel_size, num_classes, mode or min_probability out of range.
     """
 
+    # Bumped whenever the saved state's layout changes (`state_dict` / `from_state_dict`).
+    STATE_VERSION = 1
+
     def __init__(
         self,
         voxel_size: float,
@@ -214,7 +234,14 @@ class VoxelLabelMap:
         # Rows past num_voxels are uninitialised; `_fold` writes a row when its voxel appears.
         self._accumulators = torch.empty((capacity, self.num_classes), dtype=torch.float32, device=self.device)
         self._observations = torch.empty(capacity, dtype=torch.float32, device=self.device)
+        # Sum of the source weights of the points, the denominator of "mean" and "vote".
+        self._weight_sums = torch.empty(capacity, dtype=torch.float32, device=self.device)
         self._position_sums = torch.empty((capacity, 3), dtype=torch.float64, device=self.device)
+        # Frames that hit each voxel, its occupancy log-odds, and when it was last hit.
+        self._frame_counts = torch.empty(capacity, dtype=torch.int32, device=self.device)
+        self._occupancy = torch.empty(capacity, dtype=torch.float32, device=self.device)
+        self._last_frame = torch.empty(capacity, dtype=torch.int64, device=self.device)
+        self._last_time = torch.empty(capacity, dtype=torch.float64, device=self.device)
         # Colour sums and counts appear with the first coloured frame (a LiDAR map never
         # needs them: 16 bytes less to write per new voxel).
         self._color_sums = self._colored = None
@@ -227,12 +254,23 @@ class VoxelLabelMap:
         self._table_rows = torch.empty(2 * capacity, dtype=torch.int32, device=self.device)
 
     # ----- integration -------------------------------------------------------------------
-    def integrate(self, points_world, probabilities=None, labels=None, colors=None) -> int:
+    def integrate(
+        self,
+        points_world,
+        probabilities=None,
+        labels=None,
+        colors=None,
+        *,
+        weight: float = 1.0,
+        frame: int = 0,
+        time: float = 0.0,
+    ) -> int:
         """Fold one frame of labelled world-frame points into the map.
 
         Points of one frame falling into the same voxel all count, so denser views weigh
         more, as in SemanticFusion's per-pixel update. Give exactly one of probabilities
-        and labels.
+        and labels. Each voxel the frame hits gains occupancy evidence (`OCCUPANCY_HIT`),
+        one more frame count, and `frame` / `time` as when it was last observed.
 
         Args:
             points_world: (N, 3) float points, world frame, N > 0 (`pcseg.Fuser` skips
@@ -241,14 +279,21 @@ class VoxelLabelMap:
             labels: (N,) int in [0, C), -1 for "no label" (such points are skipped).
             colors: optional (N, 3) float RGB in [0, 1] (or uint8 0..255), averaged per
                 voxel.
+            weight: the source's weight, > 0: "bayes" adds weight * log p (the log-linear
+                pooling of `late_fusion`), "mean" and "vote" a weighted average.
+            frame: the frame's index, stored as each hit voxel's last observation.
+            time: the frame's time in seconds, likewise.
 
         Returns:
             count: the number of points integrated (those with a label).
 
         Raises:
             ValueError: on shapes that do not match, labels outside [-1, C), both or
-                neither of probabilities and labels, or non-finite or too distant points.
+                neither of probabilities and labels, a weight that is not positive, or
+                non-finite or too distant points.
         """
+        if not weight > 0 or not np.isfinite(weight):
+            raise ValueError(f"weight must be a positive finite number, got {weight}")
         points_t, _ = as_tensor(points_world, "points_world")
         check_points(points_t, "points_world")
         points_t = points_t.to(self.device)
@@ -299,6 +344,8 @@ class VoxelLabelMap:
         num_frame_voxels = frame_keys.shape[0]
         frame_sums = self._frame_sums(point_to_frame_voxel, num_frame_voxels, probabilities_t, labels_t)
         frame_counts = torch.bincount(point_to_frame_voxel, minlength=num_frame_voxels).to(torch.float32)
+        if weight != 1.0:
+            frame_sums.mul_(weight)
         # Per-frame sums in the points' precision, the running sums in float64.
         positions = torch.zeros((num_frame_voxels, 3), dtype=points_t.dtype, device=self.device)
         positions = positions.index_add_(0, point_to_frame_voxel, points_t).to(torch.float64)
@@ -309,7 +356,13 @@ class VoxelLabelMap:
         fold = self._fold_plan(frame_keys)
         self._fold(self._accumulators, frame_sums, fold)
         self._fold(self._observations, frame_counts, fold)
+        self._fold(self._weight_sums, frame_counts if weight == 1.0 else frame_counts * weight, fold)
         self._fold(self._position_sums, positions, fold)
+        self._fold(self._frame_counts, torch.ones(num_frame_voxels, dtype=torch.int32, device=self.device), fold)
+        self._fold(self._occupancy, torch.full((num_frame_voxels,), OCCUPANCY_HIT, device=self.device), fold)
+        self._occupancy.clamp_(max=OCCUPANCY_MAX)
+        self._stamp(self._last_frame, frame, fold)
+        self._stamp(self._last_time, time, fold)
         if frame_colors is not None and self._color_sums is None:
             # Voxels integrated so far had no colour: zero sums and counts.
             capacity = self._observations.shape[0]
@@ -463,6 +516,12 @@ class VoxelLabelMap:
         elif num_new:
             torch.index_select(frame_values, 0, plan.new_index, out=new_block)
 
+    def _stamp(self, target: torch.Tensor, value: float, plan: "_FoldPlan") -> None:
+        """Set the rows of `plan` (old and new) of a per-voxel array to `value`."""
+        if plan.old_index is not None:
+            target.index_fill_(0, plan.old_rows, value)
+        target[plan.start : plan.start + plan.new_index.shape[0]] = value
+
     def _reserve_table(self, needed: int) -> None:
         """Grow the hash table (rehashing every key) so `needed` keys keep it at most half full."""
         size = self._table.shape[0]
@@ -494,19 +553,174 @@ class VoxelLabelMap:
             bigger[: self.num_voxels] = tensor[: self.num_voxels]
             return bigger
 
-        self._accumulators = grown(self._accumulators)
-        self._observations = grown(self._observations)
-        self._position_sums = grown(self._position_sums)
-        if self._color_sums is not None:
-            self._color_sums = grown(self._color_sums)
-            self._colored = grown(self._colored)
+        for name in self._per_voxel_names():
+            setattr(self, name, grown(getattr(self, name)))
+
+    def _per_voxel_names(self) -> tuple[str, ...]:
+        return _PER_VOXEL + (_PER_VOXEL_COLOR if self._color_sums is not None else ())
+
+    # ----- forgetting --------------------------------------------------------------------
+    def row_keys(self) -> torch.Tensor:
+        """(V,) int64 packed voxel key of each row (from the hash table)."""
+        used = flat_nonzero(self._table != _EMPTY)
+        keys = torch.empty(self.num_voxels, dtype=torch.int64, device=self.device)
+        keys[self._table_rows.gather(0, used).to(torch.int64)] = self._table.gather(0, used)
+        return keys
+
+    def clear_free_space(
+        self,
+        returns,
+        T_world_from_sensor,
+        frame: int,
+        resolution_degrees: float = 0.5,
+        return_bins: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> int:
+        """Lower the occupancy of the voxels a frame's rays passed through; remove the emptied.
+
+        Each voxel in the free space of the frame (`pcseg.bridge.free_space`) that the
+        frame did not hit gets `OCCUPANCY_MISS`; voxels whose evidence falls below zero
+        are removed.
+
+        Args:
+            returns: (M, 3) float sensor-frame positions of all the frame's returns
+                (sensor frame: z up, see `free_space_mask`).
+            T_world_from_sensor: (4, 4) the sensor's pose.
+            frame: the frame's index, as given to `integrate` (its hits are kept).
+            resolution_degrees: angular bin of the free-space test.
+            return_bins: the returns' (azimuth, elevation) bins, when known.
+
+        Returns:
+            removed: the number of voxels removed.
+        """
+        if self.num_voxels == 0:
+            return 0
+        returns_t, _ = as_tensor(returns, "returns")
+        check_points(returns_t, "returns")
+        pose = check_pose(T_world_from_sensor, "T_world_from_sensor", torch.float64, self.device)
+        # Voxels into the sensor frame: p_sensor = R^T (p_world - t).
+        voxels = (self._mean_positions() - pose[:3, 3]) @ pose[:3, :3]
+        free = free_space_mask(voxels, returns_t.to(self.device), self.voxel_size, resolution_degrees,
+                               return_bins=return_bins)
+        free &= self._last_frame[: self.num_voxels] != frame  # a hit in this frame wins over a miss
+        rows = flat_nonzero(free)
+        if rows.shape[0] == 0:
+            return 0
+        self._occupancy.index_add_(0, rows, torch.full(rows.shape, OCCUPANCY_MISS, device=self.device))
+        return self.remove(self._occupancy[: self.num_voxels] < 0)
+
+    def forget(self, origin=None, max_distance: float | None = None, min_frame: int | None = None,
+               min_time: float | None = None) -> int:
+        """Remove the voxels outside a bounded local map.
+
+        Args:
+            origin: (3,) the latest sensor position, for max_distance (None: no distance bound).
+            max_distance: metres; voxels whose mean point is farther from origin go.
+            min_frame: voxels last hit by a frame with a smaller index go.
+            min_time: voxels last hit before this time (seconds) go.
+
+        Returns:
+            removed: the number of voxels removed.
+        """
+        if self.num_voxels == 0:
+            return 0
+        drop = torch.zeros(self.num_voxels, dtype=torch.bool, device=self.device)
+        if origin is not None and max_distance is not None:
+            origin_t = torch.as_tensor(as_numpy(origin, "origin"), dtype=torch.float64, device=self.device)
+            offsets = self._mean_positions() - origin_t
+            drop |= (offsets * offsets).sum(dim=1) > max_distance**2
+        if min_frame is not None:
+            drop |= self._last_frame[: self.num_voxels] < min_frame
+        if min_time is not None:
+            drop |= self._last_time[: self.num_voxels] < min_time
+        return self.remove(drop)
+
+    def remove(self, drop) -> int:
+        """Remove voxels; the others keep their order (rows shift down) and every value.
+
+        Args:
+            drop: (V,) bool, True for the voxels to remove.
+
+        Returns:
+            removed: the number of voxels removed.
+
+        Raises:
+            ValueError: when `drop` is not (V,) bool.
+        """
+        drop_t, _ = as_tensor(drop, "drop")
+        if drop_t.shape != (self.num_voxels,) or drop_t.dtype != torch.bool:
+            raise ValueError(f"drop must be ({self.num_voxels},) bool, got {tuple(drop_t.shape)} {drop_t.dtype}")
+        keep = flat_nonzero(~drop_t.to(self.device))
+        removed = self.num_voxels - keep.shape[0]
+        if removed == 0:
+            return 0
+        keys = self.row_keys().index_select(0, keep)
+        for name in self._per_voxel_names():
+            values = getattr(self, name)
+            values[: keep.shape[0]] = values.index_select(0, keep)
+        self.num_voxels = keep.shape[0]
+        self._rebuild_table(keys)
+        return removed
+
+    def _rebuild_table(self, keys: torch.Tensor) -> None:
+        """A fresh hash table holding `keys` (V,) at rows 0..V-1."""
+        size = self._table.shape[0]
+        while size > 2048 and keys.shape[0] <= size * _MAX_LOAD / 4:
+            size //= 2  # shrink a table the map has outgrown, keep it at most half full
+        self._table = torch.full((size,), _EMPTY, dtype=torch.int64, device=self.device)
+        self._table_rows = torch.empty(size, dtype=torch.int32, device=self.device)
+        self._reserve_table(keys.shape[0])
+        slots, _ = _probe(self._table, keys, insert=True)
+        self._table_rows.scatter_(0, slots, torch.arange(keys.shape[0], dtype=torch.int32, device=self.device))
+
+    # ----- saving ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The map as a dict of settings and (V, ...) CPU tensors (`from_state_dict` inverts it)."""
+        state = {
+            "version": self.STATE_VERSION,
+            "voxel_size": self.voxel_size,
+            "num_classes": self.num_classes,
+            "mode": self.mode,
+            "min_probability": self.min_probability,
+            "keys": self.row_keys().cpu(),
+        }
+        for name in self._per_voxel_names():
+            state[name.lstrip("_")] = getattr(self, name)[: self.num_voxels].cpu().clone()
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device: str | torch.device = "cpu") -> "VoxelLabelMap":
+        """A map from `state_dict()`'s dict; queries answer exactly as the saved map's.
+
+        Raises:
+            ValueError: on another state version or missing / mis-shaped arrays.
+        """
+        if state.get("version") != cls.STATE_VERSION:
+            raise ValueError(
+                f"voxel map state version {state.get('version')!r} is not this pcseg's "
+                f"({cls.STATE_VERSION}): it was written by another pcseg version"
+            )
+        fusion_map = cls(state["voxel_size"], state["num_classes"], state["mode"], state["min_probability"], device)
+        keys = state["keys"].to(fusion_map.device)
+        count = keys.shape[0]
+        if "color_sums" in state:
+            fusion_map._color_sums = torch.empty((1024, 3), dtype=torch.float32, device=fusion_map.device)
+            fusion_map._colored = torch.empty(1024, dtype=torch.float32, device=fusion_map.device)
+        fusion_map._reserve(count)
+        for name in fusion_map._per_voxel_names():
+            values, target = state.get(name.lstrip("_")), getattr(fusion_map, name)
+            if values is None or tuple(values.shape) != (count,) + tuple(target.shape[1:]) or values.dtype != target.dtype:
+                raise ValueError(f"voxel map state: {name.lstrip('_')} is missing or does not match {count} voxels")
+            target[:count] = values.to(fusion_map.device)
+        fusion_map.num_voxels = count
+        fusion_map._rebuild_table(keys)
+        return fusion_map
 
     # ----- results -----------------------------------------------------------------------
     def _distribution(self, rows: torch.Tensor) -> torch.Tensor:
         accumulators = self._accumulators.index_select(0, rows)
         if self.mode == "bayes":
             return torch.softmax(accumulators, dim=1)
-        return accumulators / self._observations.index_select(0, rows)[:, None]
+        return accumulators / self._weight_sums.index_select(0, rows)[:, None]
 
     def query(self, points) -> VoxelQuery:
         """Fused labels and distributions at world points.
@@ -538,10 +752,27 @@ class VoxelLabelMap:
             result = tuple(tensor.to(points_t.device) for tensor in result)
         return VoxelQuery(*(from_tensor(tensor, to_numpy) for tensor in result))
 
+    def _mean_positions(self) -> torch.Tensor:
+        """(V, 3) float64 tensor: the mean of the points integrated into each voxel."""
+        count = self._observations[: self.num_voxels, None].to(torch.float64)
+        return self._position_sums[: self.num_voxels] / count
+
     def voxel_points(self) -> np.ndarray:
         """(V, 3) float64 mean position of the points integrated into each voxel."""
-        count = self._observations[: self.num_voxels, None].to(torch.float64)
-        return (self._position_sums[: self.num_voxels] / count).cpu().numpy()
+        return self._mean_positions().cpu().numpy()
+
+    def voxel_counts(self) -> np.ndarray:
+        """(V,) int32 number of frames that hit each voxel."""
+        return self._frame_counts[: self.num_voxels].cpu().numpy()
+
+    def voxel_entropy(self) -> np.ndarray:
+        """(V,) float32 entropy in nats of each voxel's fused distribution (0: certain, log C: uniform)."""
+        distribution = self._distribution(torch.arange(self.num_voxels, device=self.device))
+        return (-(distribution * torch.log(distribution.clamp_min(1e-30))).sum(dim=1)).cpu().numpy()
+
+    def voxel_occupancy(self) -> np.ndarray:
+        """(V,) float32 occupancy log-odds of each voxel (see `OCCUPANCY_HIT`)."""
+        return self._occupancy[: self.num_voxels].cpu().numpy()
 
     def voxel_probabilities(self) -> np.ndarray:
         """(V, C) float32 fused distribution of each voxel (rows of `voxel_points`)."""
@@ -583,7 +814,8 @@ class VoxelLabelMap:
         """Write the voxels as a binary PLY (`pcseg.io.write_labelled_ply`).
 
         Per vertex: x y z (float32, `voxel_points`), red green blue (uint8, fused label
-        through `palette`), label (int32) and observations (float32).
+        through `palette`), label (int32), observations, count (frames that hit the
+        voxel) and entropy (nats) (float32 each).
 
         Args:
             path: the .ply file to write.
@@ -596,7 +828,8 @@ class VoxelLabelMap:
             raise ValueError("the map is empty: integrate a frame before export_ply")
         write_labelled_ply(
             path, self.voxel_points(), self.voxel_labels(), normalize_palette(palette, self.num_classes),
-            properties={"observations": self.voxel_observations()},
+            properties={"observations": self.voxel_observations(), "count": self.voxel_counts().astype(np.float32),
+                        "entropy": self.voxel_entropy()},
             comment=f"pcseg VoxelLabelMap voxel_size={self.voxel_size} mode={self.mode} num_classes={self.num_classes}",
         )
 

@@ -23,6 +23,7 @@ from pcseg.bridge.checks import (
     from_tensor,
     take_rows,
 )
+from pcseg.bridge.distortion import distort, undistort
 
 
 # ----- numpy <-> torch plumbing ------------------------------------------------------------
@@ -36,6 +37,27 @@ def _transform(points: torch.Tensor, pose: torch.Tensor | None) -> torch.Tensor:
     if pose is None:
         return points
     return _transform_coordinates(points, pose).T.contiguous()
+
+
+def transform_points(points, pose):
+    """Map points through a 4x4 pose (numpy in -> numpy out, torch in -> torch out).
+
+    Args:
+        points: (N, 3) float points.
+        pose: (4, 4) `T_<to>_from_<from>` (numpy, torch or nested lists).
+
+    Returns:
+        transformed: (N, 3) points in the pose's target frame, the dtype of `points`
+        (float32 for integer points).
+
+    Raises:
+        ValueError: on points that are not a non-empty (N, 3) array, or a bad pose.
+    """
+    points_t, to_numpy = as_tensor(points, "points")
+    check_points(points_t)
+    dtype = _float_dtype(points_t)
+    pose_t = check_pose(pose, "pose", dtype, points_t.device)
+    return from_tensor(_transform(points_t.to(dtype), pose_t), to_numpy)
 
 
 def _transform_coordinates(points: torch.Tensor, pose: torch.Tensor | None) -> torch.Tensor:
@@ -112,21 +134,50 @@ class BackprojectedDepth:
 
 
 @functools.lru_cache(maxsize=4)  # a 640x480 camera holds 8.6 MB of grids
-def _pixel_grids(camera: PinholeCamera, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-pixel ray directions (H*W, 3) ((u - cx) / fx, (v - cy) / fy, 1) and pixels (H*W, 2) int64 (u, v).
+def _pixel_grids(
+    camera: PinholeCamera, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Per-pixel ray directions (H*W, 3) (a, b, 1), pixels (H*W, 2) int64 (u, v), and
+    (H, W) bool pixels with a ray (None: all of them).
 
-    Cached per camera: back-projecting a frame is then a gather and one multiply.
+    (a, b) = ((u - cx) / fx, (v - cy) / fy) for a pinhole camera; with distortion, the
+    undistorted normalised coordinates of the pixel centre (pixels where the model cannot
+    be inverted have no ray). Cached per camera: back-projecting a frame is then a gather
+    and one multiply, distorted or not.
     """
-    slope_x = ((torch.arange(camera.width, dtype=torch.float64) - camera.cx) / camera.fx).to(dtype)
-    slope_y = ((torch.arange(camera.height, dtype=torch.float64) - camera.cy) / camera.fy).to(dtype)
     shape = (camera.height, camera.width)
-    rays = torch.stack(
-        [slope_x[None, :].expand(shape), slope_y[:, None].expand(shape), torch.ones(shape, dtype=dtype)], dim=-1
-    )
+    slope_x = ((torch.arange(camera.width, dtype=torch.float64) - camera.cx) / camera.fx)[None, :].expand(shape)
+    slope_y = ((torch.arange(camera.height, dtype=torch.float64) - camera.cy) / camera.fy)[:, None].expand(shape)
+    has_ray = None
+    if camera.is_distorted:
+        slope_x, slope_y, has_ray = undistort(slope_x, slope_y, camera.distortion, camera.distortion_model)
+        slope_x = torch.where(has_ray, slope_x, 0.0)
+        slope_y = torch.where(has_ray, slope_y, 0.0)
+        has_ray = None if bool(has_ray.all()) else has_ray.to(device)
+    rays = torch.stack([slope_x.to(dtype), slope_y.to(dtype), torch.ones(shape, dtype=dtype)], dim=-1)
     columns = torch.arange(camera.width)[None, :].expand(shape)
     rows = torch.arange(camera.height)[:, None].expand(shape)
     pixels = torch.stack([columns, rows], dim=-1)
-    return rays.reshape(-1, 3).contiguous().to(device), pixels.reshape(-1, 2).contiguous().to(device)
+    return rays.reshape(-1, 3).contiguous().to(device), pixels.reshape(-1, 2).contiguous().to(device), has_ray
+
+
+@functools.lru_cache(maxsize=8)
+def _field_of_view_radius2(camera: PinholeCamera) -> float:
+    """The largest r^2 = a^2 + b^2 of an undistorted ray through the image (its border).
+
+    r^2 is convex, so its maximum over the image's (undistorted) region lies on the border.
+    A point farther out cannot be in the image, although a distortion polynomial evaluated
+    that far out may fold it back in (a 360-degree LiDAR scan has many such points).
+    """
+    columns = torch.arange(-0.5, camera.width, 0.25, dtype=torch.float64).clamp(max=camera.width - 0.5)
+    rows = torch.arange(-0.5, camera.height, 0.25, dtype=torch.float64).clamp(max=camera.height - 0.5)
+    u = torch.cat([columns, columns, torch.full_like(rows, -0.5), torch.full_like(rows, camera.width - 0.5)])
+    v = torch.cat([torch.full_like(columns, -0.5), torch.full_like(columns, camera.height - 0.5), rows, rows])
+    a, b, converged = undistort((u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy,
+                                camera.distortion, camera.distortion_model)
+    if not bool(converged.any()):
+        return float("inf")
+    return float((a * a + b * b)[converged].max()) * (1 + 1e-6)
 
 
 def backproject_depth(
@@ -138,7 +189,9 @@ def backproject_depth(
 ) -> BackprojectedDepth:
     """Lift a depth image to 3D points: z = depth / depth_scale, x = (u - cx) z / fx, y = (v - cy) z / fy.
 
-    Matches Open3D's `create_from_rgbd_image` point for point. Transfer per-pixel data
+    Matches Open3D's `create_from_rgbd_image` point for point. For a distorted camera,
+    (u - cx) / fx and (v - cy) / fy are undistorted first (the inverse of `project_points`;
+    pixels outside the model's invertible range are invalid). Transfer per-pixel data
     (colours, labels, scores) with `result.take(image)`.
 
     Args:
@@ -178,7 +231,9 @@ def backproject_depth(
     valid = (z > 0) & (z < depth_trunc)
     flat_index = flat_nonzero(valid)
     z_valid = take_rows(z.reshape(-1), flat_index)
-    rays, pixel_grid = _pixel_grids(camera, dtype, depth_t.device)
+    rays, pixel_grid, has_ray = _pixel_grids(camera, dtype, depth_t.device)
+    if has_ray is not None:
+        valid &= has_ray
     points = take_rows(rays, flat_index).mul_(z_valid[:, None])
     points = _transform(points, T_world_from_camera)
     return BackprojectedDepth(from_tensor(points, to_numpy), from_tensor(valid, to_numpy), flat_index, pixel_grid, to_numpy)
@@ -198,7 +253,8 @@ class ProjectedPoints(NamedTuple):
         depth: (N,) float, the camera-frame z of each point.
         in_image: (N,) bool: z > 0 and the point's nearest pixel centre lies in the image,
             i.e. -0.5 <= u < W - 0.5 and -0.5 <= v < H - 0.5. Points behind the camera
-            are never in the image.
+            are never in the image; with distortion, neither are points outside the
+            image's field of view that the distortion polynomial folds back into it.
     """
 
     pixels: object
@@ -237,12 +293,21 @@ def _project(points: torch.Tensor, camera: PinholeCamera, T_camera_from_points):
     x, y, depth = _transform_coordinates(points, pose)
     # Dividing behind-camera points too keeps this branch-free; they are masked out below.
     inverse_depth = 1.0 / depth
-    u = torch.addcmul(torch.tensor(camera.cx, dtype=x.dtype, device=x.device), x, inverse_depth, value=camera.fx)
-    v = torch.addcmul(torch.tensor(camera.cy, dtype=y.dtype, device=y.device), y, inverse_depth, value=camera.fy)
+    in_front = depth > 0
+    if camera.is_distorted:
+        a, b = x * inverse_depth, y * inverse_depth
+        r2 = (a * a).addcmul_(b, b)
+        in_front &= r2 <= _field_of_view_radius2(camera)
+        a, b = distort(a, b, camera.distortion, camera.distortion_model, r2)
+        u = torch.add(torch.tensor(camera.cx, dtype=x.dtype, device=x.device), a, alpha=camera.fx)
+        v = torch.add(torch.tensor(camera.cy, dtype=y.dtype, device=y.device), b, alpha=camera.fy)
+    else:
+        u = torch.addcmul(torch.tensor(camera.cx, dtype=x.dtype, device=x.device), x, inverse_depth, value=camera.fx)
+        v = torch.addcmul(torch.tensor(camera.cy, dtype=y.dtype, device=y.device), y, inverse_depth, value=camera.fy)
     # Nearest pixel centre; NaN / inf (z = 0) fail every comparison below.
     column = torch.floor(u + 0.5)
     row = torch.floor(v + 0.5)
-    in_image = (depth > 0) & (column >= 0) & (column < camera.width) & (row >= 0) & (row < camera.height)
+    in_image = in_front & (column >= 0) & (column < camera.width) & (row >= 0) & (row < camera.height)
     if camera.width * camera.height <= 2**24 or column.dtype == torch.float64:
         # row * W + column is an exact integer in float32 below 2^24 pixels.
         flat_index = torch.where(in_image, row.mul_(camera.width).add_(column), -1.0).to(torch.int64)
