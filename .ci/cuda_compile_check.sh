@@ -4,12 +4,11 @@
 #   * the extension holds device code (SASS) for sm_80 and sm_90,
 #   * `import torch; import pcseg._C; import pcseg._C_cuda` works (no GPU needed to import),
 #   * every pcseg op has a CUDA kernel registered.
-# It uses a second virtual environment, .venv-cuda (created when absent, ~4 GB), and builds in
+# It uses a second virtual environment, .venv-cuda (created when absent, several GB), and builds in
 # a temporary copy of the sources, so the main .venv and its in-place CPU build are untouched.
-# Measured once .venv-cuda exists, on a 2-core machine shared with other jobs: 424 s end to end
-# (416 s of build, load average ~9) and 995 s (984 s of build, 8m57s of CPU time); nvcc
-# compiling the 7 .cu files for two architectures dominates. Prints the elapsed time. Exits non-zero on any failure, including a compiler
-# warning in pcseg's own sources.
+# Once .venv-cuda exists, nvcc compiling the .cu files for two architectures takes most of the
+# time; the script prints the elapsed time (figures: benchmarks/RESULTS.md). Exits non-zero on
+# any failure, including a compiler warning in pcseg's own sources.
 #
 # Environment: PYTHON (default python3.11, else python3) creates the venv; MAX_JOBS caps the
 # parallel compile jobs (default: the number of cores).
