@@ -24,6 +24,7 @@ Inputs are built here from pcseg.data.synthetic (no sample data needed); with th
 frame at ../shared/data the paint benchmark also runs on it. The machine may be shared:
 medians are reported with the load average before and after.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -200,7 +201,9 @@ def bench_backproject(threads_list, min_run_time):
     for threads in threads_list:
         ms = _median_ms(
             {"open3d": "open3d(depth_mm, color, intrinsic, depth_trunc)", "numpy": "pcseg()", "torch": "pcseg_torch()"},
-            scope, threads, min_run_time,
+            scope,
+            threads,
+            min_run_time,
         )
         print(
             f"  torch threads={threads}: open3d create_from_rgbd_image (points+colours) {ms['open3d']:7.2f} ms | "
@@ -233,11 +236,20 @@ def bench_paint(threads_list, min_run_time):
         )
         naive = numpy_pointpainting(points, scores_numpy, projection)
         behind_painted = int(((naive.sum(axis=1) > 0) & ~painted.in_image.numpy()).sum())
-        print(f"  PointPainting-style numpy paints {behind_painted:,} points that are not in the image (behind the camera)")
+        print(
+            f"  PointPainting-style numpy paints {behind_painted:,} points that are not in the image (behind the camera)"
+        )
         scope = {
-            "paint_points": paint_points, "points": points_torch, "scores": scores, "camera": camera, "pose": pose,
-            "numpy_pointpainting": numpy_pointpainting, "numpy_zbuffer_painting": numpy_zbuffer_painting,
-            "points_numpy": points, "scores_numpy": scores_numpy, "projection": projection,
+            "paint_points": paint_points,
+            "points": points_torch,
+            "scores": scores,
+            "camera": camera,
+            "pose": pose,
+            "numpy_pointpainting": numpy_pointpainting,
+            "numpy_zbuffer_painting": numpy_zbuffer_painting,
+            "points_numpy": points,
+            "scores_numpy": scores_numpy,
+            "projection": projection,
         }
         for threads in threads_list:
             ms = _median_ms(
@@ -248,7 +260,9 @@ def bench_paint(threads_list, min_run_time):
                     "plain": "numpy_pointpainting(points_numpy, scores_numpy, projection)",
                     "zbuffer": "numpy_zbuffer_painting(points_numpy, scores_numpy, projection)",
                 },
-                scope, threads, min_run_time,
+                scope,
+                threads,
+                min_run_time,
             )
             print(
                 f"  torch threads={threads}: pcseg z-buffer {ms['ours']:6.2f} ms | radius 2 {ms['radius']:6.2f} ms | "
@@ -292,26 +306,37 @@ def bench_fusion(threads_list, num_frames=8, points_per_frame=300_000, num_class
         probabilities[np.arange(len(points)), labels] += 4.0
         probabilities /= probabilities.sum(axis=1, keepdims=True)
         inputs.append((torch.from_numpy(points), torch.from_numpy(probabilities), torch.from_numpy(labels)))
-    print(f"\n[fusion] VoxelLabelMap, voxel 5 cm, {num_classes} classes, {num_frames} frames x {len(inputs[0][0]):,} points, "
-          "each sequence integrated twice (first pass grows the map)")
+    print(
+        f"\n[fusion] VoxelLabelMap, voxel 5 cm, {num_classes} classes, {num_frames} frames x {len(inputs[0][0]):,} points, "
+        "each sequence integrated twice (first pass grows the map)"
+    )
     for threads in threads_list:
         torch.set_num_threads(threads)
-        for mode, kind in [("bayes", "probabilities"), ("mean", "probabilities"), ("vote", "probabilities"), ("bayes", "labels")]:
+        for mode, kind in [
+            ("bayes", "probabilities"),
+            ("mean", "probabilities"),
+            ("vote", "probabilities"),
+            ("bayes", "labels"),
+        ]:
             fusion_map = VoxelLabelMap(0.05, num_classes, mode)
             _report_sequence(threads, mode, kind, _time_sequence(fusion_map, inputs * 2, kind), fusion_map)
 
 
 def bench_fusion_lidar(threads_list, num_frames=20, num_classes=20, voxel_sizes=(0.05, 0.1)):
     sequence = lidar_sequence(num_frames, num_classes)
-    print(f"\n[fusion, LiDAR] VoxelLabelMap, {num_classes} classes, {num_frames} scans x {len(sequence[0][0]):,} points "
-          "from a sensor moving 1 m and turning 3 degrees per scan (the map grows every frame)")
+    print(
+        f"\n[fusion, LiDAR] VoxelLabelMap, {num_classes} classes, {num_frames} scans x {len(sequence[0][0]):,} points "
+        "from a sensor moving 1 m and turning 3 degrees per scan (the map grows every frame)"
+    )
     for voxel_size in voxel_sizes:
         print(f" voxel {voxel_size * 100:.0f} cm:")
         for threads in threads_list:
             torch.set_num_threads(threads)
             for mode in ("bayes", "mean", "vote"):
                 fusion_map = VoxelLabelMap(voxel_size, num_classes, mode)
-                _report_sequence(threads, mode, "probabilities", _time_sequence(fusion_map, sequence, "probabilities"), fusion_map)
+                _report_sequence(
+                    threads, mode, "probabilities", _time_sequence(fusion_map, sequence, "probabilities"), fusion_map
+                )
 
 
 def main():
@@ -320,8 +345,10 @@ def main():
     parser.add_argument("--only", choices=["backproject", "paint", "fusion", "fusion-lidar"], help="run one benchmark")
     parser.add_argument("--min-run-time", type=float, default=2.0, help="seconds per timed statement")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, default torch threads {torch.get_num_threads()}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, load average before: {os.getloadavg()}")
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs, default torch threads {torch.get_num_threads()}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, load average before: {os.getloadavg()}"
+    )
     if args.only in (None, "backproject"):
         bench_backproject(args.threads, args.min_run_time)
     if args.only in (None, "paint"):

@@ -15,6 +15,7 @@
 
 The machine may be shared: medians are reported with the load average before and after.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,6 @@ import time
 
 import numpy as np
 import torch
-
 from bm_bridge import SHARED_DATA, room_frames  # the bridge benchmark's input builder (same folder)
 
 from pcseg.bridge import KittiCalibration, VoxelLabelMap, backproject_depth  # noqa: E402
@@ -62,9 +62,12 @@ def bench_speed(num_frames: int = 6, repeats: int = 3) -> None:
         np.put_along_axis(scores, labels[None], 4.0, axis=0)
         frame["scores"] = scores / scores.sum(axis=0, keepdims=True)
         frame["labels"] = labels
-    print(f"\n[speed] 1 torch thread, {num_frames} rendered 640x480 frames, voxel 5 cm, bayes, median over "
-          f"{repeats} passes of the sequence (ms per frame)")
+    print(
+        f"\n[speed] 1 torch thread, {num_frames} rendered 640x480 frames, voxel 5 cm, bayes, median over "
+        f"{repeats} passes of the sequence (ms per frame)"
+    )
     for kind in ("scores", "labels"):
+
         def fuser_pass():
             fuser = Fuser(13, 0.05, "bayes")
             for frame in frames:
@@ -77,17 +80,21 @@ def bench_speed(num_frames: int = 6, repeats: int = 3) -> None:
 
         fuser_ms = _median_ms(fuser_pass, repeats) / num_frames
         map_ms = _median_ms(map_pass, repeats) / num_frames
-        print(f"  {kind:6s}: Fuser.add_rgbd {fuser_ms:6.1f} ms/frame, "
-              f"backproject + VoxelLabelMap.integrate {map_ms:6.1f} ms/frame "
-              f"(ratio {fuser_ms / map_ms:.2f})")
+        print(
+            f"  {kind:6s}: Fuser.add_rgbd {fuser_ms:6.1f} ms/frame, "
+            f"backproject + VoxelLabelMap.integrate {map_ms:6.1f} ms/frame "
+            f"(ratio {fuser_ms / map_ms:.2f})"
+        )
 
     fuser = Fuser(13, 0.05, "bayes")
     for frame in frames:
         fuser.add_rgbd(None, frame["depth"], frame["scores"], camera, frame["pose"], depth_trunc=20.0)
     queries = rng.uniform([0, 0, 0], [6, 6, 3], (1_000_000, 3)).astype(np.float32)
     query_ms = _median_ms(lambda: fuser.labels(queries), repeats)
-    print(f"  Fuser.labels on 1,000,000 points ({fuser.num_voxels:,} voxels): {query_ms:.1f} ms "
-          f"= {1e3 / query_ms:.1f} M points/s")
+    print(
+        f"  Fuser.labels on 1,000,000 points ({fuser.num_voxels:,} voxels): {query_ms:.1f} ms "
+        f"= {1e3 / query_ms:.1f} M points/s"
+    )
 
     kitti = SHARED_DATA / "kitti" / "000000"
     if not kitti.is_dir():
@@ -103,40 +110,55 @@ def bench_speed(num_frames: int = 6, repeats: int = 3) -> None:
     scores = rng.random((20, height, width), dtype=np.float32)
     lidar = Fuser(20, 0.1, "bayes")
     lidar_ms = _median_ms(lambda: lidar.add_lidar(scan, scores, calibration), 10)
-    print(f"  Fuser.add_lidar KITTI 000000 ({len(scan):,} points, {width}x{height} 20-class scores, z-buffer r=1): "
-          f"{lidar_ms:.1f} ms/scan")
+    print(
+        f"  Fuser.add_lidar KITTI 000000 ({len(scan):,} points, {width}x{height} 20-class scores, z-buffer r=1): "
+        f"{lidar_ms:.1f} ms/scan"
+    )
 
 
 def bench_demo(seeds) -> None:
     torch.set_num_threads(1)
-    print("\n[demo] run_bridge_demo defaults (12 views 160x120, voxel 5 cm, bayes); accuracy / mIoU over every "
-          "observed pixel of the 12 views")
-    print("  seed | 2D frames mean acc (best) | 2D mIoU | one-frame map acc / mIoU | fused acc / mIoU | "
-          "room points coverage, acc, mIoU | painted room points coverage, acc, mIoU | "
-          "view 0 true labels painted: z-buffer acc (points), no occlusion test acc (points) | "
-          "held-out view coverage, acc | seconds")
+    print(
+        "\n[demo] run_bridge_demo defaults (12 views 160x120, voxel 5 cm, bayes); accuracy / mIoU over every "
+        "observed pixel of the 12 views"
+    )
+    print(
+        "  seed | 2D frames mean acc (best) | 2D mIoU | one-frame map acc / mIoU | fused acc / mIoU | "
+        "room points coverage, acc, mIoU | painted room points coverage, acc, mIoU | "
+        "view 0 true labels painted: z-buffer acc (points), no occlusion test acc (points) | "
+        "held-out view coverage, acc | seconds"
+    )
     with tempfile.TemporaryDirectory() as out_dir:
         for seed in seeds:
             m = run_bridge_demo(out_dir, seed=seed, write_frames=False)
-            room, heldout, painted, check = (m["fused_room_points"], m["heldout_view"], m["painted_room_points"],
-                                             m["occlusion_check"])
-            print(f"  {seed} | {m['mean_frame_2d_accuracy']:.3f} ({m['best_frame_2d_accuracy']:.3f}) | "
-                  f"{m['single_frame_2d']['miou']:.3f} | {m['single_view_map_3d']['accuracy']:.3f} / "
-                  f"{m['single_view_map_3d']['miou']:.3f} | "
-                  f"{m['fused_3d']['accuracy']:.3f} / {m['fused_3d']['miou']:.3f} | "
-                  f"{room['coverage']:.3f}, {room['accuracy']:.3f}, {room['miou']:.3f} | "
-                  f"{painted['coverage']:.3f}, {painted['accuracy']:.3f}, {painted['miou']:.3f} | "
-                  f"{check['zbuffer']['accuracy']:.3f} ({check['zbuffer']['visible_points']:,}), "
-                  f"{check['none']['accuracy']:.3f} ({check['none']['visible_points']:,}) | "
-                  f"{heldout['coverage']:.3f}, {heldout['accuracy']:.3f} | {m['seconds']:.2f}", flush=True)
+            room, heldout, painted, check = (
+                m["fused_room_points"],
+                m["heldout_view"],
+                m["painted_room_points"],
+                m["occlusion_check"],
+            )
+            print(
+                f"  {seed} | {m['mean_frame_2d_accuracy']:.3f} ({m['best_frame_2d_accuracy']:.3f}) | "
+                f"{m['single_frame_2d']['miou']:.3f} | {m['single_view_map_3d']['accuracy']:.3f} / "
+                f"{m['single_view_map_3d']['miou']:.3f} | "
+                f"{m['fused_3d']['accuracy']:.3f} / {m['fused_3d']['miou']:.3f} | "
+                f"{room['coverage']:.3f}, {room['accuracy']:.3f}, {room['miou']:.3f} | "
+                f"{painted['coverage']:.3f}, {painted['accuracy']:.3f}, {painted['miou']:.3f} | "
+                f"{check['zbuffer']['accuracy']:.3f} ({check['zbuffer']['visible_points']:,}), "
+                f"{check['none']['accuracy']:.3f} ({check['none']['visible_points']:,}) | "
+                f"{heldout['coverage']:.3f}, {heldout['accuracy']:.3f} | {m['seconds']:.2f}",
+                flush=True,
+            )
         print("\n  seed 0, mode x voxel size: fused acc / mIoU (one-frame map acc)")
         for mode in ("bayes", "mean", "vote"):
             cells = []
             for voxel_size in (0.03, 0.05, 0.08):
                 m = run_bridge_demo(out_dir, seed=0, mode=mode, voxel_size=voxel_size, write_frames=False)
                 fused = m["fused_3d"]
-                cells.append(f"{voxel_size * 100:.0f} cm: {fused['accuracy']:.3f} / {fused['miou']:.3f} "
-                             f"({m['single_view_map_3d']['accuracy']:.3f})")
+                cells.append(
+                    f"{voxel_size * 100:.0f} cm: {fused['accuracy']:.3f} / {fused['miou']:.3f} "
+                    f"({m['single_view_map_3d']['accuracy']:.3f})"
+                )
             print(f"  {mode:5s} | " + " | ".join(cells), flush=True)
 
 

@@ -8,6 +8,7 @@ printed beside, since the cost follows them.
 
     python benchmarks/bm_lidar_sim.py [--seeds 0 1 2 3] [--repeats 3] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,12 +39,19 @@ def bench_seed(seed: int, repeats: int) -> dict:
     elevations = np.radians(HDL64E.elevations_deg)
     margin = np.full(len(scene), 2.0)
     cull_s, (prim, _) = _median_s(
-        lambda: _ray_pairs(scene, HDL64E, scene.center, scene.sensor_xy, HDL64E.height, margin, elevations), repeats)
+        lambda: _ray_pairs(scene, HDL64E, scene.center, scene.sensor_xy, HDL64E.height, margin, elevations), repeats
+    )
     scan_s, scan = _median_s(lambda: simulate_scan(scene, seed=seed), repeats)
     with tempfile.TemporaryDirectory() as root:
         write_s, _ = _median_s(lambda: write_semantickitti_sequence(root, 0, [scan]), repeats)
-    return {"points": len(scan["coord"]), "pairs": len(prim), "street": street_s, "culling": cull_s,
-            "scan": scan_s, "write": write_s}
+    return {
+        "points": len(scan["coord"]),
+        "pairs": len(prim),
+        "street": street_s,
+        "culling": cull_s,
+        "scan": scan_s,
+        "write": write_s,
+    }
 
 
 def main() -> None:
@@ -53,17 +61,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"## simulated HDL-64E scans  (load={os.getloadavg()[0]:.1f}, "
-          f"{HDL64E.num_lasers} lasers x {HDL64E.azimuth_steps} azimuth steps)")
+    print(
+        f"## simulated HDL-64E scans  (load={os.getloadavg()[0]:.1f}, "
+        f"{HDL64E.num_lasers} lasers x {HDL64E.azimuth_steps} azimuth steps)"
+    )
     print(f"{'seed':>4} {'points':>8} {'pairs':>9} {'street ms':>10} {'culling ms':>11} {'scan ms':>8} {'write ms':>9}")
     scan_times = []
     for seed in args.seeds:
         row = bench_seed(seed, args.repeats)
         scan_times.append(row["street"] + row["scan"])
-        print(f"{seed:>4} {row['points']:>8} {row['pairs']:>9} {row['street'] * 1e3:>10.1f} "
-              f"{row['culling'] * 1e3:>11.1f} {row['scan'] * 1e3:>8.1f} {row['write'] * 1e3:>9.1f}")
-    print(f"median street + scan: {statistics.median(scan_times):.2f} s "
-          f"(load after={os.getloadavg()[0]:.1f})")
+        print(
+            f"{seed:>4} {row['points']:>8} {row['pairs']:>9} {row['street'] * 1e3:>10.1f} "
+            f"{row['culling'] * 1e3:>11.1f} {row['scan'] * 1e3:>8.1f} {row['write'] * 1e3:>9.1f}"
+        )
+    print(f"median street + scan: {statistics.median(scan_times):.2f} s (load after={os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

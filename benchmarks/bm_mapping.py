@@ -23,6 +23,7 @@ free-space clearing against Open3D's VoxelBlockGrid TSDF integration, and an end
 
 The machine may be shared: every figure is printed with the load average.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,16 @@ def _load() -> str:
 
 
 def _distorted(camera: PinholeCamera, model: str) -> PinholeCamera:
-    return PinholeCamera(camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height,
-                         distortion=DISTORTIONS[model], distortion_model=model)
+    return PinholeCamera(
+        camera.fx,
+        camera.fy,
+        camera.cx,
+        camera.cy,
+        camera.width,
+        camera.height,
+        distortion=DISTORTIONS[model],
+        distortion_model=model,
+    )
 
 
 def bench_distortion(min_run_time: float) -> None:
@@ -76,14 +85,23 @@ def bench_distortion(min_run_time: float) -> None:
             "project_points": lambda c: project_points(scan, c, T_cam_from_velo),
         }
         for work, function in works.items():
-            medians, ratios = interleaved_ms({"none": lambda: function(camera), model: lambda: function(lidar_camera)},
-                                             min_run_time)
-            print(f"  {work:<22} {model:<20} {medians[model]:10.2f} {ratios[model]:7.2f}x  (none {medians['none']:.2f} ms)")
-        medians, ratios = interleaved_ms({"none": lambda: backproject_depth(depth, rgbd_camera, 1.0, 20.0),
-                                          model: lambda: backproject_depth(depth, depth_camera, 1.0, 20.0)},
-                                         min_run_time)
-        print(f"  {'backproject_depth':<22} {model:<20} {medians[model]:10.2f} {ratios[model]:7.2f}x  "
-              f"(none {medians['none']:.2f} ms)")
+            medians, ratios = interleaved_ms(
+                {"none": lambda: function(camera), model: lambda: function(lidar_camera)}, min_run_time
+            )
+            print(
+                f"  {work:<22} {model:<20} {medians[model]:10.2f} {ratios[model]:7.2f}x  (none {medians['none']:.2f} ms)"
+            )
+        medians, ratios = interleaved_ms(
+            {
+                "none": lambda: backproject_depth(depth, rgbd_camera, 1.0, 20.0),
+                model: lambda: backproject_depth(depth, depth_camera, 1.0, 20.0),
+            },
+            min_run_time,
+        )
+        print(
+            f"  {'backproject_depth':<22} {model:<20} {medians[model]:10.2f} {ratios[model]:7.2f}x  "
+            f"(none {medians['none']:.2f} ms)"
+        )
 
 
 def _open3d_tsdf(voxel_size: float, color: bool, block_count: int):
@@ -96,8 +114,9 @@ def _open3d_tsdf(voxel_size: float, color: bool, block_count: int):
     return open3d.t.geometry.VoxelBlockGrid(names, dtypes, channels, voxel_size, 16, block_count)
 
 
-def _open3d_integrate(grid, depth: np.ndarray, color, camera: PinholeCamera, T_camera_from_world: np.ndarray,
-                      depth_max: float) -> None:
+def _open3d_integrate(
+    grid, depth: np.ndarray, color, camera: PinholeCamera, T_camera_from_world: np.ndarray, depth_max: float
+) -> None:
     open3d = import_open3d()
     intrinsic = open3d.core.Tensor(camera.matrix, open3d.core.float64)
     extrinsic = open3d.core.Tensor(T_camera_from_world, open3d.core.float64)
@@ -131,23 +150,31 @@ def bench_lidar(num_frames: int) -> None:
         pose = np.eye(4)
         pose[:3, 3] = [1.0 * index, 0.0, 0.0]
         frames.append({"pose": pose, "depth": depth})
-    print(f"\n[lidar] {num_frames} frames x {len(scan):,} points, 1242x375 20-class scores, voxel 0.1 m, bayes, "
-          f"threads {torch.get_num_threads()} ({_load()})")
+    print(
+        f"\n[lidar] {num_frames} frames x {len(scan):,} points, 1242x375 20-class scores, voxel 0.1 m, bayes, "
+        f"threads {torch.get_num_threads()} ({_load()})"
+    )
     for clear in (False, True):
         fuser = Fuser(20, 0.1, "bayes", clear_free_space=clear)
         fuser.add_lidar(scan, scores, (camera, T_cam_from_velo), frames[0]["pose"])  # warm-up
-        fps = _frames_per_second(lambda frame: fuser.add_lidar(scan, scores, (camera, T_cam_from_velo), frame["pose"]),
-                                 frames)
-        print(f"  pcseg Fuser.add_lidar, clear_free_space={clear!s:<5}: {fps:6.1f} frames/s "
-              f"({1e3 / fps:6.1f} ms/frame, {fuser.num_voxels:,} voxels) ({_load()})")
+        fps = _frames_per_second(
+            lambda frame: fuser.add_lidar(scan, scores, (camera, T_cam_from_velo), frame["pose"]), frames
+        )
+        print(
+            f"  pcseg Fuser.add_lidar, clear_free_space={clear!s:<5}: {fps:6.1f} frames/s "
+            f"({1e3 / fps:6.1f} ms/frame, {fuser.num_voxels:,} voxels) ({_load()})"
+        )
     grid = _open3d_tsdf(0.1, color=False, block_count=100_000)
     T_cam_from_world = [T_cam_from_velo @ np.linalg.inv(frame["pose"]) for frame in frames]
     for frame, extrinsic in zip(frames, T_cam_from_world):
         frame["extrinsic"] = extrinsic
-    fps = _frames_per_second(lambda frame: _open3d_integrate(grid, frame["depth"], None, camera, frame["extrinsic"], 80.0),
-                             frames)
-    print(f"  Open3D VoxelBlockGrid TSDF (LiDAR depth in the camera): {fps:6.1f} frames/s ({1e3 / fps:6.1f} ms/frame) "
-          f"({_load()})")
+    fps = _frames_per_second(
+        lambda frame: _open3d_integrate(grid, frame["depth"], None, camera, frame["extrinsic"], 80.0), frames
+    )
+    print(
+        f"  Open3D VoxelBlockGrid TSDF (LiDAR depth in the camera): {fps:6.1f} frames/s ({1e3 / fps:6.1f} ms/frame) "
+        f"({_load()})"
+    )
     print("  target: >= 10 frames/s with clearing")
 
 
@@ -155,22 +182,37 @@ def bench_rgbd(num_frames: int) -> None:
     camera, frames = room_frames(num_frames)
     for frame in frames:
         frame["labels"] = np.clip(frame["label"], 0, None)
-    print(f"\n[rgbd] {num_frames} rendered 640x480 frames, 13-class label maps, voxel 5 cm, bayes, "
-          f"threads {torch.get_num_threads()} ({_load()})")
+    print(
+        f"\n[rgbd] {num_frames} rendered 640x480 frames, 13-class label maps, voxel 5 cm, bayes, "
+        f"threads {torch.get_num_threads()} ({_load()})"
+    )
     for clear in (False, True):
         fuser = Fuser(13, 0.05, "bayes", clear_free_space=clear)
-        add = lambda frame: fuser.add_rgbd(frame["color"], frame["depth"], frame["labels"], camera, frame["pose"],  # noqa: E731
-                                           depth_trunc=20.0)
+        add = lambda frame: fuser.add_rgbd(
+            frame["color"],
+            frame["depth"],
+            frame["labels"],
+            camera,
+            frame["pose"],  # noqa: E731
+            depth_trunc=20.0,
+        )
         add(frames[0])  # warm-up
         fps = _frames_per_second(add, frames)
-        print(f"  pcseg Fuser.add_rgbd, clear_free_space={clear!s:<5}: {fps:6.1f} frames/s ({1e3 / fps:6.1f} ms/frame, "
-              f"{fuser.num_voxels:,} voxels) ({_load()})")
+        print(
+            f"  pcseg Fuser.add_rgbd, clear_free_space={clear!s:<5}: {fps:6.1f} frames/s ({1e3 / fps:6.1f} ms/frame, "
+            f"{fuser.num_voxels:,} voxels) ({_load()})"
+        )
     grid = _open3d_tsdf(0.05, color=True, block_count=50_000)
     fps = _frames_per_second(
-        lambda frame: _open3d_integrate(grid, frame["depth"].astype(np.float32), frame["color"], camera,
-                                        np.linalg.inv(frame["pose"]), 20.0), frames)
-    print(f"  Open3D VoxelBlockGrid TSDF (tsdf, weight, color):   {fps:6.1f} frames/s ({1e3 / fps:6.1f} ms/frame) "
-          f"({_load()})")
+        lambda frame: _open3d_integrate(
+            grid, frame["depth"].astype(np.float32), frame["color"], camera, np.linalg.inv(frame["pose"]), 20.0
+        ),
+        frames,
+    )
+    print(
+        f"  Open3D VoxelBlockGrid TSDF (tsdf, weight, color):   {fps:6.1f} frames/s ({1e3 / fps:6.1f} ms/frame) "
+        f"({_load()})"
+    )
     print("  target: >= 15 frames/s with clearing")
 
 
@@ -186,8 +228,10 @@ def bench_drive(num_frames: int) -> None:
     scan = synthetic_lidar_scan(num_beams=16, num_azimuths=360)
     labels = (np.arange(len(scan)) % 3).astype(np.int64)
     fuser = Fuser(3, 0.2, "bayes", clear_free_space=True, max_distance=30.0)
-    print(f"\n[drive] {num_frames:,} frames x {len(scan):,} points, the sensor 0.5 m further each frame (and a "
-          f"slow turn), voxel 0.2 m, clearing, max_distance 30 m ({_load()})")
+    print(
+        f"\n[drive] {num_frames:,} frames x {len(scan):,} points, the sensor 0.5 m further each frame (and a "
+        f"slow turn), voxel 0.2 m, clearing, max_distance 30 m ({_load()})"
+    )
     print(f"  {'frame':>7} {'voxels':>9} {'RSS MB':>8} {'ms/frame':>9}")
     start = time.perf_counter()
     for index in range(num_frames):
@@ -197,8 +241,11 @@ def bench_drive(num_frames: int) -> None:
         fuser.add_points(scan @ rotation.T + origin, labels, sensor_origin=origin, timestamp=0.1 * index)
         if (index + 1) % max(1, num_frames // 10) == 0:
             elapsed = time.perf_counter() - start
-            print(f"  {index + 1:7d} {fuser.num_voxels:9,d} {_rss_mb():8.1f} {1e3 * elapsed / (num_frames // 10):9.2f}"
-                  f"  ({_load()})", flush=True)
+            print(
+                f"  {index + 1:7d} {fuser.num_voxels:9,d} {_rss_mb():8.1f} {1e3 * elapsed / (num_frames // 10):9.2f}"
+                f"  ({_load()})",
+                flush=True,
+            )
             start = time.perf_counter()
 
 

@@ -6,6 +6,7 @@ numpy in, numpy out) and ``pcseg.Fuser`` (2D segmentations fused into a voxel ma
 imported on first use, so ``import pcseg`` stays cheap (no torch, no native extension) for
 tools that only need the version or the CLI's help.
 """
+
 __version__ = "0.1.0"
 
 __all__ = ["Segmenter", "Fuser", "__version__"]

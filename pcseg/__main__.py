@@ -1,4 +1,5 @@
 """`python -m pcseg ...` runs the pcseg command line."""
+
 import sys
 
 from pcseg.cli import main

@@ -18,6 +18,7 @@ Python objects that ``weights_only`` loading refuses). Inference (``pcseg.Segmen
 
     model, cfg, checkpoint = model_from_checkpoint("runs/x/best.pt", device="cpu")
 """
+
 from __future__ import annotations
 
 import pickle
@@ -31,8 +32,17 @@ from pcseg.inputs import input_channels
 from pcseg.models import acnn_block_preset, build_model
 from pcseg.utils.atomic import atomic_write
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "CheckpointMismatchError", "atomic_save", "load_checkpoint", "check_compatible",
-           "build_model_from_config", "model_from_checkpoint", "saved_config"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "atomic_save",
+    "load_checkpoint",
+    "check_compatible",
+    "build_model_from_config",
+    "model_from_checkpoint",
+    "saved_config",
+]
 
 CHECKPOINT_FORMAT = 1
 
@@ -73,11 +83,15 @@ def _load_failure(path: Path, error: Exception) -> str:
     if size == 0:
         return "the file is empty"
     if not zipfile.is_zipfile(path):
-        return (f"the file is truncated or not a torch checkpoint ({size:,} bytes without the zip "
-                "directory that ends every torch.save file)")
+        return (
+            f"the file is truncated or not a torch checkpoint ({size:,} bytes without the zip "
+            "directory that ends every torch.save file)"
+        )
     if isinstance(error, pickle.UnpicklingError):
-        return ("it holds Python objects other than tensors and plain values, which pcseg never loads "
-                "(a checkpoint could run code when unpickled)")
+        return (
+            "it holds Python objects other than tensors and plain values, which pcseg never loads "
+            "(a checkpoint could run code when unpickled)"
+        )
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"the file is damaged ({type(error).__name__}: {first_line})"
 
@@ -102,8 +116,18 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError,
-            AttributeError, TypeError, IndexError, UnicodeDecodeError) as error:
+    except (
+        RuntimeError,
+        EOFError,
+        ValueError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        KeyError,
+        AttributeError,
+        TypeError,
+        IndexError,
+        UnicodeDecodeError,
+    ) as error:
         raise CheckpointError(f"cannot load checkpoint {path}: {_load_failure(path, error)}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT or "model" not in checkpoint:
         raise CheckpointError(f"{path} is not a pcseg checkpoint (format {CHECKPOINT_FORMAT})")
@@ -127,15 +151,21 @@ def check_compatible(checkpoint: dict, cfg: Config, path: str | Path) -> None:
     saved = saved_config(checkpoint, path)
     if saved.model.name != cfg.model.name:
         raise CheckpointMismatchError(
-            f"checkpoint {path} holds model {saved.model.name!r}, the config asks for {cfg.model.name!r}")
+            f"checkpoint {path} holds model {saved.model.name!r}, the config asks for {cfg.model.name!r}"
+        )
     if saved.data.num_classes != cfg.data.num_classes:
         raise CheckpointMismatchError(
             f"checkpoint {path} was trained for {saved.data.num_classes} classes, the config asks for "
-            f"{cfg.data.num_classes}")
-    if input_channels(saved.data) != input_channels(cfg.data) or saved.model.width_multiplier != cfg.model.width_multiplier:
+            f"{cfg.data.num_classes}"
+        )
+    if (
+        input_channels(saved.data) != input_channels(cfg.data)
+        or saved.model.width_multiplier != cfg.model.width_multiplier
+    ):
         raise CheckpointMismatchError(
             f"checkpoint {path} has {input_channels(saved.data)} input channels and width "
-            f"{saved.model.width_multiplier}, the config {input_channels(cfg.data)} and {cfg.model.width_multiplier}")
+            f"{saved.model.width_multiplier}, the config {input_channels(cfg.data)} and {cfg.model.width_multiplier}"
+        )
 
 
 def build_model_from_config(cfg: Config) -> torch.nn.Module:
@@ -148,16 +178,20 @@ def build_model_from_config(cfg: Config) -> torch.nn.Module:
     Returns:
         model: the ``pcseg.models`` segmentation model (in train mode, on the CPU).
     """
-    kwargs = {"num_classes": cfg.data.num_classes, "in_channels": input_channels(cfg.data),
-              "width_multiplier": cfg.model.width_multiplier}
+    kwargs = {
+        "num_classes": cfg.data.num_classes,
+        "in_channels": input_channels(cfg.data),
+        "width_multiplier": cfg.model.width_multiplier,
+    }
     if cfg.model.block_preset:
         kwargs.update(acnn_block_preset(cfg.data.num_points))
     kwargs.update(cfg.model.options)
     return build_model(cfg.model.name, **kwargs)
 
 
-def model_from_checkpoint(path: str | Path, device="cpu", cfg: Config | None = None
-                          ) -> tuple[torch.nn.Module, Config, dict]:
+def model_from_checkpoint(
+    path: str | Path, device="cpu", cfg: Config | None = None
+) -> tuple[torch.nn.Module, Config, dict]:
     """Builds the checkpoint's model from its own config and loads its weights.
 
     Args:
@@ -185,8 +219,9 @@ def model_from_checkpoint(path: str | Path, device="cpu", cfg: Config | None = N
         model.load_state_dict(checkpoint["model"])
     except (RuntimeError, TypeError, AttributeError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"checkpoint {path}: its weights do not fit model {saved.model.name!r} ({reason})") \
-            from None
+        raise CheckpointError(
+            f"checkpoint {path}: its weights do not fit model {saved.model.name!r} ({reason})"
+        ) from None
     return model.to(device).eval(), saved, checkpoint
 
 

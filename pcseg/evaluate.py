@@ -7,6 +7,7 @@
 The rooms are predicted whole by ``pcseg.predict.predict_tile`` (sliding blocks); this module
 only scores the labels and reports them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,15 @@ from pcseg.predict import autocast_dtype, predict_tile
 from pcseg.utils.atomic import atomic_path, atomic_write, check_output_folder
 from pcseg.utils.progress import progress as progress_bar
 
-__all__ = ["scores_without_ignored", "evaluate_rooms", "format_scores", "scores_to_dict", "plot_confusion_matrix",
-           "evaluate_checkpoint", "class_names_for"]
+__all__ = [
+    "scores_without_ignored",
+    "evaluate_rooms",
+    "format_scores",
+    "scores_to_dict",
+    "plot_confusion_matrix",
+    "evaluate_checkpoint",
+    "class_names_for",
+]
 
 
 def scores_without_ignored(matrix: ConfusionMatrix, ignore_index: int) -> SegmentationScores:
@@ -44,13 +52,20 @@ def scores_without_ignored(matrix: ConfusionMatrix, ignore_index: int) -> Segmen
     if 0 <= ignore_index < matrix.num_classes:
         iou = scores.iou.clone()
         iou[ignore_index] = float("nan")
-        scores = dataclasses.replace(scores, iou=iou, miou=float(iou[~iou.isnan()].mean()) if (~iou.isnan()).any()
-                                     else float("nan"))
+        scores = dataclasses.replace(
+            scores, iou=iou, miou=float(iou[~iou.isnan()].mean()) if (~iou.isnan()).any() else float("nan")
+        )
     return scores
 
 
-def evaluate_rooms(model: torch.nn.Module, cfg: Config, rooms: Sequence[dict], device="cpu",
-                   progress: bool = True, amp: str | None = None) -> dict:
+def evaluate_rooms(
+    model: torch.nn.Module,
+    cfg: Config,
+    rooms: Sequence[dict],
+    device="cpu",
+    progress: bool = True,
+    amp: str | None = None,
+) -> dict:
     """Whole-room sliding-block evaluation.
 
     Args:
@@ -74,9 +89,12 @@ def evaluate_rooms(model: torch.nn.Module, cfg: Config, rooms: Sequence[dict], d
         matrix.update(torch.from_numpy(labels), torch.as_tensor(np.asarray(room["label"]), dtype=torch.int64))
         predictions.append(labels)
         points += len(labels)
-    return {"scores": scores_without_ignored(matrix, cfg.data.ignore_index), "matrix": matrix.matrix.numpy().copy(),
-            "predictions": predictions,
-            "points_per_s": points / max(time.perf_counter() - start, 1e-9)}
+    return {
+        "scores": scores_without_ignored(matrix, cfg.data.ignore_index),
+        "matrix": matrix.matrix.numpy().copy(),
+        "predictions": predictions,
+        "points_per_s": points / max(time.perf_counter() - start, 1e-9),
+    }
 
 
 def class_names_for(cfg: Config) -> list[str]:
@@ -92,6 +110,7 @@ def class_names_for(cfg: Config) -> list[str]:
         return list(S3DIS_CLASS_NAMES)
     if cfg.data.dataset == "semantickitti" and cfg.data.label_config:
         from pcseg.data.kitti import SemanticKittiConfig
+
         names = getattr(SemanticKittiConfig.from_yaml(cfg.data.label_config), "class_names", None)
         if names is not None and len(names) == cfg.data.num_classes:
             return list(names)
@@ -109,14 +128,18 @@ def scores_to_dict(scores: SegmentationScores, class_names: Sequence[str]) -> di
         metrics: overall_accuracy, miou, mean_accuracy and per-class iou and accuracy dicts
         (NaN as None).
     """
+
     def num(x):
         x = float(x)
         return None if np.isnan(x) else x
 
-    return {"overall_accuracy": num(scores.overall_accuracy), "miou": num(scores.miou),
-            "mean_accuracy": num(scores.mean_accuracy),
-            "iou": {name: num(v) for name, v in zip(class_names, scores.iou.tolist())},
-            "accuracy": {name: num(v) for name, v in zip(class_names, scores.accuracy.tolist())}}
+    return {
+        "overall_accuracy": num(scores.overall_accuracy),
+        "miou": num(scores.miou),
+        "mean_accuracy": num(scores.mean_accuracy),
+        "iou": {name: num(v) for name, v in zip(class_names, scores.iou.tolist())},
+        "accuracy": {name: num(v) for name, v in zip(class_names, scores.accuracy.tolist())},
+    }
 
 
 def format_scores(scores: SegmentationScores, class_names: Sequence[str]) -> str:
@@ -129,8 +152,10 @@ def format_scores(scores: SegmentationScores, class_names: Sequence[str]) -> str
     Returns:
         text: one summary line, then one line per class.
     """
-    lines = [f"OA {scores.overall_accuracy:.3f}  mIoU {scores.miou:.3f}  mAcc {scores.mean_accuracy:.3f}",
-             f"{'class':<12} {'IoU':>6} {'acc':>6}"]
+    lines = [
+        f"OA {scores.overall_accuracy:.3f}  mIoU {scores.miou:.3f}  mAcc {scores.mean_accuracy:.3f}",
+        f"{'class':<12} {'IoU':>6} {'acc':>6}",
+    ]
     for name, iou, acc in zip(class_names, scores.iou.tolist(), scores.accuracy.tolist()):
         lines.append(f"{name:<12} {iou:6.3f} {acc:6.3f}")
     return "\n".join(lines)
@@ -145,6 +170,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
         path: the PNG to write.
     """
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -159,8 +185,15 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     for i in range(len(class_names)):
         for j in range(len(class_names)):
             if normalised[i, j] >= 0.01:
-                ax.text(j, i, f"{normalised[i, j]:.2f}", ha="center", va="center", fontsize=5,
-                        color="white" if normalised[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{normalised[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=5,
+                    color="white" if normalised[i, j] > 0.5 else "black",
+                )
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -168,8 +201,9 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     plt.close(fig)
 
 
-def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, out_dir: str | Path | None = None,
-                        device: str = "cpu", progress: bool = True) -> dict:
+def evaluate_checkpoint(
+    cfg: Config, checkpoint: str | Path, out_dir: str | Path | None = None, device: str = "cpu", progress: bool = True
+) -> dict:
     """``pcseg eval``: a checkpoint on the config's validation rooms.
 
     Args:

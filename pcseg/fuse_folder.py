@@ -48,6 +48,7 @@ Example (every key not marked optional is required)::
 
 Per-frame "depth_scale", "depth_trunc" and "scores" override the top-level ones.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,17 @@ MANIFEST_NAME = "frames.json"
 MANIFEST_NAMES = (MANIFEST_NAME, "frames.yaml", "frames.yml")  # the same keys in YAML work too
 
 _MANIFEST_KEYS = {
-    "num_classes", "voxel_size", "mode", "ignore_label", "class_names", "palette", "camera",
-    "depth_scale", "depth_trunc", "scores", "frames",
+    "num_classes",
+    "voxel_size",
+    "mode",
+    "ignore_label",
+    "class_names",
+    "palette",
+    "camera",
+    "depth_scale",
+    "depth_trunc",
+    "scores",
+    "frames",
 }
 _RGBD_KEYS = {"type", "depth", "segmentation", "pose", "color", "camera", "depth_scale", "depth_trunc", "scores"}
 _SUNRGBD_KEYS = {"type", "frame", "segmentation", "depth_trunc", "scores"}
@@ -103,8 +113,9 @@ def fuse_folder(
         FileNotFoundError: when the folder, its manifest or a file it names is missing.
         ValueError: on a bad manifest or frame; the message names the manifest and frame.
     """
-    fuser, manifest = fuser_from_folder(input_dir, num_classes=num_classes, voxel_size=voxel_size,
-                                        mode=mode, progress=progress)
+    fuser, manifest = fuser_from_folder(
+        input_dir, num_classes=num_classes, voxel_size=voxel_size, mode=mode, progress=progress
+    )
     out_path = fuser.export(out_path)
     return {
         "out_path": str(out_path),
@@ -178,8 +189,10 @@ def _find_manifest(input_dir: Path) -> Path:
         raise FileNotFoundError(f"input folder not found: {input_dir}")
     found = [input_dir / name for name in MANIFEST_NAMES if (input_dir / name).is_file()]
     if not found:
-        raise FileNotFoundError(f"{input_dir / MANIFEST_NAME} not found: `pcseg fuse` needs a manifest listing the "
-                                f"frames, one of {list(MANIFEST_NAMES)} (see pcseg.fuse_folder)")
+        raise FileNotFoundError(
+            f"{input_dir / MANIFEST_NAME} not found: `pcseg fuse` needs a manifest listing the "
+            f"frames, one of {list(MANIFEST_NAMES)} (see pcseg.fuse_folder)"
+        )
     if len(found) > 1:
         raise ValueError(f"{input_dir} holds both {found[0].name} and {found[1].name}: keep one manifest")
     return found[0]
@@ -237,9 +250,16 @@ def _add_rgbd_frame(fuser: Fuser, root: Path, manifest: dict, frame: dict) -> No
     color = _read_array(root / frame["color"], "color", mode="RGB") if "color" in frame else None
     segmentation = _read_array(root / frame["segmentation"], "segmentation")
     pose = _read_pose(root, frame["pose"], "pose")
-    fuser.add_rgbd(color, depth, segmentation, camera, pose, depth_scale=_option(manifest, frame, "depth_scale", None),
-                   depth_trunc=float(_option(manifest, frame, "depth_trunc", 10.0)),
-                   scores=_option(manifest, frame, "scores", "probabilities"))
+    fuser.add_rgbd(
+        color,
+        depth,
+        segmentation,
+        camera,
+        pose,
+        depth_scale=_option(manifest, frame, "depth_scale", None),
+        depth_trunc=float(_option(manifest, frame, "depth_trunc", 10.0)),
+        scores=_option(manifest, frame, "scores", "probabilities"),
+    )
 
 
 def _add_sunrgbd_frame(fuser: Fuser, root: Path, manifest: dict, frame: dict) -> None:
@@ -248,8 +268,16 @@ def _add_sunrgbd_frame(fuser: Fuser, root: Path, manifest: dict, frame: dict) ->
     depth_trunc = float(_option(manifest, frame, "depth_trunc", 10.0))
     sun = read_sunrgbd_frame(root / frame["frame"], max_depth=depth_trunc)
     segmentation = _read_array(root / frame["segmentation"], "segmentation")
-    fuser.add_rgbd(sun["image"], sun["depth"], segmentation, sun["camera"], sun["T_world_from_camera"],
-                   depth_scale=1.0, depth_trunc=depth_trunc, scores=_option(manifest, frame, "scores", "probabilities"))
+    fuser.add_rgbd(
+        sun["image"],
+        sun["depth"],
+        segmentation,
+        sun["camera"],
+        sun["T_world_from_camera"],
+        depth_scale=1.0,
+        depth_trunc=depth_trunc,
+        scores=_option(manifest, frame, "scores", "probabilities"),
+    )
 
 
 def _add_lidar_frame(fuser: Fuser, root: Path, manifest: dict, frame: dict) -> None:
@@ -260,8 +288,14 @@ def _add_lidar_frame(fuser: Fuser, root: Path, manifest: dict, frame: dict) -> N
     calibration = KittiCalibration.from_file(calib_path)
     segmentation = _read_array(root / frame["segmentation"], "segmentation")
     pose = _read_pose(root, frame["pose"], "pose") if "pose" in frame else None
-    fuser.add_lidar(points, segmentation, calibration, pose, camera_index=int(frame.get("camera_index", 2)),
-                    scores=_option(manifest, frame, "scores", "probabilities"))
+    fuser.add_lidar(
+        points,
+        segmentation,
+        calibration,
+        pose,
+        camera_index=int(frame.get("camera_index", 2)),
+        scores=_option(manifest, frame, "scores", "probabilities"),
+    )
 
 
 # type -> (valid keys, required keys, reader)
@@ -320,14 +354,24 @@ def _camera_from_spec(spec, image_shape) -> PinholeCamera:
     unknown = set(spec) - {"fx", "fy", "cx", "cy", "width", "height", "one_based", "distortion", "distortion_model"}
     missing = {"fx", "fy", "cx", "cy"} - set(spec)
     if unknown or missing:
-        raise ValueError(f"camera keys must be fx, fy, cx, cy (+ optional width, height, one_based, distortion, "
-                         f"distortion_model); unknown {sorted(unknown)}, missing {sorted(missing)}")
+        raise ValueError(
+            f"camera keys must be fx, fy, cx, cy (+ optional width, height, one_based, distortion, "
+            f"distortion_model); unknown {sorted(unknown)}, missing {sorted(missing)}"
+        )
     height, width = image_shape
     if spec.get("width", width) != width or spec.get("height", height) != height:
         raise ValueError(f"camera is {spec.get('width')}x{spec.get('height')} but the depth image is {width}x{height}")
     shift = 1.0 if spec.get("one_based", False) else 0.0
-    return PinholeCamera(float(spec["fx"]), float(spec["fy"]), float(spec["cx"]) - shift, float(spec["cy"]) - shift,
-                         width, height, tuple(spec.get("distortion", ())), spec.get("distortion_model", "plumb_bob"))
+    return PinholeCamera(
+        float(spec["fx"]),
+        float(spec["fy"]),
+        float(spec["cx"]) - shift,
+        float(spec["cy"]) - shift,
+        width,
+        height,
+        tuple(spec.get("distortion", ())),
+        spec.get("distortion_model", "plumb_bob"),
+    )
 
 
 # ----- writing -----------------------------------------------------------------------------
@@ -391,31 +435,49 @@ def write_frames_folder(
             raise ValueError(f"{where}: segmentation must be (H, W) integer labels below num_classes={num_classes}")
         depth_mm = np.round(np.where(np.isfinite(depth) & (depth > 0), depth, 0.0) * 1000.0)
         if depth_mm.max(initial=0.0) > np.iinfo(np.uint16).max:
-            raise ValueError(f"{where}: depth up to {depth_mm.max() / 1000.0:.3f} m does not fit a uint16 "
-                             "millimetre PNG (at most 65.535 m)")
+            raise ValueError(
+                f"{where}: depth up to {depth_mm.max() / 1000.0:.3f} m does not fit a uint16 "
+                "millimetre PNG (at most 65.535 m)"
+            )
         Image.fromarray(depth_mm.astype(np.uint16)).save(folder / "depth" / f"{name}.png")
         Image.fromarray(np.where(labels < 0, no_label, labels).astype(label_dtype)).save(
-            folder / "segmentation" / f"{name}.png")
+            folder / "segmentation" / f"{name}.png"
+        )
         np.savetxt(folder / "pose" / f"{name}.txt", np.asarray(frame["pose"], dtype=np.float64), fmt="%.9f")
         entry = {"type": "rgbd", "depth": f"depth/{name}.png"}
         if frame.get("color") is not None:
             Image.fromarray(np.asarray(frame["color"], dtype=np.uint8)).save(folder / "color" / f"{name}.png")
             entry["color"] = f"color/{name}.png"
         entries.append({**entry, "segmentation": f"segmentation/{name}.png", "pose": f"pose/{name}.txt"})
-    manifest = {"num_classes": int(num_classes), "voxel_size": float(voxel_size), "mode": mode,
-                "ignore_label": no_label}
+    manifest = {
+        "num_classes": int(num_classes),
+        "voxel_size": float(voxel_size),
+        "mode": mode,
+        "ignore_label": no_label,
+    }
     if class_names is not None:
         manifest["class_names"] = list(class_names)
     if palette is not None:
         manifest["palette"] = normalize_palette(palette, num_classes).tolist()
-    manifest.update({
-        "camera": {"fx": camera.fx, "fy": camera.fy, "cx": camera.cx, "cy": camera.cy,
-                   "width": camera.width, "height": camera.height,
-                   **({"distortion": list(camera.distortion), "distortion_model": camera.distortion_model}
-                      if camera.is_distorted else {})},
-        "depth_scale": 1000,
-        "depth_trunc": float(depth_trunc),
-    })
+    manifest.update(
+        {
+            "camera": {
+                "fx": camera.fx,
+                "fy": camera.fy,
+                "cx": camera.cx,
+                "cy": camera.cy,
+                "width": camera.width,
+                "height": camera.height,
+                **(
+                    {"distortion": list(camera.distortion), "distortion_model": camera.distortion_model}
+                    if camera.is_distorted
+                    else {}
+                ),
+            },
+            "depth_scale": 1000,
+            "depth_trunc": float(depth_trunc),
+        }
+    )
     # One key, and one frame, per line: readable and diffable.
     header = ",\n".join(f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in manifest.items())
     frame_lines = ",\n".join(f"    {json.dumps(entry)}" for entry in entries)

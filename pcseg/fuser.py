@@ -29,6 +29,7 @@ world-frame points); this module adds the input conventions (depth units, ignore
 KITTI calibrations). `pcseg fuse` reads a folder of frames into a `Fuser`
 (`pcseg.fuse_folder`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -121,8 +122,12 @@ class Fuser:
             raise ValueError(f"ignore_label must be an integer or None, got {ignore_label!r}")
         self.ignore_label = None if ignore_label is None else int(ignore_label)
         self.palette = normalize_palette(palette, self.num_classes)
-        for name, value in (("clearing_resolution_degrees", clearing_resolution_degrees), ("max_distance", max_distance),
-                            ("max_age_frames", max_age_frames), ("max_age_seconds", max_age_seconds)):
+        for name, value in (
+            ("clearing_resolution_degrees", clearing_resolution_degrees),
+            ("max_distance", max_distance),
+            ("max_age_frames", max_age_frames),
+            ("max_age_seconds", max_age_seconds),
+        ):
             if value is not None and (not value > 0 or not np.isfinite(value)):
                 raise ValueError(f"{name} must be a positive number or None, got {value}")
         self.clear_free_space = bool(clear_free_space)
@@ -204,7 +209,11 @@ class Fuser:
         points = camera_points if pose is None or not len(camera_points) else transform_points(camera_points, pose)
         # Free space is tested in a z-up frame of the camera, (x, z, -y); the spherical bins
         # of its pixels never change, so they come from a per-camera cache.
-        frame = {"weight": weight, "timestamp": timestamp, "T_world_from_sensor": T_world_from_camera @ _CAMERA_FROM_UPRIGHT}
+        frame = {
+            "weight": weight,
+            "timestamp": timestamp,
+            "T_world_from_sensor": T_world_from_camera @ _CAMERA_FROM_UPRIGHT,
+        }
         if self.clear_free_space:
             azimuth, elevation = _pixel_bins(camera, self.clearing_resolution_degrees)
             frame["returns"] = camera_points[:, [0, 2, 1]] * np.array([1, 1, -1], camera_points.dtype)
@@ -311,7 +320,7 @@ class Fuser:
             start, end = scan_time if scan_time is not None else (float(timestamps.min()), float(timestamps.max()))
             pose_start = np.eye(4) if pose is None else pose
             world_points = deskew_points(points, timestamps, pose_start, pose_end, start, end)
-            at_image = (end if image_time is None else image_time)
+            at_image = end if image_time is None else image_time
             pose = interpolate_pose(pose_start, pose_end, (at_image - start) / (end - start))
             points = transform_points(world_points, np.linalg.inv(pose)).astype(points.dtype)
         segmentation = as_numpy(segmentation, "segmentation")
@@ -321,17 +330,26 @@ class Fuser:
             colors = as_numpy(colors, "colors")
             if colors.shape != (len(points), 3):
                 raise ValueError(f"colors must be (N, 3) with N={len(points)}, got {colors.shape}")
-        options = {"occlusion": occlusion, "zbuffer_radius": zbuffer_radius, "sampling": sampling,
-                   "depth_image": depth_image, "occlusion_tolerance": occlusion_tolerance,
-                   "occlusion_tolerance_relative": occlusion_tolerance_relative}
+        options = {
+            "occlusion": occlusion,
+            "zbuffer_radius": zbuffer_radius,
+            "sampling": sampling,
+            "depth_image": depth_image,
+            "occlusion_tolerance": occlusion_tolerance,
+            "occlusion_tolerance_relative": occlusion_tolerance_relative,
+        }
         if is_label_map:
             labels_image = self._label_map(segmentation, "segmentation")
             # paint_points wants labels in [0, C): "no label" pixels become an extra class C,
             # whose points are then dropped.
             unlabelled = labels_image < 0
             painted = paint_points(
-                points, np.where(unlabelled, self.num_classes, labels_image), camera, T_camera_from_lidar,
-                num_classes=self.num_classes + 1, **options,
+                points,
+                np.where(unlabelled, self.num_classes, labels_image),
+                camera,
+                T_camera_from_lidar,
+                num_classes=self.num_classes + 1,
+                **options,
             )
             keep = painted.visible & (painted.labels < self.num_classes)
             labels, probabilities = painted.labels[keep], None
@@ -343,9 +361,16 @@ class Fuser:
             # torch's transform, not numpy's matmul: a (N, 3) @ (3, 3) product wakes every
             # BLAS thread, which stalls on a busy machine.
             world_points = points if pose is None else transform_points(points, pose)
-        return self._integrate(world_points[keep], probabilities=probabilities, labels=labels,
-                               colors=None if colors is None else colors[keep], weight=weight, timestamp=timestamp,
-                               returns=points, T_world_from_sensor=np.eye(4) if pose is None else pose)
+        return self._integrate(
+            world_points[keep],
+            probabilities=probabilities,
+            labels=labels,
+            colors=None if colors is None else colors[keep],
+            weight=weight,
+            timestamp=timestamp,
+            returns=points,
+            T_world_from_sensor=np.eye(4) if pose is None else pose,
+        )
 
     def add_points(
         self,
@@ -396,8 +421,16 @@ class Fuser:
             T_world_from_sensor = np.eye(4)
             T_world_from_sensor[:3, 3] = sensor_origin
             returns = points - sensor_origin if len(points) else None
-        return self._integrate(points, labels=labels, probabilities=probabilities, colors=colors, weight=weight,
-                               timestamp=timestamp, returns=returns, T_world_from_sensor=T_world_from_sensor)
+        return self._integrate(
+            points,
+            labels=labels,
+            probabilities=probabilities,
+            colors=colors,
+            weight=weight,
+            timestamp=timestamp,
+            returns=returns,
+            T_world_from_sensor=T_world_from_sensor,
+        )
 
     def _label_map(self, labels: np.ndarray, name: str) -> np.ndarray:
         """Integer labels as int64 with every "no label" value (negative, ignore_label) -1."""
@@ -415,8 +448,17 @@ class Fuser:
         return labels
 
     def _integrate(
-        self, points, labels=None, probabilities=None, colors=None, *, weight=1.0, timestamp=None,
-        returns=None, T_world_from_sensor=None, return_bins=None,
+        self,
+        points,
+        labels=None,
+        probabilities=None,
+        colors=None,
+        *,
+        weight=1.0,
+        timestamp=None,
+        returns=None,
+        T_world_from_sensor=None,
+        return_bins=None,
     ) -> int:
         """Fold one frame into the map, then clear free space and forget what the bounds drop.
 
@@ -439,12 +481,20 @@ class Fuser:
             if origin is not None:
                 self.sensor_position = origin
             if count:
-                self.map.integrate(points, probabilities=probabilities, labels=labels, colors=colors,
-                                   weight=weight, frame=frame, time=now)
+                self.map.integrate(
+                    points,
+                    probabilities=probabilities,
+                    labels=labels,
+                    colors=colors,
+                    weight=weight,
+                    frame=frame,
+                    time=now,
+                )
                 self.num_points_added += count
             if self.clear_free_space and origin is not None and returns is not None and len(returns):
-                self.map.clear_free_space(returns, T_world_from_sensor, frame, self.clearing_resolution_degrees,
-                                          return_bins)
+                self.map.clear_free_space(
+                    returns, T_world_from_sensor, frame, self.clearing_resolution_degrees, return_bins
+                )
             if self.max_distance is not None or self.max_age_frames is not None or self.max_age_seconds is not None:
                 self.map.forget(
                     origin=origin if self.max_distance is not None else None,
@@ -535,8 +585,17 @@ class Fuser:
             return self.map.voxel_colors()
 
     # ----- saving --------------------------------------------------------------------------
-    _SETTINGS = ("num_classes", "voxel_size", "mode", "ignore_label", "clear_free_space", "clearing_resolution_degrees",
-                 "max_distance", "max_age_frames", "max_age_seconds")
+    _SETTINGS = (
+        "num_classes",
+        "voxel_size",
+        "mode",
+        "ignore_label",
+        "clear_free_space",
+        "clearing_resolution_degrees",
+        "max_distance",
+        "max_age_frames",
+        "max_age_seconds",
+    )
 
     def save(self, path: str | Path) -> Path:
         """Save the whole Fuser (map, settings, frame counters) to resume mapping later.
@@ -576,7 +635,7 @@ class Fuser:
         num_classes: int | None = None,
         voxel_size: float | None = None,
         device: str | torch.device = "cpu",
-    ) -> "Fuser":
+    ) -> Fuser:
         """A Fuser saved by `save`, ready to add frames; queries answer exactly as before.
 
         Args:
@@ -610,7 +669,9 @@ class Fuser:
             raise ValueError(f"{path} holds a map of {settings['num_classes']} classes, not num_classes={num_classes}")
         if voxel_size is not None and settings["voxel_size"] != voxel_size:
             raise ValueError(f"{path} holds a map of voxel_size={settings['voxel_size']}, not voxel_size={voxel_size}")
-        fuser = cls(palette=state["palette"].numpy(), min_probability=state["min_probability"], device=device, **settings)
+        fuser = cls(
+            palette=state["palette"].numpy(), min_probability=state["min_probability"], device=device, **settings
+        )
         try:
             fuser.map = VoxelLabelMap.from_state_dict(state["map"], device)
         except (KeyError, ValueError) as error:
@@ -652,9 +713,13 @@ class Fuser:
                 self.map.export_ply(path, self.palette)
             else:
                 np.savez_compressed(
-                    path, points=self.map.voxel_points(), labels=self.map.voxel_labels(),
-                    probabilities=self.map.voxel_probabilities(), observations=self.map.voxel_observations(),
-                    counts=self.map.voxel_counts(), entropy=self.map.voxel_entropy(),
+                    path,
+                    points=self.map.voxel_points(),
+                    labels=self.map.voxel_labels(),
+                    probabilities=self.map.voxel_probabilities(),
+                    observations=self.map.voxel_observations(),
+                    counts=self.map.voxel_counts(),
+                    entropy=self.map.voxel_entropy(),
                 )
         return path
 

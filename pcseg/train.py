@@ -41,6 +41,7 @@ model, optimiser, schedule and gradient-scaler states and the `TrainState`. Ctrl
 other RNGs as after that step), so ``--resume`` redraws the epoch's order and augmentation
 and continues with the next step exactly as the uninterrupted run would.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,16 +68,32 @@ from pcseg.data import random_block
 from pcseg.data.loading import check_data, load_rooms
 from pcseg.evaluate import scores_without_ignored
 from pcseg.inputs import block_inputs, input_normals, rotate_inputs
-from pcseg.losses import (class_weights_from_counts, cross_entropy_loss, focal_loss, lovasz_softmax_loss,
-                          soft_dice_loss, tversky_loss)
+from pcseg.losses import (
+    class_weights_from_counts,
+    cross_entropy_loss,
+    focal_loss,
+    lovasz_softmax_loss,
+    soft_dice_loss,
+    tversky_loss,
+)
 from pcseg.metrics import ConfusionMatrix
 from pcseg.predict import autocast_dtype
 from pcseg.utils.atomic import atomic_path, atomic_write, check_output_folder
 from pcseg.utils.devices import check_device
 from pcseg.utils.progress import progress as progress_bar
 
-__all__ = ["BlockPool", "build_block_pool", "forward_model", "WarmupCosine", "TrainState", "train",
-           "init_distributed", "check_training", "run_folder_lock", "RunFolderBusyError"]
+__all__ = [
+    "BlockPool",
+    "build_block_pool",
+    "forward_model",
+    "WarmupCosine",
+    "TrainState",
+    "train",
+    "init_distributed",
+    "check_training",
+    "run_folder_lock",
+    "RunFolderBusyError",
+]
 
 SET_LOSSES = {"dice": soft_dice_loss, "tversky": tversky_loss, "lovasz": lovasz_softmax_loss}
 
@@ -100,8 +117,15 @@ class BlockPool:
         return len(self.points)
 
 
-def build_block_pool(rooms: Sequence[dict], data: DataConfig, blocks_per_room: int, seed: int,
-                     chunk: int = 64, progress: bool = False, desc: str = "cutting blocks") -> BlockPool:
+def build_block_pool(
+    rooms: Sequence[dict],
+    data: DataConfig,
+    blocks_per_room: int,
+    seed: int,
+    chunk: int = 64,
+    progress: bool = False,
+    desc: str = "cutting blocks",
+) -> BlockPool:
     """Cuts random blocks from every room and computes their model inputs once.
 
     The training loop then only indexes tensors.
@@ -134,15 +158,19 @@ def build_block_pool(rooms: Sequence[dict], data: DataConfig, blocks_per_room: i
     features9 = torch.from_numpy(np.stack(features9))
     points, features = [], []
     for start in range(0, len(features9), chunk):
-        p, f = block_inputs(features9[start:start + chunk], data)
+        p, f = block_inputs(features9[start : start + chunk], data)
         points.append(p)
         features.append(f)
-    return BlockPool(torch.cat(points), torch.cat(features) if features[0] is not None else None,
-                     torch.from_numpy(np.stack(labels)).long())
+    return BlockPool(
+        torch.cat(points),
+        torch.cat(features) if features[0] is not None else None,
+        torch.from_numpy(np.stack(labels)).long(),
+    )
 
 
-def forward_model(model: torch.nn.Module, points: torch.Tensor, features: torch.Tensor | None,
-                  data: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_model(
+    model: torch.nn.Module, points: torch.Tensor, features: torch.Tensor | None, data: DataConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The one forward pass the trainer makes, in training and in validation.
 
     Args:
@@ -174,8 +202,14 @@ class WarmupCosine:
         min_ratio: the final rate as a fraction of ``base_lr``.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, warmup_steps: int, total_steps: int,
-                 min_ratio: float = 0.01):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        base_lr: float,
+        warmup_steps: int,
+        total_steps: int,
+        min_ratio: float = 0.01,
+    ):
         self.optimizer = optimizer
         self.base_lr = base_lr
         self.warmup_steps = int(warmup_steps)
@@ -204,8 +238,13 @@ class WarmupCosine:
 
     def state_dict(self) -> dict:
         """The schedule's plain-number state."""
-        return {"base_lr": self.base_lr, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
-                "min_ratio": self.min_ratio, "step_count": self.step_count}
+        return {
+            "base_lr": self.base_lr,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "min_ratio": self.min_ratio,
+            "step_count": self.step_count,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restores a ``state_dict`` and sets the optimiser's rates."""
@@ -218,8 +257,9 @@ class WarmupCosine:
 def _write_logs(run_dir: Path, history: list[dict]) -> None:
     with atomic_write(run_dir / "log.jsonl") as handle:
         handle.write("".join(json.dumps(row) + "\n" for row in history).encode())
-    keys = sorted({k for row in history for k in row}, key=lambda k: list(history[0]).index(k)
-                  if k in history[0] else 99)
+    keys = sorted(
+        {k for row in history for k in row}, key=lambda k: list(history[0]).index(k) if k in history[0] else 99
+    )
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=keys)
     writer.writeheader()
@@ -236,6 +276,7 @@ def plot_training_curve(history: list[dict], path: Path) -> None:
         path: the PNG to write.
     """
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -314,8 +355,9 @@ def _rng_state(device: torch.device) -> dict:
 
 
 # ----------------------------------------------------------------------------- loss
-def _batch_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, cfg: Config,
-                world: int) -> torch.Tensor:
+def _batch_loss(
+    logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, cfg: Config, world: int
+) -> torch.Tensor:
     """The training loss of ``logits (B, C, P)`` against ``label (B, P)``: the sum of the terms
     that ``train.loss`` names ("cross_entropy+lovasz"). A per-point term is the weighted mean
     over the batch. Under DDP, each rank's weighted sum divided by the whole global batch's
@@ -326,8 +368,9 @@ def _batch_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor 
     return sum(terms[1:], terms[0])
 
 
-def _loss_term(name: str, logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, cfg: Config,
-               world: int) -> torch.Tensor:
+def _loss_term(
+    name: str, logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, cfg: Config, world: int
+) -> torch.Tensor:
     if name in SET_LOSSES:
         # Set losses do not split into per-point sums: under DDP each rank's is that of its own
         # share of the batch, and DDP averages their gradients.
@@ -367,11 +410,20 @@ class TrainRun:
 
     def save(self, state: TrainState, name: str) -> None:
         """Writes the run's checkpoint ``name`` (``last.pt`` / ``best.pt``) into the run folder."""
-        atomic_save({"format": CHECKPOINT_FORMAT, "model": self.model.state_dict(),
-                     "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
-                     "scaler": None if self.scaler is None else self.scaler.state_dict(),
-                     **state.to_checkpoint(), "config": config_to_dict(self.cfg), "model_name": self.cfg.model.name,
-                     "num_classes": self.cfg.data.num_classes}, self.run_dir / name)
+        atomic_save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(),
+                "scaler": None if self.scaler is None else self.scaler.state_dict(),
+                **state.to_checkpoint(),
+                "config": config_to_dict(self.cfg),
+                "model_name": self.cfg.model.name,
+                "num_classes": self.cfg.data.num_classes,
+            },
+            self.run_dir / name,
+        )
 
 
 def _new_epoch_stats() -> list:
@@ -407,21 +459,33 @@ class TrainState:
 
     def to_checkpoint(self) -> dict:
         """The checkpoint entries of the state (``pcseg.checkpoint`` lists them)."""
-        return {"epoch": self.epoch, "step": self.step, "epoch_stats": list(self.epoch_stats),
-                "total_epochs": self.total_epochs, "best_miou": self.best_miou, "rng": dict(self.rng),
-                "history": self.history}
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "epoch_stats": list(self.epoch_stats),
+            "total_epochs": self.total_epochs,
+            "best_miou": self.best_miou,
+            "rng": dict(self.rng),
+            "history": self.history,
+        }
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> TrainState:
         """The state a checkpoint holds."""
-        return cls(total_epochs=checkpoint["total_epochs"], epoch=checkpoint["epoch"], step=checkpoint.get("step", 0),
-                   epoch_stats=list(checkpoint.get("epoch_stats", _new_epoch_stats())),
-                   best_miou=checkpoint["best_miou"], history=list(checkpoint["history"]),
-                   rng=dict(checkpoint["rng"]))
+        return cls(
+            total_epochs=checkpoint["total_epochs"],
+            epoch=checkpoint["epoch"],
+            step=checkpoint.get("step", 0),
+            epoch_stats=list(checkpoint.get("epoch_stats", _new_epoch_stats())),
+            best_miou=checkpoint["best_miou"],
+            history=list(checkpoint["history"]),
+            rng=dict(checkpoint["rng"]),
+        )
 
 
-def _setup(cfg: Config, rooms: tuple[Sequence[dict], Sequence[dict]] | None, progress: bool, rank: int,
-           world: int) -> TrainRun:
+def _setup(
+    cfg: Config, rooms: tuple[Sequence[dict], Sequence[dict]] | None, progress: bool, rank: int, world: int
+) -> TrainRun:
     """Seeds, writes the run folder's config, builds the block pools, model, optimiser and schedule
     (the folder exists: ``run_folder_lock`` created it)."""
     if cfg.train.num_threads > 0:
@@ -440,38 +504,79 @@ def _setup(cfg: Config, rooms: tuple[Sequence[dict], Sequence[dict]] | None, pro
     else:
         train_rooms, val_rooms = load_rooms(cfg.data, "train", progress), load_rooms(cfg.data, "val", progress)
     pool = build_block_pool(train_rooms, cfg.data, cfg.data.blocks_per_room, cfg.train.seed, progress=progress)
-    val_pool = build_block_pool(val_rooms, cfg.data, cfg.data.val_blocks_per_room, cfg.train.seed + 1,
-                                progress=progress, desc="cutting validation blocks") if val_rooms else None
+    val_pool = (
+        build_block_pool(
+            val_rooms,
+            cfg.data,
+            cfg.data.val_blocks_per_room,
+            cfg.train.seed + 1,
+            progress=progress,
+            desc="cutting validation blocks",
+        )
+        if val_rooms
+        else None
+    )
     prepare_s = time.perf_counter() - start
 
     model = build_model_from_config(cfg).to(device)
     counts = torch.bincount(pool.label[pool.label >= 0].flatten(), minlength=cfg.data.num_classes)
-    weight = None if cfg.train.class_weights == "none" else \
-        class_weights_from_counts(counts.clamp_min(1), cfg.train.class_weights).to(device)
+    weight = (
+        None
+        if cfg.train.class_weights == "none"
+        else class_weights_from_counts(counts.clamp_min(1), cfg.train.class_weights).to(device)
+    )
     if cfg.train.optimizer == "adamw":
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum,
-                                    weight_decay=cfg.train.weight_decay, nesterov=True)
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=cfg.train.lr,
+            momentum=cfg.train.momentum,
+            weight_decay=cfg.train.weight_decay,
+            nesterov=True,
+        )
     steps_per_epoch = max(1, len(pool) // (cfg.train.batch_size * world))
-    schedule = WarmupCosine(optimizer, cfg.train.lr, round(cfg.train.warmup_epochs * steps_per_epoch),
-                            cfg.train.epochs * steps_per_epoch, cfg.train.min_lr_ratio)
+    schedule = WarmupCosine(
+        optimizer,
+        cfg.train.lr,
+        round(cfg.train.warmup_epochs * steps_per_epoch),
+        cfg.train.epochs * steps_per_epoch,
+        cfg.train.min_lr_ratio,
+    )
     amp_dtype = autocast_dtype(cfg.train.amp, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     net = model
     if world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    return TrainRun(cfg, device, rank, world, run_dir, pool, val_pool, model, net, optimizer, schedule, scaler,
-                    amp_dtype, weight, torch.Generator().manual_seed(cfg.train.seed), steps_per_epoch, prepare_s)
+    return TrainRun(
+        cfg,
+        device,
+        rank,
+        world,
+        run_dir,
+        pool,
+        val_pool,
+        model,
+        net,
+        optimizer,
+        schedule,
+        scaler,
+        amp_dtype,
+        weight,
+        torch.Generator().manual_seed(cfg.train.seed),
+        steps_per_epoch,
+        prepare_s,
+    )
 
 
 def _start_state(run: TrainRun, checkpoint: dict | None) -> TrainState:
     """A fresh state, or the one of the ``--resume`` checkpoint (checked by ``check_training``)
     with the run's model, optimiser, schedule and RNGs restored."""
     if checkpoint is None:
-        return TrainState(total_epochs=run.cfg.train.epochs,
-                          rng={**_rng_state(run.device), "shuffle": run.shuffle.get_state()})
+        return TrainState(
+            total_epochs=run.cfg.train.epochs, rng={**_rng_state(run.device), "shuffle": run.shuffle.get_state()}
+        )
     run.model.load_state_dict(checkpoint["model"])
     run.optimizer.load_state_dict(checkpoint["optimizer"])
     run.schedule.load_state_dict(checkpoint["scheduler"])
@@ -627,9 +732,15 @@ def _epoch_row(run: TrainRun, state: TrainState, epoch_start: float) -> dict:
     stats = torch.tensor([*state.epoch_stats[:3], state.epoch_stats[3] * cfg.train.batch_size], dtype=torch.float64)
     if run.world > 1:
         dist.all_reduce(stats)
-    row = {"epoch": state.epoch + 1, "train_loss": float(stats[0] / max(stats[3], 1)),
-           "train_acc": float(stats[1] / max(stats[2], 1)), "lr": run.schedule.lr(),
-           "epoch_s": time.perf_counter() - epoch_start, "val_miou": None, "val_oa": None}
+    row = {
+        "epoch": state.epoch + 1,
+        "train_loss": float(stats[0] / max(stats[3], 1)),
+        "train_acc": float(stats[1] / max(stats[2], 1)),
+        "lr": run.schedule.lr(),
+        "epoch_s": time.perf_counter() - epoch_start,
+        "val_miou": None,
+        "val_oa": None,
+    }
     finished = state.epoch + 1
     if run.val_pool is not None and (finished % cfg.train.val_every == 0 or finished == state.total_epochs):
         row.update(_validate(run))
@@ -654,8 +765,11 @@ def _finish_epoch(run: TrainRun, state: TrainState, row: dict) -> None:
             run.save(state, "last.pt")
         _write_logs(run.run_dir, state.history)
         val_text = "" if row["val_miou"] is None else f" | val mIoU {row['val_miou']:.3f} OA {row['val_oa']:.3f}"
-        print(f"epoch {state.epoch}/{state.total_epochs} | loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
-              f"lr {row['lr']:.2e} | {row['epoch_s']:.1f}s{val_text}", flush=True)
+        print(
+            f"epoch {state.epoch}/{state.total_epochs} | loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
+            f"lr {row['lr']:.2e} | {row['epoch_s']:.1f}s{val_text}",
+            flush=True,
+        )
 
 
 def _run_epoch(run: TrainRun, state: TrainState, budget: TimeBudget, progress: bool) -> None:
@@ -664,8 +778,14 @@ def _run_epoch(run: TrainRun, state: TrainState, budget: TimeBudget, progress: b
     run.net.train()
     order, angles = _epoch_batches(run)
     # a resumed epoch skips the steps done before the interruption
-    bar = progress_bar(range(state.step, run.steps_per_epoch), desc=f"epoch {state.epoch + 1}/{state.total_epochs}",
-                       unit="step", total=run.steps_per_epoch, initial=state.step, enabled=progress)
+    bar = progress_bar(
+        range(state.step, run.steps_per_epoch),
+        desc=f"epoch {state.epoch + 1}/{state.total_epochs}",
+        unit="step",
+        total=run.steps_per_epoch,
+        initial=state.step,
+        enabled=progress,
+    )
     steps_run = 0
     for step in bar:
         if run.schedule.step_count >= run.schedule.total_steps:
@@ -686,8 +806,11 @@ def _save_interrupted(run: TrainRun, state: TrainState) -> None:
     if state.best_unsaved:  # interrupted while writing the new best
         run.save(state, "best.pt")
     run.save(state, "last.pt")
-    print(f"\ninterrupted: saved {run.run_dir / 'last.pt'} at epoch {state.epoch} step {state.step}; "
-          "continue with --resume", flush=True)
+    print(
+        f"\ninterrupted: saved {run.run_dir / 'last.pt'} at epoch {state.epoch} step {state.step}; "
+        "continue with --resume",
+        flush=True,
+    )
 
 
 def _finish_run(run: TrainRun, state: TrainState) -> None:
@@ -701,8 +824,9 @@ def _finish_run(run: TrainRun, state: TrainState) -> None:
         run.save(state, "best.pt")
 
 
-def _train(cfg: Config, checkpoint: dict | None, progress: bool, stop_after_epochs: int | None, rooms, rank: int,
-           world: int) -> dict:
+def _train(
+    cfg: Config, checkpoint: dict | None, progress: bool, stop_after_epochs: int | None, rooms, rank: int, world: int
+) -> dict:
     run = _setup(cfg, rooms, progress, rank, world)
     state = _start_state(run, checkpoint)
     budget = TimeBudget(run, resumed=checkpoint is not None)
@@ -717,14 +841,26 @@ def _train(cfg: Config, checkpoint: dict | None, progress: bool, stop_after_epoc
         interrupted = True
         _save_interrupted(run, state)
     _finish_run(run, state)
-    return {"epochs": state.epoch, "best_miou": state.best_miou, "history": state.history,
-            "interrupted": interrupted, "prepare_s": run.prepare_s, "train_s": time.perf_counter() - budget.start,
-            "last": str(run.run_dir / "last.pt"), "best": str(run.run_dir / "best.pt"),
-            "amp": None if run.amp_dtype is None else str(run.amp_dtype).replace("torch.", "")}
+    return {
+        "epochs": state.epoch,
+        "best_miou": state.best_miou,
+        "history": state.history,
+        "interrupted": interrupted,
+        "prepare_s": run.prepare_s,
+        "train_s": time.perf_counter() - budget.start,
+        "last": str(run.run_dir / "last.pt"),
+        "best": str(run.run_dir / "best.pt"),
+        "amp": None if run.amp_dtype is None else str(run.amp_dtype).replace("torch.", ""),
+    }
 
 
-def train(cfg: Config, resume: str | Path | None = None, progress: bool = True,
-          stop_after_epochs: int | None = None, rooms: tuple[Sequence[dict], Sequence[dict]] | None = None) -> dict:
+def train(
+    cfg: Config,
+    resume: str | Path | None = None,
+    progress: bool = True,
+    stop_after_epochs: int | None = None,
+    rooms: tuple[Sequence[dict], Sequence[dict]] | None = None,
+) -> dict:
     """Trains ``cfg`` and writes the run folder ``cfg.train.out_dir``.
 
     Ctrl-C saves ``last.pt`` at the last finished step (``--resume`` continues with the next
@@ -818,9 +954,10 @@ def run_folder_lock(run_dir: str | Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            raise RunFolderBusyError(f"run folder {run_dir} (train.out_dir) is in use by another pcseg train "
-                                     f"(pid {holder}); wait for it to finish or choose another train.out_dir") \
-                from None
+            raise RunFolderBusyError(
+                f"run folder {run_dir} (train.out_dir) is in use by another pcseg train "
+                f"(pid {holder}); wait for it to finish or choose another train.out_dir"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield run_dir

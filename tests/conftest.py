@@ -9,7 +9,6 @@ import pytest
 from pcseg import testing
 from pcseg.data.classes import S3DIS_CLASS_NAMES
 
-
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -76,9 +75,17 @@ def raw_s3dis(tmp_path, shared_data):
 
 # A training run small enough for a fixture: one epoch on two tiny generated rooms.
 TINY_TRAINING = [
-    "data.points_per_room=3000", "data.num_points=128", "data.blocks_per_room=8", "data.val_blocks_per_room=2",
-    "data.block_size=2.0", "data.eval_stride=2.0", "data.neighbours=8", "model.width_multiplier=0.125",
-    "train.batch_size=4", "train.epochs=1", "train.amp=none",
+    "data.points_per_room=3000",
+    "data.num_points=128",
+    "data.blocks_per_room=8",
+    "data.val_blocks_per_room=2",
+    "data.block_size=2.0",
+    "data.eval_stride=2.0",
+    "data.neighbours=8",
+    "model.width_multiplier=0.125",
+    "train.batch_size=4",
+    "train.epochs=1",
+    "train.amp=none",
 ]
 
 

@@ -5,6 +5,7 @@ answers, then write what came back to a JSON file.
     python ros1_client.py fuse CLOUD.npy RESULT.json TIMEOUT_S      # /points/labels + /tf_static -> /pcseg/map
     python ros1_client.py fuse-lidar KITTI_DIR RESULT.json TIMEOUT_S  # cloud + label image + camera info + tf -> map
 """
+
 import json
 import sys
 import threading
@@ -66,13 +67,22 @@ def lidar_camera_messages(kitti_dir: str):
     cloud = numpy_to_pointcloud2({"xyz": scan[:, :3], "intensity": scan[:, 3]}, header, types=sensor_msgs.msg)
     camera_header = std_msgs.msg.Header(stamp=rospy.Time(*STAMP), frame_id="camera2_optical")
     labels = numpy_to_image((image[..., 1] // 64).astype(np.uint8), "mono8", camera_header, types=sensor_msgs.msg)
-    info = sensor_msgs.msg.CameraInfo(header=camera_header, width=width, height=height, distortion_model="plumb_bob",
-                                      D=[0.0] * 5, K=camera.matrix.ravel().tolist(), R=np.eye(3).ravel().tolist(),
-                                      P=np.hstack([camera.matrix, np.zeros((3, 1))]).ravel().tolist())
+    info = sensor_msgs.msg.CameraInfo(
+        header=camera_header,
+        width=width,
+        height=height,
+        distortion_model="plumb_bob",
+        D=[0.0] * 5,
+        K=camera.matrix.ravel().tolist(),
+        R=np.eye(3).ravel().tolist(),
+        P=np.hstack([camera.matrix, np.zeros((3, 1))]).ravel().tolist(),
+    )
     offset = np.eye(4)
     offset[0, 3] = 10.0
-    transforms = [_transform("map", "velodyne", offset),
-                  _transform("velodyne", "camera2_optical", np.linalg.inv(T_cam_from_velo))]
+    transforms = [
+        _transform("map", "velodyne", offset),
+        _transform("velodyne", "camera2_optical", np.linalg.inv(T_cam_from_velo)),
+    ]
     return cloud, labels, info, transforms
 
 
@@ -84,9 +94,13 @@ def fuse_lidar(result_path: str, kitti_dir: str, timeout_s: float) -> int:
     info_publisher.publish(info)
     received = {}
     done = threading.Event()
-    rospy.Subscriber("/pcseg/map", sensor_msgs.msg.PointCloud2,
-                     lambda message: done.is_set() or (received.update(message=message), done.set()),
-                     queue_size=1, buff_size=2 ** 26)
+    rospy.Subscriber(
+        "/pcseg/map",
+        sensor_msgs.msg.PointCloud2,
+        lambda message: done.is_set() or (received.update(message=message), done.set()),
+        queue_size=1,
+        buff_size=2**26,
+    )
     clouds = rospy.Publisher("/velodyne_points", sensor_msgs.msg.PointCloud2, queue_size=1)
     images = rospy.Publisher("/segmentation", sensor_msgs.msg.Image, queue_size=1)
     deadline = time.perf_counter() + timeout_s
@@ -103,8 +117,15 @@ def fuse_lidar(result_path: str, kitti_dir: str, timeout_s: float) -> int:
         return 1
     message = received["message"]
     answer = pointcloud2_to_numpy(message)
-    json.dump({"points": int(message.width), "labels": answer["label"].tolist(), "xyz": answer["xyz"].tolist(),
-               "frame_id": message.header.frame_id}, open(result_path, "w"))
+    json.dump(
+        {
+            "points": int(message.width),
+            "labels": answer["label"].tolist(),
+            "xyz": answer["xyz"].tolist(),
+            "frame_id": message.header.frame_id,
+        },
+        open(result_path, "w"),
+    )
     return 0
 
 
@@ -130,7 +151,7 @@ def main(mode: str, cloud_path: str, result_path: str, timeout_s: float) -> int:
         topics = ("/points/labels", "/pcseg/map")
         fields["label"] = np.clip(np.floor(scan[:, 2] + 2.0), 0, 3).astype(np.uint32)
         keep = publish_static_transforms()  # noqa: F841 (the latched publisher must stay alive)
-    rospy.Subscriber(topics[1], sensor_msgs.msg.PointCloud2, on_answer, queue_size=1, buff_size=2 ** 26)
+    rospy.Subscriber(topics[1], sensor_msgs.msg.PointCloud2, on_answer, queue_size=1, buff_size=2**26)
     publisher = rospy.Publisher(topics[0], sensor_msgs.msg.PointCloud2, queue_size=1)
     deadline = time.perf_counter() + timeout_s
     sent = {}
@@ -142,17 +163,24 @@ def main(mode: str, cloud_path: str, result_path: str, timeout_s: float) -> int:
             sent["at"] = time.perf_counter()
         done.wait(0.2)
     if not done.is_set():
-        json.dump({"error": f"no answer on {topics[1]} within {timeout_s} s (sent: {bool(sent)})"},
-                  open(result_path, "w"))
+        json.dump(
+            {"error": f"no answer on {topics[1]} within {timeout_s} s (sent: {bool(sent)})"}, open(result_path, "w")
+        )
         return 1
     message = received["message"]
     answer = pointcloud2_to_numpy(message, remove_nans=False)
-    json.dump({
-        "points": int(message.height * message.width), "labels": answer["label"].tolist(),
-        "xyz": answer["xyz"].tolist(), "field_names": [f.name for f in message.fields],
-        "frame_id": message.header.frame_id, "stamp": stamp_to_ns(message.header.stamp),
-        "seconds": received["at"] - sent["at"],
-    }, open(result_path, "w"))
+    json.dump(
+        {
+            "points": int(message.height * message.width),
+            "labels": answer["label"].tolist(),
+            "xyz": answer["xyz"].tolist(),
+            "field_names": [f.name for f in message.fields],
+            "frame_id": message.header.frame_id,
+            "stamp": stamp_to_ns(message.header.stamp),
+            "seconds": received["at"] - sent["at"],
+        },
+        open(result_path, "w"),
+    )
     rospy.signal_shutdown("done")
     return 0
 

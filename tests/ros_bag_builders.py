@@ -1,4 +1,5 @@
 """Builders of real bags (written with rosbags) from the shared samples, for the ROS tests."""
+
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,16 @@ class BagBuilder:
         names = ("D", "K", "R", "P") if self.kind == "ros1" else ("d", "k", "r", "p")
         values = dict(zip(names, (np.zeros(5), K, np.eye(3).ravel(), P.ravel())))
         roi = self.t("sensor_msgs/msg/RegionOfInterest")(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-        msg = self.t("sensor_msgs/msg/CameraInfo")(header=self.header(stamp_ns, frame_id), height=height, width=width,
-                                                   distortion_model="plumb_bob", binning_x=0, binning_y=0, roi=roi,
-                                                   **values)
+        msg = self.t("sensor_msgs/msg/CameraInfo")(
+            header=self.header(stamp_ns, frame_id),
+            height=height,
+            width=width,
+            distortion_model="plumb_bob",
+            binning_x=0,
+            binning_y=0,
+            roi=roi,
+            **values,
+        )
         self.add(topic, "sensor_msgs/msg/CameraInfo", stamp_ns, msg)
 
     def transform(self, stamp_ns, parent, child, matrix, static=False):
@@ -56,8 +64,10 @@ class BagBuilder:
         vec = self.t("geometry_msgs/msg/Vector3")(x=matrix[0, 3], y=matrix[1, 3], z=matrix[2, 3])
         quat = self.t("geometry_msgs/msg/Quaternion")(x=q[0], y=q[1], z=q[2], w=q[3])
         stamped = self.t("geometry_msgs/msg/TransformStamped")(
-            header=self.header(stamp_ns, parent), child_frame_id=child,
-            transform=self.t("geometry_msgs/msg/Transform")(translation=vec, rotation=quat))
+            header=self.header(stamp_ns, parent),
+            child_frame_id=child,
+            transform=self.t("geometry_msgs/msg/Transform")(translation=vec, rotation=quat),
+        )
         topic = "/tf_static" if static else "/tf"
         self.add(topic, "tf2_msgs/msg/TFMessage", stamp_ns, self.t("tf2_msgs/msg/TFMessage")(transforms=[stamped]))
 

@@ -1,4 +1,5 @@
 """backproject_depth against hand computation, Open3D and real frames."""
+
 import json
 
 import numpy as np

@@ -1,4 +1,5 @@
 """PinholeCamera conversions and calibration-file readers, checked by hand and on real files."""
+
 import json
 
 import numpy as np

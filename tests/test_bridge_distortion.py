@@ -1,4 +1,5 @@
 """Lens distortion in PinholeCamera: OpenCV's projectPoints / fisheye.projectPoints as the oracle."""
+
 import numpy as np
 import pytest
 import torch
@@ -14,12 +15,23 @@ CAMERAS = {
         500.0, 505.0, 321.3, 238.7, WIDTH, HEIGHT, distortion=(-0.28, 0.09, 0.001, -0.0008, -0.012)
     ),
     "rational_polynomial": PinholeCamera(
-        480.0, 482.0, 318.2, 242.1, WIDTH, HEIGHT,
+        480.0,
+        482.0,
+        318.2,
+        242.1,
+        WIDTH,
+        HEIGHT,
         distortion=(0.42, -0.05, 0.0006, 0.0011, -0.003, 0.78, 0.02, -0.01),
         distortion_model="rational_polynomial",
     ),
     "equidistant": PinholeCamera(
-        285.0, 286.0, 322.0, 240.5, WIDTH, HEIGHT, distortion=(-0.012, 0.045, -0.041, 0.0075),
+        285.0,
+        286.0,
+        322.0,
+        240.5,
+        WIDTH,
+        HEIGHT,
+        distortion=(-0.012, 0.045, -0.041, 0.0075),
         distortion_model="equidistant",
     ),
 }

@@ -2,6 +2,7 @@
 
 Frame-level fusion (RGB-D frames, LiDAR scans) goes through `pcseg.Fuser`: tests/test_fuser.py.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -51,7 +52,9 @@ def test_colours_average_only_over_coloured_frames():
     fusion_map = VoxelLabelMap(0.5, 3, "mean")
     fusion_map.integrate(np.array([VOXEL_A, VOXEL_B]), labels=np.array([0, 1]))  # no colour (LiDAR)
     assert np.isnan(fusion_map.voxel_colors()).all()
-    fusion_map.integrate(np.array([VOXEL_A, VOXEL_A]), labels=np.array([0, 0]), colors=np.array([[255, 0, 0], [0, 0, 255]], np.uint8))
+    fusion_map.integrate(
+        np.array([VOXEL_A, VOXEL_A]), labels=np.array([0, 0]), colors=np.array([[255, 0, 0], [0, 0, 255]], np.uint8)
+    )
     colors = fusion_map.voxel_colors()
     np.testing.assert_allclose(colors[0], [0.5, 0.0, 0.5])
     assert np.isnan(colors[1]).all()  # voxel B never saw a colour
@@ -131,7 +134,9 @@ def test_growing_map_rows_and_lookups_match_a_dictionary():
     assert fusion_map.num_voxels == len(rows_of)
     all_points = np.concatenate(frames)
     expected_rows = np.array([rows_of[tuple(k)] for k in np.floor(all_points / 0.5).astype(np.int64)])
-    np.testing.assert_array_equal(fusion_map._find_rows(fusion_map._keys_of(torch.from_numpy(all_points))).numpy(), expected_rows)
+    np.testing.assert_array_equal(
+        fusion_map._find_rows(fusion_map._keys_of(torch.from_numpy(all_points))).numpy(), expected_rows
+    )
     voxel_points = fusion_map.voxel_points()
     np.testing.assert_array_equal(np.floor(voxel_points[expected_rows] / 0.5), np.floor(all_points / 0.5))
     unseen = fusion_map.query(np.array([[1e4, 1e4, 1e4], [-3e3, 7.0, 0.2]]))

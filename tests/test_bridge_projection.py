@@ -1,4 +1,5 @@
 """project_points, paint_points and render_labels: hand cases, real frames, bad input."""
+
 import json
 
 import numpy as np
@@ -177,7 +178,9 @@ def test_paint_refuses_tolerances_and_depth_images_that_would_silently_mislead()
     assert paint_points(points, scores, CAMERA, occlusion="depth", depth_image=depth_mm / 1000.0).occluded.all()
     # A depth image with another occlusion mode would be ignored.
     for occlusion in ("zbuffer", "none"):
-        with pytest.raises(ValueError, match=f"depth_image is only used with occlusion='depth', got occlusion='{occlusion}'"):
+        with pytest.raises(
+            ValueError, match=f"depth_image is only used with occlusion='depth', got occlusion='{occlusion}'"
+        ):
             paint_points(points, scores, CAMERA, occlusion=occlusion, depth_image=depth_mm / 1000.0)
 
 
@@ -214,7 +217,9 @@ def test_sunrgbd_toolbox_points_land_on_their_colour(shared_data):
     folder = shared_data / "sunrgbd" / "votenet"
     cloud = scipy.io.loadmat(folder / "depth" / "000001.mat")["instance"]
     image = np.array(Image.open(folder / "image" / "000001.jpg"))
-    camera, T_camera_from_upright = read_sunrgbd_toolbox_calib(folder / "calib" / "000001.txt", image.shape[1], image.shape[0])
+    camera, T_camera_from_upright = read_sunrgbd_toolbox_calib(
+        folder / "calib" / "000001.txt", image.shape[1], image.shape[0]
+    )
     pixels, depth, in_image = project_points(cloud[:, :3].astype(np.float64), camera, T_camera_from_upright)
     assert in_image.all() and (depth > 0).all()
     nearest = np.floor(pixels + 0.5).astype(np.int64)
@@ -223,7 +228,9 @@ def test_sunrgbd_toolbox_points_land_on_their_colour(shared_data):
     colours = image[nearest[:, 1], nearest[:, 0]] / 255.0
     assert np.abs(colours - cloud[:, 3:]).max() < 1e-6
     # With 1-based intrinsics used as if 0-based, most points would land on a neighbour pixel.
-    shifted = image[np.clip(nearest[:, 1] + 1, 0, image.shape[0] - 1), np.clip(nearest[:, 0] + 1, 0, image.shape[1] - 1)]
+    shifted = image[
+        np.clip(nearest[:, 1] + 1, 0, image.shape[0] - 1), np.clip(nearest[:, 0] + 1, 0, image.shape[1] - 1)
+    ]
     assert np.mean(np.abs(shifted / 255.0 - cloud[:, 3:]).max(axis=1) < 1e-6) < 0.5
 
 
@@ -247,7 +254,9 @@ def test_kitti_points_in_image_and_never_from_behind(shared_data):
     homogeneous = np.concatenate([points, np.ones((len(points), 1), np.float32)], axis=1).astype(np.float64)
     direct = homogeneous @ calibration.projection_from_velo(2).T
     naive_u, naive_v = direct[:, 0] / direct[:, 2], direct[:, 1] / direct[:, 2]
-    naive_inside = (naive_u >= -0.5) & (naive_u < image.shape[1] - 0.5) & (naive_v >= -0.5) & (naive_v < image.shape[0] - 0.5)
+    naive_inside = (
+        (naive_u >= -0.5) & (naive_u < image.shape[1] - 0.5) & (naive_v >= -0.5) & (naive_v < image.shape[0] - 0.5)
+    )
     behind = direct[:, 2] <= 0
     assert (naive_inside & behind).sum() > 1000
     assert not in_image[behind].any()
@@ -268,7 +277,9 @@ def test_kitti_zbuffer_reports_occluded_points(shared_data):
     np.minimum.at(nearest, flat[in_image], depth[in_image])
     occluded = painted.occluded
     assert (depth[occluded] > nearest[flat[occluded]] + 0.1 + 0.01 * nearest[flat[occluded]]).all()
-    np.testing.assert_array_equal(painted.probabilities[painted.visible].argmax(axis=1), painted.labels[painted.visible])
+    np.testing.assert_array_equal(
+        painted.probabilities[painted.visible].argmax(axis=1), painted.labels[painted.visible]
+    )
     # A wider z-buffer footprint hides more of the background seen through LiDAR gaps.
     wider = paint_points(points, scores, camera, T_cam_from_velo, zbuffer_radius=2)
     assert wider.occluded.sum() > painted.occluded.sum()
@@ -280,7 +291,11 @@ def test_torch_device_results_equal_numpy_results(device, shared_data):
     scores = np.random.default_rng(0).random((4, image.shape[0], image.shape[1]), dtype=np.float32)
     expected = paint_points(points, scores, camera, T_cam_from_velo, zbuffer_radius=1)
     painted = paint_points(
-        torch.from_numpy(points).to(device), torch.from_numpy(scores).to(device), camera, T_cam_from_velo, zbuffer_radius=1
+        torch.from_numpy(points).to(device),
+        torch.from_numpy(scores).to(device),
+        camera,
+        T_cam_from_velo,
+        zbuffer_radius=1,
     )
     assert painted.probabilities.device.type == device
     for name in ("visible", "occluded", "in_image", "labels"):

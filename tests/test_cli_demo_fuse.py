@@ -1,5 +1,6 @@
 """`pcseg demo` on tiny settings (every output written and consistent) and `pcseg fuse` on the
 RGB-D frames folder the demo's bridge part writes."""
+
 import json
 
 import numpy as np
@@ -7,10 +8,22 @@ import pytest
 
 from pcseg.cli import main
 
-TINY = ["data.train_rooms=2", "data.val_rooms=1", "data.points_per_room=4000", "data.num_points=128",
-        "data.blocks_per_room=8", "data.val_blocks_per_room=2", "data.block_size=2.0", "data.eval_stride=2.0",
-        "data.neighbours=8", "model.width_multiplier=0.125", "train.batch_size=4", "train.epochs=2",
-        "train.time_budget_s=30", "train.amp=none"]
+TINY = [
+    "data.train_rooms=2",
+    "data.val_rooms=1",
+    "data.points_per_room=4000",
+    "data.num_points=128",
+    "data.blocks_per_room=8",
+    "data.val_blocks_per_room=2",
+    "data.block_size=2.0",
+    "data.eval_stride=2.0",
+    "data.neighbours=8",
+    "model.width_multiplier=0.125",
+    "train.batch_size=4",
+    "train.epochs=2",
+    "train.time_budget_s=30",
+    "train.amp=none",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +39,19 @@ def demo_out(tmp_path_factory):
 def test_demo_writes_every_output(demo_out, capsys):
     import open3d
 
-    for name in ("prediction.ply", "prediction_vs_truth.png", "confusion_matrix.png", "metrics.json",
-                 "run/best.pt", "run/config.yaml", "run/curve.png", "run/log.jsonl",
-                 "bridge_metrics.json", "bridge_views.png", "bridge_fused_map.ply"):
+    for name in (
+        "prediction.ply",
+        "prediction_vs_truth.png",
+        "confusion_matrix.png",
+        "metrics.json",
+        "run/best.pt",
+        "run/config.yaml",
+        "run/curve.png",
+        "run/log.jsonl",
+        "bridge_metrics.json",
+        "bridge_views.png",
+        "bridge_fused_map.ply",
+    ):
         assert (demo_out / name).is_file(), name
     metrics = json.loads((demo_out / "metrics.json").read_text())
     held_out = metrics["held_out"]

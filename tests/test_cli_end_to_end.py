@@ -1,4 +1,5 @@
 """The pcseg command end to end on tiny settings: train -> eval -> predict, real scans, errors."""
+
 import json
 
 import numpy as np
@@ -8,10 +9,21 @@ from pcseg.cli import main
 from pcseg.data import generate_room
 from pcseg.io import read_point_cloud, write_labelled_ply
 
-TINY = ["data.train_rooms=2", "data.val_rooms=1", "data.points_per_room=3000", "data.num_points=128",
-        "data.blocks_per_room=8", "data.val_blocks_per_room=2", "data.block_size=2.0", "data.eval_stride=2.0",
-        "data.neighbours=8", "model.width_multiplier=0.125", "train.batch_size=4", "train.epochs=2",
-        "train.amp=none"]
+TINY = [
+    "data.train_rooms=2",
+    "data.val_rooms=1",
+    "data.points_per_room=3000",
+    "data.num_points=128",
+    "data.blocks_per_room=8",
+    "data.val_blocks_per_room=2",
+    "data.block_size=2.0",
+    "data.eval_stride=2.0",
+    "data.neighbours=8",
+    "model.width_multiplier=0.125",
+    "train.batch_size=4",
+    "train.epochs=2",
+    "train.amp=none",
+]
 
 
 def sets(*items):
@@ -36,8 +48,21 @@ def test_train_writes_run_folder(trained):
 
 def test_eval_prints_and_writes_metrics(trained, capsys):
     root, config = trained
-    assert main(["eval", "--config", str(config), "--checkpoint", str(root / "run" / "best.pt"),
-                 "--out", str(root / "eval"), *sets(*TINY)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--config",
+                str(config),
+                "--checkpoint",
+                str(root / "run" / "best.pt"),
+                "--out",
+                str(root / "eval"),
+                *sets(*TINY),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     assert f"mIoU {metrics['miou']:.3f}" in out and "ceiling" in out
@@ -47,8 +72,16 @@ def test_eval_prints_and_writes_metrics(trained, capsys):
 
 def test_eval_of_other_class_count_is_a_clear_error(trained, capsys):
     root, config = trained
-    code = main(["eval", "--config", str(config), "--checkpoint", str(root / "run" / "best.pt"),
-                 *sets(*TINY, "data.num_classes=5")])
+    code = main(
+        [
+            "eval",
+            "--config",
+            str(config),
+            "--checkpoint",
+            str(root / "run" / "best.pt"),
+            *sets(*TINY, "data.num_classes=5"),
+        ]
+    )
     assert code == 2
     assert "trained for 13 classes, the config asks for 5" in capsys.readouterr().err
 
@@ -96,7 +129,7 @@ def test_predict_round_trip(trained, tmp_path, suffix):
 def _ply_labels(path, count):
     """The int label property of pcseg's labelled PLY (header, then packed vertices)."""
     data = path.read_bytes()
-    body = data[data.index(b"end_header\n") + len(b"end_header\n"):]
+    body = data[data.index(b"end_header\n") + len(b"end_header\n") :]
     vertex = np.frombuffer(body, dtype=[("xyz", "<f4", 3), ("rgb", "u1", 3), ("label", "<i4"), ("confidence", "<f4")])
     assert len(vertex) == count
     return vertex
@@ -131,8 +164,10 @@ def test_predict_unsupported_input(trained, tmp_path, capsys):
     root, _ = trained
     bad = tmp_path / "scan.xyz"
     bad.write_text("0 0 0\n")
-    assert main(["predict", str(bad), "--checkpoint", str(root / "run" / "best.pt"), "--out",
-                 str(tmp_path / "o.ply")]) == 2
+    assert (
+        main(["predict", str(bad), "--checkpoint", str(root / "run" / "best.pt"), "--out", str(tmp_path / "o.ply")])
+        == 2
+    )
     assert "unsupported point cloud format '.xyz'" in capsys.readouterr().err
 
 
@@ -151,14 +186,39 @@ def test_train_and_eval_on_semantickitti_layout(tmp_path, shared_data, capsys):
     labels["split"] = {"train": [0], "valid": [8], "test": [11]}  # the one scan we have
     (tmp_path / "semantic-kitti.yaml").write_text(yaml.safe_dump(labels))
     config = tmp_path / "kitti.yaml"
-    config.write_text(f"data:\n  dataset: semantickitti\n  root: {tmp_path}\n"
-                      f"  label_config: {tmp_path / 'semantic-kitti.yaml'}\n  num_classes: 20\n  ignore_index: 0\n")
-    overrides = sets("data.block_size=4.0", "data.eval_stride=4.0", "data.num_points=128", "data.blocks_per_room=16",
-                     "data.val_blocks_per_room=4", "data.neighbours=8", "model.width_multiplier=0.125",
-                     "train.batch_size=4", "train.epochs=1", "train.amp=none", f"train.out_dir={tmp_path / 'run'}")
+    config.write_text(
+        f"data:\n  dataset: semantickitti\n  root: {tmp_path}\n"
+        f"  label_config: {tmp_path / 'semantic-kitti.yaml'}\n  num_classes: 20\n  ignore_index: 0\n"
+    )
+    overrides = sets(
+        "data.block_size=4.0",
+        "data.eval_stride=4.0",
+        "data.num_points=128",
+        "data.blocks_per_room=16",
+        "data.val_blocks_per_room=4",
+        "data.neighbours=8",
+        "model.width_multiplier=0.125",
+        "train.batch_size=4",
+        "train.epochs=1",
+        "train.amp=none",
+        f"train.out_dir={tmp_path / 'run'}",
+    )
     assert main(["train", "--config", str(config), *overrides]) == 0
-    assert main(["eval", "--config", str(config), "--checkpoint", str(tmp_path / "run" / "best.pt"),
-                 "--out", str(tmp_path / "eval"), *overrides]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--config",
+                str(config),
+                "--checkpoint",
+                str(tmp_path / "run" / "best.pt"),
+                "--out",
+                str(tmp_path / "eval"),
+                *overrides,
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert "car" in metrics["iou"] and "road" in metrics["iou"]
     # class 0 (unlabelled) is ignored in the truth: its recall is undefined

@@ -1,11 +1,11 @@
 """`pcseg prepare s3dis RAW OUT` on a raw-layout fixture built from the real 100-point sample."""
+
 import os
 
 import pytest
 
 from pcseg.cli import main
 from pcseg.data import s3dis
-
 
 
 def test_prepare_s3dis_writes_the_cache_and_a_second_run_skips(raw_s3dis, tmp_path, capsys, monkeypatch):

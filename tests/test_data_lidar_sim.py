@@ -1,5 +1,6 @@
 """The 64-beam LiDAR simulator: determinism, the sensor model, likeness to the real
 SemanticKITTI scan, and the SemanticKITTI layout read back by pcseg's reader."""
+
 import dataclasses
 
 import numpy as np
@@ -8,8 +9,15 @@ import pytest
 from pcseg.bridge.camera import KittiCalibration
 from pcseg.data.kitti import SemanticKittiConfig, SemanticKITTIScans
 from pcseg.data.lidar_sim import (
-    HDL64E, T_CAM0_FROM_VELO, _cast, _fire, generate_scan, simulate_scan, simulate_sequence,
-    write_semantickitti_sequence, write_simulated_semantickitti,
+    HDL64E,
+    T_CAM0_FROM_VELO,
+    _cast,
+    _fire,
+    generate_scan,
+    simulate_scan,
+    simulate_sequence,
+    write_semantickitti_sequence,
+    write_simulated_semantickitti,
 )
 from pcseg.data.outdoor import BOX, SEMANTIC_KITTI_LEARNING_MAP, OutdoorScene, StreetLayout, build_street
 
@@ -40,8 +48,12 @@ def _rings(coord: np.ndarray) -> list[np.ndarray]:
     """Splits a scan stored ring by ring (KITTI's order) where the azimuth crosses zero ahead,
     as SemanticKITTI tools do; returns the point indices of each ring."""
     azimuth = np.degrees(np.arctan2(coord[:, 1], coord[:, 0]))
-    starts = np.flatnonzero((azimuth[:-1] < 0) & (azimuth[1:] >= 0) & (np.abs(azimuth[1:]) < 20)
-                            & (np.abs(azimuth[:-1]) < 20)) + 1
+    starts = (
+        np.flatnonzero(
+            (azimuth[:-1] < 0) & (azimuth[1:] >= 0) & (np.abs(azimuth[1:]) < 20) & (np.abs(azimuth[:-1]) < 20)
+        )
+        + 1
+    )
     return np.split(np.arange(len(coord)), starts)
 
 
@@ -49,10 +61,20 @@ def _wall_scene(distance: float, reflectivity: float) -> OutdoorScene:
     """A 40 m wide, 30 m tall wall across the road `distance` metres ahead of the sensor."""
     layout = StreetLayout(3.5, (0.0, 0.0), None, 3.5, 3.5, {40: 0.12, 44: 0.14, 60: 0.55, 72: 0.3})
     return OutdoorScene(
-        kind=np.array([BOX]), center=np.array([[distance + 0.5, 0.0, 15.0]]), half=np.array([[0.5, 20.0, 15.0]]),
-        yaw=np.zeros(1), label=np.array([50]), instance=np.zeros(1, dtype=np.int64),
-        reflectivity=np.array([reflectivity]), porosity=np.zeros(1), material=np.zeros(1, dtype=np.int64),
-        velocity=np.zeros((1, 2)), layout=layout, sensor_xy=np.zeros(2), seed=0)
+        kind=np.array([BOX]),
+        center=np.array([[distance + 0.5, 0.0, 15.0]]),
+        half=np.array([[0.5, 20.0, 15.0]]),
+        yaw=np.zeros(1),
+        label=np.array([50]),
+        instance=np.zeros(1, dtype=np.int64),
+        reflectivity=np.array([reflectivity]),
+        porosity=np.zeros(1),
+        material=np.zeros(1, dtype=np.int64),
+        velocity=np.zeros((1, 2)),
+        layout=layout,
+        sensor_xy=np.zeros(2),
+        seed=0,
+    )
 
 
 def test_same_seed_same_scan_bit_for_bit(simulated):
@@ -133,8 +155,9 @@ def test_ring_structure_matches_the_real_scan(simulated, real):
     for coord in (real["coord"], simulated[0]["coord"]):
         rings = [ring for ring in _rings(coord) if len(ring) > 200]
         assert 56 <= len(rings) <= 66, len(rings)
-        elevation = [np.degrees(np.median(np.arctan2(coord[r, 2], np.linalg.norm(coord[r, :2], axis=1))))
-                     for r in rings]
+        elevation = [
+            np.degrees(np.median(np.arctan2(coord[r, 2], np.linalg.norm(coord[r, :2], axis=1)))) for r in rings
+        ]
         elevation = np.sort(elevation)[::-1]
         assert 1.5 < elevation[0] < 3.0 and -25.5 < elevation[-1] < -20.0
         upper = elevation[elevation > -8.0]
@@ -197,7 +220,7 @@ def test_culling_loses_no_hit(time):
 
 
 def test_simulated_data_set_splits_streets_into_sequences(tmp_path):
-    coarse = dataclasses.replace(HDL64E, azimuth_steps=400)     # a small scan keeps the test quick
+    coarse = dataclasses.replace(HDL64E, azimuth_steps=400)  # a small scan keeps the test quick
     yaml_path = write_simulated_semantickitti(tmp_path, [10, 11], [12], scans_per_street=2, spec=coarse)
     config = SemanticKittiConfig.from_yaml(yaml_path)
     assert config.splits == {"train": [0, 1], "valid": [2], "test": []}

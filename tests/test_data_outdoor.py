@@ -1,19 +1,41 @@
 """Procedural outdoor streets: determinism, the SemanticKITTI classes they carry, the label file."""
+
 import numpy as np
 import pytest
 
 from pcseg.data.kitti import SemanticKittiConfig
 from pcseg.data.outdoor import (
-    BOX, CYLINDER, ELLIPSOID, SEMANTIC_KITTI_COLORS_BGR, SEMANTIC_KITTI_LABELS, SEMANTIC_KITTI_LEARNING_MAP,
-    SEMANTIC_KITTI_LEARNING_MAP_INV, build_street,
+    BOX,
+    CYLINDER,
+    ELLIPSOID,
+    SEMANTIC_KITTI_COLORS_BGR,
+    SEMANTIC_KITTI_LABELS,
+    SEMANTIC_KITTI_LEARNING_MAP,
+    SEMANTIC_KITTI_LEARNING_MAP_INV,
+    build_street,
 )
 
 # every class the issue asks the streets to contain (raw SemanticKITTI ids; a truck may be
 # parked or moving: trucks are rare, as in SemanticKITTI)
-REQUIRED = {"road": {40}, "sidewalk": {48}, "parking": {44}, "terrain": {72}, "building": {50}, "fence": {51},
-            "vegetation": {70}, "trunk": {71}, "pole": {80}, "traffic-sign": {81}, "car": {10},
-            "moving-car": {252}, "truck": {18, 258}, "bicycle": {11}, "motorcycle": {15}, "person": {30},
-            "moving-person": {254}}
+REQUIRED = {
+    "road": {40},
+    "sidewalk": {48},
+    "parking": {44},
+    "terrain": {72},
+    "building": {50},
+    "fence": {51},
+    "vegetation": {70},
+    "trunk": {71},
+    "pole": {80},
+    "traffic-sign": {81},
+    "car": {10},
+    "moving-car": {252},
+    "truck": {18, 258},
+    "bicycle": {11},
+    "motorcycle": {15},
+    "person": {30},
+    "moving-person": {254},
+}
 
 
 def _ground_ids(scene) -> set[int]:

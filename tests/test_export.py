@@ -169,7 +169,7 @@ def docs_example() -> str:
     """The one Python example of the README's Export section."""
     text = README.read_text()
     start = text.index("## Export: ONNX and TorchScript")
-    section = text[start:text.index("\n## ", start + 1)]
+    section = text[start : text.index("\n## ", start + 1)]
     examples = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(examples) == 1
     return examples[0]

@@ -1,5 +1,6 @@
 """pcseg.Fuser on real and rendered frames (NYU 1407, KITTI 000000, a generated room), the
 `pcseg fuse` folder format (pcseg.fuse_folder), errors."""
+
 import json
 import shutil
 
@@ -28,8 +29,15 @@ def nyu(shared_data):
     frame = read_nyu_frame(folder / "images.png", folder / "depth.png", folder / NYU_LABELS)
     depth = np.array(Image.open(folder / "depth.png"))
     points, _, valid = backproject_depth(depth, frame["camera"], 1000.0, 10.0)
-    return {"folder": folder, "image": frame["image"], "depth": depth, "labels": frame["label_image"],
-            "camera": frame["camera"], "points": points, "valid": valid}
+    return {
+        "folder": folder,
+        "image": frame["image"],
+        "depth": depth,
+        "labels": frame["label_image"],
+        "camera": frame["camera"],
+        "points": points,
+        "valid": valid,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +47,14 @@ def kitti(shared_data):
     # A label map of five vertical bands: the label of a pixel is computable from its column.
     band_width = width // 5 + 1
     bands = np.broadcast_to((np.arange(width) // band_width)[None, :], (height, width)).astype(np.int64)
-    return {"folder": folder, "scan": read_velodyne_bin(folder / "velodyne.bin"),
-            "calibration": KittiCalibration.from_file(folder / "calib.txt"),
-            "bands": bands, "band_width": band_width, "size": (width, height)}
+    return {
+        "folder": folder,
+        "scan": read_velodyne_bin(folder / "velodyne.bin"),
+        "calibration": KittiCalibration.from_file(folder / "calib.txt"),
+        "bands": bands,
+        "band_width": band_width,
+        "size": (width, height),
+    }
 
 
 def test_nyu_labels_reproduce_every_labelled_pixel(nyu):
@@ -204,17 +217,24 @@ def test_add_rgbd_skips_a_frame_without_valid_depth():
     labels = np.ones((16, 20), np.int64)
     fuser = Fuser(3, 0.1)
     # No valid pixel (all zero, like a covered sensor): nothing integrated, and no error.
-    assert fuser.add_rgbd(None, np.zeros((16, 20), np.uint16), labels, camera, None,
-                          depth_scale=1000.0, depth_trunc=5.0) == 0
-    assert fuser.add_rgbd(None, np.full((16, 20), np.nan, np.float32), labels, camera, np.eye(4),
-                          depth_scale=1.0, depth_trunc=5.0) == 0
+    assert (
+        fuser.add_rgbd(None, np.zeros((16, 20), np.uint16), labels, camera, None, depth_scale=1000.0, depth_trunc=5.0)
+        == 0
+    )
+    assert (
+        fuser.add_rgbd(
+            None, np.full((16, 20), np.nan, np.float32), labels, camera, np.eye(4), depth_scale=1.0, depth_trunc=5.0
+        )
+        == 0
+    )
     assert fuser.num_voxels == 0
     # A bad frame still raises, depth or not.
     with pytest.raises(ValueError, match=r"segmentation has shape \(15, 20\)"):
         fuser.add_rgbd(None, np.zeros((16, 20), np.uint16), labels[1:], camera, depth_scale=1000.0, depth_trunc=5.0)
     with pytest.raises(ValueError, match=r"color must be \(H, W, 3\)"):
-        fuser.add_rgbd(np.zeros((16, 20)), np.zeros((16, 20), np.uint16), labels, camera,
-                       depth_scale=1000.0, depth_trunc=5.0)
+        fuser.add_rgbd(
+            np.zeros((16, 20)), np.zeros((16, 20), np.uint16), labels, camera, depth_scale=1000.0, depth_trunc=5.0
+        )
     depth = np.full((16, 20), 1500, np.uint16)
     depth[:4] = 0
     assert fuser.add_rgbd(None, depth, labels, camera, None, depth_scale=1000.0, depth_trunc=5.0) == 12 * 20
@@ -286,8 +306,18 @@ def test_add_lidar_occlusion_against_a_depth_image():
     for depth_metres, expected in ((1.0, 0), (3.0, 2)):  # a surface in front of the points, then behind
         fuser = Fuser(2, 0.05)
         depth_image = np.full((6, 8), depth_metres)
-        assert fuser.add_lidar(points, labels, (camera, np.eye(4)), occlusion="depth", depth_image=depth_image,
-                               occlusion_tolerance=0.05, occlusion_tolerance_relative=0.0) == expected
+        assert (
+            fuser.add_lidar(
+                points,
+                labels,
+                (camera, np.eye(4)),
+                occlusion="depth",
+                depth_image=depth_image,
+                occlusion_tolerance=0.05,
+                occlusion_tolerance_relative=0.0,
+            )
+            == expected
+        )
 
 
 def test_export_ply_and_npz(tmp_path):
@@ -319,12 +349,20 @@ def _write_nyu_folder(folder, nyu, pose):
     np.savetxt(folder / "pose.txt", pose)
     camera = nyu_camera(cropped=True)
     manifest = {
-        "num_classes": 14, "ignore_label": 0, "voxel_size": 0.05, "mode": "bayes",
+        "num_classes": 14,
+        "ignore_label": 0,
+        "voxel_size": 0.05,
+        "mode": "bayes",
         # One-based (MATLAB) intrinsics, as NYU publishes them.
         "camera": {"fx": camera.fx, "fy": camera.fy, "cx": camera.cx + 1, "cy": camera.cy + 1, "one_based": True},
         "frames": [
-            {"type": "rgbd", "color": "images.png", "depth": "depth.png", "segmentation": NYU_LABELS,
-             "pose": "pose.txt"},
+            {
+                "type": "rgbd",
+                "color": "images.png",
+                "depth": "depth.png",
+                "segmentation": NYU_LABELS,
+                "pose": "pose.txt",
+            },
             {"type": "rgbd", "depth": "depth.png", "segmentation": NYU_LABELS, "pose": np.eye(4).tolist()},
         ],
     }
@@ -360,10 +398,16 @@ def test_fuse_folder_lidar_matches_the_api(kitti, tmp_path):
     np.save(folder / "scores.npy", scores)
     np.save(folder / "points.npy", kitti["scan"][:, :3])
     pose = [[1, 0, 0, 10.0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
-    manifest = {"num_classes": 5, "voxel_size": 0.2, "mode": "mean", "scores": "logits", "frames": [
-        {"type": "lidar", "points": "velodyne/000000.bin", "calib": "calib.txt", "segmentation": "scores.npy"},
-        {"type": "lidar", "points": "points.npy", "calib": "calib.txt", "segmentation": "scores.npy", "pose": pose},
-    ]}
+    manifest = {
+        "num_classes": 5,
+        "voxel_size": 0.2,
+        "mode": "mean",
+        "scores": "logits",
+        "frames": [
+            {"type": "lidar", "points": "velodyne/000000.bin", "calib": "calib.txt", "segmentation": "scores.npy"},
+            {"type": "lidar", "points": "points.npy", "calib": "calib.txt", "segmentation": "scores.npy", "pose": pose},
+        ],
+    }
     import yaml
 
     (folder / "frames.yaml").write_text(yaml.safe_dump(manifest))  # YAML manifests work like JSON
@@ -390,8 +434,14 @@ def test_fuse_folder_sunrgbd_frame(shared_data, tmp_path):
     folder = tmp_path / "sun"
     folder.mkdir()
     Image.fromarray(bands).save(folder / "bands.png")
-    manifest = {"num_classes": 5, "ignore_label": 0, "voxel_size": 0.0005, "mode": "vote", "depth_trunc": 8.0,
-                "frames": [{"type": "sunrgbd", "frame": str(frame_dir), "segmentation": "bands.png"}]}
+    manifest = {
+        "num_classes": 5,
+        "ignore_label": 0,
+        "voxel_size": 0.0005,
+        "mode": "vote",
+        "depth_trunc": 8.0,
+        "frames": [{"type": "sunrgbd", "frame": str(frame_dir), "segmentation": "bands.png"}],
+    }
     (folder / "frames.json").write_text(json.dumps(manifest))
     fuser, _ = fuser_from_folder(folder)
     # The map sits in SUN RGB-D's upright frame (decoded depth, 1-based intrinsics, tilt):
@@ -414,8 +464,17 @@ def test_write_frames_folder_reads_back_as_the_same_map(tmp_path):
         pose[:3, 3] = [0.1 * index, 0.0, 0.02 * index]
         color = rng.integers(0, 256, (16, 20, 3), dtype=np.uint8) if index else None
         frames.append({"depth": depth, "segmentation": rng.integers(-1, 4, (16, 20)), "pose": pose, "color": color})
-    folder = write_frames_folder(tmp_path / "frames", frames, camera, num_classes=4, voxel_size=0.1, mode="vote",
-                                 class_names=list("abcd"), palette=np.eye(4, 3), depth_trunc=5.0)
+    folder = write_frames_folder(
+        tmp_path / "frames",
+        frames,
+        camera,
+        num_classes=4,
+        voxel_size=0.1,
+        mode="vote",
+        class_names=list("abcd"),
+        palette=np.eye(4, 3),
+        depth_trunc=5.0,
+    )
     fuser, manifest = fuser_from_folder(folder)
     assert manifest["class_names"] == list("abcd") and len(manifest["frames"]) == 3
     np.testing.assert_array_equal(fuser.palette, [[255, 0, 0], [0, 255, 0], [0, 0, 255], [0, 0, 0]])
@@ -452,11 +511,16 @@ def test_bad_input_raises_named_errors(nyu, tmp_path):
     with pytest.raises(TypeError, match="calibration must be"):
         fuser.add_lidar(np.ones((4, 3), np.float32), np.zeros((10, 10), np.int64), "calib.txt")
     with pytest.raises(ValueError, match=r"points must be \(N, 3\) or \(N, 4\)"):
-        fuser.add_lidar(np.ones((4, 5), np.float32), np.zeros((10, 10), np.int64),
-                        (PinholeCamera(5, 5, 5, 5, 10, 10), np.eye(4)))
+        fuser.add_lidar(
+            np.ones((4, 5), np.float32), np.zeros((10, 10), np.int64), (PinholeCamera(5, 5, 5, 5, 10, 10), np.eye(4))
+        )
     with pytest.raises(ValueError, match="pose must have last row"):
-        fuser.add_lidar(np.ones((4, 3), np.float32), np.zeros((10, 10), np.int64),
-                        (PinholeCamera(5, 5, 5, 5, 10, 10), np.eye(4)), np.ones((4, 4)))
+        fuser.add_lidar(
+            np.ones((4, 3), np.float32),
+            np.zeros((10, 10), np.int64),
+            (PinholeCamera(5, 5, 5, 5, 10, 10), np.eye(4)),
+            np.ones((4, 4)),
+        )
     with pytest.raises(ValueError, match="nothing to export"):
         fuser.export(tmp_path / "empty.ply")
     # A frame with no valid depth is not an error: it adds nothing.
@@ -487,12 +551,34 @@ def test_bad_input_raises_named_errors(nyu, tmp_path):
     (folder / "frames.json").write_text(json.dumps(radar))
     with pytest.raises(ValueError, match=r"frames\[0\]: 'type' must be 'rgbd', 'sunrgbd' or 'lidar'"):
         fuse_folder(folder, tmp_path / "out.ply", progress=False)
-    (folder / "frames.json").write_text(json.dumps({"num_classes": 3, "frames": [
-        {"type": "rgbd", "depth": "missing.png", "segmentation": "x.png", "pose": np.eye(4).tolist()}]}))
+    (folder / "frames.json").write_text(
+        json.dumps(
+            {
+                "num_classes": 3,
+                "frames": [
+                    {"type": "rgbd", "depth": "missing.png", "segmentation": "x.png", "pose": np.eye(4).tolist()}
+                ],
+            }
+        )
+    )
     with pytest.raises(FileNotFoundError, match="missing.png"):
         fuse_folder(folder, tmp_path / "out.ply", progress=False)
-    (folder / "frames.json").write_text(json.dumps({"num_classes": 3, "frames": [
-        {"type": "rgbd", "depth": "d.npy", "segmentation": "s.npy", "pose": np.eye(4).tolist(), "camera": {"fx": 1}}]}))
+    (folder / "frames.json").write_text(
+        json.dumps(
+            {
+                "num_classes": 3,
+                "frames": [
+                    {
+                        "type": "rgbd",
+                        "depth": "d.npy",
+                        "segmentation": "s.npy",
+                        "pose": np.eye(4).tolist(),
+                        "camera": {"fx": 1},
+                    }
+                ],
+            }
+        )
+    )
     np.save(folder / "d.npy", np.ones((4, 4), np.float32))
     with pytest.raises(ValueError, match=r"missing \['cx', 'cy', 'fy'\]"):
         fuse_folder(folder, tmp_path / "out.ply", progress=False)
@@ -501,8 +587,14 @@ def test_bad_input_raises_named_errors(nyu, tmp_path):
 def test_a_distorted_camera_round_trips_through_the_folder_format(tmp_path):
     camera = PinholeCamera(20.0, 20.0, 9.5, 7.5, 20, 16, distortion=(-0.2, 0.05, 0.001, 0.0, 0.0))
     rng = np.random.default_rng(6)
-    frames = [{"depth": rng.uniform(0.5, 3.0, (16, 20)).astype(np.float32), "segmentation": rng.integers(0, 3, (16, 20)),
-               "pose": np.eye(4), "color": None}]
+    frames = [
+        {
+            "depth": rng.uniform(0.5, 3.0, (16, 20)).astype(np.float32),
+            "segmentation": rng.integers(0, 3, (16, 20)),
+            "pose": np.eye(4),
+            "color": None,
+        }
+    ]
     folder = write_frames_folder(tmp_path / "frames", frames, camera, num_classes=3, voxel_size=0.01)
     manifest = json.loads((folder / MANIFEST_NAME).read_text())
     assert manifest["camera"]["distortion"] == list(camera.distortion)

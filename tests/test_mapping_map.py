@@ -1,17 +1,18 @@
 """A map that lives: Fuser.save / load, free-space clearing (a parked car that leaves, a
 person who walks away), a bounded local map, per-voxel counts and entropy, and 2D and 3D
 evidence with per-source weights."""
+
 import os
 
 import numpy as np
 import pytest
 import torch
+from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 from pcseg.bridge import PinholeCamera, late_fusion
 from pcseg.bridge.fusion import VoxelLabelMap
 from pcseg.bridge.gravity import rotation_between
 from pcseg.fuser import Fuser
-from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 GROUND, CAR, WALL = 0, 1, 2
 SENSOR_HEIGHT = 1.73
@@ -25,8 +26,9 @@ def simulated_scan(position, car: bool, beams: int = 32, azimuths: int = 720):
     elevation = np.radians(np.linspace(-24.0, 2.0, beams))
     azimuth = np.radians(np.arange(azimuths) * 360.0 / azimuths)
     elevation, azimuth = np.meshgrid(elevation, azimuth, indexing="ij")
-    directions = np.stack([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
-                           np.sin(elevation)], axis=-1).reshape(-1, 3)
+    directions = np.stack(
+        [np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)], axis=-1
+    ).reshape(-1, 3)
     origin = np.asarray(position, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         hits = np.full((len(directions), 3), np.inf)
@@ -104,8 +106,13 @@ def test_save_and_load_resume_mapping_with_identical_queries(tmp_path):
     for step in range(3):
         position = (float(step), 0.0, SENSOR_HEIGHT)
         points, labels = simulated_scan(position, car=True, beams=16, azimuths=360)
-        fuser.add_points(points, labels, colors=rng.integers(0, 255, (len(points), 3), dtype=np.uint8),
-                         sensor_origin=position, timestamp=10.0 + step)
+        fuser.add_points(
+            points,
+            labels,
+            colors=rng.integers(0, 255, (len(points), 3), dtype=np.uint8),
+            sensor_origin=position,
+            timestamp=10.0 + step,
+        )
     path = fuser.save(tmp_path / "map.pt")
     loaded = Fuser.load(path)
     probes = rng.uniform([-10, -10, -0.5], [20, 10, 3], size=(20000, 3))

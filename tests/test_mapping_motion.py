@@ -1,15 +1,23 @@
 """Moving and tilted sensors: de-skew of a LiDAR sweep taken at 10 m/s, gravity alignment
 from an IMU vector or the ground plane (real KITTI and NYU frames)."""
+
 import numpy as np
 import pytest
 from PIL import Image
+from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
-from pcseg.bridge import PinholeCamera, backproject_depth, deskew_points, gravity_alignment, interpolate_pose, paint_points
+from pcseg.bridge import (
+    PinholeCamera,
+    backproject_depth,
+    deskew_points,
+    gravity_alignment,
+    interpolate_pose,
+    paint_points,
+)
 from pcseg.bridge.gravity import rotation_between
 from pcseg.data.kitti import read_velodyne_bin
 from pcseg.data.nyu import read_nyu_frame
 from pcseg.fuser import Fuser
-from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 SPEED = 10.0  # m/s along +x
 SWEEP = 0.1  # s
@@ -40,7 +48,13 @@ def moving_sweep():
     columns = np.arange(CAMERA.width)
     wall_x = SPEED * SWEEP + (columns - CAMERA.cx) / CAMERA.fx * 5.0
     label_map = np.broadcast_to(_stripe(wall_x)[None, :], (CAMERA.height, CAMERA.width)).copy()
-    return {"world": world, "lidar": lidar, "timestamps": timestamps, "labels": label_map, "truth": _stripe(world[:, 0])}
+    return {
+        "world": world,
+        "lidar": lidar,
+        "timestamps": timestamps,
+        "labels": label_map,
+        "truth": _stripe(world[:, 0]),
+    }
 
 
 def test_painted_labels_land_on_the_right_object_only_with_deskew(moving_sweep):
@@ -48,10 +62,12 @@ def test_painted_labels_land_on_the_right_object_only_with_deskew(moving_sweep):
     deskewed = deskew_points(moving_sweep["lidar"], moving_sweep["timestamps"], _pose_at(0.0), end, 0.0, SWEEP)
     np.testing.assert_allclose(deskewed, moving_sweep["world"], atol=1e-9)
     at_image_time = (deskewed - end[:3, 3]) @ end[:3, :3]
-    with_deskew = paint_points(at_image_time, moving_sweep["labels"], CAMERA, T_CAMERA_FROM_LIDAR, num_classes=2,
-                               occlusion="none")
-    without = paint_points(moving_sweep["lidar"], moving_sweep["labels"], CAMERA, T_CAMERA_FROM_LIDAR, num_classes=2,
-                           occlusion="none")
+    with_deskew = paint_points(
+        at_image_time, moving_sweep["labels"], CAMERA, T_CAMERA_FROM_LIDAR, num_classes=2, occlusion="none"
+    )
+    without = paint_points(
+        moving_sweep["lidar"], moving_sweep["labels"], CAMERA, T_CAMERA_FROM_LIDAR, num_classes=2, occlusion="none"
+    )
     assert with_deskew.visible.all() and without.visible.all()
     assert np.mean(with_deskew.labels == moving_sweep["truth"]) > 0.99
     assert np.mean(without.labels == moving_sweep["truth"]) < 0.6  # half a metre off on average
@@ -59,20 +75,37 @@ def test_painted_labels_land_on_the_right_object_only_with_deskew(moving_sweep):
 
 def test_fuser_deskews_a_moving_scan_before_painting_and_fusion(moving_sweep):
     fuser = Fuser(2, 0.05, "bayes")
-    fuser.add_lidar(moving_sweep["lidar"], moving_sweep["labels"], (CAMERA, T_CAMERA_FROM_LIDAR), _pose_at(0.0),
-                    occlusion="none", timestamps=moving_sweep["timestamps"], pose_end=_pose_at(SWEEP),
-                    scan_time=(0.0, SWEEP), image_time=SWEEP)
+    fuser.add_lidar(
+        moving_sweep["lidar"],
+        moving_sweep["labels"],
+        (CAMERA, T_CAMERA_FROM_LIDAR),
+        _pose_at(0.0),
+        occlusion="none",
+        timestamps=moving_sweep["timestamps"],
+        pose_end=_pose_at(SWEEP),
+        scan_time=(0.0, SWEEP),
+        image_time=SWEEP,
+    )
     labels = fuser.labels(moving_sweep["world"])
     assert np.mean(labels == moving_sweep["truth"]) > 0.97
     # The map is where the world is: every voxel's mean point lies on the wall's true extent.
     assert np.abs(fuser.voxel_points()[:, 1] - 5.0).max() < 1e-6
     assert fuser.voxel_points()[:, 0].min() > -1.5 - 1e-6
     with pytest.raises(ValueError, match="timestamps must be \\(N,\\) with N=30000"):
-        fuser.add_lidar(moving_sweep["lidar"], moving_sweep["labels"], (CAMERA, T_CAMERA_FROM_LIDAR),
-                        timestamps=moving_sweep["timestamps"][:-1], pose_end=_pose_at(SWEEP))
+        fuser.add_lidar(
+            moving_sweep["lidar"],
+            moving_sweep["labels"],
+            (CAMERA, T_CAMERA_FROM_LIDAR),
+            timestamps=moving_sweep["timestamps"][:-1],
+            pose_end=_pose_at(SWEEP),
+        )
     with pytest.raises(ValueError, match="needs both timestamps"):
-        fuser.add_lidar(moving_sweep["lidar"], moving_sweep["labels"], (CAMERA, T_CAMERA_FROM_LIDAR),
-                        timestamps=moving_sweep["timestamps"])
+        fuser.add_lidar(
+            moving_sweep["lidar"],
+            moving_sweep["labels"],
+            (CAMERA, T_CAMERA_FROM_LIDAR),
+            timestamps=moving_sweep["timestamps"],
+        )
 
 
 def test_interpolated_pose_rotates_along_the_geodesic():

@@ -13,8 +13,8 @@ from pcseg.utils import open3d as open3d_utils
 
 
 def test_top_level_api_names():
-    from pcseg.segmenter import Segmenter
     from pcseg.fuser import Fuser
+    from pcseg.segmenter import Segmenter
 
     assert pcseg.Segmenter is Segmenter
     assert pcseg.Fuser is Fuser

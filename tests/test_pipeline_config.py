@@ -1,4 +1,5 @@
 """Configs: YAML -> dataclasses, unknown keys, overrides, round trip, the shipped configs."""
+
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ def write(tmp_path, text):
 
 
 def test_values_and_types(tmp_path):
-    cfg = load_config(write(tmp_path, "data:\n  num_points: 512\nmodel:\n  name: acnn\ntrain:\n  lr: 1e-3\n  epochs: 3\n"))
+    cfg = load_config(
+        write(tmp_path, "data:\n  num_points: 512\nmodel:\n  name: acnn\ntrain:\n  lr: 1e-3\n  epochs: 3\n")
+    )
     assert cfg.data.num_points == 512 and cfg.model.name == "acnn"
     assert cfg.train.lr == 0.001 and isinstance(cfg.train.lr, float) and cfg.train.epochs == 3
     assert cfg.data.block_size == 1.0  # default kept
@@ -62,12 +65,16 @@ def test_unknown_model_option_fails_at_load(tmp_path):
     with pytest.raises(ConfigError, match=r"model.options.num_classes is set by data.num_classes"):
         load_config(None, ["model.options={num_classes: 3}"])
     assert load_config(None, ["model.name=acnn", "model.options={dropout: 0.1, normal_k: 8}"]).model.options == {
-        "dropout": 0.1, "normal_k": 8}
+        "dropout": 0.1,
+        "normal_k": 8,
+    }
 
 
 def test_overrides(tmp_path):
-    cfg = load_config(write(tmp_path, "train:\n  lr: 0.1\n"),
-                      ["train.lr=0.01", "data.use_color=false", "model.options={dropout: 0.0}"])
+    cfg = load_config(
+        write(tmp_path, "train:\n  lr: 0.1\n"),
+        ["train.lr=0.01", "data.use_color=false", "model.options={dropout: 0.0}"],
+    )
     assert cfg.train.lr == 0.01 and cfg.data.use_color is False and cfg.model.options == {"dropout": 0.0}
     with pytest.raises(ConfigError, match="unknown key train.lrr in override.*'lr'"):
         load_config(None, ["train.lrr=0.1"])
@@ -82,8 +89,17 @@ def test_saved_config_reads_back(tmp_path):
     assert config_to_dict(again) == config_to_dict(cfg) and again.train.seed == 7
 
 
-@pytest.mark.parametrize("name", ["pointnet_s3dis", "acnn_s3dis", "pointnet_semantickitti", "pointnet_synthetic",
-                                  "acnn_synthetic", "fusion_sunrgbd"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pointnet_s3dis",
+        "acnn_s3dis",
+        "pointnet_semantickitti",
+        "pointnet_synthetic",
+        "acnn_synthetic",
+        "fusion_sunrgbd",
+    ],
+)
 def test_shipped_configs_load_and_build(name):
     from pcseg.checkpoint import build_model_from_config
     from pcseg.inputs import input_channels

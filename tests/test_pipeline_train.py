@@ -1,4 +1,5 @@
 """Training: exact resume, checkpoints (atomic, weights_only, mismatch errors), logs, schedule, DDP."""
+
 import json
 import os
 import socket
@@ -7,14 +8,26 @@ import time
 import pytest
 import torch
 
+from pcseg.checkpoint import CheckpointMismatchError, load_checkpoint, model_from_checkpoint
 from pcseg.config import load_config
 from pcseg.data import generate_room
-from pcseg.checkpoint import CheckpointMismatchError, load_checkpoint, model_from_checkpoint
 from pcseg.train import WarmupCosine, train
 
-TINY = ["data.points_per_room=3000", "data.num_points=128", "data.blocks_per_room=8", "data.val_blocks_per_room=2",
-        "data.block_size=2.0", "data.eval_stride=2.0", "data.neighbours=8", "model.width_multiplier=0.125",
-        "train.batch_size=4", "train.epochs=3", "train.lr=0.01", "train.warmup_epochs=1", "train.amp=none"]
+TINY = [
+    "data.points_per_room=3000",
+    "data.num_points=128",
+    "data.blocks_per_room=8",
+    "data.val_blocks_per_room=2",
+    "data.block_size=2.0",
+    "data.eval_stride=2.0",
+    "data.neighbours=8",
+    "model.width_multiplier=0.125",
+    "train.batch_size=4",
+    "train.epochs=3",
+    "train.lr=0.01",
+    "train.warmup_epochs=1",
+    "train.amp=none",
+]
 
 
 def tiny_config(out_dir, *extra):
@@ -46,8 +59,7 @@ def assert_same_run(a, b):
 def test_resume_matches_uninterrupted_run(tmp_path, rooms, uninterrupted):
     first = train(tiny_config(tmp_path / "split"), rooms=rooms, progress=False, stop_after_epochs=1)
     assert first["epochs"] == 1
-    resumed = train(tiny_config(tmp_path / "split"), rooms=rooms, progress=False,
-                    resume=tmp_path / "split" / "last.pt")
+    resumed = train(tiny_config(tmp_path / "split"), rooms=rooms, progress=False, resume=tmp_path / "split" / "last.pt")
     assert resumed["epochs"] == 3
     assert_same_run(uninterrupted, load_checkpoint(tmp_path / "split" / "last.pt"))
 
@@ -178,7 +190,11 @@ def test_warmup_cosine_schedule():
         lrs.append(opt.param_groups[0]["lr"])
         schedule.step()
     assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
-    assert lrs[4] == 1.0 and lrs[8] == pytest.approx(0.5) and lrs[11] == pytest.approx(0.5 * (1 + torch.cos(torch.tensor(7 / 8 * torch.pi)).item()))
+    assert (
+        lrs[4] == 1.0
+        and lrs[8] == pytest.approx(0.5)
+        and lrs[11] == pytest.approx(0.5 * (1 + torch.cos(torch.tensor(7 / 8 * torch.pi)).item()))
+    )
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
@@ -189,8 +205,15 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank, world, port, out_dir, overrides):
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world),
-                       "RANK": str(rank), "LOCAL_RANK": str(rank)})
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": str(world),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+        }
+    )
     torch.set_num_threads(1)
     rooms = ([generate_room(s, 3000) for s in (0, 1)], [generate_room(100, 3000)])
     # every rank but 0 gets its own out_dir: the test checks that nothing creates it
@@ -204,13 +227,23 @@ def test_ddp_two_processes_match_single_process(tmp_path, rooms):
     fully connected) are synchronised over the processes and the class-weighted loss is
     normalised by the whole global batch, so every parameter and buffer agrees to float
     rounding. Only rank 0 writes. Dropout is off: its masks are drawn per process."""
-    common = ["model.options={dropout: 0.0}", "train.epochs=1", "train.optimizer=sgd", "train.lr=0.05",
-              "train.warmup_epochs=0", "data.blocks_per_room=16"]
+    common = [
+        "model.options={dropout: 0.0}",
+        "train.epochs=1",
+        "train.optimizer=sgd",
+        "train.lr=0.05",
+        "train.warmup_epochs=0",
+        "data.blocks_per_room=16",
+    ]
     single = tiny_config(tmp_path / "single", *common, "train.batch_size=8")
     train(single, rooms=rooms, progress=False)
     context = torch.multiprocessing.start_processes(
-        _ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp"), [*common, "train.batch_size=4"]), nprocs=2,
-        join=False, start_method="spawn")
+        _ddp_worker,
+        args=(2, _free_port(), str(tmp_path / "ddp"), [*common, "train.batch_size=4"]),
+        nprocs=2,
+        join=False,
+        start_method="spawn",
+    )
     deadline = time.monotonic() + 120
     while not context.join(timeout=1):
         if time.monotonic() > deadline:
@@ -218,12 +251,15 @@ def test_ddp_two_processes_match_single_process(tmp_path, rooms):
                 process.kill()
             pytest.fail("DDP workers did not finish in 120 s")
     assert not (tmp_path / "ddp_rank1").exists()  # rank 1 created no run folder and wrote nothing
-    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(p.name for p in (tmp_path / "single").iterdir())
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(
+        p.name for p in (tmp_path / "single").iterdir()
+    )
     a = load_checkpoint(tmp_path / "single" / "last.pt")
     b = load_checkpoint(tmp_path / "ddp" / "last.pt")
     assert a["scheduler"]["step_count"] == b["scheduler"]["step_count"] == 4  # 32 blocks / global batch 8
     torch.manual_seed(single.train.seed)
     from pcseg.checkpoint import build_model_from_config
+
     initial = build_model_from_config(single).state_dict()
     assert a["model"].keys() == b["model"].keys()
     for key, w in a["model"].items():
@@ -247,12 +283,14 @@ def test_training_loss_is_the_sum_of_the_configured_terms():
     logits, label = torch.randn(2, 5, 30), torch.randint(-1, 5, (2, 30))
     weight = torch.rand(5) + 0.5
     cfg = load_config(None, ["data.num_classes=5", "data.ignore_index=-1", "train.loss=cross_entropy+lovasz"])
-    expected = (cross_entropy_loss(logits, label, weight=weight, ignore_index=-1)
-                + lovasz_softmax_loss(logits, label, weight=weight, ignore_index=-1))
+    expected = cross_entropy_loss(logits, label, weight=weight, ignore_index=-1) + lovasz_softmax_loss(
+        logits, label, weight=weight, ignore_index=-1
+    )
     torch.testing.assert_close(_batch_loss(logits, label, weight, cfg, world=1), expected)
     cfg = load_config(None, ["data.num_classes=5", "data.ignore_index=-1", "train.loss=tversky"])
-    torch.testing.assert_close(_batch_loss(logits, label, None, cfg, world=1),
-                               tversky_loss(logits, label, ignore_index=-1))
+    torch.testing.assert_close(
+        _batch_loss(logits, label, None, cfg, world=1), tversky_loss(logits, label, ignore_index=-1)
+    )
 
 
 def test_trains_with_a_set_loss(tmp_path, rooms):
@@ -276,11 +314,23 @@ def test_semantickitti_scans_are_read_lazily_with_a_stride(tmp_path, shared_data
     labels = yaml.safe_load((source / "semantic-kitti.yaml").read_text())
     labels["split"] = {"train": [0], "valid": [0], "test": [0]}
     (tmp_path / "semantic-kitti.yaml").write_text(yaml.safe_dump(labels))
-    cfg = load_config(None, ["data.dataset=semantickitti", f"data.root={tmp_path}", "data.num_classes=20",
-                             f"data.label_config={tmp_path / 'semantic-kitti.yaml'}", "data.scan_stride=2"])
+    cfg = load_config(
+        None,
+        [
+            "data.dataset=semantickitti",
+            f"data.root={tmp_path}",
+            "data.num_classes=20",
+            f"data.label_config={tmp_path / 'semantic-kitti.yaml'}",
+            "data.scan_stride=2",
+        ],
+    )
     read = []
     real_read = kitti.read_semantickitti_scan
-    monkeypatch.setattr(kitti, "read_semantickitti_scan", lambda scan, label, *a, **k: read.append(scan.name) or real_read(scan, label, *a, **k))
+    monkeypatch.setattr(
+        kitti,
+        "read_semantickitti_scan",
+        lambda scan, label, *a, **k: read.append(scan.name) or real_read(scan, label, *a, **k),
+    )
     rooms = load_rooms(cfg.data, "train")
     assert isinstance(rooms, LazyRooms) and len(rooms) == 3 and read == []
     scan = rooms[1]
@@ -303,8 +353,16 @@ def test_every_segmentation_model_takes_the_trainers_one_forward(name):
     from pcseg.models import FEATURE_TRANSFORM_WEIGHT
     from pcseg.train import forward_model
 
-    cfg = load_config(None, [*TINY, f"model.name={name}", "data.geometric_features=true", "data.num_points=64",
-                             f"model.block_preset={name == 'acnn'}"])
+    cfg = load_config(
+        None,
+        [
+            *TINY,
+            f"model.name={name}",
+            "data.geometric_features=true",
+            "data.num_points=64",
+            f"model.block_preset={name == 'acnn'}",
+        ],
+    )
     torch.manual_seed(0)
     model = build_model_from_config(cfg).eval()
     if name == "pointnet":  # move the feature T-Net off the identity it starts at (regulariser 0)

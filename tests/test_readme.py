@@ -1,11 +1,10 @@
 """The README's two opening examples run as written (only the inputs they leave to the
 reader are supplied: a checkpoint, images, a scan and its calibration)."""
+
 import re
 from pathlib import Path
 
 import numpy as np
-import pytest
-
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -47,7 +46,7 @@ def test_fuser_example_runs(shared_data, tmp_path, monkeypatch):
     scores = rng.random((13, 370, 1224)).astype(np.float32)
     namespace = {
         "color": rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
-        "depth_mm": (2000 + xx).astype(np.uint16),            # a slanted wall 2-2.6 m away
+        "depth_mm": (2000 + xx).astype(np.uint16),  # a slanted wall 2-2.6 m away
         "label_map": ((xx // 64 + yy // 64) % 13).astype(np.int64),
         "pose": np.eye(4),
         "scan": read_velodyne_bin(kitti / "velodyne.bin"),

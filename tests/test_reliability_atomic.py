@@ -1,5 +1,6 @@
 """Issue #12, point 3: atomic outputs and the run-folder lock, with real faults — a checkpoint
 write killed with SIGKILL, a file-size limit (a full disk), a lock holder that dies."""
+
 import errno
 import os
 import signal
@@ -21,13 +22,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 def python(code: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+        **kwargs,
+    )
 
 
 def checkpoint_dict(value: float, size: int = 1000) -> dict:
-    return {"format": 1, "model": {"w": torch.full((size,), value)}, "config": {}, "model_name": "m",
-            "num_classes": 2}
+    return {"format": 1, "model": {"w": torch.full((size,), value)}, "config": {}, "model_name": "m", "num_classes": 2}
 
 
 def test_killed_checkpoint_write_leaves_the_previous_one_and_no_temporary(tmp_path):
@@ -149,8 +156,9 @@ def test_run_folder_lock_is_exclusive_and_taken_over_from_a_dead_process(tmp_pat
             time.sleep(120)
     """)
     assert holder.stdout.readline().strip() == "holding"
-    with pytest.raises(RunFolderBusyError, match=f"run folder {run} .* in use by another pcseg train "
-                                                 f"\\(pid {holder.pid}\\)"):
+    with pytest.raises(
+        RunFolderBusyError, match=f"run folder {run} .* in use by another pcseg train \\(pid {holder.pid}\\)"
+    ):
         with run_folder_lock(run):
             pass
     holder.send_signal(signal.SIGKILL)

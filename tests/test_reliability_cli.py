@@ -2,6 +2,7 @@
 naming the culprit and a non-zero exit, found before any room is generated or the run folder
 is created; ``--debug`` / ``PCSEG_DEBUG=1`` add the traceback; checkpoints that cannot be
 loaded say why and never advise ``weights_only=False``; ``predict --out`` is atomic."""
+
 import argparse
 import os
 import re
@@ -28,6 +29,7 @@ def sets(*items):
 @pytest.fixture
 def no_rooms(monkeypatch):
     """Fails the test if any room is generated: errors must come before the work."""
+
     def must_not_generate(*args, **kwargs):
         raise AssertionError("a room was generated before the error")
 
@@ -130,15 +132,28 @@ def test_out_dir_under_a_file(config, tmp_path, capsys, no_rooms):
 
 def test_resume_of_a_missing_checkpoint(config, tmp_path, capsys, no_rooms):
     missing = tmp_path / "nope.pt"
-    assert main(["train", "--config", str(config), "--resume", str(missing),
-                 *sets(f"train.out_dir={tmp_path / 'run'}")]) == 2
+    assert (
+        main(["train", "--config", str(config), "--resume", str(missing), *sets(f"train.out_dir={tmp_path / 'run'}")])
+        == 2
+    )
     assert f"checkpoint not found: {missing}" in one_error_line(capsys, "train")
     assert not (tmp_path / "run").exists()
 
 
 def test_resume_of_another_model(config, checkpoint, tmp_path, capsys, no_rooms):
-    assert main(["train", "--config", str(config), "--resume", str(checkpoint),
-                 *sets("model.name=acnn", f"train.out_dir={tmp_path / 'run'}")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                "--resume",
+                str(checkpoint),
+                *sets("model.name=acnn", f"train.out_dir={tmp_path / 'run'}"),
+            ]
+        )
+        == 2
+    )
     line = one_error_line(capsys, "train")
     assert f"checkpoint {checkpoint} holds model 'pointnet_sem_seg', the config asks for 'acnn'" in line
     assert not (tmp_path / "run").exists()
@@ -147,8 +162,9 @@ def test_resume_of_another_model(config, checkpoint, tmp_path, capsys, no_rooms)
 @pytest.mark.parametrize("case", ["empty", "truncated", "random", "tampered", "foreign"])
 def test_resume_of_a_damaged_checkpoint(case, config, checkpoint, tmp_path, capsys, no_rooms):
     path, words = damaged_checkpoints(checkpoint, tmp_path)[case]
-    assert main(["train", "--config", str(config), "--resume", str(path),
-                 *sets(f"train.out_dir={tmp_path / 'run'}")]) == 2
+    assert (
+        main(["train", "--config", str(config), "--resume", str(path), *sets(f"train.out_dir={tmp_path / 'run'}")]) == 2
+    )
     line = one_error_line(capsys, "train")
     assert str(path) in line and words in line
     assert not (tmp_path / "run").exists()
@@ -157,8 +173,12 @@ def test_resume_of_a_damaged_checkpoint(case, config, checkpoint, tmp_path, caps
 def test_empty_semantic_kitti_yaml(config, tmp_path, capsys, no_rooms):
     label_config = tmp_path / "semantic-kitti.yaml"
     label_config.write_text("")
-    overrides = ["data.dataset=semantickitti", f"data.root={tmp_path}", f"data.label_config={label_config}",
-                 f"train.out_dir={tmp_path / 'run'}"]
+    overrides = [
+        "data.dataset=semantickitti",
+        f"data.root={tmp_path}",
+        f"data.label_config={label_config}",
+        f"train.out_dir={tmp_path / 'run'}",
+    ]
     assert main(["train", "--config", str(config), *sets(*overrides)]) == 2
     assert f"{label_config}: the SemanticKITTI config is empty" in one_error_line(capsys, "train")
     assert not (tmp_path / "run").exists()
@@ -194,8 +214,10 @@ def test_an_unexpected_error_is_one_line_with_a_hint(config, tmp_path, capsys, m
     monkeypatch.setattr(pcseg.train, "_train", bug)
     assert main(["train", "--config", str(config), *sets(f"train.out_dir={tmp_path / 'run'}")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["pcseg train: internal error: ZeroDivisionError: division by zero "
-                   "(run with --debug or PCSEG_DEBUG=1 for the traceback)"]
+    assert err == [
+        "pcseg train: internal error: ZeroDivisionError: division by zero "
+        "(run with --debug or PCSEG_DEBUG=1 for the traceback)"
+    ]
 
 
 # ----------------------------------------------------------------------------- predict and eval
@@ -240,8 +262,19 @@ def test_predict_checks_its_arguments_before_segmenting(checkpoint, cloud, tmp_p
             argv = ["predict", str(cloud), *extra]
         assert main(argv) == 2, extra
         assert words in one_error_line(capsys, "predict"), extra
-    assert main(["predict", str(tmp_path / "missing.npy"), "--checkpoint", str(checkpoint), "--out",
-                 str(tmp_path / "o.npy")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "missing.npy"),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "o.npy"),
+            ]
+        )
+        == 2
+    )
     assert f"input point cloud not found: {tmp_path / 'missing.npy'}" in one_error_line(capsys, "predict")
 
 
@@ -287,10 +320,13 @@ def test_prepare_out_dir_under_a_file(tmp_path, capsys):
     assert f"OUT_DIR {blocker / 'cache'}: {blocker} is an existing file" in one_error_line(capsys, "prepare")
 
 
-@pytest.mark.parametrize("out, words", [
-    ("map.xyz", "--out must end in .ply or .npz, got"),
-    ("file/map.ply", "is an existing file, not a folder"),
-])
+@pytest.mark.parametrize(
+    "out, words",
+    [
+        ("map.xyz", "--out must end in .ply or .npz, got"),
+        ("file/map.ply", "is an existing file, not a folder"),
+    ],
+)
 def test_fuse_checks_its_output_before_reading_frames(out, words, tmp_path, capsys, monkeypatch):
     import pcseg.fuse_folder
 
@@ -309,8 +345,9 @@ def test_fuse_checks_its_output_before_reading_frames(out, words, tmp_path, caps
 # ----------------------------------------------------------------------------- as a real process
 def run_pcseg(*args, env=None):
     environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "pcseg", *args], capture_output=True, text=True, timeout=300,
-                          env=environment, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "pcseg", *args], capture_output=True, text=True, timeout=300, env=environment, cwd=REPO
+    )
 
 
 def test_subprocess_errors_are_one_line(checkpoint, cloud, tmp_path):
@@ -319,9 +356,18 @@ def test_subprocess_errors_are_one_line(checkpoint, cloud, tmp_path):
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         f"pcseg predict: error: cannot load checkpoint {truncated}: the file is truncated or not a torch "
-        f"checkpoint ({truncated.stat().st_size:,} bytes without the zip directory that ends every torch.save file)"]
-    result = run_pcseg("train", "--set", "train.checkpoint_every=0", "--set", f"train.out_dir={tmp_path / 'run'}",
-                       "--config", str(REPO / "configs" / "pointnet_synthetic.yaml"), env={"PCSEG_DEBUG": "1"})
+        f"checkpoint ({truncated.stat().st_size:,} bytes without the zip directory that ends every torch.save file)"
+    ]
+    result = run_pcseg(
+        "train",
+        "--set",
+        "train.checkpoint_every=0",
+        "--set",
+        f"train.out_dir={tmp_path / 'run'}",
+        "--config",
+        str(REPO / "configs" / "pointnet_synthetic.yaml"),
+        env={"PCSEG_DEBUG": "1"},
+    )
     assert result.returncode == 2 and "Traceback" in result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith("train.checkpoint_every must be >= 1, got 0")
     assert not (tmp_path / "run").exists()

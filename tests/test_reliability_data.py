@@ -2,6 +2,7 @@
 colour, a warning with the file and the count), damaged caches name their file, caches are
 written atomically and keep map coordinates, training blocks do not depend on where a room
 lies, and the SemanticKITTI label config and class count are checked before any scan is read."""
+
 import warnings
 
 import numpy as np
@@ -33,8 +34,10 @@ def test_xyz_only_annotation_is_kept_with_mid_grey_and_a_warning(tmp_path, capsy
     with pytest.warns(s3dis.S3DISFormatWarning) as caught:
         assert main(["prepare", "s3dis", str(tmp_path / "raw"), str(tmp_path / "cache")]) == 0
     messages = [str(w.message) for w in caught]
-    assert messages == [f"{annotations / 'chair_1.txt'}: 25 points have xyz only (3 columns); their colour is "
-                        "unknown and set to mid-grey (128, 128, 128)"]
+    assert messages == [
+        f"{annotations / 'chair_1.txt'}: 25 points have xyz only (3 columns); their colour is "
+        "unknown and set to mid-grey (128, 128, 128)"
+    ]
     room = s3dis.load_room(tmp_path / "cache" / "Area_1" / "office_1.npz")
     chair_rows = room["label"] == s3dis.S3DIS_CLASS_NAMES.index("chair")
     assert chair_rows.sum() == 25 and len(room["label"]) == 65
@@ -71,8 +74,11 @@ def test_training_on_a_truncated_cache_is_one_line_naming_it(tmp_path, capsys):
     bad.write_bytes(bad.read_bytes()[:300])
     config = tmp_path / "c.yaml"
     config.write_text(f"data:\n  dataset: s3dis\n  root: {cache}\n")
-    sets = [a for item in [*SMALL_BLOCKS, "data.blocks_per_room=2", f"train.out_dir={tmp_path / 'run'}"]
-            for a in ("--set", item)]
+    sets = [
+        a
+        for item in [*SMALL_BLOCKS, "data.blocks_per_room=2", f"train.out_dir={tmp_path / 'run'}"]
+        for a in ("--set", item)
+    ]
     assert main(["train", "--config", str(config), *sets]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith(f"pcseg train: error: {bad}: truncated or damaged S3DIS room cache")
@@ -120,14 +126,19 @@ def test_training_blocks_do_not_depend_on_where_the_room_lies():
     np.testing.assert_allclose(pool_shifted.features.numpy(), pool.features.numpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize("text, words", [
-    ("", "the SemanticKITTI config is empty"),
-    ("- 1\n- 2\n", "the SemanticKITTI config is a list, not a mapping"),
-    ("labels: {0: a\n", "not a valid semantic-kitti.yaml"),
-    ("labels: {0: unlabeled}\nlearning_map: {0: 0}\n", "missing 'learning_map_inv'"),
-    ("labels: {0: unlabeled}\nlearning_map: {0: 0}\nlearning_map_inv: {0: 0, 1: 7}\n",
-     "inconsistent SemanticKITTI config (KeyError: 7)"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("", "the SemanticKITTI config is empty"),
+        ("- 1\n- 2\n", "the SemanticKITTI config is a list, not a mapping"),
+        ("labels: {0: a\n", "not a valid semantic-kitti.yaml"),
+        ("labels: {0: unlabeled}\nlearning_map: {0: 0}\n", "missing 'learning_map_inv'"),
+        (
+            "labels: {0: unlabeled}\nlearning_map: {0: 0}\nlearning_map_inv: {0: 0, 1: 7}\n",
+            "inconsistent SemanticKITTI config (KeyError: 7)",
+        ),
+    ],
+)
 def test_semantic_kitti_yaml_errors_name_the_file(tmp_path, text, words):
     path = tmp_path / "semantic-kitti.yaml"
     path.write_text(text)
@@ -138,8 +149,15 @@ def test_semantic_kitti_yaml_errors_name_the_file(tmp_path, text, words):
 
 def test_class_count_is_checked_against_the_data(shared_data, tmp_path):
     label_config = shared_data / "semantickitti" / "semantic-kitti.yaml"
-    kitti = load_config(None, ["data.dataset=semantickitti", f"data.root={tmp_path}",
-                               f"data.label_config={label_config}", "data.num_classes=5"])
+    kitti = load_config(
+        None,
+        [
+            "data.dataset=semantickitti",
+            f"data.root={tmp_path}",
+            f"data.label_config={label_config}",
+            "data.num_classes=5",
+        ],
+    )
     with pytest.raises(ValueError, match="data.num_classes is 5 but the semantickitti labels have 20 classes"):
         check_data(kitti.data)
     with pytest.raises(ValueError, match="data.num_classes is 12 but the synthetic labels have 13 classes"):

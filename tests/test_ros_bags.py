@@ -1,10 +1,13 @@
 """`pcseg predict --bag` / `pcseg fuse --bag` on real bags written with rosbags from the samples."""
+
 import json
 
 import numpy as np
 import pytest
 
 pytest.importorskip("rosbags", reason="pip install rosbags")
+
+from ros_bag_builders import SECOND, T0, BagBuilder, HeightSegmenter, read_bag, rigid  # noqa: E402
 
 from pcseg.bridge import KittiCalibration, default_palette  # noqa: E402
 from pcseg.data.kitti import read_velodyne_bin  # noqa: E402
@@ -13,7 +16,6 @@ from pcseg.fuser import Fuser  # noqa: E402
 from pcseg.ros.bags import FuseTopics, fuse_bag, predict_bag  # noqa: E402
 from pcseg.ros.messages import UNLABELLED, pointcloud2_to_numpy, stamp_to_ns  # noqa: E402
 from pcseg.ros.transforms import TransformBuffer, TransformError  # noqa: E402
-from ros_bag_builders import SECOND, T0, BagBuilder, HeightSegmenter, read_bag, rigid  # noqa: E402
 
 FORMATS = [("ros1", None), ("ros2", "sqlite3"), ("ros2", "mcap")]
 
@@ -31,8 +33,9 @@ def kitti(shared_data):
 def kitti_bag(tmp_path, kind, storage, scan, clouds=3):
     builder = BagBuilder(kind)
     for i in range(clouds):
-        builder.cloud("/points", T0 + i * SECOND // 10, "velodyne",
-                      {"xyz": scan[:, :3] + [i, 0, 0], "intensity": scan[:, 3]})
+        builder.cloud(
+            "/points", T0 + i * SECOND // 10, "velodyne", {"xyz": scan[:, :3] + [i, 0, 0], "intensity": scan[:, 3]}
+        )
         builder.string("/chatter", T0 + i * SECOND // 10 + 5, f"hello {i}")
     return builder.write(bag_name(tmp_path, kind, "in"), storage or "sqlite3")
 
@@ -73,15 +76,18 @@ def test_predict_bag_nan_points_get_no_label(tmp_path):
     builder.cloud("/points", T0, "lidar", {"xyz": xyz})
     source = builder.write(tmp_path / "in.bag")
     predict_bag(source, tmp_path / "out.bag", "/points", HeightSegmenter(), show_progress=False)
-    (_, _, msg), = [m for m in read_bag(tmp_path / "out.bag", "ros1") if m[0] == "/points/labels"]
+    ((_, _, msg),) = [m for m in read_bag(tmp_path / "out.bag", "ros1") if m[0] == "/points/labels"]
     labels = pointcloud2_to_numpy(msg, remove_nans=False)["label"]
     assert labels.tolist() == [2, UNLABELLED, 3]
 
 
 def test_predict_bag_errors(tmp_path, kitti):
     source = kitti_bag(tmp_path, "ros1", None, kitti[0][::50], clouds=1)
-    with pytest.raises(ValueError, match=r"has no topic '/velodyne_points'; its topics: /chatter \(std_msgs/msg/String\), "
-                                         r"/points \(sensor_msgs/msg/PointCloud2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"has no topic '/velodyne_points'; its topics: /chatter \(std_msgs/msg/String\), "
+        r"/points \(sensor_msgs/msg/PointCloud2\)",
+    ):
         predict_bag(source, tmp_path / "o.bag", "/velodyne_points", HeightSegmenter(), show_progress=False)
     with pytest.raises(ValueError, match="holds std_msgs/msg/String, not sensor_msgs/msg/PointCloud2"):
         predict_bag(source, tmp_path / "o2.bag", "/chatter", HeightSegmenter(), show_progress=False)
@@ -141,8 +147,11 @@ def test_transform_buffer_chains_and_interpolates():
     middle = tf.lookup("map", "camera", T0 + SECOND // 2)
     np.testing.assert_allclose(middle, rigid(0, [1, 0, 0]) @ rigid(45, [1, 0, 0]) @ rigid(0, [0, 0, 1]), atol=1e-12)
     np.testing.assert_allclose(tf.lookup("camera", "map", T0) @ tf.lookup("map", "camera", T0), np.eye(4), atol=1e-12)
-    with pytest.raises(TransformError, match=r"from 'camera' to 'map'.*at stamp 1700000002.000000000 s: /tf has it "
-                                             r"from 1700000000.000000000 s to 1700000001.000000000 s"):
+    with pytest.raises(
+        TransformError,
+        match=r"from 'camera' to 'map'.*at stamp 1700000002.000000000 s: /tf has it "
+        r"from 1700000000.000000000 s to 1700000001.000000000 s",
+    ):
         tf.lookup("map", "camera", T0 + 2 * SECOND)
     with pytest.raises(TransformError, match=r"frame 'lidar' is not in /tf or /tf_static"):
         tf.lookup("map", "lidar", T0)
@@ -157,13 +166,15 @@ def nyu_rgbd_bag(tmp_path, kind, storage, frame, poses, jitter_ns, with_tf=True)
         builder.image("/camera/color/image_raw", stamp + jitter_ns, "camera_color_optical", frame["image"], "rgb8")
         builder.image("/camera/depth/image_rect", stamp - jitter_ns, "camera_color_optical", depth_mm, "16UC1")
         builder.image("/segmentation", stamp, "camera_color_optical", frame["label_image"].astype(np.uint16), "16UC1")
-        builder.camera_info("/camera/color/camera_info", stamp, "camera_color_optical", camera.matrix, camera.width,
-                            camera.height)
+        builder.camera_info(
+            "/camera/color/camera_info", stamp, "camera_color_optical", camera.matrix, camera.width, camera.height
+        )
         if with_tf:
             builder.transform(stamp, "map", "base_link", pose)
     # a segmentation with no depth near it: must be counted as unpaired
-    builder.image("/segmentation", T0 + 10 * SECOND, "camera_color_optical", frame["label_image"].astype(np.uint16),
-                  "16UC1")
+    builder.image(
+        "/segmentation", T0 + 10 * SECOND, "camera_color_optical", frame["label_image"].astype(np.uint16), "16UC1"
+    )
     # camera mounted 1.2 m up, optical axes (z forward, x right, y down) from a REP 103 base
     mount = np.eye(4)
     mount[:3, :3] = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float)
@@ -175,14 +186,25 @@ def nyu_rgbd_bag(tmp_path, kind, storage, frame, poses, jitter_ns, with_tf=True)
 @pytest.mark.parametrize("kind,storage", [("ros1", None), ("ros2", "mcap")])
 def test_fuse_bag_rgbd_matches_the_numpy_api(tmp_path, shared_data, kind, storage):
     folder = shared_data / "nyu1407"
-    frame = read_nyu_frame(folder / "images.png", folder / "depth.png",
-                           folder / "DERIVED_class13_1407_crop425x560.png")
+    frame = read_nyu_frame(folder / "images.png", folder / "depth.png", folder / "DERIVED_class13_1407_crop425x560.png")
     poses = [rigid(0, [0, 0, 0]), rigid(10, [0.3, 0.1, 0])]
     source, mount = nyu_rgbd_bag(tmp_path, kind, storage, frame, poses, jitter_ns=SECOND // 100)
-    topics = FuseTopics(segmentation="/segmentation", camera_info="/camera/color/camera_info",
-                        depth="/camera/depth/image_rect", image="/camera/color/image_raw")
-    summary = fuse_bag(source, tmp_path / "map.npz", topics, num_classes=14, fixed_frame="map", voxel_size=0.1,
-                       ignore_label=0, show_progress=False)
+    topics = FuseTopics(
+        segmentation="/segmentation",
+        camera_info="/camera/color/camera_info",
+        depth="/camera/depth/image_rect",
+        image="/camera/color/image_raw",
+    )
+    summary = fuse_bag(
+        source,
+        tmp_path / "map.npz",
+        topics,
+        num_classes=14,
+        fixed_frame="map",
+        voxel_size=0.1,
+        ignore_label=0,
+        show_progress=False,
+    )
     assert summary["frames"] == 2 and summary["unpaired"]["/segmentation"] == 1
     assert summary["unpaired"]["/camera/depth/image_rect"] == 0 and summary["stopped"] is None
     reference = Fuser(14, 0.1, "bayes", ignore_label=0)
@@ -197,13 +219,16 @@ def test_fuse_bag_rgbd_matches_the_numpy_api(tmp_path, shared_data, kind, storag
 
 def test_fuse_bag_missing_transform_is_reported(tmp_path, shared_data):
     folder = shared_data / "nyu1407"
-    frame = read_nyu_frame(folder / "images.png", folder / "depth.png",
-                           folder / "DERIVED_class13_1407_crop425x560.png")
+    frame = read_nyu_frame(folder / "images.png", folder / "depth.png", folder / "DERIVED_class13_1407_crop425x560.png")
     source, _ = nyu_rgbd_bag(tmp_path, "ros1", None, frame, [np.eye(4)], jitter_ns=0, with_tf=False)
-    topics = FuseTopics(segmentation="/segmentation", camera_info="/camera/color/camera_info",
-                        depth="/camera/depth/image_rect")
-    with pytest.raises(ValueError, match=r"1 without a transform; first error: no transform from "
-                                         r"'camera_color_optical' to 'map'.*1700000000.000000000 s"):
+    topics = FuseTopics(
+        segmentation="/segmentation", camera_info="/camera/color/camera_info", depth="/camera/depth/image_rect"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"1 without a transform; first error: no transform from "
+        r"'camera_color_optical' to 'map'.*1700000000.000000000 s",
+    ):
         fuse_bag(source, tmp_path / "map.ply", topics, num_classes=14, show_progress=False)
 
 
@@ -230,8 +255,9 @@ def test_fuse_bag_lidar_matches_the_numpy_api(tmp_path, kitti, segmentation_kind
     source = builder.write(tmp_path / "lidar")
     topics = FuseTopics(segmentation="/segmentation", camera_info="/camera_info", cloud="/velodyne_points")
     scores = "logits" if segmentation_kind == "logits" else "probabilities"
-    summary = fuse_bag(source, tmp_path / "map.npz", topics, num_classes=4, voxel_size=0.2, scores=scores,
-                       show_progress=False)
+    summary = fuse_bag(
+        source, tmp_path / "map.npz", topics, num_classes=4, voxel_size=0.2, scores=scores, show_progress=False
+    )
     assert summary["frames"] == 1 and summary["mode"] == "lidar"
     reference = Fuser(4, 0.2, "bayes")
     reference.add_lidar(scan, segmentation, calibration, rigid(30, [5, 0, 1.7]), scores=scores)
@@ -246,8 +272,15 @@ def test_fuse_labelled_clouds_from_predict(tmp_path, kitti):
     source = kitti_bag(tmp_path, "ros1", None, kitti[0][::20], clouds=2)
     predict_bag(source, tmp_path / "labelled.bag", "/points", HeightSegmenter(), show_progress=False)
     # the labelled bag has no /tf: fusing into 'velodyne' itself needs none
-    summary = fuse_bag(tmp_path / "labelled.bag", tmp_path / "map.npz", FuseTopics(labels="/points/labels"),
-                       num_classes=4, fixed_frame="velodyne", voxel_size=0.5, show_progress=False)
+    summary = fuse_bag(
+        tmp_path / "labelled.bag",
+        tmp_path / "map.npz",
+        FuseTopics(labels="/points/labels"),
+        num_classes=4,
+        fixed_frame="velodyne",
+        voxel_size=0.5,
+        show_progress=False,
+    )
     assert summary["frames"] == 2 and summary["voxels"] > 0 and summary["unpaired"] == {"/points/labels": 0}
     fused = np.load(tmp_path / "map.npz")
     assert set(np.unique(fused["labels"]).tolist()) <= {0, 1, 2, 3}
@@ -259,11 +292,25 @@ def test_cli_predict_bag_matches_the_numpy_api(tmp_path, kitti, checkpoint, caps
 
     scan = kitti[0][np.linalg.norm(kitti[0][:, :2], axis=1) < 3.0]  # the near field: a quick CPU prediction
     source = kitti_bag(tmp_path, "ros2", "sqlite3", scan, clouds=1)
-    assert main(["predict", "--bag", str(source), "--topic", "/points", "--checkpoint", str(checkpoint),
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--bag",
+                str(source),
+                "--topic",
+                "/points",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["clouds"] == 1 and summary["points"] == len(scan)
-    (_, _, msg), = [m for m in read_bag(tmp_path / "out", "ros2") if m[0] == "/points/labels"]
+    ((_, _, msg),) = [m for m in read_bag(tmp_path / "out", "ros2") if m[0] == "/points/labels"]
     expected, probabilities = Segmenter.from_checkpoint(checkpoint).predict(scan[:, :3])
     fields = pointcloud2_to_numpy(msg)
     np.testing.assert_array_equal(fields["label"], expected)
@@ -274,8 +321,22 @@ def test_cli_bag_errors_are_one_line(tmp_path, kitti, checkpoint, capsys):
     from pcseg.cli import main
 
     source = kitti_bag(tmp_path, "ros1", None, kitti[0][::100], clouds=1)
-    assert main(["predict", "--bag", str(source), "--topic", "/nope", "--checkpoint", str(checkpoint),
-                 "--out", str(tmp_path / "o.bag")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--bag",
+                str(source),
+                "--topic",
+                "/nope",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "o.bag"),
+            ]
+        )
+        == 2
+    )
     assert "has no topic '/nope'; its topics: /chatter" in capsys.readouterr().err
     assert main(["fuse", "--bag", str(source), "--out", str(tmp_path / "m.ply"), "--num-classes", "4"]) == 2
     assert "fuse needs --labels-topic" in capsys.readouterr().err
@@ -288,8 +349,25 @@ def test_cli_fuse_bag_writes_the_map_and_a_summary(tmp_path, kitti, capsys):
 
     source = kitti_bag(tmp_path, "ros1", None, kitti[0][::20], clouds=2)
     predict_bag(source, tmp_path / "labelled.bag", "/points", HeightSegmenter(), show_progress=False)
-    assert main(["fuse", "--bag", str(tmp_path / "labelled.bag"), "--out", str(tmp_path / "map.ply"),
-                 "--num-classes", "4", "--voxel-size", "0.5", "--labels-topic", "/points/labels",
-                 "--fixed-frame", "velodyne"]) == 0
+    assert (
+        main(
+            [
+                "fuse",
+                "--bag",
+                str(tmp_path / "labelled.bag"),
+                "--out",
+                str(tmp_path / "map.ply"),
+                "--num-classes",
+                "4",
+                "--voxel-size",
+                "0.5",
+                "--labels-topic",
+                "/points/labels",
+                "--fixed-frame",
+                "velodyne",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["frames"] == 2 and summary["mode"] == "labels" and (tmp_path / "map.ply").stat().st_size > 0

@@ -1,4 +1,5 @@
 """pcseg.ros.messages: PointCloud2 / Image / CameraInfo / Transform conversion without ROS."""
+
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -35,9 +36,14 @@ def duck_cloud(fields, data, height, width, point_step, row_step, bigendian=Fals
     """A plain object with PointCloud2's attributes (no ROS class at all); data as bytes like rospy."""
     return SimpleNamespace(
         header=SimpleNamespace(frame_id="velodyne", stamp=SimpleNamespace(secs=3, nsecs=5)),
-        height=height, width=width, is_bigendian=bigendian, point_step=point_step, row_step=row_step,
+        height=height,
+        width=width,
+        is_bigendian=bigendian,
+        point_step=point_step,
+        row_step=row_step,
         fields=[SimpleNamespace(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields],
-        data=bytes(data), is_dense=dense,
+        data=bytes(data),
+        is_dense=dense,
     )
 
 
@@ -61,8 +67,10 @@ def test_every_datatype_both_endiannesses_with_padding(datatype, bigendian):
     for i in range(n):
         row, col = divmod(i, width)
         base = row * row_step + col * point_step
-        data[base:base + 12] = np.frombuffer(xyz[i].astype(np.dtype(np.float32).newbyteorder(order)).tobytes(), np.uint8)
-        data[base + 16:base + 16 + 2 * dtype.itemsize] = np.frombuffer(values[i].tobytes(), np.uint8)
+        data[base : base + 12] = np.frombuffer(
+            xyz[i].astype(np.dtype(np.float32).newbyteorder(order)).tobytes(), np.uint8
+        )
+        data[base + 16 : base + 16 + 2 * dtype.itemsize] = np.frombuffer(values[i].tobytes(), np.uint8)
     fields = [("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("ring", 16, datatype, 2)]
     out = pointcloud2_to_numpy(duck_cloud(fields, data, height, width, point_step, row_step, bigendian))
     np.testing.assert_array_equal(out["xyz"], xyz)
@@ -77,8 +85,13 @@ def test_rosbags_classes_round_trip_organised_with_nans(kind):
     rng = np.random.default_rng(0)
     xyz = rng.normal(size=(4 * 5, 3))  # float64 coordinates
     xyz[[1, 7, 19]] = np.nan
-    fields = {"xyz": xyz, "intensity": rng.random(20).astype(np.float32), "ring": np.arange(20, dtype=np.uint16),
-              "rgb": rng.integers(0, 256, (20, 3)).astype(np.uint8), "t": rng.integers(0, 2**31, 20).astype(np.uint32)}
+    fields = {
+        "xyz": xyz,
+        "intensity": rng.random(20).astype(np.float32),
+        "ring": np.arange(20, dtype=np.uint16),
+        "rgb": rng.integers(0, 256, (20, 3)).astype(np.uint8),
+        "t": rng.integers(0, 2**31, 20).astype(np.uint32),
+    }
     msg = numpy_to_pointcloud2(fields, "header", height=4, bigendian=kind == "ros2", types=types)
     assert isinstance(msg, types.PointCloud2) and (msg.height, msg.width) == (4, 5) and not msg.is_dense
     assert msg.data.dtype == np.uint8
@@ -95,8 +108,9 @@ def test_rosbags_classes_round_trip_organised_with_nans(kind):
 def test_rosbags_serialisation_round_trip():
     store = typestore("ros1")
     types = rosbags_types(store)
-    header = store.types["std_msgs/msg/Header"](seq=1, stamp=store.types["builtin_interfaces/msg/Time"](sec=4, nanosec=9),
-                                                frame_id="lidar")
+    header = store.types["std_msgs/msg/Header"](
+        seq=1, stamp=store.types["builtin_interfaces/msg/Time"](sec=4, nanosec=9), frame_id="lidar"
+    )
     xyz = np.arange(30, dtype=np.float32).reshape(10, 3)
     msg = numpy_to_pointcloud2({"xyz": xyz, "intensity": np.ones(10, np.float32)}, header, types=types)
     raw = store.serialize_ros1(msg, "sensor_msgs/msg/PointCloud2")
@@ -106,8 +120,14 @@ def test_rosbags_serialisation_round_trip():
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(0, 30), height_divisor=st.sampled_from([1, 2]), bigendian=st.booleans(),
-       extra=st.sampled_from(sorted(POINTFIELD_DTYPES)), count=st.integers(1, 3), seed=st.integers(0, 2**16))
+@given(
+    n=st.integers(0, 30),
+    height_divisor=st.sampled_from([1, 2]),
+    bigendian=st.booleans(),
+    extra=st.sampled_from(sorted(POINTFIELD_DTYPES)),
+    count=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
 def test_round_trip_property(n, height_divisor, bigendian, extra, count, seed):
     n -= n % height_divisor
     rng = np.random.default_rng(seed)
@@ -133,8 +153,9 @@ def test_labelled_cloud_keeps_every_input_byte():
     rng = np.random.default_rng(1)
     xyz = rng.normal(size=(6, 3)).astype(np.float32)
     xyz[2] = np.nan
-    msg = numpy_to_pointcloud2({"xyz": xyz, "intensity": np.arange(6, dtype=np.float32),
-                                "rgb": np.full((6, 3), 7, np.uint8)}, "hdr", height=2)
+    msg = numpy_to_pointcloud2(
+        {"xyz": xyz, "intensity": np.arange(6, dtype=np.float32), "rgb": np.full((6, 3), 7, np.uint8)}, "hdr", height=2
+    )
     cloud = pointcloud2_to_numpy(msg)
     labels = np.array([0, 1, 2, 1, 0])
     probabilities = np.eye(3, dtype=np.float32)[labels] * 0.5
@@ -149,7 +170,9 @@ def test_labelled_cloud_keeps_every_input_byte():
     np.testing.assert_array_equal(read["confidence"][cloud["valid"]], 0.5)
     assert np.isnan(read["confidence"][2])
     np.testing.assert_array_equal(read["rgb"][cloud["valid"]], palette[labels])
-    np.testing.assert_array_equal(read["input_rgb"].view(np.uint32), pack_rgb(np.full((6, 3), 7, np.uint8)).view(np.uint32))
+    np.testing.assert_array_equal(
+        read["input_rgb"].view(np.uint32), pack_rgb(np.full((6, 3), 7, np.uint8)).view(np.uint32)
+    )
     np.testing.assert_array_equal(read["intensity"], np.arange(6))
 
 
@@ -180,11 +203,13 @@ def camera_info(kind, model="plumb_bob", D=(0.1, 0.0, 0.0, 0.0, 0.0)):
     names = ("D", "K", "R", "P") if kind == "ros1" else ("d", "k", "r", "p")
     values = dict(zip(names, (np.array(D, float), K, np.eye(3).ravel(), P)))
     header_kw = {"seq": 0} if kind == "ros1" else {}
-    header = store.types["std_msgs/msg/Header"](stamp=store.types["builtin_interfaces/msg/Time"](sec=0, nanosec=0),
-                                                frame_id="camera_optical", **header_kw)
+    header = store.types["std_msgs/msg/Header"](
+        stamp=store.types["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id="camera_optical", **header_kw
+    )
     roi = store.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-    return store.types["sensor_msgs/msg/CameraInfo"](header=header, height=480, width=640, distortion_model=model,
-                                                      binning_x=0, binning_y=0, roi=roi, **values)
+    return store.types["sensor_msgs/msg/CameraInfo"](
+        header=header, height=480, width=640, distortion_model=model, binning_x=0, binning_y=0, roi=roi, **values
+    )
 
 
 @pytest.mark.parametrize("kind", ["ros1", "ros2"])
@@ -207,21 +232,31 @@ def test_transform_to_matrix_stamped_and_plain():
 
     rotation = Rotation.from_euler("zyx", [30, 10, -5], degrees=True)
     x, y, z, w = rotation.as_quat()
-    transform = SimpleNamespace(translation=SimpleNamespace(x=1.0, y=2.0, z=3.0),
-                                rotation=SimpleNamespace(x=2 * x, y=2 * y, z=2 * z, w=2 * w))  # not normalised
+    transform = SimpleNamespace(
+        translation=SimpleNamespace(x=1.0, y=2.0, z=3.0), rotation=SimpleNamespace(x=2 * x, y=2 * y, z=2 * z, w=2 * w)
+    )  # not normalised
     matrix = transform_to_matrix(SimpleNamespace(transform=transform, child_frame_id="base_link"))
     np.testing.assert_allclose(matrix[:3, :3], rotation.as_matrix(), atol=1e-12)
     np.testing.assert_allclose(matrix[:3, 3], [1, 2, 3])
     np.testing.assert_allclose(transform_to_matrix(transform), matrix)
     with pytest.raises(ValueError, match="non-zero finite quaternion"):
-        transform_to_matrix(SimpleNamespace(translation=transform.translation,
-                                            rotation=SimpleNamespace(x=0, y=0, z=0, w=0)))
+        transform_to_matrix(
+            SimpleNamespace(translation=transform.translation, rotation=SimpleNamespace(x=0, y=0, z=0, w=0))
+        )
 
 
-@pytest.mark.parametrize("encoding,dtype,channels", [("rgb8", np.uint8, 3), ("bgr8", np.uint8, 3),
-                                                     ("16UC1", np.uint16, 1), ("32FC1", np.float32, 1),
-                                                     ("mono8", np.uint8, 1), ("32FC5", np.float32, 5),
-                                                     ("16UC2", np.uint16, 2)])
+@pytest.mark.parametrize(
+    "encoding,dtype,channels",
+    [
+        ("rgb8", np.uint8, 3),
+        ("bgr8", np.uint8, 3),
+        ("16UC1", np.uint16, 1),
+        ("32FC1", np.float32, 1),
+        ("mono8", np.uint8, 1),
+        ("32FC5", np.float32, 5),
+        ("16UC2", np.uint16, 2),
+    ],
+)
 def test_image_round_trip(encoding, dtype, channels):
     rng = np.random.default_rng(2)
     image = rng.integers(0, 200, size=(4, 5, channels) if channels > 1 else (4, 5)).astype(dtype)
@@ -250,7 +285,9 @@ def test_message_classes_of_rospy_and_rclpy_get_their_byte_types(flavour, data_t
     import array
 
     base = _RclpyLike if flavour == "rclpy" else _Message
-    types = SimpleNamespace(PointCloud2=type("PointCloud2", (base,), {}), PointField=type("PointField", (_Message,), {}))
+    types = SimpleNamespace(
+        PointCloud2=type("PointCloud2", (base,), {}), PointField=type("PointField", (_Message,), {})
+    )
     xyz = np.arange(12, dtype=np.float32).reshape(4, 3)
     msg = numpy_to_pointcloud2({"xyz": xyz}, SimpleNamespace(frame_id="f"), types=types)
     assert isinstance(msg.data, array.array if data_type == "array" else bytes)

@@ -2,6 +2,7 @@
 
 Needs Debian's ROS 1 (`roscore`, `rospy`); skipped with how to install it otherwise.
 """
+
 import json
 import os
 import shutil
@@ -19,8 +20,10 @@ from scipy.spatial import cKDTree
 from pcseg.ros.node import DEBIAN_ROS_PATH, LatestMessage
 
 REPO = Path(__file__).resolve().parents[1]
-HOWTO = ("to enable: apt-get update && apt-get install -y ros-base python3-rospy python3-sensor-msgs "
-         "python3-tf2-ros (Debian's ROS 1; .ci/run does this as root)")
+HOWTO = (
+    "to enable: apt-get update && apt-get install -y ros-base python3-rospy python3-sensor-msgs "
+    "python3-tf2-ros (Debian's ROS 1; .ci/run does this as root)"
+)
 TIME_LIMIT_S = 120  # two shared CPU cores: node start-up (torch import, model load) plus one prediction
 
 
@@ -65,12 +68,19 @@ def _stop(process, timeout=20):
 def ros_env(tmp_path):
     """A private roscore on 127.0.0.1 with a free port; the environment that reaches it."""
     port = _free_port()
-    env = dict(os.environ, ROS_MASTER_URI=f"http://127.0.0.1:{port}", ROS_IP="127.0.0.1", ROS_HOSTNAME="127.0.0.1",
-               ROS_HOME=str(tmp_path / "ros_home"), ROS_LOG_DIR=str(tmp_path / "ros_log"),
-               PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        ROS_MASTER_URI=f"http://127.0.0.1:{port}",
+        ROS_IP="127.0.0.1",
+        ROS_HOSTNAME="127.0.0.1",
+        ROS_HOME=str(tmp_path / "ros_home"),
+        ROS_LOG_DIR=str(tmp_path / "ros_log"),
+        PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+    )
     log = open(tmp_path / "roscore.log", "w")
-    core = subprocess.Popen(["roscore", "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    core = subprocess.Popen(
+        ["roscore", "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.time() + 60
     while True:
         try:
@@ -93,12 +103,28 @@ def _run_node(env, tmp_path, node_args, mode, cloud):
         np.save(tmp_path / "cloud.npy", cloud)
         cloud = tmp_path / "cloud.npy"
     node_log = open(tmp_path / "node.log", "w")
-    node = subprocess.Popen([sys.executable, "-m", "pcseg", "ros", *node_args], env=env, stdout=node_log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    node = subprocess.Popen(
+        [sys.executable, "-m", "pcseg", "ros", *node_args],
+        env=env,
+        stdout=node_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
-        client = subprocess.run([sys.executable, str(REPO / "tests" / "ros1_client.py"), mode, str(cloud),
-                                 str(tmp_path / "result.json"), str(TIME_LIMIT_S)],
-                                env=env, capture_output=True, text=True, timeout=TIME_LIMIT_S + 60)
+        client = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "tests" / "ros1_client.py"),
+                mode,
+                str(cloud),
+                str(tmp_path / "result.json"),
+                str(TIME_LIMIT_S),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIME_LIMIT_S + 60,
+        )
         result = json.loads((tmp_path / "result.json").read_text()) if (tmp_path / "result.json").exists() else {}
         assert client.returncode == 0, (result, client.stderr[-3000:], (tmp_path / "node.log").read_text()[-3000:])
         node.send_signal(signal.SIGINT)  # Ctrl-C
@@ -118,8 +144,13 @@ def test_segment_node_labels_the_kitti_scan_and_stops_on_ctrl_c(ros_env, checkpo
     scan = read_velodyne_bin(shared_data / "kitti" / "000000" / "velodyne.bin")
     # The scan's near field (most of its points) keeps one CPU prediction within the limit.
     scan = scan[np.linalg.norm(scan[:, :2], axis=1) < 6.0]
-    result, log = _run_node(ros_env, tmp_path, ["segment", "--checkpoint", str(checkpoint), "--input", "/points",
-                                                "--output", "/points/labels"], "segment", scan)
+    result, log = _run_node(
+        ros_env,
+        tmp_path,
+        ["segment", "--checkpoint", str(checkpoint), "--input", "/points", "--output", "/points/labels"],
+        "segment",
+        scan,
+    )
     assert result["points"] == len(scan) and len(result["labels"]) == len(scan)
     labels = np.array(result["labels"])
     assert labels.min() >= 0 and labels.max() < 13
@@ -136,12 +167,30 @@ def test_fuse_node_publishes_the_map_of_labelled_clouds(ros_env, shared_data, tm
     from pcseg.fuser import Fuser
 
     scan = read_velodyne_bin(shared_data / "kitti" / "000000" / "velodyne.bin")
-    result, log = _run_node(ros_env, tmp_path, ["fuse", "--num-classes", "4", "--voxel-size", "0.5",
-                                                "--labels-topic", "/points/labels", "--fixed-frame", "map",
-                                                "--rate", "5"], "fuse", scan)
+    result, log = _run_node(
+        ros_env,
+        tmp_path,
+        [
+            "fuse",
+            "--num-classes",
+            "4",
+            "--voxel-size",
+            "0.5",
+            "--labels-topic",
+            "/points/labels",
+            "--fixed-frame",
+            "map",
+            "--rate",
+            "5",
+        ],
+        "fuse",
+        scan,
+    )
     reference = Fuser(4, 0.5)
-    reference.add_points(scan[:, :3].astype(np.float64) + [10.0, 0.0, 0.0],
-                         labels=np.clip(np.floor(scan[:, 2] + 2.0), 0, 3).astype(np.int64))
+    reference.add_points(
+        scan[:, :3].astype(np.float64) + [10.0, 0.0, 0.0],
+        labels=np.clip(np.floor(scan[:, 2] + 2.0), 0, 3).astype(np.int64),
+    )
     assert result["frame_id"] == "map" and result["points"] == reference.num_voxels
     # the map is published as float32: match each voxel to the reference's nearest one
     distance, index = cKDTree(reference.voxel_points()).query(np.array(result["xyz"]))
@@ -158,17 +207,37 @@ def test_fuse_node_paints_the_kitti_scan_from_a_label_image(ros_env, shared_data
     from pcseg.fuser import Fuser
 
     folder = shared_data / "kitti" / "000000"
-    result, log = _run_node(ros_env, tmp_path, ["fuse", "--num-classes", "4", "--voxel-size", "0.5",
-                                                "--segmentation-topic", "/segmentation", "--camera-info-topic",
-                                                "/camera_info", "--cloud-topic", "/velodyne_points",
-                                                "--fixed-frame", "map", "--rate", "2"], "fuse-lidar", folder)
+    result, log = _run_node(
+        ros_env,
+        tmp_path,
+        [
+            "fuse",
+            "--num-classes",
+            "4",
+            "--voxel-size",
+            "0.5",
+            "--segmentation-topic",
+            "/segmentation",
+            "--camera-info-topic",
+            "/camera_info",
+            "--cloud-topic",
+            "/velodyne_points",
+            "--fixed-frame",
+            "map",
+            "--rate",
+            "2",
+        ],
+        "fuse-lidar",
+        folder,
+    )
     scan = read_velodyne_bin(folder / "velodyne.bin")
     image = read_image(folder / "image_2.png", "RGB")
     pose = np.eye(4)
     pose[0, 3] = 10.0
     reference = Fuser(4, 0.5)
-    reference.add_lidar(scan, (image[..., 1] // 64).astype(np.uint8), KittiCalibration.from_file(folder / "calib.txt"),
-                        pose)
+    reference.add_lidar(
+        scan, (image[..., 1] // 64).astype(np.uint8), KittiCalibration.from_file(folder / "calib.txt"), pose
+    )
     # the same frame may be fused more than once before the map comes back: same voxels, same labels
     assert result["frame_id"] == "map" and result["points"] == reference.num_voxels
     distance, index = cKDTree(reference.voxel_points()).query(np.array(result["xyz"]))

@@ -1,4 +1,5 @@
 """pcseg.utils.progress: a bar at a terminal, one plain line per step in logs and CI."""
+
 import io
 import sys
 
@@ -38,7 +39,11 @@ def test_long_step_prints_periodic_lines(monkeypatch):
         pass
     lines = err.getvalue().splitlines()
     assert [line.split(" in ")[0] for line in lines] == [
-        "rooms: 1/3 room running", "rooms: 2/3 room running", "rooms: 3/3 room running", "rooms: 3/3 room done"]
+        "rooms: 1/3 room running",
+        "rooms: 2/3 room running",
+        "rooms: 3/3 room running",
+        "rooms: 3/3 room done",
+    ]
 
 
 def test_disabled_prints_nothing(monkeypatch):

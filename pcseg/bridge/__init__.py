@@ -18,6 +18,7 @@ Real sensors: `PinholeCamera(..., distortion=D, distortion_model="plumb_bob")` (
 CameraInfo models), `deskew_points` for a moving LiDAR sweep, `gravity_alignment` for a
 z-up cloud from a tilted sensor.
 """
+
 from pcseg.bridge.camera import (
     KittiCalibration,
     PinholeCamera,

@@ -16,6 +16,7 @@ point is one pixel larger than ours, so the `*_one_based` constructors subtract 
 Poses are 4x4 homogeneous matrices named after the frames they connect:
 `T_b_from_a @ [p_a; 1] = [p_b; 1]`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ class PinholeCamera:
         height: int,
         distortion: tuple[float, ...] = (),
         distortion_model: str = "plumb_bob",
-    ) -> "PinholeCamera":
+    ) -> PinholeCamera:
         """A camera derived from a checked one (crop, resize): every check but the principal point's."""
         camera = object.__new__(cls)
         values = (fx, fy, cx, cy, width, height, distortion, distortion_model)
@@ -124,7 +125,7 @@ class PinholeCamera:
     @classmethod
     def from_matrix(
         cls, intrinsics: np.ndarray, width: int, height: int, distortion=(), distortion_model: str = "plumb_bob"
-    ) -> "PinholeCamera":
+    ) -> PinholeCamera:
         """From a 3x3 intrinsics matrix K in the 0-based convention (OpenCV / Open3D / KITTI / ROS).
 
         A ROS `CameraInfo` message is `from_matrix(np.reshape(info.k, (3, 3)), info.width,
@@ -152,17 +153,19 @@ class PinholeCamera:
             raise ValueError("intrinsics[2, 2] must be non-zero")
         matrix = matrix[:, :3] / matrix[2, 2]
         if abs(matrix[0, 1]) > 1e-9 * abs(matrix[0, 0]) or matrix[1, 0] != 0 or np.any(matrix[2, :2] != 0):
-            raise ValueError(f"intrinsics must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] (no skew), got {matrix.tolist()}")
+            raise ValueError(
+                f"intrinsics must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] (no skew), got {matrix.tolist()}"
+            )
         return cls(matrix[0, 0], matrix[1, 1], matrix[0, 2], matrix[1, 2], width, height, distortion, distortion_model)
 
     @classmethod
-    def from_matrix_one_based(cls, intrinsics: np.ndarray, width: int, height: int) -> "PinholeCamera":
+    def from_matrix_one_based(cls, intrinsics: np.ndarray, width: int, height: int) -> PinholeCamera:
         """From a 3x3 K published for 1-based (MATLAB) pixel centres, e.g. SUN RGB-D, NYU v2."""
         camera = cls.from_matrix(intrinsics, width, height)
         return cls(camera.fx, camera.fy, camera.cx - 1.0, camera.cy - 1.0, width, height)
 
     @classmethod
-    def from_one_based(cls, fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> "PinholeCamera":
+    def from_one_based(cls, fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> PinholeCamera:
         """From intrinsics whose principal point is given for 1-based (MATLAB) pixel centres."""
         return cls(fx, fy, cx - 1.0, cy - 1.0, width, height)
 
@@ -180,7 +183,7 @@ class PinholeCamera:
 
     # ----- files and other libraries -------------------------------------------------------
     @classmethod
-    def from_sunrgbd_intrinsics(cls, path: str | Path, width: int, height: int) -> "PinholeCamera":
+    def from_sunrgbd_intrinsics(cls, path: str | Path, width: int, height: int) -> PinholeCamera:
         """Read a SUN RGB-D `intrinsics.txt` (3x3 K, row-major, 1-based pixel centres)."""
         matrix = _read_numbers(path, 9, "SUN RGB-D intrinsics (3x3 K)").reshape(3, 3)
         return cls.from_matrix_one_based(matrix, width, height)
@@ -190,7 +193,7 @@ class PinholeCamera:
         np.savetxt(path, self.matrix_one_based, fmt="%.6f")
 
     @classmethod
-    def from_open3d(cls, intrinsic) -> "PinholeCamera":
+    def from_open3d(cls, intrinsic) -> PinholeCamera:
         """From an `open3d.camera.PinholeCameraIntrinsic` (Open3D is 0-based like pcseg)."""
         return cls.from_matrix(np.asarray(intrinsic.intrinsic_matrix), intrinsic.width, intrinsic.height)
 
@@ -206,7 +209,7 @@ class PinholeCamera:
         return open3d.camera.PinholeCameraIntrinsic(self.width, self.height, self.fx, self.fy, self.cx, self.cy)
 
     # ----- derived cameras -----------------------------------------------------------------
-    def cropped(self, left: int, top: int, width: int, height: int) -> "PinholeCamera":
+    def cropped(self, left: int, top: int, width: int, height: int) -> PinholeCamera:
         """The camera of the sub-image image[top:top + height, left:left + width] (0-based)."""
         if left < 0 or top < 0 or left + width > self.width or top + height > self.height:
             raise ValueError(
@@ -218,7 +221,7 @@ class PinholeCamera:
             self.fx, self.fy, self.cx - left, self.cy - top, width, height, self.distortion, self.distortion_model
         )
 
-    def scaled(self, factor: float) -> "PinholeCamera":
+    def scaled(self, factor: float) -> PinholeCamera:
         """The camera of the image resized by `factor` (pixel areas scale about their corners)."""
         width, height = round(self.width * factor), round(self.height * factor)
         # With 0-based centres the image spans [-0.5, W - 0.5); scaling that span maps
@@ -273,7 +276,7 @@ class KittiCalibration:
     T_velo_from_imu: np.ndarray | None = None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "KittiCalibration":
+    def from_file(cls, path: str | Path) -> KittiCalibration:
         """Parse a KITTI `calib.txt` (lines `KEY: v1 v2 ...`)."""
         path = Path(path)
         entries: dict[str, np.ndarray] = {}

@@ -4,6 +4,7 @@ Each rule is written here once: what a point array, a pose and a 2D segmentation
 must look like, and how numpy arrays become tensors and back. The bridge's functions take
 numpy or torch and return the kind they were given; the `Fuser` works in numpy.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -197,8 +198,6 @@ def check_segmentation(
         if len(shape) != 3:
             raise ValueError(f"score {name} must be (C, H, W), got shape {shape}")
         if num_classes is not None and shape[0] != num_classes:
-            raise ValueError(
-                f"score {name} must be (C, H, W) with C = num_classes = {num_classes}, got shape {shape}"
-            )
+            raise ValueError(f"score {name} must be (C, H, W) with C = num_classes = {num_classes}, got shape {shape}")
     camera.check_image_shape(shape, name)
     return is_label_map

@@ -7,6 +7,7 @@ Given the sensor poses at the sweep's start and end and each point's timestamp, 
 every point's instant is interpolated (translation linearly, rotation along the geodesic,
 i.e. slerp) and the point mapped through it.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -14,6 +14,7 @@ a distortion model maps them to distorted normalised coordinates (a', b'), and t
 
 `undistort` inverts `distort` by Newton's method, in float64.
 """
+
 from __future__ import annotations
 
 import torch

@@ -9,6 +9,7 @@ around it (with a margin). The neighbourhood makes the test conservative where a
 a surface: a ground voxel always has a neighbouring ray that hits the ground at its own
 range or nearer, so only voxels that rays really passed are cleared.
 """
+
 from __future__ import annotations
 
 import math

@@ -7,6 +7,7 @@ pose=T_world_from_camera)` or paint LiDAR with `paint_points`, then `integrate`.
 `pcseg.Fuser` does exactly that for whole frames (`add_rgbd`, `add_lidar`): it is the
 frame-level API.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,8 +46,14 @@ OCCUPANCY_MAX = 2.0
 # Per-voxel arrays, each (capacity, ...) with rows past num_voxels uninitialised; colour
 # sums and counts join them with the first coloured frame.
 _PER_VOXEL = (
-    "_accumulators", "_observations", "_weight_sums", "_position_sums",
-    "_frame_counts", "_occupancy", "_last_frame", "_last_time",
+    "_accumulators",
+    "_observations",
+    "_weight_sums",
+    "_position_sums",
+    "_frame_counts",
+    "_occupancy",
+    "_last_frame",
+    "_last_time",
 )
 _PER_VOXEL_COLOR = ("_color_sums", "_colored")
 
@@ -306,9 +313,13 @@ class VoxelLabelMap:
             labels_t, _ = as_tensor(labels, "labels")
             labels_t = labels_t.to(self.device)
             if labels_t.shape != (count,) or labels_t.is_floating_point():
-                raise ValueError(f"labels must be (N,) integers with N={count}, got {tuple(labels_t.shape)} {labels_t.dtype}")
+                raise ValueError(
+                    f"labels must be (N,) integers with N={count}, got {tuple(labels_t.shape)} {labels_t.dtype}"
+                )
             if count and (int(labels_t.min()) < -1 or int(labels_t.max()) >= self.num_classes):
-                raise ValueError(f"labels must lie in [-1, {self.num_classes}), got [{int(labels_t.min())}, {int(labels_t.max())}]")
+                raise ValueError(
+                    f"labels must lie in [-1, {self.num_classes}), got [{int(labels_t.min())}, {int(labels_t.max())}]"
+                )
             labels_t = labels_t.to(torch.int64)
             if bool((labels_t < 0).any()):
                 keep = torch.nonzero(labels_t >= 0).squeeze(1)
@@ -331,7 +342,9 @@ class VoxelLabelMap:
             if colors_t.shape != (count, 3):
                 raise ValueError(f"colors must be (N, 3) with N={count}, got {tuple(colors_t.shape)}")
             colors_t = colors_t.to(self.device)
-            colors_t = colors_t.to(torch.float32) / 255.0 if colors_t.dtype == torch.uint8 else colors_t.to(torch.float32)
+            colors_t = (
+                colors_t.to(torch.float32) / 255.0 if colors_t.dtype == torch.uint8 else colors_t.to(torch.float32)
+            )
         if keep is not None:
             points_t = points_t.index_select(0, keep)
             colors_t = None if colors_t is None else colors_t.index_select(0, keep)
@@ -474,7 +487,7 @@ class VoxelLabelMap:
         # Slot 0 stands in for absent keys so the gather stays in bounds; where() drops it.
         return torch.where(slots >= 0, self._table_rows.gather(0, slots.clamp(min=0)).to(torch.int64), -1)
 
-    def _fold_plan(self, frame_keys: torch.Tensor) -> "_FoldPlan":
+    def _fold_plan(self, frame_keys: torch.Tensor) -> _FoldPlan:
         """Where a frame's voxels (sorted unique keys (U,)) go: existing rows, or new rows
         appended in ascending key order, after growing the storage. The caller adds the
         new rows to `num_voxels` once every per-voxel array is folded."""
@@ -497,7 +510,7 @@ class VoxelLabelMap:
         return _FoldPlan(old_index, old_rows, new_index, self.num_voxels)
 
     @staticmethod
-    def _fold(target: torch.Tensor, frame_values: torch.Tensor | None, plan: "_FoldPlan") -> None:
+    def _fold(target: torch.Tensor, frame_values: torch.Tensor | None, plan: _FoldPlan) -> None:
         """Add per-frame-voxel values (U, ...) into the map rows of `plan`; None adds zeros.
 
         New rows are written, not added to: storage beyond `num_voxels` is never
@@ -516,7 +529,7 @@ class VoxelLabelMap:
         elif num_new:
             torch.index_select(frame_values, 0, plan.new_index, out=new_block)
 
-    def _stamp(self, target: torch.Tensor, value: float, plan: "_FoldPlan") -> None:
+    def _stamp(self, target: torch.Tensor, value: float, plan: _FoldPlan) -> None:
         """Set the rows of `plan` (old and new) of a per-voxel array to `value`."""
         if plan.old_index is not None:
             target.index_fill_(0, plan.old_rows, value)
@@ -599,8 +612,9 @@ class VoxelLabelMap:
         pose = check_pose(T_world_from_sensor, "T_world_from_sensor", torch.float64, self.device)
         # Voxels into the sensor frame: p_sensor = R^T (p_world - t).
         voxels = (self._mean_positions() - pose[:3, 3]) @ pose[:3, :3]
-        free = free_space_mask(voxels, returns_t.to(self.device), self.voxel_size, resolution_degrees,
-                               return_bins=return_bins)
+        free = free_space_mask(
+            voxels, returns_t.to(self.device), self.voxel_size, resolution_degrees, return_bins=return_bins
+        )
         free &= self._last_frame[: self.num_voxels] != frame  # a hit in this frame wins over a miss
         rows = flat_nonzero(free)
         if rows.shape[0] == 0:
@@ -608,8 +622,13 @@ class VoxelLabelMap:
         self._occupancy.index_add_(0, rows, torch.full(rows.shape, OCCUPANCY_MISS, device=self.device))
         return self.remove(self._occupancy[: self.num_voxels] < 0)
 
-    def forget(self, origin=None, max_distance: float | None = None, min_frame: int | None = None,
-               min_time: float | None = None) -> int:
+    def forget(
+        self,
+        origin=None,
+        max_distance: float | None = None,
+        min_frame: int | None = None,
+        min_time: float | None = None,
+    ) -> int:
         """Remove the voxels outside a bounded local map.
 
         Args:
@@ -688,7 +707,7 @@ class VoxelLabelMap:
         return state
 
     @classmethod
-    def from_state_dict(cls, state: dict, device: str | torch.device = "cpu") -> "VoxelLabelMap":
+    def from_state_dict(cls, state: dict, device: str | torch.device = "cpu") -> VoxelLabelMap:
         """A map from `state_dict()`'s dict; queries answer exactly as the saved map's.
 
         Raises:
@@ -708,7 +727,11 @@ class VoxelLabelMap:
         fusion_map._reserve(count)
         for name in fusion_map._per_voxel_names():
             values, target = state.get(name.lstrip("_")), getattr(fusion_map, name)
-            if values is None or tuple(values.shape) != (count,) + tuple(target.shape[1:]) or values.dtype != target.dtype:
+            if (
+                values is None
+                or tuple(values.shape) != (count,) + tuple(target.shape[1:])
+                or values.dtype != target.dtype
+            ):
                 raise ValueError(f"voxel map state: {name.lstrip('_')} is missing or does not match {count} voxels")
             target[:count] = values.to(fusion_map.device)
         fusion_map.num_voxels = count
@@ -827,9 +850,15 @@ class VoxelLabelMap:
         if self.num_voxels == 0:
             raise ValueError("the map is empty: integrate a frame before export_ply")
         write_labelled_ply(
-            path, self.voxel_points(), self.voxel_labels(), normalize_palette(palette, self.num_classes),
-            properties={"observations": self.voxel_observations(), "count": self.voxel_counts().astype(np.float32),
-                        "entropy": self.voxel_entropy()},
+            path,
+            self.voxel_points(),
+            self.voxel_labels(),
+            normalize_palette(palette, self.num_classes),
+            properties={
+                "observations": self.voxel_observations(),
+                "count": self.voxel_counts().astype(np.float32),
+                "entropy": self.voxel_entropy(),
+            },
             comment=f"pcseg VoxelLabelMap voxel_size={self.voxel_size} mode={self.mode} num_classes={self.num_classes}",
         )
 
@@ -880,7 +909,9 @@ def late_fusion(
     if logits_t.dim() != 2 or logits_t.shape[0] == 0:
         raise ValueError(f"logits_3d must be (N, C) with N > 0, got shape {tuple(logits_t.shape)}")
     if probabilities_t.shape != logits_t.shape:
-        raise ValueError(f"probabilities_2d must match logits_3d {tuple(logits_t.shape)}, got {tuple(probabilities_t.shape)}")
+        raise ValueError(
+            f"probabilities_2d must match logits_3d {tuple(logits_t.shape)}, got {tuple(probabilities_t.shape)}"
+        )
     if weight_3d < 0 or weight_2d < 0:
         raise ValueError(f"weights must be non-negative, got weight_3d={weight_3d}, weight_2d={weight_2d}")
     dtype = torch.float64 if logits_t.dtype == torch.float64 else torch.float32

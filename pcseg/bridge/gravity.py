@@ -6,6 +6,7 @@ IMU (the accelerometer at rest measures the reaction to gravity, pointing up) or
 one, from the dominant ground plane of the cloud (RANSAC among the planes near the expected
 up direction, the lowest well-supported one: a floor, not a table top or a ceiling).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -90,8 +91,9 @@ def gravity_alignment(
         if up.shape != (3,) or not np.all(np.isfinite(up)) or not np.linalg.norm(up) > 0:
             raise ValueError(f"imu_acceleration must be a finite non-zero (3,) vector, got {up!r}")
     else:
-        up = _ground_normal(as_numpy(points, "points"), hint, max_tilt_degrees, distance_threshold,
-                            num_hypotheses, max_points, seed)
+        up = _ground_normal(
+            as_numpy(points, "points"), hint, max_tilt_degrees, distance_threshold, num_hypotheses, max_points, seed
+        )
     pose = np.eye(4)
     pose[:3, :3] = rotation_between(up, [0.0, 0.0, 1.0])
     return pose

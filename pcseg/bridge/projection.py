@@ -5,6 +5,7 @@ numpy out, torch in -> torch out (on the input's device). Pixel convention: 0-ba
 centres, (u, v) = (column, row); see `pcseg.bridge.camera`. Poses are 4x4
 `T_<to>_from_<from>` matrices (numpy or torch).
 """
+
 from __future__ import annotations
 
 import functools
@@ -126,11 +127,15 @@ class BackprojectedDepth:
         flat_index = self._flat_index.to(image_t.device)
         if channels_first:
             if image_t.dim() != 3 or tuple(image_t.shape[1:]) != (height, width):
-                raise ValueError(f"image must be (C, {height}, {width}) with channels_first, got {tuple(image_t.shape)}")
+                raise ValueError(
+                    f"image must be (C, {height}, {width}) with channels_first, got {tuple(image_t.shape)}"
+                )
             return from_tensor(image_t.reshape(image_t.shape[0], -1).index_select(1, flat_index).T, to_numpy)
         if tuple(image_t.shape[:2]) != (height, width):
             raise ValueError(f"image must be ({height}, {width}, ...), got {tuple(image_t.shape)}")
-        return from_tensor(take_rows(image_t.reshape((height * width,) + tuple(image_t.shape[2:])), flat_index), to_numpy)
+        return from_tensor(
+            take_rows(image_t.reshape((height * width,) + tuple(image_t.shape[2:])), flat_index), to_numpy
+        )
 
 
 @functools.lru_cache(maxsize=4)  # a 640x480 camera holds 8.6 MB of grids
@@ -173,8 +178,9 @@ def _field_of_view_radius2(camera: PinholeCamera) -> float:
     rows = torch.arange(-0.5, camera.height, 0.25, dtype=torch.float64).clamp(max=camera.height - 0.5)
     u = torch.cat([columns, columns, torch.full_like(rows, -0.5), torch.full_like(rows, camera.width - 0.5)])
     v = torch.cat([torch.full_like(columns, -0.5), torch.full_like(columns, camera.height - 0.5), rows, rows])
-    a, b, converged = undistort((u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy,
-                                camera.distortion, camera.distortion_model)
+    a, b, converged = undistort(
+        (u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy, camera.distortion, camera.distortion_model
+    )
     if not bool(converged.any()):
         return float("inf")
     return float((a * a + b * b)[converged].max()) * (1 + 1e-6)
@@ -236,7 +242,9 @@ def backproject_depth(
         valid &= has_ray
     points = take_rows(rays, flat_index).mul_(z_valid[:, None])
     points = _transform(points, T_world_from_camera)
-    return BackprojectedDepth(from_tensor(points, to_numpy), from_tensor(valid, to_numpy), flat_index, pixel_grid, to_numpy)
+    return BackprojectedDepth(
+        from_tensor(points, to_numpy), from_tensor(valid, to_numpy), flat_index, pixel_grid, to_numpy
+    )
 
 
 def _rounded_to(value: float, dtype: torch.dtype) -> float:
@@ -402,7 +410,10 @@ def paint_points(
         raise ValueError(f"occlusion must be 'zbuffer', 'depth' or 'none', got {occlusion!r}")
     if depth_image is not None and occlusion != "depth":
         raise ValueError(f"depth_image is only used with occlusion='depth', got occlusion={occlusion!r}")
-    for name, value in (("occlusion_tolerance", occlusion_tolerance), ("occlusion_tolerance_relative", occlusion_tolerance_relative)):
+    for name, value in (
+        ("occlusion_tolerance", occlusion_tolerance),
+        ("occlusion_tolerance_relative", occlusion_tolerance_relative),
+    ):
         if not value >= 0 or not np.isfinite(value):  # NaN fails >= 0
             raise ValueError(f"{name} must be a finite number >= 0 (metres / fraction of depth), got {value}")
     if int(zbuffer_radius) != zbuffer_radius or zbuffer_radius < 0:
@@ -538,7 +549,9 @@ class RenderedLabels(NamedTuple):
     point_index: object
 
 
-def render_labels(points, labels, camera: PinholeCamera, T_camera_from_points=None, background: int = -1) -> RenderedLabels:
+def render_labels(
+    points, labels, camera: PinholeCamera, T_camera_from_points=None, background: int = -1
+) -> RenderedLabels:
     """Render labelled points into a z-buffered label image.
 
     Each pixel shows the nearest point projecting into it (ties: the lowest point index).
@@ -561,7 +574,9 @@ def render_labels(points, labels, camera: PinholeCamera, T_camera_from_points=No
     labels_t, _ = as_tensor(labels, "labels")
     labels_t = labels_t.to(points_t.device)
     if labels_t.shape != (points_t.shape[0],) or labels_t.is_floating_point():
-        raise ValueError(f"labels must be (N,) integers with N={points_t.shape[0]}, got {tuple(labels_t.shape)} {labels_t.dtype}")
+        raise ValueError(
+            f"labels must be (N,) integers with N={points_t.shape[0]}, got {tuple(labels_t.shape)} {labels_t.dtype}"
+        )
     _, _, depth, in_image, flat_index = _project(points_t, camera, T_camera_from_points)
     num_pixels = camera.height * camera.width
     image_points = flat_nonzero(in_image)

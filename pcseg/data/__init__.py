@@ -6,6 +6,7 @@ Modules: `synthetic` (generate_room, build_room, sample_room, render_view), `s3d
 (room_to_blocks, predict_room, room_frame), `loading` (load_rooms: the rooms a config names), `transforms` (augmentations, grid_subsample, collate),
 `sunrgbd`, `nyu`, `kitti`, `classes` (class lists).
 """
+
 from pcseg.data.blocks import BlockDataset, predict_room, random_block, room_frame, room_to_blocks
 from pcseg.data.classes import S3DIS_CLASS_COLORS, S3DIS_CLASS_NAMES
 from pcseg.data.loading import LazyRooms, load_rooms

@@ -120,12 +120,16 @@ class SemanticKittiConfig:
             raise ValueError(f"{path}: not a valid semantic-kitti.yaml ({first_line})") from None
         if not isinstance(config, dict):
             what = "empty" if config is None else f"a {type(config).__name__}, not a mapping"
-            raise ValueError(f"{path}: the SemanticKITTI config is {what}; it needs labels, learning_map and "
-                             "learning_map_inv")
+            raise ValueError(
+                f"{path}: the SemanticKITTI config is {what}; it needs labels, learning_map and learning_map_inv"
+            )
         for key in ("labels", "learning_map", "learning_map_inv"):
             if not isinstance(config.get(key), dict) or not config[key]:
-                raise ValueError(f"{path}: missing '{key}'" if key not in config else
-                                 f"{path}: '{key}' must be a non-empty mapping of ids")
+                raise ValueError(
+                    f"{path}: missing '{key}'"
+                    if key not in config
+                    else f"{path}: '{key}' must be a non-empty mapping of ids"
+                )
         try:
             names = {int(k): str(v) for k, v in config["labels"].items()}
             learning_map = {int(k): int(v) for k, v in config["learning_map"].items()}

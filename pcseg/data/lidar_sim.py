@@ -17,6 +17,7 @@ driving has the seam a real one has). Everything is deterministic in the seed.
 Sensor frame: x forward, y left, z up (KITTI's velodyne frame), origin at the optical centre
 mounted `LidarSpec.height` metres above the road.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,8 +26,18 @@ from pathlib import Path
 import numpy as np
 
 from pcseg.data.outdoor import (
-    BOX, CYLINDER, ELLIPSOID, MATERIAL_FACADE, MATERIAL_GLASS, SEMANTIC_KITTI_COLORS_BGR, SEMANTIC_KITTI_LABELS,
-    SEMANTIC_KITTI_LEARNING_MAP, SEMANTIC_KITTI_LEARNING_MAP_INV, VEGETATION, OutdoorScene, build_street,
+    BOX,
+    CYLINDER,
+    ELLIPSOID,
+    MATERIAL_FACADE,
+    MATERIAL_GLASS,
+    SEMANTIC_KITTI_COLORS_BGR,
+    SEMANTIC_KITTI_LABELS,
+    SEMANTIC_KITTI_LEARNING_MAP,
+    SEMANTIC_KITTI_LEARNING_MAP_INV,
+    VEGETATION,
+    OutdoorScene,
+    build_street,
 )
 
 
@@ -91,12 +102,19 @@ def _footprint_corners(center: np.ndarray, half: np.ndarray, yaw: np.ndarray) ->
     hx, hy = half[:, 0], half[:, 1]
     local = np.stack([np.stack([sx * hx, sy * hy], -1) for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))], 1)
     c, s = np.cos(yaw), np.sin(yaw)
-    rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], 1)            # (P, 2, 2)
+    rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], 1)  # (P, 2, 2)
     return np.einsum("pij,pkj->pki", rot, local) + center[:, None, :2]
 
 
-def _ray_pairs(scene: OutdoorScene, spec: LidarSpec, center: np.ndarray, origin_xy: np.ndarray, z: float,
-               margin: np.ndarray, elevations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _ray_pairs(
+    scene: OutdoorScene,
+    spec: LidarSpec,
+    center: np.ndarray,
+    origin_xy: np.ndarray,
+    z: float,
+    margin: np.ndarray,
+    elevations: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Candidate (laser, column) rays of every primitive: the rays whose azimuth and
     elevation fall in the primitive's footprint seen from the sensor (grown by `margin`
     (P,) metres, the motion of sensor and object during the sweep).
@@ -194,12 +212,15 @@ def _intersect(kind: int, q: np.ndarray, e: np.ndarray, half: np.ndarray) -> tup
     ez = np.where(np.abs(e[:, 2]) < _EPS, _EPS, e[:, 2])
     t_cap = (cap_z - q[:, 2]) / ez
     cap_xy = q[:, :2] + t_cap[:, None] * e[:, :2]
-    t_cap = np.where((t_cap > _EPS) & ((cap_xy ** 2).sum(1) <= r * r) & (np.abs(q[:, 2]) > hz), t_cap, np.inf)
+    t_cap = np.where((t_cap > _EPS) & ((cap_xy**2).sum(1) <= r * r) & (np.abs(q[:, 2]) > hz), t_cap, np.inf)
     on_side = t_side <= t_cap
     t = np.minimum(t_side, t_cap)
     hit = q + np.where(np.isfinite(t), t, 0.0)[:, None] * e
-    normal = np.where(on_side[:, None], np.stack([hit[:, 0], hit[:, 1], np.zeros(len(q))], 1) / r[:, None],
-                      np.stack([np.zeros(len(q)), np.zeros(len(q)), np.sign(cap_z)], 1))
+    normal = np.where(
+        on_side[:, None],
+        np.stack([hit[:, 0], hit[:, 1], np.zeros(len(q))], 1) / r[:, None],
+        np.stack([np.zeros(len(q)), np.zeros(len(q)), np.sign(cap_z)], 1),
+    )
     return t, normal
 
 
@@ -212,8 +233,9 @@ def _sensor_pose(scene: OutdoorScene, spec: LidarSpec, time: float, speed: float
     return pose
 
 
-def simulate_scan(scene: OutdoorScene, spec: LidarSpec = HDL64E, speed: float = 8.0, time: float = 0.0,
-                  seed: int = 0) -> dict[str, np.ndarray]:
+def simulate_scan(
+    scene: OutdoorScene, spec: LidarSpec = HDL64E, speed: float = 8.0, time: float = 0.0, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Scans `scene` with one revolution of `spec`, deterministic in `seed`.
 
     Args:
@@ -264,8 +286,14 @@ def _fire(scene: OutdoorScene, spec: LidarSpec, time: float, speed: float) -> _R
     azimuth = -np.pi + (np.arange(n_col) + 0.5) * (2 * np.pi / n_col)
     fire_time = np.arange(n_col) / n_col / spec.rate_hz
     cos_el = np.cos(elevations)
-    direction = np.stack([cos_el[:, None] * np.cos(azimuth)[None], cos_el[:, None] * np.sin(azimuth)[None],
-                          np.broadcast_to(np.sin(elevations)[:, None], (n_laser, n_col))], -1).reshape(-1, 3)
+    direction = np.stack(
+        [
+            cos_el[:, None] * np.cos(azimuth)[None],
+            cos_el[:, None] * np.sin(azimuth)[None],
+            np.broadcast_to(np.sin(elevations)[:, None], (n_laser, n_col)),
+        ],
+        -1,
+    ).reshape(-1, 3)
     ray_time = np.broadcast_to(time + fire_time[None], (n_laser, n_col)).ravel()
     start = _sensor_pose(scene, spec, time, speed)
     origin = np.broadcast_to(start[:3, 3], (len(direction), 3)).copy()
@@ -294,9 +322,13 @@ def _cast(scene: OutdoorScene, spec: LidarSpec, rays: _Rays, rng: np.random.Gene
     best_normal = np.zeros((len(direction), 3))
     best_normal[:, 2] = 1.0
     for centre, half in spec.vehicle:
-        t_car, _ = _intersect(BOX, -np.broadcast_to(np.asarray(centre, dtype=np.float64), direction.shape),
-                              direction, np.broadcast_to(np.asarray(half, dtype=np.float64), direction.shape))
-        best_t = np.where(t_car < best_t, -1.0, best_t)     # below min_range: no return
+        t_car, _ = _intersect(
+            BOX,
+            -np.broadcast_to(np.asarray(centre, dtype=np.float64), direction.shape),
+            direction,
+            np.broadcast_to(np.asarray(half, dtype=np.float64), direction.shape),
+        )
+        best_t = np.where(t_car < best_t, -1.0, best_t)  # below min_range: no return
     if cull:
         period = 1.0 / spec.rate_hz
         margin = (abs(rays.speed) + np.linalg.norm(scene.velocity, axis=1)) * period + 0.05
@@ -335,8 +367,9 @@ def _cast(scene: OutdoorScene, spec: LidarSpec, rays: _Rays, rng: np.random.Gene
     ray, prim, t, normal = ray[closer], prim[closer], t[closer], normal[closer]
     best_t[ray], best_prim[ray] = t, prim
     c, s = np.cos(scene.yaw[prim]), np.sin(scene.yaw[prim])
-    best_normal[ray] = np.stack([c * normal[:, 0] - s * normal[:, 1], s * normal[:, 0] + c * normal[:, 1],
-                                 normal[:, 2]], 1)
+    best_normal[ray] = np.stack(
+        [c * normal[:, 0] - s * normal[:, 1], s * normal[:, 0] + c * normal[:, 1], normal[:, 2]], 1
+    )
     return _Hits(best_t, best_prim, best_normal)
 
 
@@ -455,8 +488,9 @@ def semantickitti_label_config(split: dict[str, list[int]] | None = None) -> dic
         "learning_map": dict(SEMANTIC_KITTI_LEARNING_MAP),
         "learning_map_inv": dict(SEMANTIC_KITTI_LEARNING_MAP_INV),
         "learning_ignore": {k: k == 0 for k in SEMANTIC_KITTI_LEARNING_MAP_INV},
-        "split": split if split is not None else {"train": [0, 1, 2, 3, 4, 5, 6, 7, 9, 10], "valid": [8],
-                                                  "test": list(range(11, 22))},
+        "split": split
+        if split is not None
+        else {"train": [0, 1, 2, 3, 4, 5, 6, 7, 9, 10], "valid": [8], "test": list(range(11, 22))},
     }
 
 
@@ -478,8 +512,9 @@ def write_semantickitti_yaml(path: str | Path, split: dict[str, list[int]] | Non
     return path
 
 
-def write_semantickitti_sequence(root: str | Path, sequence: int, scans: list[dict],
-                                 poses: list[np.ndarray] | None = None) -> Path:
+def write_semantickitti_sequence(
+    root: str | Path, sequence: int, scans: list[dict], poses: list[np.ndarray] | None = None
+) -> Path:
     """Writes scans as `root/sequences/<NN>/` in the SemanticKITTI layout.
 
     Args:
@@ -536,8 +571,15 @@ def write_semantickitti_sequence(root: str | Path, sequence: int, scans: list[di
     return folder
 
 
-def write_simulated_semantickitti(root: str | Path, train_seeds, valid_seeds, scans_per_street: int = 1,
-                                  spec: LidarSpec = HDL64E, speed: float = 8.0, show_progress: bool = False) -> Path:
+def write_simulated_semantickitti(
+    root: str | Path,
+    train_seeds,
+    valid_seeds,
+    scans_per_street: int = 1,
+    spec: LidarSpec = HDL64E,
+    speed: float = 8.0,
+    show_progress: bool = False,
+) -> Path:
     """Writes a simulated data set in the SemanticKITTI layout: one sequence per street.
 
     Train streets become sequences 00, 01, ... and the validation streets follow; the
@@ -568,8 +610,9 @@ def write_simulated_semantickitti(root: str | Path, train_seeds, valid_seeds, sc
     if scans_per_street < 1:
         raise ValueError(f"scans_per_street must be >= 1, got {scans_per_street}")
     num_train = len(seeds) - len(list(valid_seeds))
-    for sequence in progress(range(len(seeds)), desc="simulating streets", unit="street", total=len(seeds),
-                             enabled=show_progress):
+    for sequence in progress(
+        range(len(seeds)), desc="simulating streets", unit="street", total=len(seeds), enabled=show_progress
+    ):
         scans = simulate_sequence(seeds[sequence], scans_per_street, spec, speed)
         write_semantickitti_sequence(root, sequence, scans)
     split = {"train": list(range(num_train)), "valid": list(range(num_train, len(seeds))), "test": []}

@@ -114,9 +114,12 @@ def read_points_txt(path: str | Path) -> np.ndarray:
 
 
 def _warn_unknown_color(path: Path, count: int) -> None:
-    warnings.warn(f"{path}: {count} points have xyz only (3 columns); their colour is unknown and set to "
-                  f"mid-grey ({UNKNOWN_COLOR:g}, {UNKNOWN_COLOR:g}, {UNKNOWN_COLOR:g})", S3DISFormatWarning,
-                  stacklevel=4)
+    warnings.warn(
+        f"{path}: {count} points have xyz only (3 columns); their colour is unknown and set to "
+        f"mid-grey ({UNKNOWN_COLOR:g}, {UNKNOWN_COLOR:g}, {UNKNOWN_COLOR:g})",
+        S3DISFormatWarning,
+        stacklevel=4,
+    )
 
 
 def _with_unknown_color(path: Path, xyz: np.ndarray) -> np.ndarray:
@@ -312,13 +315,16 @@ def load_room(path: str | Path) -> dict[str, np.ndarray]:
     except (zipfile.BadZipFile, EOFError, OSError, KeyError) as error:
         if isinstance(error, FileNotFoundError):
             raise
-        raise ValueError(f"{path}: truncated or damaged S3DIS room cache ({type(error).__name__}: {error}); "
-                         "delete it and run pcseg prepare s3dis again") from None
+        raise ValueError(
+            f"{path}: truncated or damaged S3DIS room cache ({type(error).__name__}: {error}); "
+            "delete it and run pcseg prepare s3dis again"
+        ) from None
     except ValueError as error:
         if str(error).startswith(str(path)):
             raise
-        raise ValueError(f"{path}: truncated or damaged S3DIS room cache ({error}); "
-                         "delete it and run pcseg prepare s3dis again") from None
+        raise ValueError(
+            f"{path}: truncated or damaged S3DIS room cache ({error}); delete it and run pcseg prepare s3dis again"
+        ) from None
     lengths = {key: len(value) for key, value in room.items()}
     if room["coord"].ndim != 2 or room["coord"].shape[1:] != (3,) or len(set(lengths.values())) != 1:
         raise ValueError(f"{path}: inconsistent S3DIS room cache, array lengths {lengths}")

@@ -9,6 +9,7 @@ parser (which imports `pcseg.ros.cli`) stays cheap.
 
     from pcseg.ros import pointcloud2_to_numpy, labelled_pointcloud2
 """
+
 __all__ = [
     "CameraInfoModel",
     "UNLABELLED",

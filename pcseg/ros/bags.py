@@ -5,14 +5,15 @@ A ROS 1 bag is a `.bag` file; a ROS 2 bag is a folder with `metadata.yaml` and i
 message by message (never whole), and a bag that ends early (a recording cut by a crash)
 is processed up to the last readable message, with where it stopped in the summary.
 """
+
 from __future__ import annotations
 
 import bisect
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from pcseg.ros.fusion import FrameFuser, FuseTopics
 from pcseg.ros.messages import (
@@ -60,8 +61,11 @@ def _register_bag_types(store, connections) -> None:
             continue
         try:
             parse = get_types_from_idl if connection.msgdef.format.name == "IDL" else get_types_from_msg
-            store.register(parse(connection.msgdef.data, connection.msgtype) if parse is get_types_from_msg
-                           else parse(connection.msgdef.data))
+            store.register(
+                parse(connection.msgdef.data, connection.msgtype)
+                if parse is get_types_from_msg
+                else parse(connection.msgdef.data)
+            )
         except Exception:  # a type pcseg cannot parse is still copied byte for byte
             continue
 
@@ -79,7 +83,7 @@ class Bag:
     _read: int = field(default=0, repr=False)
 
     @classmethod
-    def open(cls, path: str | Path) -> "Bag":
+    def open(cls, path: str | Path) -> Bag:
         """Open a ROS 1 `.bag` file or a ROS 2 bag folder for reading.
 
         Raises:
@@ -113,7 +117,7 @@ class Bag:
     def close(self) -> None:
         self.reader.close()
 
-    def __enter__(self) -> "Bag":
+    def __enter__(self) -> Bag:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -236,12 +240,15 @@ class _BagWriter:
         if connection.id not in self._copies:
             kwargs = dict(msgdef=connection.msgdef.data or None, typestore=self.bag.typestore)
             if self.bag.kind == "ros1":
-                kwargs.update(md5sum=connection.digest, callerid=connection.ext.callerid,
-                              latching=connection.ext.latching)
+                kwargs.update(
+                    md5sum=connection.digest, callerid=connection.ext.callerid, latching=connection.ext.latching
+                )
             else:
-                kwargs.update(rihs01=connection.digest or None,
-                              serialization_format=connection.ext.serialization_format,
-                              offered_qos_profiles=connection.ext.offered_qos_profiles)
+                kwargs.update(
+                    rihs01=connection.digest or None,
+                    serialization_format=connection.ext.serialization_format,
+                    offered_qos_profiles=connection.ext.offered_qos_profiles,
+                )
             self._copies[connection.id] = self.writer.add_connection(connection.topic, connection.msgtype, **kwargs)
         return self._copies[connection.id]
 
@@ -256,8 +263,16 @@ class _BagWriter:
 
 
 # ----- pcseg predict --bag --------------------------------------------------------------------
-def predict_bag(in_path, out_path, topic: str, segmenter, *, output_topic: str | None = None, palette=None,
-                show_progress: bool = True) -> dict:
+def predict_bag(
+    in_path,
+    out_path,
+    topic: str,
+    segmenter,
+    *,
+    output_topic: str | None = None,
+    palette=None,
+    show_progress: bool = True,
+) -> dict:
     """Copy a bag and add a labelled PointCloud2 for each cloud of `topic`.
 
     Args:
@@ -308,8 +323,13 @@ def predict_bag(in_path, out_path, topic: str, segmenter, *, output_topic: str |
         finally:
             writer.close()
         stopped = bag.stopped
-    return {"out": str(out_path), **counts, "output_topic": output_topic,
-            "seconds": round(time.perf_counter() - start, 3), "stopped": stopped}
+    return {
+        "out": str(out_path),
+        **counts,
+        "output_topic": output_topic,
+        "seconds": round(time.perf_counter() - start, 3),
+        "stopped": stopped,
+    }
 
 
 def _label_cloud(cloud, segmenter, palette, types):
@@ -324,10 +344,22 @@ def _label_cloud(cloud, segmenter, palette, types):
 
 
 # ----- pcseg fuse --bag -----------------------------------------------------------------------
-def fuse_bag(in_path, out_path, topics: FuseTopics, *, num_classes: int, fixed_frame: str = "map",
-             tolerance_s: float = 0.05, voxel_size: float = 0.05, mode: str = "bayes", ignore_label=None,
-             depth_scale: float | None = None, depth_trunc: float = 10.0, scores: str = "probabilities",
-             show_progress: bool = True) -> dict:
+def fuse_bag(
+    in_path,
+    out_path,
+    topics: FuseTopics,
+    *,
+    num_classes: int,
+    fixed_frame: str = "map",
+    tolerance_s: float = 0.05,
+    voxel_size: float = 0.05,
+    mode: str = "bayes",
+    ignore_label=None,
+    depth_scale: float | None = None,
+    depth_trunc: float = 10.0,
+    scores: str = "probabilities",
+    show_progress: bool = True,
+) -> dict:
     """Fuse the 2D segmentations (or labelled clouds) of a bag into a map in `fixed_frame`.
 
     Each segmentation image is paired with the depth image / colour image / cloud nearest
@@ -395,8 +427,9 @@ def fuse_bag(in_path, out_path, topics: FuseTopics, *, num_classes: int, fixed_f
                 held[key] = bag.deserialize(raw, connection.msgtype)
                 for pair in waiting.pop(key):
                     if all(part in held for part in pair):
-                        state.fuse(dict(zip([driver, *topics.partners()], (held[part] for part in pair))), driver,
-                                   topics)
+                        state.fuse(
+                            dict(zip([driver, *topics.partners()], (held[part] for part in pair))), driver, topics
+                        )
                         bar.update(1)
                         for part in pair:
                             needed[part] -= 1
@@ -404,12 +437,22 @@ def fuse_bag(in_path, out_path, topics: FuseTopics, *, num_classes: int, fixed_f
                                 del held[part]
         stopped = bag.stopped
     if fuser.num_voxels == 0:
-        raise ValueError(f"nothing fused from {in_path}: {len(pairs)} pairs, {state.no_transform} without a "
-                         f"transform; first error: {state.first_error or 'none'}; unpaired: {unpaired}")
+        raise ValueError(
+            f"nothing fused from {in_path}: {len(pairs)} pairs, {state.no_transform} without a "
+            f"transform; first error: {state.first_error or 'none'}; unpaired: {unpaired}"
+        )
     fuser.export(out_path)
-    return {"out_path": str(out_path), "mode": kind, "frames": state.frames, "pairs": len(pairs),
-            "voxels": fuser.num_voxels, "unpaired": unpaired, "no_transform": state.no_transform,
-            "first_error": state.first_error, "stopped": stopped}
+    return {
+        "out_path": str(out_path),
+        "mode": kind,
+        "frames": state.frames,
+        "pairs": len(pairs),
+        "voxels": fuser.num_voxels,
+        "unpaired": unpaired,
+        "no_transform": state.no_transform,
+        "first_error": state.first_error,
+        "stopped": stopped,
+    }
 
 
 @dataclass
@@ -459,7 +502,7 @@ def _pair(stamps: dict, driver: str, partners: list[str], tolerance: int):
 def _nearest(ordered: list, stamp: int, tolerance: int) -> int | None:
     position = bisect.bisect_left(ordered, (stamp, -1))
     best = None
-    for candidate in ordered[max(position - 1, 0):position + 1]:
+    for candidate in ordered[max(position - 1, 0) : position + 1]:
         gap = abs(candidate[0] - stamp)
         if gap <= tolerance and (best is None or gap < best[0]):
             best = (gap, candidate[1])

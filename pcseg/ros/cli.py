@@ -9,6 +9,7 @@
 
 `pcseg/cli.py` calls `add_bag_arguments`, `add_ros_parser`, `run_bag` and `run_ros`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,18 +20,24 @@ __all__ = ["add_bag_arguments", "add_ros_parser", "run_bag", "run_ros"]
 
 def _add_fuse_topics(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("ROS topics (bags and nodes)")
-    group.add_argument("--segmentation-topic",
-                       help="sensor_msgs/Image label maps (mono8 / 16UC1 class ids) or class scores (32FC<C>)")
-    group.add_argument("--scores", default="probabilities", choices=("probabilities", "logits"),
-                       help="what 32FC<C> segmentations hold (default probabilities)")
+    group.add_argument(
+        "--segmentation-topic", help="sensor_msgs/Image label maps (mono8 / 16UC1 class ids) or class scores (32FC<C>)"
+    )
+    group.add_argument(
+        "--scores",
+        default="probabilities",
+        choices=("probabilities", "logits"),
+        help="what 32FC<C> segmentations hold (default probabilities)",
+    )
     group.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo of the segmented camera (rectified)")
     group.add_argument("--depth-topic", help="sensor_msgs/Image depth registered to the camera (RGB-D)")
     group.add_argument("--image-topic", help="sensor_msgs/Image colour, optional (RGB-D)")
     group.add_argument("--cloud-topic", help="sensor_msgs/PointCloud2 LiDAR scans (LiDAR + camera)")
     group.add_argument("--labels-topic", help="labelled PointCloud2 (pcseg predict --bag's output): fused as they are")
     group.add_argument("--fixed-frame", default="map", help="frame of the map (default map)")
-    group.add_argument("--tolerance", type=float, default=0.05,
-                       help="largest stamp difference of a pair, seconds (default 0.05)")
+    group.add_argument(
+        "--tolerance", type=float, default=0.05, help="largest stamp difference of a pair, seconds (default 0.05)"
+    )
     group.add_argument("--ignore-label", type=int, default=None, help="label-map value meaning 'no label'")
     group.add_argument("--depth-scale", type=float, default=None, help="depth units per metre (default 1000 for 16UC1)")
 
@@ -67,8 +74,14 @@ def add_ros_parser(subparsers) -> None:
 def _fuse_topics(args):
     from pcseg.ros.fusion import FuseTopics
 
-    return FuseTopics(segmentation=args.segmentation_topic, camera_info=args.camera_info_topic, depth=args.depth_topic,
-                      image=args.image_topic, cloud=args.cloud_topic, labels=args.labels_topic)
+    return FuseTopics(
+        segmentation=args.segmentation_topic,
+        camera_info=args.camera_info_topic,
+        depth=args.depth_topic,
+        image=args.image_topic,
+        cloud=args.cloud_topic,
+        labels=args.labels_topic,
+    )
 
 
 def run_bag(args) -> int:
@@ -86,8 +99,8 @@ def run_bag(args) -> int:
 
 
 def _predict_bag(args) -> int:
-    from pcseg.segmenter import Segmenter
     from pcseg.ros.bags import predict_bag
+    from pcseg.segmenter import Segmenter
 
     if not args.topic:
         raise ValueError("predict --bag needs --topic (the PointCloud2 topic to segment)")
@@ -102,10 +115,19 @@ def _fuse_bag(args) -> int:
 
     if args.num_classes is None:
         raise ValueError("fuse --bag needs --num-classes")
-    summary = fuse_bag(args.bag, args.out, _fuse_topics(args), num_classes=args.num_classes,
-                       fixed_frame=args.fixed_frame, tolerance_s=args.tolerance, voxel_size=args.voxel_size or 0.05,
-                       mode=args.mode or "bayes", ignore_label=args.ignore_label, depth_scale=args.depth_scale,
-                       scores=args.scores)
+    summary = fuse_bag(
+        args.bag,
+        args.out,
+        _fuse_topics(args),
+        num_classes=args.num_classes,
+        fixed_frame=args.fixed_frame,
+        tolerance_s=args.tolerance,
+        voxel_size=args.voxel_size or 0.05,
+        mode=args.mode or "bayes",
+        ignore_label=args.ignore_label,
+        depth_scale=args.depth_scale,
+        scores=args.scores,
+    )
     print(json.dumps(summary))
     return 1 if summary["stopped"] else 0
 
@@ -128,9 +150,17 @@ def run_ros(args) -> int:
             from pcseg.fuser import Fuser
 
             fuser = Fuser(args.num_classes, args.voxel_size, args.mode, ignore_label=args.ignore_label)
-            run_fuse_node(adapter, fuser, _fuse_topics(args), output_topic=args.output, fixed_frame=args.fixed_frame,
-                          rate_hz=args.rate, tolerance_s=args.tolerance, depth_scale=args.depth_scale,
-                          scores=args.scores)
+            run_fuse_node(
+                adapter,
+                fuser,
+                _fuse_topics(args),
+                output_topic=args.output,
+                fixed_frame=args.fixed_frame,
+                rate_hz=args.rate,
+                tolerance_s=args.tolerance,
+                depth_scale=args.depth_scale,
+                scores=args.scores,
+            )
     finally:
         adapter.shutdown()
     return 0

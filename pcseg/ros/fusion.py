@@ -6,6 +6,7 @@ at the stamp of the message it belongs to (the segmentation's for the camera, th
 for the LiDAR), so a moving robot's camera and LiDAR taken at different instants still
 line up.
 """
+
 from __future__ import annotations
 
 import time
@@ -37,12 +38,14 @@ class FuseTopics:
     labels: str | None = None
 
     def mode(self) -> str:
-        """"rgbd", "lidar" or "labels"; ValueError naming the options when the topics fit none."""
+        """ "rgbd", "lidar" or "labels"; ValueError naming the options when the topics fit none."""
         if self.labels:
             return "labels"
         if not (self.segmentation and self.camera_info):
-            raise ValueError("fuse needs --labels-topic, or --segmentation-topic and --camera-info-topic "
-                             "with --depth-topic (RGB-D) or --cloud-topic (LiDAR + camera)")
+            raise ValueError(
+                "fuse needs --labels-topic, or --segmentation-topic and --camera-info-topic "
+                "with --depth-topic (RGB-D) or --cloud-topic (LiDAR + camera)"
+            )
         if bool(self.depth) == bool(self.cloud):
             raise ValueError("fuse needs exactly one of --depth-topic (RGB-D) and --cloud-topic (LiDAR + camera)")
         return "rgbd" if self.depth else "lidar"
@@ -123,16 +126,23 @@ class FrameFuser:
     def _fuse_rgbd(self, segmentation, depth, image) -> None:
         pose = self._camera_pose(segmentation)
         color = None if image is None else image_to_numpy(image)
-        self.fuser.add_rgbd(color, image_to_numpy(depth), _segmentation(segmentation), self.camera.camera, pose,
-                            depth_scale=self.depth_scale, depth_trunc=self.depth_trunc, scores=self.scores)
+        self.fuser.add_rgbd(
+            color,
+            image_to_numpy(depth),
+            _segmentation(segmentation),
+            self.camera.camera,
+            pose,
+            depth_scale=self.depth_scale,
+            depth_trunc=self.depth_trunc,
+            scores=self.scores,
+        )
 
     def _fuse_lidar(self, segmentation, cloud) -> None:
         T_fixed_from_camera = self._camera_pose(segmentation)
         T_fixed_from_lidar = self.pose(cloud.header.frame_id, stamp_to_ns(cloud.header.stamp))
         calibration = (self.camera.camera, np.linalg.inv(T_fixed_from_camera) @ T_fixed_from_lidar)
         points = pointcloud2_to_numpy(cloud)["xyz"]
-        self.fuser.add_lidar(points, _segmentation(segmentation), calibration, T_fixed_from_lidar,
-                             scores=self.scores)
+        self.fuser.add_lidar(points, _segmentation(segmentation), calibration, T_fixed_from_lidar, scores=self.scores)
 
     def _fuse_labels(self, cloud) -> None:
         fields = pointcloud2_to_numpy(cloud)

@@ -12,6 +12,7 @@ ROS 2 `k d r p`; stamps are `secs/nsecs` in rospy and `sec/nanosec` elsewhere: b
 Frames: clouds stay in their `header.frame_id`; `transform_to_matrix` returns
 `T_parent_from_child` (the TransformStamped's `header.frame_id` from its `child_frame_id`).
 """
+
 from __future__ import annotations
 
 import re
@@ -41,8 +42,14 @@ __all__ = [
 
 # sensor_msgs/PointField datatype constants (identical in ROS 1 and ROS 2).
 POINTFIELD_DTYPES = {
-    1: np.dtype(np.int8), 2: np.dtype(np.uint8), 3: np.dtype(np.int16), 4: np.dtype(np.uint16),
-    5: np.dtype(np.int32), 6: np.dtype(np.uint32), 7: np.dtype(np.float32), 8: np.dtype(np.float64),
+    1: np.dtype(np.int8),
+    2: np.dtype(np.uint8),
+    3: np.dtype(np.int16),
+    4: np.dtype(np.uint16),
+    5: np.dtype(np.int32),
+    6: np.dtype(np.uint32),
+    7: np.dtype(np.float32),
+    8: np.dtype(np.float64),
 }
 _DATATYPE_OF = {dtype: code for code, dtype in POINTFIELD_DTYPES.items()}
 
@@ -274,8 +281,12 @@ def rosbags_types(typestore):
     """The sensor_msgs classes of a `rosbags` typestore as an object for the `types` arguments."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(**{name: typestore.types[f"sensor_msgs/msg/{name}"]
-                              for name in ("PointCloud2", "PointField", "Image", "CameraInfo")})
+    return SimpleNamespace(
+        **{
+            name: typestore.types[f"sensor_msgs/msg/{name}"]
+            for name in ("PointCloud2", "PointField", "Image", "CameraInfo")
+        }
+    )
 
 
 def _colour_uint8(values: np.ndarray, name: str) -> np.ndarray:
@@ -297,8 +308,9 @@ def _message_data(array: np.ndarray, message_class) -> Any:
     return array.tobytes()
 
 
-def numpy_to_pointcloud2(fields: dict[str, np.ndarray], header=None, *, height: int = 1, bigendian: bool = False,
-                         types=None):
+def numpy_to_pointcloud2(
+    fields: dict[str, np.ndarray], header=None, *, height: int = 1, bigendian: bool = False, types=None
+):
     """Build a sensor_msgs/PointCloud2 from numpy arrays (the inverse of `pointcloud2_to_numpy`).
 
     Args:
@@ -343,14 +355,27 @@ def numpy_to_pointcloud2(fields: dict[str, np.ndarray], header=None, *, height: 
     xyz = np.stack([columns[i][1] for i in range(3)], axis=1)
     width = n // height
     return cloud_class(
-        header=header, height=height, width=width, fields=point_fields, is_bigendian=bigendian,
-        point_step=offset, row_step=offset * width,
-        data=_message_data(points.view(np.uint8).reshape(-1), cloud_class), is_dense=bool(np.isfinite(xyz).all()),
+        header=header,
+        height=height,
+        width=width,
+        fields=point_fields,
+        is_bigendian=bigendian,
+        point_step=offset,
+        row_step=offset * width,
+        data=_message_data(points.view(np.uint8).reshape(-1), cloud_class),
+        is_dense=bool(np.isfinite(xyz).all()),
     )
 
 
-def labelled_pointcloud2(msg, labels: np.ndarray, probabilities: np.ndarray | None, palette: np.ndarray,
-                         valid: np.ndarray | None = None, *, types=None):
+def labelled_pointcloud2(
+    msg,
+    labels: np.ndarray,
+    probabilities: np.ndarray | None,
+    palette: np.ndarray,
+    valid: np.ndarray | None = None,
+    *,
+    types=None,
+):
     """The input cloud with `label` (uint32), `confidence` (float32) and palette `rgb` appended.
 
     Every byte of every input point is kept (same header, height, width, order and
@@ -397,10 +422,18 @@ def labelled_pointcloud2(msg, labels: np.ndarray, probabilities: np.ndarray | No
         confidence = probabilities[np.arange(m), labels].astype(np.float32)
     order = ">" if msg.is_bigendian else "<"
     step = int(msg.point_step)
-    extra = np.dtype({"names": ["label", "confidence", "rgb"],
-                      "formats": [np.dtype(np.uint32).newbyteorder(order), np.dtype(np.float32).newbyteorder(order),
-                                  np.dtype(np.float32).newbyteorder(order)],
-                      "offsets": [step, step + 4, step + 8], "itemsize": step + 12})
+    extra = np.dtype(
+        {
+            "names": ["label", "confidence", "rgb"],
+            "formats": [
+                np.dtype(np.uint32).newbyteorder(order),
+                np.dtype(np.float32).newbyteorder(order),
+                np.dtype(np.float32).newbyteorder(order),
+            ],
+            "offsets": [step, step + 4, step + 8],
+            "itemsize": step + 12,
+        }
+    )
     out = np.zeros(n, extra)
     out.view(np.uint8).reshape(n, step + 12)[:, :step] = points.view(np.uint8).reshape(n, step)
     out["label"] = UNLABELLED
@@ -409,19 +442,35 @@ def labelled_pointcloud2(msg, labels: np.ndarray, probabilities: np.ndarray | No
     out["confidence"][valid] = confidence
     out["rgb"][valid] = pack_rgb(palette[labels])
     cloud_class = type(msg) if types is None else types.PointCloud2
-    field_class = type(msg.fields[0]) if types is None and msg.fields else (PointField if types is None
-                                                                            else types.PointField)
+    field_class = (
+        type(msg.fields[0]) if types is None and msg.fields else (PointField if types is None else types.PointField)
+    )
     renamed = {"label", "confidence", "rgb"}
-    out_fields = [field_class(name=f"input_{f.name}" if f.name in renamed else f.name, offset=int(f.offset),
-                              datatype=int(f.datatype), count=int(f.count)) for f in msg.fields]
-    out_fields += [field_class(name="label", offset=step, datatype=6, count=1),
-                   field_class(name="confidence", offset=step + 4, datatype=7, count=1),
-                   field_class(name="rgb", offset=step + 8, datatype=7, count=1)]
+    out_fields = [
+        field_class(
+            name=f"input_{f.name}" if f.name in renamed else f.name,
+            offset=int(f.offset),
+            datatype=int(f.datatype),
+            count=int(f.count),
+        )
+        for f in msg.fields
+    ]
+    out_fields += [
+        field_class(name="label", offset=step, datatype=6, count=1),
+        field_class(name="confidence", offset=step + 4, datatype=7, count=1),
+        field_class(name="rgb", offset=step + 8, datatype=7, count=1),
+    ]
     width = int(msg.width)
     return cloud_class(
-        header=msg.header, height=int(msg.height), width=width, fields=out_fields, is_bigendian=msg.is_bigendian,
-        point_step=step + 12, row_step=(step + 12) * width,
-        data=_message_data(out.view(np.uint8).reshape(-1), cloud_class), is_dense=msg.is_dense,
+        header=msg.header,
+        height=int(msg.height),
+        width=width,
+        fields=out_fields,
+        is_bigendian=msg.is_bigendian,
+        point_step=step + 12,
+        row_step=(step + 12) * width,
+        data=_message_data(out.view(np.uint8).reshape(-1), cloud_class),
+        is_dense=msg.is_dense,
     )
 
 
@@ -505,8 +554,9 @@ def camera_from_camera_info(msg, *, rectified: bool = True) -> CameraInfoModel:
     offset = np.eye(4)
     if matrix is P:
         offset[:3, 3] = np.linalg.solve(P[:, :3], P[:, 3])
-    return CameraInfoModel(PinholeCamera.from_matrix(matrix, width, height), K, D, R, P, model, frame_id, rectified,
-                           offset)
+    return CameraInfoModel(
+        PinholeCamera.from_matrix(matrix, width, height), K, D, R, P, model, frame_id, rectified, offset
+    )
 
 
 def transform_to_matrix(transform) -> np.ndarray:
@@ -545,16 +595,32 @@ def stamp_to_ns(stamp) -> int:
 
 # sensor_msgs/Image encodings pcseg reads -> (dtype, channels).
 _ENCODINGS = {
-    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
-    "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1), "8UC3": (np.uint8, 3),
-    "mono16": (np.uint16, 1), "16UC1": (np.uint16, 1), "16SC1": (np.int16, 1),
-    "32SC1": (np.int32, 1), "32FC1": (np.float32, 1), "64FC1": (np.float64, 1),
+    "rgb8": (np.uint8, 3),
+    "bgr8": (np.uint8, 3),
+    "rgba8": (np.uint8, 4),
+    "bgra8": (np.uint8, 4),
+    "mono8": (np.uint8, 1),
+    "8UC1": (np.uint8, 1),
+    "8UC3": (np.uint8, 3),
+    "mono16": (np.uint16, 1),
+    "16UC1": (np.uint16, 1),
+    "16SC1": (np.int16, 1),
+    "32SC1": (np.int32, 1),
+    "32FC1": (np.float32, 1),
+    "64FC1": (np.float64, 1),
 }
 
 
 _GENERIC_ENCODING = re.compile(r"^(8U|8S|16U|16S|32S|32F|64F)C(\d+)$")
-_GENERIC_DTYPES = {"8U": np.uint8, "8S": np.int8, "16U": np.uint16, "16S": np.int16, "32S": np.int32,
-                   "32F": np.float32, "64F": np.float64}
+_GENERIC_DTYPES = {
+    "8U": np.uint8,
+    "8S": np.int8,
+    "16U": np.uint16,
+    "16S": np.int16,
+    "32S": np.int32,
+    "32F": np.float32,
+    "64F": np.float64,
+}
 _COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
 
 
@@ -565,8 +631,10 @@ def _encoding(encoding: str, verb: str) -> tuple[np.dtype, int]:
     match = _GENERIC_ENCODING.match(encoding)
     if match and int(match.group(2)) > 0:
         return _GENERIC_DTYPES[match.group(1)], int(match.group(2))
-    raise ValueError(f"Image encoding {encoding!r} is not supported; pcseg {verb} {sorted(_ENCODINGS)} and "
-                     "OpenCV's generic <depth>C<channels> ones (e.g. 32FC14 class scores)")
+    raise ValueError(
+        f"Image encoding {encoding!r} is not supported; pcseg {verb} {sorted(_ENCODINGS)} and "
+        "OpenCV's generic <depth>C<channels> ones (e.g. 32FC14 class scores)"
+    )
 
 
 def image_to_numpy(msg) -> np.ndarray:
@@ -590,7 +658,9 @@ def image_to_numpy(msg) -> np.ndarray:
     row = width * channels * dtype.itemsize
     data = _buffer(msg.data)
     if step < row or data.size < step * (height - 1) + row:
-        raise ValueError(f"Image data ({data.size} bytes, step {step}) is too small for {height}x{width} {msg.encoding}")
+        raise ValueError(
+            f"Image data ({data.size} bytes, step {step}) is too small for {height}x{width} {msg.encoding}"
+        )
     rows = np.lib.stride_tricks.as_strided(data, shape=(height, row), strides=(step, 1))
     image = _native(np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels))
     if msg.encoding.startswith("bgr"):
@@ -619,6 +689,12 @@ def numpy_to_image(image: np.ndarray, encoding: str, header=None, *, types=None)
     data = np.ascontiguousarray(image.astype(np.dtype(dtype).newbyteorder("<")))
     image_class = _Image if types is None else types.Image
     height, width = image.shape[:2]
-    return image_class(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
-                       step=width * channels * data.dtype.itemsize,
-                       data=_message_data(data.view(np.uint8).reshape(-1), image_class))
+    return image_class(
+        header=header,
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=width * channels * data.dtype.itemsize,
+        data=_message_data(data.view(np.uint8).reshape(-1), image_class),
+    )

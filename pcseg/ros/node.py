@@ -14,6 +14,7 @@ Debian installs rospy for its system python under /usr/lib/python3/dist-packages
 virtual environment reaches it by appending that folder to `sys.path` (never prepending),
 so the environment's own numpy and torch still win.
 """
+
 from __future__ import annotations
 
 import collections
@@ -30,12 +31,14 @@ from pcseg.ros.messages import labelled_pointcloud2, numpy_to_pointcloud2, pack_
 __all__ = ["LatestMessage", "RosAdapter", "import_ros", "run_fuse_node", "run_segment_node"]
 
 DEBIAN_ROS_PATH = "/usr/lib/python3/dist-packages"
-ROS_HOWTO = ("install ROS 1 (Debian: apt-get install ros-base python3-rospy python3-sensor-msgs python3-tf2-ros) "
-             "or source a ROS 2 setup (rclpy)")
+ROS_HOWTO = (
+    "install ROS 1 (Debian: apt-get install ros-base python3-rospy python3-sensor-msgs python3-tf2-ros) "
+    "or source a ROS 2 setup (rclpy)"
+)
 
 
 def import_ros() -> str:
-    """"ros1" when rospy imports (Debian's path appended when needed), else "ros2" for rclpy.
+    """ "ros1" when rospy imports (Debian's path appended when needed), else "ros2" for rclpy.
 
     Raises:
         ImportError: saying how to install either.
@@ -137,8 +140,9 @@ class Ros1Adapter(RosAdapter):
 
     def subscribe(self, topic, type_name, callback, queue_size=1):
         # buff_size: rospy drops messages larger than its receive buffer; LiDAR clouds are MBs.
-        self._subscribers.append(self.rospy.Subscriber(topic, self._class(type_name), callback,
-                                                       queue_size=queue_size, buff_size=2 ** 26))
+        self._subscribers.append(
+            self.rospy.Subscriber(topic, self._class(type_name), callback, queue_size=queue_size, buff_size=2**26)
+        )
 
     def publisher(self, topic, type_name):
         return self.rospy.Publisher(topic, self._class(type_name), queue_size=1).publish
@@ -254,8 +258,10 @@ def run_segment_node(adapter: RosAdapter, segmenter, input_topic: str, output_to
         labels, probabilities = segmenter.predict(fields["xyz"])
         publish(labelled_pointcloud2(cloud, labels, probabilities, palette, fields["valid"], types=adapter.types))
         published += 1
-        adapter.log(f"pcseg segment: {len(labels)} points labelled, latency {1e3 * (time.perf_counter() - received):.1f}"
-                    f" ms, skipped {mailbox.skipped} stale clouds so far")
+        adapter.log(
+            f"pcseg segment: {len(labels)} points labelled, latency {1e3 * (time.perf_counter() - received):.1f}"
+            f" ms, skipped {mailbox.skipped} stale clouds so far"
+        )
     adapter.log(f"pcseg segment: shut down after {published} clouds")
     return published
 
@@ -277,9 +283,20 @@ class _Recent:
         return best[1] if best is not None and abs(best[0] - stamp) <= tolerance else None
 
 
-def run_fuse_node(adapter: RosAdapter, fuser, topics, *, output_topic: str = "/pcseg/map", fixed_frame: str = "map",
-                  rate_hz: float = 1.0, tolerance_s: float = 0.05, depth_scale=None, depth_trunc: float = 10.0,
-                  transform_wait_s: float = 1.0, scores: str = "probabilities") -> int:
+def run_fuse_node(
+    adapter: RosAdapter,
+    fuser,
+    topics,
+    *,
+    output_topic: str = "/pcseg/map",
+    fixed_frame: str = "map",
+    rate_hz: float = 1.0,
+    tolerance_s: float = 0.05,
+    depth_scale=None,
+    depth_trunc: float = 10.0,
+    transform_wait_s: float = 1.0,
+    scores: str = "probabilities",
+) -> int:
     """Fuse live 2D segmentations (RGB-D or LiDAR + camera) or labelled clouds into `fuser`
     and publish the map as a PointCloud2 (xyz, label, rgb) in `fixed_frame` at `rate_hz`.
 
@@ -312,8 +329,11 @@ def run_fuse_node(adapter: RosAdapter, fuser, topics, *, output_topic: str = "/p
         adapter.subscribe(topic, "PointCloud2" if topic == topics.cloud else "Image", recent.put, queue_size=5)
     camera = {}
     if topics.camera_info:
-        adapter.subscribe(topics.camera_info, "CameraInfo",
-                          lambda message: camera.setdefault("model", camera_from_camera_info(message)))
+        adapter.subscribe(
+            topics.camera_info,
+            "CameraInfo",
+            lambda message: camera.setdefault("model", camera_from_camera_info(message)),
+        )
     mailbox = LatestMessage()
     driver = topics.labels or topics.segmentation
     adapter.subscribe(driver, "PointCloud2" if topics.labels else "Image", mailbox.put)
@@ -323,8 +343,11 @@ def run_fuse_node(adapter: RosAdapter, fuser, topics, *, output_topic: str = "/p
     def publish_map():
         if fuser.num_voxels:
             labels = fuser.voxel_labels()
-            fields = {"xyz": fuser.voxel_points().astype(np.float32), "label": labels.astype(np.uint32),
-                      "rgb": pack_rgb(fuser.palette[labels])}
+            fields = {
+                "xyz": fuser.voxel_points().astype(np.float32),
+                "label": labels.astype(np.uint32),
+                "rgb": pack_rgb(fuser.palette[labels]),
+            }
             publish(numpy_to_pointcloud2(fields, adapter.header(fixed_frame), types=adapter.types))
 
     adapter.timer(1.0 / rate_hz, publish_map)
@@ -348,7 +371,9 @@ def run_fuse_node(adapter: RosAdapter, fuser, topics, *, output_topic: str = "/p
         if error:
             adapter.log(f"pcseg fuse: skipped a frame ({state.no_transform} so far): {error}")
             continue
-        adapter.log(f"pcseg fuse: frame {state.frames} fused, {fuser.num_voxels} voxels, latency "
-                    f"{1e3 * (time.perf_counter() - received):.1f} ms, skipped {mailbox.skipped} stale frames so far")
+        adapter.log(
+            f"pcseg fuse: frame {state.frames} fused, {fuser.num_voxels} voxels, latency "
+            f"{1e3 * (time.perf_counter() - received):.1f} ms, skipped {mailbox.skipped} stale frames so far"
+        )
     adapter.log(f"pcseg fuse: shut down after {state.frames} frames")
     return state.frames

@@ -7,6 +7,7 @@ common ancestor. Dynamic edges are interpolated between the two samples around t
 (translation linearly, rotation by slerp); a stamp outside an edge's samples is served by
 the nearest sample only within `tolerance_ns`.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -54,8 +55,13 @@ class TransformBuffer:
         """Add one geometry_msgs/TransformStamped (from /tf, or /tf_static when `static`)."""
         matrix = transform_to_matrix(transform)
         with self._lock:
-            self._add(transform.child_frame_id.lstrip("/"), transform.header.frame_id.lstrip("/"),
-                      stamp_to_ns(transform.header.stamp), matrix, static)
+            self._add(
+                transform.child_frame_id.lstrip("/"),
+                transform.header.frame_id.lstrip("/"),
+                stamp_to_ns(transform.header.stamp),
+                matrix,
+                static,
+            )
 
     def _add(self, child: str, parent: str, stamp: int, matrix: np.ndarray, static: bool) -> None:
         edge = self._edges.get(child)
@@ -105,8 +111,11 @@ class TransformBuffer:
                 f"no transform {edge.parent!r} -> {child!r} at stamp {stamp / 1e9:.9f} s: /tf has it from "
                 f"{stamps[0] / 1e9:.9f} s to {stamps[-1] / 1e9:.9f} s"
             )
-        return _interpolate(edge.matrices[index - 1], edge.matrices[index],
-                            (stamp - stamps[index - 1]) / (stamps[index] - stamps[index - 1]))
+        return _interpolate(
+            edge.matrices[index - 1],
+            edge.matrices[index],
+            (stamp - stamps[index - 1]) / (stamps[index] - stamps[index - 1]),
+        )
 
     def lookup(self, target: str, source: str, stamp: int) -> np.ndarray:
         """`T_target_from_source` (4, 4) float64 at `stamp` (ns).
@@ -136,8 +145,8 @@ class TransformBuffer:
                 f"unconnected TF trees (roots {up_source[-1]!r} and {up_target[-1]!r})"
             )
         try:
-            T_common_from_source = self._chain(up_source[:up_source.index(common)], stamp)
-            T_common_from_target = self._chain(up_target[:up_target.index(common)], stamp)
+            T_common_from_source = self._chain(up_source[: up_source.index(common)], stamp)
+            T_common_from_target = self._chain(up_target[: up_target.index(common)], stamp)
         except TransformError as error:
             raise TransformError(f"no transform from {source!r} to {target!r}: {error}") from None
         return np.linalg.inv(T_common_from_target) @ T_common_from_source

@@ -6,11 +6,12 @@ records before the cut are intact: these readers walk them in file order and sto
 first incomplete one, saying where (`stopped`). A truncated ROS 2 sqlite3 bag is not
 handled: sqlite cannot open a database missing its pages.
 """
+
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 __all__ = ["SequentialRosbag1Reader", "TruncatedBag", "truncated_mcap_reader"]
 
@@ -83,8 +84,10 @@ class SequentialRosbag1Reader:
                     if len(data) < expected:
                         raise EOFError(f"a record needs {expected} bytes, found {len(data)}")
                 except (ReaderError, KeyError, OSError, EOFError, ValueError) as error:
-                    raise TruncatedBag(f"{self.path} ends in an incomplete record at byte {position} of {size} "
-                                f"({type(error).__name__}: {error})") from None
+                    raise TruncatedBag(
+                        f"{self.path} ends in an incomplete record at byte {position} of {size} "
+                        f"({type(error).__name__}: {error})"
+                    ) from None
 
 
 class TruncatedBag(Exception):
@@ -114,14 +117,20 @@ def _record(header, data: bytes, owner) -> Iterator[tuple[str, object]]:
     elif op == RecordType.CONNECTION:
         fields = Header.read(io.BytesIO(len(data).to_bytes(4, "little") + data))
         latching = fields.get_string("latching") if "latching" in fields else ""
-        yield "connection", Connection(
-            header.get_uint32("conn"), normalize(header.get_string("topic")),
-            normalize_msgtype(fields.get_string("type")),
-            MessageDefinition(MessageDefinitionFormat.MSG, fields.get_string("message_definition")),
-            fields.get_string("md5sum"), 0,
-            ConnectionExtRosbag1(fields.get_string("callerid") if "callerid" in fields else None,
-                                 int(latching) if latching else None),
-            owner,
+        yield (
+            "connection",
+            Connection(
+                header.get_uint32("conn"),
+                normalize(header.get_string("topic")),
+                normalize_msgtype(fields.get_string("type")),
+                MessageDefinition(MessageDefinitionFormat.MSG, fields.get_string("message_definition")),
+                fields.get_string("md5sum"),
+                0,
+                ConnectionExtRosbag1(
+                    fields.get_string("callerid") if "callerid" in fields else None, int(latching) if latching else None
+                ),
+                owner,
+            ),
         )
 
 

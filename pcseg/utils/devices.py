@@ -1,7 +1,8 @@
 """Checks a device name before any work is done on it.
 
-    device = check_device("cuda:1", "--device")   # torch.device, or ValueError naming --device
+device = check_device("cuda:1", "--device")   # torch.device, or ValueError naming --device
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,10 @@ def check_device(name: str, what: str = "device") -> torch.device:
         raise ValueError(f"{what} must be cpu, cuda or cuda:N, got {name!r}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"{what} is {name!r} but CUDA is not available here "
-                             f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use cpu")
+            raise ValueError(
+                f"{what} is {name!r} but CUDA is not available here "
+                f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use cpu"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"{what} is {name!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device

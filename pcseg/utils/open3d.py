@@ -112,17 +112,23 @@ def from_open3d(point_cloud) -> dict:
         attributes = {name: point_cloud.point[name].numpy() for name in point_cloud.point}
         coord = attributes.pop("positions")
         color = attributes.pop("colors", None)
-        fields = {name: values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
-                  for name, values in attributes.items()}
+        fields = {
+            name: values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
+            for name, values in attributes.items()
+        }
     else:
         coord = np.asarray(point_cloud.points)
         color = np.asarray(point_cloud.colors) if point_cloud.has_colors() else None
         fields = {}
     intensity = fields.pop("intensity", None)
     label = fields.pop("label", None)
-    return {"coord": coord, "color": None if color is None else np.asarray(color, dtype=np.float32),
-            "intensity": None if intensity is None else np.asarray(intensity, dtype=np.float32),
-            "label": None if label is None else np.asarray(label, dtype=np.int64), **fields}
+    return {
+        "coord": coord,
+        "color": None if color is None else np.asarray(color, dtype=np.float32),
+        "intensity": None if intensity is None else np.asarray(intensity, dtype=np.float32),
+        "label": None if label is None else np.asarray(label, dtype=np.int64),
+        **fields,
+    }
 
 
 def has_display() -> bool:
@@ -153,8 +159,10 @@ def view_point_cloud(path, input_format: str | None = None, color_by: str = "lab
     if color_by not in ("label", "file"):
         raise ValueError(f"color_by must be 'label' or 'file', got {color_by!r}")
     if not has_display():
-        raise RuntimeError(f"cannot open a viewer for {path}: no display (DISPLAY / WAYLAND_DISPLAY is unset); "
-                           "copy the file to a machine with a screen, or open it in CloudCompare")
+        raise RuntimeError(
+            f"cannot open a viewer for {path}: no display (DISPLAY / WAYLAND_DISPLAY is unset); "
+            "copy the file to a machine with a screen, or open it in CloudCompare"
+        )
     cloud = read_point_cloud(path, input_format)
     if color_by == "file":
         palette = None
