@@ -237,7 +237,8 @@ def bench_paint(threads_list, min_run_time):
         naive = numpy_pointpainting(points, scores_numpy, projection)
         behind_painted = int(((naive.sum(axis=1) > 0) & ~painted.in_image.numpy()).sum())
         print(
-            f"  PointPainting-style numpy paints {behind_painted:,} points that are not in the image (behind the camera)"
+            f"  PointPainting-style numpy paints {behind_painted:,} points that are not in the image "
+            "(behind the camera)"
         )
         scope = {
             "paint_points": paint_points,
@@ -267,7 +268,8 @@ def bench_paint(threads_list, min_run_time):
             print(
                 f"  torch threads={threads}: pcseg z-buffer {ms['ours']:6.2f} ms | radius 2 {ms['radius']:6.2f} ms | "
                 f"bilinear {ms['bilinear']:6.2f} ms | numpy PointPainting (no z, no occlusion) {ms['plain']:6.2f} ms "
-                f"({ms['plain'] / ms['ours']:.2f}x) | numpy z-buffer {ms['zbuffer']:6.2f} ms ({ms['zbuffer'] / ms['ours']:.2f}x)"
+                f"({ms['plain'] / ms['ours']:.2f}x) | numpy z-buffer {ms['zbuffer']:6.2f} ms "
+                f"({ms['zbuffer'] / ms['ours']:.2f}x)"
             )
 
 
@@ -307,7 +309,8 @@ def bench_fusion(threads_list, num_frames=8, points_per_frame=300_000, num_class
         probabilities /= probabilities.sum(axis=1, keepdims=True)
         inputs.append((torch.from_numpy(points), torch.from_numpy(probabilities), torch.from_numpy(labels)))
     print(
-        f"\n[fusion] VoxelLabelMap, voxel 5 cm, {num_classes} classes, {num_frames} frames x {len(inputs[0][0]):,} points, "
+        f"\n[fusion] VoxelLabelMap, voxel 5 cm, {num_classes} classes, {num_frames} frames x "
+        f"{len(inputs[0][0]):,} points, "
         "each sequence integrated twice (first pass grows the map)"
     )
     for threads in threads_list:

@@ -68,12 +68,12 @@ def bench_speed(num_frames: int = 6, repeats: int = 3) -> None:
     )
     for kind in ("scores", "labels"):
 
-        def fuser_pass():
+        def fuser_pass(kind=kind):
             fuser = Fuser(13, 0.05, "bayes")
             for frame in frames:
                 fuser.add_rgbd(frame["color"], frame["depth"], frame[kind], camera, frame["pose"], depth_trunc=20.0)
 
-        def map_pass():
+        def map_pass(kind=kind):
             fusion_map = VoxelLabelMap(0.05, 13, "bayes")
             for frame in frames:
                 integrate_frame(fusion_map, frame, kind, camera)

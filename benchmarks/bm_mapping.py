@@ -86,15 +86,20 @@ def bench_distortion(min_run_time: float) -> None:
         }
         for work, function in works.items():
             medians, ratios = interleaved_ms(
-                {"none": lambda: function(camera), model: lambda: function(lidar_camera)}, min_run_time
+                {
+                    "none": lambda function=function: function(camera),
+                    model: lambda function=function, lidar_camera=lidar_camera: function(lidar_camera),
+                },
+                min_run_time,
             )
             print(
-                f"  {work:<22} {model:<20} {medians[model]:10.2f} {ratios[model]:7.2f}x  (none {medians['none']:.2f} ms)"
+                f"  {work:<22} {model:<20} {medians[model]:10.2f} {ratios[model]:7.2f}x  "
+                f"(none {medians['none']:.2f} ms)"
             )
         medians, ratios = interleaved_ms(
             {
                 "none": lambda: backproject_depth(depth, rgbd_camera, 1.0, 20.0),
-                model: lambda: backproject_depth(depth, depth_camera, 1.0, 20.0),
+                model: lambda depth_camera=depth_camera: backproject_depth(depth, depth_camera, 1.0, 20.0),
             },
             min_run_time,
         )
@@ -158,7 +163,7 @@ def bench_lidar(num_frames: int) -> None:
         fuser = Fuser(20, 0.1, "bayes", clear_free_space=clear)
         fuser.add_lidar(scan, scores, (camera, T_cam_from_velo), frames[0]["pose"])  # warm-up
         fps = _frames_per_second(
-            lambda frame: fuser.add_lidar(scan, scores, (camera, T_cam_from_velo), frame["pose"]), frames
+            lambda frame, fuser=fuser: fuser.add_lidar(scan, scores, (camera, T_cam_from_velo), frame["pose"]), frames
         )
         print(
             f"  pcseg Fuser.add_lidar, clear_free_space={clear!s:<5}: {fps:6.1f} frames/s "
@@ -188,14 +193,10 @@ def bench_rgbd(num_frames: int) -> None:
     )
     for clear in (False, True):
         fuser = Fuser(13, 0.05, "bayes", clear_free_space=clear)
-        add = lambda frame: fuser.add_rgbd(
-            frame["color"],
-            frame["depth"],
-            frame["labels"],
-            camera,
-            frame["pose"],  # noqa: E731
-            depth_trunc=20.0,
-        )
+
+        def add(frame, fuser=fuser):
+            fuser.add_rgbd(frame["color"], frame["depth"], frame["labels"], camera, frame["pose"], depth_trunc=20.0)
+
         add(frames[0])  # warm-up
         fps = _frames_per_second(add, frames)
         print(

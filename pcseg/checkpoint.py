@@ -13,8 +13,9 @@ Writes are atomic (``pcseg.utils.atomic.atomic_write``: a unique temporary file 
 folder, flushed, synced and renamed), so a crash, a full disk or a SIGKILL never leaves a torn
 ``last.pt`` nor a temporary file behind. A file that cannot be loaded raises
 ``CheckpointError`` saying which file and why (empty, truncated, not a checkpoint, holding
-Python objects that ``weights_only`` loading refuses). Inference (``pcseg.Segmenter``, ``pcseg predict``, ``pcseg eval``) needs this module,
-``pcseg.inputs`` and ``pcseg.models``, never the trainer.
+Python objects that ``weights_only`` loading refuses). Inference (``pcseg.Segmenter``,
+``pcseg predict``, ``pcseg eval``) needs this module, ``pcseg.inputs`` and ``pcseg.models``,
+never the trainer.
 
     model, cfg, checkpoint = model_from_checkpoint("runs/x/best.pt", device="cpu")
 """

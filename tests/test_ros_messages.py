@@ -48,7 +48,10 @@ def duck_cloud(fields, data, height, width, point_step, row_step, bigendian=Fals
 
 
 def test_import_loads_no_ros_and_no_torch():
-    code = "import sys, pcseg.ros; pcseg.ros.pointcloud2_to_numpy; bad = [m for m in ('torch', 'rospy', 'rclpy', 'rosbags') if m in sys.modules]; print(bad)"
+    code = (
+        "import sys, pcseg.ros; pcseg.ros.pointcloud2_to_numpy; "
+        "bad = [m for m in ('torch', 'rospy', 'rclpy', 'rosbags') if m in sys.modules]; print(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -3,8 +3,9 @@ SemanticKITTI / KITTI readers, PointNet blocks, transforms and batching.
 
 Modules: `synthetic` (generate_room, build_room, sample_room, render_view), `s3dis`
 (prepare_s3dis, load_room, S3DISRooms, PointNet HDF5 blocks, splits), `blocks`
-(room_to_blocks, predict_room, room_frame), `loading` (load_rooms: the rooms a config names), `transforms` (augmentations, grid_subsample, collate),
-`sunrgbd`, `nyu`, `kitti`, `classes` (class lists).
+(room_to_blocks, predict_room, room_frame), `loading` (load_rooms: the rooms a config
+names), `transforms` (augmentations, grid_subsample, collate), `sunrgbd`, `nyu`, `kitti`,
+`classes` (class lists).
 """
 
 from pcseg.data.blocks import BlockDataset, predict_room, random_block, room_frame, room_to_blocks

@@ -4,9 +4,10 @@ PointNet's released HDF5 blocks, and the area splits.
 Raw layout: `RAW/Area_k/<room>/Annotations/<class>_<i>.txt`, one `x y z r g b` point per
 line (or `x y z`: the colour is then unknown and set to mid-grey, see `read_points_txt`).
 `prepare_s3dis(RAW, OUT)` turns each room into `OUT/Area_k/<room>.npz` holding
-coord (N, 3) float32 (float64 for map-frame coordinates, see `save_room`), color (N, 3) uint8, label (N,) uint8 (S3DIS order), instance (N,)
-int32; `load_room` reads it back. `S3DISRooms(OUT, split, test_area)` is the room-level
-torch Dataset; `pcseg.data.blocks` cuts rooms into PointNet's 1 m blocks.
+coord (N, 3) float32 (float64 for map-frame coordinates, see `save_room`), color (N, 3)
+uint8, label (N,) uint8 (S3DIS order), instance (N,) int32; `load_room` reads it back.
+`S3DISRooms(OUT, split, test_area)` is the room-level torch Dataset; `pcseg.data.blocks`
+cuts rooms into PointNet's 1 m blocks.
 """
 
 from __future__ import annotations

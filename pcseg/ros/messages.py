@@ -526,8 +526,8 @@ def camera_from_camera_info(msg, *, rectified: bool = True) -> CameraInfoModel:
     model = str(msg.distortion_model)
     if model not in DISTORTION_MODELS:
         raise ValueError(
-            f"CameraInfo distortion_model {model!r} is unknown; pcseg reads {sorted(m for m in DISTORTION_MODELS if m)} "
-            "(and '' for none)"
+            f"CameraInfo distortion_model {model!r} is unknown; pcseg reads "
+            f"{sorted(m for m in DISTORTION_MODELS if m)} (and '' for none)"
         )
     K = np.asarray(_attribute(msg, "K", "k"), np.float64).reshape(3, 3)
     D = np.asarray(_attribute(msg, "D", "d"), np.float64).reshape(-1)
