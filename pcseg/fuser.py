@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from pcseg.bridge.camera import KittiCalibration, PinholeCamera
-from pcseg.bridge.checks import as_numpy, as_tensor, check_pose, check_segmentation
+from pcseg.bridge.checks import Array, as_numpy, as_tensor, check_pose, check_segmentation
 from pcseg.bridge.deskew import deskew_points, interpolate_pose
 from pcseg.bridge.free_space import spherical_bins
 from pcseg.bridge.fusion import FUSION_MODES, VoxelLabelMap, VoxelQuery
@@ -514,7 +514,7 @@ class Fuser:
         Returns:
             labels: (N,) int64 fused label of each point's voxel, -1 where never observed.
         """
-        return self.query(points).labels
+        return self._query(points)[0]
 
     def probabilities(self, points) -> np.ndarray:
         """Fused class distributions at world points.
@@ -525,7 +525,7 @@ class Fuser:
         Returns:
             probabilities: (N, C) float32, rows of zeros where never observed.
         """
-        return self.query(points).probabilities
+        return self._query(points)[1]
 
     def query(self, points) -> VoxelQuery:
         """Fused labels, distributions and whether each point's voxel was observed.
@@ -540,14 +540,18 @@ class Fuser:
         Raises:
             ValueError: when `points` is not (N, 3).
         """
+        return VoxelQuery(*self._query(points))
+
+    def _query(self, points) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`query`'s labels, probabilities and known as numpy arrays."""
         points = as_numpy(points, "points")
         if not np.issubdtype(points.dtype, np.floating):
             points = points.astype(np.float64)
         # Torch in -> torch out on the input's (CPU) device, whatever device the map is on.
         points_t, _ = as_tensor(points, "points")
         with self._lock:
-            result = self.map.query(points_t)
-        return VoxelQuery(*(tensor.numpy() for tensor in result))
+            labels, probabilities, known = self.map.query(points_t)
+        return _cpu_numpy(labels), _cpu_numpy(probabilities), _cpu_numpy(known)
 
     def voxel_points(self) -> np.ndarray:
         """(V, 3) float64 mean position of the points in each occupied voxel."""
@@ -722,6 +726,11 @@ class Fuser:
                     entropy=self.map.voxel_entropy(),
                 )
         return path
+
+
+def _cpu_numpy(array: Array) -> np.ndarray:
+    """A map query's result as numpy: the Fuser queries with CPU tensors, so it gets CPU tensors."""
+    return array.numpy() if isinstance(array, torch.Tensor) else array
 
 
 # Camera (x right, y down, z forward) from its z-up frame (x, z, -y) used for free space.

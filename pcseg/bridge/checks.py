@@ -7,11 +7,14 @@ numpy or torch and return the kind they were given; the `Fuser` works in numpy.
 
 from __future__ import annotations
 
+from typing import Union
+
 import numpy as np
 import torch
 
 __all__ = [
     "SCORE_KINDS",
+    "Array",
     "as_numpy",
     "as_tensor",
     "check_points",
@@ -23,6 +26,9 @@ __all__ = [
 ]
 
 SCORE_KINDS = ("probabilities", "logits")
+
+# What the bridge's results hold: numpy arrays for numpy input, tensors for tensor input.
+Array = Union[np.ndarray, torch.Tensor]
 
 
 # ----- numpy <-> torch plumbing ------------------------------------------------------------
@@ -72,7 +78,7 @@ def as_numpy(array, name: str) -> np.ndarray:
     return array
 
 
-def from_tensor(tensor: torch.Tensor, to_numpy: bool):
+def from_tensor(tensor: torch.Tensor, to_numpy: bool) -> Array:
     """`tensor` as the caller gave its input: numpy when `to_numpy` (a CPU tensor), else as is."""
     return tensor.numpy() if to_numpy else tensor
 

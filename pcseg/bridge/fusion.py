@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from pcseg.bridge.checks import as_numpy, as_tensor, check_points, check_pose, flat_nonzero, from_tensor
+from pcseg.bridge.checks import Array, as_numpy, as_tensor, check_points, check_pose, flat_nonzero, from_tensor
 from pcseg.bridge.free_space import free_space_mask
 from pcseg.io import normalize_palette, write_labelled_ply
 from pcseg.utils.open3d import import_open3d
@@ -167,9 +167,9 @@ class VoxelQuery(NamedTuple):
         known: (N,) bool, the point's voxel holds at least one observation.
     """
 
-    labels: object
-    probabilities: object
-    known: object
+    labels: Array
+    probabilities: Array
+    known: Array
 
 
 class _FoldPlan(NamedTuple):
@@ -180,9 +180,9 @@ class _FoldPlan(NamedTuple):
         new rows start .. start + U_new - 1 in that order.
     """
 
-    old_index: object
-    old_rows: object
-    new_index: object
+    old_index: torch.Tensor | None
+    old_rows: torch.Tensor | None
+    new_index: torch.Tensor
     start: int
 
 
@@ -251,7 +251,8 @@ class VoxelLabelMap:
         self._last_time = torch.empty(capacity, dtype=torch.float64, device=self.device)
         # Colour sums and counts appear with the first coloured frame (a LiDAR map never
         # needs them: 16 bytes less to write per new voxel).
-        self._color_sums = self._colored = None
+        self._color_sums: torch.Tensor | None = None
+        self._colored: torch.Tensor | None = None
         # The lookup index: an open-addressing hash table of keys (_EMPTY in free slots) and
         # the row of each. Unlike a sorted key array it needs no O(num_voxels) merge per
         # frame while the map keeps growing. Keys apart from rows: probing reads only keys,
@@ -381,7 +382,7 @@ class VoxelLabelMap:
             capacity = self._observations.shape[0]
             self._color_sums = torch.zeros((capacity, 3), dtype=torch.float32, device=self.device)
             self._colored = torch.zeros(capacity, dtype=torch.float32, device=self.device)
-        if self._color_sums is not None:
+        if self._color_sums is not None and self._colored is not None:
             self._fold(self._color_sums, frame_colors, fold)
             self._fold(self._colored, None if frame_colors is None else frame_counts, fold)
         self.num_voxels += fold.new_index.shape[0]
@@ -522,7 +523,7 @@ class VoxelLabelMap:
             new_block.zero_()
             return
         frame_values = frame_values.to(target.dtype)
-        if plan.old_index is not None:
+        if plan.old_index is not None and plan.old_rows is not None:
             target.index_add_(0, plan.old_rows, frame_values.index_select(0, plan.old_index))
         if num_new == frame_values.shape[0]:  # every voxel of the frame is new
             new_block.copy_(frame_values)
@@ -531,7 +532,7 @@ class VoxelLabelMap:
 
     def _stamp(self, target: torch.Tensor, value: float, plan: _FoldPlan) -> None:
         """Set the rows of `plan` (old and new) of a per-voxel array to `value`."""
-        if plan.old_index is not None:
+        if plan.old_rows is not None:
             target.index_fill_(0, plan.old_rows, value)
         target[plan.start : plan.start + plan.new_index.shape[0]] = value
 
@@ -770,7 +771,7 @@ class VoxelLabelMap:
             distribution = self._distribution(rows.index_select(0, known_rows))
             probabilities[known_rows] = distribution
             labels[known_rows] = torch.max(distribution, dim=1).indices
-        result = (labels, probabilities, known)
+        result: tuple[torch.Tensor, ...] = (labels, probabilities, known)
         if not to_numpy:
             result = tuple(tensor.to(points_t.device) for tensor in result)
         return VoxelQuery(*(from_tensor(tensor, to_numpy) for tensor in result))
@@ -807,7 +808,7 @@ class VoxelLabelMap:
 
     def voxel_colors(self) -> np.ndarray:
         """(V, 3) float32 mean RGB in [0, 1] of each voxel; NaN where no colour was integrated."""
-        if self._color_sums is None:
+        if self._color_sums is None or self._colored is None:
             return np.full((self.num_voxels, 3), np.nan, dtype=np.float32)
         colored = self._colored[: self.num_voxels, None]
         return (self._color_sums[: self.num_voxels] / colored).cpu().numpy()
@@ -872,8 +873,8 @@ class FusedPrediction(NamedTuple):
         labels: (N,) int64 its argmax.
     """
 
-    probabilities: object
-    labels: object
+    probabilities: Array
+    labels: Array
 
 
 def late_fusion(

@@ -16,6 +16,7 @@ import torch
 
 from pcseg.bridge.camera import PinholeCamera
 from pcseg.bridge.checks import (
+    Array,
     as_tensor,
     check_points,
     check_pose,
@@ -94,10 +95,10 @@ class BackprojectedDepth:
         self._flat_index = flat_index  # (N,) int64 row-major index of each point's pixel
         self._pixel_grid = pixel_grid
         self._to_numpy = to_numpy
-        self._pixels = None
+        self._pixels: Array | None = None
 
     @property
-    def pixels(self):
+    def pixels(self) -> Array:
         if self._pixels is None:
             self._pixels = from_tensor(take_rows(self._pixel_grid, self._flat_index), self._to_numpy)
         return self._pixels
@@ -265,9 +266,9 @@ class ProjectedPoints(NamedTuple):
             image's field of view that the distortion polynomial folds back into it.
     """
 
-    pixels: object
-    depth: object
-    in_image: object
+    pixels: Array
+    depth: Array
+    in_image: Array
 
 
 def project_points(points, camera: PinholeCamera, T_camera_from_points=None) -> ProjectedPoints:
@@ -343,11 +344,11 @@ class PaintedPoints(NamedTuple):
         occluded: (N,) bool: in the image but hidden behind nearer geometry.
     """
 
-    probabilities: object
-    labels: object
-    visible: object
-    in_image: object
-    occluded: object
+    probabilities: Array
+    labels: Array
+    visible: Array
+    in_image: Array
+    occluded: Array
 
 
 def paint_points(
@@ -544,8 +545,8 @@ class RenderedLabels(NamedTuple):
         point_index: (H, W) int64 index of that point into `points`, -1 where none.
     """
 
-    labels: object
-    depth: object
+    labels: Array
+    depth: Array
     point_index: object
 
 
