@@ -36,12 +36,13 @@ import functools
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from pcseg.bridge.camera import KittiCalibration, PinholeCamera
-from pcseg.bridge.checks import Array, as_numpy, as_tensor, check_pose, check_segmentation
+from pcseg.bridge.checks import Array, ArrayLike, as_numpy, as_tensor, check_pose, check_segmentation
 from pcseg.bridge.deskew import deskew_points, interpolate_pose
 from pcseg.bridge.free_space import spherical_bins
 from pcseg.bridge.fusion import FUSION_MODES, VoxelLabelMap, VoxelQuery
@@ -149,11 +150,11 @@ class Fuser:
     # ----- adding frames -------------------------------------------------------------------
     def add_rgbd(
         self,
-        color,
-        depth,
-        segmentation,
+        color: ArrayLike | None,
+        depth: ArrayLike,
+        segmentation: ArrayLike,
         camera: PinholeCamera,
-        pose=None,
+        pose: ArrayLike | None = None,
         *,
         depth_scale: float | None = None,
         depth_trunc: float = 10.0,
@@ -229,24 +230,24 @@ class Fuser:
 
     def add_lidar(
         self,
-        points,
-        segmentation,
-        calibration,
-        pose=None,
+        points: ArrayLike,
+        segmentation: ArrayLike,
+        calibration: KittiCalibration | tuple[PinholeCamera, ArrayLike],
+        pose: ArrayLike | None = None,
         *,
         camera_index: int = 2,
         scores: str = "probabilities",
-        colors=None,
+        colors: ArrayLike | None = None,
         occlusion: str = "zbuffer",
         zbuffer_radius: int = 1,
         sampling: str = "nearest",
-        depth_image=None,
+        depth_image: ArrayLike | None = None,
         occlusion_tolerance: float = 0.1,
         occlusion_tolerance_relative: float = 0.01,
         weight: float = 1.0,
         timestamp: float | None = None,
-        timestamps=None,
-        pose_end=None,
+        timestamps: ArrayLike | None = None,
+        pose_end: ArrayLike | None = None,
         scan_time: tuple[float, float] | None = None,
         image_time: float | None = None,
     ) -> int:
@@ -322,15 +323,15 @@ class Fuser:
             world_points = deskew_points(points, timestamps, pose_start, pose_end, start, end)
             at_image = end if image_time is None else image_time
             pose = interpolate_pose(pose_start, pose_end, (at_image - start) / (end - start))
-            points = transform_points(world_points, np.linalg.inv(pose)).astype(points.dtype)
+            points = np.asarray(transform_points(world_points, np.linalg.inv(pose)), dtype=points.dtype)
         segmentation = as_numpy(segmentation, "segmentation")
         camera, T_camera_from_lidar = _camera_from_calibration(calibration, segmentation.shape, camera_index)
         is_label_map = check_segmentation(segmentation, camera, scores=scores, num_classes=self.num_classes)
-        if colors is not None:
-            colors = as_numpy(colors, "colors")
-            if colors.shape != (len(points), 3):
-                raise ValueError(f"colors must be (N, 3) with N={len(points)}, got {colors.shape}")
-        options = {
+        colors_np = None if colors is None else as_numpy(colors, "colors")
+        if colors_np is not None and colors_np.shape != (len(points), 3):
+            raise ValueError(f"colors must be (N, 3) with N={len(points)}, got {colors_np.shape}")
+        # Values of several types, each checked by paint_points.
+        options: dict[str, Any] = {
             "occlusion": occlusion,
             "zbuffer_radius": zbuffer_radius,
             "sampling": sampling,
@@ -365,7 +366,7 @@ class Fuser:
             world_points[keep],
             probabilities=probabilities,
             labels=labels,
-            colors=None if colors is None else colors[keep],
+            colors=None if colors_np is None else colors_np[keep],
             weight=weight,
             timestamp=timestamp,
             returns=points,
@@ -374,13 +375,13 @@ class Fuser:
 
     def add_points(
         self,
-        points,
-        labels=None,
-        probabilities=None,
-        colors=None,
+        points: ArrayLike,
+        labels: ArrayLike | None = None,
+        probabilities: ArrayLike | None = None,
+        colors: ArrayLike | None = None,
         *,
         weight: float = 1.0,
-        sensor_origin=None,
+        sensor_origin: ArrayLike | None = None,
         timestamp: float | None = None,
     ) -> int:
         """Integrate already-labelled world-frame points; give labels or probabilities.
@@ -505,7 +506,7 @@ class Fuser:
         return count  # an empty frame (no valid depth, nothing in view) is not an error
 
     # ----- queries -------------------------------------------------------------------------
-    def labels(self, points) -> np.ndarray:
+    def labels(self, points: ArrayLike) -> np.ndarray:
         """Fused labels at world points.
 
         Args:
@@ -516,7 +517,7 @@ class Fuser:
         """
         return self._query(points)[0]
 
-    def probabilities(self, points) -> np.ndarray:
+    def probabilities(self, points: ArrayLike) -> np.ndarray:
         """Fused class distributions at world points.
 
         Args:
@@ -527,7 +528,7 @@ class Fuser:
         """
         return self._query(points)[1]
 
-    def query(self, points) -> VoxelQuery:
+    def query(self, points: ArrayLike) -> VoxelQuery:
         """Fused labels, distributions and whether each point's voxel was observed.
 
         Args:
@@ -542,7 +543,7 @@ class Fuser:
         """
         return VoxelQuery(*self._query(points))
 
-    def _query(self, points) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _query(self, points: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`query`'s labels, probabilities and known as numpy arrays."""
         points = as_numpy(points, "points")
         if not np.issubdtype(points.dtype, np.floating):

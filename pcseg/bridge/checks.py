@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Union
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 __all__ = [
     "SCORE_KINDS",
     "Array",
+    "ArrayLike",
     "as_numpy",
     "as_tensor",
     "check_points",
@@ -29,6 +31,8 @@ SCORE_KINDS = ("probabilities", "logits")
 
 # What the bridge's results hold: numpy arrays for numpy input, tensors for tensor input.
 Array = Union[np.ndarray, torch.Tensor]
+# What `as_numpy` reads: a numpy array, a torch tensor or anything `np.asarray` reads as numbers.
+ArrayLike = Union[npt.ArrayLike, torch.Tensor]
 
 
 # ----- numpy <-> torch plumbing ------------------------------------------------------------

@@ -16,7 +16,16 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from pcseg.bridge.checks import Array, as_numpy, as_tensor, check_points, check_pose, flat_nonzero, from_tensor
+from pcseg.bridge.checks import (
+    Array,
+    ArrayLike,
+    as_numpy,
+    as_tensor,
+    check_points,
+    check_pose,
+    flat_nonzero,
+    from_tensor,
+)
 from pcseg.bridge.free_space import free_space_mask
 from pcseg.io import normalize_palette, write_labelled_ply
 from pcseg.utils.open3d import import_open3d
@@ -264,10 +273,10 @@ class VoxelLabelMap:
     # ----- integration -------------------------------------------------------------------
     def integrate(
         self,
-        points_world,
-        probabilities=None,
-        labels=None,
-        colors=None,
+        points_world: Array,
+        probabilities: Array | None = None,
+        labels: Array | None = None,
+        colors: Array | None = None,
         *,
         weight: float = 1.0,
         frame: int = 0,
@@ -583,8 +592,8 @@ class VoxelLabelMap:
 
     def clear_free_space(
         self,
-        returns,
-        T_world_from_sensor,
+        returns: Array,
+        T_world_from_sensor: ArrayLike,
         frame: int,
         resolution_degrees: float = 0.5,
         return_bins: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -625,7 +634,7 @@ class VoxelLabelMap:
 
     def forget(
         self,
-        origin=None,
+        origin: ArrayLike | None = None,
         max_distance: float | None = None,
         min_frame: int | None = None,
         min_time: float | None = None,
@@ -654,7 +663,7 @@ class VoxelLabelMap:
             drop |= self._last_time[: self.num_voxels] < min_time
         return self.remove(drop)
 
-    def remove(self, drop) -> int:
+    def remove(self, drop: Array) -> int:
         """Remove voxels; the others keep their order (rows shift down) and every value.
 
         Args:
@@ -746,7 +755,7 @@ class VoxelLabelMap:
             return torch.softmax(accumulators, dim=1)
         return accumulators / self._weight_sums.index_select(0, rows)[:, None]
 
-    def query(self, points) -> VoxelQuery:
+    def query(self, points: Array) -> VoxelQuery:
         """Fused labels and distributions at world points.
 
         Args:
@@ -878,9 +887,9 @@ class FusedPrediction(NamedTuple):
 
 
 def late_fusion(
-    logits_3d,
-    probabilities_2d,
-    visible=None,
+    logits_3d: Array,
+    probabilities_2d: Array,
+    visible: Array | None = None,
     weight_3d: float = 1.0,
     weight_2d: float = 1.0,
     min_probability: float = 1e-3,
