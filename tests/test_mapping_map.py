@@ -7,12 +7,13 @@ import os
 import numpy as np
 import pytest
 import torch
-from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 from pcseg.bridge import PinholeCamera, late_fusion
 from pcseg.bridge.fusion import VoxelLabelMap
 from pcseg.bridge.gravity import rotation_between
 from pcseg.fuser import Fuser
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 GROUND, CAR, WALL = 0, 1, 2
 SENSOR_HEIGHT = 1.73

@@ -4,7 +4,6 @@ from an IMU vector or the ground plane (real KITTI and NYU frames)."""
 import numpy as np
 import pytest
 from PIL import Image
-from single_thread import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 from pcseg.bridge import (
     PinholeCamera,
@@ -18,6 +17,8 @@ from pcseg.bridge.gravity import rotation_between
 from pcseg.data.kitti import read_velodyne_bin
 from pcseg.data.nyu import read_nyu_frame
 from pcseg.fuser import Fuser
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 SPEED = 10.0  # m/s along +x
 SWEEP = 0.1  # s

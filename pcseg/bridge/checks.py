@@ -83,8 +83,12 @@ def as_numpy(array, name: str) -> np.ndarray:
 
 
 def from_tensor(tensor: torch.Tensor, to_numpy: bool) -> Array:
-    """`tensor` as the caller gave its input: numpy when `to_numpy` (a CPU tensor), else as is."""
-    return tensor.numpy() if to_numpy else tensor
+    """`tensor` as the caller gave its input: numpy when `to_numpy`, else as is.
+
+    A result computed on another device (a CUDA map queried with numpy points) comes back to
+    the CPU first.
+    """
+    return tensor.cpu().numpy() if to_numpy else tensor
 
 
 def flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
