@@ -19,7 +19,7 @@ import torch
 
 from pcseg.ops import knn
 
-__all__ = ["crf", "mean_field"]
+__all__ = ["crf", "knn_kernel", "mean_field", "morton_order"]
 
 # Probabilities are clipped here before the log, so a hard 0 gives a large finite unary.
 _MIN_PROBABILITY = 1e-6
@@ -114,17 +114,17 @@ def crf(
     if iterations == 0 or num_points < 2 or num_classes < 2:
         return normalised
 
-    order = _spatial_order(points)
+    order = morton_order(points)
     centred = torch.from_numpy((points - points.mean(axis=0)).astype(np.float32))[order]
-    kernel = _kernel_matrix(
+    kernel = knn_kernel(
         centred,
         None if colors is None else torch.from_numpy(colors)[order],
         None if normals is None else torch.from_numpy(normals.astype(np.float32))[order],
-        k,
-        position_sigma,
-        color_sigma,
-        normal_sigma,
-        weights,
+        k=k,
+        position_sigma=position_sigma,
+        color_sigma=color_sigma,
+        normal_sigma=normal_sigma,
+        weights=weights,
     )
     p = torch.from_numpy(normalised)[order]
     unary = -torch.log(p.clamp_min(_MIN_PROBABILITY))
@@ -156,12 +156,42 @@ def mean_field(
     q = torch.softmax(-unary, dim=1) if initial is None else initial
     for _ in range(iterations):
         messages = kernel @ q
-        q = torch.softmax(-unary - messages @ compatibility.T, dim=1)
+        # The softmax runs over (C, N): along classes it would be a short, slow inner loop.
+        logits = (-unary - messages @ compatibility.T).T.contiguous()
+        q = torch.softmax(logits, dim=0).T.contiguous()
     return q
 
 
-def _kernel_matrix(points, colors, normals, k, position_sigma, color_sigma, normal_sigma, weights) -> torch.Tensor:
-    """The (N, N) CSR kernel K over each point's k nearest neighbours (self and padding weigh 0)."""
+def knn_kernel(
+    points: torch.Tensor,
+    colors: torch.Tensor | None,
+    normals: torch.Tensor | None,
+    *,
+    k: int,
+    position_sigma: float,
+    color_sigma: float,
+    normal_sigma: float,
+    weights: tuple[float, float],
+) -> torch.Tensor:
+    """The CRF's pairwise kernel K (see `crf`) over each point's k nearest neighbours, as a sparse matrix.
+
+    Unchecked: `crf` validates the arguments and orders the points (Morton order keeps the
+    rows that a message pass gathers close in memory).
+
+    Args:
+        points: (N, 3) float32 coordinates in metres, near the origin (centred).
+        colors: (N, 3) float32 in [0, 1], or None.
+        normals: (N, 3) float32 unit normals, or None.
+        k: neighbours per point (the point itself excluded).
+        position_sigma: s_p, metres.
+        color_sigma: s_c.
+        normal_sigma: s_n.
+        weights: (w_a, w_s).
+
+    Returns:
+        kernel: (N, N) float32 sparse CSR with k + 1 stored entries per row, the point itself
+            and padding (fewer than k + 1 points) stored as 0.
+    """
     num_points = points.shape[0]
     # One more neighbour than asked for: the point itself comes back among them.
     dists2, idx = knn(points, points, k + 1)
@@ -172,10 +202,10 @@ def _kernel_matrix(points, colors, normals, k, position_sigma, color_sigma, norm
     appearance_weight, smoothness_weight = weights
     appearance = position
     if colors is not None:
-        appearance = appearance + ((colors[idx] - colors.unsqueeze(1)) ** 2).sum(-1) / (2.0 * color_sigma**2)
+        appearance = appearance + _neighbour_products(colors, idx, squared_difference=True) / (2.0 * color_sigma**2)
     smoothness = position
     if normals is not None:
-        cosine = (normals[idx] * normals.unsqueeze(1)).sum(-1).abs().clamp_max(1.0)
+        cosine = _neighbour_products(normals, idx, squared_difference=False).abs_().clamp_max_(1.0)
         smoothness = smoothness + (1.0 - cosine) / normal_sigma**2
     values = appearance_weight * torch.exp(-appearance) + smoothness_weight * torch.exp(-smoothness)
     values = values.masked_fill(~valid, 0.0)
@@ -188,11 +218,36 @@ def _kernel_matrix(points, colors, normals, k, position_sigma, color_sigma, norm
         )
 
 
-def _spatial_order(points: np.ndarray) -> torch.Tensor:
+def _neighbour_products(features: torch.Tensor, idx: torch.Tensor, squared_difference: bool) -> torch.Tensor:
+    """(N, K) |f_i - f_j|^2 (or f_i . f_j) between every point i and its neighbours j = idx[i].
+
+    One channel at a time: gathering and combining 3-wide rows is much slower than the same
+    work on long contiguous rows of one channel.
+    """
+    flat = idx.reshape(-1)
+    total = torch.zeros(idx.shape, dtype=features.dtype, device=features.device)
+    for channel in features.T.contiguous():
+        neighbours = channel.index_select(0, flat).view(idx.shape)
+        own = channel.unsqueeze(1)
+        if squared_difference:
+            total.add_((neighbours - own).square_())
+        else:
+            total.addcmul_(neighbours, own)
+    return total
+
+
+def morton_order(points: np.ndarray) -> torch.Tensor:
     """A permutation that puts nearby points next to each other in memory (Morton order).
 
     The message pass gathers the rows of every point's neighbours; in Morton order those rows
     are mostly in cache, where in scan or random order each is a miss.
+
+    Args:
+        points: (N, 3) float coordinates, N >= 1.
+
+    Returns:
+        order: (N,) int64, `points[order]` sorted by the Morton code of a 1024^3 grid over
+            the bounding box.
     """
     bits = 10
     extent = np.ptp(points, axis=0).max()
