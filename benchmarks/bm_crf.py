@@ -1,6 +1,7 @@
 """Benchmark of pcseg.refine.crf: speed on 1,000,000 points, and what it does to accuracy.
 
     .venv/bin/python benchmarks/bm_crf.py                     # everything, torch's default threads
+    .venv/bin/python benchmarks/bm_crf.py --only speed --threads 1
     .venv/bin/python benchmarks/bm_crf.py --only speed --points 1000000 --min-run-time 10
     .venv/bin/python benchmarks/bm_crf.py --only quality
 
@@ -126,8 +127,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("speed", "quality"))
     parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own count)")
     parser.add_argument("--min-run-time", type=float, default=10.0, help="seconds of timed calls per item")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.only in (None, "speed"):
         bench_speed(args.points, args.min_run_time)
     if args.only in (None, "quality"):

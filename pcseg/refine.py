@@ -39,7 +39,7 @@ def crf(
     iterations: int = 5,
     weights: Sequence[float] = (3.0, 1.0),
 ) -> np.ndarray:
-    r"""Refine per-point class probabilities by mean-field inference in a CRF on the kNN graph.
+    """Refine per-point class probabilities by mean-field inference in a CRF on the kNN graph.
 
     The energy of a labelling x is  E(x) = sum_i U_i(x_i) + sum_i sum_{j in N(i)} mu(x_i, x_j) K_ij,
     with the unary U_i(l) = -log P_i(l) (P clipped at 1e-6) and N(i) the k nearest
@@ -153,13 +153,21 @@ def mean_field(
     Returns:
         q: (N, C) float32 marginals after `iterations` steps.
     """
-    q = torch.softmax(-unary, dim=1) if initial is None else initial
+    negative_unary = -unary
+    q = _softmax_over_classes(negative_unary) if initial is None else initial
     for _ in range(iterations):
         messages = kernel @ q
-        # The softmax runs over (C, N): along classes it would be a short, slow inner loop.
-        logits = (-unary - messages @ compatibility.T).T.contiguous()
-        q = torch.softmax(logits, dim=0).T.contiguous()
+        q = _softmax_over_classes(torch.addmm(negative_unary, messages, compatibility.T, alpha=-1.0))
     return q
+
+
+def _softmax_over_classes(logits: torch.Tensor) -> torch.Tensor:
+    """softmax(logits, dim=1) of an (N, C) tensor, computed on its (C, N) transpose.
+
+    Along the C classes of a row the softmax is a short, slow inner loop; over (C, N) it runs
+    along long contiguous rows of points.
+    """
+    return torch.softmax(logits.T.contiguous(), dim=0).T.contiguous()
 
 
 def knn_kernel(
@@ -195,20 +203,20 @@ def knn_kernel(
     num_points = points.shape[0]
     # One more neighbour than asked for: the point itself comes back among them.
     dists2, idx = knn(points, points, k + 1)
-    rows = torch.arange(num_points).unsqueeze(1)
-    valid = (idx >= 0) & (idx != rows)
+    is_self = idx == torch.arange(num_points, device=idx.device).unsqueeze(1)
     idx = idx.clamp_min(0)
-    position = dists2.masked_fill(~valid, 0.0) / (2.0 * position_sigma**2)
-    appearance_weight, smoothness_weight = weights
+    # Padding (fewer than k + 1 points) has dists2 = +inf, so its kernel value exp(-inf) is 0.
+    position = dists2 * (0.5 / position_sigma**2)
     appearance = position
     if colors is not None:
-        appearance = appearance + _neighbour_products(colors, idx, squared_difference=True) / (2.0 * color_sigma**2)
+        appearance = _neighbour_products(colors, idx, squared_difference=True).mul_(0.5 / color_sigma**2).add_(position)
     smoothness = position
     if normals is not None:
         cosine = _neighbour_products(normals, idx, squared_difference=False).abs_().clamp_max_(1.0)
-        smoothness = smoothness + (1.0 - cosine) / normal_sigma**2
-    values = appearance_weight * torch.exp(-appearance) + smoothness_weight * torch.exp(-smoothness)
-    values = values.masked_fill(~valid, 0.0)
+        smoothness = cosine.neg_().add_(1.0).mul_(1.0 / normal_sigma**2).add_(position)
+    appearance_weight, smoothness_weight = weights
+    values = torch.exp(-appearance).mul_(appearance_weight).add_(torch.exp(-smoothness), alpha=smoothness_weight)
+    values.masked_fill_(is_self, 0.0)
     row_starts = torch.arange(0, num_points * (k + 1) + 1, k + 1)
     with warnings.catch_warnings():
         # CSR is marked beta; the matrix is built valid by construction, so its checks are off.
