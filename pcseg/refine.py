@@ -23,6 +23,7 @@ __all__ = ["crf", "knn_kernel", "mean_field", "morton_order"]
 
 # Probabilities are clipped here before the log, so a hard 0 gives a large finite unary.
 _MIN_PROBABILITY = 1e-6
+_ROWS_PER_CHUNK = 32768
 
 
 def crf(
@@ -154,11 +155,26 @@ def mean_field(
         q: (N, C) float32 marginals after `iterations` steps.
     """
     negative_unary = -unary
-    q = _softmax_over_classes(negative_unary) if initial is None else initial
+    q = initial
+    if q is None:
+        q = torch.empty_like(unary)
+        for rows in _row_chunks(len(unary)):
+            q[rows] = _softmax_over_classes(negative_unary[rows])
     for _ in range(iterations):
         messages = kernel @ q
-        q = _softmax_over_classes(torch.addmm(negative_unary, messages, compatibility.T, alpha=-1.0))
+        q = torch.empty_like(q)
+        for rows in _row_chunks(len(q)):
+            q[rows] = _softmax_over_classes(torch.addmm(negative_unary[rows], messages[rows], compatibility.T, alpha=-1.0))
     return q
+
+
+def _row_chunks(num_rows: int) -> list[slice]:
+    """Slices of at most _ROWS_PER_CHUNK rows covering 0..num_rows.
+
+    Element-wise work on (N, k + 1) or (N, C) tensors is bound by memory traffic; done a
+    block of rows at a time, its temporaries stay in cache.
+    """
+    return [slice(start, min(start + _ROWS_PER_CHUNK, num_rows)) for start in range(0, num_rows, _ROWS_PER_CHUNK)]
 
 
 def _softmax_over_classes(logits: torch.Tensor) -> torch.Tensor:
@@ -203,40 +219,58 @@ def knn_kernel(
     num_points = points.shape[0]
     # One more neighbour than asked for: the point itself comes back among them.
     dists2, idx = knn(points, points, k + 1)
-    is_self = idx == torch.arange(num_points, device=idx.device).unsqueeze(1)
-    idx = idx.clamp_min(0)
-    # Padding (fewer than k + 1 points) has dists2 = +inf, so its kernel value exp(-inf) is 0.
-    position = dists2 * (0.5 / position_sigma**2)
-    appearance = position
-    if colors is not None:
-        appearance = _neighbour_products(colors, idx, squared_difference=True).mul_(0.5 / color_sigma**2).add_(position)
-    smoothness = position
-    if normals is not None:
-        cosine = _neighbour_products(normals, idx, squared_difference=False).abs_().clamp_max_(1.0)
-        smoothness = cosine.neg_().add_(1.0).mul_(1.0 / normal_sigma**2).add_(position)
-    appearance_weight, smoothness_weight = weights
-    values = torch.exp(-appearance).mul_(appearance_weight).add_(torch.exp(-smoothness), alpha=smoothness_weight)
-    values.masked_fill_(is_self, 0.0)
-    row_starts = torch.arange(0, num_points * (k + 1) + 1, k + 1)
+    colour_channels = None if colors is None else colors.T.contiguous()
+    normal_channels = None if normals is None else normals.T.contiguous()
+    values = torch.empty_like(dists2)
+    for rows in _row_chunks(num_points):
+        values[rows] = _kernel_rows(
+            dists2[rows], idx[rows], rows.start, colour_channels, normal_channels,
+            position_sigma, color_sigma, normal_sigma, weights,
+        )
+    # 32-bit column indices halve the index traffic of every message pass.
+    index_dtype = torch.int32 if num_points * (k + 1) < 2**31 else torch.int64
+    row_starts = torch.arange(0, num_points * (k + 1) + 1, k + 1, dtype=index_dtype, device=points.device)
     with warnings.catch_warnings():
         # CSR is marked beta; the matrix is built valid by construction, so its checks are off.
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(
-            row_starts, idx.reshape(-1), values.reshape(-1), size=(num_points, num_points), check_invariants=False
+            row_starts, idx.clamp_min(0).reshape(-1).to(index_dtype), values.reshape(-1),
+            size=(num_points, num_points), check_invariants=False,
         )
 
 
-def _neighbour_products(features: torch.Tensor, idx: torch.Tensor, squared_difference: bool) -> torch.Tensor:
-    """(N, K) |f_i - f_j|^2 (or f_i . f_j) between every point i and its neighbours j = idx[i].
+def _kernel_rows(
+    dists2, idx, first_row, colour_channels, normal_channels, position_sigma, color_sigma, normal_sigma, weights
+) -> torch.Tensor:
+    """K_ij for a block of rows i (first_row onwards) and their neighbours j = idx (see `crf`)."""
+    is_self = idx == torch.arange(first_row, first_row + len(idx), device=idx.device).unsqueeze(1)
+    idx = idx.clamp_min(0)
+    # Padding (fewer than k + 1 points) has dists2 = +inf, so its kernel value exp(-inf) is 0.
+    position = dists2 * (0.5 / position_sigma**2)
+    appearance = position
+    if colour_channels is not None:
+        squared = _neighbour_products(colour_channels, idx, first_row, squared_difference=True)
+        appearance = squared.mul_(0.5 / color_sigma**2).add_(position)
+    smoothness = position
+    if normal_channels is not None:
+        cosine = _neighbour_products(normal_channels, idx, first_row, squared_difference=False).abs_().clamp_max_(1.0)
+        smoothness = cosine.neg_().add_(1.0).mul_(1.0 / normal_sigma**2).add_(position)
+    appearance_weight, smoothness_weight = weights
+    values = torch.exp(-appearance).mul_(appearance_weight).add_(torch.exp(-smoothness), alpha=smoothness_weight)
+    return values.masked_fill_(is_self, 0.0)
 
-    One channel at a time: gathering and combining 3-wide rows is much slower than the same
-    work on long contiguous rows of one channel.
+
+def _neighbour_products(channels: torch.Tensor, idx: torch.Tensor, first_row: int, squared_difference: bool) -> torch.Tensor:
+    """(R, K) |f_i - f_j|^2 (or f_i . f_j) between rows i = first_row.. and their neighbours j = idx[i].
+
+    Features come channels first, (D, N): gathering and combining 3-wide rows is much slower
+    than the same work on long contiguous rows of one channel.
     """
     flat = idx.reshape(-1)
-    total = torch.zeros(idx.shape, dtype=features.dtype, device=features.device)
-    for channel in features.T.contiguous():
+    total = torch.zeros(idx.shape, dtype=channels.dtype, device=channels.device)
+    for channel in channels:
         neighbours = channel.index_select(0, flat).view(idx.shape)
-        own = channel.unsqueeze(1)
+        own = channel[first_row : first_row + len(idx)].unsqueeze(1)
         if squared_difference:
             total.add_((neighbours - own).square_())
         else:
