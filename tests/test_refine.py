@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scipy.spatial import cKDTree
 
@@ -13,7 +14,7 @@ from pcseg.bridge import backproject_depth
 from pcseg.data.nyu import read_nyu_frame
 from pcseg.data.synthetic import generate_room
 from pcseg.demo.bridge import corrupt_labels
-from pcseg.refine import crf
+from pcseg.refine import crf, mean_field
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -212,3 +213,21 @@ def test_raises_accuracy_near_class_boundaries_in_a_generated_room():
 
     assert accuracy(refined, near_boundary) > accuracy(probabilities, near_boundary) + 0.1
     assert accuracy(refined, slice(None)) > accuracy(probabilities, slice(None)) + 0.1
+
+
+def test_blocks_of_rows_give_the_same_result(monkeypatch):
+    import pcseg.refine
+
+    rng = np.random.default_rng(8)
+    points, probabilities = rng.random((500, 3)), _normalised(rng.random((500, 4)))
+    colors, normals = rng.random((500, 3)), rng.normal(size=(500, 3))
+    whole = crf(points, probabilities, colors, normals)
+    monkeypatch.setattr(pcseg.refine, "_ROWS_PER_CHUNK", 7)
+    np.testing.assert_allclose(crf(points, probabilities, colors, normals), whole, atol=1e-6)
+
+
+def test_mean_field_without_an_initial_state_starts_at_softmax_of_minus_unary():
+    unary = torch.from_numpy(np.random.default_rng(9).random((40, 3)).astype(np.float32))
+    kernel = torch.zeros(40, 40).to_sparse_csr()
+    q = mean_field(unary, kernel, torch.ones(3, 3) - torch.eye(3), iterations=2)
+    torch.testing.assert_close(q, torch.softmax(-unary, dim=1))
