@@ -213,7 +213,9 @@ def fit_temperature(
     """Fits temperature scaling: the T > 0 minimising the NLL of softmax(logits / T).
 
     LBFGS on log T (so T stays positive), in float64. Fit it on validation logits, never on
-    the points it will be judged on.
+    the points it will be judged on. Logits that say nothing about the labels drive T up
+    without bound (the uniform prediction is their best fit); the fit then stops after
+    `max_iterations` with a very large T.
 
     Args:
         logits: (N, C) float pre-softmax scores.

@@ -90,7 +90,7 @@ def crf(
             `weights` is not two non-negative numbers, or `compatibility` is neither "potts"
             nor a finite (C, C) array.
     """
-    points = _float_array(points, "points", columns=3)
+    points = _float_array(points, "points", columns=3, dtype=np.float64)
     probabilities = _float_array(probabilities, "probabilities")
     num_points, num_classes = probabilities.shape
     _check_rows(points, "points", num_points)
@@ -111,7 +111,7 @@ def crf(
     weights = _weights(weights)
     mu = _compatibility(compatibility, num_classes)
 
-    normalised = (probabilities / totals).astype(np.float32)
+    normalised = probabilities / totals
     if iterations == 0 or num_points < 2 or num_classes < 2:
         return normalised
 
@@ -120,7 +120,7 @@ def crf(
     kernel = knn_kernel(
         centred,
         None if colors is None else torch.from_numpy(colors)[order],
-        None if normals is None else torch.from_numpy(normals.astype(np.float32))[order],
+        None if normals is None else torch.from_numpy(normals)[order],
         k=k,
         position_sigma=position_sigma,
         color_sigma=color_sigma,
@@ -310,7 +310,7 @@ def _spread_bits(x: torch.Tensor) -> torch.Tensor:
 
 
 # ----- argument checks ------------------------------------------------------------------------
-def _float_array(array, name: str, columns: int | None = None) -> np.ndarray:
+def _float_array(array, name: str, columns: int | None = None, dtype=np.float32) -> np.ndarray:
     if isinstance(array, torch.Tensor):
         array = array.detach().cpu().numpy()
     array = np.asarray(array)
@@ -319,7 +319,7 @@ def _float_array(array, name: str, columns: int | None = None) -> np.ndarray:
         raise ValueError(f"{name} must be {expected}, got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    array = array.astype(np.float64, copy=False)
+    array = array.astype(dtype, copy=False)
     if not np.isfinite(array).all():
         raise ValueError(f"{name} holds non-finite values")
     return array
@@ -335,8 +335,8 @@ def _colors(colors, num_points: int) -> np.ndarray:
     converted = _float_array(raw, "colors", columns=3)
     _check_rows(converted, "colors", num_points)
     if raw.dtype == np.uint8:
-        converted = converted / 255.0
-    return converted.astype(np.float32)
+        converted = converted / np.float32(255.0)
+    return converted
 
 
 def _check_int(value, name: str, minimum: int) -> None:
