@@ -116,21 +116,25 @@ def crf(
         return normalised
 
     order = morton_order(points)
-    centred = torch.from_numpy((points - points.mean(axis=0)).astype(np.float32))[order]
+
+    def sorted_rows(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).index_select(0, order)
+
+    centred = sorted_rows((points - points.mean(axis=0)).astype(np.float32))
     kernel = knn_kernel(
         centred,
-        None if colors is None else torch.from_numpy(colors)[order],
-        None if normals is None else torch.from_numpy(normals)[order],
+        None if colors is None else sorted_rows(colors),
+        None if normals is None else sorted_rows(normals),
         k=k,
         position_sigma=position_sigma,
         color_sigma=color_sigma,
         normal_sigma=normal_sigma,
         weights=weights,
     )
-    p = torch.from_numpy(normalised)[order]
-    unary = -torch.log(p.clamp_min(_MIN_PROBABILITY))
-    refined = torch.empty_like(p)
-    refined[order] = mean_field(unary, kernel, torch.from_numpy(mu), iterations, initial=p)
+    p = sorted_rows(normalised)
+    unary = p.clamp_min(_MIN_PROBABILITY).log_().neg_()
+    q = mean_field(unary, kernel, torch.from_numpy(mu), iterations, initial=p)
+    refined = torch.empty_like(q).index_copy_(0, order, q)
     return refined.numpy()
 
 
@@ -294,8 +298,9 @@ def morton_order(points: np.ndarray) -> torch.Tensor:
     bits = 10
     extent = np.ptp(points, axis=0).max()
     scale = (2**bits - 1) / extent if extent > 0 else 0.0
-    cells = torch.from_numpy(((points - points.min(axis=0)) * scale).astype(np.int64))
-    code = torch.zeros(points.shape[0], dtype=torch.int64)
+    # 3 x 10 bits fit an int32, which sorts faster than an int64.
+    cells = torch.from_numpy(((points - points.min(axis=0)) * scale).astype(np.int32))
+    code = torch.zeros(points.shape[0], dtype=torch.int32)
     for axis in range(3):
         code |= _spread_bits(cells[:, axis]) << axis
     return torch.argsort(code)
