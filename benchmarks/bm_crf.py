@@ -17,6 +17,7 @@
 
 The machine may be shared: medians are reported with the load average before and after.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import median_ms  # the benchmarks' shared timer (same folder)
 
 from pcseg.data.synthetic import generate_room
@@ -68,9 +68,12 @@ def bench_speed(num_points: int, min_run_time: float) -> None:
         "crf end to end (target <= 5 s)": lambda: crf(room["coord"], probabilities, room["color"], room["normal"]),
     }
     seconds = {name: median_ms(function, min_run_time) / 1e3 for name, function in timings.items()}
-    print(f"\n[speed] {num_points:,} points, 13 classes, k=16, 5 mean-field steps, colours + normals, "
-          f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores, median over {min_run_time:g} s of calls after a warm-up, "
-          f"load average {load:.1f} before / {os.getloadavg()[0]:.1f} after; Morton order unless said")
+    print(
+        f"\n[speed] {num_points:,} points, 13 classes, k=16, 5 mean-field steps, colours + normals, "
+        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores, "
+        f"median over {min_run_time:g} s of calls after a warm-up, "
+        f"load average {load:.1f} before / {os.getloadavg()[0]:.1f} after; Morton order unless said"
+    )
     for name, value in seconds.items():
         print(f"  {name:<48} {value:7.2f} s")
 
@@ -89,12 +92,17 @@ def bench_quality() -> None:
     for label in np.unique(labels):
         own = labels == label
         near_boundary[own] = cKDTree(room["coord"][~own]).query(room["coord"][own])[0] < 0.05
-    for name, kwargs in (("colours + normals", dict(colors=room["color"], normals=room["normal"])),
-                         ("colours", dict(colors=room["color"])), ("positions only", {})):
+    for name, kwargs in (
+        ("colours + normals", dict(colors=room["color"], normals=room["normal"])),
+        ("colours", dict(colors=room["color"])),
+        ("positions only", {}),
+    ):
         refined = crf(room["coord"], probabilities, **kwargs)
-        print(f"  generated room 3, 50,000 points, {name:17s}: all {_accuracy(probabilities, labels):.3f} -> "
-              f"{_accuracy(refined, labels):.3f}; within 5 cm of a boundary ({near_boundary.mean():.1%} of points) "
-              f"{_accuracy(probabilities, labels, near_boundary):.3f} -> {_accuracy(refined, labels, near_boundary):.3f}")
+        print(
+            f"  generated room 3, 50,000 points, {name:17s}: all {_accuracy(probabilities, labels):.3f} -> "
+            f"{_accuracy(refined, labels):.3f}; within 5 cm of a boundary ({near_boundary.mean():.1%} of points) "
+            f"{_accuracy(probabilities, labels, near_boundary):.3f} -> {_accuracy(refined, labels, near_boundary):.3f}"
+        )
     folder = SHARED_DATA / "nyu1407"
     if not folder.is_dir():
         print("  (NYU 1407 not found: skipped)")
@@ -119,8 +127,10 @@ def bench_quality() -> None:
         start = time.perf_counter()
         refined = crf(backprojected.points, noisy, colors)
         seconds = time.perf_counter() - start
-        print(f"  NYU 1407, {len(truth):,} points, corrupt_labels seed {seed}: "
-              f"{_accuracy(noisy, truth, labelled):.3f} -> {_accuracy(refined, truth, labelled):.3f} ({seconds:.2f} s)")
+        print(
+            f"  NYU 1407, {len(truth):,} points, corrupt_labels seed {seed}: "
+            f"{_accuracy(noisy, truth, labelled):.3f} -> {_accuracy(refined, truth, labelled):.3f} ({seconds:.2f} s)"
+        )
 
 
 def main() -> None:

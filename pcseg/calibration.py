@@ -54,7 +54,7 @@ class CalibrationBins:
         """B, the number of bins."""
         return len(self.counts)
 
-    def merge(self, other: "CalibrationBins") -> "CalibrationBins":
+    def merge(self, other: CalibrationBins) -> CalibrationBins:
         """The bins of both batches together.
 
         Args:
@@ -120,8 +120,14 @@ class CalibrationBins:
         axes = figure.add_subplot()
         axes.bar(centres, accuracy, width=width, edgecolor="black", color="tab:blue", label="accuracy")
         axes.bar(
-            centres, confidence - accuracy, bottom=accuracy, width=width, edgecolor="tab:red",
-            color="tab:red", alpha=0.3, label="gap to confidence",
+            centres,
+            confidence - accuracy,
+            bottom=accuracy,
+            width=width,
+            edgecolor="tab:red",
+            color="tab:red",
+            alpha=0.3,
+            label="gap to confidence",
         )
         axes.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
         axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")

@@ -105,7 +105,11 @@ def crf(
         _check_rows(normals, "normals", num_points)
     _check_int(k, "k", 1)
     _check_int(iterations, "iterations", 0)
-    for value, name in ((position_sigma, "position_sigma"), (color_sigma, "color_sigma"), (normal_sigma, "normal_sigma")):
+    for value, name in (
+        (position_sigma, "position_sigma"),
+        (color_sigma, "color_sigma"),
+        (normal_sigma, "normal_sigma"),
+    ):
         if not (np.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value}")
     weights = _weights(weights)
@@ -168,7 +172,9 @@ def mean_field(
         messages = kernel @ q
         q = torch.empty_like(q)
         for rows in _row_chunks(len(q)):
-            q[rows] = _softmax_over_classes(torch.addmm(negative_unary[rows], messages[rows], compatibility.T, alpha=-1.0))
+            q[rows] = _softmax_over_classes(
+                torch.addmm(negative_unary[rows], messages[rows], compatibility.T, alpha=-1.0)
+            )
     return q
 
 
@@ -228,8 +234,15 @@ def knn_kernel(
     values = torch.empty_like(dists2)
     for rows in _row_chunks(num_points):
         values[rows] = _kernel_rows(
-            dists2[rows], idx[rows], rows.start, colour_channels, normal_channels,
-            position_sigma, color_sigma, normal_sigma, weights,
+            dists2[rows],
+            idx[rows],
+            rows.start,
+            colour_channels,
+            normal_channels,
+            position_sigma,
+            color_sigma,
+            normal_sigma,
+            weights,
         )
     # 32-bit column indices halve the index traffic of every message pass.
     index_dtype = torch.int32 if num_points * (k + 1) < 2**31 else torch.int64
@@ -238,8 +251,11 @@ def knn_kernel(
         # CSR is marked beta; the matrix is built valid by construction, so its checks are off.
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(
-            row_starts, idx.clamp_min(0).reshape(-1).to(index_dtype), values.reshape(-1),
-            size=(num_points, num_points), check_invariants=False,
+            row_starts,
+            idx.clamp_min(0).reshape(-1).to(index_dtype),
+            values.reshape(-1),
+            size=(num_points, num_points),
+            check_invariants=False,
         )
 
 
@@ -264,7 +280,9 @@ def _kernel_rows(
     return values.masked_fill_(is_self, 0.0)
 
 
-def _neighbour_products(channels: torch.Tensor, idx: torch.Tensor, first_row: int, squared_difference: bool) -> torch.Tensor:
+def _neighbour_products(
+    channels: torch.Tensor, idx: torch.Tensor, first_row: int, squared_difference: bool
+) -> torch.Tensor:
     """(R, K) |f_i - f_j|^2 (or f_i . f_j) between rows i = first_row.. and their neighbours j = idx[i].
 
     Features come channels first, (D, N): gathering and combining 3-wide rows is much slower
@@ -368,7 +386,5 @@ def _compatibility(compatibility, num_classes: int) -> np.ndarray:
         return (1.0 - np.eye(num_classes)).astype(np.float32)
     mu = np.asarray(compatibility, dtype=np.float64)
     if mu.shape != (num_classes, num_classes) or not np.isfinite(mu).all():
-        raise ValueError(
-            f"compatibility must be a finite ({num_classes}, {num_classes}) array, got shape {mu.shape}"
-        )
+        raise ValueError(f"compatibility must be a finite ({num_classes}, {num_classes}) array, got shape {mu.shape}")
     return mu.astype(np.float32)

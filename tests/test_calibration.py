@@ -64,7 +64,9 @@ def test_merge_equals_one_batch():
     probabilities = _softmax(rng.normal(size=(1000, 5)) * 2)
     labels = rng.integers(0, 5, 1000)
     whole = calibration_bins(probabilities, labels)
-    merged = calibration_bins(probabilities[:300], labels[:300]).merge(calibration_bins(probabilities[300:], labels[300:]))
+    merged = calibration_bins(probabilities[:300], labels[:300]).merge(
+        calibration_bins(probabilities[300:], labels[300:])
+    )
     np.testing.assert_array_equal(merged.counts, whole.counts)
     np.testing.assert_allclose(merged.correct_sums, whole.correct_sums)
     assert merged.expected_calibration_error() == pytest.approx(whole.expected_calibration_error())
@@ -152,7 +154,9 @@ def test_error_rate_by_uncertainty_decile():
 
 
 def test_error_rate_by_decile_with_few_points_and_ignored_labels():
-    rates = error_rate_by_uncertainty_decile(np.array([[0.9, 0.1], [0.6, 0.4], [0.5, 0.5]]), np.array([0, 1, -1]), ignore_index=-1)
+    rates = error_rate_by_uncertainty_decile(
+        np.array([[0.9, 0.1], [0.6, 0.4], [0.5, 0.5]]), np.array([0, 1, -1]), ignore_index=-1
+    )
     assert rates.shape == (10,)
     np.testing.assert_allclose(rates[:2], [0.0, 1.0])
     assert np.isnan(rates[2:]).all()

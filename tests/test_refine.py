@@ -53,8 +53,15 @@ def test_two_point_graph_with_a_compatibility_matrix_and_colours():
     messages = kernel * TWO_PROBABILITIES[::-1]
     expected = _normalised(TWO_PROBABILITIES * np.exp(-messages @ mu.T))
     refined = crf(
-        TWO_POINTS, TWO_PROBABILITIES, colors, k=1, position_sigma=0.1, color_sigma=0.1,
-        compatibility=mu, weights=(1.5, 0.5), iterations=1,
+        TWO_POINTS,
+        TWO_PROBABILITIES,
+        colors,
+        k=1,
+        position_sigma=0.1,
+        color_sigma=0.1,
+        compatibility=mu,
+        weights=(1.5, 0.5),
+        iterations=1,
     )
     np.testing.assert_allclose(refined, expected, rtol=1e-5)
 
