@@ -229,7 +229,7 @@ def test_blocks_of_rows_give_the_same_result(monkeypatch):
     points, probabilities = rng.random((500, 3)), _normalised(rng.random((500, 4)))
     colors, normals = rng.random((500, 3)), rng.normal(size=(500, 3))
     whole = crf(points, probabilities, colors, normals)
-    monkeypatch.setattr(pcseg.refine, "_ROWS_PER_CHUNK", 7)
+    monkeypatch.setattr(pcseg.refine, "_ROWS_PER_THREAD", 7)
     np.testing.assert_allclose(crf(points, probabilities, colors, normals), whole, atol=1e-6)
 
 
