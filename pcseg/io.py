@@ -45,8 +45,8 @@ from pcseg import formats
 _log = logging.getLogger(__name__)
 
 __all__ = ["INPUT_FORMATS", "PREDICTION_SUFFIXES", "SUPPORTED_SUFFIXES", "cloud_from_fields", "default_palette",
-           "model_colors", "normalize_palette", "read_point_cloud", "suffix_format", "write_labelled_ply",
-           "write_predictions"]
+           "list_point_clouds", "model_colors", "normalize_palette", "read_point_cloud", "suffix_format",
+           "write_labelled_ply", "write_predictions"]
 
 _READERS = {
     "ply": formats.read_ply,
@@ -96,6 +96,41 @@ def _input_format(path: Path, input_format: str | None) -> str:
         return kind
     raise ValueError(f"{path}: unsupported point cloud format {path.suffix!r}; supported suffixes: "
                      f"{SUPPORTED_SUFFIXES} (or pass input_format, one of {INPUT_FORMATS})")
+
+
+def list_point_clouds(folder: str | Path, input_format: str | None = None) -> list[Path]:
+    """The readable point-cloud files under a folder, recursively, sorted.
+
+    Args:
+        folder: the folder to search.
+        input_format: keep only the suffixes of this `INPUT_FORMATS` entry (every
+            ``.bin`` for ``nuscenes``); None keeps every suffix ``read_point_cloud`` reads.
+
+    Returns:
+        paths: the files, sorted by path.
+
+    Raises:
+        FileNotFoundError: when `folder` is not a folder or holds no such file.
+        ValueError: when `input_format` is not one of `INPUT_FORMATS`.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"input folder not found: {folder}")
+    if input_format is not None and input_format not in INPUT_FORMATS:
+        raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
+
+    def wanted(path: Path) -> bool:
+        kind = suffix_format(path)
+        if input_format is None:
+            return kind is not None
+        return kind == input_format or (input_format == "nuscenes" and path.suffix.lower() == ".bin")
+
+    paths = sorted(path for path in folder.rglob("*") if path.is_file() and not path.name.startswith(".")
+                   and wanted(path))
+    if not paths:
+        what = f"{input_format} files" if input_format else f"point clouds ({' '.join(SUPPORTED_SUFFIXES)})"
+        raise FileNotFoundError(f"input folder {folder} holds no {what}")
+    return paths
 
 
 def read_point_cloud(path: str | Path, input_format: str | None = None, drop_non_finite: bool = False) -> dict:

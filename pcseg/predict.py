@@ -385,6 +385,7 @@ def predict_folder(input_dir: str | Path, checkpoint: str | Path, out_dir: str |
         ValueError: naming the file that could not be read or segmented, or a bad `out_format`.
     """
     from pcseg.checkpoint import model_from_checkpoint
+    from pcseg.io import list_point_clouds
 
     inputs = list_point_clouds(input_dir, input_format)
     suffix = "." + out_format.lower().lstrip(".")
@@ -396,43 +397,6 @@ def predict_folder(input_dir: str | Path, checkpoint: str | Path, out_dir: str |
         out = Path(out_dir) / _output_name(path.relative_to(input_dir), suffix)
         summaries.append(_predict_one(model, cfg, classes, path, out, device, False, max_tile_points, input_format))
     return summaries
-
-
-def list_point_clouds(folder: str | Path, input_format: str | None = None) -> list[Path]:
-    """The readable point-cloud files under a folder, recursively, sorted.
-
-    Args:
-        folder: the folder to search.
-        input_format: keep only the suffixes of this ``pcseg.io.INPUT_FORMATS`` entry (every
-            ``.bin`` for ``nuscenes``); None keeps every suffix ``read_point_cloud`` reads.
-
-    Returns:
-        paths: the files, sorted by path.
-
-    Raises:
-        FileNotFoundError: when `folder` is not a folder or holds no such file.
-        ValueError: when `input_format` is not one of ``pcseg.io.INPUT_FORMATS``.
-    """
-    from pcseg.io import INPUT_FORMATS, SUPPORTED_SUFFIXES, suffix_format
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"input folder not found: {folder}")
-    if input_format is not None and input_format not in INPUT_FORMATS:
-        raise ValueError(f"--input-format must be one of {INPUT_FORMATS}, got {input_format!r}")
-
-    def wanted(path: Path) -> bool:
-        kind = suffix_format(path)
-        if input_format is None:
-            return kind is not None
-        return kind == input_format or (input_format == "nuscenes" and path.suffix.lower() == ".bin")
-
-    paths = sorted(path for path in folder.rglob("*") if path.is_file() and not path.name.startswith(".")
-                   and wanted(path))
-    if not paths:
-        what = f"{input_format} files" if input_format else f"point clouds ({' '.join(SUPPORTED_SUFFIXES)})"
-        raise FileNotFoundError(f"input folder {folder} holds no {what}")
-    return paths
 
 
 def prediction_classes(cfg: Config, suffixes: list[str] = ()) -> dict:
