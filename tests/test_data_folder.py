@@ -6,6 +6,7 @@ import yaml
 from pcseg import formats
 from pcseg.cli import main
 from pcseg.config import ConfigError, load_config
+from pcseg.data.kitti import read_label_file
 from pcseg.data.loading import check_data, data_classes, load_rooms
 from pcseg.io import read_point_cloud
 from tests.conftest import TINY_TRAINING
@@ -68,6 +69,14 @@ def test_train_eval_predict_on_a_folder_of_ply_pcd_las(own_data, tmp_path, capsy
     # the classes go back to the data set's own codes through classes.yaml's label_map
     assert set(np.unique(predicted["classification"]).tolist()) <= {2, 5, 6}
     assert len(predicted["coord"]) == 3000
+    velodyne = tmp_path / "sequences" / "08" / "velodyne"
+    velodyne.mkdir(parents=True)
+    (velodyne / "000000.ply").write_bytes((root / "val" / "d.ply").read_bytes())
+    (velodyne.parent / "calib.txt").write_text("P0: 1 0 0\n")
+    assert main(["predict", str(tmp_path / "sequences"), "--checkpoint", str(run / "best.pt"), "--out",
+                 str(tmp_path / "submission"), "--out-format", "label", "--input-format", "ply"]) == 0
+    semantic, _ = read_label_file(tmp_path / "submission" / "08" / "predictions" / "000000.label", 3000)
+    np.testing.assert_array_equal(semantic, predicted["classification"])
     assert main(["predict", str(root / "val" / "d.ply"), "--checkpoint", str(run / "best.pt"), "--out",
                  str(tmp_path / "d.ply")]) == 0
     colors = read_point_cloud(tmp_path / "d.ply")["color"]
