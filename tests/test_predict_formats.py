@@ -118,3 +118,26 @@ def test_lidar_intensity_stands_in_for_colour(checkpoint, tmp_path, monkeypatch,
     # what read_point_cloud gave models before it returned intensity: the remission as grey
     np.testing.assert_array_equal(seen["colors"], np.repeat(np.clip(scan[:, 3:4], 0, 1), 3, 1))
     assert "intensity as grey colour" in caplog.text
+
+
+def test_semantickitti_label_holds_raw_ids(checkpoint, tmp_path, shared_data):
+    """A SemanticKITTI checkpoint's ``.label`` output: raw ids through ``learning_map_inv``."""
+    import torch
+
+    from pcseg.checkpoint import load_checkpoint
+    from pcseg.data.kitti import SemanticKittiConfig, read_label_file
+
+    label_config = shared_data / "semantickitti" / "semantic-kitti.yaml"
+    saved = load_checkpoint(checkpoint)
+    saved["config"]["data"].update(dataset="semantickitti", root=str(tmp_path), label_config=str(label_config))
+    kitti_checkpoint = tmp_path / "kitti.pt"
+    torch.save(saved, kitti_checkpoint)
+    scan = np.fromfile(shared_data / "semantickitti" / "000000.bin", dtype="<f4").reshape(-1, 4)[:3000]
+    scan.tofile(tmp_path / "000000.bin")
+    for out in ("p.label", "p.npy"):
+        assert main(["predict", str(tmp_path / "000000.bin"), "--checkpoint", str(kitti_checkpoint), "--out",
+                     str(tmp_path / out)]) == 0
+    semantic, instance = read_label_file(tmp_path / "p.label", 3000)
+    inverse = SemanticKittiConfig.from_yaml(label_config).learning_map_inv
+    np.testing.assert_array_equal(semantic, [inverse[label] for label in np.load(tmp_path / "p.npy")])
+    assert not instance.any()
