@@ -201,8 +201,12 @@ def _predict(args) -> int:
     from pcseg.predict import predict_file, predict_folder
 
     _check_predict_args(args)
-    # the library's notes (e.g. LiDAR intensity used as colour) as plain lines on stderr
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # pcseg's notes (e.g. LiDAR intensity used as colour) as plain lines on stderr; other
+    # libraries' loggers stay as they are
+    log = logging.getLogger("pcseg")
+    if not log.handlers:
+        log.addHandler(logging.StreamHandler())
+        log.setLevel(logging.INFO)
     if Path(args.input).is_dir():
         summaries = predict_folder(args.input, args.checkpoint, args.out, args.out_format or "ply", args.device,
                                    max_tile_points=args.max_tile_points, input_format=args.input_format)
