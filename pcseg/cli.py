@@ -3,7 +3,8 @@
     pcseg demo [--out demo_out]                          the whole job on procedural rooms
     pcseg train --config C [--set k=v ...] [--resume K]  (torchrun --nproc_per_node=N -m pcseg train ...)
     pcseg eval --config C --checkpoint K [--out DIR]
-    pcseg predict INPUT --checkpoint K --out OUT.ply
+    pcseg predict INPUT --checkpoint K --out OUT.ply|.pcd|.las|.laz|.label|.npy [--input-format F]
+    pcseg predict DIR --checkpoint K --out DIR [--out-format label|ply|...]   every cloud under DIR
     pcseg fuse FOLDER --out MAP.ply
     pcseg predict --bag IN --topic /points ... / pcseg fuse --bag IN ... / pcseg ros ...  (pcseg.ros.cli)
     pcseg prepare s3dis RAW_DIR OUT_DIR
@@ -35,7 +36,6 @@ __all__ = ["main", "build_parser"]
 # Failures that bad input causes (files, configs, checkpoints, devices, a busy run folder): one
 # line. OSError covers missing files, full disks and file-size limits alike.
 EXPECTED_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError)
-PREDICT_SUFFIXES = (".ply", ".npy")
 FUSE_SUFFIXES = (".ply", ".npz")
 
 
@@ -75,10 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_set(p)
     add_debug(p)
 
-    p = predict = sub.add_parser("predict", help="segment a point cloud file (.ply .pcd .npy .bin .txt .mat)")
-    p.add_argument("input", nargs="?")
+    p = predict = sub.add_parser("predict", help="segment a point cloud file, or every cloud under a folder")
+    p.add_argument("input", nargs="?", help="a cloud (.ply .pcd .las .laz .e57 .bin .npy .npz .txt .mat) or a folder")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", required=True, help="output .ply (coloured, with a label property) or .npy (labels)")
+    p.add_argument("--out", required=True,
+                   help="output file, its suffix picks the writer: .ply (coloured, label, confidence), .pcd, "
+                        ".las/.laz (classification), .label (SemanticKITTI raw ids), .npy (labels); "
+                        "a folder when INPUT is one")
+    p.add_argument("--out-format", default=None,
+                   help="with a folder INPUT: the output suffix, ply pcd las laz label or npy (default ply)")
+    p.add_argument("--input-format", default=None,
+                   help="the input format when the suffix is ambiguous (e.g. nuscenes for .bin sweeps)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-tile-points", type=int, default=300_000,
                    help="points per tile predicted at once; bounds memory (default 300000)")
@@ -160,19 +167,59 @@ def _check_fuse_args(args) -> None:
 
 def _check_predict_args(args) -> None:
     """``pcseg predict``'s input, output and device, checked before the model is loaded."""
-    from pcseg.utils.atomic import check_output_path
+    from pcseg.io import INPUT_FORMATS, PREDICTION_SUFFIXES
+    from pcseg.utils.atomic import check_output_folder, check_output_path
     from pcseg.utils.devices import check_device
 
-    if Path(args.out).suffix.lower() not in PREDICT_SUFFIXES:
-        raise ValueError(f"--out must end in .ply or .npy, got {args.out}")
-    check_output_path(args.out, "--out")
+    suffixes = " ".join(PREDICTION_SUFFIXES)
+    if Path(args.input).is_dir():
+        out_format = "." + (args.out_format or "ply").lower().lstrip(".")
+        if out_format not in PREDICTION_SUFFIXES:
+            raise ValueError(f"--out-format must be one of {suffixes} (without the dot), got {args.out_format}")
+        check_output_folder(args.out, "--out")
+    else:
+        if args.out_format is not None:
+            raise ValueError("--out-format is for a folder INPUT; for one file the suffix of --out picks the format")
+        if Path(args.out).suffix.lower() not in PREDICTION_SUFFIXES:
+            raise ValueError(f"--out must end in one of {suffixes}, got {args.out}")
+        check_output_path(args.out, "--out")
+        if not Path(args.input).is_file():
+            raise FileNotFoundError(f"input point cloud not found: {args.input}")
+    if args.input_format is not None and args.input_format not in INPUT_FORMATS:
+        raise ValueError(f"--input-format must be one of {' '.join(INPUT_FORMATS)}, got {args.input_format}")
     check_device(args.device, "--device")
-    if not Path(args.input).is_file():
-        raise FileNotFoundError(f"input point cloud not found: {args.input}")
     if not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
     if args.max_tile_points < 1:
         raise ValueError(f"--max-tile-points must be >= 1, got {args.max_tile_points}")
+
+
+def _predict(args) -> int:
+    """``pcseg predict`` on a file or a folder (each output is written atomically by ``pcseg.io``)."""
+    import logging
+
+    from pcseg.predict import predict_file, predict_folder
+
+    _check_predict_args(args)
+    # pcseg's notes (e.g. LiDAR intensity used as colour) as plain lines on stderr; other
+    # libraries' loggers stay as they are
+    log = logging.getLogger("pcseg")
+    if not log.handlers:
+        log.addHandler(logging.StreamHandler())
+        log.setLevel(logging.INFO)
+    if Path(args.input).is_dir():
+        summaries = predict_folder(args.input, args.checkpoint, args.out, args.out_format or "ply", args.device,
+                                   max_tile_points=args.max_tile_points, input_format=args.input_format)
+        points = sum(summary["points"] for summary in summaries)
+        seconds = sum(summary["seconds"] for summary in summaries)
+        print(f"wrote {len(summaries)} files under {args.out}: {points:,} points in {seconds:.1f} s "
+              f"({points / max(seconds, 1e-9):,.0f} points/s)")
+        return 0
+    summary = predict_file(args.input, args.checkpoint, args.out, args.device, max_tile_points=args.max_tile_points,
+                           input_format=args.input_format)
+    print(f"wrote {summary['out']}: {summary['points']:,} points in {summary['seconds']:.1f} s "
+          f"({summary['points_per_s']:,.0f} points/s)")
+    return 0
 
 
 def _run(args) -> int:
@@ -208,18 +255,7 @@ def _run(args) -> int:
         evaluate_checkpoint(cfg, args.checkpoint, args.out, args.device)
         return 0
     if args.command == "predict":
-        from pcseg.predict import predict_file
-        from pcseg.utils.atomic import atomic_path
-
-        _check_predict_args(args)
-        # the labels replace --out only once complete: a failure leaves an earlier file intact
-        with atomic_path(args.out) as tmp:
-            summary = predict_file(args.input, args.checkpoint, tmp, args.device,
-                                   max_tile_points=args.max_tile_points)
-        summary["out"] = args.out
-        print(f"wrote {summary['out']}: {summary['points']:,} points in {summary['seconds']:.1f} s "
-              f"({summary['points_per_s']:,.0f} points/s)")
-        return 0
+        return _predict(args)
     if args.command == "fuse":
         from pcseg.fuse_folder import fuse_folder
 

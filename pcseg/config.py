@@ -42,8 +42,13 @@ class DataConfig:
     """Where the points come from and how they are cut into blocks.
 
     dataset: "synthetic" (procedural rooms, no download), "s3dis" (rooms prepared by
-        ``pcseg prepare s3dis`` under ``root``) or "semantickitti" (``root`` holding
-        ``sequences/``, ``label_config`` the dataset's ``semantic-kitti.yaml``).
+        ``pcseg prepare s3dis`` under ``root``), "semantickitti" (``root`` holding
+        ``sequences/``, ``label_config`` the dataset's ``semantic-kitti.yaml``) or "folder"
+        (your own labelled clouds under ``root``: ``pcseg.data.folder``).
+    Folder data sets: ``label_field`` names the per-point label field of the files (e.g.
+        ``label``, ``class``, LAS ``classification``); ``classes_file`` the ``classes.yaml``
+        (default ``root/classes.yaml``); ``split_file`` an optional YAML listing the files of
+        each split (default: the ``train/`` and ``val/`` sub-folders of ``root``).
     Synthetic rooms: seeds ``train_seed_start + i`` for ``i < train_rooms`` and
         ``val_seed_start + i`` for ``i < val_rooms``, ``points_per_room`` points each.
     Blocks: ``block_size`` metres square columns of ``num_points`` points;
@@ -63,6 +68,9 @@ class DataConfig:
     # blocks_per_room x num_points x 100 bytes (inputs, labels, and the 9 block features
     # while they are cut).
     scan_stride: int = 1
+    label_field: str = "label"
+    classes_file: str = ""
+    split_file: str = ""
     num_classes: int = 13
     ignore_index: int = -100
     train_rooms: int = 24
@@ -203,8 +211,8 @@ def config_from_dict(values: dict) -> Config:
 
 
 def _validate(cfg: Config) -> None:
-    if cfg.data.dataset not in ("synthetic", "s3dis", "semantickitti"):
-        raise ConfigError(f"data.dataset must be synthetic, s3dis or semantickitti, got {cfg.data.dataset!r}")
+    if cfg.data.dataset not in ("synthetic", "s3dis", "semantickitti", "folder"):
+        raise ConfigError(f"data.dataset must be synthetic, s3dis, semantickitti or folder, got {cfg.data.dataset!r}")
     if cfg.train.optimizer not in ("adamw", "sgd"):
         raise ConfigError(f"train.optimizer must be adamw or sgd, got {cfg.train.optimizer!r}")
     if cfg.train.amp not in ("auto", "bf16", "fp16", "none"):
@@ -246,6 +254,12 @@ def _validate_data_source(data: DataConfig) -> None:
             raise ConfigError("data.root must name the S3DIS cache folder (pcseg prepare s3dis) for dataset s3dis")
         if not 1 <= data.test_area <= 6:
             raise ConfigError(f"data.test_area must be 1..6, got {data.test_area}")
+    elif data.dataset == "folder":
+        if not data.root:
+            raise ConfigError("data.root must name the folder of labelled clouds for dataset folder")
+        if not data.label_field.strip():
+            raise ConfigError("data.label_field must name the label field of the files (e.g. label, class, "
+                              "classification) for dataset folder")
     elif not data.root or not data.label_config:
         raise ConfigError("data.root (the folder holding sequences/) and data.label_config (semantic-kitti.yaml) "
                           "must both be set for dataset semantickitti")

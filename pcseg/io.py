@@ -35,14 +35,18 @@ returns the codes under ``classification``.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from pcseg import formats
 
+_log = logging.getLogger(__name__)
+
 __all__ = ["INPUT_FORMATS", "PREDICTION_SUFFIXES", "SUPPORTED_SUFFIXES", "cloud_from_fields", "default_palette",
-           "normalize_palette", "read_point_cloud", "write_labelled_ply", "write_predictions"]
+           "list_point_clouds", "model_colors", "normalize_palette", "read_point_cloud", "suffix_format",
+           "write_labelled_ply", "write_predictions"]
 
 _READERS = {
     "ply": formats.read_ply,
@@ -69,17 +73,64 @@ _INTENSITY_NAMES = ("intensity", "remission", "reflectance", "scalar_intensity")
 _RESERVED = ("coord", "color", "intensity", "label")
 
 
+def suffix_format(path: str | Path) -> str | None:
+    """The `INPUT_FORMATS` entry a file's suffix names (``.pcd.bin`` is nuScenes), or None.
+
+    Args:
+        path: a file name.
+
+    Returns:
+        input_format: one of `INPUT_FORMATS`, or None for a suffix pcseg does not read.
+    """
+    name = Path(path).name.lower()
+    return next((kind for suffix, kind in _SUFFIX_FORMATS.items() if name.endswith(suffix)), None)
+
+
 def _input_format(path: Path, input_format: str | None) -> str:
     if input_format is not None:
         if input_format not in _READERS:
             raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
         return input_format
-    name = path.name.lower()
-    for suffix, kind in _SUFFIX_FORMATS.items():
-        if name.endswith(suffix):
-            return kind
+    kind = suffix_format(path)
+    if kind is not None:
+        return kind
     raise ValueError(f"{path}: unsupported point cloud format {path.suffix!r}; supported suffixes: "
                      f"{SUPPORTED_SUFFIXES} (or pass input_format, one of {INPUT_FORMATS})")
+
+
+def list_point_clouds(folder: str | Path, input_format: str | None = None) -> list[Path]:
+    """The readable point-cloud files under a folder, recursively, sorted.
+
+    Args:
+        folder: the folder to search.
+        input_format: keep only the suffixes of this `INPUT_FORMATS` entry (every
+            ``.bin`` for ``nuscenes``); None keeps every suffix ``read_point_cloud`` reads.
+
+    Returns:
+        paths: the files, sorted by path.
+
+    Raises:
+        FileNotFoundError: when `folder` is not a folder or holds no such file.
+        ValueError: when `input_format` is not one of `INPUT_FORMATS`.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"input folder not found: {folder}")
+    if input_format is not None and input_format not in INPUT_FORMATS:
+        raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
+
+    def wanted(path: Path) -> bool:
+        kind = suffix_format(path)
+        if input_format is None:
+            return kind is not None
+        return kind == input_format or (input_format == "nuscenes" and path.suffix.lower() == ".bin")
+
+    paths = sorted(path for path in folder.rglob("*") if path.is_file() and not path.name.startswith(".")
+                   and wanted(path))
+    if not paths:
+        what = f"{input_format} files" if input_format else f"point clouds ({' '.join(SUPPORTED_SUFFIXES)})"
+        raise FileNotFoundError(f"input folder {folder} holds no {what}")
+    return paths
 
 
 def read_point_cloud(path: str | Path, input_format: str | None = None, drop_non_finite: bool = False) -> dict:
@@ -105,6 +156,8 @@ def read_point_cloud(path: str | Path, input_format: str | None = None, drop_non
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"point cloud not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the file is empty (0 bytes)")
     fields = _READERS[_input_format(path, input_format)](path)
     if drop_non_finite:
         xyz = _find(fields, ("x", "y", "z"))
@@ -112,6 +165,34 @@ def read_point_cloud(path: str | Path, input_format: str | None = None, drop_non
             keep = np.isfinite(np.stack([fields[name] for name in xyz], axis=1).astype(np.float64)).all(1)
             fields = {name: values[keep] for name, values in fields.items()}
     return cloud_from_fields(fields, path)
+
+
+def model_colors(cloud: dict, source: str | Path = "point cloud") -> np.ndarray | None:
+    """The (N, 3) colours a model that uses colour gets for a cloud.
+
+    The cloud's own colours; for a LiDAR cloud without colour, its intensity repeated into the
+    three channels (as SemanticKITTI models were trained: remission as grey), scaled to [0, 1]
+    (values above 1 are taken as 8-bit, or 16-bit like LAS, and divided by 255 or 65535) and
+    said in a log line; None (mid grey) when the cloud has neither.
+
+    Args:
+        cloud: a `read_point_cloud` dict.
+        source: the file, for the log line.
+
+    Returns:
+        colors: (N, 3) float32 in [0, 1], or None.
+    """
+    if cloud.get("color") is not None:
+        return cloud["color"]
+    intensity = cloud.get("intensity")
+    if intensity is None:
+        return None
+    intensity = np.asarray(intensity, dtype=np.float32)
+    top = float(intensity.max(initial=0.0))
+    if top > 1.0:
+        intensity = intensity / (255.0 if top <= 255.0 else 65535.0)
+    _log.info("%s: no colour; the model gets the intensity as grey colour", source)
+    return np.repeat(np.clip(intensity, 0.0, 1.0)[:, None], 3, 1)
 
 
 def _find(fields: dict, names: tuple[str, ...]) -> list[str] | None:

@@ -325,44 +325,159 @@ def segment_cloud(model: torch.nn.Module, cfg: Config, points: np.ndarray, color
 
 
 def predict_file(input_path: str | Path, checkpoint: str | Path, out_path: str | Path, device: str = "cpu",
-                 progress: bool = True, max_tile_points: int = 300_000) -> dict:
+                 progress: bool = True, max_tile_points: int = 300_000, input_format: str | None = None) -> dict:
     """``pcseg predict``: segments a point-cloud file with a checkpoint's model.
 
     Args:
         input_path: a cloud in a ``pcseg.io.read_point_cloud`` format.
         checkpoint: a checkpoint written by ``pcseg train``.
-        out_path: a labelled PLY (``.ply``, coloured by class) or an ``.npy`` of (N,) int64 labels.
+        out_path: the output; its suffix picks the writer (``pcseg.io.write_predictions``:
+            .ply .pcd .las .laz .label .npy; see `prediction_classes` for colours, the
+            SemanticKITTI raw ids of ``.label`` and the LAS classification codes).
         device: where the model runs.
         progress: report the points done.
         max_tile_points: the most points of a tile's context predicted at once.
+        input_format: one of ``pcseg.io.INPUT_FORMATS`` for an ambiguous suffix; None: from the suffix.
 
     Returns:
         summary: input, out, points, seconds, points_per_s and label_counts (printed by the CLI).
 
     Raises:
-        ValueError: when ``out_path`` ends in neither .ply nor .npy.
+        ValueError: naming the file when ``out_path``'s suffix has no writer, the input holds no
+            points, or ``.label`` is asked of a checkpoint without a raw-id map.
     """
-    from pcseg.bridge import default_palette
     from pcseg.checkpoint import model_from_checkpoint
-    from pcseg.data import S3DIS_CLASS_COLORS
-    from pcseg.io import read_point_cloud, write_labelled_ply
 
     out_path = Path(out_path)
-    if out_path.suffix.lower() not in (".ply", ".npy"):
-        raise ValueError(f"--out must end in .ply or .npy, got {out_path}")
+    _check_prediction_suffix(out_path)
     model, cfg, _ = model_from_checkpoint(checkpoint, device)
-    cloud = read_point_cloud(input_path)
+    classes = prediction_classes(cfg, [out_path.suffix.lower()])
+    return _predict_one(model, cfg, classes, input_path, out_path, device, progress, max_tile_points, input_format)
+
+
+def predict_folder(input_dir: str | Path, checkpoint: str | Path, out_dir: str | Path, out_format: str = "ply",
+                   device: str = "cpu", progress: bool = True, max_tile_points: int = 300_000,
+                   input_format: str | None = None) -> list[dict]:
+    """``pcseg predict DIR --out DIR``: segments every cloud under a folder, one output file each.
+
+    The model is loaded once. Outputs mirror the input tree with the suffix replaced by
+    `out_format`; a ``velodyne`` folder becomes ``predictions`` (SemanticKITTI's submission
+    layout: ``sequences/08/velodyne/000000.bin`` -> ``sequences/08/predictions/000000.label``).
+    Each output is written atomically when its cloud is done, so a failure stops at that file
+    and leaves the outputs already written intact.
+
+    Args:
+        input_dir: the folder, searched recursively for files of a readable suffix (of
+            `input_format` only, when given).
+        checkpoint: a checkpoint written by ``pcseg train``.
+        out_dir: the output folder (created).
+        out_format: the writer, a suffix of ``pcseg.io.PREDICTION_SUFFIXES`` without its dot.
+        device: where the model runs.
+        progress: one progress line per file (``pcseg.utils.progress``).
+        max_tile_points: the most points of a tile's context predicted at once.
+        input_format: one of ``pcseg.io.INPUT_FORMATS``; None: each file's from its suffix.
+
+    Returns:
+        summaries: one `predict_file` summary per file, in sorted order.
+
+    Raises:
+        FileNotFoundError: when `input_dir` is not a folder or holds no readable cloud.
+        ValueError: naming the file that could not be read or segmented, or a bad `out_format`.
+    """
+    from pcseg.checkpoint import model_from_checkpoint
+    from pcseg.io import list_point_clouds
+
+    inputs = list_point_clouds(input_dir, input_format)
+    suffix = "." + out_format.lower().lstrip(".")
+    _check_prediction_suffix(Path("out" + suffix))
+    model, cfg, _ = model_from_checkpoint(checkpoint, device)
+    classes = prediction_classes(cfg, [suffix])
+    summaries = []
+    for path in progress_bar(inputs, desc="predicting", unit="file", enabled=progress):
+        out = Path(out_dir) / _output_name(path.relative_to(input_dir), suffix)
+        summaries.append(_predict_one(model, cfg, classes, path, out, device, False, max_tile_points, input_format))
+    return summaries
+
+
+def prediction_classes(cfg: Config, suffixes: list[str] = ()) -> dict:
+    """How a checkpoint's classes are written: colours, SemanticKITTI raw ids, LAS codes.
+
+    - colours: S3DIS's for 13-class indoor data, a folder data set's ``classes.yaml``
+      ``colors``, else ``pcseg.io.default_palette``;
+    - ``learning_map_inv`` (``.label``): SemanticKITTI's from ``data.label_config``, or the
+      inverse of a folder data set's ``label_map``;
+    - ``las_class_map`` (``.las`` / ``.laz``): a folder data set's raw ids when its
+      ``label_map`` maps raw ids 0..255 (a data set read from LAS classification gets its own
+      codes back), else class i is written as code i.
+
+    Args:
+        cfg: the checkpoint's config.
+        suffixes: the output suffixes that will be written (a missing map is an error only
+            for these).
+
+    Returns:
+        classes: {"palette": (C, 3) uint8, "learning_map_inv": dict or None,
+        "las_class_map": (C,) int64 or None}.
+
+    Raises:
+        ValueError: when ``.label`` is asked and the checkpoint's data set has no raw-id map.
+    """
+    from pcseg.data import S3DIS_CLASS_COLORS
+    from pcseg.io import default_palette
+
+    num_classes = cfg.data.num_classes
+    palette = np.asarray(S3DIS_CLASS_COLORS, dtype=np.uint8) if num_classes == len(S3DIS_CLASS_COLORS) \
+        else default_palette(num_classes)
+    inverse = las_map = None
+    if cfg.data.dataset == "semantickitti" and cfg.data.label_config:
+        from pcseg.data.kitti import SemanticKittiConfig
+
+        inverse = SemanticKittiConfig.from_yaml(cfg.data.label_config).learning_map_inv
+    elif cfg.data.dataset == "folder":
+        from pcseg.data.folder import read_classes
+
+        classes = read_classes(cfg.data, required=False)
+        if classes is not None:
+            palette = classes.palette(num_classes)
+            inverse = classes.inverse_map()
+            if inverse and all(0 <= raw <= 255 for raw in inverse.values()):
+                las_map = np.array([inverse.get(i, 0) for i in range(num_classes)], dtype=np.int64)
+    if ".label" in suffixes and inverse is None:
+        raise ValueError(f"a SemanticKITTI .label output needs raw ids: the checkpoint's data set "
+                         f"({cfg.data.dataset}) has no learning_map_inv (data.label_config) or classes.yaml label_map")
+    return {"palette": palette, "learning_map_inv": inverse, "las_class_map": las_map}
+
+
+def _check_prediction_suffix(out_path: Path) -> None:
+    from pcseg.io import PREDICTION_SUFFIXES
+
+    if out_path.suffix.lower() not in PREDICTION_SUFFIXES:
+        raise ValueError(f"--out {out_path}: the suffix must be one of {' '.join(PREDICTION_SUFFIXES)}")
+
+
+def _output_name(relative: Path, suffix: str) -> Path:
+    parts = ["predictions" if part == "velodyne" else part for part in relative.parent.parts]
+    name = relative.name[:-len(".pcd.bin")] if relative.name.lower().endswith(".pcd.bin") else relative.stem
+    return Path(*parts, name + suffix)
+
+
+def _predict_one(model: torch.nn.Module, cfg: Config, classes: dict, input_path: str | Path, out_path: Path,
+                 device: str, progress: bool, max_tile_points: int, input_format: str | None) -> dict:
+    """Reads one cloud, segments it and writes `out_path`; errors name `input_path`."""
+    from pcseg.io import model_colors, read_point_cloud, write_predictions
+
+    cloud = read_point_cloud(input_path, input_format)
+    colors = model_colors(cloud, input_path) if cfg.data.use_color else None
     start = time.perf_counter()
-    result = segment_cloud(model, cfg, cloud["coord"], cloud["color"] if cfg.data.use_color else None, device,
-                           keep_probabilities=False, max_tile_points=max_tile_points, progress=progress)
+    try:
+        result = segment_cloud(model, cfg, cloud["coord"], colors, device, keep_probabilities=False,
+                               max_tile_points=max_tile_points, progress=progress)
+    except ValueError as error:
+        raise ValueError(f"{input_path}: {error}") from None
     seconds = time.perf_counter() - start
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if out_path.suffix.lower() == ".npy":
-        np.save(out_path, result["labels"])
-    else:
-        palette = np.asarray(S3DIS_CLASS_COLORS, dtype=np.uint8) if cfg.data.num_classes == len(S3DIS_CLASS_COLORS) \
-            else default_palette(cfg.data.num_classes)
-        write_labelled_ply(out_path, cloud["coord"], result["labels"], palette, result["confidence"])
+    write_predictions(out_path, cloud["coord"], result["labels"], result["confidence"], classes["palette"],
+                      num_classes=cfg.data.num_classes, learning_map_inv=classes["learning_map_inv"],
+                      las_class_map=classes["las_class_map"])
     counts = np.bincount(result["labels"], minlength=cfg.data.num_classes)
     return {"input": str(input_path), "out": str(out_path), "points": int(len(cloud["coord"])),
             "seconds": seconds, "points_per_s": len(cloud["coord"]) / max(seconds, 1e-9),

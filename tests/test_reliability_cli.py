@@ -250,7 +250,7 @@ def test_predict_checks_its_arguments_before_segmenting(checkpoint, cloud, tmp_p
     blocker.write_text("x")
     cases = [
         (["--out", str(blocker / "labels.npy")], f"--out {blocker / 'labels.npy'}: {blocker} is an existing file"),
-        (["--out", str(tmp_path / "labels.xyz")], "--out must end in .ply or .npy"),
+        (["--out", str(tmp_path / "labels.xyz")], "--out must end in one of .ply .pcd .las .laz .label .npy"),
         (["--out", str(tmp_path / "o.npy"), "--device", "tpu7"], "--device must be cpu, cuda or cuda:N"),
         (["--out", str(tmp_path / "o.npy"), "--checkpoint", str(tmp_path / "none.pt")], "checkpoint not found"),
     ]

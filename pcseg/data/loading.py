@@ -1,10 +1,11 @@
-"""Which rooms a config's data section names: procedural, S3DIS or SemanticKITTI.
+"""Which rooms a config's data section names: procedural, S3DIS, SemanticKITTI or your own folder.
 
     rooms = load_rooms(cfg.data, "val")        # dicts with coord (N, 3), color (N, 3), label (N,)
 
-Procedural rooms are generated at once; S3DIS rooms and SemanticKITTI scans come back as a
-`LazyRooms` that reads each one when it is indexed, so a data set larger than memory can be
-cut into blocks or evaluated one room at a time.
+Procedural rooms are generated at once; S3DIS rooms, SemanticKITTI scans and the clouds of a
+folder data set (``pcseg.data.folder``) come back as a `LazyRooms` that reads each one when it
+is indexed, so a data set larger than memory can be cut into blocks or evaluated one room at a
+time.
 """
 from __future__ import annotations
 
@@ -57,12 +58,14 @@ def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence
 
     Returns:
         rooms: dicts with ``coord`` (N, 3) float32 or float64, ``color`` (N, 3) and ``label``
-        (N,) int64: a list for procedural rooms, a `LazyRooms` for S3DIS and SemanticKITTI
-        (LiDAR has no colour: the remission repeated three times stands in for rgb).
+        (N,) int64: a list for procedural rooms, a `LazyRooms` for S3DIS, SemanticKITTI and
+        folders (LiDAR has no colour: the remission repeated three times stands in for rgb).
 
     Raises:
         ValueError: when ``split`` is neither train nor val, or the label config is invalid.
         FileNotFoundError: when the data folder, its rooms or the label config are missing.
+        ValueError: naming the file for a folder data set's bad cloud, missing label field or
+            labels that classes.yaml does not cover (when the room is indexed).
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be train or val, got {split!r}")
@@ -76,8 +79,13 @@ def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence
 
 
 def _room_source(data: DataConfig, split: str) -> tuple[int, Callable[[int], dict]]:
-    """The number of rooms of an S3DIS or SemanticKITTI split and the function reading one;
-    building it lists the files only."""
+    """The number of rooms of an S3DIS, SemanticKITTI or folder split and the function reading
+    one; building it lists the files only."""
+    if data.dataset == "folder":
+        from pcseg.data.folder import read_classes, read_labelled_cloud, split_files
+
+        classes, paths = read_classes(data), split_files(data, split)
+        return len(paths), lambda i: read_labelled_cloud(paths[i], data, classes)
     if data.dataset == "s3dis":
         from pcseg.data.s3dis import S3DISRooms
 
@@ -106,13 +114,18 @@ def data_classes(data: DataConfig) -> int:
         data: the data section of the config.
 
     Returns:
-        count: 13 for procedural rooms and S3DIS, the label config's class count for SemanticKITTI.
+        count: 13 for procedural rooms and S3DIS, the label config's class count for SemanticKITTI,
+        the names of classes.yaml for a folder.
 
     Raises:
         FileNotFoundError, ValueError: when the SemanticKITTI label config is missing or invalid.
     """
     if data.dataset in ("synthetic", "s3dis"):
         return len(S3DIS_CLASS_NAMES)
+    if data.dataset == "folder":
+        from pcseg.data.folder import read_classes
+
+        return read_classes(data).num_classes
     from pcseg.data.kitti import SemanticKittiConfig
 
     return SemanticKittiConfig.from_yaml(data.label_config).num_classes
@@ -131,7 +144,8 @@ def check_data(data: DataConfig, splits: Sequence[str] = ("train", "val")) -> No
     Raises:
         FileNotFoundError: naming the data folder, sequence folder or label config that is missing.
         ValueError: naming the key when ``data.num_classes`` is smaller than the data's class
-            count, the label config is invalid, or a split to train on has no room.
+            count, the label config is invalid, or a split to train on has no room (for a
+            folder: naming the folder or split file of any empty split).
     """
     classes = data_classes(data)
     if data.num_classes < classes:

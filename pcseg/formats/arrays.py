@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcseg.formats.atomic import atomic_write
+from pcseg.utils.atomic import atomic_write
 
 __all__ = ["TABLE_LAYOUTS", "read_kitti_bin", "read_mat", "read_npy", "read_npz", "read_nuscenes_bin",
            "read_txt", "write_npy", "write_semantickitti_label"]

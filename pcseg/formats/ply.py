@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcseg.formats.atomic import atomic_write
+from pcseg.utils.atomic import atomic_write
 
 __all__ = ["read_ply", "write_ply"]
 

@@ -140,6 +140,14 @@ def _umask() -> int:
     return 0o022
 
 
+def _new_file_mode(path: Path) -> int:
+    """The mode the finished file gets: that of the file it replaces, else 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     """Opens a binary file object whose contents replace ``path`` only once the block succeeds.
@@ -161,7 +169,8 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     if fd is None:
         fd, named_str = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         named = Path(named_str)
-        os.chmod(named, 0o666 & ~_umask())
+    # a replaced file keeps its mode; a new one gets what a plain open() would give it
+    os.fchmod(fd, _new_file_mode(path))
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -200,7 +209,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp_str = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_str)
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, _new_file_mode(path))
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)  # the writer may not have synced: make the data durable
