@@ -104,7 +104,8 @@ def class_names_for(cfg: Config) -> list[str]:
         cfg: the config (``data.dataset``, ``data.num_classes``, ``data.label_config``).
 
     Returns:
-        names: ``num_classes`` names (S3DIS's, SemanticKITTI's, else ``class_0``, ``class_1``, ...).
+        names: ``num_classes`` names (S3DIS's, SemanticKITTI's, a folder data set's ``classes.yaml``,
+            else ``class_0``, ``class_1``, ...).
     """
     if cfg.data.dataset in ("synthetic", "s3dis") and cfg.data.num_classes == len(S3DIS_CLASS_NAMES):
         return list(S3DIS_CLASS_NAMES)
@@ -114,6 +115,12 @@ def class_names_for(cfg: Config) -> list[str]:
         names = getattr(SemanticKittiConfig.from_yaml(cfg.data.label_config), "class_names", None)
         if names is not None and len(names) == cfg.data.num_classes:
             return list(names)
+    if cfg.data.dataset == "folder":
+        from pcseg.data.folder import read_classes
+
+        classes = read_classes(cfg.data, required=False)
+        if classes is not None and len(classes.names) == cfg.data.num_classes:
+            return list(classes.names)
     return [f"class_{i}" for i in range(cfg.data.num_classes)]
 
 
