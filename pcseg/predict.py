@@ -54,11 +54,11 @@ import numpy as np
 import torch
 
 from pcseg.config import Config, DataConfig
-from pcseg.data.blocks import predict_room, room_frame
+from pcseg.data.blocks import predict_room, room_frame, to_local
 from pcseg.inputs import block_inputs, input_normals
 from pcseg.utils.progress import progress as progress_bar
 
-__all__ = ["autocast_dtype", "make_block_predictor", "to_local", "predict_tile", "iter_tiles", "min_tile_width",
+__all__ = ["autocast_dtype", "make_block_predictor", "predict_tile", "iter_tiles", "min_tile_width",
            "check_colors", "segment_cloud", "predict_file"]
 
 
@@ -125,25 +125,6 @@ def make_block_predictor(model: torch.nn.Module, data: DataConfig, device="cpu",
         return logits.float().transpose(1, 2).cpu()
 
     return predict_block
-
-
-def to_local(points: np.ndarray, low: np.ndarray | None = None) -> np.ndarray:
-    """Coordinates relative to a corner, as float32: the float64 offset is removed first.
-
-    float32 has 0.5 m steps at 5,000,000 m (UTM northings), so map-frame clouds must lose
-    their offset before any float32 work, not after.
-
-    Args:
-        points: (N, 3) float coordinates in metres, any frame.
-        low: (3,) float64 corner subtracted; None: the cloud's lowest x, y, z.
-
-    Returns:
-        local: (N, 3) float32 ``points - low``.
-    """
-    points = np.asarray(points)
-    if low is None:
-        low = points.min(0).astype(np.float64) if len(points) else np.zeros(3)
-    return (points.astype(np.float64) - low).astype(np.float32)
 
 
 def predict_tile(model: torch.nn.Module, data: DataConfig, points: np.ndarray, colors: np.ndarray,

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from pcseg.checkpoint import build_model_from_config
 from pcseg.config import load_config
 from pcseg.data import generate_room
-from pcseg.predict import check_colors, to_local
+from pcseg.data.blocks import to_local
+from pcseg.predict import check_colors
 from pcseg.segmenter import Segmenter
 
 MAP_SHIFT = np.array([5e5, 5e6, 0.0])  # a UTM-like map frame: float32 has 0.5 m steps at 5e6 m

@@ -107,6 +107,26 @@ def room_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return low, points.max(0) - low
 
 
+def to_local(points: np.ndarray, low: np.ndarray | None = None) -> np.ndarray:
+    """Coordinates relative to a corner, as float32: the float64 offset is removed first.
+
+    float32 has 0.5 m steps at 5,000,000 m (UTM northings), so map-frame clouds must lose
+    their offset before any float32 work, not after (inference: ``pcseg.predict``; a loader of
+    map-frame training data would do the same).
+
+    Args:
+        points: (N, 3) float coordinates in metres, any frame.
+        low: (3,) float64 corner subtracted; None: the cloud's lowest x, y, z.
+
+    Returns:
+        local: (N, 3) float32 ``points - low``.
+    """
+    points = np.asarray(points)
+    if low is None:
+        low = points.min(0).astype(np.float64) if len(points) else np.zeros(3)
+    return (points.astype(np.float64) - low).astype(np.float32)
+
+
 def room_to_blocks(room: dict, block_size: float = 1.0, stride: float = 1.0, num_points: int = 4096,
                    min_points: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
     """Cuts a room into blocks of ``num_points`` points, as PointNet's training data.
@@ -245,11 +265,12 @@ def block_chunks(coord: np.ndarray, block_size: float, stride: float, num_points
     block. A block with ``num_points`` or fewer is one chunk of its real points.
 
     With ``min_overlap_points``, overlap is kept only where it pays: each point has a home
-    block (on the grid of step ``block_size``, so home blocks tile the plane), always
-    visited; the other blocks are visited only when they hold ``min_overlap_points`` points
-    or more. In a sparse cloud (a LiDAR scan far from the sensor) every point is then fed
-    about once instead of ``ceil(block_size / stride) ** 2`` times, while dense clouds keep
-    the full sliding overlap.
+    block (every ``ceil(block_size / stride)``-th block along each axis, so home blocks tile
+    the plane when ``block_size`` is a multiple of ``stride``), always visited; the other
+    blocks are visited only when they hold ``min_overlap_points`` points or more. In a
+    sparse cloud (a LiDAR scan far from the sensor) every point is then fed about once
+    instead of ``ceil(block_size / stride) ** 2`` times, while dense clouds keep the full
+    sliding overlap.
 
     Args:
         coord: (N, 3) float coordinates in metres.
