@@ -17,6 +17,7 @@ import torch
 
 from pcseg import ops
 from pcseg.config import DataConfig
+from pcseg.ops.estimate_normals import orient_normals
 
 __all__ = ["input_channels", "geometric_features", "block_inputs", "input_normals", "rotate_inputs"]
 
@@ -41,38 +42,51 @@ def _geometry_offset(data: DataConfig) -> int:
     return 3 * data.use_color + 3 * data.room_coords
 
 
-def geometric_features(points: torch.Tensor, k: int) -> torch.Tensor:
+def geometric_features(points: torch.Tensor, k: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """The local geometry of every point from its ``k`` nearest neighbours.
 
     Args:
         points: (B, P, 3) float coordinates in metres.
         k: neighbours per point (at most P are used).
+        lengths: (B,) int64 real points per cloud of a padded batch (real points first), or
+            None; a point of a cloud with fewer than ``k`` real points uses all of them.
 
     Returns:
         geometry: (B, P, 7) float32: the unit normal (3, ``pcseg.ops.estimate_normals``, oriented
-        to +z), the surface variation ``3 l0 / (l0 + l1 + l2)`` in [0, 1] of the neighbourhood
-        covariance's ascending eigenvalues, and the offset from the neighbourhood centroid in
-        decimetres (3).
+        to +z; zero with fewer than 3 neighbours), the surface variation
+        ``3 l0 / (l0 + l1 + l2)`` in [0, 1] of the neighbourhood covariance's ascending
+        eigenvalues, and the offset from the neighbourhood centroid in decimetres (3). Padded
+        rows hold finite values of no meaning.
     """
     points = points.float()
     k = min(k, points.shape[1])
-    _, idx = ops.knn(points, points, k)
-    neighbours = ops.group_points(points, idx)  # (B, P, k, 3)
-    centroid = neighbours.mean(2)
-    centred = neighbours - centroid[:, :, None]
-    covariance = centred.transpose(-1, -2) @ centred / k
+    _, idx = ops.knn(points, points, k, query_lengths=lengths, lengths=lengths)
+    neighbours = ops.group_points(points, idx)  # (B, P, k, 3), zeros for missing neighbours (index -1)
+    if lengths is None:
+        count = float(k)
+        centroid = neighbours.mean(2)
+        centred = neighbours - centroid[:, :, None]
+    else:
+        valid = (idx >= 0).float()
+        count = valid.sum(2).clamp_min(1.0)  # (B, P)
+        centroid = neighbours.sum(2) / count[..., None]
+        centred = (neighbours - centroid[:, :, None]) * valid[..., None]
+    covariance = centred.transpose(-1, -2) @ centred / (count if lengths is None else count[..., None, None])
     eigenvalues = torch.linalg.eigvalsh(covariance.double()).float()  # ascending
     variation = 3.0 * eigenvalues[..., :1] / eigenvalues.sum(-1, keepdim=True).clamp_min(1e-12)
-    normals = ops.estimate_normals(points, k)
+    # the normals from the same neighbours (``ops.estimate_normals`` would search them again)
+    normals = orient_normals(points, torch.ops.pcseg.normals_from_neighbors(points, idx))
     return torch.cat([normals, variation, 10.0 * (points - centroid)], dim=-1)
 
 
-def block_inputs(block_features: torch.Tensor, data: DataConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+def block_inputs(block_features: torch.Tensor, data: DataConfig,
+                 lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A batch of blocks' PointNet features -> the model's points and features.
 
     Args:
         block_features: (B, P, 9) float32 (``pcseg.data.blocks``: block xyz, rgb, room xyz).
         data: the data section of the config (which channels the model sees).
+        lengths: (B,) int64 real points per block of a padded batch, or None (all real).
 
     Returns:
         points: (B, P, 3) float32 block coordinates.
@@ -86,7 +100,7 @@ def block_inputs(block_features: torch.Tensor, data: DataConfig) -> tuple[torch.
     if data.room_coords:
         parts.append(block_features[..., 6:9].float())
     if data.geometric_features:
-        parts.append(geometric_features(points, data.neighbours))
+        parts.append(geometric_features(points, data.neighbours, lengths))
     return points, (torch.cat(parts, -1).contiguous() if parts else None)
 
 

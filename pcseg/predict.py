@@ -4,22 +4,34 @@ Four layers, each calling the one below:
 
 1. ``Segmenter.predict(points, colors)`` (``pcseg.segmenter``): the numpy API; checks its input
    and calls ``segment_cloud``.
-2. ``segment_cloud(model, cfg, points, colors)``: a cloud of any size, cut into tiles of
-   bounded size (``iter_tiles``); each tile's context goes to ``predict_tile``. ``predict_file``
+2. ``segment_cloud(model, cfg, points, colors)``: a cloud of any size and any frame: checks
+   the colours (``check_colors``), removes the cloud's offset in float64 (``to_local``: from
+   there on every coordinate is relative to the cloud's lowest corner, so the result does not
+   depend on where the cloud lies) and cuts it into tiles of bounded size (``iter_tiles``);
+   each tile's context goes to ``predict_tile``. ``predict_file``
    (``pcseg predict``) reads a file, calls it and writes the labels.
 3. ``predict_tile(model, data, points, colors, frame)``: one room-sized cloud (a tile, or a
    whole room in ``pcseg.evaluate.evaluate_rooms``): wraps the model in a block predictor
    (``make_block_predictor``: block features -> ``pcseg.inputs`` -> the model's forward) and
    calls ``predict_room``.
-4. ``pcseg.data.predict_room(room, predict_block)``: slides blocks over the room, feeds their
-   9 PointNet features to ``predict_block`` and averages every point's logits.
+4. ``pcseg.data.predict_room(room, predict_block)``: visits the blocks of a grid anchored at
+   the cloud that hold points (``block_chunks``), feeds their 9 PointNet features to
+   ``predict_block`` (sparse blocks at their real point count, in padded batches with
+   ``lengths``) and averages every point's logits.
+
+**Cost.** The work follows the points, not the area: only occupied blocks are visited, a
+block with fewer than ``num_points`` points is not resampled up, and the stride's overlapping
+blocks are added only where they are full (each point always has one home block), so a
+sparse LiDAR scan feeds each point about once and a dense room up to
+``ceil(block_size / stride) ** 2`` times, as sliding blocks always did.
 
 **Tiles.** A cloud is split (recursively, along its longer xy side) into tiles whose context,
-the tile plus a margin of one block around it, holds at most ``max_tile_points`` points and
-which span at most ``max_tile_extent`` metres. Only the tile's own points keep their result:
+the tile plus a margin of one block around it, holds at most ``max_tile_points`` points (and
+which span at most ``max_tile_extent`` metres where a limit is given). Only the tile's own points keep their result:
 every block covering a tile point lies inside the context, so those points get logits from
-whole blocks. The block features are taken in the frame (lowest z, extent) of the whole
-cloud, not of the tile, so a tile's blocks look to the model as they would untiled.
+whole blocks. The block grid and the block features are those of the whole cloud (its
+lowest corner and extent), not of the tile, so a tile's blocks look to the model as they
+would untiled.
 
 Splitting stops at tiles ``min_tile_width(...)`` metres wide. A context still too dense there
 is dealt at random into parts of at most ``max_tile_points`` points, each a uniform sample of
@@ -42,12 +54,12 @@ import numpy as np
 import torch
 
 from pcseg.config import Config, DataConfig
-from pcseg.data.blocks import predict_room, room_frame
+from pcseg.data.blocks import predict_room, room_frame, to_local
 from pcseg.inputs import block_inputs, input_normals
 from pcseg.utils.progress import progress as progress_bar
 
 __all__ = ["autocast_dtype", "make_block_predictor", "predict_tile", "iter_tiles", "min_tile_width",
-           "segment_cloud", "predict_file"]
+           "check_colors", "segment_cloud", "predict_file"]
 
 
 def cpu_has_native_bf16() -> bool:
@@ -82,7 +94,7 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 
 
 def make_block_predictor(model: torch.nn.Module, data: DataConfig, device="cpu",
-                         amp_dtype: torch.dtype | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+                         amp_dtype: torch.dtype | None = None) -> Callable[..., torch.Tensor]:
     """A ``predict_block`` for ``pcseg.data.predict_room``.
 
     Args:
@@ -92,40 +104,27 @@ def make_block_predictor(model: torch.nn.Module, data: DataConfig, device="cpu",
         amp_dtype: the autocast dtype (``autocast_dtype``), or None for float32.
 
     Returns:
-        predict_block: block features (B, P, 9) float32 -> logits (B, P, num_classes) float32 on
-        the CPU.
+        predict_block: block features (B, P, 9) float32 and optionally lengths (B,) int64 (real
+        points per block, real points first) -> logits (B, P, num_classes) float32 on the CPU.
     """
     device = torch.device(device)
 
-    def predict_block(block_features: torch.Tensor) -> torch.Tensor:
+    def predict_block(block_features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is not None and bool((lengths == block_features.shape[1]).all()):
+            lengths = None  # no padding: the models skip their masks
+        if lengths is not None:
+            lengths = lengths.to(device)
         with torch.no_grad():
-            points, features = block_inputs(block_features.to(device), data)
+            points, features = block_inputs(block_features.to(device), data, lengths)
+            normals = input_normals(features, data)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = model(points, features, normals=input_normals(features, data))
+                if lengths is None:
+                    logits = model(points, features, normals=normals)
+                else:
+                    logits = model(points, features, normals=normals, lengths=lengths)
         return logits.float().transpose(1, 2).cpu()
 
     return predict_block
-
-
-def _reframed(predict_block: Callable[[torch.Tensor], torch.Tensor], own: tuple[np.ndarray, np.ndarray],
-              frame: tuple[np.ndarray, np.ndarray]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``predict_block`` for block features made in the frame ``own`` (a tile's) but fed as in
-    ``frame`` (the whole cloud's): feature 2 (z above the lowest z) and 6-8 (xyz scaled to the
-    extent, zero axes as 1; ``pcseg.data.blocks``) are re-expressed; the others do not depend
-    on the frame."""
-    (own_low, own_extent), (low, extent) = own, frame
-    own_extent, extent = np.where(own_extent > 0, own_extent, 1.0), np.where(extent > 0, extent, 1.0)
-    dz = float(own_low[2] - low[2])
-    scale = torch.from_numpy(own_extent / extent).float()
-    shift = torch.from_numpy((own_low - low) / extent).float()
-
-    def predict(features: torch.Tensor) -> torch.Tensor:
-        features = features.clone()
-        features[..., 2] += dz
-        features[..., 6:9] = features[..., 6:9] * scale + shift
-        return predict_block(features)
-
-    return predict
 
 
 def predict_tile(model: torch.nn.Module, data: DataConfig, points: np.ndarray, colors: np.ndarray,
@@ -133,31 +132,40 @@ def predict_tile(model: torch.nn.Module, data: DataConfig, points: np.ndarray, c
                  frame: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sliding-block prediction of one room-sized cloud.
 
+    Only the blocks holding points are visited, a block with fewer than ``num_points``
+    points runs at its real count (``predict_room(real_counts=True)``), and blocks overlap
+    only where they hold ``num_points`` points or more (``block_chunks(min_overlap_points)``:
+    every point is in one non-overlapping home block, the stride's extra blocks are added
+    where they are full), so the cost follows the points. Blocks are placed relative to the
+    cloud (its lowest corner, or ``frame``'s), never on the absolute coordinate grid, and the
+    offset is removed in float64: the result does not depend on where the cloud lies.
+
     Args:
         model: a pcseg segmentation model in eval mode.
         data: the data section of its config (block size, stride, points per block, inputs).
-        points: (N, 3) float coordinates in metres.
+        points: (N, 3) float coordinates in metres, any frame (float64 keeps map coordinates).
         colors: (N, 3) uint8 0..255 or float in [0, 1].
         device: where the model runs.
         amp_dtype: the autocast dtype, or None for float32.
-        batch_size: blocks per forward pass.
+        batch_size: blocks of ``num_points`` per forward pass (sparse blocks are packed tighter).
         seed: the seed of the blocks' random point order.
         frame: ``room_frame`` of the whole cloud ``points`` is a tile of, so that the block
-            features are those the whole cloud would give; None: the frame of ``points``.
+            features and the block grid are those the whole cloud would give; None: the frame
+            of ``points``.
 
     Returns:
         logits: (N, num_classes) float32, averaged over the blocks.
         labels: (N,) int64.
     """
-    # column-major coordinates: predict_room scans one column at a time for every block
-    room = {"coord": np.asfortranarray(points, dtype=np.float32), "color": colors}
-    predict_block = make_block_predictor(model, data, device, amp_dtype)
-    if frame is not None and len(points):
-        own = room_frame(room["coord"])
-        if not all(np.array_equal(a, b) for a, b in zip(own, frame)):
-            predict_block = _reframed(predict_block, own, frame)
-    return predict_room(room, predict_block, data.num_classes, block_size=data.block_size,
-                        stride=data.eval_stride, num_points=data.num_points, batch_size=batch_size, seed=seed)
+    if frame is None:
+        frame = room_frame(points) if len(points) else (np.zeros(3), np.zeros(3))
+    low, extent = frame
+    # column-major coordinates: block_chunks reads one column at a time
+    room = {"coord": np.asfortranarray(to_local(points, low)), "color": colors}
+    return predict_room(room, make_block_predictor(model, data, device, amp_dtype), data.num_classes,
+                        block_size=data.block_size, stride=data.eval_stride, num_points=data.num_points,
+                        batch_size=batch_size, seed=seed, real_counts=True, frame=(np.zeros(3), extent),
+                        min_overlap_points=data.num_points)
 
 
 def iter_tiles(points: np.ndarray, max_points: int = 300_000, max_extent: float = 10.0,
@@ -261,23 +269,62 @@ def min_tile_width(block_size: float, num_points: int, max_tile_points: int) -> 
     return block_size * max(1.0, blocks_across - 2.0)
 
 
+def check_colors(colors: np.ndarray | None, n: int) -> np.ndarray:
+    """Validates the colours of a cloud of ``n`` points.
+
+    Args:
+        colors: (n, 3) float in [0, 1] or uint8 0..255; None: mid grey.
+        n: the number of points.
+
+    Returns:
+        colors: (n, 3) uint8 as given, or float32 in [0, 1].
+
+    Raises:
+        ValueError: naming ``colors`` when its shape differs, it holds NaN or inf, floats lie
+            outside [0, 1] (floats in 0..255 are named as such) or its dtype is neither a
+            float nor uint8.
+    """
+    if colors is None:
+        return np.full((n, 3), 0.5, dtype=np.float32)
+    colors = np.asarray(colors)
+    if colors.shape != (n, 3):
+        raise ValueError(f"colors must be ({n}, 3) like the points, got {colors.shape}")
+    if colors.dtype == np.uint8:
+        return colors
+    if not np.issubdtype(colors.dtype, np.floating):
+        raise ValueError(f"colors must be float in [0, 1] or uint8 0..255, got dtype {colors.dtype}")
+    bad = ~np.isfinite(colors).all(1)
+    if bad.any():
+        raise ValueError(f"colors contain NaN or inf at {int(bad.sum())} of {n} points (first at row "
+                         f"{int(np.flatnonzero(bad)[0])})")
+    if n and (colors.min() < 0 or colors.max() > 1.0 + 1e-6):
+        looks_255 = colors.min() >= 0 and colors.max() <= 255
+        raise ValueError(f"float colors must lie in [0, 1], got {colors.min():g}..{colors.max():g}"
+                         + (": they look like 0..255; divide by 255 or pass uint8" if looks_255 else ""))
+    return colors.astype(np.float32)
+
+
 def segment_cloud(model: torch.nn.Module, cfg: Config, points: np.ndarray, colors: np.ndarray | None,
                   device="cpu", amp_dtype: torch.dtype | None = None, keep_probabilities: bool = True,
-                  max_tile_points: int = 300_000, max_tile_extent: float = 10.0, batch_size: int = 16,
+                  max_tile_points: int = 300_000, max_tile_extent: float | None = None, batch_size: int = 16,
                   progress: bool = False) -> dict:
     """Segments a cloud of any size, tile by tile (see the module docstring).
+
+    The cloud's lowest corner is subtracted in float64 first, so the result is the same
+    wherever the cloud lies (map frames at millions of metres included).
 
     Args:
         model: a pcseg segmentation model in eval mode.
         cfg: its config.
-        points: (N, 3) float coordinates in metres.
+        points: (N, 3) float coordinates in metres, any frame (float64 keeps map coordinates).
         colors: (N, 3) float in [0, 1] or uint8 0..255; None: mid grey.
         device: where the model runs.
         amp_dtype: the autocast dtype, or None for float32.
         keep_probabilities: False leaves out the (N, C) probabilities (saves N * C floats).
         max_tile_points: the most points of a tile's context predicted at once (bounds memory).
-        max_tile_extent: the widest tile in metres.
-        batch_size: blocks per forward pass.
+        max_tile_extent: the widest tile in metres; None: no limit (the cost follows the
+            points, so ``max_tile_points`` alone bounds a tile).
+        batch_size: blocks of ``num_points`` per forward pass.
         progress: report the points done (``pcseg.utils.progress``).
 
     Returns:
@@ -285,33 +332,29 @@ def segment_cloud(model: torch.nn.Module, cfg: Config, points: np.ndarray, color
         "probabilities": (N, C) float32 or None}``.
 
     Raises:
-        ValueError: when ``points`` is not (N, 3) or ``colors`` not (N, 3) in range.
+        ValueError: when ``points`` is not (N, 3) or holds NaN or inf, or ``colors`` fails
+            ``check_colors``.
     """
-    points = np.asarray(points, dtype=np.float32)
+    points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] != 3:
-        raise ValueError(f"points must be (N, 3), got {points.shape}")
+        raise ValueError(f"points must be an (N, 3) array, got shape {points.shape}")
+    if not np.isfinite(points).all():
+        raise ValueError("points contain NaN or inf; drop them before predict")
     n = len(points)
-    if colors is None:
-        colors = np.full((n, 3), 0.5, dtype=np.float32)
-    colors = np.asarray(colors)
-    if colors.shape != (n, 3):
-        raise ValueError(f"colors must be ({n}, 3) like the points, got {colors.shape}")
-    if colors.dtype != np.uint8:
-        colors = colors.astype(np.float32)
-        if n and (colors.min() < 0 or colors.max() > 1.0 + 1e-6):
-            raise ValueError("float colors must lie in [0, 1] (or pass uint8 0..255)")
+    colors = check_colors(colors, n)
     c = cfg.data.num_classes
     labels = np.zeros(n, dtype=np.int64)
     confidence = np.zeros(n, dtype=np.float32)
     probabilities = np.zeros((n, c), dtype=np.float32) if keep_probabilities else None
     if n == 0:
         return {"labels": labels, "confidence": confidence, "probabilities": probabilities}
-    frame = room_frame(points)
-    tiles = iter_tiles(points, max_tile_points, max_tile_extent, cfg.data.block_size,
+    local = to_local(points)  # from here on everything is relative to the cloud's lowest corner
+    frame = room_frame(local)
+    tiles = iter_tiles(local, max_tile_points, max_tile_extent or math.inf, cfg.data.block_size,
                        min_tile_width(cfg.data.block_size, cfg.data.num_points, max_tile_points))
     with progress_bar(total=n, desc="segmenting", unit="pt", enabled=progress) as bar:
         for core, context in tiles:
-            logits, _ = predict_tile(model, cfg.data, points[context], colors[context], device, amp_dtype,
+            logits, _ = predict_tile(model, cfg.data, local[context], colors[context], device, amp_dtype,
                                      batch_size=batch_size, frame=frame)
             # rows of the core points within the context (context is sorted ascending)
             rows = np.searchsorted(context, core)

@@ -3,8 +3,9 @@
     segmenter = Segmenter.from_checkpoint("runs/demo/best.pt", device="cpu")
     labels, probabilities = segmenter.predict(points, colors)   # (N,) int64, (N, C) float32
 
-Any N: the cloud is cut into tiles of bounded size and each tile is predicted with sliding
-blocks (``pcseg.predict.segment_cloud``). The segmenter holds only its model (in eval mode,
+Any N, any frame: the cloud's offset is removed in float64, it is cut into tiles of bounded
+size and each tile is predicted with blocks placed where its points are
+(``pcseg.predict.segment_cloud``). The segmenter holds only its model (in eval mode,
 never modified) and its config: no global state is read or written, and ``predict`` may be
 called from several threads at once (e.g. ROS callbacks); each call runs under
 ``torch.no_grad`` with its own random generator. Loading and predicting need the checkpoint
@@ -45,7 +46,7 @@ class Segmenter:
         self.batch_size = int(batch_size)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs) -> "Segmenter":
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs) -> Segmenter:
         """Loads a checkpoint written by ``pcseg train`` (``torch.load(weights_only=True)``).
 
         Args:
@@ -76,7 +77,11 @@ class Segmenter:
         return class_names_for(self.config)
 
     def predict(self, points: np.ndarray, colors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Segments a cloud of any size.
+        """Segments a cloud of any size, in any frame.
+
+        Blocks are placed relative to the cloud and its offset is removed in float64 before
+        any float32 work, so a cloud and the same cloud shifted (even by millions of metres,
+        as in a UTM map frame; pass float64 there) get the same result to float rounding.
 
         Args:
             points: (N, 3) float coordinates in metres, z up.
@@ -88,18 +93,9 @@ class Segmenter:
             probabilities: (N, num_classes) float32.
 
         Raises:
-            ValueError: when ``points`` is not (N, 3), holds NaN or inf, or ``colors`` does not
-                match it.
+            ValueError: when ``points`` is not (N, 3) or holds NaN or inf, or ``colors`` does not
+                match it, holds NaN or inf, or is out of range (``pcseg.predict.check_colors``).
         """
-        points = np.asarray(points)
-        if points.ndim != 2 or points.shape[1] != 3:
-            raise ValueError(f"points must be an (N, 3) array, got shape {points.shape}")
-        if not np.isfinite(points).all():
-            raise ValueError("points contain NaN or inf; drop them before predict")
-        if len(points) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, self.num_classes), dtype=np.float32)
-        if colors is not None and not self.config.data.use_color:
-            colors = None
         with torch.no_grad():
             result = segment_cloud(self.model, self.config, points, colors, self.device,
                                    max_tile_points=self.max_tile_points, batch_size=self.batch_size)

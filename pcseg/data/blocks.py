@@ -70,26 +70,26 @@ def block_features(points: np.ndarray, colors: np.ndarray, block_size: float,
 
     Args:
         points: (P, 3) float coordinates as fed to the network (P >= 1, repeats included,
-            since PointNet takes its minimum over them too).
-        colors: (P, 3) uint8 0..255 or float in [0, 1].
+            since PointNet takes its minimum over them too), or (B, P, 3) for B blocks.
+        colors: (P, 3) (or (B, P, 3)) uint8 0..255 or float in [0, 1].
         block_size: the block's side in metres.
         room_min: (3,) float64 lowest corner of the whole room (``room_frame``).
         room_extent: (3,) float64 extent of the whole room (zero axes count as 1).
 
     Returns:
-        features: (P, 9) float32.
+        features: (P, 9) (or (B, P, 9)) float32.
 
     Raises:
         ValueError: when float colours exceed 1.
     """
     shifted = points.astype(np.float64) - room_min
-    features = np.empty((len(points), NUM_FEATURES), dtype=np.float32)
+    features = np.empty(points.shape[:-1] + (NUM_FEATURES,), dtype=np.float32)
     # PointNet centres on the sampled points' own corner, not on the grid cell's centre
-    centre = points[:, :2].astype(np.float64).min(0) + block_size / 2.0
-    features[:, 0:2] = points[:, :2] - centre
-    features[:, 2] = shifted[:, 2]
-    features[:, 3:6] = _color01(colors)
-    features[:, 6:9] = shifted / np.where(room_extent > 0, room_extent, 1.0)
+    centre = points[..., :2].astype(np.float64).min(-2, keepdims=True) + block_size / 2.0
+    features[..., 0:2] = points[..., :2] - centre
+    features[..., 2] = shifted[..., 2]
+    features[..., 3:6] = _color01(colors)
+    features[..., 6:9] = shifted / np.where(room_extent > 0, room_extent, 1.0)
     return features
 
 
@@ -105,6 +105,26 @@ def room_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     low = points.min(0).astype(np.float64)
     return low, points.max(0) - low
+
+
+def to_local(points: np.ndarray, low: np.ndarray | None = None) -> np.ndarray:
+    """Coordinates relative to a corner, as float32: the float64 offset is removed first.
+
+    float32 has 0.5 m steps at 5,000,000 m (UTM northings), so map-frame clouds must lose
+    their offset before any float32 work, not after (inference: ``pcseg.predict``; a loader of
+    map-frame training data would do the same).
+
+    Args:
+        points: (N, 3) float coordinates in metres, any frame.
+        low: (3,) float64 corner subtracted; None: the cloud's lowest x, y, z.
+
+    Returns:
+        local: (N, 3) float32 ``points - low``.
+    """
+    points = np.asarray(points)
+    if low is None:
+        low = points.min(0).astype(np.float64) if len(points) else np.zeros(3)
+    return (points.astype(np.float64) - low).astype(np.float32)
 
 
 def room_to_blocks(room: dict, block_size: float = 1.0, stride: float = 1.0, num_points: int = 4096,
@@ -229,27 +249,134 @@ class BlockDataset(torch.utils.data.Dataset):
         }
 
 
+def block_chunks(coord: np.ndarray, block_size: float, stride: float, num_points: int, rng: np.random.Generator,
+                 anchor: np.ndarray | None = None, min_overlap_points: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The occupied blocks of a cloud, cut into chunks of at most ``num_points`` points.
+
+    Blocks of ``block_size`` lie on a grid of step ``stride`` anchored at ``anchor`` (the
+    cloud's own lowest x, y by default, so their placement follows the cloud, not the absolute
+    coordinates) and reaching its far edge, as in PointNet (``block_origins``); only blocks
+    holding points are visited, so the work follows the points, not the area. A point
+    belongs to every block whose half-open xy square ``[origin, origin + block_size)`` holds
+    it (the last block of an axis is closed), so each point is in at most
+    ``ceil(block_size / stride) ** 2`` blocks. A block's points are shuffled and split into
+    chunks of ``num_points``; when a block holds more than that, its last chunk is topped up
+    with other points of the block, so every chunk of a dense block is as dense as a training
+    block. A block with ``num_points`` or fewer is one chunk of its real points.
+
+    With ``min_overlap_points``, overlap is kept only where it pays: each point has a home
+    block (every ``ceil(block_size / stride)``-th block along each axis, so home blocks tile
+    the plane when ``block_size`` is a multiple of ``stride``), always visited; the other
+    blocks are visited only when they hold ``min_overlap_points`` points or more. In a
+    sparse cloud (a LiDAR scan far from the sensor) every point is then fed about once
+    instead of ``ceil(block_size / stride) ** 2`` times, while dense clouds keep the full
+    sliding overlap.
+
+    Args:
+        coord: (N, 3) float coordinates in metres.
+        block_size: the block's side in metres.
+        stride: the grid's step in metres.
+        num_points: the most points of a chunk.
+        rng: the generator of the shuffles and top-ups.
+        anchor: (2,) float64 grid origin at or below the cloud's lowest x, y; None: that lowest x, y.
+        min_overlap_points: the fewest points of a visited block that is no point's home;
+            0: every block holding points is visited.
+
+    Returns:
+        index: (M,) int64 rows of ``coord``, the chunks one after the other.
+        lengths: (K,) int64 points of each chunk, in [1, num_points], summing to M.
+
+    Raises:
+        ValueError: when ``block_size``, ``stride`` or ``num_points`` is not positive.
+    """
+    if block_size <= 0 or stride <= 0 or num_points < 1:
+        raise ValueError(f"block_size, stride and num_points must be positive, got {block_size}, {stride}, "
+                         f"{num_points}")
+    xy = np.asarray(coord)[:, :2].astype(np.float64)
+    if len(xy) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    low = xy.min(0) if anchor is None else np.asarray(anchor, dtype=np.float64)
+    local = xy - low
+    extent = local.max(0)
+    counts = np.array([max(1, int(math.ceil((e - block_size) / stride)) + 1) for e in extent])
+    last = np.minimum(np.floor(local / stride).astype(np.int64), counts - 1)   # the last block holding a point
+    first = np.maximum(np.floor((local - block_size) / stride).astype(np.int64) + 1, 0)
+    first = np.minimum(first, last)  # a point on the far edge of the last block
+    reach = int(math.ceil(block_size / stride))
+    rows, keys = [], []
+    for dx in range(reach):
+        for dy in range(reach):
+            bx, by = last[:, 0] - dx, last[:, 1] - dy
+            ok = np.flatnonzero((bx >= first[:, 0]) & (by >= first[:, 1]))
+            rows.append(ok)
+            keys.append(bx[ok] * counts[1] + by[ok])
+    rows, keys = np.concatenate(rows), np.concatenate(keys)
+    if min_overlap_points > 0:
+        home = np.maximum(first, last // reach * reach)  # within [first, last] up to the far edge
+        home_keys = np.unique(home[:, 0] * counts[1] + home[:, 1])
+        block_keys, block_of, block_sizes = np.unique(keys, return_inverse=True, return_counts=True)
+        kept = np.isin(block_keys, home_keys) | (block_sizes >= min_overlap_points)
+        rows, keys = rows[kept[block_of]], keys[kept[block_of]]
+    # grouped by block, in a random order within each block
+    order = np.lexsort((rng.random(len(rows)), keys))
+    rows, keys = rows[order], keys[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    sizes = np.diff(np.r_[starts, len(keys)])
+    # dense blocks: top the last chunk up to num_points with other points of the block
+    top_up = np.where(sizes > num_points, -sizes % num_points, 0)
+    extra_block = np.repeat(np.arange(len(sizes)), top_up)
+    extra = rows[starts[extra_block] + (rng.random(len(extra_block)) * sizes[extra_block]).astype(np.int64)]
+    # chunk of every entry: blocks in order, num_points entries per chunk
+    chunks_per_block = -(-(sizes + top_up) // num_points)
+    first_chunk = np.r_[0, np.cumsum(chunks_per_block)[:-1]]
+    rank = np.arange(len(rows)) - np.repeat(starts, sizes)
+    chunk = np.repeat(first_chunk, sizes) + rank // num_points
+    extra_chunk = first_chunk[extra_block] + chunks_per_block[extra_block] - 1
+    all_chunk = np.concatenate([chunk, extra_chunk])
+    order = np.argsort(all_chunk, kind="stable")
+    index = np.concatenate([rows, extra])[order]
+    lengths = np.bincount(all_chunk, minlength=int(chunks_per_block.sum()))
+    return index.astype(np.int64), lengths.astype(np.int64)
+
+
 def predict_room(room: dict, predict_block: Callable, num_classes: int, block_size: float = 1.0,
-                 stride: float = 0.5, num_points: int = 4096, batch_size: int = 16,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                 stride: float = 0.5, num_points: int = 4096, batch_size: int = 16, seed: int = 0,
+                 real_counts: bool = False, frame: tuple[np.ndarray, np.ndarray] | None = None,
+                 min_overlap_points: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Whole-room inference by sliding blocks; every point gets a label.
 
     The lowest inference layer (``pcseg.predict`` maps the others). Blocks of ``block_size``
-    slide with ``stride`` over the room. Each block's points are shuffled and split into
-    chunks of ``num_points`` (the last chunk topped up with repeats of the block's points), so
-    every point in a block is predicted at least once; the logits a point receives from all
-    blocks and chunks are averaged.
+    slide with ``stride`` over the room, visiting only the blocks that hold points; each is
+    cut into chunks of at most ``num_points`` points (``block_chunks``), so every point in a
+    block is predicted at least once, and the logits a point receives from all blocks and
+    chunks are averaged.
+
+    A chunk shorter than ``num_points`` (a block with fewer points) is fed in one of two ways:
+
+    - ``real_counts=False`` (PointNet's rule): topped up with repeats of its own points, and
+      ``predict_block(features)`` gets (B, num_points, 9) features;
+    - ``real_counts=True``: as it is, and ``predict_block(features, lengths)`` gets (B, P, 9)
+      features of chunks of similar sizes padded to the longest (P <= num_points; padded rows
+      repeat the chunk's first point) with their ``lengths`` (B,) int64. Batches hold about
+      ``batch_size * num_points`` points, so the cost follows the points, not the blocks.
 
     Args:
         room: a dict with ``coord`` (N, 3) and ``color`` (N, 3).
-        predict_block: block features (B, num_points, 9) float32 tensor -> logits
-            (B, num_points, num_classes) (tensor or numpy array).
+        predict_block: block features (B, P, 9) float32 tensor [, lengths (B,) int64 tensor]
+            -> logits (B, P, num_classes) (tensor or numpy array).
         num_classes: the logits' classes.
         block_size: the block's side in metres.
         stride: the step between blocks in metres.
         num_points: points per chunk fed to ``predict_block``.
-        batch_size: chunks per call of ``predict_block``.
+        batch_size: chunks per call of ``predict_block`` (of ``num_points`` points each with
+            ``real_counts``).
         seed: the seed of the chunks' random point order.
+        real_counts: feed sparse chunks at their real point count (see above).
+        frame: ``(low, extent)`` (``room_frame``) of the cloud the room is a part of: the block
+            features are taken in it and the block grid is anchored at its lowest x, y; None:
+            the room's own.
+        min_overlap_points: visit the blocks that are no point's home only when they hold
+            this many points (``block_chunks``); 0: every block holding points.
 
     Returns:
         logits: (N, num_classes) float32, averaged.
@@ -261,44 +388,56 @@ def predict_room(room: dict, predict_block: Callable, num_classes: int, block_si
     coord = np.asarray(room["coord"])
     color = np.asarray(room["color"])
     n = len(coord)
-    room_min, room_extent = room_frame(coord)
+    room_min, room_extent = room_frame(coord) if frame is None else frame
     rng = np.random.default_rng(seed)
-    logit_sum = np.zeros((n, num_classes), dtype=np.float64)
-    counts = np.zeros(n, dtype=np.int64)
-    pending_features, pending_index = [], []
+    index, lengths = block_chunks(coord, block_size, stride, num_points, rng, anchor=room_min[:2],
+                                  min_overlap_points=min_overlap_points)
+    starts = np.r_[0, np.cumsum(lengths)[:-1]]
+    logit_sum = torch.zeros((n, num_classes), dtype=torch.float64)
+    counts = np.bincount(index, minlength=n) if real_counts else np.zeros(n, dtype=np.int64)
 
-    def flush():
-        batch = torch.from_numpy(np.stack(pending_features))
-        with torch.no_grad():
-            out = predict_block(batch)
-        out = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
-        if out.shape != (len(pending_features), num_points, num_classes):
-            raise ValueError(f"predict_block returned shape {out.shape}, expected "
-                             f"({len(pending_features)}, {num_points}, {num_classes})")
-        index = np.stack(pending_index)
-        np.add.at(logit_sum, index.ravel(), out.reshape(-1, num_classes))
-        np.add.at(counts, index.ravel(), 1)
-        pending_features.clear()
-        pending_index.clear()
-
-    for origin in block_origins(coord, block_size, stride):
-        inside = np.flatnonzero((coord[:, 0] >= origin[0]) & (coord[:, 0] <= origin[0] + block_size) &
-                                (coord[:, 1] >= origin[1]) & (coord[:, 1] <= origin[1] + block_size))
-        if len(inside) == 0:
-            continue
-        order = inside[rng.permutation(len(inside))]
-        num_chunks = int(math.ceil(len(order) / num_points))
-        padded = np.concatenate([order, order[rng.integers(len(order), size=num_chunks * num_points - len(order))]])
-        for chunk in padded.reshape(num_chunks, num_points):
-            # each chunk is centred on its own points, as a sampled training block is
-            pending_features.append(block_features(coord[chunk], color[chunk], block_size,
+    for batch in _chunk_batches(lengths, num_points, batch_size, real_counts):
+        width = int(lengths[batch].max()) if real_counts else num_points
+        offset = np.arange(width)[None, :]
+        real = offset < lengths[batch, None]
+        if real_counts:  # padded rows repeat the chunk's first point
+            rows = starts[batch, None] + np.where(real, offset, 0)
+        else:  # topped up with random repeats of the chunk's own points
+            rows = starts[batch, None] + np.where(real, offset, (rng.random(real.shape) * lengths[batch, None])
+                                                  .astype(np.int64))
+        chunk_index = index[rows]
+        features = torch.from_numpy(block_features(coord[chunk_index], color[chunk_index], block_size,
                                                    room_min, room_extent))
-            pending_index.append(chunk)
-            if len(pending_features) == batch_size:
-                flush()
-    if pending_features:
-        flush()
-    if (counts == 0).any():   # cannot happen with a grid covering the extent; guard anyway
+        with torch.no_grad():
+            out = predict_block(features, torch.from_numpy(lengths[batch])) if real_counts else predict_block(features)
+        out = out.detach().cpu() if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out))
+        if tuple(out.shape) != (len(batch), width, num_classes):
+            raise ValueError(f"predict_block returned shape {tuple(out.shape)}, expected "
+                             f"({len(batch)}, {width}, {num_classes})")
+        if real_counts:  # padded rows carry no prediction
+            keep = torch.from_numpy(real.ravel())
+            logit_sum.index_add_(0, torch.from_numpy(chunk_index.ravel())[keep],
+                                 out.reshape(-1, num_classes)[keep].double())
+        else:
+            logit_sum.index_add_(0, torch.from_numpy(chunk_index.ravel()), out.reshape(-1, num_classes).double())
+            counts += np.bincount(chunk_index.ravel(), minlength=n)
+    if (counts == 0).any():   # cannot happen: every point lies in a block; guard anyway
         raise RuntimeError(f"{int((counts == 0).sum())} points were not covered by any block")
-    logits = (logit_sum / counts[:, None]).astype(np.float32)
+    logits = (logit_sum.numpy() / counts[:, None]).astype(np.float32)
     return logits, logits.argmax(1).astype(np.int64)
+
+
+def _chunk_batches(lengths: np.ndarray, num_points: int, batch_size: int, real_counts: bool) -> list[np.ndarray]:
+    """The chunks of each call of ``predict_block``: ``batch_size`` chunks in order, or with
+    ``real_counts`` chunks of similar lengths (longest first) holding about
+    ``batch_size * num_points`` padded points."""
+    if not real_counts:
+        return np.array_split(np.arange(len(lengths)), np.arange(batch_size, len(lengths), batch_size))
+    order = np.argsort(-lengths, kind="stable")
+    budget = batch_size * num_points
+    batches, i = [], 0
+    while i < len(order):
+        take = max(1, budget // int(lengths[order[i]]))
+        batches.append(order[i:i + take])
+        i += take
+    return batches
