@@ -41,16 +41,18 @@ def _geometry_offset(data: DataConfig) -> int:
     return 3 * data.use_color + 3 * data.room_coords
 
 
-def geometric_features(points: torch.Tensor, k: int) -> torch.Tensor:
+def geometric_features(points: torch.Tensor, k: int, inwards: torch.Tensor | None = None) -> torch.Tensor:
     """The local geometry of every point from its ``k`` nearest neighbours.
 
     Args:
         points: (B, P, 3) float coordinates in metres.
         k: neighbours per point (at most P are used).
+        inwards: (B, P, 3) float per-point direction the normals must not point against
+            (``block_inputs`` passes the direction to the room's centre), or None for +z.
 
     Returns:
-        geometry: (B, P, 7) float32: the unit normal (3, ``pcseg.ops.estimate_normals``, oriented
-        to +z), the surface variation ``3 l0 / (l0 + l1 + l2)`` in [0, 1] of the neighbourhood
+        geometry: (B, P, 7) float32: the unit normal (3, ``pcseg.ops.estimate_normals``, flipped
+        to face ``inwards``), the surface variation ``3 l0 / (l0 + l1 + l2)`` in [0, 1] of the neighbourhood
         covariance's ascending eigenvalues, and the offset from the neighbourhood centroid in
         decimetres (3).
     """
@@ -64,6 +66,8 @@ def geometric_features(points: torch.Tensor, k: int) -> torch.Tensor:
     eigenvalues = torch.linalg.eigvalsh(covariance.double()).float()  # ascending
     variation = 3.0 * eigenvalues[..., :1] / eigenvalues.sum(-1, keepdim=True).clamp_min(1e-12)
     normals = ops.estimate_normals(points, k)
+    if inwards is not None:
+        normals = torch.where(((normals * inwards).sum(-1, keepdim=True) < 0), -normals, normals)
     return torch.cat([normals, variation, 10.0 * (points - centroid)], dim=-1)
 
 
@@ -77,7 +81,10 @@ def block_inputs(block_features: torch.Tensor, data: DataConfig) -> tuple[torch.
     Returns:
         points: (B, P, 3) float32 block coordinates.
         features: (B, P, input_channels(data)) float32 in the order rgb, room xyz, geometry;
-        None when there are no channels.
+        None when there are no channels. Normals point into the room: each is flipped to a
+        non-negative component along the direction from its point to the room's centre in
+        room-normalised coordinates, which depends on the point's place in the room only, so
+        every block of a room agrees (floors up, ceilings down, walls into the room).
     """
     points = block_features[..., 0:3].float().contiguous()
     parts = []
@@ -86,7 +93,9 @@ def block_inputs(block_features: torch.Tensor, data: DataConfig) -> tuple[torch.
     if data.room_coords:
         parts.append(block_features[..., 6:9].float())
     if data.geometric_features:
-        parts.append(geometric_features(points, data.neighbours))
+        # towards the room's centre, in room-normalised coordinates (channels 6-8)
+        inwards = 0.5 - block_features[..., 6:9].float()
+        parts.append(geometric_features(points, data.neighbours, inwards=inwards))
     return points, (torch.cat(parts, -1).contiguous() if parts else None)
 
 
