@@ -222,3 +222,18 @@ def test_config_errors_and_yaml_levels():
     levels = [{"num_centers": 32, "rings": [[0.0, 0.2]], "samples": [8], "mlps": [[16, 16]]}]
     model = build_model("acnn", num_classes=4, levels=levels, global_mlp=None, up_mlps=[[16]])
     assert model(torch.rand(2, 64, 3)).shape == (2, 4, 64)
+
+
+def test_demo_model_flag_builds_the_authors_decoder_with_normals_once(tmp_path):
+    from pcseg.checkpoint import build_model_from_config
+    from pcseg.demo.rooms import demo_config
+    from pcseg.inputs import input_channels
+
+    cfg = demo_config(tmp_path, model="acnn")
+    model = build_model_from_config(cfg)
+    assert isinstance(model, ACNNSeg) and cfg.data.geometric_features
+    # the normals are among the geometric input features; the encoder does not add them again
+    assert model.encoder.input_channels == input_channels(cfg.data)
+    assert len(model.up) == 3 and model.global_mlp is None
+    with pytest.raises(ValueError, match="model must be one of"):
+        demo_config(tmp_path, model="pointnet2")
