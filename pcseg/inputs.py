@@ -5,8 +5,9 @@ become the model's ``points (B, P, 3)`` and ``features (B, P, C)``, ``C = input_
 in the order rgb (``data.use_color``), room xyz (``data.room_coords``), local geometry
 (``data.geometric_features``: normal, surface variation, offset to the neighbourhood
 centroid). Where geometry is on, its normal channels are also the model's ``normals``
-(``input_normals``), so a model that orients by normals (A-CNN) uses the same ones it sees as
-features; every model takes them in its one forward signature (``pcseg.models``).
+(``input_normals``, facing the room's interior: ``block_inputs``), so a model that orients by
+normals (A-CNN) uses the same ones it sees as features; every model takes them in its one
+forward signature (``pcseg.models``).
 
 The trainer, the validation pass and the predictor all build their inputs here, so training
 and inference cannot drift apart.
@@ -52,9 +53,9 @@ def geometric_features(points: torch.Tensor, k: int, inwards: torch.Tensor | Non
 
     Returns:
         geometry: (B, P, 7) float32: the unit normal (3, ``pcseg.ops.estimate_normals``, flipped
-        to face ``inwards``), the surface variation ``3 l0 / (l0 + l1 + l2)`` in [0, 1] of the neighbourhood
-        covariance's ascending eigenvalues, and the offset from the neighbourhood centroid in
-        decimetres (3).
+        to face ``inwards``), the surface variation ``3 l0 / (l0 + l1 + l2)`` in [0, 1] of the
+        neighbourhood covariance's ascending eigenvalues, and the offset from the neighbourhood
+        centroid in decimetres (3).
     """
     points = points.float()
     k = min(k, points.shape[1])

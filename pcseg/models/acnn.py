@@ -476,7 +476,8 @@ class ACNNSeg(nn.Module):
             return None
         if categories is None:
             raise ValueError(f"the model was built with num_categories={self.num_categories}: pass categories (B,)")
-        if categories.shape != (points.shape[0],) or bool(((categories < 0) | (categories >= self.num_categories)).any()):
+        out_of_range = (categories < 0) | (categories >= self.num_categories)
+        if categories.shape != (points.shape[0],) or bool(out_of_range.any()):
             raise ValueError(f"categories must be (B,) = ({points.shape[0]},) in [0, {self.num_categories}), "
                              f"got {tuple(categories.shape)}")
         return F.one_hot(categories.long(), self.num_categories).to(points.dtype)
