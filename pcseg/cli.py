@@ -1,8 +1,9 @@
 """The ``pcseg`` command (also ``python -m pcseg``).
 
-    pcseg demo [--out demo_out]                          the whole job on procedural rooms
+    pcseg demo [--out demo_out] [--model pointnet|acnn]  the whole job on procedural rooms
     pcseg train --config C [--set k=v ...] [--resume K]  (torchrun --nproc_per_node=N -m pcseg train ...)
     pcseg eval --config C --checkpoint K [--out DIR]
+    pcseg s3dis-protocol --config C --protocol 6fold|area5 [--out DIR]   (pcseg.protocols)
     pcseg predict INPUT --checkpoint K --out OUT.ply|.pcd|.las|.laz|.label|.npy [--input-format F]
     pcseg predict DIR --checkpoint K --out DIR [--out-format label|ply|...]   every cloud under DIR
     pcseg fuse FOLDER --out MAP.ply
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-bridge", action="store_true", help="skip the 2D-3D fusion part")
+    p.add_argument("--model", choices=("pointnet", "acnn"), default="pointnet",
+                   help="the model trained (default pointnet; acnn: A-CNN with the authors' decoder)")
     add_set(p)
     add_debug(p)
 
@@ -72,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", default=None, help="folder for metrics.json and confusion_matrix.png")
     p.add_argument("--device", default="cpu")
+    add_set(p)
+    add_debug(p)
+
+    p = sub.add_parser("s3dis-protocol", help="S3DIS 6-fold cross-validation or Area 5: train, test, merged scores")
+    p.add_argument("--config", required=True, help="an S3DIS config (configs/*_s3dis.yaml)")
+    p.add_argument("--protocol", choices=("6fold", "area5"), default="6fold")
+    p.add_argument("--out", default=None, help="folder for the runs and protocol.json (default train.out_dir)")
+    p.add_argument("--device", default="cpu", help="where the evaluation runs")
     add_set(p)
     add_debug(p)
 
@@ -234,7 +245,7 @@ def _run(args) -> int:
     if args.command == "demo":
         from pcseg.demo.rooms import run_demo
 
-        run_demo(args.out, args.overrides, seed=args.seed, bridge=not args.no_bridge)
+        run_demo(args.out, args.overrides, seed=args.seed, bridge=not args.no_bridge, model=args.model)
         return 0
     if args.command == "train":
         from pcseg.config import load_config
@@ -253,6 +264,12 @@ def _run(args) -> int:
 
         cfg = load_config(args.config, args.overrides)
         evaluate_checkpoint(cfg, args.checkpoint, args.out, args.device)
+        return 0
+    if args.command == "s3dis-protocol":
+        from pcseg.config import load_config
+        from pcseg.protocols import run_s3dis_protocol
+
+        run_s3dis_protocol(load_config(args.config, args.overrides), args.protocol, args.out, args.device)
         return 0
     if args.command == "predict":
         return _predict(args)

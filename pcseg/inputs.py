@@ -5,8 +5,9 @@ become the model's ``points (B, P, 3)`` and ``features (B, P, C)``, ``C = input_
 in the order rgb (``data.use_color``), room xyz (``data.room_coords``), local geometry
 (``data.geometric_features``: normal, surface variation, offset to the neighbourhood
 centroid). Where geometry is on, its normal channels are also the model's ``normals``
-(``input_normals``), so a model that orients by normals (A-CNN) uses the same ones it sees as
-features; every model takes them in its one forward signature (``pcseg.models``).
+(``input_normals``, facing the room's interior: ``block_inputs``), so a model that orients by
+normals (A-CNN) uses the same ones it sees as features; every model takes them in its one
+forward signature (``pcseg.models``).
 
 The trainer, the validation pass and the predictor all build their inputs here, so training
 and inference cannot drift apart.
@@ -42,7 +43,9 @@ def _geometry_offset(data: DataConfig) -> int:
     return 3 * data.use_color + 3 * data.room_coords
 
 
-def geometric_features(points: torch.Tensor, k: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
+def geometric_features(
+    points: torch.Tensor, k: int, lengths: torch.Tensor | None = None, inwards: torch.Tensor | None = None
+) -> torch.Tensor:
     """The local geometry of every point from its ``k`` nearest neighbours.
 
     Args:
@@ -50,11 +53,13 @@ def geometric_features(points: torch.Tensor, k: int, lengths: torch.Tensor | Non
         k: neighbours per point (at most P are used).
         lengths: (B,) int64 real points per cloud of a padded batch (real points first), or
             None; a point of a cloud with fewer than ``k`` real points uses all of them.
+        inwards: (B, P, 3) float per-point direction the normals must not point against
+            (``block_inputs`` passes the direction to the room's centre), or None for +z.
 
     Returns:
-        geometry: (B, P, 7) float32: the unit normal (3, ``pcseg.ops.estimate_normals``, oriented
-        to +z; zero with fewer than 3 neighbours), the surface variation
-        ``3 l0 / (l0 + l1 + l2)`` in [0, 1] of the neighbourhood covariance's ascending
+        geometry: (B, P, 7) float32: the unit normal (3, ``pcseg.ops.estimate_normals``, flipped
+        to face ``inwards``, else oriented to +z; zero with fewer than 3 neighbours), the surface
+        variation ``3 l0 / (l0 + l1 + l2)`` in [0, 1] of the neighbourhood covariance's ascending
         eigenvalues, and the offset from the neighbourhood centroid in decimetres (3). Padded
         rows hold finite values of no meaning.
     """
@@ -76,6 +81,8 @@ def geometric_features(points: torch.Tensor, k: int, lengths: torch.Tensor | Non
     variation = 3.0 * eigenvalues[..., :1] / eigenvalues.sum(-1, keepdim=True).clamp_min(1e-12)
     # the normals from the same neighbours (``ops.estimate_normals`` would search them again)
     normals = orient_normals(points, torch.ops.pcseg.normals_from_neighbors(points, idx))
+    if inwards is not None:
+        normals = torch.where(((normals * inwards).sum(-1, keepdim=True) < 0), -normals, normals)
     return torch.cat([normals, variation, 10.0 * (points - centroid)], dim=-1)
 
 
@@ -91,7 +98,10 @@ def block_inputs(block_features: torch.Tensor, data: DataConfig,
     Returns:
         points: (B, P, 3) float32 block coordinates.
         features: (B, P, input_channels(data)) float32 in the order rgb, room xyz, geometry;
-        None when there are no channels.
+        None when there are no channels. Normals point into the room: each is flipped to a
+        non-negative component along the direction from its point to the room's centre in
+        room-normalised coordinates, which depends on the point's place in the room only, so
+        every block of a room agrees (floors up, ceilings down, walls into the room).
     """
     points = block_features[..., 0:3].float().contiguous()
     parts = []
@@ -100,7 +110,9 @@ def block_inputs(block_features: torch.Tensor, data: DataConfig,
     if data.room_coords:
         parts.append(block_features[..., 6:9].float())
     if data.geometric_features:
-        parts.append(geometric_features(points, data.neighbours, lengths))
+        # towards the room's centre, in room-normalised coordinates (channels 6-8)
+        inwards = 0.5 - block_features[..., 6:9].float()
+        parts.append(geometric_features(points, data.neighbours, lengths, inwards=inwards))
     return points, (torch.cat(parts, -1).contiguous() if parts else None)
 
 

@@ -309,29 +309,34 @@ def lovasz_softmax_loss(
     return (per_class * w).sum() / w.sum()
 
 
-def feature_transform_regularizer(transform: torch.Tensor) -> torch.Tensor:
-    """PointNet's orthogonality regulariser ``||I - A A^T||_F^2``, averaged over the batch.
+def feature_transform_regularizer(transform: torch.Tensor, reduction: str = "official") -> torch.Tensor:
+    """PointNet's orthogonality regulariser on ``||I - A A^T||_F^2``, at the official scale.
 
-    The paper adds it with weight 0.001. The original TF code uses ``tf.nn.l2_loss`` (half the
-    squared norm, summed over the batch); this takes the batch mean of the full squared norm so
-    the weight does not scale with the batch size.
+    The paper adds it with weight 0.001; the official TF code (charlesq34/pointnet) takes
+    ``tf.nn.l2_loss``: half the squared norm, summed over the batch, which is the default here.
+    ``reduction="mean"`` takes the batch mean of the full squared norm instead (2 / B times the
+    official value), whose weight does not scale with the batch size.
 
     Args:
         transform: (B, K, K) float, the feature T-Net output (``aux["feature_transform"]`` of
             the PointNet models).
+        reduction: "official" (half the sum over the batch) or "mean" (the batch mean).
 
     Returns:
         loss: () float.
 
     Raises:
-        ValueError: when ``transform`` is not (B, K, K).
+        ValueError: when ``transform`` is not (B, K, K) or ``reduction`` is unknown.
     """
     if transform.dim() != 3 or transform.shape[1] != transform.shape[2]:
         raise ValueError(f"transform must be (B, K, K), got {tuple(transform.shape)}")
+    if reduction not in ("official", "mean"):
+        raise ValueError(f'reduction must be "official" or "mean", got {reduction!r}')
     k = transform.shape[1]
     eye = torch.eye(k, dtype=transform.dtype, device=transform.device)
     diff = eye - transform @ transform.transpose(1, 2)
-    return diff.pow(2).sum(dim=(1, 2)).mean()
+    per_cloud = diff.pow(2).sum(dim=(1, 2))
+    return 0.5 * per_cloud.sum() if reduction == "official" else per_cloud.mean()
 
 
 def class_weights_from_counts(

@@ -23,8 +23,9 @@ def _small_block_model(num_points=128, in_channels=6, width_multiplier=0.5, **kw
 def test_circular_conv_is_conv1d_with_circular_padding():
     torch.manual_seed(0)
     conv = CircularConv(5, 7)
-    ref = torch.nn.Conv1d(5, 7, 3, padding=1, padding_mode="circular", bias=False)
+    ref = torch.nn.Conv1d(5, 7, 3, padding=1, padding_mode="circular")
     ref.weight.data.copy_(conv.weight.data)
+    ref.bias.data.copy_(conv.bias.data)
     for k in (1, 2, 6):
         x = torch.randn(2, 4, k, 5, dtype=torch.float32, requires_grad=True)
         ours = conv(x)
@@ -44,8 +45,8 @@ def test_fill_ring_slots_repeats_cyclically_and_falls_back_to_centre():
     assert torch.equal(fill_ring_slots(idx, centres), expected)
 
 
-def _conv_bn_count(cin, cout):
-    return cin * cout + cout + 2 * cout
+def _conv_bn_count(cin, cout, taps=1):
+    return taps * cin * cout + cout + 2 * cout  # weights, bias, batch-norm scale and shift
 
 
 def _acnn_encoder_count(in_channels, levels):
@@ -55,7 +56,7 @@ def _acnn_encoder_count(in_channels, levels):
         for widths in level.mlps:
             cin = 3 + c
             for w in widths:
-                total += 3 * cin * w + 2 * w  # circular conv (no bias) + batch norm
+                total += _conv_bn_count(cin, w, taps=3)  # circular conv + batch norm
                 cin = w
             out += widths[-1]
         c = out
@@ -63,20 +64,42 @@ def _acnn_encoder_count(in_channels, levels):
 
 
 def test_parameter_counts():
-    enc, c = _acnn_encoder_count(3, acnn_classification_levels())
+    # The authors' totals (weights, biases, batch-norm scale and shift of acnn_cls_rings.py and
+    # acnn_segm_rings.py), counted layer by layer and pinned.
+    enc, c = _acnn_encoder_count(0, acnn_classification_levels())
     assert c == 128 + 256
-    cls_expected = (enc + _conv_bn_count(3 + c, 256) + _conv_bn_count(256, 512) + _conv_bn_count(512, 1024)
-                    + _conv_bn_count(1024, 512) + _conv_bn_count(512, 256) + 256 * 40 + 40)
-    seg_expected = (enc + _conv_bn_count(3 + c, 256) + _conv_bn_count(256, 512) + _conv_bn_count(512, 1024)
-                    + _conv_bn_count(1024 + 384, 256) + _conv_bn_count(256, 256)  # global -> level 2
-                    + _conv_bn_count(256 + 192, 256) + _conv_bn_count(256, 128)  # level 2 -> level 1
-                    + _conv_bn_count(128 + 3, 128) + 2 * _conv_bn_count(128, 128)  # level 1 -> points
-                    + _conv_bn_count(128, 128) + 128 * 50 + 50)
+    global_level = _conv_bn_count(3 + c, 256) + _conv_bn_count(256, 512) + _conv_bn_count(512, 1024)
+    cls_expected = enc + global_level + _conv_bn_count(1024, 512) + _conv_bn_count(512, 256) + 256 * 40 + 40
+    seg_enc, _ = _acnn_encoder_count(3, acnn_classification_levels())  # normals as level-1 features
+    seg_expected = (seg_enc + global_level
+                    + _conv_bn_count(1024, 64) + _conv_bn_count(384, 64)  # global, level 2 -> points
+                    + _conv_bn_count(192 + 3, 128) + 2 * _conv_bn_count(128, 128)  # level 1 (+ normals) -> points
+                    + _conv_bn_count(64 + 64 + 128 + 16 + 3, 256) + _conv_bn_count(256, 256)
+                    + _conv_bn_count(256, 128) + 128 * 50 + 50)
     cls_count = sum(p.numel() for p in ACNNCls(40).parameters())
-    seg_count = sum(p.numel() for p in ACNNSeg(50).parameters())
-    print(f"ACNNCls(40): {cls_count:,} parameters; ACNNSeg(50): {seg_count:,} parameters")
-    assert cls_count == cls_expected
-    assert seg_count == seg_expected
+    seg_count = sum(p.numel() for p in ACNNSeg(50, num_categories=16).parameters())
+    print(f"ACNNCls(40): {cls_count:,} parameters; ACNNSeg(50, num_categories=16): {seg_count:,} parameters")
+    assert cls_count == cls_expected == 1_774_792
+    assert seg_count == seg_expected == 1_434_162
+    # normals as level-1 inputs of the classifier add 3 input channels to its first two convolutions
+    with_normals = sum(p.numel() for p in ACNNCls(40, normals_as_features=True).parameters())
+    assert with_normals - cls_count == 864
+
+
+def test_category_one_hot():
+    torch.manual_seed(0)
+    levels = acnn_block_preset(64)["levels"][:2]
+    model = ACNNSeg(5, levels=levels, global_mlp=(32,), num_categories=3, width_multiplier=0.25).eval()
+    points = torch.rand(2, 64, 3)
+    with torch.no_grad():
+        a = model(points, categories=torch.tensor([0, 2]))
+        b = model(points, categories=torch.tensor([1, 2]))
+    assert a.shape == (2, 5, 64)
+    assert not torch.allclose(a[0], b[0]) and torch.allclose(a[1], b[1])
+    with pytest.raises(ValueError, match="pass categories"):
+        model(points)
+    with pytest.raises(ValueError, match="categories must be"):
+        model(points, categories=torch.tensor([0, 3]))
 
 
 def test_ring_neighbourhoods_come_from_ring_query_in_angular_order():
@@ -144,7 +167,7 @@ def test_normals_default_to_estimate_normals():
     model = _small_block_model().eval()
     with torch.no_grad():
         implicit = model(points, features)
-        explicit = model(points, features, normals=estimate_normals(points, k=16))
+        explicit = model(points, features, normals=estimate_normals(points, k=16, viewpoint="interior"))
         given = model(points, features, normals=true_normals)
     torch.testing.assert_close(implicit, explicit)
     assert not torch.allclose(implicit, given)  # the input normals are really used
@@ -194,8 +217,23 @@ def test_config_errors_and_yaml_levels():
         AnnularLevelConfig(16, [(0.0, 0.1)], [8, 8], [[16]])
     with pytest.raises(ValueError, match="r_inner < r_outer"):
         AnnularLevelConfig(16, [(0.2, 0.1)], [8], [[16]])
-    with pytest.raises(ValueError, match="fp_mlps needs 3 entries"):
-        ACNNSeg(13, fp_mlps=[[128]])
+    with pytest.raises(ValueError, match="up_mlps needs 3 entries"):
+        ACNNSeg(13, up_mlps=[[128]])
     levels = [{"num_centers": 32, "rings": [[0.0, 0.2]], "samples": [8], "mlps": [[16, 16]]}]
-    model = build_model("acnn", num_classes=4, levels=levels, global_mlp=None, fp_mlps=[[16]])
+    model = build_model("acnn", num_classes=4, levels=levels, global_mlp=None, up_mlps=[[16]])
     assert model(torch.rand(2, 64, 3)).shape == (2, 4, 64)
+
+
+def test_demo_model_flag_builds_the_authors_decoder_with_normals_once(tmp_path):
+    from pcseg.checkpoint import build_model_from_config
+    from pcseg.demo.rooms import demo_config
+    from pcseg.inputs import input_channels
+
+    cfg = demo_config(tmp_path, model="acnn")
+    model = build_model_from_config(cfg)
+    assert isinstance(model, ACNNSeg) and cfg.data.geometric_features
+    # the normals are among the geometric input features; the encoder does not add them again
+    assert model.encoder.input_channels == input_channels(cfg.data)
+    assert len(model.up) == 3 and model.global_mlp is None
+    with pytest.raises(ValueError, match="model must be one of"):
+        demo_config(tmp_path, model="pointnet2")

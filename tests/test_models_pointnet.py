@@ -168,3 +168,10 @@ def test_build_model_and_errors():
         model(torch.zeros(2, 10, 4), torch.zeros(2, 10, 2))
     with pytest.raises(ValueError, match="lengths must lie"):
         model(torch.zeros(2, 10, 3), torch.zeros(2, 10, 2), lengths=torch.tensor([0, 10]))
+
+
+def test_feature_transform_regulariser_has_the_official_scale():
+    # tf.nn.l2_loss summed over the batch: half the squared norm of I - A A^T per cloud, summed.
+    a = 2 * torch.eye(3, dtype=torch.float64).expand(4, 3, 3)  # I - 4I = -3I: squared norm 27 per cloud
+    assert feature_transform_regularizer(a).item() == pytest.approx(0.5 * 4 * 27)
+    assert feature_transform_regularizer(a, reduction="mean").item() == pytest.approx(27)

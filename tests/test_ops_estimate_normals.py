@@ -46,3 +46,39 @@ def test_opcheck():
     points = random_cloud(2, 30)
     idx = torch.randint(-1, 30, (2, 30, 6))
     torch.library.opcheck(torch.ops.pcseg.normals_from_neighbors.default, (points, idx))
+
+
+def _two_walls_room(n=3000, seed=0):
+    """Two parallel walls 4 m apart (x = 0 and x = 4), 5 m long, 3 m high, as one cloud."""
+    g = torch.Generator().manual_seed(seed)
+    yz = torch.rand(2 * n, 2, generator=g) * torch.tensor([5.0, 3.0])
+    x = torch.cat([torch.zeros(n), torch.full((n,), 4.0)])
+    return torch.cat([x[:, None], yz], -1), torch.cat([torch.ones(n), -torch.ones(n)])
+
+
+def test_two_facing_walls_face_into_the_room():
+    points, inwards_x = _two_walls_room()
+    normals = estimate_normals(points, 12, viewpoint="interior")
+    torch.testing.assert_close(normals[:, 0], inwards_x, atol=1e-4, rtol=0)
+    # a known viewpoint inside the room (a sensor) gives the same, and the naive reference agrees
+    torch.testing.assert_close(estimate_normals(points, 12, viewpoint=[2.0, 2.5, 1.5]), normals)
+    assert ((estimate_normals_naive(points, 12, viewpoint="interior") * normals).sum(-1) > 0.999).all()
+    with pytest.raises(ValueError, match="interior"):
+        estimate_normals(points, 12, viewpoint="inside")
+
+
+def test_blocks_of_a_room_face_its_interior():
+    # The model inputs of a room's blocks (pcseg.inputs): every block's normals face the room's
+    # interior, though no block sees both walls.
+    from pcseg.config import DataConfig
+    from pcseg.data.blocks import room_to_blocks
+    from pcseg.inputs import block_inputs, input_normals
+
+    points, inwards_x = _two_walls_room(6000)
+    room = {"coord": points.numpy(), "color": torch.zeros(len(points), 3).numpy(), "label": (inwards_x > 0).long().numpy()}
+    blocks = room_to_blocks(room, block_size=1.0, stride=1.0, num_points=512)
+    data = DataConfig(geometric_features=True, use_color=True)
+    _, features = block_inputs(torch.as_tensor(blocks["features"]), data)
+    normals = input_normals(features, data)
+    expected = torch.where(torch.as_tensor(blocks["label"]) == 1, 1.0, -1.0)
+    assert (normals[..., 0] * expected > 0.99).all()

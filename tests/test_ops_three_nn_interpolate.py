@@ -37,9 +37,25 @@ def test_reproduces_known_points_and_linear_fields():
     k2 = torch.tensor([[[0.0, 0, 0], [2.0, 0, 0], [50.0, 0, 0]]], dtype=torch.float64)
     f2 = torch.tensor([[[1.0], [3.0], [1000.0]]], dtype=torch.float64)
     out = three_nn_interpolate(torch.tensor([[[1.0, 0, 0]]], dtype=torch.float64), k2, f2)
-    w1, w3 = 1 / (1 + 1e-8), 1 / (49 + 1e-8)  # inverse distance with the documented eps
+    w1, w3 = 1 / (1 + 1e-10), 1 / (49**2 + 1e-10)  # inverse squared distance with the documented eps
     expected = (1 * w1 + 3 * w1 + 1000 * w3) / (2 * w1 + w3)
     assert abs(out.item() - expected) < 1e-9
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_inverse_squared_distance_by_hand(device):
+    # Known points at distances 1 and 2 from the query: weights 1/1 and 1/4, normalised 0.8 / 0.2.
+    unknown = torch.zeros(1, 1, 3, dtype=torch.float64, device=device, requires_grad=True)
+    known = torch.tensor([[[1.0, 0, 0], [0, 2.0, 0]]], dtype=torch.float64, device=device)
+    feats = torch.tensor([[[1.0, 10.0], [0.0, 20.0]]], dtype=torch.float64, device=device, requires_grad=True)
+    out = three_nn_interpolate(unknown, known, feats)
+    torch.testing.assert_close(out.cpu(), torch.tensor([[[0.8, 12.0]]], dtype=torch.float64))
+    grad_feats, grad_unknown = torch.autograd.grad(out[..., 0].sum(), (feats, unknown))
+    torch.testing.assert_close(grad_feats.cpu(), torch.tensor([[[0.8, 0.0], [0.2, 0.0]]], dtype=torch.float64))
+    # out = a / (a + b), a = 1 / |u - k1|^2, b = 1 / |u - k2|^2: d out / du = (a' b - a b') / (a + b)^2
+    # with a' = (2, 0, 0), b' = (0, 1/4, 0), a = 1, b = 1/4 at u = 0.
+    torch.testing.assert_close(grad_unknown.cpu(), torch.tensor([[[0.32, -0.16, 0.0]]], dtype=torch.float64))
+    torch.autograd.gradcheck(three_nn_interpolate, (unknown.detach().requires_grad_(), known.requires_grad_(), feats))
 
 
 def test_fewer_than_three_known_points():

@@ -1,4 +1,5 @@
-// Weighted 3-neighbour interpolation, the PointNet++ / A-CNN decoder step.
+// Weighted 3-neighbour interpolation, the PointNet++ / A-CNN decoder step. The weights come
+// from the caller (pcseg/ops/three_nn_interpolate.py: inverse squared distance, normalised).
 //
 // three_interpolate: out[b, i] = sum_j weight[b, i, j] * features[b, idx[b, i, j]], j = 0, 1, 2
 // in order (terms with idx -1 are skipped).

@@ -4,7 +4,10 @@ One encoder level (``AnnularLevel``) does:
 
 1. farthest point sampling of ``num_centers`` centres (``pcseg.ops.farthest_point_sample``);
 2. per ring ``[r_inner, r_outer)``: up to ``samples`` neighbours of each centre
-   (``pcseg.ops.ring_query``), ordered counter-clockwise around the centre's normal;
+   (``pcseg.ops.ring_query``), ordered counter-clockwise seen from the tip of the centre's
+   normal, starting from the farthest neighbour. The authors' ``tf_ordering`` sorts clockwise
+   (its comment says counter-clockwise): pcseg's order is the mirror image, equivalent for
+   learning (a mirrored ring meets the mirrored kernel ``W_2, W_1, W_0``);
 3. neighbour features = neighbour xyz minus the centre xyz (**raw** world-axis offsets, not
    the tangent frame: the angular order already carries the orientation, and raw offsets keep
    the level translation-equivariant like PointNet++) concatenated with the neighbours'
@@ -24,10 +27,14 @@ itself in every slot (relative xyz 0, the centre's own features), which is what 
 ball query does for an empty ball.
 
 **Normals** come from the input (``normals (B, N, 3)``) when given, else
-``pcseg.ops.estimate_normals`` (PCA over ``normal_k`` neighbours, oriented towards +z). The
-centres of level 2 take the normals of the level-1 centres they were sampled from. With
-``normals_as_features=True`` (the default, as in the authors' ModelNet/ShapeNet models) the
-normals are also level 1's input features, before any user ``features``.
+``pcseg.ops.estimate_normals`` (PCA over ``normal_k`` neighbours, facing the centre of the
+cloud's bounding box, ``viewpoint="interior"``). A flipped normal reverses its ring's order, so the
+orientation must be consistent. The centres of level 2 take the normals of the level-1 centres
+they were sampled from. With ``normals_as_features=True`` (``ACNNSeg``'s default, as in the
+authors' part-segmentation model) the normals are also level 1's input features, before any
+user ``features``; ``ACNNCls`` defaults to False, as the authors' ModelNet model (xyz offsets
+only). Where the user ``features`` already hold the normals (pcseg's geometric features), set
+it to False so that the normals enter the model once.
 
 Padding (``lengths``) is respected everywhere: FPS, ring query and interpolation only see real
 points, padded centres are excluded from max-pools and from train-mode batch-norm statistics.
@@ -45,6 +52,7 @@ import torch.nn.functional as F
 
 from pcseg import ops
 from pcseg.models.layers import (
+    Dropout,
     FullyConnected,
     MaskedBatchNorm,
     SharedMLP,
@@ -112,31 +120,35 @@ def acnn_classification_levels() -> list[AnnularLevelConfig]:
 def acnn_block_preset(num_points: int = 4096) -> dict:
     """``ACNNSeg`` keyword arguments for indoor blocks (1 m x 1 m x room height, in metres).
 
-    Three levels at ``num_points / 4``, ``/ 16``, ``/ 64`` centres with rings of 0.1/0.2 m,
-    0.2/0.4 m and 0.4/0.8 m (PointNet++'s S3DIS radii 0.1, 0.2, 0.4, 0.8 split into an inner
-    disc and an outer annulus), no global level, and PointNet++'s S3DIS decoder widths. At
-    4,096 points per block about 25 points fall within 0.1 m of a point on a wall or floor,
-    hence 16 / 32 samples per ring.
+    pcseg's own design: the authors' code has no S3DIS model. Three levels at
+    ``num_points / 4``, ``/ 16``, ``/ 64`` centres with rings of 0.1/0.2 m, 0.2/0.4 m and
+    0.4/0.8 m (the radii 0.1, 0.2, 0.4, 0.8 of PointNet++'s ScanNet model, each split into an
+    inner disc and an outer annulus), no global level, and the authors' decoder (every level
+    interpolated to the points, ``ACNNSeg``'s default ``up_mlps``). At 4,096 points per block
+    about 25 points fall within 0.1 m of a point on a wall or floor, hence 16 / 32 samples per
+    ring. Fewer points per block mean fewer points per ring: the samples per ring scale with
+    ``num_points / 4096`` (at least 8), so that cyclic repeats do not fill most slots.
 
     Args:
         num_points: points per block fed to the model.
 
     Returns:
-        kwargs: ``levels``, ``global_mlp`` (None) and ``fp_mlps`` for ``ACNNSeg``.
+        kwargs: ``levels`` and ``global_mlp`` (None) for ``ACNNSeg``.
 
     Raises:
         ValueError: when ``num_points < 64``.
     """
     if num_points < 64:
         raise ValueError(f"num_points must be >= 64 for the block preset, got {num_points}")
+    density = min(1.0, num_points / 4096)
+    k = [max(8, round(16 * density)), max(8, round(32 * density))]
     return {
         "levels": [
-            AnnularLevelConfig(num_points // 4, [(0.0, 0.1), (0.1, 0.2)], [16, 32], [[32, 32, 64], [32, 32, 64]]),
-            AnnularLevelConfig(num_points // 16, [(0.0, 0.2), (0.2, 0.4)], [16, 32], [[64, 64, 128], [64, 64, 128]]),
-            AnnularLevelConfig(num_points // 64, [(0.0, 0.4), (0.4, 0.8)], [16, 32], [[128, 128, 256], [128, 128, 256]]),
+            AnnularLevelConfig(num_points // 4, [(0.0, 0.1), (0.1, 0.2)], k, [[32, 32, 64], [32, 32, 64]]),
+            AnnularLevelConfig(num_points // 16, [(0.0, 0.2), (0.2, 0.4)], k, [[64, 64, 128], [64, 64, 128]]),
+            AnnularLevelConfig(num_points // 64, [(0.0, 0.4), (0.4, 0.8)], k, [[128, 128, 256], [128, 128, 256]]),
         ],
         "global_mlp": None,
-        "fp_mlps": [[256, 256], [256, 128], [128, 128, 128]],
     }
 
 
@@ -165,27 +177,34 @@ class CircularConv(nn.Module):
     """Kernel-3 circular convolution along the ring axis of channels-last ``(B, M, K, C_in)``.
 
     ``y_j = W_0 x_{j-1} + W_1 x_j + W_2 x_{j+1}`` with indices mod K, i.e. exactly
-    ``nn.Conv1d(C_in, C_out, 3, padding=1, padding_mode="circular", bias=False)`` applied to
-    each ring (``weight (C_out, C_in, 3)`` has that layout). Computed as one matrix product
-    ``C_in -> 3 C_out`` on the wrapped ring and three shifted views, which the CPU runs faster
-    than a ``(1, 3)`` ``Conv2d`` on ``(B, C, M, K)``. No bias: batch norm follows.
+    ``nn.Conv1d(C_in, C_out, 3, padding=1, padding_mode="circular", bias=bias)`` applied to
+    each ring (``weight (C_out, C_in, 3)`` and ``bias (C_out,)`` have that layout). Computed as
+    one matrix product ``C_in -> 3 C_out`` (the three taps) and two rolls along the ring: no
+    sliced views, whose backward would zero-fill and copy a tap-sized tensor each, and no
+    ``(1, 3)`` ``Conv2d`` on ``(B, C, M, K)``, which the CPU runs slower. The bias is on by
+    default because the authors' ``tf_util.conv2d`` has one (it is redundant before batch norm
+    but counts in their parameter totals).
     """
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         # Conv1d's default initialisation (fan_in = 3 C_in).
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        if self.bias is not None:
+            bound = 1.0 / (3 * in_channels) ** 0.5
+            nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = x.shape[-2]
-        # Wrap one neighbour onto each end of the ring, then read the three taps as shifted views.
-        wrapped = torch.cat([x[..., -1:, :], x, x[..., :1, :]], dim=-2)  # (B, M, K + 2, C_in)
-        taps = F.linear(wrapped, self.weight.permute(2, 0, 1).reshape(3 * self.out_channels, self.in_channels))
         c = self.out_channels
-        return taps[..., 0:k, 0:c] + taps[..., 1:k + 1, c:2 * c] + taps[..., 2:k + 2, 2 * c:3 * c]
+        taps = F.linear(x, self.weight.permute(2, 0, 1).reshape(3 * c, self.in_channels))  # (B, M, K, 3 C_out)
+        previous, centre, following = taps.unflatten(-1, (3, c)).unbind(-2)
+        # y_j = W_0 x_{j-1} + W_1 x_j + W_2 x_{j+1}: tap 0 of slot j-1 moves to j, tap 2 of j+1 to j.
+        out = previous.roll(1, dims=-2) + centre + following.roll(-1, dims=-2)
+        return out if self.bias is None else out + self.bias
 
 
 class CircularConvStack(nn.Module):
@@ -252,7 +271,7 @@ class AnnularLevel(nn.Module):
 def _input_normals(points, normals, lengths, normal_k):
     if normals is None:
         with torch.no_grad():
-            return ops.estimate_normals(points, k=normal_k, lengths=lengths)
+            return ops.estimate_normals(points, k=normal_k, lengths=lengths, viewpoint="interior")
     if normals.shape != points.shape:
         raise ValueError(f"normals must have the points' shape {tuple(points.shape)}, got {tuple(normals.shape)}")
     return normals.to(points.dtype)
@@ -299,15 +318,18 @@ def _mask(lengths, xyz):
 class ACNNCls(nn.Module):
     """A-CNN classification network.
 
-    Defaults are the authors' model (:func:`acnn_classification_levels`), then a global level
-    (xyz + features -> shared MLP (256, 512, 1024) -> max-pool over the remaining centres), then
-    FC (512, 256) with batch norm and dropout ``dropout`` (drop probability, 0.6 per the
-    authors' configuration) after each, then ``num_classes`` logits ``(B, num_classes)``.
+    Defaults are the authors' ModelNet model (``acnn_cls_rings.py``): level 1 sees xyz offsets
+    only (``normals_as_features=False``: the normals only order the rings), the levels of
+    :func:`acnn_classification_levels`, then a global level (xyz + features -> shared MLP
+    (256, 512, 1024) -> max-pool over the remaining centres), then FC (512, 256) with batch norm
+    and dropout ``dropout`` (drop probability, 0.6 per the authors' configuration) after each,
+    then ``num_classes`` logits ``(B, num_classes)``. ``ACNNCls(40)`` has the authors' 1,774,792
+    parameters.
     """
 
     def __init__(self, num_classes: int = 40, in_channels: int = 0, levels: Sequence[AnnularLevelConfig] | None = None,
                  global_mlp: Sequence[int] = (256, 512, 1024), fc: Sequence[int] = (512, 256), dropout: float = 0.6,
-                 width_multiplier: float = 1.0, normals_as_features: bool = True, normal_k: int = 16):
+                 width_multiplier: float = 1.0, normals_as_features: bool = False, normal_k: int = 16):
         super().__init__()
         s = lambda w: scaled(w, width_multiplier)  # noqa: E731
         self.num_classes = num_classes
@@ -340,52 +362,70 @@ class ACNNCls(nn.Module):
 
 
 class ACNNSeg(nn.Module):
-    """A-CNN segmentation network: the A-CNN encoder and a feature-propagation decoder.
+    """A-CNN segmentation network: the encoder and the authors' decoder (``acnn_segm_rings.py``).
 
     Encoder: ``levels`` (default the authors' classification levels) and, unless
-    ``global_mlp=None``, a global level whose 1024-d max-pooled feature is copied back to every
-    last-level centre. Decoder, deepest first, one entry of ``fp_mlps`` per step: features of
-    the coarser level are interpolated onto the finer level's points
-    (``pcseg.ops.three_nn_interpolate``, inverse-distance 3-NN), concatenated with the finer
-    level's own features (skip connection; at level 0 the normals and input features) and
-    passed through a shared MLP. Head: shared MLP (128) -> dropout 0.5 -> ``num_classes``
-    logits ``(B, num_classes, N)``. ``len(fp_mlps)`` must equal ``len(levels)`` (+1 with a
-    global level). For indoor blocks use ``ACNNSeg(num_classes, **acnn_block_preset(4096))``.
+    ``global_mlp=None``, a global level (xyz + features -> shared MLP -> max-pool over the last
+    centres). Decoder: every level's features are interpolated **straight to the input points**
+    (``pcseg.ops.three_nn_interpolate``, inverse squared distance over the 3 nearest centres) and
+    passed through their own shared MLP, ``up_mlps`` (level 1 first, then the global level;
+    default ``[128, 128, 128]`` for level 1, whose input also holds the level-0 features
+    (normals and ``features``), and ``[64]`` for every deeper level, as the authors'). The
+    results are concatenated, deepest first, with the category one-hot (``num_categories > 0``)
+    and the input xyz, then ``head`` (256, 256, 128 with dropout ``dropout`` after the first
+    two) and ``num_classes`` logits ``(B, num_classes, N)``.
+
+    The global level holds one feature per cloud, so its interpolation is a broadcast: its
+    ``up_mlp`` runs once per cloud instead of once per point (the same values; batch-norm
+    statistics in train mode are then over clouds, equal to the per-point ones when the clouds
+    have equal lengths).
+
+    ``ACNNSeg(50, num_categories=16)`` with normals as inputs is the authors' ShapeNet-part
+    network with their parameter count, 1,434,162. For indoor blocks use
+    ``ACNNSeg(num_classes, **acnn_block_preset(4096))``.
     """
 
     def __init__(self, num_classes: int, in_channels: int = 0, levels: Sequence[AnnularLevelConfig] | None = None,
-                 global_mlp: Sequence[int] | None = (256, 512, 1024),
-                 fp_mlps: Sequence[Sequence[int]] = ((256, 256), (256, 128), (128, 128, 128)),
-                 head_width: int = 128, dropout: float = 0.5, width_multiplier: float = 1.0,
-                 normals_as_features: bool = True, normal_k: int = 16):
+                 global_mlp: Sequence[int] | None = (256, 512, 1024), up_mlps: Sequence[Sequence[int]] | None = None,
+                 head: Sequence[int] = (256, 256, 128), dropout: float = 0.4, num_categories: int = 0,
+                 width_multiplier: float = 1.0, normals_as_features: bool = True, normal_k: int = 16):
         super().__init__()
         s = lambda w: scaled(w, width_multiplier)  # noqa: E731
         levels = list(levels or acnn_classification_levels())
-        if len(fp_mlps) != len(levels) + (global_mlp is not None):
+        branches = len(levels) + (global_mlp is not None)
+        if up_mlps is None:
+            up_mlps = [[128, 128, 128]] + [[64]] * (branches - 1)
+        if len(up_mlps) != branches:
             raise ValueError(
-                f"fp_mlps needs {len(levels) + (global_mlp is not None)} entries (one per level"
-                f"{' plus the global level' if global_mlp is not None else ''}), got {len(fp_mlps)}"
+                f"up_mlps needs {branches} entries (one per level"
+                f"{' plus the global level' if global_mlp is not None else ''}), got {len(up_mlps)}"
             )
+        if num_categories < 0:
+            raise ValueError(f"num_categories must be >= 0, got {num_categories}")
         self.num_classes = num_classes
         self.in_channels = in_channels
+        self.num_categories = num_categories
         self.encoder = _ACNNEncoder(in_channels, levels, width_multiplier, normals_as_features, normal_k)
-        level_channels = [self.encoder.input_channels] + [lv.out_channels for lv in self.encoder.levels]
+        level_channels = [lv.out_channels for lv in self.encoder.levels]
         self.global_mlp = None
-        fp_iter = iter(fp_mlps)
-        self.fp = nn.ModuleList()
-        c = level_channels[-1]
         if global_mlp is not None:
             self.global_mlp = SharedMLP(3 + level_channels[-1], [s(w) for w in global_mlp])
-            # Global feature copied to every last-level centre, joined with that centre's features.
-            self.fp.append(SharedMLP(self.global_mlp.out_channels + level_channels[-1], [s(w) for w in next(fp_iter)]))
-            c = self.fp[-1].out_channels
-        for skip in reversed(level_channels[:-1]):
-            self.fp.append(SharedMLP(c + skip, [s(w) for w in next(fp_iter)]))
-            c = self.fp[-1].out_channels
-        self.head = SharedMLP(c, [s(head_width), num_classes], last_plain=True, dropout_before_last=dropout)
+            level_channels.append(self.global_mlp.out_channels)
+        skip = self.encoder.input_channels
+        self.up = nn.ModuleList(
+            SharedMLP(c + (skip if i == 0 else 0), [s(w) for w in widths])
+            for i, (c, widths) in enumerate(zip(level_channels, up_mlps))
+        )
+        c = sum(up.out_channels for up in self.up) + num_categories + 3
+        self.head = nn.ModuleList()
+        for w in head:
+            self.head.append(SharedMLP(c, [s(w)]))
+            c = self.head[-1].out_channels
+        self.head_dropout = Dropout(dropout) if dropout > 0 else None
+        self.classifier = nn.Linear(c, num_classes)
 
     def forward(self, points: torch.Tensor, features: torch.Tensor | None = None, normals: torch.Tensor | None = None,
-                lengths: torch.Tensor | None = None, return_aux: bool = False):
+                lengths: torch.Tensor | None = None, return_aux: bool = False, categories: torch.Tensor | None = None):
         """Segments each cloud of a batch.
 
         Args:
@@ -394,26 +434,50 @@ class ACNNSeg(nn.Module):
             normals: (B, N, 3) float32 unit normals, or None to estimate them (``normal_k`` neighbours).
             lengths: (B,) int64 real points per cloud (real points first), or None.
             return_aux: also return ``{"loss": 0}`` (A-CNN has no auxiliary training loss).
+            categories: (B,) int64 object category of each cloud in [0, num_categories), required
+                when the model was built with ``num_categories > 0``, else None.
 
         Returns:
             logits: (B, num_classes, N) float32, and the aux dict when ``return_aux``.
+
+        Raises:
+            ValueError: when ``categories`` is missing, present without categories, or not (B,)
+                in range.
         """
         xyzs, feats, lens = self.encoder(points, features, normals, lengths)
-        fp_modules = iter(self.fp)
-        current = feats[-1]  # (B, M_L, C) channels-last, float32
-        if self.global_mlp is not None:
-            mask = _mask(lens[-1], xyzs[-1])
-            x = torch.cat([xyzs[-1], feats[-1]], dim=-1).transpose(1, 2)
-            glob = masked_max(self.global_mlp(x, mask), mask, dim=2)  # (B, 1024)
-            x = torch.cat([glob[:, :, None].expand(-1, -1, xyzs[-1].shape[1]).to(x.dtype), feats[-1].transpose(1, 2)], 1)
-            current = next(fp_modules)(x, mask).transpose(1, 2).to(points.dtype)
-        for level in range(len(xyzs) - 1, 0, -1):
-            interpolated = ops.three_nn_interpolate(xyzs[level - 1], xyzs[level], current, known_lengths=lens[level])
-            skip = feats[level - 1]
-            x = interpolated if skip is None else torch.cat([interpolated, skip], dim=-1)
-            mask = _mask(lens[level - 1], xyzs[level - 1])
-            current = next(fp_modules)(x.transpose(1, 2), mask)
-            if level > 1:
-                current = current.transpose(1, 2).to(points.dtype)
-        logits = self.head(current, _mask(lengths, points))
+        one_hot = self._one_hot(categories, points)
+        mask = _mask(lengths, points)
+        b, n = points.shape[:2]
+        ups = []
+        for level, up in enumerate(self.up, start=1):
+            if level == len(xyzs):  # the global level: one feature per cloud, broadcast to the points
+                mask_l = _mask(lens[-1], xyzs[-1])
+                x = torch.cat([xyzs[-1], feats[-1]], dim=-1).transpose(1, 2)
+                glob = masked_max(self.global_mlp(x, mask_l), mask_l, dim=2)  # (B, C)
+                ups.append(up(glob[:, :, None])[:, :, 0][:, None, :].expand(b, n, -1))
+                continue
+            x = ops.three_nn_interpolate(points, xyzs[level], feats[level], known_lengths=lens[level])
+            if level == 1 and feats[0] is not None:
+                x = torch.cat([x, feats[0]], dim=-1)
+            ups.append(up.forward_channels_last(x.contiguous(), mask))
+        parts = ups[::-1] + ([one_hot[:, None, :].expand(b, n, -1)] if one_hot is not None else []) + [points]
+        x = torch.cat([p.to(points.dtype) for p in parts], dim=-1)
+        for i, layer in enumerate(self.head):
+            x = layer.forward_channels_last(x, mask)
+            if self.head_dropout is not None and i < len(self.head) - 1:
+                x = self.head_dropout(x)
+        logits = self.classifier(x).transpose(1, 2)
         return (logits, no_aux_loss(points)) if return_aux else logits
+
+    def _one_hot(self, categories, points):
+        if self.num_categories == 0:
+            if categories is not None:
+                raise ValueError("categories given but the model was built with num_categories=0")
+            return None
+        if categories is None:
+            raise ValueError(f"the model was built with num_categories={self.num_categories}: pass categories (B,)")
+        out_of_range = (categories < 0) | (categories >= self.num_categories)
+        if categories.shape != (points.shape[0],) or bool(out_of_range.any()):
+            raise ValueError(f"categories must be (B,) = ({points.shape[0]},) in [0, {self.num_categories}), "
+                             f"got {tuple(categories.shape)}")
+        return F.one_hot(categories.long(), self.num_categories).to(points.dtype)

@@ -1,0 +1,112 @@
+"""The demo's training step, A-CNN against PointNet: time per step and where A-CNN's time goes.
+
+    .venv/bin/python benchmarks/bm_acnn_step.py [--batch 8] [--points 1024] [--repeats 10] [--amp auto|none]
+
+One step is what ``pcseg demo`` runs: forward on a batch of 1 m blocks with the demo's inputs
+(xyz, rgb and the 7 local-geometry channels, whose normals A-CNN also takes as its normals),
+cross-entropy, backward and an Adam step. Models at the demo's settings (``pcseg.demo.rooms``):
+PointNet (S3DIS network) and A-CNN (block preset, the authors' decoder), at their demo widths.
+Then one profiled A-CNN step: the share of each native op (``pcseg::*``) and of the PyTorch
+layers. Prints the load average with each figure: the machine may be shared.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+from torch.utils import benchmark
+
+from pcseg.config import config_from_dict
+from pcseg.demo.rooms import DEMO_MODELS, DEMO_SETTINGS
+from pcseg.inputs import geometric_features, input_normals
+from pcseg.testing import room_blocks
+from pcseg.predict import autocast_dtype
+
+
+def demo_model(name: str, num_points: int):
+    """The demo's model ``name`` (a key of ``DEMO_MODELS``) and its data config."""
+    from pcseg.checkpoint import build_model_from_config
+
+    settings = {**DEMO_SETTINGS, "model": DEMO_MODELS[name],
+                "data": {**DEMO_SETTINGS["data"], "num_points": num_points}}
+    cfg = config_from_dict(settings)
+    return build_model_from_config(cfg).train(), cfg
+
+
+def demo_batch(batch: int, num_points: int):
+    """Blocks of one procedural room with the demo's 10 feature channels (rgb, geometry)."""
+    points, features, labels, _ = room_blocks(batch, num_points, room_points=max(40_000, 40 * num_points))
+    rgb = features[..., :3]
+    return points, torch.cat([rgb, geometric_features(points, 16)], -1).contiguous(), labels
+
+
+def make_step(model, cfg, points, features, labels, amp_dtype):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    normals = input_normals(features, cfg.data)
+
+    def step():
+        with torch.autocast("cpu", dtype=amp_dtype) if amp_dtype is not None else nullcontext():
+            logits = model(points, features, normals=normals)
+        loss = F.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def op_shares(step) -> list[tuple[str, float]]:
+    """Self CPU time shares of one step: each ``pcseg::`` op, then everything else together."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    shares = {}
+    for e in events:
+        key = e.key if e.key.startswith("pcseg::") else "PyTorch layers and autograd"
+        shares[key] = shares.get(key, 0.0) + e.self_cpu_time_total / total
+    return sorted(shares.items(), key=lambda kv: -kv[1])
+
+
+def load() -> str:
+    return "load avg " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--points", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--amp", default="auto", help="train.amp: auto, bf16 or none")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    amp_dtype = autocast_dtype(args.amp, torch.device("cpu"))
+    points, features, labels = demo_batch(args.batch, args.points)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, B={args.batch} x N={args.points}, "
+          f"demo inputs, forward + backward + Adam, autocast {amp_dtype or 'off'}", flush=True)
+    seconds = {}
+    steps = {}
+    for name in DEMO_MODELS:
+        model, cfg = demo_model(name, args.points)
+        step = make_step(model, cfg, points, features, labels, amp_dtype)
+        step()  # warm-up
+        seconds[name] = benchmark.Timer("step()", globals={"step": step}).timeit(args.repeats).median
+        steps[name] = step
+        params = sum(p.numel() for p in model.parameters())
+        print(f"{name:<10} x{cfg.model.width_multiplier:<5} {params:>10,} params  {1000 * seconds[name]:8.1f} ms/step"
+              f"  ({load()})", flush=True)
+    print(f"acnn / pointnet step: {seconds['acnn'] / seconds['pointnet']:.2f}x", flush=True)
+    print("A-CNN step, self CPU time shares (torch.profiler):")
+    for key, share in op_shares(steps["acnn"]):
+        print(f"  {key:<40}{share:8.1%}")
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    main()
+    print(f"total {time.perf_counter() - start:.0f} s")
