@@ -9,6 +9,7 @@ PointNet (S3DIS network) and A-CNN (block preset, the authors' decoder), at thei
 Then one profiled A-CNN step: the share of each native op (``pcseg::*``) and of the PyTorch
 layers. Prints the load average with each figure: the machine may be shared.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,16 +25,19 @@ from torch.utils import benchmark
 from pcseg.config import config_from_dict
 from pcseg.demo.rooms import DEMO_MODELS, DEMO_SETTINGS
 from pcseg.inputs import geometric_features, input_normals
-from pcseg.testing import room_blocks
 from pcseg.predict import autocast_dtype
+from pcseg.testing import room_blocks
 
 
 def demo_model(name: str, num_points: int):
     """The demo's model ``name`` (a key of ``DEMO_MODELS``) and its data config."""
     from pcseg.checkpoint import build_model_from_config
 
-    settings = {**DEMO_SETTINGS, "model": DEMO_MODELS[name],
-                "data": {**DEMO_SETTINGS["data"], "num_points": num_points}}
+    settings = {
+        **DEMO_SETTINGS,
+        "model": DEMO_MODELS[name],
+        "data": {**DEMO_SETTINGS["data"], "num_points": num_points},
+    }
     cfg = config_from_dict(settings)
     return build_model_from_config(cfg).train(), cfg
 
@@ -87,8 +91,11 @@ def main() -> None:
     torch.manual_seed(0)
     amp_dtype = autocast_dtype(args.amp, torch.device("cpu"))
     points, features, labels = demo_batch(args.batch, args.points)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, B={args.batch} x N={args.points}, "
-          f"demo inputs, forward + backward + Adam, autocast {amp_dtype or 'off'}", flush=True)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, B={args.batch} x N={args.points}, "
+        f"demo inputs, forward + backward + Adam, autocast {amp_dtype or 'off'}",
+        flush=True,
+    )
     seconds = {}
     steps = {}
     for name in DEMO_MODELS:
@@ -98,8 +105,11 @@ def main() -> None:
         seconds[name] = benchmark.Timer("step()", globals={"step": step}).timeit(args.repeats).median
         steps[name] = step
         params = sum(p.numel() for p in model.parameters())
-        print(f"{name:<10} x{cfg.model.width_multiplier:<5} {params:>10,} params  {1000 * seconds[name]:8.1f} ms/step"
-              f"  ({load()})", flush=True)
+        print(
+            f"{name:<10} x{cfg.model.width_multiplier:<5} {params:>10,} params  {1000 * seconds[name]:8.1f} ms/step"
+            f"  ({load()})",
+            flush=True,
+        )
     print(f"acnn / pointnet step: {seconds['acnn'] / seconds['pointnet']:.2f}x", flush=True)
     print("A-CNN step, self CPU time shares (torch.profiler):")
     for key, share in op_shares(steps["acnn"]):

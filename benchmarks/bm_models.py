@@ -6,6 +6,7 @@ time spent in pcseg's native ops (``pcseg::*`` in the torch profiler) vs PyTorch
 Inputs come from the tests' builder (``tests/test_models_pointnet.py::room_blocks``): blocks
 of one procedural room with RGB + normalised xyz features (6 channels) and 13 classes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,9 +17,8 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.utils import benchmark
 
-from pcseg.testing import room_blocks
-
 from pcseg.models import acnn_block_preset, build_model
+from pcseg.testing import room_blocks
 
 NUM_CLASSES = 13
 
@@ -58,8 +58,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     points, features, labels, _ = room_blocks(args.batch, args.points, room_points=max(40_000, 100 * args.points))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, B={args.batch} x N={args.points}, "
-          f"forward + backward, train mode, float32", flush=True)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, B={args.batch} x N={args.points}, "
+        f"forward + backward, train mode, float32",
+        flush=True,
+    )
     print(f"{'model':<18}{'params':>12}{'s/step':>10}{'points/s':>12}{'pcseg ops':>11}")
     for name in args.models.split(","):
         model = make_model(name, args.points).train()
@@ -67,14 +70,22 @@ def main() -> None:
         step(model, points, features, labels, classification)  # warm-up
         timer = benchmark.Timer(
             stmt="step(model, points, features, labels, classification)",
-            globals={"step": step, "model": model, "points": points, "features": features,
-                     "labels": labels, "classification": classification},
+            globals={
+                "step": step,
+                "model": model,
+                "points": points,
+                "features": features,
+                "labels": labels,
+                "classification": classification,
+            },
         )
         seconds = timer.timeit(args.repeats).median
         share = native_share(model, points, features, labels, classification)
         params = sum(p.numel() for p in model.parameters())
-        print(f"{name:<18}{params:>12,}{seconds:>10.3f}{args.batch * args.points / seconds:>12,.0f}{share:>10.1%}",
-              flush=True)
+        print(
+            f"{name:<18}{params:>12,}{seconds:>10.3f}{args.batch * args.points / seconds:>12,.0f}{share:>10.1%}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ within M metres of the sensor (both paths) to time it on part of the scan.
 
     python benchmarks/bm_predict_scan.py [--threads 2] [--crop 20] [--baseline /tmp/base] [--checkpoint x.pt]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,14 @@ def breakdown(model: torch.nn.Module, cfg, points: np.ndarray) -> dict:
     room = {"coord": local, "color": np.full((len(local), 3), 0.5, dtype=np.float32)}
     times = {"inputs": 0.0, "model": 0.0}
     start = time.perf_counter()
-    _, lengths = block_chunks(local, data.block_size, data.eval_stride, data.num_points, np.random.default_rng(0),
-                              min_overlap_points=data.num_points)
+    _, lengths = block_chunks(
+        local,
+        data.block_size,
+        data.eval_stride,
+        data.num_points,
+        np.random.default_rng(0),
+        min_overlap_points=data.num_points,
+    )
     times["placement"] = time.perf_counter() - start
 
     def predict_block(features, lengths):
@@ -87,8 +94,17 @@ def breakdown(model: torch.nn.Module, cfg, points: np.ndarray) -> dict:
     start = time.perf_counter()
     with torch.no_grad():
         # as pcseg.predict.predict_tile calls it
-        predict_room(room, predict_block, data.num_classes, data.block_size, data.eval_stride, data.num_points,
-                     real_counts=True, frame=room_frame(local), min_overlap_points=data.num_points)
+        predict_room(
+            room,
+            predict_block,
+            data.num_classes,
+            data.block_size,
+            data.eval_stride,
+            data.num_points,
+            real_counts=True,
+            frame=room_frame(local),
+            min_overlap_points=data.num_points,
+        )
     total = time.perf_counter() - start
     # block features (the 9 PointNet ones) and merging: the rest of predict_room
     times["features + merging"] = total - times["inputs"] - times["model"] - times["placement"]
@@ -117,8 +133,10 @@ def main() -> None:
         model = build_model_from_config(cfg)
     model.eval()
     points = load_scan(args.crop)
-    print(f"scan: {len(points):,} points, extent {np.ptp(points, 0).round(1).tolist()} m; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"scan: {len(points):,} points, extent {np.ptp(points, 0).round(1).tolist()} m; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}"
+    )
     segmenter = Segmenter(model, cfg)
     seconds = []
     for _ in range(args.repeats):
@@ -126,12 +144,16 @@ def main() -> None:
         segmenter.predict(points)
         seconds.append(time.perf_counter() - start)
     best = min(seconds)
-    print(f"Segmenter.predict: {best:.2f} s (best of {args.repeats}: {', '.join(f'{s:.2f}' for s in seconds)}), "
-          f"{len(points) / best:,.0f} points/s")
+    print(
+        f"Segmenter.predict: {best:.2f} s (best of {args.repeats}: {', '.join(f'{s:.2f}' for s in seconds)}), "
+        f"{len(points) / best:,.0f} points/s"
+    )
     with torch.no_grad():
         parts = breakdown(model, cfg, points)
-    print(f"breakdown: {parts['chunks']:,} chunks, {parts['fed points']:,} points fed "
-          f"({parts['fed points'] / len(points):.2f} per scan point)")
+    print(
+        f"breakdown: {parts['chunks']:,} chunks, {parts['fed points']:,} points fed "
+        f"({parts['fed points'] / len(points):.2f} per scan point)"
+    )
     for name in ("placement", "features + merging", "inputs", "model", "total"):
         label = {"inputs": "geometric inputs (knn, normals)"}.get(name, name)
         print(f"  {label:<32} {parts[name]:7.2f} s  {100 * parts[name] / parts['total']:5.1f} %")
@@ -140,13 +162,22 @@ def main() -> None:
             weights, cloud = Path(tmp) / "weights.pt", Path(tmp) / "points.npy"
             torch.save(model.state_dict(), weights)
             np.save(cloud, points)
-            code = BASELINE.format(threads=torch.get_num_threads(), config=str(config), weights=str(weights),
-                                   points=str(cloud))
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                 env={**os.environ, "PYTHONPATH": str(args.baseline)}, cwd=args.baseline)
+            code = BASELINE.format(
+                threads=torch.get_num_threads(), config=str(config), weights=str(weights), points=str(cloud)
+            )
+            out = subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "PYTHONPATH": str(args.baseline)},
+                cwd=args.baseline,
+            )
         base = float(out.stdout.strip().splitlines()[-1])
-        print(f"today's path ({args.baseline}): {base:.1f} s, {len(points) / base:,.0f} points/s; "
-              f"new path {base / best:.1f}x faster (load {os.getloadavg()[0]:.1f})")
+        print(
+            f"today's path ({args.baseline}): {base:.1f} s, {len(points) / base:,.0f} points/s; "
+            f"new path {base / best:.1f}x faster (load {os.getloadavg()[0]:.1f})"
+        )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ gives each class its ASPRS code (1 unclassified, 2 ground, 3-5 low / medium / hi
 vegetation, 6 building, 7 low point, 9 water, 17 bridge deck ...); `read_point_cloud`
 returns the codes under ``classification``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,9 +45,20 @@ from pcseg import formats
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["INPUT_FORMATS", "PREDICTION_SUFFIXES", "SUPPORTED_SUFFIXES", "cloud_from_fields", "default_palette",
-           "list_point_clouds", "model_colors", "normalize_palette", "read_point_cloud", "suffix_format",
-           "write_labelled_ply", "write_predictions"]
+__all__ = [
+    "INPUT_FORMATS",
+    "PREDICTION_SUFFIXES",
+    "SUPPORTED_SUFFIXES",
+    "cloud_from_fields",
+    "default_palette",
+    "list_point_clouds",
+    "model_colors",
+    "normalize_palette",
+    "read_point_cloud",
+    "suffix_format",
+    "write_labelled_ply",
+    "write_predictions",
+]
 
 _READERS = {
     "ply": formats.read_ply,
@@ -62,8 +74,19 @@ _READERS = {
 }
 INPUT_FORMATS = tuple(_READERS)
 # ".pcd.bin" is matched on the whole name before the last suffix is looked at
-_SUFFIX_FORMATS = {".pcd.bin": "nuscenes", ".ply": "ply", ".pcd": "pcd", ".las": "las", ".laz": "las",
-                   ".e57": "e57", ".bin": "kitti", ".npy": "npy", ".npz": "npz", ".txt": "txt", ".mat": "mat"}
+_SUFFIX_FORMATS = {
+    ".pcd.bin": "nuscenes",
+    ".ply": "ply",
+    ".pcd": "pcd",
+    ".las": "las",
+    ".laz": "las",
+    ".e57": "e57",
+    ".bin": "kitti",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".txt": "txt",
+    ".mat": "mat",
+}
 SUPPORTED_SUFFIXES = tuple(_SUFFIX_FORMATS)
 PREDICTION_SUFFIXES = (".ply", ".pcd", ".las", ".laz", ".label", ".npy")
 
@@ -94,8 +117,10 @@ def _input_format(path: Path, input_format: str | None) -> str:
     kind = suffix_format(path)
     if kind is not None:
         return kind
-    raise ValueError(f"{path}: unsupported point cloud format {path.suffix!r}; supported suffixes: "
-                     f"{SUPPORTED_SUFFIXES} (or pass input_format, one of {INPUT_FORMATS})")
+    raise ValueError(
+        f"{path}: unsupported point cloud format {path.suffix!r}; supported suffixes: "
+        f"{SUPPORTED_SUFFIXES} (or pass input_format, one of {INPUT_FORMATS})"
+    )
 
 
 def list_point_clouds(folder: str | Path, input_format: str | None = None) -> list[Path]:
@@ -125,8 +150,9 @@ def list_point_clouds(folder: str | Path, input_format: str | None = None) -> li
             return kind is not None
         return kind == input_format or (input_format == "nuscenes" and path.suffix.lower() == ".bin")
 
-    paths = sorted(path for path in folder.rglob("*") if path.is_file() and not path.name.startswith(".")
-                   and wanted(path))
+    paths = sorted(
+        path for path in folder.rglob("*") if path.is_file() and not path.name.startswith(".") and wanted(path)
+    )
     if not paths:
         what = f"{input_format} files" if input_format else f"point clouds ({' '.join(SUPPORTED_SUFFIXES)})"
         raise FileNotFoundError(f"input folder {folder} holds no {what}")
@@ -248,12 +274,20 @@ def cloud_from_fields(fields: dict[str, np.ndarray], source: str | Path = "point
     n = lengths[xyz[0]]
     if n == 0:
         raise ValueError(f"{source}: the file holds no points")
-    dtype = np.float64 if any(fields[name].dtype.itemsize > 4 or fields[name].dtype.kind in "iu"
-                              and fields[name].dtype.itemsize > 2 for name in xyz) else np.float32
+    dtype = (
+        np.float64
+        if any(
+            fields[name].dtype.itemsize > 4 or fields[name].dtype.kind in "iu" and fields[name].dtype.itemsize > 2
+            for name in xyz
+        )
+        else np.float32
+    )
     coord = np.stack([fields[name] for name in xyz], axis=1).astype(dtype)
     if not np.isfinite(coord).all():
-        raise ValueError(f"{source}: {int((~np.isfinite(coord).all(1)).sum())} points have non-finite coordinates "
-                         "(read_point_cloud(..., drop_non_finite=True) leaves them out)")
+        raise ValueError(
+            f"{source}: {int((~np.isfinite(coord).all(1)).sum())} points have non-finite coordinates "
+            "(read_point_cloud(..., drop_non_finite=True) leaves them out)"
+        )
     used = set(xyz)
     color_names = next((found for names in _COLOR_NAMES if (found := _find(fields, names))), None)
     color = None
@@ -316,8 +350,11 @@ def normalize_palette(palette, num_classes: int | None = None, name: str = "pale
         return default_palette(num_classes)
     palette = np.asarray(palette)
     expected = "(C, 3)" if num_classes is None else f"(C, 3) = ({num_classes}, 3)"
-    if palette.ndim != 2 or palette.shape[1] != 3 or len(palette) == 0 or (
-        num_classes is not None and len(palette) != num_classes
+    if (
+        palette.ndim != 2
+        or palette.shape[1] != 3
+        or len(palette) == 0
+        or (num_classes is not None and len(palette) != num_classes)
     ):
         raise ValueError(f"{name} must be {expected} colours, got shape {palette.shape}")
     if np.issubdtype(palette.dtype, np.floating):
@@ -352,8 +389,10 @@ def _checked_labels(points, labels, palette) -> tuple[np.ndarray, np.ndarray]:
     if labels.shape != (len(points),) or (len(labels) and labels.dtype.kind not in "iu"):
         raise ValueError(f"labels must be ({len(points)},) integers, got {labels.dtype} {labels.shape}")
     if len(labels) and (labels.min() < 0 or labels.max() >= len(palette)):
-        raise ValueError(f"labels must lie in [0, {len(palette)}) to be coloured by the palette, got "
-                         f"[{labels.min()}, {labels.max()}]")
+        raise ValueError(
+            f"labels must lie in [0, {len(palette)}) to be coloured by the palette, got "
+            f"[{labels.min()}, {labels.max()}]"
+        )
     return points, labels.astype(np.int64)
 
 
@@ -362,11 +401,15 @@ def _scalar_fields(n: int, confidence, uncertainty, properties) -> dict[str, np.
     scalars = {name: values for name, values in scalars.items() if values is not None}
     for name, values in (properties or {}).items():
         if not name.isidentifier() or name in scalars or name in ("x", "y", "z", "red", "green", "blue", "label"):
-            raise ValueError(f"property name {name!r} must be one word and not one of x y z red green blue label "
-                             f"confidence uncertainty")
+            raise ValueError(
+                f"property name {name!r} must be one word and not one of x y z red green blue label "
+                f"confidence uncertainty"
+            )
         scalars[name] = values
-    return {name: _per_point(f"property {name!r}" if name in (properties or {}) else name, values, n, np.float32)
-            for name, values in scalars.items()}
+    return {
+        name: _per_point(f"property {name!r}" if name in (properties or {}) else name, values, n, np.float32)
+        for name, values in scalars.items()
+    }
 
 
 def write_labelled_ply(
@@ -404,9 +447,15 @@ def write_labelled_ply(
     palette = normalize_palette(palette)
     points, labels = _checked_labels(points, labels, palette)
     colors = palette[labels]
-    fields = {"x": points[:, 0].astype(np.float32), "y": points[:, 1].astype(np.float32),
-              "z": points[:, 2].astype(np.float32), "red": colors[:, 0], "green": colors[:, 1],
-              "blue": colors[:, 2], "label": labels.astype(np.int32)}
+    fields = {
+        "x": points[:, 0].astype(np.float32),
+        "y": points[:, 1].astype(np.float32),
+        "z": points[:, 2].astype(np.float32),
+        "red": colors[:, 0],
+        "green": colors[:, 1],
+        "blue": colors[:, 2],
+        "label": labels.astype(np.int32),
+    }
     fields.update(_scalar_fields(len(points), confidence, uncertainty, properties))
     formats.write_ply(path, fields, comment=comment)
 
@@ -468,8 +517,10 @@ def write_predictions(
         formats.write_npy(path, labels)
     elif suffix == ".label":
         if learning_map_inv is None:
-            raise ValueError(f"{path}: a SemanticKITTI .label file needs learning_map_inv (training class -> raw "
-                             "id, from the config's semantic-kitti.yaml)")
+            raise ValueError(
+                f"{path}: a SemanticKITTI .label file needs learning_map_inv (training class -> raw "
+                "id, from the config's semantic-kitti.yaml)"
+            )
         formats.write_semantickitti_label(path, labels, learning_map_inv)
     else:
         colors = palette[labels]

@@ -43,6 +43,7 @@ cloud size (plus the (N,) outputs).
 This module needs the model-input contract (``pcseg.inputs``) and the checkpoint format
 (``pcseg.checkpoint``), never the trainer.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,16 @@ from pcseg.data.blocks import predict_room, room_frame, to_local
 from pcseg.inputs import block_inputs, input_normals
 from pcseg.utils.progress import progress as progress_bar
 
-__all__ = ["autocast_dtype", "make_block_predictor", "predict_tile", "iter_tiles", "min_tile_width",
-           "check_colors", "segment_cloud", "predict_file"]
+__all__ = [
+    "autocast_dtype",
+    "make_block_predictor",
+    "predict_tile",
+    "iter_tiles",
+    "min_tile_width",
+    "check_colors",
+    "segment_cloud",
+    "predict_file",
+]
 
 
 def cpu_has_native_bf16() -> bool:
@@ -93,8 +102,9 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if cpu_has_native_bf16() else None
 
 
-def make_block_predictor(model: torch.nn.Module, data: DataConfig, device="cpu",
-                         amp_dtype: torch.dtype | None = None) -> Callable[..., torch.Tensor]:
+def make_block_predictor(
+    model: torch.nn.Module, data: DataConfig, device="cpu", amp_dtype: torch.dtype | None = None
+) -> Callable[..., torch.Tensor]:
     """A ``predict_block`` for ``pcseg.data.predict_room``.
 
     Args:
@@ -127,9 +137,17 @@ def make_block_predictor(model: torch.nn.Module, data: DataConfig, device="cpu",
     return predict_block
 
 
-def predict_tile(model: torch.nn.Module, data: DataConfig, points: np.ndarray, colors: np.ndarray,
-                 device="cpu", amp_dtype: torch.dtype | None = None, batch_size: int = 16, seed: int = 0,
-                 frame: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def predict_tile(
+    model: torch.nn.Module,
+    data: DataConfig,
+    points: np.ndarray,
+    colors: np.ndarray,
+    device="cpu",
+    amp_dtype: torch.dtype | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    frame: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Sliding-block prediction of one room-sized cloud.
 
     Only the blocks holding points are visited, a block with fewer than ``num_points``
@@ -162,15 +180,29 @@ def predict_tile(model: torch.nn.Module, data: DataConfig, points: np.ndarray, c
     low, extent = frame
     # column-major coordinates: block_chunks reads one column at a time
     room = {"coord": np.asfortranarray(to_local(points, low)), "color": colors}
-    return predict_room(room, make_block_predictor(model, data, device, amp_dtype), data.num_classes,
-                        block_size=data.block_size, stride=data.eval_stride, num_points=data.num_points,
-                        batch_size=batch_size, seed=seed, real_counts=True, frame=(np.zeros(3), extent),
-                        min_overlap_points=data.num_points)
+    return predict_room(
+        room,
+        make_block_predictor(model, data, device, amp_dtype),
+        data.num_classes,
+        block_size=data.block_size,
+        stride=data.eval_stride,
+        num_points=data.num_points,
+        batch_size=batch_size,
+        seed=seed,
+        real_counts=True,
+        frame=(np.zeros(3), extent),
+        min_overlap_points=data.num_points,
+    )
 
 
-def iter_tiles(points: np.ndarray, max_points: int = 300_000, max_extent: float = 10.0,
-               margin: float = 1.0, min_width: float | None = None,
-               seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_tiles(
+    points: np.ndarray,
+    max_points: int = 300_000,
+    max_extent: float = 10.0,
+    margin: float = 1.0,
+    min_width: float | None = None,
+    seed: int = 0,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Cuts a cloud into tiles of bounded size (see the module docstring).
 
     A tile is split in halves along its longer xy side while it spans more than
@@ -196,8 +228,9 @@ def iter_tiles(points: np.ndarray, max_points: int = 300_000, max_extent: float 
         ValueError: when ``max_points < 1``, ``max_extent <= 0`` or ``margin < 0``.
     """
     if max_points < 1 or max_extent <= 0 or margin < 0:
-        raise ValueError(f"max_points must be >= 1, max_extent > 0 and margin >= 0, got {max_points}, "
-                         f"{max_extent}, {margin}")
+        raise ValueError(
+            f"max_points must be >= 1, max_extent > 0 and margin >= 0, got {max_points}, {max_extent}, {margin}"
+        )
     min_width = margin if min_width is None else min_width
     xy = np.asarray(points)[:, :2]
     if len(xy) == 0:
@@ -232,8 +265,9 @@ def iter_tiles(points: np.ndarray, max_points: int = 300_000, max_extent: float 
             yield core, context
 
 
-def _deal_into_parts(core: np.ndarray, context: np.ndarray, max_points: int,
-                     rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _deal_into_parts(
+    core: np.ndarray, context: np.ndarray, max_points: int, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Deals the sorted ``context`` round-robin in a random order into parts of at most
     ``max_points`` points; yields each part with the ``core`` points dealt to it."""
     parts = -(-len(context) // max_points)
@@ -242,8 +276,9 @@ def _deal_into_parts(core: np.ndarray, context: np.ndarray, max_points: int,
     part_of[order] = np.arange(len(context)) % parts  # part p: order[p::parts]
     core_part = part_of[np.searchsorted(context, core)]
     # group once (stable: each group stays sorted) instead of scanning everything per part
-    core_groups = np.split(core[np.argsort(core_part, kind="stable")],
-                           np.cumsum(np.bincount(core_part, minlength=parts))[:-1])
+    core_groups = np.split(
+        core[np.argsort(core_part, kind="stable")], np.cumsum(np.bincount(core_part, minlength=parts))[:-1]
+    )
     for part, part_core in enumerate(core_groups):
         if len(part_core):  # a narrow tile's few points may miss some parts
             yield part_core, context[np.sort(order[part::parts])]
@@ -295,19 +330,31 @@ def check_colors(colors: np.ndarray | None, n: int) -> np.ndarray:
         raise ValueError(f"colors must be float in [0, 1] or uint8 0..255, got dtype {colors.dtype}")
     bad = ~np.isfinite(colors).all(1)
     if bad.any():
-        raise ValueError(f"colors contain NaN or inf at {int(bad.sum())} of {n} points (first at row "
-                         f"{int(np.flatnonzero(bad)[0])})")
+        raise ValueError(
+            f"colors contain NaN or inf at {int(bad.sum())} of {n} points (first at row {int(np.flatnonzero(bad)[0])})"
+        )
     if n and (colors.min() < 0 or colors.max() > 1.0 + 1e-6):
         looks_255 = colors.min() >= 0 and colors.max() <= 255
-        raise ValueError(f"float colors must lie in [0, 1], got {colors.min():g}..{colors.max():g}"
-                         + (": they look like 0..255; divide by 255 or pass uint8" if looks_255 else ""))
+        raise ValueError(
+            f"float colors must lie in [0, 1], got {colors.min():g}..{colors.max():g}"
+            + (": they look like 0..255; divide by 255 or pass uint8" if looks_255 else "")
+        )
     return colors.astype(np.float32)
 
 
-def segment_cloud(model: torch.nn.Module, cfg: Config, points: np.ndarray, colors: np.ndarray | None,
-                  device="cpu", amp_dtype: torch.dtype | None = None, keep_probabilities: bool = True,
-                  max_tile_points: int = 300_000, max_tile_extent: float | None = None, batch_size: int = 16,
-                  progress: bool = False) -> dict:
+def segment_cloud(
+    model: torch.nn.Module,
+    cfg: Config,
+    points: np.ndarray,
+    colors: np.ndarray | None,
+    device="cpu",
+    amp_dtype: torch.dtype | None = None,
+    keep_probabilities: bool = True,
+    max_tile_points: int = 300_000,
+    max_tile_extent: float | None = None,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> dict:
     """Segments a cloud of any size, tile by tile (see the module docstring).
 
     The cloud's lowest corner is subtracted in float64 first, so the result is the same
@@ -350,12 +397,18 @@ def segment_cloud(model: torch.nn.Module, cfg: Config, points: np.ndarray, color
         return {"labels": labels, "confidence": confidence, "probabilities": probabilities}
     local = to_local(points)  # from here on everything is relative to the cloud's lowest corner
     frame = room_frame(local)
-    tiles = iter_tiles(local, max_tile_points, max_tile_extent or math.inf, cfg.data.block_size,
-                       min_tile_width(cfg.data.block_size, cfg.data.num_points, max_tile_points))
+    tiles = iter_tiles(
+        local,
+        max_tile_points,
+        max_tile_extent or math.inf,
+        cfg.data.block_size,
+        min_tile_width(cfg.data.block_size, cfg.data.num_points, max_tile_points),
+    )
     with progress_bar(total=n, desc="segmenting", unit="pt", enabled=progress) as bar:
         for core, context in tiles:
-            logits, _ = predict_tile(model, cfg.data, local[context], colors[context], device, amp_dtype,
-                                     batch_size=batch_size, frame=frame)
+            logits, _ = predict_tile(
+                model, cfg.data, local[context], colors[context], device, amp_dtype, batch_size=batch_size, frame=frame
+            )
             # rows of the core points within the context (context is sorted ascending)
             rows = np.searchsorted(context, core)
             probs = torch.softmax(torch.from_numpy(logits[rows]), dim=1).numpy()
@@ -367,8 +420,15 @@ def segment_cloud(model: torch.nn.Module, cfg: Config, points: np.ndarray, color
     return {"labels": labels, "confidence": confidence, "probabilities": probabilities}
 
 
-def predict_file(input_path: str | Path, checkpoint: str | Path, out_path: str | Path, device: str = "cpu",
-                 progress: bool = True, max_tile_points: int = 300_000, input_format: str | None = None) -> dict:
+def predict_file(
+    input_path: str | Path,
+    checkpoint: str | Path,
+    out_path: str | Path,
+    device: str = "cpu",
+    progress: bool = True,
+    max_tile_points: int = 300_000,
+    input_format: str | None = None,
+) -> dict:
     """``pcseg predict``: segments a point-cloud file with a checkpoint's model.
 
     Args:
@@ -398,9 +458,16 @@ def predict_file(input_path: str | Path, checkpoint: str | Path, out_path: str |
     return _predict_one(model, cfg, classes, input_path, out_path, device, progress, max_tile_points, input_format)
 
 
-def predict_folder(input_dir: str | Path, checkpoint: str | Path, out_dir: str | Path, out_format: str = "ply",
-                   device: str = "cpu", progress: bool = True, max_tile_points: int = 300_000,
-                   input_format: str | None = None) -> list[dict]:
+def predict_folder(
+    input_dir: str | Path,
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    out_format: str = "ply",
+    device: str = "cpu",
+    progress: bool = True,
+    max_tile_points: int = 300_000,
+    input_format: str | None = None,
+) -> list[dict]:
     """``pcseg predict DIR --out DIR``: segments every cloud under a folder, one output file each.
 
     The model is loaded once. Outputs mirror the input tree with the suffix replaced by
@@ -469,8 +536,11 @@ def prediction_classes(cfg: Config, suffixes: list[str] = ()) -> dict:
     from pcseg.io import default_palette
 
     num_classes = cfg.data.num_classes
-    palette = np.asarray(S3DIS_CLASS_COLORS, dtype=np.uint8) if num_classes == len(S3DIS_CLASS_COLORS) \
+    palette = (
+        np.asarray(S3DIS_CLASS_COLORS, dtype=np.uint8)
+        if num_classes == len(S3DIS_CLASS_COLORS)
         else default_palette(num_classes)
+    )
     inverse = las_map = None
     if cfg.data.dataset == "semantickitti" and cfg.data.label_config:
         from pcseg.data.kitti import SemanticKittiConfig
@@ -486,8 +556,10 @@ def prediction_classes(cfg: Config, suffixes: list[str] = ()) -> dict:
             if inverse and all(0 <= raw <= 255 for raw in inverse.values()):
                 las_map = np.array([inverse.get(i, 0) for i in range(num_classes)], dtype=np.int64)
     if ".label" in suffixes and inverse is None:
-        raise ValueError(f"a SemanticKITTI .label output needs raw ids: the checkpoint's data set "
-                         f"({cfg.data.dataset}) has no learning_map_inv (data.label_config) or classes.yaml label_map")
+        raise ValueError(
+            f"a SemanticKITTI .label output needs raw ids: the checkpoint's data set "
+            f"({cfg.data.dataset}) has no learning_map_inv (data.label_config) or classes.yaml label_map"
+        )
     return {"palette": palette, "learning_map_inv": inverse, "las_class_map": las_map}
 
 
@@ -500,12 +572,21 @@ def _check_prediction_suffix(out_path: Path) -> None:
 
 def _output_name(relative: Path, suffix: str) -> Path:
     parts = ["predictions" if part == "velodyne" else part for part in relative.parent.parts]
-    name = relative.name[:-len(".pcd.bin")] if relative.name.lower().endswith(".pcd.bin") else relative.stem
+    name = relative.name[: -len(".pcd.bin")] if relative.name.lower().endswith(".pcd.bin") else relative.stem
     return Path(*parts, name + suffix)
 
 
-def _predict_one(model: torch.nn.Module, cfg: Config, classes: dict, input_path: str | Path, out_path: Path,
-                 device: str, progress: bool, max_tile_points: int, input_format: str | None) -> dict:
+def _predict_one(
+    model: torch.nn.Module,
+    cfg: Config,
+    classes: dict,
+    input_path: str | Path,
+    out_path: Path,
+    device: str,
+    progress: bool,
+    max_tile_points: int,
+    input_format: str | None,
+) -> dict:
     """Reads one cloud, segments it and writes `out_path`; errors name `input_path`."""
     from pcseg.io import model_colors, read_point_cloud, write_predictions
 
@@ -513,15 +594,35 @@ def _predict_one(model: torch.nn.Module, cfg: Config, classes: dict, input_path:
     colors = model_colors(cloud, input_path) if cfg.data.use_color else None
     start = time.perf_counter()
     try:
-        result = segment_cloud(model, cfg, cloud["coord"], colors, device, keep_probabilities=False,
-                               max_tile_points=max_tile_points, progress=progress)
+        result = segment_cloud(
+            model,
+            cfg,
+            cloud["coord"],
+            colors,
+            device,
+            keep_probabilities=False,
+            max_tile_points=max_tile_points,
+            progress=progress,
+        )
     except ValueError as error:
         raise ValueError(f"{input_path}: {error}") from None
     seconds = time.perf_counter() - start
-    write_predictions(out_path, cloud["coord"], result["labels"], result["confidence"], classes["palette"],
-                      num_classes=cfg.data.num_classes, learning_map_inv=classes["learning_map_inv"],
-                      las_class_map=classes["las_class_map"])
+    write_predictions(
+        out_path,
+        cloud["coord"],
+        result["labels"],
+        result["confidence"],
+        classes["palette"],
+        num_classes=cfg.data.num_classes,
+        learning_map_inv=classes["learning_map_inv"],
+        las_class_map=classes["las_class_map"],
+    )
     counts = np.bincount(result["labels"], minlength=cfg.data.num_classes)
-    return {"input": str(input_path), "out": str(out_path), "points": int(len(cloud["coord"])),
-            "seconds": seconds, "points_per_s": len(cloud["coord"]) / max(seconds, 1e-9),
-            "label_counts": counts.tolist()}
+    return {
+        "input": str(input_path),
+        "out": str(out_path),
+        "points": int(len(cloud["coord"])),
+        "seconds": seconds,
+        "points_per_s": len(cloud["coord"]) / max(seconds, 1e-9),
+        "label_counts": counts.tolist(),
+    }

@@ -13,6 +13,7 @@ area with whole-room sliding blocks (``pcseg.evaluate.evaluate_rooms``). The bes
 checkpoint is not used: its choice looked at the test area. The command is
 ``pcseg s3dis-protocol --config C --protocol 6fold|area5``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,17 +74,20 @@ def merge_matrices(matrices: list[np.ndarray], ignore_index: int) -> Segmentatio
 
 
 def _fold_config(cfg: Config, test_area: int, out_dir: Path) -> Config:
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_area=test_area),
-                               train=dataclasses.replace(cfg.train, out_dir=str(out_dir / f"area_{test_area}")))
+    return dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, test_area=test_area),
+        train=dataclasses.replace(cfg.train, out_dir=str(out_dir / f"area_{test_area}")),
+    )
 
 
 def _line(name: str, scores: SegmentationScores) -> str:
-    return (f"{name}: OA {scores.overall_accuracy:.4f}  mAcc {scores.mean_accuracy:.4f}  "
-            f"mIoU {scores.miou:.4f}")
+    return f"{name}: OA {scores.overall_accuracy:.4f}  mAcc {scores.mean_accuracy:.4f}  mIoU {scores.miou:.4f}"
 
 
-def run_s3dis_protocol(cfg: Config, protocol: str = "6fold", out_dir: str | Path | None = None,
-                       device: str = "cpu", progress: bool = True) -> dict:
+def run_s3dis_protocol(
+    cfg: Config, protocol: str = "6fold", out_dir: str | Path | None = None, device: str = "cpu", progress: bool = True
+) -> dict:
     """Trains and scores every fold of an S3DIS protocol and prints the merged scores.
 
     Args:
@@ -114,8 +118,10 @@ def run_s3dis_protocol(cfg: Config, protocol: str = "6fold", out_dir: str | Path
     folds, matrices = {}, []
     for area in areas:
         fold_cfg = _fold_config(cfg, area, out_dir)
-        print(f"[{protocol}] fold: train on areas {[a for a in range(1, 7) if a != area]}, test on Area {area}",
-              flush=True)
+        print(
+            f"[{protocol}] fold: train on areas {[a for a in range(1, 7) if a != area]}, test on Area {area}",
+            flush=True,
+        )
         summary = train(fold_cfg, progress=progress)
         if summary["interrupted"]:
             raise KeyboardInterrupt
@@ -128,8 +134,12 @@ def run_s3dis_protocol(cfg: Config, protocol: str = "6fold", out_dir: str | Path
     print(f"[{protocol}] merged confusion matrix of {len(areas)} fold(s):", flush=True)
     print(format_scores(merged, names), flush=True)
     print(_line(f"[{protocol}] {'6-fold' if protocol == '6fold' else 'Area 5'}", merged), flush=True)
-    record = {"protocol": protocol, "folds": folds, "merged": scores_to_dict(merged, names),
-              "matrix": np.sum(matrices, axis=0).tolist()}
+    record = {
+        "protocol": protocol,
+        "folds": folds,
+        "merged": scores_to_dict(merged, names),
+        "matrix": np.sum(matrices, axis=0).tolist(),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "protocol.json").write_text(json.dumps(record, indent=2))
     return record

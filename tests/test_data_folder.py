@@ -1,4 +1,5 @@
 """``data.dataset: folder``: your own labelled clouds (PLY, PCD, LAS) and a classes.yaml."""
+
 import numpy as np
 import pytest
 import yaml
@@ -12,17 +13,25 @@ from pcseg.io import read_point_cloud
 from tests.conftest import TINY_TRAINING
 
 # LAS-style codes in the files: 1 unclassified (ignored), 2 ground, 5 high vegetation, 6 building
-CLASSES = {"names": ["ground", "vegetation", "building"], "colors": [[160, 110, 50], [40, 160, 40], [200, 60, 60]],
-           "ignore_label": 1, "label_map": {2: 0, 5: 1, 6: 2}}
+CLASSES = {
+    "names": ["ground", "vegetation", "building"],
+    "colors": [[160, 110, 50], [40, 160, 40], [200, 60, 60]],
+    "ignore_label": 1,
+    "label_map": {2: 0, 5: 1, 6: 2},
+}
 
 
 def _scan(seed: int, n: int = 3000):
     """A scan: ground plane, a tree-like blob and a box-like building; codes 2, 5, 6, a few 1."""
     rng = np.random.default_rng(seed)
     kind = rng.integers(0, 3, n)
-    points = np.where(kind[:, None] == 0, rng.uniform([0, 0, 0], [4, 4, 0.05], (n, 3)),
-                      np.where(kind[:, None] == 1, rng.normal([1, 1, 1.5], 0.3, (n, 3)),
-                               rng.uniform([2.5, 2.5, 0], [3.5, 3.5, 2], (n, 3))))
+    points = np.where(
+        kind[:, None] == 0,
+        rng.uniform([0, 0, 0], [4, 4, 0.05], (n, 3)),
+        np.where(
+            kind[:, None] == 1, rng.normal([1, 1, 1.5], 0.3, (n, 3)), rng.uniform([2.5, 2.5, 0], [3.5, 3.5, 2], (n, 3))
+        ),
+    )
     codes = np.array([2, 5, 6])[kind].astype(np.uint8)
     codes[rng.random(n) < 0.02] = 1
     colors = np.array([[120, 90, 40], [30, 140, 30], [180, 180, 180]], dtype=np.uint8)[kind]
@@ -34,9 +43,15 @@ def _write(path, seed, label_field="classification"):
     if path.suffix == ".las":
         formats.write_las(path, points, codes, color=colors)
         return
-    fields = {"x": points[:, 0].astype(np.float32), "y": points[:, 1].astype(np.float32),
-              "z": points[:, 2].astype(np.float32), "red": colors[:, 0], "green": colors[:, 1],
-              "blue": colors[:, 2], label_field: codes.astype(np.int32)}
+    fields = {
+        "x": points[:, 0].astype(np.float32),
+        "y": points[:, 1].astype(np.float32),
+        "z": points[:, 2].astype(np.float32),
+        "red": colors[:, 0],
+        "green": colors[:, 1],
+        "blue": colors[:, 2],
+        label_field: codes.astype(np.int32),
+    }
     (formats.write_ply if path.suffix == ".ply" else formats.write_pcd)(path, fields)
 
 
@@ -50,8 +65,11 @@ def own_data(tmp_path):
         _write(root / "train" / name, seed)
     _write(root / "val" / "d.ply", 10)
     config = tmp_path / "own.yaml"
-    config.write_text(yaml.safe_dump({"data": {"dataset": "folder", "root": str(root), "num_classes": 3,
-                                                "label_field": "classification"}}))
+    config.write_text(
+        yaml.safe_dump(
+            {"data": {"dataset": "folder", "root": str(root), "num_classes": 3, "label_field": "classification"}}
+        )
+    )
     return root, config
 
 
@@ -63,8 +81,21 @@ def test_train_eval_predict_on_a_folder_of_ply_pcd_las(own_data, tmp_path, capsy
     assert (run / "best.pt").is_file()
     assert main(["eval", "--config", str(config), "--checkpoint", str(run / "best.pt"), *tiny]) == 0
     out = tmp_path / "predictions"
-    assert main(["predict", str(root / "val"), "--checkpoint", str(run / "best.pt"), "--out", str(out),
-                 "--out-format", "las"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(root / "val"),
+                "--checkpoint",
+                str(run / "best.pt"),
+                "--out",
+                str(out),
+                "--out-format",
+                "las",
+            ]
+        )
+        == 0
+    )
     predicted = read_point_cloud(out / "d.las")
     # the classes go back to the data set's own codes through classes.yaml's label_map
     assert set(np.unique(predicted["classification"]).tolist()) <= {2, 5, 6}
@@ -73,12 +104,38 @@ def test_train_eval_predict_on_a_folder_of_ply_pcd_las(own_data, tmp_path, capsy
     velodyne.mkdir(parents=True)
     (velodyne / "000000.ply").write_bytes((root / "val" / "d.ply").read_bytes())
     (velodyne.parent / "calib.txt").write_text("P0: 1 0 0\n")
-    assert main(["predict", str(tmp_path / "sequences"), "--checkpoint", str(run / "best.pt"), "--out",
-                 str(tmp_path / "submission"), "--out-format", "label", "--input-format", "ply"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "sequences"),
+                "--checkpoint",
+                str(run / "best.pt"),
+                "--out",
+                str(tmp_path / "submission"),
+                "--out-format",
+                "label",
+                "--input-format",
+                "ply",
+            ]
+        )
+        == 0
+    )
     semantic, _ = read_label_file(tmp_path / "submission" / "08" / "predictions" / "000000.label", 3000)
     np.testing.assert_array_equal(semantic, predicted["classification"])
-    assert main(["predict", str(root / "val" / "d.ply"), "--checkpoint", str(run / "best.pt"), "--out",
-                 str(tmp_path / "d.ply")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(root / "val" / "d.ply"),
+                "--checkpoint",
+                str(run / "best.pt"),
+                "--out",
+                str(tmp_path / "d.ply"),
+            ]
+        )
+        == 0
+    )
     colors = read_point_cloud(tmp_path / "d.ply")["color"]
     palette = np.array(CLASSES["colors"]) / 255.0
     assert np.isclose(colors[:, None, :], palette[None], atol=1e-3).all(2).any(1).all()  # classes.yaml colours

@@ -1,4 +1,5 @@
 """pcseg.demo.bridge: the simulated 2D network errors, and the demo's fused-vs-2D measurements."""
+
 import json
 
 import numpy as np

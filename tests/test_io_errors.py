@@ -1,4 +1,5 @@
 """Bad point cloud files give one clear error that names the file (issue #16, point 5)."""
+
 import numpy as np
 import pytest
 
@@ -12,8 +13,9 @@ def _xyz(n=4):
 
 def test_ply_without_a_vertex_element(tmp_path):
     path = tmp_path / "mesh.ply"
-    path.write_text("ply\nformat ascii 1.0\nelement face 1\nproperty list uchar int vertex_indices\nend_header\n"
-                    "3 0 1 2\n")
+    path.write_text(
+        "ply\nformat ascii 1.0\nelement face 1\nproperty list uchar int vertex_indices\nend_header\n3 0 1 2\n"
+    )
     with pytest.raises(ValueError, match=r"mesh\.ply: no 'vertex' element \(the file has \['face'\]\)"):
         read_point_cloud(path)
 
@@ -34,8 +36,10 @@ def test_not_a_ply_file(tmp_path):
 
 def test_pcd_with_an_unknown_field_type(tmp_path):
     path = tmp_path / "odd.pcd"
-    path.write_text("VERSION 0.7\nFIELDS x y z t\nSIZE 4 4 4 2\nTYPE F F F F\nCOUNT 1 1 1 1\nWIDTH 1\nHEIGHT 1\n"
-                    "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 1\nDATA ascii\n1 2 3 4\n")
+    path.write_text(
+        "VERSION 0.7\nFIELDS x y z t\nSIZE 4 4 4 2\nTYPE F F F F\nCOUNT 1 1 1 1\nWIDTH 1\nHEIGHT 1\n"
+        "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 1\nDATA ascii\n1 2 3 4\n"
+    )
     with pytest.raises(ValueError, match=r"odd\.pcd: field 't' has an unknown type F2"):
         read_point_cloud(path)
 

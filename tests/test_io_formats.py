@@ -1,4 +1,5 @@
 """Round trips through every file format pcseg reads and writes (pcseg.io, pcseg.formats)."""
+
 import os
 import stat
 
@@ -23,12 +24,14 @@ def _cloud(n=50, seed=0, dtype=np.float32):
 
 
 finite32 = st.floats(-1e4, 1e4, width=32)
-columns = st.integers(1, 40).flatmap(lambda n: st.tuples(
-    hnp.arrays(np.float32, (n, 3), elements=finite32),
-    hnp.arrays(np.uint8, (n, 3)),
-    hnp.arrays(np.int32, n, elements=st.integers(-2**31, 2**31 - 1)),
-    hnp.arrays(np.float64, n, elements=st.floats(-1e6, 1e6)),
-))
+columns = st.integers(1, 40).flatmap(
+    lambda n: st.tuples(
+        hnp.arrays(np.float32, (n, 3), elements=finite32),
+        hnp.arrays(np.uint8, (n, 3)),
+        hnp.arrays(np.int32, n, elements=st.integers(-(2**31), 2**31 - 1)),
+        hnp.arrays(np.float64, n, elements=st.floats(-1e6, 1e6)),
+    )
+)
 
 
 @settings(max_examples=15, deadline=None)
@@ -36,8 +39,20 @@ columns = st.integers(1, 40).flatmap(lambda n: st.tuples(
 def test_ply_round_trip_keeps_every_field(tmp_path_factory, data, binary):
     points, rgb, label, time = data
     path = tmp_path_factory.mktemp("ply") / "cloud.ply"
-    formats.write_ply(path, {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "red": rgb[:, 0],
-                             "green": rgb[:, 1], "blue": rgb[:, 2], "label": label, "time": time}, binary=binary)
+    formats.write_ply(
+        path,
+        {
+            "x": points[:, 0],
+            "y": points[:, 1],
+            "z": points[:, 2],
+            "red": rgb[:, 0],
+            "green": rgb[:, 1],
+            "blue": rgb[:, 2],
+            "label": label,
+            "time": time,
+        },
+        binary=binary,
+    )
     cloud = read_point_cloud(path)
     assert cloud["coord"].dtype == np.float32
     np.testing.assert_array_equal(cloud["coord"], points)
@@ -53,9 +68,21 @@ def test_pcd_round_trip_in_every_encoding(tmp_path_factory, data, encoding):
     points, rgb, label, time = data
     path = tmp_path_factory.mktemp("pcd") / "cloud.pcd"
     normals = np.stack([points[:, 1], points[:, 2], points[:, 0]], axis=1)
-    formats.write_pcd(path, {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "intensity": points[:, 2],
-                             "red": rgb[:, 0], "green": rgb[:, 1], "blue": rgb[:, 2], "ring": label.astype(np.uint16),
-                             "normal": normals}, encoding=encoding)
+    formats.write_pcd(
+        path,
+        {
+            "x": points[:, 0],
+            "y": points[:, 1],
+            "z": points[:, 2],
+            "intensity": points[:, 2],
+            "red": rgb[:, 0],
+            "green": rgb[:, 1],
+            "blue": rgb[:, 2],
+            "ring": label.astype(np.uint16),
+            "normal": normals,
+        },
+        encoding=encoding,
+    )
     cloud = read_point_cloud(path)
     atol = 1e-9 if encoding == "ascii" else 0  # ascii holds 10 decimals a value
     np.testing.assert_allclose(cloud["coord"], points, atol=atol, rtol=0)
@@ -72,8 +99,14 @@ def test_las_round_trip_keeps_scaled_coordinates_classification_colour_and_extra
     points = rng.uniform(-100, 100, (200, 3)) + [512_345.0, 5_412_345.0, 200.0]  # UTM-sized
     rgb = rng.integers(0, 256, (200, 3)).astype(np.uint8)
     classification = rng.integers(0, 256, 200)
-    formats.write_las(tmp_path / f"a{suffix}", points, classification, color=rgb, intensity=np.arange(200) * 300,
-                      extra={"confidence": rng.uniform(size=200)})
+    formats.write_las(
+        tmp_path / f"a{suffix}",
+        points,
+        classification,
+        color=rgb,
+        intensity=np.arange(200) * 300,
+        extra={"confidence": rng.uniform(size=200)},
+    )
     cloud = read_point_cloud(tmp_path / f"a{suffix}")
     assert cloud["coord"].dtype == np.float64
     np.testing.assert_allclose(cloud["coord"], points, atol=0.0005 + 1e-9, rtol=0)
@@ -98,10 +131,17 @@ def test_e57_round_trip(tmp_path):
     pye57 = pytest.importorskip("pye57")
     points, _, confidence = _cloud(30)
     e57 = pye57.E57(str(tmp_path / "scan.e57"), mode="w")
-    e57.write_scan_raw({"cartesianX": points[:, 0].astype(np.float64), "cartesianY": points[:, 1].astype(np.float64),
-                        "cartesianZ": points[:, 2].astype(np.float64), "intensity": confidence.astype(np.float64),
-                        "colorRed": np.arange(30, dtype=np.uint8), "colorGreen": np.zeros(30, np.uint8),
-                        "colorBlue": np.full(30, 255, np.uint8)})
+    e57.write_scan_raw(
+        {
+            "cartesianX": points[:, 0].astype(np.float64),
+            "cartesianY": points[:, 1].astype(np.float64),
+            "cartesianZ": points[:, 2].astype(np.float64),
+            "intensity": confidence.astype(np.float64),
+            "colorRed": np.arange(30, dtype=np.uint8),
+            "colorGreen": np.zeros(30, np.uint8),
+            "colorBlue": np.full(30, 255, np.uint8),
+        }
+    )
     e57.close()
     cloud = read_point_cloud(tmp_path / "scan.e57")
     np.testing.assert_allclose(cloud["coord"], points, atol=1e-6)
@@ -137,8 +177,14 @@ def test_npy_npz_and_txt_layouts(tmp_path):
     cloud = read_point_cloud(tmp_path / "semantic3d.txt")
     np.testing.assert_allclose(cloud["intensity"], confidence, atol=1e-6)
     np.testing.assert_allclose(cloud["color"], rgb / 255.0, atol=1e-6)
-    np.savetxt(tmp_path / "named.txt", np.column_stack([points, labels, confidence]), fmt="%.6f",
-               header="//X,Y,Z,Label,Scalar_Confidence", delimiter=",", comments="")
+    np.savetxt(
+        tmp_path / "named.txt",
+        np.column_stack([points, labels, confidence]),
+        fmt="%.6f",
+        header="//X,Y,Z,Label,Scalar_Confidence",
+        delimiter=",",
+        comments="",
+    )
     cloud = read_point_cloud(tmp_path / "named.txt")
     np.testing.assert_array_equal(cloud["label"], labels)
     np.savetxt(tmp_path / "spaced.txt", np.column_stack([points, rgb]), fmt="%.6f", header="x y z r g b", comments="")
@@ -177,8 +223,14 @@ def test_write_predictions_semantickitti_label_in_raw_ids(tmp_path, shared_data)
     config = SemanticKittiConfig.from_yaml(shared_data / "semantickitti" / "semantic-kitti.yaml")
     points, _, confidence = _cloud(config.num_classes * 3)
     labels = np.arange(len(points)) % config.num_classes
-    write_predictions(tmp_path / "000000.label", points, labels, confidence, num_classes=config.num_classes,
-                      learning_map_inv=config.learning_map_inv)
+    write_predictions(
+        tmp_path / "000000.label",
+        points,
+        labels,
+        confidence,
+        num_classes=config.num_classes,
+        learning_map_inv=config.learning_map_inv,
+    )
     raw, instance = read_label_file(tmp_path / "000000.label", num_points=len(points))
     np.testing.assert_array_equal(raw, [config.learning_map_inv[label] for label in labels])
     np.testing.assert_array_equal(config.map_labels(raw), labels)
@@ -189,11 +241,28 @@ def test_write_predictions_semantickitti_label_in_raw_ids(tmp_path, shared_data)
 
 def test_labelled_ply_keeps_its_layout_and_reads_back(tmp_path):
     points, labels, confidence = _cloud(10)
-    write_labelled_ply(tmp_path / "a.ply", points, labels, PALETTE, confidence, uncertainty=confidence / 2,
-                       properties={"entropy": confidence * 3})
+    write_labelled_ply(
+        tmp_path / "a.ply",
+        points,
+        labels,
+        PALETTE,
+        confidence,
+        uncertainty=confidence / 2,
+        properties={"entropy": confidence * 3},
+    )
     header = (tmp_path / "a.ply").read_bytes().split(b"end_header")[0].decode()
     assert [line.split()[-1] for line in header.splitlines() if line.startswith("property")] == [
-        "x", "y", "z", "red", "green", "blue", "label", "confidence", "uncertainty", "entropy"]
+        "x",
+        "y",
+        "z",
+        "red",
+        "green",
+        "blue",
+        "label",
+        "confidence",
+        "uncertainty",
+        "entropy",
+    ]
     cloud = read_point_cloud(tmp_path / "a.ply")
     np.testing.assert_array_equal(cloud["entropy"], confidence * 3)
 
@@ -233,8 +302,16 @@ def test_failed_prediction_write_leaves_previous_file_and_no_temporary(tmp_path,
 
 def test_organised_lidar_pcd_without_returns_drops_them_on_request(tmp_path):
     x = np.array([[1.0, np.nan], [2.0, 3.0]], dtype=np.float32).ravel()  # 2 x 2 organised, one NaN
-    formats.write_pcd(tmp_path / "scan.pcd", {"x": x, "y": x, "z": x, "intensity": np.arange(4, dtype=np.float32),
-                                              "ring": np.array([0, 0, 1, 1], np.uint16)})
+    formats.write_pcd(
+        tmp_path / "scan.pcd",
+        {
+            "x": x,
+            "y": x,
+            "z": x,
+            "intensity": np.arange(4, dtype=np.float32),
+            "ring": np.array([0, 0, 1, 1], np.uint16),
+        },
+    )
     with pytest.raises(ValueError, match="1 points have non-finite"):
         read_point_cloud(tmp_path / "scan.pcd")
     cloud = read_point_cloud(tmp_path / "scan.pcd", drop_non_finite=True)
@@ -243,11 +320,23 @@ def test_organised_lidar_pcd_without_returns_drops_them_on_request(tmp_path):
 
 
 def test_pcl_pcd_with_padding_fields_and_packed_rgba(tmp_path):
-    header = ("# .PCD v0.7 - Point Cloud Data file format\nVERSION 0.7\nFIELDS x y z _ rgba _ label\n"
-              "SIZE 4 4 4 1 4 1 4\nTYPE F F F U U U U\nCOUNT 1 1 1 4 1 4 1\nWIDTH 3\nHEIGHT 1\n"
-              "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 3\nDATA binary\n")
-    rows = np.zeros(3, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("pad", "u1", 4), ("rgba", "<u4"),
-                              ("pad2", "u1", 4), ("label", "<u4")])
+    header = (
+        "# .PCD v0.7 - Point Cloud Data file format\nVERSION 0.7\nFIELDS x y z _ rgba _ label\n"
+        "SIZE 4 4 4 1 4 1 4\nTYPE F F F U U U U\nCOUNT 1 1 1 4 1 4 1\nWIDTH 3\nHEIGHT 1\n"
+        "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 3\nDATA binary\n"
+    )
+    rows = np.zeros(
+        3,
+        dtype=[
+            ("x", "<f4"),
+            ("y", "<f4"),
+            ("z", "<f4"),
+            ("pad", "u1", 4),
+            ("rgba", "<u4"),
+            ("pad2", "u1", 4),
+            ("label", "<u4"),
+        ],
+    )
     rows["x"], rows["rgba"], rows["label"] = [1, 2, 3], [0xFF102030, 0x80FF0000, 0], [5, 6, 7]
     (tmp_path / "pcl.pcd").write_bytes(header.encode() + rows.tobytes())
     cloud = read_point_cloud(tmp_path / "pcl.pcd")

@@ -1,4 +1,5 @@
 """pcseg.io on the real sample files in ../shared/data, and Open3D interoperability."""
+
 import numpy as np
 import pytest
 
@@ -25,8 +26,14 @@ def test_semantickitti_predictions_go_back_to_raw_ids(tmp_path, shared_data):
     cloud = read_point_cloud(folder / "000000.bin")
     np.testing.assert_array_equal(cloud["coord"], scan["coord"])
     np.testing.assert_array_equal(cloud["intensity"], scan["remission"])
-    out = write_predictions(tmp_path / "000000.label", cloud["coord"], scan["label"], None,
-                            num_classes=config.num_classes, learning_map_inv=config.learning_map_inv)
+    out = write_predictions(
+        tmp_path / "000000.label",
+        cloud["coord"],
+        scan["label"],
+        None,
+        num_classes=config.num_classes,
+        learning_map_inv=config.learning_map_inv,
+    )
     written = read_semantickitti_scan(folder / "000000.bin", out, config)
     np.testing.assert_array_equal(written["label"], scan["label"])  # raw ids map back to the same classes
     assert set(np.unique(written["raw_label"])) <= set(config.learning_map_inv.values())
@@ -50,8 +57,7 @@ def test_s3dis_sample_as_text_and_in_every_prediction_format(tmp_path, s3dis_sam
     np.testing.assert_allclose(cloud["color"], points[:, 3:] / 255.0, atol=1e-6)
     confidence = np.linspace(0, 1, len(points), dtype=np.float32)
     for suffix in (".ply", ".pcd", ".las", ".laz"):
-        path = write_predictions(tmp_path / f"office_2{suffix}", points[:, :3], labels, confidence,
-                                 S3DIS_CLASS_COLORS)
+        path = write_predictions(tmp_path / f"office_2{suffix}", points[:, :3], labels, confidence, S3DIS_CLASS_COLORS)
         back = read_point_cloud(path)
         np.testing.assert_allclose(back["coord"], points[:, :3], atol=5e-4 + 1e-6)
         np.testing.assert_allclose(back["color"] * 255, np.asarray(S3DIS_CLASS_COLORS)[labels], atol=1e-3)
@@ -70,16 +76,25 @@ def tum_cloud(shared_data):
     open3d = import_open3d()
     folder = shared_data / "open3d_formats"
     rgbd = open3d.geometry.RGBDImage.create_from_tum_format(
-        open3d.io.read_image(str(folder / "TUM_color.png")), open3d.io.read_image(str(folder / "TUM_depth.png")),
-        convert_rgb_to_intensity=False)
+        open3d.io.read_image(str(folder / "TUM_color.png")),
+        open3d.io.read_image(str(folder / "TUM_depth.png")),
+        convert_rgb_to_intensity=False,
+    )
     intrinsic = open3d.camera.PinholeCameraIntrinsic(open3d.camera.PinholeCameraIntrinsicParameters.PrimeSenseDefault)
     cloud = open3d.geometry.PointCloud.create_from_rgbd_image(rgbd, intrinsic)
     return cloud.random_down_sample(0.05)
 
 
-@pytest.mark.parametrize("name, write_ascii, compressed", [
-    ("ascii.ply", True, False), ("binary.ply", False, False), ("ascii.pcd", True, False),
-    ("binary.pcd", False, False), ("compressed.pcd", False, True)])
+@pytest.mark.parametrize(
+    "name, write_ascii, compressed",
+    [
+        ("ascii.ply", True, False),
+        ("binary.ply", False, False),
+        ("ascii.pcd", True, False),
+        ("binary.pcd", False, False),
+        ("compressed.pcd", False, True),
+    ],
+)
 def test_files_written_by_open3d(tmp_path, tum_cloud, name, write_ascii, compressed):
     open3d = import_open3d()
     assert open3d.io.write_point_cloud(str(tmp_path / name), tum_cloud, write_ascii=write_ascii, compressed=compressed)

@@ -1,5 +1,6 @@
 """A-CNN: circular convolution vs Conv1d, ring-slot filling, parameter counts, padding
 invariance (eval and train-mode batch norm), the normals fallback, bf16 autocast, overfitting."""
+
 import time
 
 import pytest
@@ -7,7 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from pcseg.data.synthetic import NUM_CLASSES
-from pcseg.models import ACNNCls, ACNNSeg, AnnularLevelConfig, acnn_block_preset, acnn_classification_levels, build_model
+from pcseg.models import (
+    ACNNCls,
+    ACNNSeg,
+    AnnularLevelConfig,
+    acnn_block_preset,
+    acnn_classification_levels,
+    build_model,
+)
 from pcseg.models.acnn import CircularConv, fill_ring_slots
 from pcseg.ops import estimate_normals, ring_query
 from pcseg.testing import memorise_classes, overfit, room_blocks, warm_up_batch_norm
@@ -16,8 +24,13 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _small_block_model(num_points=128, in_channels=6, width_multiplier=0.5, **kwargs):
-    return ACNNSeg(NUM_CLASSES, in_channels=in_channels, width_multiplier=width_multiplier,
-                   **acnn_block_preset(num_points), **kwargs)
+    return ACNNSeg(
+        NUM_CLASSES,
+        in_channels=in_channels,
+        width_multiplier=width_multiplier,
+        **acnn_block_preset(num_points),
+        **kwargs,
+    )
 
 
 def test_circular_conv_is_conv1d_with_circular_padding():
@@ -71,11 +84,19 @@ def test_parameter_counts():
     global_level = _conv_bn_count(3 + c, 256) + _conv_bn_count(256, 512) + _conv_bn_count(512, 1024)
     cls_expected = enc + global_level + _conv_bn_count(1024, 512) + _conv_bn_count(512, 256) + 256 * 40 + 40
     seg_enc, _ = _acnn_encoder_count(3, acnn_classification_levels())  # normals as level-1 features
-    seg_expected = (seg_enc + global_level
-                    + _conv_bn_count(1024, 64) + _conv_bn_count(384, 64)  # global, level 2 -> points
-                    + _conv_bn_count(192 + 3, 128) + 2 * _conv_bn_count(128, 128)  # level 1 (+ normals) -> points
-                    + _conv_bn_count(64 + 64 + 128 + 16 + 3, 256) + _conv_bn_count(256, 256)
-                    + _conv_bn_count(256, 128) + 128 * 50 + 50)
+    seg_expected = (
+        seg_enc
+        + global_level
+        + _conv_bn_count(1024, 64)
+        + _conv_bn_count(384, 64)  # global, level 2 -> points
+        + _conv_bn_count(192 + 3, 128)
+        + 2 * _conv_bn_count(128, 128)  # level 1 (+ normals) -> points
+        + _conv_bn_count(64 + 64 + 128 + 16 + 3, 256)
+        + _conv_bn_count(256, 256)
+        + _conv_bn_count(256, 128)
+        + 128 * 50
+        + 50
+    )
     cls_count = sum(p.numel() for p in ACNNCls(40).parameters())
     seg_count = sum(p.numel() for p in ACNNSeg(50, num_categories=16).parameters())
     print(f"ACNNCls(40): {cls_count:,} parameters; ACNNSeg(50, num_categories=16): {seg_count:,} parameters")

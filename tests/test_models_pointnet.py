@@ -3,18 +3,17 @@
 
 The input builder (``room_blocks``) and the training helpers live in ``pcseg.testing``.
 """
+
 import time
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from pcseg.data.synthetic import NUM_CLASSES, generate_room
+from pcseg.data.synthetic import NUM_CLASSES
 from pcseg.losses import feature_transform_regularizer
-from pcseg.testing import memorise_classes, overfit, room_blocks, warm_up_batch_norm
 from pcseg.models import FEATURE_TRANSFORM_WEIGHT, MODELS, PointNetCls, PointNetSeg, PointNetSemSeg, build_model
-
+from pcseg.testing import memorise_classes, overfit, room_blocks, warm_up_batch_norm
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -25,8 +24,15 @@ def _conv_bn(cin, cout):
 
 
 def _tnet(k):
-    return (_conv_bn(k, 64) + _conv_bn(64, 128) + _conv_bn(128, 1024) + _conv_bn(1024, 512) + _conv_bn(512, 256)
-            + 256 * k * k + k * k)
+    return (
+        _conv_bn(k, 64)
+        + _conv_bn(64, 128)
+        + _conv_bn(128, 1024)
+        + _conv_bn(1024, 512)
+        + _conv_bn(512, 256)
+        + 256 * k * k
+        + k * k
+    )
 
 
 def _count(model):
@@ -34,12 +40,32 @@ def _count(model):
 
 
 def test_parameter_counts_match_published_architectures():
-    encoder = _tnet(3) + _conv_bn(3, 64) + _conv_bn(64, 64) + _tnet(64) + _conv_bn(64, 64) + _conv_bn(64, 128) + _conv_bn(128, 1024)
+    encoder = (
+        _tnet(3)
+        + _conv_bn(3, 64)
+        + _conv_bn(64, 64)
+        + _tnet(64)
+        + _conv_bn(64, 64)
+        + _conv_bn(64, 128)
+        + _conv_bn(128, 1024)
+    )
     cls_expected = encoder + _conv_bn(1024, 512) + _conv_bn(512, 256) + 256 * 40 + 40
-    seg_expected = (encoder + _conv_bn(1088, 512) + _conv_bn(512, 256) + _conv_bn(256, 128) + _conv_bn(128, 128)
-                    + 128 * 50 + 50)
-    sem_expected = (_conv_bn(9, 64) + _conv_bn(64, 64) + _conv_bn(64, 64) + _conv_bn(64, 128) + _conv_bn(128, 1024)
-                    + _conv_bn(1024, 256) + _conv_bn(256, 128) + _conv_bn(1152, 512) + _conv_bn(512, 256) + 256 * 13 + 13)
+    seg_expected = (
+        encoder + _conv_bn(1088, 512) + _conv_bn(512, 256) + _conv_bn(256, 128) + _conv_bn(128, 128) + 128 * 50 + 50
+    )
+    sem_expected = (
+        _conv_bn(9, 64)
+        + _conv_bn(64, 64)
+        + _conv_bn(64, 64)
+        + _conv_bn(64, 128)
+        + _conv_bn(128, 1024)
+        + _conv_bn(1024, 256)
+        + _conv_bn(256, 128)
+        + _conv_bn(1152, 512)
+        + _conv_bn(512, 256)
+        + 256 * 13
+        + 13
+    )
     counts = {
         "PointNetCls(40)": (_count(PointNetCls(40)), cls_expected),
         "PointNetSeg(50)": (_count(PointNetSeg(50)), seg_expected),

@@ -75,7 +75,11 @@ def test_blocks_of_a_room_face_its_interior():
     from pcseg.inputs import block_inputs, input_normals
 
     points, inwards_x = _two_walls_room(6000)
-    room = {"coord": points.numpy(), "color": torch.zeros(len(points), 3).numpy(), "label": (inwards_x > 0).long().numpy()}
+    room = {
+        "coord": points.numpy(),
+        "color": torch.zeros(len(points), 3).numpy(),
+        "label": (inwards_x > 0).long().numpy(),
+    }
     blocks = room_to_blocks(room, block_size=1.0, stride=1.0, num_points=512)
     data = DataConfig(geometric_features=True, use_color=True)
     _, features = block_inputs(torch.as_tensor(blocks["features"]), data)

@@ -1,4 +1,5 @@
 """Segmenter (numpy API) and tiled prediction: any N, tiles, threads, bad input, no trainer."""
+
 import subprocess
 import sys
 import threading
@@ -31,8 +32,9 @@ assert labels.shape == (3000,)
 assert main(["predict", {str(cloud)!r}, "--checkpoint", {str(checkpoint)!r}, "--out", {str(tmp_path / "o.npy")!r}]) == 0
 print(sorted(name for name in ("pcseg.train", "pcseg.losses") if name in sys.modules))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert np.load(tmp_path / "o.npy").shape == (3000,)
@@ -74,8 +76,11 @@ def test_tiles_cover_every_point_once():
     np.testing.assert_array_equal(seen, 1)
 
 
-@pytest.mark.parametrize("max_points, min_width", [(300_000, min_tile_width(1.0, 4096, 300_000)), (50_000, None)],
-                         ids=["whole cube dealt", "block-wide tiles dealt"])
+@pytest.mark.parametrize(
+    "max_points, min_width",
+    [(300_000, min_tile_width(1.0, 4096, 300_000)), (50_000, None)],
+    ids=["whole cube dealt", "block-wide tiles dealt"],
+)
 def test_dense_cloud_tiles_are_bounded(max_points, min_width):
     """2 million points in a 3.5 m cube: one block-wide column alone holds ~570k points. Tiles
     stop at min_width (6.6 m: the whole cube; or one block) and their contexts are dealt into
@@ -117,8 +122,16 @@ def test_dense_cloud_tiled_prediction_matches_untiled(monkeypatch):
     probabilities and the labels are the untiled ones."""
     import pcseg.predict as predict_module
 
-    cfg = load_config(None, ["data.block_size=2.0", "data.eval_stride=2.0", "data.num_points=128",
-                             "data.room_coords=true", "data.geometric_features=false"])
+    cfg = load_config(
+        None,
+        [
+            "data.block_size=2.0",
+            "data.eval_stride=2.0",
+            "data.num_points=128",
+            "data.room_coords=true",
+            "data.geometric_features=false",
+        ],
+    )
     room = generate_room(5, 20_000)
     model = RoomPositionModel().eval()
     whole = segment_cloud(model, cfg, room["coord"], room["color"], max_tile_points=len(room["coord"]))

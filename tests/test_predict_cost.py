@@ -1,5 +1,6 @@
 """Cost follows the points (issue #18): blocks only where points are, sparse blocks at their
 real point count, overlap bounded, every point covered and averaged."""
+
 import numpy as np
 import pytest
 import torch
@@ -27,10 +28,10 @@ def test_chunks_cover_every_point_within_bounds(min_overlap_points):
     # each block is a square of 1 m: a chunk never spans more
     starts = np.r_[0, np.cumsum(lengths)[:-1]]
     for s, n in zip(starts[::37], lengths[::37]):
-        assert np.ptp(coord[index[s:s + n], :2], 0).max() <= 1.0
+        assert np.ptp(coord[index[s : s + n], :2], 0).max() <= 1.0
     # dense part: every point in up to 4 blocks (stride 0.5 m), each block's chunks full
     assert seen[:6000].mean() > 3.0
-    if min_overlap_points:   # sparse part: one home block per point, no repeats
+    if min_overlap_points:  # sparse part: one home block per point, no repeats
         np.testing.assert_array_equal(seen[6000:], 1)
     else:
         assert seen[6000:].max() <= 4
@@ -46,7 +47,7 @@ def test_chunks_follow_the_points_not_the_area():
         index, lengths = block_chunks(coord, 1.0, 0.5, 1024, rng, min_overlap_points=1024)
         fed[side] = len(index)
         assert covered(index, len(coord)).min() >= 1
-    assert fed[300.0] == 2000 and fed[10.0] == 2000   # no block is full: home blocks only
+    assert fed[300.0] == 2000 and fed[10.0] == 2000  # no block is full: home blocks only
 
 
 def test_grid_is_anchored_at_the_cloud():
@@ -69,11 +70,12 @@ def test_sparse_blocks_run_at_their_real_count():
         bins = torch.clamp((features[..., 6] * num_classes).long(), 0, num_classes - 1)
         return torch.nn.functional.one_hot(bins, num_classes).float() * 3.0
 
-    logits, labels = predict_room(room, predict_block, num_classes, block_size=1.0, stride=0.5, num_points=1024,
-                                  batch_size=4, real_counts=True)
+    logits, labels = predict_room(
+        room, predict_block, num_classes, block_size=1.0, stride=0.5, num_points=1024, batch_size=4, real_counts=True
+    )
     fed = sum(int(lengths.sum()) for _, lengths in calls)
     padded = sum(shape[0] * shape[1] for shape, _ in calls)
-    assert padded <= 2 * fed   # similar sizes are batched together
+    assert padded <= 2 * fed  # similar sizes are batched together
     x = room["coord"][:, 0]
     expected = np.clip(((x - x.min()) / (x.max() - x.min()) * num_classes).astype(np.int64), 0, 12)
     assert (labels == expected).mean() > 0.999
@@ -93,8 +95,9 @@ class CountingModel(torch.nn.Module):
 
 
 def test_segment_cloud_cost_follows_the_points():
-    cfg = load_config(None, ["data.block_size=1.0", "data.eval_stride=0.5", "data.num_points=1024",
-                             "data.geometric_features=false"])
+    cfg = load_config(
+        None, ["data.block_size=1.0", "data.eval_stride=0.5", "data.num_points=1024", "data.geometric_features=false"]
+    )
     rng = np.random.default_rng(0)
     for side in (10.0, 300.0):
         model = CountingModel()

@@ -1,4 +1,5 @@
 """`pcseg predict`: every output format, whole folders, LiDAR intensity as colour, empty inputs."""
+
 import numpy as np
 import pytest
 
@@ -33,8 +34,7 @@ def test_predict_writes_the_format_of_the_suffix(checkpoint, tmp_path, suffix, c
     written = read_point_cloud(out)
     np.testing.assert_allclose(written["coord"], np.load(cloud)[:, :3], atol=1e-3)
     # LAS keeps the label as its classification code (class i -> code i without a class map)
-    np.testing.assert_array_equal(written["classification"] if suffix in (".las", ".laz") else written["label"],
-                                  labels)
+    np.testing.assert_array_equal(written["classification"] if suffix in (".las", ".laz") else written["label"], labels)
 
 
 def test_label_output_needs_a_raw_id_map(checkpoint, tmp_path, capsys):
@@ -51,8 +51,9 @@ def test_predict_a_folder(checkpoint, tmp_path, capsys):
     _cloud_file(source / "a" / "two.npy", 200, seed=2)
     (source / "notes.md").write_text("not a cloud")
     out = tmp_path / "out"
-    assert main(["predict", str(source), "--checkpoint", str(checkpoint), "--out", str(out), "--out-format",
-                 "pcd"]) == 0
+    assert (
+        main(["predict", str(source), "--checkpoint", str(checkpoint), "--out", str(out), "--out-format", "pcd"]) == 0
+    )
     captured = capsys.readouterr()
     assert f"wrote 2 files under {out}: 500 points" in captured.out
     assert "predicting" in captured.err  # one progress line per file
@@ -76,12 +77,38 @@ def test_folder_checks(checkpoint, tmp_path, capsys):
     empty.mkdir()
     assert main(["predict", str(empty), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")]) == 2
     assert f"input folder {empty} holds no point clouds" in _error_line(capsys)
-    assert main(["predict", str(empty), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"),
-                 "--out-format", "xyz"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(empty),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "o"),
+                "--out-format",
+                "xyz",
+            ]
+        )
+        == 2
+    )
     assert "--out-format must be one of" in _error_line(capsys)
     cloud = _cloud_file(tmp_path / "cloud.npy")
-    assert main(["predict", str(cloud), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o.ply"),
-                 "--input-format", "nope"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(cloud),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "o.ply"),
+                "--input-format",
+                "nope",
+            ]
+        )
+        == 2
+    )
     assert "--input-format must be one of" in _error_line(capsys)
 
 
@@ -113,8 +140,19 @@ def test_lidar_intensity_stands_in_for_colour(checkpoint, tmp_path, monkeypatch,
 
     monkeypatch.setattr(pcseg.predict, "segment_cloud", spy)
     with caplog.at_level("INFO"):
-        assert main(["predict", str(tmp_path / "000000.bin"), "--checkpoint", str(checkpoint), "--out",
-                     str(tmp_path / "p.npy")]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(tmp_path / "000000.bin"),
+                    "--checkpoint",
+                    str(checkpoint),
+                    "--out",
+                    str(tmp_path / "p.npy"),
+                ]
+            )
+            == 0
+        )
     # what read_point_cloud gave models before it returned intensity: the remission as grey
     np.testing.assert_array_equal(seen["colors"], np.repeat(np.clip(scan[:, 3:4], 0, 1), 3, 1))
     assert "intensity as grey colour" in caplog.text
@@ -135,8 +173,19 @@ def test_semantickitti_label_holds_raw_ids(checkpoint, tmp_path, shared_data):
     scan = np.fromfile(shared_data / "semantickitti" / "000000.bin", dtype="<f4").reshape(-1, 4)[:3000]
     scan.tofile(tmp_path / "000000.bin")
     for out in ("p.label", "p.npy"):
-        assert main(["predict", str(tmp_path / "000000.bin"), "--checkpoint", str(kitti_checkpoint), "--out",
-                     str(tmp_path / out)]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(tmp_path / "000000.bin"),
+                    "--checkpoint",
+                    str(kitti_checkpoint),
+                    "--out",
+                    str(tmp_path / out),
+                ]
+            )
+            == 0
+        )
     semantic, instance = read_label_file(tmp_path / "p.label", 3000)
     inverse = SemanticKittiConfig.from_yaml(label_config).learning_map_inv
     np.testing.assert_array_equal(semantic, [inverse[label] for label in np.load(tmp_path / "p.npy")])

@@ -1,5 +1,6 @@
 """Coordinates in any frame (issue #12): inference is translation-invariant, map-frame offsets
 are removed in float64 before any float32 work, and colours are validated where they enter."""
+
 import numpy as np
 import pytest
 import torch
@@ -36,9 +37,13 @@ def assert_same_prediction(a, b):
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(shift=st.tuples(st.one_of(st.integers(-6_000_000, 6_000_000).map(float), st.floats(-6e6, 6e6)),
-                       st.one_of(st.integers(-6_000_000, 6_000_000).map(float), st.floats(-6e6, 6e6)),
-                       st.floats(-1e4, 1e4)))
+@given(
+    shift=st.tuples(
+        st.one_of(st.integers(-6_000_000, 6_000_000).map(float), st.floats(-6e6, 6e6)),
+        st.one_of(st.integers(-6_000_000, 6_000_000).map(float), st.floats(-6e6, 6e6)),
+        st.floats(-1e4, 1e4),
+    )
+)
 def test_predict_is_translation_invariant(segmenter, room, shift):
     points = room["coord"].astype(np.float64)
     expected = segmenter.predict(points, room["color"])
@@ -58,9 +63,18 @@ def test_demo_model_in_a_map_frame():
     """The demo's model (1 m blocks, stride 0.5 m, 1,024 points, rgb + local geometry) on a
     room and on the same room at (5e5, 5e6, 0) in float64: the same labels (issue #12 measured
     33 % agreement before the offset was removed in float64)."""
-    cfg = load_config(None, ["data.block_size=1.0", "data.eval_stride=0.5", "data.num_points=1024",
-                             "data.geometric_features=true", "data.use_color=true", "data.room_coords=false",
-                             "model.width_multiplier=0.25"])
+    cfg = load_config(
+        None,
+        [
+            "data.block_size=1.0",
+            "data.eval_stride=0.5",
+            "data.num_points=1024",
+            "data.geometric_features=true",
+            "data.use_color=true",
+            "data.room_coords=false",
+            "model.width_multiplier=0.25",
+        ],
+    )
     torch.manual_seed(0)
     segmenter = Segmenter(build_model_from_config(cfg), cfg)
     room = generate_room(3, 12_000)
@@ -78,13 +92,16 @@ def test_to_local_removes_the_offset_in_float64():
     np.testing.assert_allclose(local, [[0.0, 1.25, 0.0], [1.876544, 0.0, 1.0]], atol=1e-6)
 
 
-@pytest.mark.parametrize("bad, words", [
-    (np.nan, r"colors contain NaN or inf at 1 of 5 points \(first at row 2\)"),
-    (np.inf, "colors contain NaN or inf"),
-    (-0.5, r"float colors must lie in \[0, 1\], got -0.5"),
-    (3.0, "float colors must lie in \\[0, 1\\], got 0..3: they look like 0..255; divide by 255 or pass uint8"),
-    (300.0, r"float colors must lie in \[0, 1\], got 0..300$"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (np.nan, r"colors contain NaN or inf at 1 of 5 points \(first at row 2\)"),
+        (np.inf, "colors contain NaN or inf"),
+        (-0.5, r"float colors must lie in \[0, 1\], got -0.5"),
+        (3.0, "float colors must lie in \\[0, 1\\], got 0..3: they look like 0..255; divide by 255 or pass uint8"),
+        (300.0, r"float colors must lie in \[0, 1\], got 0..300$"),
+    ],
+)
 def test_bad_float_colours_are_named(bad, words):
     colors = np.zeros((5, 3))
     colors[2, 1] = bad

@@ -1,6 +1,7 @@
 """The S3DIS protocols end to end: six tiny generated rooms in the raw S3DIS layout (one per
 area), prepared, then ``pcseg s3dis-protocol`` trains and tests every fold and merges the
 confusion matrices."""
+
 import json
 
 import numpy as np
@@ -15,9 +16,20 @@ from pcseg.protocols import merge_matrices, protocol_folds
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 POINTS_PER_ROOM = 2000
-TINY = ["data.points_per_room=2000", "data.num_points=128", "data.blocks_per_room=4", "data.val_blocks_per_room=2",
-        "data.block_size=2.0", "data.eval_stride=2.0", "data.neighbours=8", "model.width_multiplier=0.125",
-        "train.batch_size=4", "train.epochs=1", "train.amp=none", "train.class_weights=none"]
+TINY = [
+    "data.points_per_room=2000",
+    "data.num_points=128",
+    "data.blocks_per_room=4",
+    "data.val_blocks_per_room=2",
+    "data.block_size=2.0",
+    "data.eval_stride=2.0",
+    "data.neighbours=8",
+    "model.width_multiplier=0.125",
+    "train.batch_size=4",
+    "train.epochs=1",
+    "train.amp=none",
+    "train.class_weights=none",
+]
 
 
 def _write_raw_room(room_dir, room):
@@ -27,8 +39,11 @@ def _write_raw_room(room_dir, room):
     annotations.mkdir(parents=True)
     np.savetxt(room_dir / f"{room_dir.name}.txt", rows, fmt="%.3f %.3f %.3f %d %d %d")
     for k, label in enumerate(np.unique(room["label"])):
-        np.savetxt(annotations / f"{S3DIS_CLASS_NAMES[label]}_{k + 1}.txt", rows[room["label"] == label],
-                   fmt="%.3f %.3f %.3f %d %d %d")
+        np.savetxt(
+            annotations / f"{S3DIS_CLASS_NAMES[label]}_{k + 1}.txt",
+            rows[room["label"] == label],
+            fmt="%.3f %.3f %.3f %d %d %d",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +71,26 @@ def test_folds_and_merge():
 
 def test_six_fold_cli_end_to_end(s3dis_cache, tmp_path, capsys):
     out = tmp_path / "protocol"
-    sets = [arg for s in [*TINY, "data.dataset=s3dis", f"data.root={s3dis_cache}", "data.geometric_features=true"]
-            for arg in ("--set", s)]
-    assert main(["s3dis-protocol", "--config", "configs/pointnet_s3dis.yaml", "--protocol", "6fold",
-                 "--out", str(out), *sets]) == 0
+    sets = [
+        arg
+        for s in [*TINY, "data.dataset=s3dis", f"data.root={s3dis_cache}", "data.geometric_features=true"]
+        for arg in ("--set", s)
+    ]
+    assert (
+        main(
+            [
+                "s3dis-protocol",
+                "--config",
+                "configs/pointnet_s3dis.yaml",
+                "--protocol",
+                "6fold",
+                "--out",
+                str(out),
+                *sets,
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "6-fold: OA" in printed and "mIoU" in printed
     record = json.loads((out / "protocol.json").read_text())

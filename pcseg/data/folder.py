@@ -20,6 +20,7 @@ cloud without colour gets its intensity as grey (``pcseg.io.model_colors``), els
 ignored points get ``data.ignore_index``. Files are read when their room is indexed; every
 error names the file.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,8 +67,9 @@ class FolderClasses:
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"classes file not found: {path} (data.classes_file, default "
-                                    "data.root/classes.yaml)")
+            raise FileNotFoundError(
+                f"classes file not found: {path} (data.classes_file, default data.root/classes.yaml)"
+            )
         try:
             values = yaml.safe_load(path.read_text())
         except (yaml.YAMLError, UnicodeDecodeError) as error:
@@ -83,10 +85,15 @@ class FolderClasses:
         colors = values.get("colors")
         if colors is not None:
             colors = np.asarray(colors)
-            if colors.shape != (len(names), 3) or colors.dtype.kind not in "iu" or colors.min() < 0 \
-                    or colors.max() > 255:
-                raise ValueError(f"{path}: 'colors' must be {len(names)} [r, g, b] triples of integers 0..255, "
-                                 f"one per name")
+            if (
+                colors.shape != (len(names), 3)
+                or colors.dtype.kind not in "iu"
+                or colors.min() < 0
+                or colors.max() > 255
+            ):
+                raise ValueError(
+                    f"{path}: 'colors' must be {len(names)} [r, g, b] triples of integers 0..255, one per name"
+                )
             colors = colors.astype(np.uint8)
         ignore = values.get("ignore_label")
         label_map = values.get("label_map")
@@ -95,13 +102,14 @@ class FolderClasses:
             if label_map is not None:
                 label_map = {int(raw): int(mapped) for raw, mapped in dict(label_map).items()}
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{path}: 'ignore_label' must be an integer and 'label_map' a mapping of integer "
-                             f"labels to classes ({error})") from None
+            raise ValueError(
+                f"{path}: 'ignore_label' must be an integer and 'label_map' a mapping of integer "
+                f"labels to classes ({error})"
+            ) from None
         if label_map is not None:
             bad = sorted(mapped for mapped in set(label_map.values()) if not 0 <= mapped < len(names))
             if bad:
-                raise ValueError(f"{path}: label_map maps to classes {bad} outside 0..{len(names) - 1} "
-                                 f"(one per name)")
+                raise ValueError(f"{path}: label_map maps to classes {bad} outside 0..{len(names) - 1} (one per name)")
         return cls(tuple(str(name) for name in names), colors, ignore, label_map, path)
 
     @property
@@ -156,10 +164,15 @@ class FolderClasses:
         missing = ~known & ~ignored
         if missing.any():
             found = np.unique(labels[missing])
-            covered = f"label_map covers {sorted(self.label_map)}" if self.label_map is not None \
+            covered = (
+                f"label_map covers {sorted(self.label_map)}"
+                if self.label_map is not None
                 else f"names give classes 0..{self.num_classes - 1}"
-            raise ValueError(f"{source}: labels {found[:10].tolist()} are not covered by {self.source} ({covered}"
-                             f"{'' if self.ignore_label is None else f', ignore_label {self.ignore_label}'})")
+            )
+            raise ValueError(
+                f"{source}: labels {found[:10].tolist()} are not covered by {self.source} ({covered}"
+                f"{'' if self.ignore_label is None else f', ignore_label {self.ignore_label}'})"
+            )
         return np.where(ignored, ignore_index, mapped)
 
 
@@ -255,8 +268,10 @@ def read_labelled_cloud(path: str | Path, data: DataConfig, classes: FolderClass
     if field.lower() == "label":
         values = cloud["label"]
     else:
-        key = next((name for name in cloud if name.lower() == field.lower()
-                    and name not in ("coord", "color", "intensity")), None)
+        key = next(
+            (name for name in cloud if name.lower() == field.lower() and name not in ("coord", "color", "intensity")),
+            None,
+        )
         values = None if key is None else np.asarray(cloud[key])
     if values is None:
         fields = [name for name, value in cloud.items() if name != "coord" and value is not None]

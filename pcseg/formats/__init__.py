@@ -5,6 +5,7 @@ Each ``read_<format>(path)`` returns ``{field name: (N,) or (N, k) array}`` with
 turns that into pcseg's cloud dict. Each writer writes atomically
 (`pcseg.utils.atomic.atomic_write`, re-exported here).
 """
+
 from pcseg.formats.arrays import (
     TABLE_LAYOUTS,
     read_kitti_bin,
@@ -22,6 +23,22 @@ from pcseg.formats.pcd import read_pcd, write_pcd
 from pcseg.formats.ply import read_ply, write_ply
 from pcseg.utils.atomic import atomic_write
 
-__all__ = ["TABLE_LAYOUTS", "atomic_write", "read_e57", "read_kitti_bin", "read_las", "read_mat", "read_npy",
-           "read_npz", "read_nuscenes_bin", "read_pcd", "read_ply", "read_txt", "write_las", "write_npy",
-           "write_pcd", "write_ply", "write_semantickitti_label"]
+__all__ = [
+    "TABLE_LAYOUTS",
+    "atomic_write",
+    "read_e57",
+    "read_kitti_bin",
+    "read_las",
+    "read_mat",
+    "read_npy",
+    "read_npz",
+    "read_nuscenes_bin",
+    "read_pcd",
+    "read_ply",
+    "read_txt",
+    "write_las",
+    "write_npy",
+    "write_pcd",
+    "write_ply",
+    "write_semantickitti_label",
+]

@@ -15,6 +15,7 @@ started with x y z red green blue: 3 and 4 columns as above, otherwise x y z, th
 blue when K >= 6, then ``column_<k>`` for the rest (an (N, 7) x y z r g b label table gives
 ``column_6``); a structured .npy or an .npz names its fields itself.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -25,8 +26,17 @@ import numpy as np
 
 from pcseg.utils.atomic import atomic_write
 
-__all__ = ["TABLE_LAYOUTS", "read_kitti_bin", "read_mat", "read_npy", "read_npz", "read_nuscenes_bin",
-           "read_txt", "write_npy", "write_semantickitti_label"]
+__all__ = [
+    "TABLE_LAYOUTS",
+    "read_kitti_bin",
+    "read_mat",
+    "read_npy",
+    "read_npz",
+    "read_nuscenes_bin",
+    "read_txt",
+    "write_npy",
+    "write_semantickitti_label",
+]
 
 TABLE_LAYOUTS = {
     3: ("x", "y", "z"),
@@ -45,8 +55,10 @@ def _float_records(path: Path, values_per_point: int, layout: str) -> np.ndarray
             hint = "; a nuScenes scan (5 floats a point) is read with input_format='nuscenes'"
         elif size % 16 == 0 and values_per_point == 5:
             hint = "; a KITTI scan (4 floats a point) is read with input_format='kitti'"
-        raise ValueError(f"{path}: {size} bytes is not a whole number of points ({record} bytes each: "
-                         f"float32 {layout}); the file is truncated or not this format{hint}")
+        raise ValueError(
+            f"{path}: {size} bytes is not a whole number of points ({record} bytes each: "
+            f"float32 {layout}); the file is truncated or not this format{hint}"
+        )
     return np.fromfile(path, dtype="<f4").reshape(-1, values_per_point)
 
 
@@ -94,9 +106,14 @@ def _table_fields(path: Path, table: np.ndarray, kind: str) -> dict[str, np.ndar
         names = TABLE_LAYOUTS[columns]
     else:
         layouts = "; ".join(f"{k}: {' '.join(v)}" for k, v in TABLE_LAYOUTS.items())
-        raise ValueError(f"{path}: {columns} columns match no documented layout ({layouts}); "
-                         + ("name the columns in a first line, e.g. 'x y z red green blue label'"
-                            if kind == "txt" else "save a structured array or an .npz with named arrays"))
+        raise ValueError(
+            f"{path}: {columns} columns match no documented layout ({layouts}); "
+            + (
+                "name the columns in a first line, e.g. 'x y z red green blue label'"
+                if kind == "txt"
+                else "save a structured array or an .npz with named arrays"
+            )
+        )
     return dict(zip(names, table.T))
 
 
@@ -149,8 +166,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
         fields.update(zip(("red", "green", "blue"), arrays.pop(color_key).T))
     for name, values in arrays.items():
         if values.shape[:1] != (len(points),):
-            raise ValueError(f"{path}: array {name!r} has shape {values.shape}, not {len(points)} rows like the "
-                             f"points")
+            raise ValueError(f"{path}: array {name!r} has shape {values.shape}, not {len(points)} rows like the points")
         fields[name] = values
     return fields
 
@@ -241,8 +257,9 @@ def write_npy(path: str | Path, array: np.ndarray) -> None:
         np.save(handle, np.asarray(array), allow_pickle=False)
 
 
-def write_semantickitti_label(path: str | Path, labels: np.ndarray, learning_map_inv: dict[int, int],
-                              instance: np.ndarray | None = None) -> None:
+def write_semantickitti_label(
+    path: str | Path, labels: np.ndarray, learning_map_inv: dict[int, int], instance: np.ndarray | None = None
+) -> None:
     """Write a SemanticKITTI ``.label`` file in raw ids (the benchmark server's format), atomically.
 
     Args:
@@ -260,8 +277,9 @@ def write_semantickitti_label(path: str | Path, labels: np.ndarray, learning_map
         raise ValueError(f"labels must be (N,), got {labels.shape}")
     unknown = np.setdiff1d(np.unique(labels), np.fromiter(learning_map_inv, dtype=np.int64))
     if len(unknown):
-        raise ValueError(f"labels {unknown[:10].tolist()} are not in learning_map_inv (keys "
-                         f"{sorted(learning_map_inv)})")
+        raise ValueError(
+            f"labels {unknown[:10].tolist()} are not in learning_map_inv (keys {sorted(learning_map_inv)})"
+        )
     table = np.zeros(max(learning_map_inv) + 1, dtype=np.uint32)
     for train_id, raw_id in learning_map_inv.items():
         table[train_id] = raw_id

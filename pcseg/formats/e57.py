@@ -1,4 +1,5 @@
 """E57 files through `pye57` (an optional extra: ``pip install pye57``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,17 @@ import numpy as np
 
 __all__ = ["read_e57"]
 
-_NAMES = {"cartesianX": "x", "cartesianY": "y", "cartesianZ": "z", "colorRed": "red", "colorGreen": "green",
-          "colorBlue": "blue", "intensity": "intensity", "rowIndex": "row_index", "columnIndex": "column_index"}
+_NAMES = {
+    "cartesianX": "x",
+    "cartesianY": "y",
+    "cartesianZ": "z",
+    "colorRed": "red",
+    "colorGreen": "green",
+    "colorBlue": "blue",
+    "intensity": "intensity",
+    "rowIndex": "row_index",
+    "columnIndex": "column_index",
+}
 
 
 def read_e57(path: str | Path) -> dict[str, np.ndarray]:
@@ -36,8 +46,10 @@ def read_e57(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     try:
         e57 = pye57.E57(str(path))
-        scans = [e57.read_scan(i, intensity=True, colors=True, row_column=True, ignore_missing_fields=True)
-                 for i in range(e57.scan_count)]
+        scans = [
+            e57.read_scan(i, intensity=True, colors=True, row_column=True, ignore_missing_fields=True)
+            for i in range(e57.scan_count)
+        ]
     except Exception as error:  # libE57 raises its own exception types
         raise ValueError(f"{path}: not a readable E57 file: {error}") from error
     scans = [scan for scan in scans if len(scan.get("cartesianX", ()))]

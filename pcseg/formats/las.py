@@ -1,4 +1,5 @@
 """LAS and LAZ files through `laspy` (LAZ with the `lazrs` backend)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,8 +38,11 @@ def read_las(path: str | Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: not a readable LAS / LAZ file: {error}") from error
     if len(las.points) == 0:
         raise ValueError(f"{path}: the LAS file has no points")
-    fields = {"x": np.asarray(las.x, dtype=np.float64), "y": np.asarray(las.y, dtype=np.float64),
-              "z": np.asarray(las.z, dtype=np.float64)}
+    fields = {
+        "x": np.asarray(las.x, dtype=np.float64),
+        "y": np.asarray(las.y, dtype=np.float64),
+        "z": np.asarray(las.z, dtype=np.float64),
+    }
     for name in las.point_format.dimension_names:
         if name not in _RAW_COORDINATES:
             fields[name] = np.asarray(las[name])
@@ -76,14 +80,16 @@ def write_las(
 
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
-        raise ValueError(f"points must be (N, 3) with N > 0 (a LAS file with no points is not valid), "
-                         f"got {points.shape}")
+        raise ValueError(
+            f"points must be (N, 3) with N > 0 (a LAS file with no points is not valid), got {points.shape}"
+        )
     classification = np.asarray(classification)
     if classification.shape != (len(points),):
         raise ValueError(f"classification must be ({len(points)},), got {classification.shape}")
     if classification.min() < 0 or classification.max() > 255:
-        raise ValueError(f"classification codes must lie in 0..255, got [{classification.min()}, "
-                         f"{classification.max()}]")
+        raise ValueError(
+            f"classification codes must lie in 0..255, got [{classification.min()}, {classification.max()}]"
+        )
     header = laspy.LasHeader(point_format=7, version="1.4")
     header.scales = np.full(3, scale)
     header.offsets = np.floor(points.min(0))

@@ -4,6 +4,7 @@ A packed ``rgb`` / ``rgba`` field (PCL's float32 or uint32 holding 0x00RRGGBB) i
 into ``red``, ``green``, ``blue`` (and ``alpha``) uint8 fields; a field with COUNT k > 1
 becomes one (N, k) array; PCL's ``_`` padding fields are dropped.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,8 +44,10 @@ def _check_binary_size(path: Path, header: dict[str, list[str]], offset: int) ->
     points = int(header["POINTS"][0])
     available = path.stat().st_size - offset
     if row and available < points * row:
-        raise ValueError(f"{path}: truncated PCD: the header says {points} points but the data stops "
-                         f"after {available // row} whole points ({available} of {points * row} data bytes)")
+        raise ValueError(
+            f"{path}: truncated PCD: the header says {points} points but the data stops "
+            f"after {available // row} whole points ({available} of {points * row} data bytes)"
+        )
 
 
 def _check_header(path: Path, header: dict[str, list[str]]) -> None:
@@ -57,8 +60,10 @@ def _check_header(path: Path, header: dict[str, list[str]]) -> None:
         raise ValueError(f"{path}: the header has {len(fields)} FIELDS but {len(types)} TYPE and {len(sizes)} SIZE")
     for field, kind, size in zip(fields, types, sizes):
         if kind not in _TYPE_SIZES or not size.isdigit() or int(size) not in _TYPE_SIZES[kind]:
-            raise ValueError(f"{path}: field {field!r} has an unknown type {kind}{size} (TYPE {kind}, SIZE "
-                             f"{size}); PCD types are F4 F8, U1 U2 U4 U8, I1 I2 I4 I8")
+            raise ValueError(
+                f"{path}: field {field!r} has an unknown type {kind}{size} (TYPE {kind}, SIZE "
+                f"{size}); PCD types are F4 F8, U1 U2 U4 U8, I1 I2 I4 I8"
+            )
     if header["DATA"][:1] and header["DATA"][0].lower() not in ENCODINGS:
         raise ValueError(f"{path}: unknown DATA encoding {header['DATA'][0]!r}; expected one of {ENCODINGS}")
 

@@ -1,4 +1,5 @@
 """PLY files (ascii and binary) through `plyfile`: every vertex property, by name."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,8 +38,10 @@ def read_ply(path: str | Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: not a readable PLY file: {error}") from error
     names = [element.name for element in data.elements]
     if "vertex" not in names:
-        raise ValueError(f"{path}: no 'vertex' element (the file has {names or 'no elements'}); "
-                         "a point cloud PLY stores its points as vertices")
+        raise ValueError(
+            f"{path}: no 'vertex' element (the file has {names or 'no elements'}); "
+            "a point cloud PLY stores its points as vertices"
+        )
     vertex = data["vertex"].data
     return {name: np.asarray(vertex[name]) for name in vertex.dtype.names}
 
@@ -61,8 +64,10 @@ def write_ply(path: str | Path, fields: dict[str, np.ndarray], comment: str = ""
     lengths = {name: np.shape(values) for name, values in fields.items()}
     if len({shape for shape in lengths.values()}) > 1 or any(len(shape) != 1 for shape in lengths.values()):
         raise ValueError(f"PLY fields must all be (N,) arrays of one length, got shapes {lengths}")
-    vertex = np.empty(len(next(iter(fields.values()))) if fields else 0,
-                      dtype=[(name, np.asarray(values).dtype.newbyteorder("<")) for name, values in fields.items()])
+    vertex = np.empty(
+        len(next(iter(fields.values()))) if fields else 0,
+        dtype=[(name, np.asarray(values).dtype.newbyteorder("<")) for name, values in fields.items()],
+    )
     for name, values in fields.items():
         vertex[name] = values
     element = plyfile.PlyElement.describe(vertex, "vertex")

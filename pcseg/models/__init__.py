@@ -9,6 +9,7 @@ models return logits ``(B, num_classes, N)``, classification models ``(B, num_cl
 ``return_aux=True`` also a dict whose ``"loss"`` is the model's auxiliary training loss (a 0-d
 tensor, zero for models without one), so a trainer adds it without knowing the model class.
 """
+
 from __future__ import annotations
 
 from pcseg.models.acnn import (

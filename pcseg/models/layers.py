@@ -13,6 +13,7 @@ processes (sums and counts all-reduced, gradients through them all-reduced back)
 processes with batch B train like one process with batch N * B. (``nn.SyncBatchNorm`` does
 this on GPUs only; this also works with gloo on CPUs, and with the padding mask.)
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -159,8 +160,12 @@ class MaskedBatchNorm(nn.BatchNorm1d):
         super().__init__(num_features, **kwargs)
         self.channels_last = channels_last
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,  # type: ignore[override]
-                channels_last: bool | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,  # type: ignore[override]
+        channels_last: bool | None = None,
+    ) -> torch.Tensor:
         """``channels_last`` overrides the layout given at construction for this call."""
         channels_last = self.channels_last if channels_last is None else channels_last
         use_batch_stats = self.training or self.running_mean is None
@@ -170,8 +175,9 @@ class MaskedBatchNorm(nn.BatchNorm1d):
         synchronise = self.training and _distributed()
         if not synchronise and (mask is None or not use_batch_stats):
             flat = x.reshape(-1, x.shape[-1]) if channels_last else x
-            y = F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias,
-                             use_batch_stats, momentum, self.eps)
+            y = F.batch_norm(
+                flat, self.running_mean, self.running_var, self.weight, self.bias, use_batch_stats, momentum, self.eps
+            )
             if self.training and self.track_running_stats:
                 self.num_batches_tracked.add_(1)
             return y.reshape(x.shape)
@@ -225,7 +231,9 @@ class SharedMLP(nn.Module):
     benchmarks/RESULTS.md).
     """
 
-    def __init__(self, in_channels: int, widths: Sequence[int], last_plain: bool = False, dropout_before_last: float = 0.0):
+    def __init__(
+        self, in_channels: int, widths: Sequence[int], last_plain: bool = False, dropout_before_last: float = 0.0
+    ):
         super().__init__()
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()

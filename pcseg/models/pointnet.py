@@ -12,6 +12,7 @@ batch-norm statistics in train mode are taken over real points only (see ``layer
 ``num_classes`` output or the transform sizes' ``k`` of the input T-Net (3); the feature T-Net's
 ``k`` is the scaled local width. ``width_multiplier=1`` is the published network.
 """
+
 from __future__ import annotations
 
 import torch
@@ -86,7 +87,11 @@ class _PointNetEncoder(nn.Module):
             a = self.input_tnet(xyz, mask)
             aux["input_transform"] = a
             xyz = _transform(xyz, a)
-        x = xyz if features is None or self.in_channels == 0 else torch.cat([xyz, features.transpose(1, 2).to(xyz.dtype)], 1)
+        x = (
+            xyz
+            if features is None or self.in_channels == 0
+            else torch.cat([xyz, features.transpose(1, 2).to(xyz.dtype)], 1)
+        )
         local = self.mlp1(x, mask)
         if self.feature_tnet is not None:
             a = self.feature_tnet(local, mask)
@@ -103,8 +108,15 @@ class PointNetCls(nn.Module):
     each (the original ``keep_prob=0.7``), then FC to ``num_classes``.
     """
 
-    def __init__(self, num_classes: int = 40, in_channels: int = 0, width_multiplier: float = 1.0,
-                 dropout: float = 0.3, input_transform: bool = True, feature_transform: bool = True):
+    def __init__(
+        self,
+        num_classes: int = 40,
+        in_channels: int = 0,
+        width_multiplier: float = 1.0,
+        dropout: float = 0.3,
+        input_transform: bool = True,
+        feature_transform: bool = True,
+    ):
         super().__init__()
         s = lambda w: scaled(w, width_multiplier)  # noqa: E731
         self.num_classes = num_classes
@@ -113,8 +125,14 @@ class PointNetCls(nn.Module):
         self.head = FullyConnected(self.encoder.global_channels, [s(512), s(256)], dropout=dropout)
         self.classifier = nn.Linear(s(256), num_classes)
 
-    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None,
-                normals: torch.Tensor | None = None, lengths: torch.Tensor | None = None, return_aux: bool = False):
+    def forward(
+        self,
+        points: torch.Tensor,
+        features: torch.Tensor | None = None,
+        normals: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        return_aux: bool = False,
+    ):
         """Classifies each cloud of a batch.
 
         Args:
@@ -148,18 +166,33 @@ class PointNetSeg(nn.Module):
     aux["feature_transform"])``, to be added to the training loss as the paper does.
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 0, width_multiplier: float = 1.0,
-                 input_transform: bool = True, feature_transform: bool = True):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 0,
+        width_multiplier: float = 1.0,
+        input_transform: bool = True,
+        feature_transform: bool = True,
+    ):
         super().__init__()
         s = lambda w: scaled(w, width_multiplier)  # noqa: E731
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.encoder = _PointNetEncoder(in_channels, width_multiplier, input_transform, feature_transform)
-        self.head = SharedMLP(self.encoder.local_channels + self.encoder.global_channels,
-                              [s(512), s(256), s(128), s(128), num_classes], last_plain=True)
+        self.head = SharedMLP(
+            self.encoder.local_channels + self.encoder.global_channels,
+            [s(512), s(256), s(128), s(128), num_classes],
+            last_plain=True,
+        )
 
-    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None,
-                normals: torch.Tensor | None = None, lengths: torch.Tensor | None = None, return_aux: bool = False):
+    def forward(
+        self,
+        points: torch.Tensor,
+        features: torch.Tensor | None = None,
+        normals: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        return_aux: bool = False,
+    ):
         """Segments each cloud of a batch.
 
         Args:
@@ -190,17 +223,27 @@ class PointNetSemSeg(nn.Module):
     (1024 + 128) -> shared MLP (512, 256) -> dropout 0.3 -> ``num_classes`` logits ``(B, C, N)``.
     """
 
-    def __init__(self, num_classes: int = 13, in_channels: int = 6, width_multiplier: float = 1.0, dropout: float = 0.3):
+    def __init__(
+        self, num_classes: int = 13, in_channels: int = 6, width_multiplier: float = 1.0, dropout: float = 0.3
+    ):
         super().__init__()
         s = lambda w: scaled(w, width_multiplier)  # noqa: E731
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.mlp = SharedMLP(3 + in_channels, [s(64), s(64), s(64), s(128), s(1024)])
         self.fc = FullyConnected(s(1024), [s(256), s(128)])
-        self.head = SharedMLP(s(1024) + s(128), [s(512), s(256), num_classes], last_plain=True, dropout_before_last=dropout)
+        self.head = SharedMLP(
+            s(1024) + s(128), [s(512), s(256), num_classes], last_plain=True, dropout_before_last=dropout
+        )
 
-    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None,
-                normals: torch.Tensor | None = None, lengths: torch.Tensor | None = None, return_aux: bool = False):
+    def forward(
+        self,
+        points: torch.Tensor,
+        features: torch.Tensor | None = None,
+        normals: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        return_aux: bool = False,
+    ):
         """Segments each cloud of a batch.
 
         Args:

@@ -64,7 +64,9 @@ def interior_viewpoint(points: torch.Tensor, lengths: torch.Tensor | None = None
     if lengths is None:
         lo, hi = points.amin(1), points.amax(1)
     else:
-        real = (torch.arange(points.shape[1], device=points.device)[None] < lengths.to(points.device)[:, None])[..., None]
+        real = (torch.arange(points.shape[1], device=points.device)[None] < lengths.to(points.device)[:, None])[
+            ..., None
+        ]
         lo = points.masked_fill(~real, float("inf")).amin(1)
         hi = points.masked_fill(~real, float("-inf")).amax(1)
         lo, hi = torch.nan_to_num(lo, posinf=0.0, neginf=0.0), torch.nan_to_num(hi, posinf=0.0, neginf=0.0)

@@ -19,6 +19,7 @@ in ``atomic_path``, whose writer needs a name) the temporary file is named
 ``.<name>.<random>.tmp`` (``.<stem>.<random>.tmp<suffix>`` for ``atomic_path``, since some
 writers choose the format by the suffix).
 """
+
 from __future__ import annotations
 
 import contextlib
