@@ -5,6 +5,9 @@ values, so it loads with ``torch.load(weights_only=True)``:
 
 - ``format`` (``CHECKPOINT_FORMAT``), ``model`` (state dict), ``config`` (``config_to_dict``),
   ``model_name``, ``num_classes``: what inference needs;
+- ``temperature`` (optional, written by ``pcseg calibrate``): the temperature scaling fitted on
+  the validation rooms, applied before the softmax at inference; absent (older checkpoints,
+  never calibrated) means 1;
 - ``optimizer``, ``scheduler``, ``scaler``, ``epoch``, ``step``, ``epoch_stats``,
   ``total_epochs``, ``best_miou``, ``rng``, ``history``: the trainer's state
   (``pcseg.train.TrainState``), for an exact ``--resume``.
@@ -43,6 +46,8 @@ __all__ = [
     "build_model_from_config",
     "model_from_checkpoint",
     "saved_config",
+    "checkpoint_temperature",
+    "store_temperature",
 ]
 
 CHECKPOINT_FORMAT = 1
@@ -243,3 +248,43 @@ def saved_config(checkpoint: dict, path: str | Path) -> Config:
         return config_from_dict(checkpoint["config"])
     except ValueError as error:
         raise CheckpointError(f"checkpoint {path} holds a config pcseg cannot read: {error}") from None
+
+
+def checkpoint_temperature(checkpoint: dict, path: str | Path = "checkpoint") -> float:
+    """The temperature a loaded checkpoint stores (``pcseg calibrate``); 1 when it has none.
+
+    Args:
+        checkpoint: a dict from ``load_checkpoint``.
+        path: its file, named in the error.
+
+    Returns:
+        temperature: T > 0; inference divides the logits by it before the softmax.
+
+    Raises:
+        CheckpointError: when the stored temperature is not a positive finite number.
+    """
+    value = checkpoint.get("temperature", 1.0)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
+        raise CheckpointError(f"checkpoint {path} holds temperature {value!r}, not a positive number")
+    return float(value)
+
+
+def store_temperature(path: str | Path, temperature: float) -> None:
+    """Rewrites a checkpoint with ``temperature`` stored in it (atomically: ``atomic_save``).
+
+    Args:
+        path: a checkpoint written by ``pcseg train``.
+        temperature: T > 0 (``pcseg.calibration.fit_temperature``).
+
+    Raises:
+        ValueError: when ``temperature`` is not a positive finite number.
+        FileNotFoundError: when ``path`` is not a file.
+        CheckpointError: when it is not a loadable pcseg checkpoint.
+    """
+    if isinstance(temperature, bool) or not (0 < float(temperature) < float("inf")):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    checkpoint = load_checkpoint(path)
+    checkpoint["temperature"] = float(temperature)
+    atomic_save(checkpoint, path)

@@ -2,7 +2,8 @@
 
     pcseg demo [--out demo_out] [--model pointnet|acnn]  the whole job on procedural rooms
     pcseg train --config C [--set k=v ...] [--resume K]  (torchrun --nproc_per_node=N -m pcseg train ...)
-    pcseg eval --config C --checkpoint K [--out DIR]
+    pcseg eval --config C --checkpoint K [--out DIR] [--refine crf]
+    pcseg calibrate --config C --checkpoint K            temperature scaling, stored in K
     pcseg s3dis-protocol --config C --protocol 6fold|area5 [--out DIR]   (pcseg.protocols)
     pcseg predict INPUT --checkpoint K --out OUT.ply|.pcd|.las|.laz|.label|.npy [--input-format F]
     pcseg predict DIR --checkpoint K --out DIR [--out-format label|ply|...]   every cloud under DIR
@@ -73,7 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="whole-room evaluation of a checkpoint on the config's validation rooms")
     p.add_argument("--config", required=True)
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", default=None, help="folder for metrics.json and confusion_matrix.png")
+    p.add_argument("--out", default=None, help="folder for metrics.json, confusion_matrix.png and reliability.png")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--refine", choices=("none", "crf"), default="none",
+                   help="refine each room's probabilities with the CRF of the config's refine section")
+    add_set(p)
+    add_debug(p)
+
+    p = sub.add_parser("calibrate", help="fit temperature scaling on the config's validation rooms, store it in "
+                                         "the checkpoint")
+    p.add_argument("--config", required=True)
+    p.add_argument("--checkpoint", required=True, help="rewritten (atomically) with the temperature")
     p.add_argument("--device", default="cpu")
     add_set(p)
     add_debug(p)
@@ -263,7 +274,19 @@ def _run(args) -> int:
         from pcseg.evaluate import evaluate_checkpoint
 
         cfg = load_config(args.config, args.overrides)
-        evaluate_checkpoint(cfg, args.checkpoint, args.out, args.device)
+        evaluate_checkpoint(cfg, args.checkpoint, args.out, args.device,
+                            refine=None if args.refine == "none" else args.refine)
+        return 0
+    if args.command == "calibrate":
+        from pcseg.config import load_config
+        from pcseg.evaluate import calibrate_checkpoint
+
+        cfg = load_config(args.config, args.overrides)
+        summary = calibrate_checkpoint(cfg, args.checkpoint, args.device)
+        print(f"temperature {summary['temperature']:.4f} (was {summary['previous_temperature']:.4f}) fitted on "
+              f"{summary['points']:,} validation points; validation NLL {summary['val_nll_before']:.4f} -> "
+              f"{summary['val_nll_after']:.4f}, ECE {summary['val_ece_before']:.4f} -> {summary['val_ece_after']:.4f}; "
+              f"stored in {args.checkpoint}")
         return 0
     if args.command == "s3dis-protocol":
         from pcseg.config import load_config

@@ -1,5 +1,5 @@
 """Experiment configs: one flat YAML per experiment with ``data``, ``model`` and ``train``
-sections, loaded into the dataclasses below.
+sections (and an optional ``refine`` section for the CRF), loaded into the dataclasses below.
 
     cfg = load_config("configs/pointnet_synthetic.yaml", overrides=["train.lr=0.01"])
     save_config(cfg, run_dir / "config.yaml")
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "Config", "load_config", "config_from_dict",
-           "config_to_dict", "save_config", "apply_overrides"]
+__all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "RefineConfig", "Config",
+           "load_config", "config_from_dict", "config_to_dict", "save_config", "apply_overrides"]
 
 # The loss terms `train.loss` may name (alone or summed with "+"). cross_entropy and focal are
 # per-point means; dice, tversky and lovasz are set losses over the whole batch.
@@ -135,13 +135,36 @@ class TrainConfig:
 
 
 @dataclass
+class RefineConfig:
+    """The CRF of ``pcseg eval --refine crf`` and ``Segmenter(refine="crf")`` (``pcseg.refine.crf``).
+
+    ``k`` neighbours per point; ``position_sigma`` (metres), ``color_sigma`` (colour in [0, 1])
+    and ``normal_sigma`` the kernel widths; ``compatibility`` "potts"; ``iterations`` mean-field
+    steps; ``appearance_weight`` and ``smoothness_weight`` the two kernels' weights; ``normals``
+    estimates normals (``pcseg.ops.estimate_normals`` over ``k`` neighbours) for the
+    smoothness kernel, else it compares positions only.
+    """
+
+    k: int = 16
+    position_sigma: float = 0.05
+    color_sigma: float = 0.1
+    normal_sigma: float = 0.3
+    compatibility: str = "potts"
+    iterations: int = 5
+    appearance_weight: float = 3.0
+    smoothness_weight: float = 1.0
+    normals: bool = True
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
 
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "refine": RefineConfig}
 
 
 def _convert(value, annotation: str, key: str):
@@ -204,7 +227,7 @@ def config_from_dict(values: dict) -> Config:
         raise ConfigError(f"a config must be a mapping of sections, got {type(values).__name__}")
     for section in values:
         if section not in _SECTIONS:
-            raise ConfigError(f"unknown section {section!r}; valid sections: {sorted(_SECTIONS)}")
+            raise ConfigError(f"unknown section {section!r}; valid sections: {list(_SECTIONS)}")
     cfg = Config(**{name: _section_from_dict(cls, values.get(name), name) for name, cls in _SECTIONS.items()})
     _validate(cfg)
     return cfg
@@ -234,6 +257,7 @@ def _validate(cfg: Config) -> None:
     _validate_data_source(cfg.data)
     _validate_train(cfg.train)
     _validate_model(cfg.model)
+    _validate_refine(cfg.refine)
 
 
 def _at_least(section: str, values, minimum, keys: typing.Iterable[str], exclusive: bool = False) -> None:
@@ -307,6 +331,14 @@ def _validate_model(model: ModelConfig) -> None:
                               f"valid options: {valid}")
 
 
+def _validate_refine(refine: RefineConfig) -> None:
+    _at_least("refine", refine, 1, ("k",))
+    _at_least("refine", refine, 0, ("iterations", "appearance_weight", "smoothness_weight"))
+    _at_least("refine", refine, 0, ("position_sigma", "color_sigma", "normal_sigma"), exclusive=True)
+    if refine.compatibility != "potts":
+        raise ConfigError(f"refine.compatibility must be potts, got {refine.compatibility!r}")
+
+
 def config_to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
@@ -321,10 +353,10 @@ def apply_overrides(values: dict, overrides: typing.Sequence[str]) -> dict:
         parts = dotted.strip().split(".")
         if len(parts) != 2:
             raise ConfigError(f"override key {dotted!r} must be section.key, e.g. train.lr; "
-                              f"valid sections: {sorted(_SECTIONS)}")
+                              f"valid sections: {list(_SECTIONS)}")
         section, key = parts
         if section not in _SECTIONS:
-            raise ConfigError(f"unknown section {section!r} in override {item!r}; valid sections: {sorted(_SECTIONS)}")
+            raise ConfigError(f"unknown section {section!r} in override {item!r}; valid sections: {list(_SECTIONS)}")
         valid = [f.name for f in dataclasses.fields(_SECTIONS[section])]
         if key not in valid:
             raise ConfigError(f"unknown key {section}.{key} in override; valid keys of {section!r}: {sorted(valid)}")
@@ -360,7 +392,7 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -
             raise ConfigError(f"{path}: a config must be a mapping with data/model/train sections")
         for section in values:
             if section not in _SECTIONS:
-                raise ConfigError(f"{path}: unknown section {section!r}; valid sections: {sorted(_SECTIONS)}")
+                raise ConfigError(f"{path}: unknown section {section!r}; valid sections: {list(_SECTIONS)}")
     try:
         return config_from_dict(apply_overrides(values, overrides))
     except ConfigError as error:

@@ -5,7 +5,10 @@
     print(format_scores(result["scores"], class_names_for(cfg)))
 
 The rooms are predicted whole by ``pcseg.predict.predict_tile`` (sliding blocks); this module
-only scores the labels and reports them.
+scores the labels and reports them, with the probabilities' calibration (expected calibration
+error over 15 confidence bins, a reliability diagram) and the error rate by decile of predictive
+entropy. ``calibrate_checkpoint`` (``pcseg calibrate``) fits the temperature that
+``evaluate_rooms`` and ``pcseg.Segmenter`` apply before the softmax.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pcseg.config import Config
+from pcseg.calibration import CalibrationBins, calibration_bins, entropy, fit_temperature
+from pcseg.config import Config, RefineConfig
 from pcseg.data import S3DIS_CLASS_NAMES
 from pcseg.metrics import ConfusionMatrix, SegmentationScores
 from pcseg.predict import autocast_dtype, predict_tile
+from pcseg.uncertainty import check_refine, refine_probabilities
 from pcseg.utils.atomic import atomic_path, atomic_write, check_output_folder
 from pcseg.utils.progress import progress as progress_bar
 
@@ -33,8 +38,12 @@ __all__ = [
     "scores_to_dict",
     "plot_confusion_matrix",
     "evaluate_checkpoint",
+    "calibrate_checkpoint",
     "class_names_for",
+    "CALIBRATION_BINS",
 ]
+
+CALIBRATION_BINS = 15
 
 
 def scores_without_ignored(matrix: ConfusionMatrix, ignore_index: int) -> SegmentationScores:
@@ -65,6 +74,8 @@ def evaluate_rooms(
     device="cpu",
     progress: bool = True,
     amp: str | None = None,
+    refine: RefineConfig | None = None,
+    temperature: float = 1.0,
 ) -> dict:
     """Whole-room sliding-block evaluation.
 
@@ -75,18 +86,34 @@ def evaluate_rooms(
         device: where the model runs.
         progress: report the rooms done (``pcseg.utils.progress``).
         amp: ``train.amp``'s values; None: the config's.
+        refine: when given, each room's probabilities are refined by ``pcseg.refine.crf`` with
+            these settings before they are scored.
+        temperature: T > 0 dividing the averaged logits before the softmax (``pcseg calibrate``).
 
     Returns:
         result: ``{"scores": SegmentationScores, "matrix": (C, C) int64 numpy, "predictions": list
-        of (N_i,) int64 label arrays, "points_per_s": float}``.
+        of (N_i,) int64 label arrays, "points_per_s": float, "calibration": CalibrationBins
+        (15 bins, over all rooms), "error_by_decile": (10,) float64 error rates from the 10 %
+        least to the 10 % most uncertain labelled points (predictive entropy)}``.
     """
     model.eval()
     amp_dtype = autocast_dtype(amp or cfg.train.amp, torch.device(device))
     matrix = ConfusionMatrix(cfg.data.num_classes, ignore_index=cfg.data.ignore_index)
-    predictions, points, start = [], 0, time.perf_counter()
+    bins = CalibrationBins(np.zeros(CALIBRATION_BINS, np.int64), np.zeros(CALIBRATION_BINS), np.zeros(CALIBRATION_BINS))
+    predictions, uncertainties, errors, points, start = [], [], [], 0, time.perf_counter()
     for room in progress_bar(rooms, desc="evaluating rooms", unit="room", enabled=progress):
-        _, labels = predict_tile(model, cfg.data, room["coord"], room["color"], device, amp_dtype)
-        matrix.update(torch.from_numpy(labels), torch.as_tensor(np.asarray(room["label"]), dtype=torch.int64))
+        logits, labels = predict_tile(model, cfg.data, room["coord"], room["color"], device, amp_dtype)
+        probabilities = torch.softmax(torch.from_numpy(logits) / temperature, dim=1).numpy()
+        if refine is not None:
+            colors = room["color"] if cfg.data.use_color else None
+            probabilities = refine_probabilities(room["coord"], probabilities, colors, refine)
+            labels = probabilities.argmax(axis=1)
+        truth = np.asarray(room["label"]).astype(np.int64, copy=False)
+        matrix.update(torch.from_numpy(labels), torch.from_numpy(truth))
+        bins = bins.merge(calibration_bins(probabilities, truth, CALIBRATION_BINS, cfg.data.ignore_index))
+        kept = truth != cfg.data.ignore_index
+        uncertainties.append(entropy(probabilities[kept]))
+        errors.append(labels[kept] != truth[kept])
         predictions.append(labels)
         points += len(labels)
     return {
@@ -94,7 +121,18 @@ def evaluate_rooms(
         "matrix": matrix.matrix.numpy().copy(),
         "predictions": predictions,
         "points_per_s": points / max(time.perf_counter() - start, 1e-9),
+        "calibration": bins,
+        "error_by_decile": _error_by_decile(np.concatenate(errors or [np.zeros(0, bool)]),
+                                            np.concatenate(uncertainties or [np.zeros(0)])),
     }
+
+
+def _error_by_decile(errors: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
+    """(10,) error rates of the points ranked by uncertainty, as
+    ``pcseg.calibration.error_rate_by_uncertainty_decile`` (which needs every room's
+    probabilities at once; these are only the rooms' errors and entropies)."""
+    ranked = errors[np.argsort(uncertainty, kind="stable")].astype(np.float64)
+    return np.array([part.mean() if len(part) else np.nan for part in np.array_split(ranked, 10)])
 
 
 def class_names_for(cfg: Config) -> list[str]:
@@ -209,53 +247,139 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
 
 
 def evaluate_checkpoint(
-    cfg: Config, checkpoint: str | Path, out_dir: str | Path | None = None, device: str = "cpu", progress: bool = True
+    cfg: Config,
+    checkpoint: str | Path,
+    out_dir: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    refine: str | None = None,
 ) -> dict:
     """``pcseg eval``: a checkpoint on the config's validation rooms.
+
+    The checkpoint's temperature (``pcseg calibrate``; 1 when it has none) is applied.
 
     Args:
         cfg: the config whose validation rooms are scored (the checkpoint must match it).
         checkpoint: a checkpoint written by ``pcseg train``.
-        out_dir: where to write metrics.json and confusion_matrix.png; None writes nothing.
+        out_dir: where to write metrics.json, confusion_matrix.png and reliability.png; None
+            writes nothing.
         device: where the model runs.
         progress: report the rooms loaded and done.
+        refine: None, or "crf": refine each room's probabilities with ``cfg.refine``'s CRF.
 
     Returns:
-        metrics: ``scores_to_dict`` plus points_per_s and rooms (also printed as a table).
+        metrics: ``scores_to_dict`` plus points_per_s, rooms, refine, temperature,
+        expected_calibration_error (15 bins) and error_by_uncertainty_decile (10 error rates,
+        least to most uncertain; all also printed).
 
     Raises:
         CheckpointError: when the checkpoint cannot be loaded.
         CheckpointMismatchError: when the checkpoint does not match ``cfg``.
-        ValueError: when the device is absent or the config has no validation rooms.
+        ValueError: when the device is absent, ``refine`` is not None or "crf", or the config
+            has no validation rooms.
         FileNotFoundError: when the data folder is missing.
         NotADirectoryError: when a file stands where ``out_dir`` should be.
 
     Everything but the rooms' contents is checked before any room is generated or read.
     """
-    from pcseg.checkpoint import model_from_checkpoint
-    from pcseg.data.loading import check_data, load_rooms
-    from pcseg.utils.devices import check_device
+    from pcseg.checkpoint import checkpoint_temperature
 
-    check_device(str(device), "--device")
+    check_refine(refine, "--refine")
     if out_dir is not None:
         check_output_folder(out_dir, "--out")
-    if cfg.data.dataset == "synthetic" and cfg.data.val_rooms == 0:
-        raise ValueError("the config has no validation rooms (data.val_rooms = 0)")
-    model, _, _ = model_from_checkpoint(checkpoint, device, cfg=cfg)
-    check_data(cfg.data, ("val",))
-    rooms = load_rooms(cfg.data, "val", progress)
-    if not rooms:
-        raise ValueError("the config has no validation rooms (data.val_rooms = 0)")
-    result = evaluate_rooms(model, cfg, rooms, device, progress)
+    model, rooms, saved = _model_and_validation_rooms(cfg, checkpoint, device, progress)
+    temperature = checkpoint_temperature(saved, checkpoint)
+    result = evaluate_rooms(model, cfg, rooms, device, progress, refine=cfg.refine if refine else None,
+                            temperature=temperature)
     names = class_names_for(cfg)
+    ece = result["calibration"].expected_calibration_error()
+    deciles = [None if np.isnan(x) else float(x) for x in result["error_by_decile"]]
     print(format_scores(result["scores"], names))
+    print(f"ECE ({CALIBRATION_BINS} bins) {ece:.4f}  temperature {temperature:.3f}  refine {refine or 'none'}")
+    print("error rate by entropy decile (least to most uncertain): "
+          + " ".join("-" if x is None else f"{x:.3f}" for x in deciles))
     metrics = scores_to_dict(result["scores"], names)
     metrics["points_per_s"] = result["points_per_s"]
     metrics["rooms"] = len(rooms)
+    metrics["refine"] = refine
+    metrics["temperature"] = temperature
+    metrics["expected_calibration_error"] = None if np.isnan(ece) else float(ece)
+    metrics["error_by_uncertainty_decile"] = deciles
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(out_dir / "metrics.json") as handle:
             handle.write(json.dumps(metrics, indent=2).encode())
         plot_confusion_matrix(result["matrix"], names, out_dir / "confusion_matrix.png")
+        result["calibration"].reliability_diagram(out_dir / "reliability.png")
     return metrics
+
+
+def calibrate_checkpoint(cfg: Config, checkpoint: str | Path, device: str = "cpu", progress: bool = True) -> dict:
+    """``pcseg calibrate``: fits temperature scaling on the validation rooms and stores it.
+
+    The rooms are predicted whole as ``pcseg eval`` does; T is fitted
+    (``pcseg.calibration.fit_temperature``) on their labelled points' averaged logits, the
+    values inference divides by T, and the checkpoint is rewritten atomically with it.
+    Judge it on other rooms than these (e.g. ``pcseg eval --set data.val_seed_start=...``).
+
+    Args:
+        cfg: the config whose validation rooms are used (the checkpoint must match it).
+        checkpoint: a checkpoint written by ``pcseg train``; rewritten with ``temperature``.
+        device: where the model runs.
+        progress: report the rooms loaded and done.
+
+    Returns:
+        summary: temperature, previous_temperature, points, and the validation points' NLL and ECE
+        before (T = 1) and after (val_nll_before, val_nll_after, val_ece_before, val_ece_after).
+
+    Raises:
+        CheckpointError, CheckpointMismatchError, ValueError, FileNotFoundError: as
+            ``evaluate_checkpoint``, or when the rooms hold no labelled point.
+    """
+    from pcseg.checkpoint import checkpoint_temperature, store_temperature
+
+    model, rooms, saved = _model_and_validation_rooms(cfg, checkpoint, device, progress)
+    previous = checkpoint_temperature(saved, checkpoint)
+    amp_dtype = autocast_dtype(cfg.train.amp, torch.device(device))
+    all_logits, all_labels = [], []
+    for room in progress_bar(rooms, desc="predicting rooms", unit="room", enabled=progress):
+        logits, _ = predict_tile(model, cfg.data, room["coord"], room["color"], device, amp_dtype)
+        truth = np.asarray(room["label"]).astype(np.int64, copy=False)
+        kept = truth != cfg.data.ignore_index
+        all_logits.append(logits[kept])
+        all_labels.append(truth[kept])
+    logits, labels = np.concatenate(all_logits), np.concatenate(all_labels)
+    temperature = fit_temperature(logits, labels)
+
+    def scores(t: float) -> tuple[float, float]:
+        scaled = torch.from_numpy(logits).double() / t
+        probabilities = torch.softmax(scaled, dim=1).numpy()
+        nll = float(torch.nn.functional.cross_entropy(scaled, torch.from_numpy(labels)))
+        return nll, calibration_bins(probabilities, labels, CALIBRATION_BINS).expected_calibration_error()
+
+    store_temperature(checkpoint, temperature)
+    (nll_before, ece_before), (nll_after, ece_after) = scores(1.0), scores(temperature)
+    return {"temperature": temperature, "previous_temperature": previous, "points": len(labels),
+            "val_nll_before": nll_before, "val_nll_after": nll_after,
+            "val_ece_before": ece_before, "val_ece_after": ece_after}
+
+
+def _model_and_validation_rooms(
+    cfg: Config, checkpoint: str | Path, device: str, progress: bool
+) -> tuple[torch.nn.Module, Sequence[dict], dict]:
+    """The checkpoint's model, the config's validation rooms and the loaded checkpoint dict,
+    everything but the rooms' contents checked before any room is generated or read."""
+    from pcseg.checkpoint import model_from_checkpoint
+    from pcseg.data.loading import check_data, load_rooms
+    from pcseg.utils.devices import check_device
+
+    check_device(str(device), "--device")
+    if cfg.data.dataset == "synthetic" and cfg.data.val_rooms == 0:
+        raise ValueError("the config has no validation rooms (data.val_rooms = 0)")
+    model, _, saved = model_from_checkpoint(checkpoint, device, cfg=cfg)
+    check_data(cfg.data, ("val",))
+    rooms = load_rooms(cfg.data, "val", progress)
+    if not rooms:
+        raise ValueError("the config has no validation rooms (data.val_rooms = 0)")
+    return model, rooms, saved

@@ -2,14 +2,19 @@
 
     segmenter = Segmenter.from_checkpoint("runs/demo/best.pt", device="cpu")
     labels, probabilities = segmenter.predict(points, colors)   # (N,) int64, (N, C) float32
+    # a pcseg.uncertainty.Prediction: labels, probabilities, entropy, mutual_information
+    prediction = segmenter.predict(points, colors, uncertainty=True, mc_samples=8)
 
 Any N, any frame: the cloud's offset is removed in float64, it is cut into tiles of bounded
 size and each tile is predicted with blocks placed where its points are
 (``pcseg.predict.segment_cloud``). The segmenter holds only its model (in eval mode,
 never modified) and its config: no global state is read or written, and ``predict`` may be
 called from several threads at once (e.g. ROS callbacks); each call runs under
-``torch.no_grad`` with its own random generator. Loading and predicting need the checkpoint
-format and the inference code only, never the trainer.
+``torch.no_grad`` with its own random generator (MC dropout passes excepted: they seed torch's
+default generator, ``pcseg.uncertainty.mc_dropout_samples``). A temperature stored by
+``pcseg calibrate`` is applied to the probabilities, then the CRF when ``refine="crf"``.
+Loading and predicting need the checkpoint format and the inference code only, never the
+trainer.
 """
 from __future__ import annotations
 
@@ -18,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pcseg.checkpoint import model_from_checkpoint
+from pcseg.calibration import entropy, mutual_information
+from pcseg.checkpoint import checkpoint_temperature, model_from_checkpoint
 from pcseg.config import Config
 from pcseg.predict import segment_cloud
+from pcseg.uncertainty import Prediction, apply_temperature, check_refine, mc_dropout_samples, refine_probabilities
 
 __all__ = ["Segmenter"]
 
@@ -35,15 +42,27 @@ class Segmenter:
         max_tile_points: the most points of a tile (with its margin) predicted at once, which
             bounds memory.
         batch_size: blocks per forward pass.
+        refine: None, or "crf": refine the probabilities with ``pcseg.refine.crf`` and the
+            config's ``refine`` section.
+        temperature: T > 0 dividing the logits before the softmax (``pcseg calibrate``).
+
+    Raises:
+        ValueError: when ``refine`` is not None or "crf", or ``temperature`` is not positive.
     """
 
     def __init__(self, model: torch.nn.Module, config: Config, device: str | torch.device = "cpu",
-                 max_tile_points: int = 300_000, batch_size: int = 16):
+                 max_tile_points: int = 300_000, batch_size: int = 16, refine: str | None = None,
+                 temperature: float = 1.0):
+        check_refine(refine)
+        if isinstance(temperature, bool) or not (0 < float(temperature) < float("inf")):
+            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
         self.model = model.to(device).eval()
         self.config = config
         self.device = torch.device(device)
         self.max_tile_points = int(max_tile_points)
         self.batch_size = int(batch_size)
+        self.refine = refine
+        self.temperature = float(temperature)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs) -> Segmenter:
@@ -52,7 +71,8 @@ class Segmenter:
         Args:
             path: the checkpoint (``best.pt`` / ``last.pt`` of a run folder).
             device: where the model runs.
-            **kwargs: ``max_tile_points``, ``batch_size`` (see the class).
+            **kwargs: ``max_tile_points``, ``batch_size``, ``refine``, ``temperature`` (see the
+                class); the temperature defaults to the checkpoint's (1 when it has none).
 
         Returns:
             segmenter: the checkpoint's model with its own config.
@@ -61,7 +81,8 @@ class Segmenter:
             FileNotFoundError: when ``path`` is not a file.
             ValueError: when it is not a pcseg checkpoint.
         """
-        model, config, _ = model_from_checkpoint(path, device)
+        model, config, checkpoint = model_from_checkpoint(path, device)
+        kwargs.setdefault("temperature", checkpoint_temperature(checkpoint, path))
         return cls(model, config, device, **kwargs)
 
     @property
@@ -76,7 +97,8 @@ class Segmenter:
 
         return class_names_for(self.config)
 
-    def predict(self, points: np.ndarray, colors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, points: np.ndarray, colors: np.ndarray | None = None, *, uncertainty: bool = False,
+                mc_samples: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray] | Prediction:
         """Segments a cloud of any size, in any frame.
 
         Blocks are placed relative to the cloud and its offset is removed in float64 before
@@ -87,16 +109,53 @@ class Segmenter:
             points: (N, 3) float coordinates in metres, z up.
             colors: (N, 3) float in [0, 1] or uint8 0..255; None: mid grey (also ignored when the
                 model was trained without colour).
+            uncertainty: return a ``Prediction`` with the predictive entropy per point.
+            mc_samples: S > 0: MC dropout over S passes (a ``Prediction`` with the mean
+                probabilities, their entropy and the mutual information); 0: one pass.
+            seed: the seed of the first MC dropout pass (the same seed, the same result).
 
         Returns:
             labels: (N,) int64.
             probabilities: (N, num_classes) float32.
+            Or, when ``uncertainty`` or ``mc_samples`` is set, a ``pcseg.uncertainty.Prediction``
+            ``(labels, probabilities, entropy, mutual_information)``: entropy (N,) float64 in
+            nats, mutual_information (N,) float64 (None without MC dropout).
 
         Raises:
             ValueError: when ``points`` is not (N, 3) or holds NaN or inf, or ``colors`` does not
-                match it, holds NaN or inf, or is out of range (``pcseg.predict.check_colors``).
+                match it, holds NaN or inf, or is out of range (``pcseg.predict.check_colors``);
+                when ``mc_samples`` is negative or set for a model without dropout.
         """
+        if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:
+            raise ValueError(f"mc_samples must be an int >= 0, got {mc_samples!r}")
         with torch.no_grad():
             result = segment_cloud(self.model, self.config, points, colors, self.device,
                                    max_tile_points=self.max_tile_points, batch_size=self.batch_size)
-        return result["labels"], result["probabilities"]
+        return self._finish(points, colors, result["labels"], result["probabilities"], uncertainty, mc_samples, seed)
+
+    def _finish(self, points: np.ndarray, colors: np.ndarray | None, labels: np.ndarray, probabilities: np.ndarray,
+                uncertainty: bool, mc_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray] | Prediction:
+        """``predict``'s post-processing of one pass's labels and probabilities (checked inputs):
+        MC dropout passes, temperature, CRF, and the return type asked for."""
+        information = None
+        if mc_samples and len(points):
+            def one_pass(model: torch.nn.Module) -> np.ndarray:
+                with torch.no_grad():
+                    result = segment_cloud(model, self.config, points, colors, self.device,
+                                           max_tile_points=self.max_tile_points, batch_size=self.batch_size)
+                return apply_temperature(result["probabilities"], self.temperature)
+
+            samples = mc_dropout_samples(self.model, one_pass, mc_samples, seed)
+            probabilities = samples.mean(axis=0)
+            information = mutual_information(samples)
+        elif mc_samples:
+            information = np.zeros(0)
+        else:
+            probabilities = apply_temperature(probabilities, self.temperature)
+        if self.refine == "crf" and len(points):
+            probabilities = refine_probabilities(points, probabilities, colors, self.config.refine)
+        if mc_samples or self.refine or self.temperature != 1.0:
+            labels = probabilities.argmax(axis=1)
+        if uncertainty or mc_samples:
+            return Prediction(labels, probabilities, entropy(probabilities), information)
+        return labels, probabilities
