@@ -5,11 +5,12 @@ What goes into the graph:
 - **PointNet** models (``pointnet``, ``pointnet_sem_seg``, ``pointnet_cls``) export whole: inputs
   ``points (B, P, 3)`` and, where the model has feature channels, ``features (B, P, C)``;
   output ``logits (B, num_classes, P)``. Batch and point count are dynamic axes.
-- **A-CNN** (``acnn``) exports its learned part (``ACNNLearnedPart``): the circular
-  convolutions, batch norms, max-pools, feature propagation and head. The neighbourhood search
-  (farthest point sampling, ring queries with their angular order, the 3 nearest neighbours of
-  the decoder and their inverse-distance weights) runs outside the graph, in pcseg's native ops
-  (``acnn_neighbourhoods``), and enters it as index and weight inputs; the graph only gathers.
+- **A-CNN** (``acnn``) exports its learned part (``ACNNLearnedPart``, which runs the model's own
+  ``ACNNSeg.forward_from_neighbourhoods``): the circular convolutions, batch norms, max-pools,
+  interpolations and head. The neighbourhood search (``ACNNSeg.neighbourhoods``: farthest point
+  sampling, ring queries with their angular order, the 3 nearest centres of every point and
+  their inverse-squared-distance weights) runs outside the graph, in pcseg's native ops, and
+  enters it as index and weight inputs; the graph only gathers.
   Chosen after trying the pure-torch references inside the graph: ``farthest_point_sample_naive``
   loops in Python and reads each next centre with ``int()``, so a trace freezes the example
   block's centres as constants (the traced graph returns those indices for any other block),
@@ -47,15 +48,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from pcseg import __version__, ops
 from pcseg.config import Config, DataConfig
 from pcseg.data.blocks import predict_room
 from pcseg.inputs import block_inputs, input_channels, input_normals
 from pcseg.models import ACNNSeg, PointNetCls, PointNetSeg, PointNetSemSeg
-from pcseg.models.acnn import fill_ring_slots
-from pcseg.ops.three_nn_interpolate import _weights as three_nn_weights
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -76,39 +74,12 @@ ONNX_OPSET = 17
 POINTNET_MODELS = (PointNetSeg, PointNetSemSeg, PointNetCls)
 
 
-def _group(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``x (B, N, C)`` gathered at ``idx (B, M, K)`` (no -1) -> ``(B, M, K, C)``.
-
-    Rows of the flattened batch by ``index_select`` (ONNX Gather: one index per row) rather
-    than ``gather`` (GatherElements: one per element, C times as many).
-    """
-    b, n, c = x.shape
-    rows = idx + (torch.arange(b, device=idx.device) * n).view(b, 1, 1)
-    return torch.index_select(x.reshape(b * n, c), 0, rows.reshape(-1)).reshape(idx.shape + (c,))
-
-
-def _ring_features(stack: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """What ``stack`` (a ``CircularConvStack``, eval mode) computes on rings ``x (B, M, K, C)``
-    -> ``(B, M, C_out)``, its circular convolutions written for ONNX runtimes.
-
-    ``CircularConv`` takes three slices of a ``(.., K + 2, 3 C_out)`` product, which onnxruntime
-    runs as strided copies slower than the product itself; here the ring is rolled (the slices
-    then cut the K axis of the narrower input) and one product takes the three taps at once.
-    """
-    for conv, norm in zip(stack.convs, stack.norms):
-        taps = torch.cat([x.roll(1, -2), x, x.roll(-1, -2)], dim=-1)  # x_{j-1}, x_j, x_{j+1}
-        weight = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, 3 * conv.in_channels)
-        x = F.relu(norm(F.linear(taps, weight), None))
-    return x.amax(dim=2)
-
-
 class ACNNLearnedPart(nn.Module):
-    """An ``ACNNSeg``'s learned part, its neighbourhoods given (see the module docstring).
+    """An ``ACNNSeg``'s learned part, its neighbourhoods given as tensors (see the module docstring).
 
-    Shares the model's parameters; computes what ``ACNNSeg.forward`` computes on full blocks
-    (no ``lengths``) from the indices ``acnn_neighbourhoods`` finds, up to float rounding: the
-    gathers and circular convolutions are written in the operations ONNX runtimes run well
-    (``_group``, ``_ring_features``).
+    Shares the model's parameters and runs ``ACNNSeg.forward_from_neighbourhoods``, the learned
+    part of ``ACNNSeg.forward``, on full blocks (no ``lengths``): the exported graph holds what
+    the torch model computes, its gathers in the form ``pcseg.models.acnn.group_rows`` traces to.
 
     Args:
         model: an ``ACNNSeg`` in eval mode.
@@ -122,6 +93,7 @@ class ACNNLearnedPart(nn.Module):
         if not isinstance(model, ACNNSeg):
             raise ValueError(f"ACNNLearnedPart needs an ACNNSeg, got {type(model).__name__}")
         self.model = model
+        self.names = model.neighbourhood_names()
 
     def forward(self, points: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         """Segments full blocks.
@@ -130,60 +102,24 @@ class ACNNLearnedPart(nn.Module):
             points: (B, P, 3) float32 coordinates.
             *inputs: ``features`` (B, P, in_channels) float32 where the model has channels, then
                 ``normals`` (B, P, 3) float32 unit normals (the given or estimated ones), then
-                ``acnn_neighbourhoods``'s tensors in its order (``model_inputs`` makes them all).
+                ``ACNNSeg.neighbourhoods``'s tensors in its order (``model_inputs`` makes them all).
 
         Returns:
             logits: (B, num_classes, P) float32.
         """
-        model = self.model
-        encoder = model.encoder
-        rest = iter(inputs)
-        feats = next(rest).to(points.dtype) if model.in_channels else None
-        normals = next(rest)
-        if encoder.normals_as_features:
-            feats = normals if feats is None else torch.cat([normals, feats], dim=-1)
-        xyzs, featss = [points], [feats]
-        xyz = points
-        for level in encoder.levels:
-            centres = next(rest)  # (B, M)
-            new_xyz = _group(xyz, centres[:, :, None])[:, :, 0]
-            outputs = []
-            for stack in level.rings:
-                idx = next(rest)  # (B, M, K), slots filled
-                grouped = _group(xyz, idx) - new_xyz[:, :, None, :]
-                if feats is not None:
-                    grouped = torch.cat([grouped, _group(feats, idx)], dim=-1)
-                outputs.append(_ring_features(stack, grouped))
-            xyz, feats = new_xyz, torch.cat(outputs, dim=-1).to(points.dtype)
-            xyzs.append(xyz)
-            featss.append(feats)
-        fp_modules = iter(model.fp)
-        current = featss[-1]
-        if model.global_mlp is not None:
-            x = torch.cat([xyzs[-1], featss[-1]], dim=-1).transpose(1, 2)
-            glob = model.global_mlp(x, None).amax(dim=2)
-            x = torch.cat(
-                [glob[:, :, None].expand(-1, -1, xyzs[-1].shape[1]).to(x.dtype), featss[-1].transpose(1, 2)], 1
+        rest = list(inputs)
+        features = rest.pop(0) if self.model.in_channels else None
+        normals = rest.pop(0)
+        if len(rest) != len(self.names):
+            raise ValueError(
+                f"ACNNLearnedPart needs {len(self.names)} neighbourhood tensors "
+                f"({', '.join(self.names)}), got {len(rest)}"
             )
-            current = next(fp_modules)(x, None).transpose(1, 2).to(points.dtype)
-        for level in range(len(xyzs) - 1, 0, -1):
-            idx, weight = next(rest), next(rest)  # (B, N_{level-1}, 3) each
-            interpolated = (_group(current, idx) * weight[..., None]).sum(2)
-            skip = featss[level - 1]
-            x = interpolated if skip is None else torch.cat([interpolated, skip], dim=-1)
-            current = next(fp_modules)(x.transpose(1, 2), None)
-            if level > 1:
-                current = current.transpose(1, 2).to(points.dtype)
-        return model.head(current, None)
+        return self.model.forward_from_neighbourhoods(points, features, normals, dict(zip(self.names, rest)))
 
 
 def acnn_neighbourhoods(model: ACNNSeg, points: torch.Tensor, normals: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The neighbourhoods an ``ACNNLearnedPart`` takes, found by pcseg's native ops.
-
-    What ``ACNNSeg.forward`` searches for on full blocks: per level the FPS centres and, per
-    ring, the angle-ordered ring indices with their empty slots filled (``fill_ring_slots``);
-    per decoder step the 3 nearest coarser points of every finer point and their
-    inverse-distance weights.
+    """The neighbourhoods an ``ACNNLearnedPart`` takes: ``model.neighbourhoods(points, normals)``.
 
     Args:
         model: the ``ACNNSeg``.
@@ -191,32 +127,10 @@ def acnn_neighbourhoods(model: ACNNSeg, points: torch.Tensor, normals: torch.Ten
         normals: (B, P, 3) float32 unit normals.
 
     Returns:
-        neighbourhoods: in the graph's input order, ``centres_{l}`` (B, M_l) int64,
-        ``rings_{l}_{r}`` (B, M_l, K_r) int64 for each level ``l``, then
-        ``interp_index_{l}`` (B, M_{l-1}, 3) int64 (no -1) and ``interp_weight_{l}``
-        (B, M_{l-1}, 3) float32 from the deepest level ``l`` to 1 (level 0 is the input points).
+        neighbourhoods: name -> tensor in the graph's input order (``ACNNSeg.neighbourhoods``).
     """
-    out: dict[str, torch.Tensor] = {}
-    xyzs = [points]
-    xyz, nrm = points, normals
     with torch.no_grad():
-        for l, level in enumerate(model.encoder.levels):
-            cfg = level.config
-            centres = ops.farthest_point_sample(xyz, min(cfg.num_centers, xyz.shape[1]))
-            new_xyz, new_nrm = ops.gather_points(xyz, centres), ops.gather_points(nrm, centres)
-            out[f"centres_{l}"] = centres
-            for r, ((r_in, r_out), k) in enumerate(zip(cfg.rings, cfg.samples)):
-                _, idx = ops.ring_query(new_xyz, xyz, new_nrm, r_in, r_out, k)
-                out[f"rings_{l}_{r}"] = fill_ring_slots(idx, centres)
-            xyz, nrm = new_xyz, new_nrm
-            xyzs.append(xyz)
-        for l in range(len(xyzs) - 1, 0, -1):
-            dists2, idx = ops.knn(xyzs[l - 1], xyzs[l], 3)
-            weight = three_nn_weights(dists2, idx)
-            # fewer than 3 coarser points leave -1 slots; their weight is 0, so any index serves
-            out[f"interp_index_{l}"] = idx.clamp_min(0)
-            out[f"interp_weight_{l}"] = weight
-    return out
+        return model.neighbourhoods(points, normals)
 
 
 def exportable(model: nn.Module) -> nn.Module:
@@ -252,7 +166,7 @@ def model_inputs(model: nn.Module, data: DataConfig, block_features: torch.Tenso
     Returns:
         inputs: name -> tensor in the graph's input order: ``points`` (B, P, 3) float32,
         ``features`` (B, P, C) float32 where the model has channels, and for A-CNN ``normals``
-        (B, P, 3) float32 and the ``acnn_neighbourhoods``.
+        (B, P, 3) float32 and the ``ACNNSeg.neighbourhoods``.
     """
     with torch.no_grad():
         points, features = block_inputs(block_features, data)
@@ -262,9 +176,9 @@ def model_inputs(model: nn.Module, data: DataConfig, block_features: torch.Tenso
         if isinstance(model, ACNNSeg):
             normals = input_normals(features, data)
             if normals is None:
-                normals = ops.estimate_normals(points, k=model.encoder.normal_k)
+                normals = ops.estimate_normals(points, k=model.encoder.normal_k, viewpoint="interior")
             inputs["normals"] = normals.to(points.dtype).contiguous()
-            inputs.update(acnn_neighbourhoods(model, points, inputs["normals"]))
+            inputs.update(model.neighbourhoods(points, inputs["normals"]))
     return inputs
 
 
@@ -313,14 +227,15 @@ def export_metadata(model: nn.Module, cfg: Config, input_names: list[str]) -> di
         + (
             f"features (B, P, {len(channels)}) float32: {', '.join(channels)}; rgb in [0, 1]; room_xyz = "
             f"(xyz - cloud min) / cloud extent; geometry from the {data.neighbours} nearest neighbours of each "
-            f"point within the block (itself included): PCA normal with z >= 0, 3 * smallest eigenvalue / "
-            f"eigenvalue sum, offset to the neighbours' centroid times 10. "
+            f"point within the block (itself included): PCA normal flipped where it points away from "
+            f"0.5 - room_xyz (into the room), 3 * smallest eigenvalue / eigenvalue sum, offset to the "
+            f"neighbours' centroid times 10. "
             if channels
             else ""
         )
         + (
-            "A-CNN: the remaining inputs are the neighbourhoods pcseg.export.acnn_neighbourhoods finds "
-            "(normals: the normal channels, else pcseg.ops.estimate_normals). "
+            "A-CNN: the remaining inputs are the neighbourhoods ACNNSeg.neighbourhoods finds "
+            "(normals: the normal channels, else pcseg.ops.estimate_normals with viewpoint='interior'). "
             if isinstance(model, ACNNSeg)
             else ""
         )

@@ -62,6 +62,7 @@ from pcseg.models.layers import (
     no_aux_loss,
     scaled,
 )
+from pcseg.ops.three_nn_interpolate import _weights as three_nn_weights
 
 __all__ = [
     "AnnularLevelConfig",
@@ -173,6 +174,54 @@ def fill_ring_slots(idx: torch.Tensor, centre_idx: torch.Tensor) -> torch.Tensor
     return torch.where(kept == 0, centre_idx[..., None].expand_as(idx), filled)
 
 
+def _tracing() -> bool:
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+def group_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` at ``idx``, the one gather of the learned part.
+
+    Eager it is ``pcseg.ops.group_points``; while tracing (``pcseg.export``) it is an
+    ``index_select`` on the flattened batch, which ONNX exports as one Gather with one index per
+    row (``gather`` would become GatherElements, one index per element) and TorchScript runs
+    without pcseg's extension. The traced form reads row 0 for -1 slots: exported graphs see
+    full blocks, where -1 only occurs in the interpolation's zero-weight slots.
+
+    Args:
+        x: (B, N, C) float rows.
+        idx: (B, M, K) int64 in [-1, N).
+
+    Returns:
+        rows: (B, M, K, C), zeros at -1 slots (eager).
+    """
+    if not _tracing():
+        return ops.group_points(x, idx)
+    b, n, c = x.shape
+    rows = idx.clamp_min(0) + (torch.arange(b, device=idx.device) * n).view(b, 1, 1)
+    return torch.index_select(x.reshape(b * n, c), 0, rows.reshape(-1)).reshape(idx.shape + (c,))
+
+
+def interpolate(features: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``sum_j weight_j features[idx_j]`` over the 3 nearest known points.
+
+    Eager it is the native ``three_interpolate`` (``pcseg.ops.three_nn_interpolate``'s sum);
+    while tracing, the gathered rows times their weights summed in the same order.
+
+    Args:
+        features: (B, m, C) float features of the known points.
+        idx: (B, n, 3) int64 nearest known points, -1 where there are fewer than 3.
+        weight: (B, n, 3) float their weights (0 at -1 slots).
+
+    Returns:
+        features: (B, n, C) in ``features``' dtype.
+    """
+    if not _tracing():
+        return torch.ops.pcseg.three_interpolate(features, idx, weight.to(features.dtype))
+    rows = group_rows(features, idx)
+    w = weight.to(features.dtype)[..., None]
+    return rows[:, :, 0] * w[:, :, 0] + rows[:, :, 1] * w[:, :, 1] + rows[:, :, 2] * w[:, :, 2]
+
+
 class CircularConv(nn.Module):
     """Kernel-3 circular convolution along the ring axis of channels-last ``(B, M, K, C_in)``.
 
@@ -201,7 +250,8 @@ class CircularConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.out_channels
         taps = F.linear(x, self.weight.permute(2, 0, 1).reshape(3 * c, self.in_channels))  # (B, M, K, 3 C_out)
-        previous, centre, following = taps.unflatten(-1, (3, c)).unbind(-2)
+        # split, not unflatten + unbind: the ONNX trace of unflatten freezes the batch and ring sizes
+        previous, centre, following = taps.split(c, dim=-1)
         # y_j = W_0 x_{j-1} + W_1 x_j + W_2 x_{j+1}: tap 0 of slot j-1 moves to j, tap 2 of j+1 to j.
         out = previous.roll(1, dims=-2) + centre + following.roll(-1, dims=-2)
         return out if self.bias is None else out + self.bias
@@ -240,32 +290,58 @@ class AnnularLevel(nn.Module):
         )
         self.out_channels = sum(r.out_channels for r in self.rings)
 
-    def forward(self, xyz, normals, features, lengths):
-        """``xyz (B, N, 3)``, ``normals (B, N, 3)``, ``features (B, N, C)`` or None, ``lengths (B,)`` or None
-        -> centres ``(B, M, 3)``, their normals ``(B, M, 3)``, features ``(B, M, C_out)`` in xyz's dtype,
-        centre lengths ``(B,)`` or None (None = every cloud has M centres)."""
+    def neighbourhoods(self, xyz, normals, lengths):
+        """The level's search (no parameters): ``xyz (B, N, 3)``, ``normals (B, N, 3)``, ``lengths (B,)``
+        or None -> centre indices ``(B, M)`` (-1 for padded centres), per ring the filled ring indices
+        ``(B, M, K)``, the centres ``(B, M, 3)``, their normals ``(B, M, 3)``, centre lengths ``(B,)``
+        or None (None = every cloud has M centres)."""
         cfg = self.config
         # A cloud smaller than num_centers keeps all its points (FPS pads with -1).
         num_centers = min(cfg.num_centers, xyz.shape[1])
         centre_idx = ops.farthest_point_sample(xyz, num_centers, lengths=lengths)
         new_xyz = ops.gather_points(xyz, centre_idx)
         new_normals = ops.gather_points(normals, centre_idx)
-        counts = (centre_idx >= 0).sum(1)
-        new_lengths = None if bool((counts == num_centers).all()) else counts
+        new_lengths = _centre_lengths(centre_idx, lengths)
+        rings = []
+        for (r_in, r_out), k in zip(cfg.rings, cfg.samples):
+            _, idx = ops.ring_query(new_xyz, xyz, new_normals, r_in, r_out, k, query_lengths=new_lengths, lengths=lengths)
+            rings.append(fill_ring_slots(idx, centre_idx))
+        return centre_idx, rings, new_xyz, new_normals, new_lengths
+
+    def forward_from_neighbourhoods(self, xyz, features, centre_idx, rings, lengths):
+        """The level's learned part: ``xyz (B, N, 3)``, ``features (B, N, C)`` or None, what
+        ``neighbourhoods`` found, ``lengths (B,)`` or None -> centres ``(B, M, 3)``, features
+        ``(B, M, C_out)`` in xyz's dtype, centre lengths ``(B,)`` or None."""
+        new_xyz = group_rows(xyz, centre_idx[:, :, None])[:, :, 0]
+        new_lengths = _centre_lengths(centre_idx, lengths)
         centre_mask = None if new_lengths is None else centre_idx >= 0
         outputs = []
-        for (r_in, r_out), k, stack in zip(cfg.rings, cfg.samples, self.rings):
-            _, idx = ops.ring_query(new_xyz, xyz, new_normals, r_in, r_out, k, query_lengths=new_lengths, lengths=lengths)
-            idx = fill_ring_slots(idx, centre_idx)
-            grouped = ops.group_points(xyz, idx) - new_xyz[:, :, None, :]
+        for idx, stack in zip(rings, self.rings):
+            grouped = group_rows(xyz, idx) - new_xyz[:, :, None, :]
             if centre_mask is not None:
                 # Padded centres sit at 0 with zero neighbours; keep their offsets 0 as well.
                 grouped = grouped * centre_mask[:, :, None, None].to(grouped.dtype)
             if features is not None:
-                grouped = torch.cat([grouped, ops.group_points(features, idx)], dim=-1)
+                grouped = torch.cat([grouped, group_rows(features, idx)], dim=-1)
             outputs.append(stack(grouped, centre_mask))
         new_features = torch.cat(outputs, dim=-1).to(xyz.dtype)
+        return new_xyz, new_features, new_lengths
+
+    def forward(self, xyz, normals, features, lengths):
+        """Both: -> centres ``(B, M, 3)``, their normals ``(B, M, 3)``, features ``(B, M, C_out)``,
+        centre lengths ``(B,)`` or None."""
+        centre_idx, rings, _, new_normals, _ = self.neighbourhoods(xyz, normals, lengths)
+        new_xyz, new_features, new_lengths = self.forward_from_neighbourhoods(xyz, features, centre_idx, rings, lengths)
         return new_xyz, new_normals, new_features, new_lengths
+
+
+def _centre_lengths(centre_idx, lengths):
+    """Real centres per cloud ``(B,)``, or None when every cloud has all of them (always the case
+    without ``lengths``, as FPS then fills every slot: no data-dependent branch while tracing)."""
+    if lengths is None:
+        return None
+    counts = (centre_idx >= 0).sum(1)
+    return None if bool((counts == centre_idx.shape[1]).all()) else counts
 
 
 def _input_normals(points, normals, lengths, normal_k):
@@ -293,8 +369,30 @@ class _ACNNEncoder(nn.Module):
             self.levels.append(level)
             c = level.out_channels
 
-    def forward(self, points, features, normals, lengths):
-        """Checks the inputs, then -> lists (per level, level 0 = input) of xyz, features (or None), lengths."""
+    def search(self, points, normals, lengths):
+        """The levels' neighbourhoods (as ``neighbourhoods``) and per level (level 0 = input) xyz and lengths."""
+        found: dict[str, torch.Tensor] = {}
+        xyzs, lengthss = [points], [lengths]
+        xyz, nrm, ln = points, normals, lengths
+        for l, level in enumerate(self.levels):
+            centre_idx, rings, xyz, nrm, ln = level.neighbourhoods(xyz, nrm, ln)
+            found[f"centres_{l}"] = centre_idx
+            for r, idx in enumerate(rings):
+                found[f"rings_{l}_{r}"] = idx
+            xyzs.append(xyz)
+            lengthss.append(ln)
+        return found, xyzs, lengthss
+
+    def neighbourhoods(self, points, normals=None, lengths=None):
+        """What the levels search for: ``centres_{l}`` (B, M_l) int64 FPS centres (-1 padded) and
+        ``rings_{l}_{r}`` (B, M_l, K_r) int64 filled ring indices, level ``l`` from 0."""
+        lengths_mask(lengths, points.shape[0], points.shape[1], points.device)  # validates lengths
+        normals = _input_normals(points, normals, lengths, self.normal_k)
+        return self.search(points, normals, lengths)[0]
+
+    def forward_from_neighbourhoods(self, points, features, normals, neighbourhoods, lengths=None):
+        """The levels' learned part on what ``neighbourhoods`` found -> lists (per level, level 0 =
+        input) of xyz, features (or None), lengths."""
         check_inputs(points, features, self.in_channels)
         lengths_mask(lengths, points.shape[0], points.shape[1], points.device)  # validates lengths
         normals = _input_normals(points, normals, lengths, self.normal_k)
@@ -302,13 +400,22 @@ class _ACNNEncoder(nn.Module):
         if self.normals_as_features:
             feats = normals if feats is None else torch.cat([normals, feats], dim=-1)
         xyzs, featss, lengthss = [points], [feats], [lengths]
-        xyz, nrm, ln = points, normals, lengths
-        for level in self.levels:
-            xyz, nrm, feats, ln = level(xyz, nrm, feats, ln)
+        xyz, ln = points, lengths
+        for l, level in enumerate(self.levels):
+            rings = [neighbourhoods[f"rings_{l}_{r}"] for r in range(len(level.rings))]
+            xyz, feats, ln = level.forward_from_neighbourhoods(xyz, feats, neighbourhoods[f"centres_{l}"], rings, ln)
             xyzs.append(xyz)
             featss.append(feats)
             lengthss.append(ln)
         return xyzs, featss, lengthss
+
+    def forward(self, points, features, normals, lengths):
+        """Checks the inputs, then -> lists (per level, level 0 = input) of xyz, features (or None), lengths."""
+        check_inputs(points, features, self.in_channels)
+        lengths_mask(lengths, points.shape[0], points.shape[1], points.device)  # validates lengths
+        normals = _input_normals(points, normals, lengths, self.normal_k)
+        found = self.search(points, normals, lengths)[0]
+        return self.forward_from_neighbourhoods(points, features, normals, found, lengths)
 
 
 def _mask(lengths, xyz):
@@ -444,7 +551,71 @@ class ACNNSeg(nn.Module):
             ValueError: when ``categories`` is missing, present without categories, or not (B,)
                 in range.
         """
-        xyzs, feats, lens = self.encoder(points, features, normals, lengths)
+        check_inputs(points, features, self.in_channels)
+        lengths_mask(lengths, points.shape[0], points.shape[1], points.device)  # validates lengths
+        normals = _input_normals(points, normals, lengths, self.encoder.normal_k)
+        found = self.neighbourhoods(points, normals, lengths)
+        return self.forward_from_neighbourhoods(points, features, normals, found, lengths, return_aux, categories)
+
+    def neighbourhoods(self, points: torch.Tensor, normals: torch.Tensor | None = None,
+                       lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """What ``forward`` searches for, by pcseg's native ops (no parameters involved).
+
+        Args:
+            points: (B, N, 3) float32 coordinates.
+            normals: (B, N, 3) float32 unit normals, or None to estimate them.
+            lengths: (B,) int64 real points per cloud, or None.
+
+        Returns:
+            neighbourhoods: in this order, per encoder level ``l`` from 0 ``centres_{l}``
+            (B, M_l) int64 FPS centres (-1 for padded ones) and per ring ``r``
+            ``rings_{l}_{r}`` (B, M_l, K_r) int64 angle-ordered ring indices, empty slots filled
+            (``fill_ring_slots``); then per level ``l`` from 1 the 3 nearest level-``l`` centres
+            of every input point, ``interp_index_{l}`` (B, N, 3) int64 (-1 where the cloud has
+            fewer than 3) and their inverse-squared-distance weights ``interp_weight_{l}``
+            (B, N, 3) float32.
+
+        Raises:
+            ValueError: on bad ``normals`` or ``lengths``.
+        """
+        encoder = self.encoder
+        lengths_mask(lengths, points.shape[0], points.shape[1], points.device)  # validates lengths
+        normals = _input_normals(points, normals, lengths, encoder.normal_k)
+        found, xyzs, lens = encoder.search(points, normals, lengths)
+        for level in range(1, len(xyzs)):
+            dists2, idx = ops.knn(points, xyzs[level], 3, lengths=lens[level])
+            found[f"interp_index_{level}"] = idx
+            found[f"interp_weight_{level}"] = three_nn_weights(dists2, idx)
+        return found
+
+    def neighbourhood_names(self) -> list[str]:
+        """The keys ``neighbourhoods`` returns, in its order."""
+        names = []
+        for l, level in enumerate(self.encoder.levels):
+            names += [f"centres_{l}"] + [f"rings_{l}_{r}" for r in range(len(level.rings))]
+        for level in range(1, len(self.encoder.levels) + 1):
+            names += [f"interp_index_{level}", f"interp_weight_{level}"]
+        return names
+
+    def forward_from_neighbourhoods(self, points: torch.Tensor, features: torch.Tensor | None, normals: torch.Tensor,
+                                    neighbourhoods: dict[str, torch.Tensor], lengths: torch.Tensor | None = None,
+                                    return_aux: bool = False, categories: torch.Tensor | None = None):
+        """The learned part of ``forward`` on what ``neighbourhoods`` found; traceable (``pcseg.export``).
+
+        Args:
+            points: (B, N, 3) float32 coordinates.
+            features: (B, N, in_channels) float32 per-point features, or None when in_channels is 0.
+            normals: (B, N, 3) float32 unit normals, the ones the neighbourhoods were found with.
+            neighbourhoods: ``neighbourhoods(points, normals, lengths)``.
+            lengths, return_aux, categories: as for ``forward``.
+
+        Returns:
+            logits: (B, num_classes, N) float32, and the aux dict when ``return_aux``.
+
+        Raises:
+            ValueError: as ``forward``.
+        """
+        xyzs, feats, lens = self.encoder.forward_from_neighbourhoods(points, features, normals, neighbourhoods, lengths)
         one_hot = self._one_hot(categories, points)
         mask = _mask(lengths, points)
         b, n = points.shape[:2]
@@ -456,7 +627,8 @@ class ACNNSeg(nn.Module):
                 glob = masked_max(self.global_mlp(x, mask_l), mask_l, dim=2)  # (B, C)
                 ups.append(up(glob[:, :, None])[:, :, 0][:, None, :].expand(b, n, -1))
                 continue
-            x = ops.three_nn_interpolate(points, xyzs[level], feats[level], known_lengths=lens[level])
+            index, weight = neighbourhoods[f"interp_index_{level}"], neighbourhoods[f"interp_weight_{level}"]
+            x = interpolate(feats[level], index, weight)
             if level == 1 and feats[0] is not None:
                 x = torch.cat([x, feats[0]], dim=-1)
             ups.append(up.forward_channels_last(x.contiguous(), mask))
