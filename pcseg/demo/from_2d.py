@@ -62,7 +62,7 @@ class From2DConfig:
     voxel_size: float = 0.05
     eval_points_per_room: int = 100_000
     truth_points_per_room: int = 200_000
-    time_budget_s: float = 90.0
+    time_budget_s: float = 120.0
     network: NetworkErrorModel = field(default_factory=NetworkErrorModel)
     thresholds: PseudoLabelThresholds = field(default_factory=PseudoLabelThresholds)
 
@@ -209,12 +209,12 @@ def run_from_2d_demo(out_dir: str | Path = "demo_out", overrides: Sequence[str] 
     Raises:
         ValueError: on a bad override.
     """
+    import torch
+
     from pcseg.data.synthetic import generate_room
     from pcseg.demo.rooms import demo_config
     from pcseg.metrics import ConfusionMatrix
     from pcseg.utils.progress import progress as progress_over
-
-    import torch
 
     start = time.perf_counter()
     load_start = os.getloadavg()
