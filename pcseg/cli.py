@@ -1,6 +1,6 @@
 """The ``pcseg`` command (also ``python -m pcseg``).
 
-    pcseg demo [--out demo_out] [--model pointnet|acnn]  the whole job on procedural rooms
+    pcseg demo [--out demo_out] [--model pointnet|acnn] [--from-2d]   the whole job on procedural rooms
     pcseg train --config C [--set k=v ...] [--resume K]  (torchrun --nproc_per_node=N -m pcseg train ...)
     pcseg eval --config C --checkpoint K [--out DIR] [--refine crf]
     pcseg calibrate --config C --checkpoint K            temperature scaling, stored in K
@@ -8,6 +8,7 @@
     pcseg predict INPUT --checkpoint K --out OUT.ply|.pcd|.las|.laz|.label|.npy [--input-format F]
     pcseg predict DIR --checkpoint K --out DIR [--out-format label|ply|...]   every cloud under DIR
     pcseg fuse FOLDER --out MAP.ply
+    pcseg pseudolabel FRAMES... --out DATASET             pseudo-labels fused from 2D segmentations
     pcseg predict --bag IN --topic /points ... / pcseg fuse --bag IN ... / pcseg ros ...  (pcseg.ros.cli)
     pcseg prepare s3dis RAW_DIR OUT_DIR
     pcseg view FILE [--color-by label|file]              a (labelled) cloud in Open3D's viewer
@@ -62,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-bridge", action="store_true", help="skip the 2D-3D fusion part")
     p.add_argument("--model", choices=("pointnet", "acnn"), default="pointnet",
                    help="the model trained (default pointnet; acnn: A-CNN with the authors' decoder)")
+    p.add_argument("--from-2d", action="store_true",
+                   help="instead: train on pseudo-labels fused from simulated 2D segmentations (pcseg.demo.from_2d)")
     add_set(p)
     add_debug(p)
 
@@ -124,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bag_arguments(predict, p)
     add_ros_parser(sub)
+
+    p = sub.add_parser("pseudolabel", help="fuse folders of frames with 2D segmentations into a pseudo-labelled "
+                                           "data set (pcseg.pseudolabel)")
+    p.add_argument("input", nargs="+", metavar="FRAMES", help="folders with frames.json (see pcseg.fuse_folder)")
+    p.add_argument("--out", required=True, help="the data set folder (train/, val/, classes.yaml)")
+    p.add_argument("--config", default=None, help="YAML file of thresholds (min_probability, min_observations, "
+                                                  "min_agreement; at the top or under pseudolabel:)")
+    for name in ("min-probability", "min-agreement"):
+        p.add_argument(f"--{name}", type=float, default=None, help="overrides the config's")
+    p.add_argument("--min-observations", type=int, default=None, help="overrides the config's")
+    p.add_argument("--val-folders", type=int, default=None, help="how many of the last folders go to val/")
+    p.add_argument("--voxel-size", type=float, default=None)
+    add_debug(p)
 
     p = sub.add_parser("prepare", help="convert a raw data set into pcseg's cache")
     prepare = p.add_subparsers(dest="dataset", required=True)
@@ -244,6 +260,30 @@ def _predict(args) -> int:
     return 0
 
 
+def _run_pseudolabel(args) -> int:
+    """``pcseg pseudolabel``: thresholds from --config and the flags, then the data set."""
+    import dataclasses
+
+    from pcseg.pseudolabel import PseudoLabelThresholds, load_thresholds, pseudolabel_folders
+    from pcseg.utils.atomic import check_output_folder
+
+    thresholds = load_thresholds(args.config) if args.config else PseudoLabelThresholds()
+    flags = {"min_probability": args.min_probability, "min_agreement": args.min_agreement,
+             "min_observations": args.min_observations}
+    thresholds = dataclasses.replace(thresholds, **{k: v for k, v in flags.items() if v is not None})
+    check_output_folder(args.out, "--out")
+    for folder in args.input:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"FRAMES folder not found: {folder}")
+    summary = pseudolabel_folders(args.input, args.out, thresholds, val_folders=args.val_folders,
+                                  voxel_size=args.voxel_size)
+    for folder, report in summary["folders"].items():
+        print(f"{folder}: {report['voxels']:,} voxels, {report['all']['coverage']:.1%} pseudo-labelled "
+              f"({report['split']})")
+    print(f"wrote {summary['out_dir']} (train/, val/, classes.yaml, pseudolabel_report.json)")
+    return 0
+
+
 def _run(args) -> int:
     if args.command in ("predict", "fuse") and (args.bag or args.input is None):
         from pcseg.ros.cli import run_bag
@@ -253,6 +293,13 @@ def _run(args) -> int:
         from pcseg.ros.cli import run_ros
 
         return run_ros(args)
+    if args.command == "demo" and args.from_2d:
+        from pcseg.demo.from_2d import run_from_2d_demo
+
+        run_from_2d_demo(args.out, args.overrides, seed=args.seed)
+        return 0
+    if args.command == "pseudolabel":
+        return _run_pseudolabel(args)
     if args.command == "demo":
         from pcseg.demo.rooms import run_demo
 

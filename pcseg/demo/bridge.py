@@ -6,11 +6,17 @@ errs (`corrupt_labels`: blurred class boundaries, blobs of a wrong class, scatte
 flips, soft scores), fuses the views with a `pcseg.Fuser`, and measures how much better
 the fused 3D labels are than any single 2D frame. It also paints the room's own point
 cloud from the views (with and without the occlusion test). Everything is seeded.
+
+`simulate_2d_network` (with a `NetworkErrorModel`) adds the object-level errors of a real
+network before `corrupt_labels`' per-view noise: whole objects confused the same way in every
+view (board/wall, window/wall, sofa/chair, table/clutter) and small objects missed;
+`pcseg demo --from-2d` (`pcseg.demo.from_2d`) trains on what it yields.
 """
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +123,113 @@ def corrupt_labels(
     scores /= scores.sum(axis=0, keepdims=True)
     predicted = np.where(surface, scores.argmax(axis=0), -1)
     return predicted, scores
+
+
+# Whole-object confusions of real 2D networks on indoor scenes (true class -> predicted class).
+DEFAULT_CONFUSIONS = (("board", "wall"), ("window", "wall"), ("sofa", "chair"), ("table", "clutter"))
+
+
+@dataclass
+class NetworkErrorModel:
+    """How the simulated 2D segmentation network errs (`simulate_2d_network`).
+
+    Attributes:
+        confusions: (true class, predicted class) name pairs; an object of a true class is
+            predicted as the other one as a whole.
+        confusion_probability: the chance that an object of a confused class is confused;
+            decided once per object and room, so every view of it errs alike.
+        small_object_pixels: objects covering fewer pixels of a view are small ...
+        small_miss_probability: ... and missed with this chance per view: they take the
+            label that surrounds them.
+        boundary_width / boundary_shift / boundary_probability / blob_sigma / blob_fraction /
+            flip_probability / logit_gain / logit_noise: `corrupt_labels`'s per-view noise,
+            applied after the object-level errors.
+    """
+
+    confusions: tuple = DEFAULT_CONFUSIONS
+    confusion_probability: float = 0.5
+    small_object_pixels: int = 150
+    small_miss_probability: float = 0.6
+    boundary_width: int = 2
+    boundary_shift: int = 3
+    boundary_probability: float = 0.6
+    blob_sigma: float = 5.0
+    blob_fraction: float = 0.09
+    flip_probability: float = 0.02
+    logit_gain: float = 3.0
+    logit_noise: float = 0.7
+
+    def __post_init__(self):
+        for name in ("confusion_probability", "small_miss_probability", "boundary_probability", "blob_fraction",
+                     "flip_probability"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        names = set(S3DIS_CLASS_NAMES)
+        for pair in self.confusions:
+            if len(pair) != 2 or not set(pair) <= names:
+                raise ValueError(f"confusions must be (true, predicted) pairs of {S3DIS_CLASS_NAMES}, got {pair}")
+
+
+def object_confusions(scene, model: NetworkErrorModel, rng: np.random.Generator) -> dict[int, int]:
+    """Which objects of a room the simulated 2D network confuses as a whole, and as what.
+
+    Args:
+        scene: a `pcseg.data.synthetic.RoomScene`.
+        model: the error model.
+        rng: the random generator.
+
+    Returns:
+        confusions: instance id -> the class (int) it is predicted as.
+    """
+    pairs = {S3DIS_CLASS_NAMES.index(true): S3DIS_CLASS_NAMES.index(wrong) for true, wrong in model.confusions}
+    instance_label = {}
+    for quad in scene.quads:
+        instance_label.setdefault(quad.instance, quad.label)
+    return {instance: pairs[label] for instance, label in sorted(instance_label.items())
+            if label in pairs and rng.random() < model.confusion_probability}
+
+
+def simulate_2d_network(
+    view: dict, model: NetworkErrorModel, confusions: dict[int, int], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A 2D segmentation network's output for a rendered view, with object-level errors.
+
+    First whole objects are confused (`confusions`, from `object_confusions`), then small
+    objects are missed (they take the most common label of a ring around them), then
+    `corrupt_labels` adds the per-view noise (boundaries, blobs, flips, soft scores).
+
+    Args:
+        view: `pcseg.data.synthetic.render_view`'s dict: label (H, W) int64 and instance
+            (H, W) int64, -1 where nothing is hit.
+        model: the error model.
+        confusions: instance id -> predicted class.
+        rng: the random generator.
+
+    Returns:
+        (predicted, scores): (H, W) int64 labels, -1 where nothing is hit, and (C, H, W)
+        float32 probabilities.
+    """
+    from scipy import ndimage
+
+    labels = np.array(view["label"], dtype=np.int64)
+    instances = np.asarray(view["instance"])
+    for instance, wrong in confusions.items():
+        labels[instances == instance] = wrong
+    ids, sizes = np.unique(instances[instances >= 0], return_counts=True)
+    for instance in ids[sizes < model.small_object_pixels]:
+        if rng.random() >= model.small_miss_probability:
+            continue
+        mask = instances == instance
+        ring = ndimage.binary_dilation(mask, iterations=2) & ~mask & (labels >= 0)
+        if ring.any():
+            labels[mask] = np.bincount(labels[ring]).argmax()
+    return corrupt_labels(
+        labels, NUM_CLASSES, rng, boundary_width=model.boundary_width, boundary_shift=model.boundary_shift,
+        boundary_probability=model.boundary_probability, blob_sigma=model.blob_sigma,
+        blob_fraction=model.blob_fraction, flip_probability=model.flip_probability, logit_gain=model.logit_gain,
+        logit_noise=model.logit_noise,
+    )
 
 
 def demo_camera(width: int = 160, height: int = 120) -> PinholeCamera:
