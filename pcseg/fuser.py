@@ -49,6 +49,7 @@ from pcseg.bridge.fusion import FUSION_MODES, VoxelLabelMap, VoxelQuery
 from pcseg.bridge.projection import backproject_depth, paint_points, transform_points
 from pcseg.io import normalize_palette
 from pcseg.utils.atomic import atomic_write
+from pcseg.utils.colors import check_color_values
 
 __all__ = ["Fuser"]
 
@@ -201,6 +202,7 @@ class Fuser:
             color = as_numpy(color, "color")
             if color.shape != (camera.height, camera.width, 3):
                 raise ValueError(f"color must be (H, W, 3) = ({camera.height}, {camera.width}, 3), got {color.shape}")
+            color = check_color_values(color, "color")
         if is_label_map:
             segmentation = self._label_map(segmentation, "segmentation")
         T_world_from_camera = np.eye(4) if pose is None else check_pose(pose, "pose (T_world_from_camera)").numpy()
@@ -330,6 +332,8 @@ class Fuser:
         colors_np = None if colors is None else as_numpy(colors, "colors")
         if colors_np is not None and colors_np.shape != (len(points), 3):
             raise ValueError(f"colors must be (N, 3) with N={len(points)}, got {colors_np.shape}")
+        if colors_np is not None:
+            colors_np = check_color_values(colors_np, "colors")
         # Values of several types, each checked by paint_points.
         options: dict[str, Any] = {
             "occlusion": occlusion,
@@ -414,6 +418,8 @@ class Fuser:
         points = as_numpy(points, "points")
         if labels is not None:
             labels = self._label_map(as_numpy(labels, "labels"), "labels")
+        if colors is not None:
+            colors = check_color_values(as_numpy(colors, "colors"), "colors")
         T_world_from_sensor = returns = None
         if sensor_origin is not None:
             sensor_origin = as_numpy(sensor_origin, "sensor_origin").astype(np.float64)

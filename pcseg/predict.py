@@ -57,6 +57,7 @@ import torch
 from pcseg.config import Config, DataConfig
 from pcseg.data.blocks import predict_room, room_frame, to_local
 from pcseg.inputs import block_inputs, input_normals
+from pcseg.utils.colors import check_color_values
 from pcseg.utils.progress import progress as progress_bar
 
 __all__ = [
@@ -324,22 +325,7 @@ def check_colors(colors: np.ndarray | None, n: int) -> np.ndarray:
     colors = np.asarray(colors)
     if colors.shape != (n, 3):
         raise ValueError(f"colors must be ({n}, 3) like the points, got {colors.shape}")
-    if colors.dtype == np.uint8:
-        return colors
-    if not np.issubdtype(colors.dtype, np.floating):
-        raise ValueError(f"colors must be float in [0, 1] or uint8 0..255, got dtype {colors.dtype}")
-    bad = ~np.isfinite(colors).all(1)
-    if bad.any():
-        raise ValueError(
-            f"colors contain NaN or inf at {int(bad.sum())} of {n} points (first at row {int(np.flatnonzero(bad)[0])})"
-        )
-    if n and (colors.min() < 0 or colors.max() > 1.0 + 1e-6):
-        looks_255 = colors.min() >= 0 and colors.max() <= 255
-        raise ValueError(
-            f"float colors must lie in [0, 1], got {colors.min():g}..{colors.max():g}"
-            + (": they look like 0..255; divide by 255 or pass uint8" if looks_255 else "")
-        )
-    return colors.astype(np.float32)
+    return check_color_values(colors, "colors")
 
 
 def segment_cloud(

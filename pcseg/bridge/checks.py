@@ -141,6 +141,11 @@ def check_points(points: torch.Tensor, name: str = "points") -> None:
         raise ValueError(f"{name} must be a float array, got {points.dtype}")
 
 
+# Poses from calibration files and float32 storage carry rounding noise in their rotation
+# block; a scale or shear error is far larger than this.
+RIGID_TOLERANCE = 1e-3
+
+
 def check_pose(
     pose,
     name: str,
@@ -159,7 +164,9 @@ def check_pose(
         pose: (4, 4) tensor of `dtype` on `device`.
 
     Raises:
-        ValueError: when `pose` is not 4x4, has non-finite entries or another last row.
+        ValueError: when `pose` is not 4x4, has non-finite entries or another last row, or is
+            not rigid: its rotation block must be orthonormal to within `RIGID_TOLERANCE`
+            (max |R^T R - I|) with determinant +1 (no scale, no shear, no reflection).
     """
     matrix = pose if isinstance(pose, torch.Tensor) else torch.tensor(np.asarray(pose, dtype=np.float64))
     if matrix.shape != (4, 4):
@@ -171,7 +178,31 @@ def check_pose(
     expected_last_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64, device=device)
     if not torch.allclose(matrix[3], expected_last_row, rtol=0.0, atol=1e-6):
         raise ValueError(f"{name} must have last row [0, 0, 0, 1], got {matrix[3].tolist()}")
+    rotation = matrix[:3, :3]
+    error = float((rotation.T @ rotation - torch.eye(3, dtype=torch.float64, device=matrix.device)).abs().max())
+    if error > RIGID_TOLERANCE:
+        raise ValueError(
+            f"{name} must be a rigid transform: its rotation block is not orthonormal "
+            f"(max |R^T R - I| = {error:.3g} > {RIGID_TOLERANCE}; a scale or shear?)"
+        )
+    if float(torch.linalg.det(rotation)) < 0:
+        raise ValueError(f"{name} must be a rigid transform: its rotation block is a reflection (determinant -1)")
     return matrix.to(dtype)
+
+
+def _check_scores(segmentation, scores: str, name: str) -> None:
+    """Float scores must be finite, and probabilities must lie in [0, 1]."""
+    values = segmentation if isinstance(segmentation, torch.Tensor) else torch.from_numpy(np.asarray(segmentation))
+    if not bool(torch.isfinite(values).all()):
+        bad = int((~torch.isfinite(values)).sum())
+        raise ValueError(f"score {name} holds {bad} NaN or infinite values")
+    if scores == "probabilities" and values.numel():
+        low, high = float(values.min()), float(values.max())
+        if low < -1e-6 or high > 1.0 + 1e-6:
+            raise ValueError(
+                f"score {name} was given as probabilities but holds values in [{low:.3g}, {high:.3g}]; "
+                "pass scores='logits' for unnormalised network outputs"
+            )
 
 
 def check_segmentation(
@@ -197,7 +228,8 @@ def check_segmentation(
 
     Raises:
         ValueError: on an unknown `scores`, a label map that is not (H, W), scores that are
-            not (C, H, W) with C = num_classes, or an image size other than the camera's.
+            not (C, H, W) with C = num_classes, NaN or infinite scores, probabilities outside
+            [0, 1], or an image size other than the camera's.
     """
     if scores not in SCORE_KINDS:
         raise ValueError(f"scores must be 'probabilities' or 'logits', got {scores!r}")
@@ -213,5 +245,6 @@ def check_segmentation(
             raise ValueError(f"score {name} must be (C, H, W), got shape {shape}")
         if num_classes is not None and shape[0] != num_classes:
             raise ValueError(f"score {name} must be (C, H, W) with C = num_classes = {num_classes}, got shape {shape}")
+        _check_scores(segmentation, scores, name)
     camera.check_image_shape(shape, name)
     return is_label_map
