@@ -56,6 +56,12 @@ class DataConfig:
     Inputs per point: block xyz always; rgb (``use_color``), PointNet's room-normalised xyz
         (``room_coords``) and 7 local geometric features (``geometric_features``: normal,
         surface variation, offset to the centroid of the ``neighbours`` nearest points).
+    LiDAR inputs (``pcseg.inputs``): ``use_intensity`` the intensity / remission as its own
+        channel, divided by ``intensity_scale`` (the sensor's full scale: 1 for SemanticKITTI's
+        remission, already 0..1; 255 for a Velodyne's raw 8-bit intensity; see
+        ``pcseg.inputs.normalise_intensity``) and clipped to [0, 1]; ``use_range`` the range
+        from the sensor. A LiDAR has no colour: with either on, a SemanticKITTI data set needs
+        ``use_color: false``.
     ``eval_stride``: the sliding-block stride of whole-room evaluation and prediction.
     """
 
@@ -87,6 +93,9 @@ class DataConfig:
     room_coords: bool = False
     geometric_features: bool = True
     neighbours: int = 16
+    use_intensity: bool = False
+    use_range: bool = False
+    intensity_scale: float = 1.0
     augment_rotate: bool = True
 
 
@@ -229,6 +238,12 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"data.{key} must be >= 1, got {getattr(cfg.data, key)}")
     if cfg.data.block_size <= 0 or cfg.data.eval_stride <= 0:
         raise ConfigError("data.block_size and data.eval_stride must be positive")
+    if cfg.data.intensity_scale <= 0:
+        raise ConfigError(f"data.intensity_scale must be > 0 (the sensor's full-scale intensity), "
+                          f"got {cfg.data.intensity_scale}")
+    if cfg.data.dataset == "semantickitti" and cfg.data.use_color and (cfg.data.use_intensity or cfg.data.use_range):
+        raise ConfigError("data.use_color must be false with data.use_intensity / data.use_range on a semantickitti "
+                          "data set: a LiDAR scan has no colour")
     if cfg.train.batch_size < 1 or cfg.train.epochs < 1:
         raise ConfigError("train.batch_size and train.epochs must be >= 1")
     _validate_data_source(cfg.data)
@@ -283,7 +298,8 @@ def _validate_train(train: TrainConfig) -> None:
 
 
 # constructor arguments that other config keys fill in (pcseg.checkpoint.build_model_from_config)
-_SET_ELSEWHERE = {"num_classes": "data.num_classes", "in_channels": "data.use_color / room_coords / geometric_features",
+_SET_ELSEWHERE = {"num_classes": "data.num_classes", "in_channels": "data.use_color / room_coords / use_intensity / use_range / "
+                                                                      "geometric_features",
                   "width_multiplier": "model.width_multiplier"}
 
 

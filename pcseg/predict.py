@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -55,7 +56,7 @@ import torch
 
 from pcseg.config import Config, DataConfig
 from pcseg.data.blocks import predict_room, room_frame, to_local
-from pcseg.inputs import block_inputs, input_normals
+from pcseg.inputs import block_inputs, input_normals, lidar_room_fields
 from pcseg.utils.progress import progress as progress_bar
 
 __all__ = ["autocast_dtype", "make_block_predictor", "predict_tile", "iter_tiles", "min_tile_width",
@@ -129,7 +130,8 @@ def make_block_predictor(model: torch.nn.Module, data: DataConfig, device="cpu",
 
 def predict_tile(model: torch.nn.Module, data: DataConfig, points: np.ndarray, colors: np.ndarray,
                  device="cpu", amp_dtype: torch.dtype | None = None, batch_size: int = 16, seed: int = 0,
-                 frame: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 frame: tuple[np.ndarray, np.ndarray] | None = None,
+                 lidar: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sliding-block prediction of one room-sized cloud.
 
     Only the blocks holding points are visited, a block with fewer than ``num_points``
@@ -152,6 +154,8 @@ def predict_tile(model: torch.nn.Module, data: DataConfig, points: np.ndarray, c
         frame: ``room_frame`` of the whole cloud ``points`` is a tile of, so that the block
             features and the block grid are those the whole cloud would give; None: the frame
             of ``points``.
+        lidar: ``{"intensity": (N,), "range": (N,)}`` float32 of the points
+            (``pcseg.inputs.lidar_room_fields``) for a model with LiDAR channels, or None.
 
     Returns:
         logits: (N, num_classes) float32, averaged over the blocks.
@@ -161,7 +165,7 @@ def predict_tile(model: torch.nn.Module, data: DataConfig, points: np.ndarray, c
         frame = room_frame(points) if len(points) else (np.zeros(3), np.zeros(3))
     low, extent = frame
     # column-major coordinates: block_chunks reads one column at a time
-    room = {"coord": np.asfortranarray(to_local(points, low)), "color": colors}
+    room = {"coord": np.asfortranarray(to_local(points, low)), "color": colors, **(lidar or {})}
     return predict_room(room, make_block_predictor(model, data, device, amp_dtype), data.num_classes,
                         block_size=data.block_size, stride=data.eval_stride, num_points=data.num_points,
                         batch_size=batch_size, seed=seed, real_counts=True, frame=(np.zeros(3), extent),
@@ -307,7 +311,7 @@ def check_colors(colors: np.ndarray | None, n: int) -> np.ndarray:
 def segment_cloud(model: torch.nn.Module, cfg: Config, points: np.ndarray, colors: np.ndarray | None,
                   device="cpu", amp_dtype: torch.dtype | None = None, keep_probabilities: bool = True,
                   max_tile_points: int = 300_000, max_tile_extent: float | None = None, batch_size: int = 16,
-                  progress: bool = False) -> dict:
+                  progress: bool = False, intensity: np.ndarray | None = None) -> dict:
     """Segments a cloud of any size, tile by tile (see the module docstring).
 
     The cloud's lowest corner is subtracted in float64 first, so the result is the same
@@ -316,8 +320,10 @@ def segment_cloud(model: torch.nn.Module, cfg: Config, points: np.ndarray, color
     Args:
         model: a pcseg segmentation model in eval mode.
         cfg: its config.
-        points: (N, 3) float coordinates in metres, any frame (float64 keeps map coordinates).
-        colors: (N, 3) float in [0, 1] or uint8 0..255; None: mid grey.
+        points: (N, 3) float coordinates in metres, any frame (float64 keeps map coordinates);
+            for a model with a range channel (``data.use_range``), the sensor's frame.
+        colors: (N, 3) float in [0, 1] or uint8 0..255; None: mid grey, with a warning when
+            the model was trained with colour.
         device: where the model runs.
         amp_dtype: the autocast dtype, or None for float32.
         keep_probabilities: False leaves out the (N, C) probabilities (saves N * C floats).
@@ -326,14 +332,17 @@ def segment_cloud(model: torch.nn.Module, cfg: Config, points: np.ndarray, color
             points, so ``max_tile_points`` alone bounds a tile).
         batch_size: blocks of ``num_points`` per forward pass.
         progress: report the points done (``pcseg.utils.progress``).
+        intensity: (N,) raw intensity / remission for a model with an intensity channel
+            (``data.use_intensity``; divided by ``data.intensity_scale``), or None.
 
     Returns:
         result: ``{"labels": (N,) int64, "confidence": (N,) float32 (the winning probability),
         "probabilities": (N, C) float32 or None}``.
 
     Raises:
-        ValueError: when ``points`` is not (N, 3) or holds NaN or inf, or ``colors`` fails
-            ``check_colors``.
+        ValueError: when ``points`` is not (N, 3) or holds NaN or inf, ``colors`` fails
+            ``check_colors``, or ``intensity`` is missing for a model that takes it or does
+            not match the points.
     """
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] != 3:
@@ -341,7 +350,11 @@ def segment_cloud(model: torch.nn.Module, cfg: Config, points: np.ndarray, color
     if not np.isfinite(points).all():
         raise ValueError("points contain NaN or inf; drop them before predict")
     n = len(points)
+    if colors is None and cfg.data.use_color:
+        warnings.warn("the model was trained with colour (data.use_color) but the cloud has none: every point is "
+                      "given mid grey, which it never saw in training; expect worse labels", UserWarning, stacklevel=2)
     colors = check_colors(colors, n)
+    lidar = lidar_room_fields(points, intensity, cfg.data)
     c = cfg.data.num_classes
     labels = np.zeros(n, dtype=np.int64)
     confidence = np.zeros(n, dtype=np.float32)
@@ -355,7 +368,8 @@ def segment_cloud(model: torch.nn.Module, cfg: Config, points: np.ndarray, color
     with progress_bar(total=n, desc="segmenting", unit="pt", enabled=progress) as bar:
         for core, context in tiles:
             logits, _ = predict_tile(model, cfg.data, local[context], colors[context], device, amp_dtype,
-                                     batch_size=batch_size, frame=frame)
+                                     batch_size=batch_size, frame=frame,
+                                     lidar={key: value[context] for key, value in lidar.items()})
             # rows of the core points within the context (context is sorted ascending)
             rows = np.searchsorted(context, core)
             probs = torch.softmax(torch.from_numpy(logits[rows]), dim=1).numpy()
@@ -514,7 +528,8 @@ def _predict_one(model: torch.nn.Module, cfg: Config, classes: dict, input_path:
     start = time.perf_counter()
     try:
         result = segment_cloud(model, cfg, cloud["coord"], colors, device, keep_probabilities=False,
-                               max_tile_points=max_tile_points, progress=progress)
+                               max_tile_points=max_tile_points, progress=progress,
+                               intensity=cloud.get("intensity"))
     except ValueError as error:
         raise ValueError(f"{input_path}: {error}") from None
     seconds = time.perf_counter() - start

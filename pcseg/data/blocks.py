@@ -17,6 +17,11 @@ rounding. What is not copied is PointNet's random sampling (it draws a block's 4
 points with replacement, or keeps all and adds repeats when the block has fewer): the
 points chosen here differ, as two PointNet runs with different seeds would. Extent axes of
 zero length count as 1 (PointNet would divide by zero).
+
+A LiDAR room (a dict that also holds ``intensity`` (N,) in [0, 1] and ``range`` (N,) metres,
+``pcseg.data.loading``) gets two more columns, which ``pcseg.inputs`` turns into model channels:
+    9    intensity (remission) in [0, 1]
+    10   range from the sensor in metres
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ import torch
 import torch.utils.data
 
 NUM_FEATURES = 9
+# the two LiDAR columns after the 9 PointNet features (see the module docstring)
+LIDAR_FEATURES = 2
 
 
 def _color01(color: np.ndarray) -> np.ndarray:
@@ -64,8 +71,31 @@ def block_origins(points: np.ndarray, block_size: float = 1.0, stride: float = 1
     return np.stack([gx.ravel(), gy.ravel()], 1) + low
 
 
+def lidar_columns(room: dict, index: np.ndarray | None = None) -> np.ndarray | None:
+    """The LiDAR columns of a room: its intensity and range side by side.
+
+    Args:
+        room: a dict, optionally with ``intensity`` (N,) float in [0, 1] and ``range`` (N,) float
+            metres.
+        index: (M,) int64 rows to take, or None for all.
+
+    Returns:
+        lidar: (M, 2) (or (N, 2)) float32 intensity and range, or None when the room has no
+        ``intensity``.
+
+    Raises:
+        ValueError: when the room has ``intensity`` without ``range``.
+    """
+    if "intensity" not in room:
+        return None
+    if "range" not in room:
+        raise ValueError("a room with 'intensity' also needs 'range' (metres from the sensor)")
+    rows = slice(None) if index is None else index
+    return np.stack([np.asarray(room["intensity"], np.float32)[rows], np.asarray(room["range"], np.float32)[rows]], 1)
+
+
 def block_features(points: np.ndarray, colors: np.ndarray, block_size: float,
-                   room_min: np.ndarray, room_extent: np.ndarray) -> np.ndarray:
+                   room_min: np.ndarray, room_extent: np.ndarray, lidar: np.ndarray | None = None) -> np.ndarray:
     """The 9 PointNet features of the sampled points of one block (see the module docstring).
 
     Args:
@@ -75,21 +105,25 @@ def block_features(points: np.ndarray, colors: np.ndarray, block_size: float,
         block_size: the block's side in metres.
         room_min: (3,) float64 lowest corner of the whole room (``room_frame``).
         room_extent: (3,) float64 extent of the whole room (zero axes count as 1).
+        lidar: (P, 2) (or (B, P, 2)) float intensity and range (``lidar_columns``), or None.
 
     Returns:
-        features: (P, 9) (or (B, P, 9)) float32.
+        features: (P, 9) (or (B, P, 9)) float32; (P, 11) with ``lidar``.
 
     Raises:
         ValueError: when float colours exceed 1.
     """
     shifted = points.astype(np.float64) - room_min
-    features = np.empty(points.shape[:-1] + (NUM_FEATURES,), dtype=np.float32)
+    width = NUM_FEATURES + (LIDAR_FEATURES if lidar is not None else 0)
+    features = np.empty(points.shape[:-1] + (width,), dtype=np.float32)
     # PointNet centres on the sampled points' own corner, not on the grid cell's centre
     centre = points[..., :2].astype(np.float64).min(-2, keepdims=True) + block_size / 2.0
     features[..., 0:2] = points[..., :2] - centre
     features[..., 2] = shifted[..., 2]
     features[..., 3:6] = _color01(colors)
     features[..., 6:9] = shifted / np.where(room_extent > 0, room_extent, 1.0)
+    if lidar is not None:
+        features[..., NUM_FEATURES:] = lidar
     return features
 
 
@@ -155,6 +189,7 @@ def room_to_blocks(room: dict, block_size: float = 1.0, stride: float = 1.0, num
         raise ValueError(f"room['coord'] must be a non-empty (N, 3) array, got {coord.shape}")
     rng = np.random.default_rng(seed)
     room_min, room_extent = room_frame(coord)
+    lidar = lidar_columns(room)
     features, indices = [], []
     for origin in block_origins(coord, block_size, stride):
         inside = np.flatnonzero((coord[:, 0] >= origin[0]) & (coord[:, 0] <= origin[0] + block_size) &
@@ -164,7 +199,7 @@ def room_to_blocks(room: dict, block_size: float = 1.0, stride: float = 1.0, num
         pick = inside[rng.choice(len(inside), num_points, replace=len(inside) < num_points)]
         indices.append(pick)
         features.append(block_features(coord[pick], np.asarray(room["color"])[pick], block_size,
-                                       room_min, room_extent))
+                                       room_min, room_extent, None if lidar is None else lidar[pick]))
     if not indices:
         raise ValueError(f"no block of the room has {min_points} points or more")
     out = {"features": np.stack(features), "index": np.stack(indices)}
@@ -201,7 +236,7 @@ def random_block(room: dict, rng: np.random.Generator, block_size: float = 1.0, 
             break
     pick = inside[rng.choice(len(inside), num_points, replace=len(inside) < num_points)]
     out = {"features": block_features(coord[pick], np.asarray(room["color"])[pick], block_size,
-                                      room_min, room_extent), "index": pick}
+                                      room_min, room_extent, lidar_columns(room, pick)), "index": pick}
     if "label" in room:
         out["label"] = np.asarray(room["label"]).astype(np.int64)[pick]
     return out
@@ -387,6 +422,7 @@ def predict_room(room: dict, predict_block: Callable, num_classes: int, block_si
     """
     coord = np.asarray(room["coord"])
     color = np.asarray(room["color"])
+    lidar = lidar_columns(room)
     n = len(coord)
     room_min, room_extent = room_frame(coord) if frame is None else frame
     rng = np.random.default_rng(seed)
@@ -407,7 +443,8 @@ def predict_room(room: dict, predict_block: Callable, num_classes: int, block_si
                                                   .astype(np.int64))
         chunk_index = index[rows]
         features = torch.from_numpy(block_features(coord[chunk_index], color[chunk_index], block_size,
-                                                   room_min, room_extent))
+                                                   room_min, room_extent,
+                                                   None if lidar is None else lidar[chunk_index]))
         with torch.no_grad():
             out = predict_block(features, torch.from_numpy(lengths[batch])) if real_counts else predict_block(features)
         out = out.detach().cpu() if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out))

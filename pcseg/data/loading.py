@@ -16,6 +16,7 @@ import numpy as np
 from pcseg.config import DataConfig
 from pcseg.data.classes import S3DIS_CLASS_NAMES
 from pcseg.data.synthetic import generate_room
+from pcseg.inputs import lidar_room_fields
 from pcseg.utils.progress import progress as progress_bar
 
 __all__ = ["LazyRooms", "load_rooms", "check_data", "data_classes"]
@@ -59,7 +60,10 @@ def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence
     Returns:
         rooms: dicts with ``coord`` (N, 3) float32 or float64, ``color`` (N, 3) and ``label``
         (N,) int64: a list for procedural rooms, a `LazyRooms` for S3DIS, SemanticKITTI and
-        folders (LiDAR has no colour: the remission repeated three times stands in for rgb).
+        folders. A SemanticKITTI scan read for a config with ``data.use_intensity`` or
+        ``data.use_range`` also has ``intensity`` (N,) float32 in [0, 1] and ``range`` (N,)
+        float32 metres (``pcseg.inputs.lidar_room_fields``) and a zero ``color``; without them
+        (older configs) the remission repeated three times stands in for rgb.
 
     Raises:
         ValueError: when ``split`` is neither train nor val, or the label config is invalid.
@@ -99,10 +103,13 @@ def _room_source(data: DataConfig, split: str) -> tuple[int, Callable[[int], dic
 
     def read_scan(i: int) -> dict:
         scan = scans[kept[i]]
-        intensity = np.asarray(scan["remission"], dtype=np.float32).clip(0, 1)
         coord = np.asarray(scan["coord"])
+        lidar = lidar_room_fields(coord, scan["remission"], data)
+        # a config with LiDAR channels sees the remission there only; older configs (colour
+        # on, no LiDAR channel) keep the remission standing in for rgb
+        shade = np.zeros(len(coord), np.float32) if lidar else np.asarray(scan["remission"], np.float32).clip(0, 1)
         return {"coord": coord if coord.dtype == np.float64 else coord.astype(np.float32),
-                "color": np.repeat(intensity[:, None], 3, 1), "label": scan["label"]}
+                "color": np.repeat(shade[:, None], 3, 1), "label": scan["label"], **lidar}
 
     return len(kept), read_scan
 
