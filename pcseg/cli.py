@@ -1,6 +1,7 @@
 """The ``pcseg`` command (also ``python -m pcseg``).
 
     pcseg demo [--out demo_out]                          the whole job on procedural rooms
+    pcseg demo --lidar [--real-scan BIN]                 the same on simulated LiDAR scans
     pcseg train --config C [--set k=v ...] [--resume K]  (torchrun --nproc_per_node=N -m pcseg train ...)
     pcseg eval --config C --checkpoint K [--out DIR]
     pcseg predict INPUT --checkpoint K --out OUT.ply|.pcd|.las|.laz|.label|.npy [--input-format F]
@@ -58,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-bridge", action="store_true", help="skip the 2D-3D fusion part")
+    p.add_argument("--lidar", action="store_true",
+                   help="the LiDAR demo instead: simulated HDL-64E scans, a model on xyz + intensity + range, "
+                        "SemanticKITTI metric (default output folder demo_lidar_out)")
+    p.add_argument("--real-scan", default=None, metavar="BIN",
+                   help="with --lidar: a real SemanticKITTI .bin (its .label beside it) to test the transfer on "
+                        "(default ../shared/data/semantickitti/000000.bin when it exists)")
     add_set(p)
     add_debug(p)
 
@@ -232,6 +239,14 @@ def _run(args) -> int:
 
         return run_ros(args)
     if args.command == "demo":
+        if args.lidar:
+            from pcseg.demo.lidar import run_lidar_demo
+
+            run_lidar_demo(args.out if args.out != "demo_out" else "demo_lidar_out", args.overrides, seed=args.seed,
+                           real_scan=args.real_scan)
+            return 0
+        if args.real_scan is not None:
+            raise SystemExit("pcseg demo: --real-scan needs --lidar")
         from pcseg.demo.rooms import run_demo
 
         run_demo(args.out, args.overrides, seed=args.seed, bridge=not args.no_bridge)
