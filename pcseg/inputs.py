@@ -13,7 +13,10 @@ Velodyne's raw 8-bit intensity; 65535 for 16-bit reflectivity as Ouster's) and c
 [0, 1] (``normalise_intensity``). Range is the distance from the sensor (the origin of the
 scan's own frame) divided by ``RANGE_SCALE`` metres, so the ranges of a street scan are
 about 0..2. Both travel as block feature columns 9 and 10 (``pcseg.data.blocks``) of rooms
-that hold ``intensity`` and ``range``; they are never copied into the colour channels. Where geometry is on, its normal channels are also the model's ``normals``
+that hold them; they are never copied into the colour channels. A model with either channel
+is a LiDAR model, and its block z is the height in the sensor's frame (column 11) instead of
+PointNet's height above the cloud's lowest point: one spurious return metres below the road
+(real scans have them) would shift that for the whole scan. Where geometry is on, its normal channels are also the model's ``normals``
 (``input_normals``), so a model that orients by normals (A-CNN) uses the same ones it sees as
 features; every model takes them in its one forward signature (``pcseg.models``).
 
@@ -70,9 +73,9 @@ def lidar_room_fields(points: np.ndarray, intensity: np.ndarray | None, data: Da
         data: the data section of the config.
 
     Returns:
-        fields: ``{"intensity": (N,) float32, "range": (N,) float32 metres}`` when
-        ``data.use_intensity`` or ``data.use_range`` is on (intensity zero where only range is
-        used), else ``{}``.
+        fields: ``{"intensity": (N,) float32, "range": (N,) float32 metres, "height": (N,)
+        float32 metres (z in the sensor frame)}`` when ``data.use_intensity`` or
+        ``data.use_range`` is on (intensity zero where only range is used), else ``{}``.
 
     Raises:
         ValueError: naming ``intensity`` when the model takes it but none is given, or when its
@@ -89,8 +92,9 @@ def lidar_room_fields(points: np.ndarray, intensity: np.ndarray | None, data: Da
     intensity = normalise_intensity(intensity, data.intensity_scale)
     if len(intensity) != n:
         raise ValueError(f"intensity must be ({n},) like the points, got {intensity.shape}")
-    distance = np.linalg.norm(np.asarray(points, dtype=np.float64), axis=1).astype(np.float32)
-    return {"intensity": intensity, "range": distance}
+    points = np.asarray(points, dtype=np.float64)
+    distance = np.linalg.norm(points, axis=1).astype(np.float32)
+    return {"intensity": intensity, "range": distance, "height": points[:, 2].astype(np.float32)}
 
 
 def input_channels(data: DataConfig) -> int:
@@ -154,27 +158,32 @@ def block_inputs(block_features: torch.Tensor, data: DataConfig,
 
     Args:
         block_features: (B, P, 9) float32 (``pcseg.data.blocks``: block xyz, rgb, room xyz), or
-            (B, P, 11) with the LiDAR columns intensity and range (metres).
+            (B, P, 12) with the LiDAR columns intensity, range and height (metres).
         data: the data section of the config (which channels the model sees).
         lengths: (B,) int64 real points per block of a padded batch, or None (all real).
 
     Returns:
-        points: (B, P, 3) float32 block coordinates.
+        points: (B, P, 3) float32 block coordinates (a LiDAR model's z: the sensor-frame height).
         features: (B, P, input_channels(data)) float32 in the order rgb, room xyz, intensity,
         range (``RANGE_SCALE``), geometry; None when there are no channels.
 
     Raises:
         ValueError: when the config asks for intensity or range and the blocks have no LiDAR columns.
     """
-    points = block_features[..., 0:3].float().contiguous()
+    lidar = data.use_intensity or data.use_range
+    if lidar and block_features.shape[-1] < 12:
+        raise ValueError("the model takes intensity / range (data.use_intensity, data.use_range) but the blocks have "
+                         "no LiDAR columns: the room needs 'intensity', 'range' and 'height' "
+                         "(pcseg.inputs.lidar_room_fields)")
+    points = block_features[..., 0:3].float()
+    if lidar:
+        points = torch.cat([points[..., :2], block_features[..., 11:12].float()], -1)
+    points = points.contiguous()
     parts = []
     if data.use_color:
         parts.append(block_features[..., 3:6].float())
     if data.room_coords:
         parts.append(block_features[..., 6:9].float())
-    if (data.use_intensity or data.use_range) and block_features.shape[-1] < 11:
-        raise ValueError("the model takes intensity / range (data.use_intensity, data.use_range) but the blocks have "
-                         "no LiDAR columns: the room needs 'intensity' and 'range' (pcseg.inputs.lidar_room_fields)")
     if data.use_intensity:
         parts.append(block_features[..., 9:10].float())
     if data.use_range:

@@ -54,13 +54,21 @@ def test_block_features_carry_intensity_and_range_to_the_model_inputs():
     coord, remission = lidar_room()
     room = {"coord": coord, "color": np.zeros_like(coord), **lidar_room_fields(coord, remission, cfg.data)}
     blocks = room_to_blocks(room, block_size=4.0, stride=4.0, num_points=64, min_points=1)
-    assert blocks["features"].shape[-1] == 11
+    assert blocks["features"].shape[-1] == 12
     block = random_block(room, np.random.default_rng(0), 4.0, 64, min_points=1)
     points, features = block_inputs(torch.from_numpy(block["features"])[None], cfg.data)
     assert features.shape == (1, 64, 2)
     np.testing.assert_allclose(features[0, :, 0].numpy(), remission[block["index"]])
     np.testing.assert_allclose(features[0, :, 1].numpy(), np.linalg.norm(coord[block["index"]], axis=1) / RANGE_SCALE,
                                rtol=1e-5)
+    # a LiDAR model's z is the sensor-frame height: an outlier far below the road does not move it
+    np.testing.assert_allclose(points[0, :, 2].numpy(), coord[block["index"], 2])
+    low = {"coord": np.r_[coord, [[0, 0, -30]]].astype(np.float32), "color": np.zeros((len(coord) + 1, 3))}
+    low.update(lidar_room_fields(low["coord"], np.r_[remission, 0.1], cfg.data))
+    again = random_block(low, np.random.default_rng(0), 4.0, 64, min_points=1)
+    same = again["index"] < len(coord)
+    np.testing.assert_allclose(block_inputs(torch.from_numpy(again["features"])[None], cfg.data)[0][0, same, 2].numpy(),
+                               coord[again["index"][same], 2])
     # a cloud without the LiDAR columns is refused, not fed zeros
     plain = random_block({"coord": coord, "color": np.zeros_like(coord)}, np.random.default_rng(0), 4.0, 64, 1)
     with pytest.raises(ValueError, match="no LiDAR columns"):

@@ -18,10 +18,12 @@ points with replacement, or keeps all and adds repeats when the block has fewer)
 points chosen here differ, as two PointNet runs with different seeds would. Extent axes of
 zero length count as 1 (PointNet would divide by zero).
 
-A LiDAR room (a dict that also holds ``intensity`` (N,) in [0, 1] and ``range`` (N,) metres,
-``pcseg.data.loading``) gets two more columns, which ``pcseg.inputs`` turns into model channels:
+A LiDAR room (a dict that also holds ``intensity`` (N,) in [0, 1], ``range`` (N,) metres and
+``height`` (N,) metres, ``pcseg.inputs.lidar_room_fields``) gets three more columns, which
+``pcseg.inputs`` turns into model inputs:
     9    intensity (remission) in [0, 1]
     10   range from the sensor in metres
+    11   z in the sensor's frame in metres
 """
 from __future__ import annotations
 
@@ -33,8 +35,9 @@ import torch
 import torch.utils.data
 
 NUM_FEATURES = 9
-# the two LiDAR columns after the 9 PointNet features (see the module docstring)
-LIDAR_FEATURES = 2
+# the LiDAR columns after the 9 PointNet features (see the module docstring)
+LIDAR_FIELDS = ("intensity", "range", "height")
+LIDAR_FEATURES = len(LIDAR_FIELDS)
 
 
 def _color01(color: np.ndarray) -> np.ndarray:
@@ -72,26 +75,26 @@ def block_origins(points: np.ndarray, block_size: float = 1.0, stride: float = 1
 
 
 def lidar_columns(room: dict, index: np.ndarray | None = None) -> np.ndarray | None:
-    """The LiDAR columns of a room: its intensity and range side by side.
+    """The LiDAR columns of a room: its intensity, range and sensor-frame height side by side.
 
     Args:
-        room: a dict, optionally with ``intensity`` (N,) float in [0, 1] and ``range`` (N,) float
-            metres.
+        room: a dict, optionally with ``intensity`` (N,) float in [0, 1], ``range`` (N,) and
+            ``height`` (N,) float metres.
         index: (M,) int64 rows to take, or None for all.
 
     Returns:
-        lidar: (M, 2) (or (N, 2)) float32 intensity and range, or None when the room has no
-        ``intensity``.
+        lidar: (M, 3) (or (N, 3)) float32, or None when the room has no ``intensity``.
 
     Raises:
-        ValueError: when the room has ``intensity`` without ``range``.
+        ValueError: when the room has ``intensity`` without ``range`` or ``height``.
     """
     if "intensity" not in room:
         return None
-    if "range" not in room:
-        raise ValueError("a room with 'intensity' also needs 'range' (metres from the sensor)")
+    missing = [name for name in LIDAR_FIELDS if name not in room]
+    if missing:
+        raise ValueError(f"a room with 'intensity' also needs {missing} (pcseg.inputs.lidar_room_fields)")
     rows = slice(None) if index is None else index
-    return np.stack([np.asarray(room["intensity"], np.float32)[rows], np.asarray(room["range"], np.float32)[rows]], 1)
+    return np.stack([np.asarray(room[name], np.float32)[rows] for name in LIDAR_FIELDS], 1)
 
 
 def block_features(points: np.ndarray, colors: np.ndarray, block_size: float,
@@ -105,10 +108,10 @@ def block_features(points: np.ndarray, colors: np.ndarray, block_size: float,
         block_size: the block's side in metres.
         room_min: (3,) float64 lowest corner of the whole room (``room_frame``).
         room_extent: (3,) float64 extent of the whole room (zero axes count as 1).
-        lidar: (P, 2) (or (B, P, 2)) float intensity and range (``lidar_columns``), or None.
+        lidar: (P, 3) (or (B, P, 3)) float intensity, range and height (``lidar_columns``), or None.
 
     Returns:
-        features: (P, 9) (or (B, P, 9)) float32; (P, 11) with ``lidar``.
+        features: (P, 9) (or (B, P, 9)) float32; (P, 12) with ``lidar``.
 
     Raises:
         ValueError: when float colours exceed 1.
