@@ -11,6 +11,7 @@ from pcseg.data.kitti import read_label_file
 from pcseg.data.lidar_sim import HDL64E, write_simulated_semantickitti
 from pcseg.demo.lidar import run_lidar_demo
 from pcseg.io import read_point_cloud
+from pcseg.predict import predict_file
 
 TINY = ["train.time_budget_s=2", "train.epochs=1", "train.batch_size=4", "train.val_every=1", "train.device=cpu",
         "data.blocks_per_room=4", "data.val_blocks_per_room=2", "data.num_points=128"]
@@ -42,6 +43,10 @@ def test_tiny_lidar_demo_writes_every_output(tmp_path):
     semantic, _ = read_label_file(labels[1])
     assert len(semantic) == len(np.fromfile(real / "000000.label", np.uint32))
     assert (out / "run" / "last.pt").is_file()
+    # pcseg predict gives the LiDAR checkpoint the .bin's remission as its intensity channel
+    summary = predict_file(real / "000000.bin", out / "run" / "last.pt", tmp_path / "predicted.label")
+    assert summary["points"] == len(semantic)
+    assert len(read_label_file(tmp_path / "predicted.label")[0]) == len(semantic)
 
 
 def test_cli_lidar_flag(monkeypatch, tmp_path):
