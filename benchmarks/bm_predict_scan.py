@@ -9,12 +9,18 @@ calls it: real counts, overlap only in full blocks): block placement (``block_ch
 the 9 block features and merging (the averaged logits: the rest of ``predict_room``), the
 local geometric inputs (``pcseg.inputs.block_inputs``) and the model's forward.
 
+A LiDAR model (``data.use_intensity`` / ``data.use_range``, e.g. the ``pcseg demo --lidar``
+checkpoint ``demo_lidar_out/run/last.pt``) is given the scan's remission: it is timed through
+``pcseg.predict.segment_cloud(..., intensity=...)``, the function ``Segmenter.predict`` calls,
+with the Segmenter's tile and batch sizes. ``--device cuda`` times the same path on a GPU.
+
 Today's path (before blocks followed the points: every block of the dense grid resampled to
 ``num_points``) is timed with ``--baseline ROOT``, a checkout of the earlier commit whose
 ``pcseg`` is imported in a subprocess with the same weights; ``--crop M`` keeps the points
 within M metres of the sensor (both paths) to time it on part of the scan.
 
     python benchmarks/bm_predict_scan.py [--threads 2] [--crop 20] [--baseline /tmp/base] [--checkpoint x.pt]
+        [--device cuda]
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ import torch
 from pcseg.checkpoint import build_model_from_config, model_from_checkpoint
 from pcseg.config import load_config
 from pcseg.data.blocks import block_chunks, predict_room, room_frame, to_local
-from pcseg.inputs import block_inputs, input_normals
+from pcseg.inputs import block_inputs, input_normals, lidar_room_fields
+from pcseg.predict import segment_cloud
 from pcseg.segmenter import Segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,19 +62,31 @@ print(time.perf_counter() - start)
 """
 
 
-def load_scan(crop: float | None) -> np.ndarray:
-    """The scan's xyz (N, 3) float32, optionally only the points within ``crop`` m in xy."""
-    points = np.fromfile(SCAN, dtype=np.float32).reshape(-1, 4)[:, :3]
+def load_scan(crop: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The scan's xyz (N, 3) float32 and remission (N,) float32, optionally only the points
+    within ``crop`` m in xy."""
+    scan = np.fromfile(SCAN, dtype=np.float32).reshape(-1, 4)
     if crop:
-        points = points[np.linalg.norm(points[:, :2], axis=1) <= crop]
-    return np.ascontiguousarray(points)
+        scan = scan[np.linalg.norm(scan[:, :2], axis=1) <= crop]
+    return np.ascontiguousarray(scan[:, :3]), np.ascontiguousarray(scan[:, 3])
 
 
-def breakdown(model: torch.nn.Module, cfg, points: np.ndarray) -> dict:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def breakdown(
+    model: torch.nn.Module, cfg, points: np.ndarray, intensity: np.ndarray, device: torch.device = torch.device("cpu")
+) -> dict:
     """Seconds of each stage of the block path on one tile holding the whole cloud."""
     data = cfg.data
     local = np.asfortranarray(to_local(points))
-    room = {"coord": local, "color": np.full((len(local), 3), 0.5, dtype=np.float32)}
+    room = {
+        "coord": local,
+        "color": np.full((len(local), 3), 0.5, dtype=np.float32),
+        **lidar_room_fields(points, intensity, data),
+    }
     times = {"inputs": 0.0, "model": 0.0}
     start = time.perf_counter()
     _, lengths = block_chunks(
@@ -82,14 +101,15 @@ def breakdown(model: torch.nn.Module, cfg, points: np.ndarray) -> dict:
 
     def predict_block(features, lengths):
         t = time.perf_counter()
-        lengths = None if bool((lengths == features.shape[1]).all()) else lengths
-        pts, feats = block_inputs(features, data, lengths)
+        lengths = None if bool((lengths == features.shape[1]).all()) else lengths.to(device)
+        pts, feats = block_inputs(features.to(device), data, lengths)
+        _sync(device)
         times["inputs"] += time.perf_counter() - t
         t = time.perf_counter()
         kwargs = {} if lengths is None else {"lengths": lengths}
-        logits = model(pts, feats, normals=input_normals(feats, data), **kwargs)
+        logits = model(pts, feats, normals=input_normals(feats, data), **kwargs).transpose(1, 2).cpu()
         times["model"] += time.perf_counter() - t
-        return logits.transpose(1, 2)
+        return logits
 
     start = time.perf_counter()
     with torch.no_grad():
@@ -121,7 +141,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="a checkpoint instead of fresh demo-like weights")
     parser.add_argument("--baseline", default=None, help="a checkout of today's path, timed in a subprocess")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
+    device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     config = ROOT / "configs" / "pointnet_synthetic.yaml"
@@ -131,25 +153,42 @@ def main() -> None:
         cfg = load_config(config)
         torch.manual_seed(0)
         model = build_model_from_config(cfg)
-    model.eval()
-    points = load_scan(args.crop)
+    model.eval().to(device)
+    points, intensity = load_scan(args.crop)
+    lidar = cfg.data.use_intensity or cfg.data.use_range
     print(
         f"scan: {len(points):,} points, extent {np.ptp(points, 0).round(1).tolist()} m; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}"
+        f"{torch.get_num_threads()} threads, {device}, load averages "
+        f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}"
     )
-    segmenter = Segmenter(model, cfg)
+    segmenter = Segmenter(model, cfg, device)
     seconds = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        segmenter.predict(points)
+        if lidar:  # what Segmenter.predict runs, given the remission
+            with torch.no_grad():
+                segment_cloud(
+                    model,
+                    cfg,
+                    points,
+                    None,
+                    device,
+                    max_tile_points=segmenter.max_tile_points,
+                    batch_size=segmenter.batch_size,
+                    intensity=intensity,
+                )
+        else:
+            segmenter.predict(points)
+        _sync(device)
         seconds.append(time.perf_counter() - start)
     best = min(seconds)
     print(
-        f"Segmenter.predict: {best:.2f} s (best of {args.repeats}: {', '.join(f'{s:.2f}' for s in seconds)}), "
+        f"{'segment_cloud' if lidar else 'Segmenter.predict'}: {best:.2f} s "
+        f"(best of {args.repeats}: {', '.join(f'{s:.2f}' for s in seconds)}), "
         f"{len(points) / best:,.0f} points/s"
     )
     with torch.no_grad():
-        parts = breakdown(model, cfg, points)
+        parts = breakdown(model, cfg, points, intensity, device)
     print(
         f"breakdown: {parts['chunks']:,} chunks, {parts['fed points']:,} points fed "
         f"({parts['fed points'] / len(points):.2f} per scan point)"

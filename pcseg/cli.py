@@ -1,6 +1,7 @@
 """The ``pcseg`` command (also ``python -m pcseg``).
 
     pcseg demo [--out demo_out] [--model pointnet|acnn] [--from-2d]   the whole job on procedural rooms
+    pcseg demo --lidar [--real-scan BIN]                 the same on simulated LiDAR scans
     pcseg train --config C [--set k=v ...] [--resume K]  (torchrun --nproc_per_node=N -m pcseg train ...)
     pcseg eval --config C --checkpoint K [--out DIR] [--refine crf]
     pcseg calibrate --config C --checkpoint K            temperature scaling, stored in K
@@ -20,6 +21,7 @@ use) ends with one line on stderr, ``pcseg <command>: error: ...``, and exit sta
 unexpected one with one ``internal error`` line and status 1. ``--debug`` (before or after the
 command) or ``PCSEG_DEBUG=1`` also prints the traceback. Ctrl-C exits with 130.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +31,8 @@ import pickle
 import sys
 import traceback
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from pcseg import __version__
 
@@ -54,17 +56,43 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
 
     def add_set(p):
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override a config value, e.g. --set train.lr=0.01 (repeatable)")
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="override a config value, e.g. --set train.lr=0.01 (repeatable)",
+        )
 
     p = sub.add_parser("demo", help="generate rooms, train, evaluate, segment, fuse (a few minutes on a CPU)")
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-bridge", action="store_true", help="skip the 2D-3D fusion part")
-    p.add_argument("--model", choices=("pointnet", "acnn"), default="pointnet",
-                   help="the model trained (default pointnet; acnn: A-CNN with the authors' decoder)")
-    p.add_argument("--from-2d", action="store_true",
-                   help="instead: train on pseudo-labels fused from simulated 2D segmentations (pcseg.demo.from_2d)")
+    p.add_argument(
+        "--model",
+        choices=("pointnet", "acnn"),
+        default="pointnet",
+        help="the model trained (default pointnet; acnn: A-CNN with the authors' decoder)",
+    )
+    p.add_argument(
+        "--from-2d",
+        action="store_true",
+        help="instead: train on pseudo-labels fused from simulated 2D segmentations (pcseg.demo.from_2d)",
+    )
+    p.add_argument(
+        "--lidar",
+        action="store_true",
+        help="the LiDAR demo instead: simulated HDL-64E scans, a model on xyz + intensity + range, "
+        "SemanticKITTI metric (default output folder demo_lidar_out)",
+    )
+    p.add_argument(
+        "--real-scan",
+        default=None,
+        metavar="BIN",
+        help="with --lidar: a real SemanticKITTI .bin (its .label beside it) to test the transfer on "
+        "(default ../shared/data/semantickitti/000000.bin when it exists)",
+    )
     add_set(p)
     add_debug(p)
 
@@ -79,13 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", default=None, help="folder for metrics.json, confusion_matrix.png and reliability.png")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--refine", choices=("none", "crf"), default="none",
-                   help="refine each room's probabilities with the CRF of the config's refine section")
+    p.add_argument(
+        "--refine",
+        choices=("none", "crf"),
+        default="none",
+        help="refine each room's probabilities with the CRF of the config's refine section",
+    )
     add_set(p)
     add_debug(p)
 
-    p = sub.add_parser("calibrate", help="fit temperature scaling on the config's validation rooms, store it in "
-                                         "the checkpoint")
+    p = sub.add_parser(
+        "calibrate", help="fit temperature scaling on the config's validation rooms, store it in the checkpoint"
+    )
     p.add_argument("--config", required=True)
     p.add_argument("--checkpoint", required=True, help="rewritten (atomically) with the temperature")
     p.add_argument("--device", default="cpu")
@@ -103,17 +136,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = predict = sub.add_parser("predict", help="segment a point cloud file, or every cloud under a folder")
     p.add_argument("input", nargs="?", help="a cloud (.ply .pcd .las .laz .e57 .bin .npy .npz .txt .mat) or a folder")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", required=True,
-                   help="output file, its suffix picks the writer: .ply (coloured, label, confidence), .pcd, "
-                        ".las/.laz (classification), .label (SemanticKITTI raw ids), .npy (labels); "
-                        "a folder when INPUT is one")
-    p.add_argument("--out-format", default=None,
-                   help="with a folder INPUT: the output suffix, ply pcd las laz label or npy (default ply)")
-    p.add_argument("--input-format", default=None,
-                   help="the input format when the suffix is ambiguous (e.g. nuscenes for .bin sweeps)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output file, its suffix picks the writer: .ply (coloured, label, confidence), .pcd, "
+        ".las/.laz (classification), .label (SemanticKITTI raw ids), .npy (labels); "
+        "a folder when INPUT is one",
+    )
+    p.add_argument(
+        "--out-format",
+        default=None,
+        help="with a folder INPUT: the output suffix, ply pcd las laz label or npy (default ply)",
+    )
+    p.add_argument(
+        "--input-format",
+        default=None,
+        help="the input format when the suffix is ambiguous (e.g. nuscenes for .bin sweeps)",
+    )
     p.add_argument("--device", default="cpu")
-    p.add_argument("--max-tile-points", type=int, default=300_000,
-                   help="points per tile predicted at once; bounds memory (default 300000)")
+    p.add_argument(
+        "--max-tile-points",
+        type=int,
+        default=300_000,
+        help="points per tile predicted at once; bounds memory (default 300000)",
+    )
     add_debug(p)
 
     p = sub.add_parser("fuse", help="fuse a folder of RGB-D / LiDAR+camera frames and 2D segmentations into a map")
@@ -128,12 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_bag_arguments(predict, p)
     add_ros_parser(sub)
 
-    p = sub.add_parser("pseudolabel", help="fuse folders of frames with 2D segmentations into a pseudo-labelled "
-                                           "data set (pcseg.pseudolabel)")
+    p = sub.add_parser(
+        "pseudolabel",
+        help="fuse folders of frames with 2D segmentations into a pseudo-labelled data set (pcseg.pseudolabel)",
+    )
     p.add_argument("input", nargs="+", metavar="FRAMES", help="folders with frames.json (see pcseg.fuse_folder)")
     p.add_argument("--out", required=True, help="the data set folder (train/, val/, classes.yaml)")
-    p.add_argument("--config", default=None, help="YAML file of thresholds (min_probability, min_observations, "
-                                                  "min_agreement; at the top or under pseudolabel:)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="YAML file of thresholds (min_probability, min_observations, "
+        "min_agreement; at the top or under pseudolabel:)",
+    )
     for name in ("min-probability", "min-agreement"):
         p.add_argument(f"--{name}", type=float, default=None, help="overrides the config's")
     p.add_argument("--min-observations", type=int, default=None, help="overrides the config's")
@@ -152,8 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("view", help="open a point cloud file in Open3D's viewer (coloured by label when labelled)")
     p.add_argument("input", help="any file pcseg reads (.ply .pcd .las .laz .e57 .bin .npy .npz .txt .mat)")
     p.add_argument("--input-format", default=None, help="the format when the suffix is ambiguous (e.g. nuscenes)")
-    p.add_argument("--color-by", choices=("label", "file"), default="label",
-                   help="colour a labelled cloud by label (default) or show the file's own colours")
+    p.add_argument(
+        "--color-by",
+        choices=("label", "file"),
+        default="label",
+        help="colour a labelled cloud by label (default) or show the file's own colours",
+    )
     add_debug(p)
     # built here rather than in pcseg.export, which imports torch: parsing stays torch-free (the
     # format is checked by pcseg.export.export_checkpoint)
@@ -182,8 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug: still one line, the traceback on request
         if debug:
             traceback.print_exc()
-        print(f"pcseg {args.command}: internal error: {type(error).__name__}: {_one_line(error)} "
-              "(run with --debug or PCSEG_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"pcseg {args.command}: internal error: {type(error).__name__}: {_one_line(error)} "
+            "(run with --debug or PCSEG_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 
@@ -246,17 +305,34 @@ def _predict(args) -> int:
         log.addHandler(logging.StreamHandler())
         log.setLevel(logging.INFO)
     if Path(args.input).is_dir():
-        summaries = predict_folder(args.input, args.checkpoint, args.out, args.out_format or "ply", args.device,
-                                   max_tile_points=args.max_tile_points, input_format=args.input_format)
+        summaries = predict_folder(
+            args.input,
+            args.checkpoint,
+            args.out,
+            args.out_format or "ply",
+            args.device,
+            max_tile_points=args.max_tile_points,
+            input_format=args.input_format,
+        )
         points = sum(summary["points"] for summary in summaries)
         seconds = sum(summary["seconds"] for summary in summaries)
-        print(f"wrote {len(summaries)} files under {args.out}: {points:,} points in {seconds:.1f} s "
-              f"({points / max(seconds, 1e-9):,.0f} points/s)")
+        print(
+            f"wrote {len(summaries)} files under {args.out}: {points:,} points in {seconds:.1f} s "
+            f"({points / max(seconds, 1e-9):,.0f} points/s)"
+        )
         return 0
-    summary = predict_file(args.input, args.checkpoint, args.out, args.device, max_tile_points=args.max_tile_points,
-                           input_format=args.input_format)
-    print(f"wrote {summary['out']}: {summary['points']:,} points in {summary['seconds']:.1f} s "
-          f"({summary['points_per_s']:,.0f} points/s)")
+    summary = predict_file(
+        args.input,
+        args.checkpoint,
+        args.out,
+        args.device,
+        max_tile_points=args.max_tile_points,
+        input_format=args.input_format,
+    )
+    print(
+        f"wrote {summary['out']}: {summary['points']:,} points in {summary['seconds']:.1f} s "
+        f"({summary['points_per_s']:,.0f} points/s)"
+    )
     return 0
 
 
@@ -268,18 +344,24 @@ def _run_pseudolabel(args) -> int:
     from pcseg.utils.atomic import check_output_folder
 
     thresholds = load_thresholds(args.config) if args.config else PseudoLabelThresholds()
-    flags = {"min_probability": args.min_probability, "min_agreement": args.min_agreement,
-             "min_observations": args.min_observations}
+    flags = {
+        "min_probability": args.min_probability,
+        "min_agreement": args.min_agreement,
+        "min_observations": args.min_observations,
+    }
     thresholds = dataclasses.replace(thresholds, **{k: v for k, v in flags.items() if v is not None})
     check_output_folder(args.out, "--out")
     for folder in args.input:
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"FRAMES folder not found: {folder}")
-    summary = pseudolabel_folders(args.input, args.out, thresholds, val_folders=args.val_folders,
-                                  voxel_size=args.voxel_size)
+    summary = pseudolabel_folders(
+        args.input, args.out, thresholds, val_folders=args.val_folders, voxel_size=args.voxel_size
+    )
     for folder, report in summary["folders"].items():
-        print(f"{folder}: {report['voxels']:,} voxels, {report['all']['coverage']:.1%} pseudo-labelled "
-              f"({report['split']})")
+        print(
+            f"{folder}: {report['voxels']:,} voxels, {report['all']['coverage']:.1%} pseudo-labelled "
+            f"({report['split']})"
+        )
     print(f"wrote {summary['out_dir']} (train/, val/, classes.yaml, pseudolabel_report.json)")
     return 0
 
@@ -301,6 +383,18 @@ def _run(args) -> int:
     if args.command == "pseudolabel":
         return _run_pseudolabel(args)
     if args.command == "demo":
+        if args.lidar:
+            from pcseg.demo.lidar import run_lidar_demo
+
+            run_lidar_demo(
+                args.out if args.out != "demo_out" else "demo_lidar_out",
+                args.overrides,
+                seed=args.seed,
+                real_scan=args.real_scan,
+            )
+            return 0
+        if args.real_scan is not None:
+            raise SystemExit("pcseg demo: --real-scan needs --lidar")
         from pcseg.demo.rooms import run_demo
 
         run_demo(args.out, args.overrides, seed=args.seed, bridge=not args.no_bridge, model=args.model)
@@ -321,8 +415,9 @@ def _run(args) -> int:
         from pcseg.evaluate import evaluate_checkpoint
 
         cfg = load_config(args.config, args.overrides)
-        evaluate_checkpoint(cfg, args.checkpoint, args.out, args.device,
-                            refine=None if args.refine == "none" else args.refine)
+        evaluate_checkpoint(
+            cfg, args.checkpoint, args.out, args.device, refine=None if args.refine == "none" else args.refine
+        )
         return 0
     if args.command == "calibrate":
         from pcseg.config import load_config
@@ -330,10 +425,12 @@ def _run(args) -> int:
 
         cfg = load_config(args.config, args.overrides)
         summary = calibrate_checkpoint(cfg, args.checkpoint, args.device)
-        print(f"temperature {summary['temperature']:.4f} (was {summary['previous_temperature']:.4f}) fitted on "
-              f"{summary['points']:,} validation points; validation NLL {summary['val_nll_before']:.4f} -> "
-              f"{summary['val_nll_after']:.4f}, ECE {summary['val_ece_before']:.4f} -> {summary['val_ece_after']:.4f}; "
-              f"stored in {args.checkpoint}")
+        print(
+            f"temperature {summary['temperature']:.4f} (was {summary['previous_temperature']:.4f}) fitted on "
+            f"{summary['points']:,} validation points; validation NLL {summary['val_nll_before']:.4f} -> "
+            f"{summary['val_nll_after']:.4f}, ECE {summary['val_ece_before']:.4f} -> {summary['val_ece_after']:.4f}; "
+            f"stored in {args.checkpoint}"
+        )
         return 0
     if args.command == "s3dis-protocol":
         from pcseg.config import load_config
@@ -347,8 +444,9 @@ def _run(args) -> int:
         from pcseg.fuse_folder import fuse_folder
 
         _check_fuse_args(args)
-        summary = fuse_folder(args.input, args.out, num_classes=args.num_classes, voxel_size=args.voxel_size,
-                              mode=args.mode)
+        summary = fuse_folder(
+            args.input, args.out, num_classes=args.num_classes, voxel_size=args.voxel_size, mode=args.mode
+        )
         print(json.dumps(summary))
         return 0
     if args.command == "prepare":

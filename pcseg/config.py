@@ -14,6 +14,7 @@ are ``ConfigError`` at load time too, so nothing is generated, read or written f
 cannot run. What needs the file system or the data (the data folder, the class count of the
 data, CUDA being present) is checked by ``pcseg.train.check_training`` before any work.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,19 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "RefineConfig", "Config",
-           "load_config", "config_from_dict", "config_to_dict", "save_config", "apply_overrides"]
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "RefineConfig",
+    "Config",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+    "save_config",
+    "apply_overrides",
+]
 
 # The loss terms `train.loss` may name (alone or summed with "+"). cross_entropy and focal are
 # per-point means; dice, tversky and lovasz are set losses over the whole batch.
@@ -56,6 +68,12 @@ class DataConfig:
     Inputs per point: block xyz always; rgb (``use_color``), PointNet's room-normalised xyz
         (``room_coords``) and 7 local geometric features (``geometric_features``: normal,
         surface variation, offset to the centroid of the ``neighbours`` nearest points).
+    LiDAR inputs (``pcseg.inputs``): ``use_intensity`` the intensity / remission as its own
+        channel, divided by ``intensity_scale`` (the sensor's full scale: 1 for SemanticKITTI's
+        remission, already 0..1; 255 for a Velodyne's raw 8-bit intensity; see
+        ``pcseg.inputs.normalise_intensity``) and clipped to [0, 1]; ``use_range`` the range
+        from the sensor. A LiDAR has no colour: with either on, a SemanticKITTI data set needs
+        ``use_color: false``.
     ``eval_stride``: the sliding-block stride of whole-room evaluation and prediction.
     """
 
@@ -87,6 +105,9 @@ class DataConfig:
     room_coords: bool = False
     geometric_features: bool = True
     neighbours: int = 16
+    use_intensity: bool = False
+    use_range: bool = False
+    intensity_scale: float = 1.0
     augment_rotate: bool = True
 
 
@@ -109,8 +130,9 @@ class TrainConfig:
     ``epochs`` bounds the run; ``time_budget_s > 0`` also stops it after that many seconds of
     training and fits the cosine schedule to the steps that fit (at the pace of the first
     steps, re-fitted after every epoch: ``pcseg.train.TimeBudget``). ``amp``: "auto" (bf16
-    autocast on CPUs with native bf16; bf16, else fp16, on CUDA), "bf16", "fp16" (CUDA) or "none". ``class_weights``: "none", "inverse_log" or
-    "inverse" (``pcseg.losses.class_weights_from_counts`` over the training labels).
+    autocast on CPUs with native bf16; bf16, else fp16, on CUDA), "bf16", "fp16" (CUDA) or
+    "none". ``class_weights``: "none", "inverse_log" or "inverse"
+    (``pcseg.losses.class_weights_from_counts`` over the training labels).
     """
 
     seed: int = 0
@@ -177,8 +199,12 @@ def _convert(value, annotation: str, key: str):
             return value.lower() in ("true", "yes", "1")
         raise ConfigError(f"{key}: expected true/false, got {value!r}")
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or int(value) != value:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or int(value) != value
+        ):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return int(value)
     if kind == "float":
@@ -245,13 +271,24 @@ def _validate(cfg: Config) -> None:
     terms = cfg.train.loss.split("+")
     unknown = [term for term in terms if term not in TRAINING_LOSSES]
     if unknown or len(set(terms)) != len(terms):
-        raise ConfigError(f"train.loss must be one of {sorted(TRAINING_LOSSES)} or a sum of distinct ones "
-                          f"such as cross_entropy+lovasz, got {cfg.train.loss!r}")
+        raise ConfigError(
+            f"train.loss must be one of {sorted(TRAINING_LOSSES)} or a sum of distinct ones "
+            f"such as cross_entropy+lovasz, got {cfg.train.loss!r}"
+        )
     for key in ("num_classes", "num_points", "blocks_per_room", "val_blocks_per_room", "neighbours", "scan_stride"):
         if getattr(cfg.data, key) < 1:
             raise ConfigError(f"data.{key} must be >= 1, got {getattr(cfg.data, key)}")
     if cfg.data.block_size <= 0 or cfg.data.eval_stride <= 0:
         raise ConfigError("data.block_size and data.eval_stride must be positive")
+    if cfg.data.intensity_scale <= 0:
+        raise ConfigError(
+            f"data.intensity_scale must be > 0 (the sensor's full-scale intensity), got {cfg.data.intensity_scale}"
+        )
+    if cfg.data.dataset == "semantickitti" and cfg.data.use_color and (cfg.data.use_intensity or cfg.data.use_range):
+        raise ConfigError(
+            "data.use_color must be false with data.use_intensity / data.use_range on a semantickitti "
+            "data set: a LiDAR scan has no colour"
+        )
     if cfg.train.batch_size < 1 or cfg.train.epochs < 1:
         raise ConfigError("train.batch_size and train.epochs must be >= 1")
     _validate_data_source(cfg.data)
@@ -282,11 +319,15 @@ def _validate_data_source(data: DataConfig) -> None:
         if not data.root:
             raise ConfigError("data.root must name the folder of labelled clouds for dataset folder")
         if not data.label_field.strip():
-            raise ConfigError("data.label_field must name the label field of the files (e.g. label, class, "
-                              "classification) for dataset folder")
+            raise ConfigError(
+                "data.label_field must name the label field of the files (e.g. label, class, "
+                "classification) for dataset folder"
+            )
     elif not data.root or not data.label_config:
-        raise ConfigError("data.root (the folder holding sequences/) and data.label_config (semantic-kitti.yaml) "
-                          "must both be set for dataset semantickitti")
+        raise ConfigError(
+            "data.root (the folder holding sequences/) and data.label_config (semantic-kitti.yaml) "
+            "must both be set for dataset semantickitti"
+        )
 
 
 _DEVICE = re.compile(r"(cpu|cuda)(:\d+)?")
@@ -295,11 +336,17 @@ _DEVICE = re.compile(r"(cpu|cuda)(:\d+)?")
 def _validate_train(train: TrainConfig) -> None:
     _at_least("train", train, 1, ("val_every", "checkpoint_every"))
     _at_least("train", train, 0, ("lr",), exclusive=True)
-    _at_least("train", train, 0, ("weight_decay", "warmup_epochs", "grad_clip", "time_budget_s", "num_threads",
-                                  "momentum", "min_lr_ratio"))
+    _at_least(
+        "train",
+        train,
+        0,
+        ("weight_decay", "warmup_epochs", "grad_clip", "time_budget_s", "num_threads", "momentum", "min_lr_ratio"),
+    )
     if train.momentum >= 1 or train.min_lr_ratio > 1:
-        raise ConfigError(f"train.momentum must be in [0, 1) and train.min_lr_ratio in [0, 1], got "
-                          f"{train.momentum} and {train.min_lr_ratio}")
+        raise ConfigError(
+            f"train.momentum must be in [0, 1) and train.min_lr_ratio in [0, 1], got "
+            f"{train.momentum} and {train.min_lr_ratio}"
+        )
     if not _DEVICE.fullmatch(train.device):
         raise ConfigError(f"train.device must be cpu, cuda or cuda:N, got {train.device!r}")
     if not train.out_dir:
@@ -307,8 +354,11 @@ def _validate_train(train: TrainConfig) -> None:
 
 
 # constructor arguments that other config keys fill in (pcseg.checkpoint.build_model_from_config)
-_SET_ELSEWHERE = {"num_classes": "data.num_classes", "in_channels": "data.use_color / room_coords / geometric_features",
-                  "width_multiplier": "model.width_multiplier"}
+_SET_ELSEWHERE = {
+    "num_classes": "data.num_classes",
+    "in_channels": "data.use_color / room_coords / use_intensity / use_range / geometric_features",
+    "width_multiplier": "model.width_multiplier",
+}
 
 
 def _validate_model(model: ModelConfig) -> None:
@@ -327,8 +377,7 @@ def _validate_model(model: ModelConfig) -> None:
         if key in _SET_ELSEWHERE:
             raise ConfigError(f"model.options.{key} is set by {_SET_ELSEWHERE[key]}, not in model.options")
         if key not in parameters:
-            raise ConfigError(f"unknown key model.options.{key} for model {model.name!r}; "
-                              f"valid options: {valid}")
+            raise ConfigError(f"unknown key model.options.{key} for model {model.name!r}; valid options: {valid}")
 
 
 def _validate_refine(refine: RefineConfig) -> None:
@@ -352,8 +401,9 @@ def apply_overrides(values: dict, overrides: typing.Sequence[str]) -> dict:
         dotted, raw = item.split("=", 1)
         parts = dotted.strip().split(".")
         if len(parts) != 2:
-            raise ConfigError(f"override key {dotted!r} must be section.key, e.g. train.lr; "
-                              f"valid sections: {list(_SECTIONS)}")
+            raise ConfigError(
+                f"override key {dotted!r} must be section.key, e.g. train.lr; valid sections: {list(_SECTIONS)}"
+            )
         section, key = parts
         if section not in _SECTIONS:
             raise ConfigError(f"unknown section {section!r} in override {item!r}; valid sections: {list(_SECTIONS)}")

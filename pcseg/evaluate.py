@@ -102,7 +102,9 @@ def evaluate_rooms(
     bins = CalibrationBins(np.zeros(CALIBRATION_BINS, np.int64), np.zeros(CALIBRATION_BINS), np.zeros(CALIBRATION_BINS))
     predictions, uncertainties, errors, points, start = [], [], [], 0, time.perf_counter()
     for room in progress_bar(rooms, desc="evaluating rooms", unit="room", enabled=progress):
-        logits, labels = predict_tile(model, cfg.data, room["coord"], room["color"], device, amp_dtype)
+        logits, labels = predict_tile(
+            model, cfg.data, room["coord"], room["color"], device, amp_dtype, lidar=_lidar_fields(room)
+        )
         probabilities = torch.softmax(torch.from_numpy(logits) / temperature, dim=1).numpy()
         if refine is not None:
             colors = room["color"] if cfg.data.use_color else None
@@ -122,8 +124,9 @@ def evaluate_rooms(
         "predictions": predictions,
         "points_per_s": points / max(time.perf_counter() - start, 1e-9),
         "calibration": bins,
-        "error_by_decile": _error_by_decile(np.concatenate(errors or [np.zeros(0, bool)]),
-                                            np.concatenate(uncertainties or [np.zeros(0)])),
+        "error_by_decile": _error_by_decile(
+            np.concatenate(errors or [np.zeros(0, bool)]), np.concatenate(uncertainties or [np.zeros(0)])
+        ),
     }
 
 
@@ -133,6 +136,11 @@ def _error_by_decile(errors: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
     probabilities at once; these are only the rooms' errors and entropies)."""
     ranked = errors[np.argsort(uncertainty, kind="stable")].astype(np.float64)
     return np.array([part.mean() if len(part) else np.nan for part in np.array_split(ranked, 10)])
+
+
+def _lidar_fields(room: dict) -> dict:
+    """The LiDAR columns a room holds (intensity, range, height), for models that take them."""
+    return {key: room[key] for key in ("intensity", "range", "height") if key in room}
 
 
 def class_names_for(cfg: Config) -> list[str]:
@@ -289,15 +297,18 @@ def evaluate_checkpoint(
         check_output_folder(out_dir, "--out")
     model, rooms, saved = _model_and_validation_rooms(cfg, checkpoint, device, progress)
     temperature = checkpoint_temperature(saved, checkpoint)
-    result = evaluate_rooms(model, cfg, rooms, device, progress, refine=cfg.refine if refine else None,
-                            temperature=temperature)
+    result = evaluate_rooms(
+        model, cfg, rooms, device, progress, refine=cfg.refine if refine else None, temperature=temperature
+    )
     names = class_names_for(cfg)
     ece = result["calibration"].expected_calibration_error()
     deciles = [None if np.isnan(x) else float(x) for x in result["error_by_decile"]]
     print(format_scores(result["scores"], names))
     print(f"ECE ({CALIBRATION_BINS} bins) {ece:.4f}  temperature {temperature:.3f}  refine {refine or 'none'}")
-    print("error rate by entropy decile (least to most uncertain): "
-          + " ".join("-" if x is None else f"{x:.3f}" for x in deciles))
+    print(
+        "error rate by entropy decile (least to most uncertain): "
+        + " ".join("-" if x is None else f"{x:.3f}" for x in deciles)
+    )
     metrics = scores_to_dict(result["scores"], names)
     metrics["points_per_s"] = result["points_per_s"]
     metrics["rooms"] = len(rooms)
@@ -344,7 +355,9 @@ def calibrate_checkpoint(cfg: Config, checkpoint: str | Path, device: str = "cpu
     amp_dtype = autocast_dtype(cfg.train.amp, torch.device(device))
     all_logits, all_labels = [], []
     for room in progress_bar(rooms, desc="predicting rooms", unit="room", enabled=progress):
-        logits, _ = predict_tile(model, cfg.data, room["coord"], room["color"], device, amp_dtype)
+        logits, _ = predict_tile(
+            model, cfg.data, room["coord"], room["color"], device, amp_dtype, lidar=_lidar_fields(room)
+        )
         truth = np.asarray(room["label"]).astype(np.int64, copy=False)
         kept = truth != cfg.data.ignore_index
         all_logits.append(logits[kept])
@@ -360,9 +373,15 @@ def calibrate_checkpoint(cfg: Config, checkpoint: str | Path, device: str = "cpu
 
     store_temperature(checkpoint, temperature)
     (nll_before, ece_before), (nll_after, ece_after) = scores(1.0), scores(temperature)
-    return {"temperature": temperature, "previous_temperature": previous, "points": len(labels),
-            "val_nll_before": nll_before, "val_nll_after": nll_after,
-            "val_ece_before": ece_before, "val_ece_after": ece_after}
+    return {
+        "temperature": temperature,
+        "previous_temperature": previous,
+        "points": len(labels),
+        "val_nll_before": nll_before,
+        "val_nll_after": nll_after,
+        "val_ece_before": ece_before,
+        "val_ece_after": ece_after,
+    }
 
 
 def _model_and_validation_rooms(

@@ -2,28 +2,113 @@
 
 A block's 9 PointNet features (``pcseg.data.blocks``: block xyz, rgb, room-normalised xyz)
 become the model's ``points (B, P, 3)`` and ``features (B, P, C)``, ``C = input_channels(data)``,
-in the order rgb (``data.use_color``), room xyz (``data.room_coords``), local geometry
+in the order rgb (``data.use_color``), room xyz (``data.room_coords``), intensity
+(``data.use_intensity``), range (``data.use_range``), local geometry
 (``data.geometric_features``: normal, surface variation, offset to the neighbourhood
-centroid). Where geometry is on, its normal channels are also the model's ``normals``
-(``input_normals``, facing the room's interior: ``block_inputs``), so a model that orients by
-normals (A-CNN) uses the same ones it sees as features; every model takes them in its one
-forward signature (``pcseg.models``).
+centroid).
+
+LiDAR channels. Intensity is the sensor's intensity / remission divided by its full scale
+(``data.intensity_scale``: 1 for SemanticKITTI's remission, which is already 0..1; 255 for a
+Velodyne's raw 8-bit intensity; 65535 for 16-bit reflectivity as Ouster's) and clipped to
+[0, 1] (``normalise_intensity``). Range is the distance from the sensor (the origin of the
+scan's own frame) divided by ``RANGE_SCALE`` metres, so the ranges of a street scan are
+about 0..2. Both travel as block feature columns 9 and 10 (``pcseg.data.blocks``) of rooms
+that hold them; they are never copied into the colour channels. A model with either channel
+is a LiDAR model, and its block z is the height in the sensor's frame (column 11) instead of
+PointNet's height above the cloud's lowest point: one spurious return metres below the road
+(real scans have them) would shift that for the whole scan.
+
+Where geometry is on, its normal channels are also the model's ``normals`` (``input_normals``,
+facing the room's interior: ``block_inputs``), so a model that orients by normals (A-CNN) uses
+the same ones it sees as features; every model takes them in its one forward signature
+(``pcseg.models``).
 
 The trainer, the validation pass and the predictor all build their inputs here, so training
 and inference cannot drift apart.
 """
+
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from pcseg import ops
 from pcseg.config import DataConfig
 from pcseg.ops.estimate_normals import orient_normals
 
-__all__ = ["input_channels", "geometric_features", "block_inputs", "input_normals", "rotate_inputs"]
+__all__ = [
+    "input_channels",
+    "geometric_features",
+    "block_inputs",
+    "input_normals",
+    "rotate_inputs",
+    "normalise_intensity",
+    "lidar_room_fields",
+    "RANGE_SCALE",
+]
 
 # channels of geometric_features: normal (3), surface variation (1), offset to the centroid (3)
 GEOMETRY_CHANNELS = 7
+# metres per unit of the range channel: a LiDAR street scan's useful ranges map to about 0..2
+RANGE_SCALE = 50.0
+
+
+def normalise_intensity(intensity: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """A sensor's intensity as the model's [0, 1] channel.
+
+    Args:
+        intensity: (N,) intensity or remission as the sensor gives it.
+        scale: the sensor's full scale (``data.intensity_scale``): 1 for SemanticKITTI's
+            remission, 255 for 8-bit Velodyne intensity, 65535 for 16-bit reflectivity.
+
+    Returns:
+        intensity: (N,) float32 ``intensity / scale`` clipped to [0, 1].
+
+    Raises:
+        ValueError: naming ``intensity`` when it is not one value per point or holds NaN or inf.
+    """
+    intensity = np.asarray(intensity)
+    if intensity.ndim != 1:
+        raise ValueError(f"intensity must be (N,), one value per point, got shape {intensity.shape}")
+    if not np.isfinite(intensity).all():
+        raise ValueError("intensity contains NaN or inf")
+    return np.clip(intensity.astype(np.float32) / np.float32(scale), 0.0, 1.0)
+
+
+def lidar_room_fields(points: np.ndarray, intensity: np.ndarray | None, data: DataConfig) -> dict:
+    """The ``intensity`` and ``range`` fields a room needs for the LiDAR channels a config asks for.
+
+    Args:
+        points: (N, 3) float coordinates in the sensor's frame (range is measured from its origin).
+        intensity: (N,) raw intensity (``normalise_intensity`` with ``data.intensity_scale``), or
+            None when the sensor gives none.
+        data: the data section of the config.
+
+    Returns:
+        fields: ``{"intensity": (N,) float32, "range": (N,) float32 metres, "height": (N,)
+        float32 metres (z in the sensor frame)}`` when ``data.use_intensity`` or
+        ``data.use_range`` is on (intensity zero where only range is used), else ``{}``.
+
+    Raises:
+        ValueError: naming ``intensity`` when the model takes it but none is given, or when its
+            length differs from the points'.
+    """
+    if not (data.use_intensity or data.use_range):
+        return {}
+    n = len(points)
+    if intensity is None:
+        if data.use_intensity:
+            raise ValueError(
+                "the model takes an intensity channel (data.use_intensity) but no intensity was given; "
+                "pass intensity (N,) with the points"
+            )
+        intensity = np.zeros(n, np.float32)
+    intensity = normalise_intensity(intensity, data.intensity_scale)
+    if len(intensity) != n:
+        raise ValueError(f"intensity must be ({n},) like the points, got {intensity.shape}")
+    points = np.asarray(points, dtype=np.float64)
+    distance = np.linalg.norm(points, axis=1).astype(np.float32)
+    return {"intensity": intensity, "range": distance, "height": points[:, 2].astype(np.float32)}
 
 
 def input_channels(data: DataConfig) -> int:
@@ -33,14 +118,15 @@ def input_channels(data: DataConfig) -> int:
         data: the data section of the config.
 
     Returns:
-        channels: 3 for rgb, 3 for room xyz and 7 for the local geometry, where each is on.
+        channels: 3 for rgb, 3 for room xyz, 1 for intensity, 1 for range and 7 for the local
+        geometry, where each is on.
     """
     return _geometry_offset(data) + GEOMETRY_CHANNELS * data.geometric_features
 
 
 def _geometry_offset(data: DataConfig) -> int:
     """Where the geometry channels start within the features."""
-    return 3 * data.use_color + 3 * data.room_coords
+    return 3 * data.use_color + 3 * data.room_coords + data.use_intensity + data.use_range
 
 
 def geometric_features(
@@ -86,29 +172,49 @@ def geometric_features(
     return torch.cat([normals, variation, 10.0 * (points - centroid)], dim=-1)
 
 
-def block_inputs(block_features: torch.Tensor, data: DataConfig,
-                 lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def block_inputs(
+    block_features: torch.Tensor, data: DataConfig, lengths: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A batch of blocks' PointNet features -> the model's points and features.
 
     Args:
-        block_features: (B, P, 9) float32 (``pcseg.data.blocks``: block xyz, rgb, room xyz).
+        block_features: (B, P, 9) float32 (``pcseg.data.blocks``: block xyz, rgb, room xyz), or
+            (B, P, 12) with the LiDAR columns intensity, range and height (metres).
         data: the data section of the config (which channels the model sees).
         lengths: (B,) int64 real points per block of a padded batch, or None (all real).
 
     Returns:
-        points: (B, P, 3) float32 block coordinates.
-        features: (B, P, input_channels(data)) float32 in the order rgb, room xyz, geometry;
-        None when there are no channels. Normals point into the room: each is flipped to a
-        non-negative component along the direction from its point to the room's centre in
-        room-normalised coordinates, which depends on the point's place in the room only, so
-        every block of a room agrees (floors up, ceilings down, walls into the room).
+        points: (B, P, 3) float32 block coordinates (a LiDAR model's z: the sensor-frame height).
+        features: (B, P, input_channels(data)) float32 in the order rgb, room xyz, intensity,
+        range (``RANGE_SCALE``), geometry; None when there are no channels. Normals point into
+        the room: each is flipped to a non-negative component along the direction from its point
+        to the room's centre in room-normalised coordinates, which depends on the point's place
+        in the room only, so every block of a room agrees (floors up, ceilings down, walls into
+        the room).
+
+    Raises:
+        ValueError: when the config asks for intensity or range and the blocks have no LiDAR columns.
     """
-    points = block_features[..., 0:3].float().contiguous()
+    lidar = data.use_intensity or data.use_range
+    if lidar and block_features.shape[-1] < 12:
+        raise ValueError(
+            "the model takes intensity / range (data.use_intensity, data.use_range) but the blocks have "
+            "no LiDAR columns: the room needs 'intensity', 'range' and 'height' "
+            "(pcseg.inputs.lidar_room_fields)"
+        )
+    points = block_features[..., 0:3].float()
+    if lidar:
+        points = torch.cat([points[..., :2], block_features[..., 11:12].float()], -1)
+    points = points.contiguous()
     parts = []
     if data.use_color:
         parts.append(block_features[..., 3:6].float())
     if data.room_coords:
         parts.append(block_features[..., 6:9].float())
+    if data.use_intensity:
+        parts.append(block_features[..., 9:10].float())
+    if data.use_range:
+        parts.append(block_features[..., 10:11].float() / RANGE_SCALE)
     if data.geometric_features:
         # towards the room's centre, in room-normalised coordinates (channels 6-8)
         inwards = 0.5 - block_features[..., 6:9].float()
@@ -130,11 +236,12 @@ def input_normals(features: torch.Tensor | None, data: DataConfig) -> torch.Tens
     if features is None or not data.geometric_features:
         return None
     g = _geometry_offset(data)
-    return features[..., g:g + 3]
+    return features[..., g : g + 3]
 
 
-def rotate_inputs(points: torch.Tensor, features: torch.Tensor | None, data: DataConfig,
-                  angles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def rotate_inputs(
+    points: torch.Tensor, features: torch.Tensor | None, data: DataConfig, angles: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Rotates blocks about the z axis (training augmentation).
 
     The xy of the points and, where present, of the normals and the centroid offsets turn (they
@@ -159,6 +266,13 @@ def rotate_inputs(points: torch.Tensor, features: torch.Tensor | None, data: Dat
     points = rot(points)
     if features is not None and data.geometric_features:
         g = _geometry_offset(data)
-        features = torch.cat([features[..., :g], rot(features[..., g:g + 3]), features[..., g + 3:g + 4],
-                              rot(features[..., g + 4:g + 7])], -1)
+        features = torch.cat(
+            [
+                features[..., :g],
+                rot(features[..., g : g + 3]),
+                features[..., g + 3 : g + 4],
+                rot(features[..., g + 4 : g + 7]),
+            ],
+            -1,
+        )
     return points, features

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -56,7 +57,7 @@ import torch
 
 from pcseg.config import Config, DataConfig
 from pcseg.data.blocks import predict_room, room_frame, to_local
-from pcseg.inputs import block_inputs, input_normals
+from pcseg.inputs import block_inputs, input_normals, lidar_room_fields
 from pcseg.utils.colors import check_color_values
 from pcseg.utils.progress import progress as progress_bar
 
@@ -148,6 +149,7 @@ def predict_tile(
     batch_size: int = 16,
     seed: int = 0,
     frame: tuple[np.ndarray, np.ndarray] | None = None,
+    lidar: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sliding-block prediction of one room-sized cloud.
 
@@ -171,6 +173,8 @@ def predict_tile(
         frame: ``room_frame`` of the whole cloud ``points`` is a tile of, so that the block
             features and the block grid are those the whole cloud would give; None: the frame
             of ``points``.
+        lidar: ``{"intensity": (N,), "range": (N,)}`` float32 of the points
+            (``pcseg.inputs.lidar_room_fields``) for a model with LiDAR channels, or None.
 
     Returns:
         logits: (N, num_classes) float32, averaged over the blocks.
@@ -180,7 +184,7 @@ def predict_tile(
         frame = room_frame(points) if len(points) else (np.zeros(3), np.zeros(3))
     low, extent = frame
     # column-major coordinates: block_chunks reads one column at a time
-    room = {"coord": np.asfortranarray(to_local(points, low)), "color": colors}
+    room = {"coord": np.asfortranarray(to_local(points, low)), "color": colors, **(lidar or {})}
     return predict_room(
         room,
         make_block_predictor(model, data, device, amp_dtype),
@@ -340,6 +344,7 @@ def segment_cloud(
     max_tile_extent: float | None = None,
     batch_size: int = 16,
     progress: bool = False,
+    intensity: np.ndarray | None = None,
 ) -> dict:
     """Segments a cloud of any size, tile by tile (see the module docstring).
 
@@ -349,8 +354,10 @@ def segment_cloud(
     Args:
         model: a pcseg segmentation model in eval mode.
         cfg: its config.
-        points: (N, 3) float coordinates in metres, any frame (float64 keeps map coordinates).
-        colors: (N, 3) float in [0, 1] or uint8 0..255; None: mid grey.
+        points: (N, 3) float coordinates in metres, any frame (float64 keeps map coordinates);
+            for a model with a range channel (``data.use_range``), the sensor's frame.
+        colors: (N, 3) float in [0, 1] or uint8 0..255; None: mid grey, with a warning when
+            the model was trained with colour.
         device: where the model runs.
         amp_dtype: the autocast dtype, or None for float32.
         keep_probabilities: False leaves out the (N, C) probabilities (saves N * C floats).
@@ -359,14 +366,17 @@ def segment_cloud(
             points, so ``max_tile_points`` alone bounds a tile).
         batch_size: blocks of ``num_points`` per forward pass.
         progress: report the points done (``pcseg.utils.progress``).
+        intensity: (N,) raw intensity / remission for a model with an intensity channel
+            (``data.use_intensity``; divided by ``data.intensity_scale``), or None.
 
     Returns:
         result: ``{"labels": (N,) int64, "confidence": (N,) float32 (the winning probability),
         "probabilities": (N, C) float32 or None}``.
 
     Raises:
-        ValueError: when ``points`` is not (N, 3) or holds NaN or inf, or ``colors`` fails
-            ``check_colors``.
+        ValueError: when ``points`` is not (N, 3) or holds NaN or inf, ``colors`` fails
+            ``check_colors``, or ``intensity`` is missing for a model that takes it or does
+            not match the points.
     """
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] != 3:
@@ -374,7 +384,15 @@ def segment_cloud(
     if not np.isfinite(points).all():
         raise ValueError("points contain NaN or inf; drop them before predict")
     n = len(points)
+    if colors is None and cfg.data.use_color:
+        warnings.warn(
+            "the model was trained with colour (data.use_color) but the cloud has none: every point is "
+            "given mid grey, which it never saw in training; expect worse labels",
+            UserWarning,
+            stacklevel=2,
+        )
     colors = check_colors(colors, n)
+    lidar = lidar_room_fields(points, intensity, cfg.data)
     c = cfg.data.num_classes
     labels = np.zeros(n, dtype=np.int64)
     confidence = np.zeros(n, dtype=np.float32)
@@ -393,7 +411,15 @@ def segment_cloud(
     with progress_bar(total=n, desc="segmenting", unit="pt", enabled=progress) as bar:
         for core, context in tiles:
             logits, _ = predict_tile(
-                model, cfg.data, local[context], colors[context], device, amp_dtype, batch_size=batch_size, frame=frame
+                model,
+                cfg.data,
+                local[context],
+                colors[context],
+                device,
+                amp_dtype,
+                batch_size=batch_size,
+                frame=frame,
+                lidar={key: value[context] for key, value in lidar.items()},
             )
             # rows of the core points within the context (context is sorted ascending)
             rows = np.searchsorted(context, core)
@@ -589,6 +615,7 @@ def _predict_one(
             keep_probabilities=False,
             max_tile_points=max_tile_points,
             progress=progress,
+            intensity=cloud.get("intensity"),
         )
     except ValueError as error:
         raise ValueError(f"{input_path}: {error}") from None

@@ -27,22 +27,32 @@ the map's resolution, and each carries exactly the distribution that was tested.
 With several folders the last `val_folders` go to val/; a single folder is split in space:
 its points beyond the `1 - val_share` quantile of x go to val/.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from pcseg.fuser import Fuser
 
 __all__ = [
-    "PseudoLabelThresholds", "FusedCloud", "thresholds_from_dict", "load_thresholds", "fused_cloud",
-    "fused_cloud_from_folder", "confident_mask", "pseudo_labels", "threshold_report", "write_pseudo_dataset",
-    "pseudolabel_folders", "IGNORE_LABEL",
+    "PseudoLabelThresholds",
+    "FusedCloud",
+    "thresholds_from_dict",
+    "load_thresholds",
+    "fused_cloud",
+    "fused_cloud_from_folder",
+    "confident_mask",
+    "pseudo_labels",
+    "threshold_report",
+    "write_pseudo_dataset",
+    "pseudolabel_folders",
+    "IGNORE_LABEL",
 ]
 
 # The label of points the views do not agree on; the folder data set's `ignore_label`.
@@ -69,8 +79,11 @@ class PseudoLabelThresholds:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-        if not isinstance(self.min_observations, int) or isinstance(self.min_observations, bool) \
-                or self.min_observations < 0:
+        if (
+            not isinstance(self.min_observations, int)
+            or isinstance(self.min_observations, bool)
+            or self.min_observations < 0
+        ):
             raise ValueError(f"min_observations must be an integer >= 0, got {self.min_observations!r}")
 
 
@@ -143,7 +156,7 @@ class FusedCloud:
         """(V,) int64 fused label of each voxel."""
         return self.probabilities.argmax(axis=1).astype(np.int64)
 
-    def subset(self, keep: np.ndarray) -> "FusedCloud":
+    def subset(self, keep: np.ndarray) -> FusedCloud:
         """The voxels where `keep` (a (V,) bool mask) holds."""
         return FusedCloud(*(getattr(self, field.name)[keep] for field in dataclasses.fields(self)))
 
@@ -162,8 +175,9 @@ def fused_cloud(fuser: Fuser, votes: Fuser) -> FusedCloud:
         ValueError: when `votes` is not a "vote" map or the maps' voxel sizes differ.
     """
     if votes.mode != "vote" or votes.voxel_size != fuser.voxel_size:
-        raise ValueError(f"votes must be a 'vote' Fuser of voxel size {fuser.voxel_size}, got "
-                         f"{votes.mode!r} at {votes.voxel_size}")
+        raise ValueError(
+            f"votes must be a 'vote' Fuser of voxel size {fuser.voxel_size}, got {votes.mode!r} at {votes.voxel_size}"
+        )
     points = fuser.voxel_points()
     probabilities = fuser.voxel_probabilities()
     labels = probabilities.argmax(axis=1)
@@ -178,8 +192,9 @@ def fused_cloud(fuser: Fuser, votes: Fuser) -> FusedCloud:
     )
 
 
-def fused_cloud_from_folder(frames_dir: str | Path, *, voxel_size: float | None = None,
-                            progress: bool = False) -> tuple[FusedCloud, dict]:
+def fused_cloud_from_folder(
+    frames_dir: str | Path, *, voxel_size: float | None = None, progress: bool = False
+) -> tuple[FusedCloud, dict]:
     """Fuse a `pcseg fuse` folder (`pcseg.fuse_folder`) for pseudo-labels.
 
     Args:
@@ -255,8 +270,9 @@ def threshold_report(cloud: FusedCloud, thresholds: PseudoLabelThresholds, truth
     return report
 
 
-def write_pseudo_dataset(out_dir: str | Path, splits: dict[str, Sequence[tuple[str, dict]]], class_names: Sequence[str],
-                         palette) -> Path:
+def write_pseudo_dataset(
+    out_dir: str | Path, splits: dict[str, Sequence[tuple[str, dict]]], class_names: Sequence[str], palette
+) -> Path:
     """Write labelled clouds as a folder data set (layout in the module docstring).
 
     Args:
@@ -285,11 +301,20 @@ def write_pseudo_dataset(out_dir: str | Path, splits: dict[str, Sequence[tuple[s
         for name, cloud in clouds:
             labels = np.asarray(cloud["label"])
             if labels.size and (labels.min() < IGNORE_LABEL or labels.max() >= len(class_names)):
-                raise ValueError(f"{name}: labels must lie in [{IGNORE_LABEL}, {len(class_names)}), got "
-                                 f"[{labels.min()}, {labels.max()}]")
+                raise ValueError(
+                    f"{name}: labels must lie in [{IGNORE_LABEL}, {len(class_names)}), got "
+                    f"[{labels.min()}, {labels.max()}]"
+                )
             coord, color = np.asarray(cloud["coord"], np.float32), np.asarray(cloud["color"], np.uint8)
-            fields = {"x": coord[:, 0], "y": coord[:, 1], "z": coord[:, 2], "red": color[:, 0],
-                      "green": color[:, 1], "blue": color[:, 2], "label": labels.astype(np.int32)}
+            fields = {
+                "x": coord[:, 0],
+                "y": coord[:, 1],
+                "z": coord[:, 2],
+                "red": color[:, 0],
+                "green": color[:, 1],
+                "blue": color[:, 2],
+                "label": labels.astype(np.int32),
+            }
             formats.write_ply(out_dir / split / f"{name}.ply", fields, comment="pcseg pseudo-labels")
     classes = {"names": list(class_names), "colors": palette.tolist(), "ignore_label": IGNORE_LABEL}
     with atomic_write(out_dir / "classes.yaml") as handle:
@@ -344,8 +369,9 @@ def pseudolabel_folders(
     if val_folders is None:
         val_folders = max(1, len(frames_dirs) // 4) if len(frames_dirs) > 1 else 0
     if not 0 <= val_folders < len(frames_dirs) or (len(frames_dirs) > 1 and val_folders == 0):
-        raise ValueError(f"val_folders must lie in [1, {len(frames_dirs) - 1}] for {len(frames_dirs)} folders, "
-                         f"got {val_folders}")
+        raise ValueError(
+            f"val_folders must lie in [1, {len(frames_dirs) - 1}] for {len(frames_dirs)} folders, got {val_folders}"
+        )
     splits: dict[str, list] = {"train": [], "val": []}
     reports, class_names, palette, num_classes = {}, None, None, None
     for index, folder in enumerate(frames_dirs):
@@ -369,8 +395,9 @@ def pseudolabel_folders(
             split = "val" if index >= len(frames_dirs) - val_folders else "train"
             splits[split].append((name, _cloud_dict(cloud, labels)))
             reports[str(folder)]["split"] = split
-    out_dir = write_pseudo_dataset(out_dir, splits, class_names,
-                                   palette if palette is not None else default_palette(num_classes))
+    out_dir = write_pseudo_dataset(
+        out_dir, splits, class_names, palette if palette is not None else default_palette(num_classes)
+    )
     summary = {"out_dir": str(out_dir), "thresholds": dataclasses.asdict(thresholds), "folders": reports}
     with atomic_write(out_dir / "pseudolabel_report.json") as handle:
         handle.write(json.dumps(summary, indent=2).encode())

@@ -16,6 +16,7 @@ default generator, ``pcseg.uncertainty.mc_dropout_samples``). A temperature stor
 Loading and predicting need the checkpoint format and the inference code only, never the
 trainer.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,9 +51,16 @@ class Segmenter:
         ValueError: when ``refine`` is not None or "crf", or ``temperature`` is not positive.
     """
 
-    def __init__(self, model: torch.nn.Module, config: Config, device: str | torch.device = "cpu",
-                 max_tile_points: int = 300_000, batch_size: int = 16, refine: str | None = None,
-                 temperature: float = 1.0):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: Config,
+        device: str | torch.device = "cpu",
+        max_tile_points: int = 300_000,
+        batch_size: int = 16,
+        refine: str | None = None,
+        temperature: float = 1.0,
+    ):
         check_refine(refine)
         if isinstance(temperature, bool) or not (0 < float(temperature) < float("inf")):
             raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
@@ -97,8 +105,16 @@ class Segmenter:
 
         return class_names_for(self.config)
 
-    def predict(self, points: np.ndarray, colors: np.ndarray | None = None, *, uncertainty: bool = False,
-                mc_samples: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray] | Prediction:
+    def predict(
+        self,
+        points: np.ndarray,
+        colors: np.ndarray | None = None,
+        *,
+        uncertainty: bool = False,
+        mc_samples: int = 0,
+        seed: int = 0,
+        intensity: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray] | Prediction:
         """Segments a cloud of any size, in any frame.
 
         Blocks are placed relative to the cloud and its offset is removed in float64 before
@@ -113,6 +129,8 @@ class Segmenter:
             mc_samples: S > 0: MC dropout over S passes (a ``Prediction`` with the mean
                 probabilities, their entropy and the mutual information); 0: one pass.
             seed: the seed of the first MC dropout pass (the same seed, the same result).
+            intensity: (N,) float LiDAR intensity / remission, for models trained with
+                ``data.use_intensity`` (scaled by ``data.intensity_scale``).
 
         Returns:
             labels: (N,) int64.
@@ -129,20 +147,44 @@ class Segmenter:
         if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:
             raise ValueError(f"mc_samples must be an int >= 0, got {mc_samples!r}")
         with torch.no_grad():
-            result = segment_cloud(self.model, self.config, points, colors, self.device,
-                                   max_tile_points=self.max_tile_points, batch_size=self.batch_size)
+            result = segment_cloud(
+                self.model,
+                self.config,
+                points,
+                colors,
+                self.device,
+                max_tile_points=self.max_tile_points,
+                batch_size=self.batch_size,
+                intensity=intensity,
+            )
         return self._finish(points, colors, result["labels"], result["probabilities"], uncertainty, mc_samples, seed)
 
-    def _finish(self, points: np.ndarray, colors: np.ndarray | None, labels: np.ndarray, probabilities: np.ndarray,
-                uncertainty: bool, mc_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray] | Prediction:
+    def _finish(
+        self,
+        points: np.ndarray,
+        colors: np.ndarray | None,
+        labels: np.ndarray,
+        probabilities: np.ndarray,
+        uncertainty: bool,
+        mc_samples: int,
+        seed: int,
+    ) -> tuple[np.ndarray, np.ndarray] | Prediction:
         """``predict``'s post-processing of one pass's labels and probabilities (checked inputs):
         MC dropout passes, temperature, CRF, and the return type asked for."""
         information = None
         if mc_samples and len(points):
+
             def one_pass(model: torch.nn.Module) -> np.ndarray:
                 with torch.no_grad():
-                    result = segment_cloud(model, self.config, points, colors, self.device,
-                                           max_tile_points=self.max_tile_points, batch_size=self.batch_size)
+                    result = segment_cloud(
+                        model,
+                        self.config,
+                        points,
+                        colors,
+                        self.device,
+                        max_tile_points=self.max_tile_points,
+                        batch_size=self.batch_size,
+                    )
                 return apply_temperature(result["probabilities"], self.temperature)
 
             samples = mc_dropout_samples(self.model, one_pass, mc_samples, seed)

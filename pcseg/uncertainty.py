@@ -65,8 +65,9 @@ def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarr
     return torch.softmax(torch.from_numpy(log_p), dim=-1).float().numpy()
 
 
-def refine_probabilities(points: np.ndarray, probabilities: np.ndarray, colors: np.ndarray | None,
-                         refine: RefineConfig) -> np.ndarray:
+def refine_probabilities(
+    points: np.ndarray, probabilities: np.ndarray, colors: np.ndarray | None, refine: RefineConfig
+) -> np.ndarray:
     """``pcseg.refine.crf`` with a config's settings (normals estimated when it asks for them).
 
     Args:
@@ -86,14 +87,24 @@ def refine_probabilities(points: np.ndarray, probabilities: np.ndarray, colors: 
         centred = np.asarray(points, dtype=np.float64)
         centred = torch.from_numpy((centred - centred.mean(axis=0)).astype(np.float32))
         normals = estimate_normals(centred, k=min(refine.k, len(points))).numpy()
-    return crf(points, probabilities, colors, normals, k=refine.k, position_sigma=refine.position_sigma,
-               color_sigma=refine.color_sigma, normal_sigma=refine.normal_sigma,
-               compatibility=refine.compatibility, iterations=refine.iterations,
-               weights=(refine.appearance_weight, refine.smoothness_weight))
+    return crf(
+        points,
+        probabilities,
+        colors,
+        normals,
+        k=refine.k,
+        position_sigma=refine.position_sigma,
+        color_sigma=refine.color_sigma,
+        normal_sigma=refine.normal_sigma,
+        compatibility=refine.compatibility,
+        iterations=refine.iterations,
+        weights=(refine.appearance_weight, refine.smoothness_weight),
+    )
 
 
-def mc_dropout_samples(model: torch.nn.Module, predict: Callable[[torch.nn.Module], np.ndarray],
-                       samples: int, seed: int = 0) -> np.ndarray:
+def mc_dropout_samples(
+    model: torch.nn.Module, predict: Callable[[torch.nn.Module], np.ndarray], samples: int, seed: int = 0
+) -> np.ndarray:
     """Monte Carlo dropout: ``samples`` predictions with the dropout layers drawing masks.
 
     The model is copied (the caller's stays in eval mode, so concurrent callers are not

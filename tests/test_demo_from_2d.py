@@ -1,4 +1,5 @@
 """`pcseg demo --from-2d` on tiny settings: it runs end to end and writes its three mIoUs."""
+
 import json
 
 import pytest
@@ -6,11 +7,25 @@ import pytest
 from pcseg.cli import main
 from pcseg.demo.from_2d import split_overrides
 
-TINY = ["from_2d.train_rooms=2", "from_2d.heldout_rooms=1", "from_2d.views_per_room=3", "from_2d.image_size=[64,48]",
-        "from_2d.time_budget_s=5", "from_2d.eval_points_per_room=4000", "from_2d.truth_points_per_room=10000",
-        "data.num_points=128", "data.blocks_per_room=4", "data.val_blocks_per_room=2", "data.block_size=2.0",
-        "data.eval_stride=2.0", "data.neighbours=8", "model.width_multiplier=0.125", "train.batch_size=4",
-        "train.epochs=1", "train.amp=none"]
+TINY = [
+    "from_2d.train_rooms=2",
+    "from_2d.heldout_rooms=1",
+    "from_2d.views_per_room=3",
+    "from_2d.image_size=[64,48]",
+    "from_2d.time_budget_s=5",
+    "from_2d.eval_points_per_room=4000",
+    "from_2d.truth_points_per_room=10000",
+    "data.num_points=128",
+    "data.blocks_per_room=4",
+    "data.val_blocks_per_room=2",
+    "data.block_size=2.0",
+    "data.eval_stride=2.0",
+    "data.neighbours=8",
+    "model.width_multiplier=0.125",
+    "train.batch_size=4",
+    "train.epochs=1",
+    "train.amp=none",
+]
 
 
 def test_demo_from_2d_writes_the_metrics(tmp_path, capsys):
@@ -28,8 +43,9 @@ def test_demo_from_2d_writes_the_metrics(tmp_path, capsys):
 
 
 def test_overrides_reach_their_sections():
-    config, rest = split_overrides(["network.blob_fraction=0.2", "pseudolabel.min_agreement=0.8",
-                                    "from_2d.train_rooms=3", "train.lr=0.1"])
+    config, rest = split_overrides(
+        ["network.blob_fraction=0.2", "pseudolabel.min_agreement=0.8", "from_2d.train_rooms=3", "train.lr=0.1"]
+    )
     assert config.network.blob_fraction == 0.2 and config.thresholds.min_agreement == 0.8
     assert config.train_rooms == 3 and rest == ["train.lr=0.1"]
     with pytest.raises(ValueError, match="network.blob"):

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 SETS = [arg for item in [*TINY_TRAINING, "data.val_rooms=1", "refine.k=8"] for arg in ("--set", item)]
 
+
 @pytest.fixture
 def own_checkpoint(checkpoint, tmp_path):
     """A copy of the session checkpoint that a test may rewrite."""
@@ -24,15 +25,18 @@ def own_checkpoint(checkpoint, tmp_path):
     shutil.copy(checkpoint, path)
     return path
 
+
 def _config_file(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("data: {dataset: synthetic}\n")
     return path
 
+
 def test_eval_reports_calibration_and_uncertainty_deciles(own_checkpoint, tmp_path, capsys):
     config = _config_file(tmp_path)
-    code = main(["eval", "--config", str(config), "--checkpoint", str(own_checkpoint), "--out",
-                 str(tmp_path / "eval"), *SETS])
+    code = main(
+        ["eval", "--config", str(config), "--checkpoint", str(own_checkpoint), "--out", str(tmp_path / "eval"), *SETS]
+    )
     assert code == 0
     out = capsys.readouterr().out
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -43,6 +47,7 @@ def test_eval_reports_calibration_and_uncertainty_deciles(own_checkpoint, tmp_pa
     assert "error rate by entropy decile" in out
     assert (tmp_path / "eval" / "reliability.png").stat().st_size > 1000
 
+
 def test_eval_refine_crf_end_to_end(own_checkpoint, tmp_path):
     config = _config_file(tmp_path)
     base = ["eval", "--config", str(config), "--checkpoint", str(own_checkpoint), *SETS]
@@ -52,6 +57,7 @@ def test_eval_refine_crf_end_to_end(own_checkpoint, tmp_path):
     refined = json.loads((tmp_path / "crf" / "metrics.json").read_text())
     assert refined["refine"] == "crf" and 0 <= refined["miou"] <= 1
     assert refined["expected_calibration_error"] != plain["expected_calibration_error"]
+
 
 def test_calibrate_stores_the_temperature_that_eval_applies(own_checkpoint, tmp_path, capsys):
     config = _config_file(tmp_path)
@@ -65,10 +71,24 @@ def test_calibrate_stores_the_temperature_that_eval_applies(own_checkpoint, tmp_
     before, after = (float(x) for x in out.split("validation NLL ")[1].split(",")[0].split(" -> "))
     assert after <= before + 1e-4  # fitted on these very points: the NLL's optimum is no worse
     model_from_checkpoint(own_checkpoint)  # still a loadable checkpoint
-    assert main(["eval", "--config", str(config), "--checkpoint", str(own_checkpoint), "--out",
-                 str(tmp_path / "eval"), *SETS]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--config",
+                str(config),
+                "--checkpoint",
+                str(own_checkpoint),
+                "--out",
+                str(tmp_path / "eval"),
+                *SETS,
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert math.isclose(metrics["temperature"], temperature)
+
 
 def test_bad_refine_and_temperature_are_clear_errors(own_checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit):

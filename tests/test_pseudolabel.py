@@ -1,4 +1,5 @@
 """Pseudo-labels from fused 2D segmentations: the thresholds, the data set `pcseg pseudolabel` writes."""
+
 import json
 
 import numpy as np
@@ -8,12 +9,25 @@ import yaml
 from pcseg import formats
 from pcseg.cli import main
 from pcseg.data.synthetic import build_room, render_view
-from pcseg.demo.bridge import NUM_CLASSES, NetworkErrorModel, demo_camera, demo_poses, object_confusions, \
-    simulate_2d_network
+from pcseg.demo.bridge import (
+    NUM_CLASSES,
+    NetworkErrorModel,
+    demo_camera,
+    demo_poses,
+    object_confusions,
+    simulate_2d_network,
+)
 from pcseg.demo.from_2d import From2DConfig, fuse_room
 from pcseg.fuse_folder import write_frames_folder
-from pcseg.pseudolabel import (FusedCloud, PseudoLabelThresholds, confident_mask, load_thresholds, pseudo_labels,
-                               threshold_report, thresholds_from_dict)
+from pcseg.pseudolabel import (
+    FusedCloud,
+    PseudoLabelThresholds,
+    confident_mask,
+    load_thresholds,
+    pseudo_labels,
+    threshold_report,
+    thresholds_from_dict,
+)
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -27,8 +41,12 @@ def tiny_room():
 
 def test_tightening_lowers_coverage_and_raises_accuracy(tiny_room):
     cloud, truth = tiny_room.cloud, tiny_room.truth
-    steps = [PseudoLabelThresholds(0.0, 0, 0.0), PseudoLabelThresholds(0.5, 1, 0.5),
-             PseudoLabelThresholds(0.9, 2, 0.6), PseudoLabelThresholds(0.99, 2, 0.8)]
+    steps = [
+        PseudoLabelThresholds(0.0, 0, 0.0),
+        PseudoLabelThresholds(0.5, 1, 0.5),
+        PseudoLabelThresholds(0.9, 2, 0.6),
+        PseudoLabelThresholds(0.99, 2, 0.8),
+    ]
     reports = [threshold_report(cloud, step, truth)["all"] for step in steps]
     coverages = [report["coverage"] for report in reports]
     accuracies = [report["accuracy"] for report in reports]
@@ -76,8 +94,9 @@ def _frames_folder(folder, seed):
         view = render_view(scene, camera, pose)
         predicted, _ = simulate_2d_network(view, model, confusions, rng)
         frames.append({"depth": view["depth"], "color": view["color"], "segmentation": predicted, "pose": pose})
-    return write_frames_folder(folder, frames, camera, num_classes=NUM_CLASSES, class_names=[f"c{k}" for k in
-                                                                                              range(NUM_CLASSES)])
+    return write_frames_folder(
+        folder, frames, camera, num_classes=NUM_CLASSES, class_names=[f"c{k}" for k in range(NUM_CLASSES)]
+    )
 
 
 def _check_cloud(path):

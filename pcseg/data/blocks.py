@@ -17,7 +17,15 @@ rounding. What is not copied is PointNet's random sampling (it draws a block's 4
 points with replacement, or keeps all and adds repeats when the block has fewer): the
 points chosen here differ, as two PointNet runs with different seeds would. Extent axes of
 zero length count as 1 (PointNet would divide by zero).
+
+A LiDAR room (a dict that also holds ``intensity`` (N,) in [0, 1], ``range`` (N,) metres and
+``height`` (N,) metres, ``pcseg.inputs.lidar_room_fields``) gets three more columns, which
+``pcseg.inputs`` turns into model inputs:
+    9    intensity (remission) in [0, 1]
+    10   range from the sensor in metres
+    11   z in the sensor's frame in metres
 """
+
 from __future__ import annotations
 
 import math
@@ -28,6 +36,9 @@ import torch
 import torch.utils.data
 
 NUM_FEATURES = 9
+# the LiDAR columns after the 9 PointNet features (see the module docstring)
+LIDAR_FIELDS = ("intensity", "range", "height")
+LIDAR_FEATURES = len(LIDAR_FIELDS)
 
 
 def _color01(color: np.ndarray) -> np.ndarray:
@@ -64,8 +75,37 @@ def block_origins(points: np.ndarray, block_size: float = 1.0, stride: float = 1
     return np.stack([gx.ravel(), gy.ravel()], 1) + low
 
 
-def block_features(points: np.ndarray, colors: np.ndarray, block_size: float,
-                   room_min: np.ndarray, room_extent: np.ndarray) -> np.ndarray:
+def lidar_columns(room: dict, index: np.ndarray | None = None) -> np.ndarray | None:
+    """The LiDAR columns of a room: its intensity, range and sensor-frame height side by side.
+
+    Args:
+        room: a dict, optionally with ``intensity`` (N,) float in [0, 1], ``range`` (N,) and
+            ``height`` (N,) float metres.
+        index: (M,) int64 rows to take, or None for all.
+
+    Returns:
+        lidar: (M, 3) (or (N, 3)) float32, or None when the room has no ``intensity``.
+
+    Raises:
+        ValueError: when the room has ``intensity`` without ``range`` or ``height``.
+    """
+    if "intensity" not in room:
+        return None
+    missing = [name for name in LIDAR_FIELDS if name not in room]
+    if missing:
+        raise ValueError(f"a room with 'intensity' also needs {missing} (pcseg.inputs.lidar_room_fields)")
+    rows = slice(None) if index is None else index
+    return np.stack([np.asarray(room[name], np.float32)[rows] for name in LIDAR_FIELDS], 1)
+
+
+def block_features(
+    points: np.ndarray,
+    colors: np.ndarray,
+    block_size: float,
+    room_min: np.ndarray,
+    room_extent: np.ndarray,
+    lidar: np.ndarray | None = None,
+) -> np.ndarray:
     """The 9 PointNet features of the sampled points of one block (see the module docstring).
 
     Args:
@@ -75,21 +115,25 @@ def block_features(points: np.ndarray, colors: np.ndarray, block_size: float,
         block_size: the block's side in metres.
         room_min: (3,) float64 lowest corner of the whole room (``room_frame``).
         room_extent: (3,) float64 extent of the whole room (zero axes count as 1).
+        lidar: (P, 3) (or (B, P, 3)) float intensity, range and height (``lidar_columns``), or None.
 
     Returns:
-        features: (P, 9) (or (B, P, 9)) float32.
+        features: (P, 9) (or (B, P, 9)) float32; (P, 12) with ``lidar``.
 
     Raises:
         ValueError: when float colours exceed 1.
     """
     shifted = points.astype(np.float64) - room_min
-    features = np.empty(points.shape[:-1] + (NUM_FEATURES,), dtype=np.float32)
+    width = NUM_FEATURES + (LIDAR_FEATURES if lidar is not None else 0)
+    features = np.empty(points.shape[:-1] + (width,), dtype=np.float32)
     # PointNet centres on the sampled points' own corner, not on the grid cell's centre
     centre = points[..., :2].astype(np.float64).min(-2, keepdims=True) + block_size / 2.0
     features[..., 0:2] = points[..., :2] - centre
     features[..., 2] = shifted[..., 2]
     features[..., 3:6] = _color01(colors)
     features[..., 6:9] = shifted / np.where(room_extent > 0, room_extent, 1.0)
+    if lidar is not None:
+        features[..., NUM_FEATURES:] = lidar
     return features
 
 
@@ -127,8 +171,14 @@ def to_local(points: np.ndarray, low: np.ndarray | None = None) -> np.ndarray:
     return (points.astype(np.float64) - low).astype(np.float32)
 
 
-def room_to_blocks(room: dict, block_size: float = 1.0, stride: float = 1.0, num_points: int = 4096,
-                   min_points: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+def room_to_blocks(
+    room: dict,
+    block_size: float = 1.0,
+    stride: float = 1.0,
+    num_points: int = 4096,
+    min_points: int = 100,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
     """Cuts a room into blocks of ``num_points`` points, as PointNet's training data.
 
     Every grid block with at least ``min_points`` points yields one sample of ``num_points``
@@ -155,16 +205,29 @@ def room_to_blocks(room: dict, block_size: float = 1.0, stride: float = 1.0, num
         raise ValueError(f"room['coord'] must be a non-empty (N, 3) array, got {coord.shape}")
     rng = np.random.default_rng(seed)
     room_min, room_extent = room_frame(coord)
+    lidar = lidar_columns(room)
     features, indices = [], []
     for origin in block_origins(coord, block_size, stride):
-        inside = np.flatnonzero((coord[:, 0] >= origin[0]) & (coord[:, 0] <= origin[0] + block_size) &
-                                (coord[:, 1] >= origin[1]) & (coord[:, 1] <= origin[1] + block_size))
+        inside = np.flatnonzero(
+            (coord[:, 0] >= origin[0])
+            & (coord[:, 0] <= origin[0] + block_size)
+            & (coord[:, 1] >= origin[1])
+            & (coord[:, 1] <= origin[1] + block_size)
+        )
         if len(inside) < min_points:
             continue
         pick = inside[rng.choice(len(inside), num_points, replace=len(inside) < num_points)]
         indices.append(pick)
-        features.append(block_features(coord[pick], np.asarray(room["color"])[pick], block_size,
-                                       room_min, room_extent))
+        features.append(
+            block_features(
+                coord[pick],
+                np.asarray(room["color"])[pick],
+                block_size,
+                room_min,
+                room_extent,
+                None if lidar is None else lidar[pick],
+            )
+        )
     if not indices:
         raise ValueError(f"no block of the room has {min_points} points or more")
     out = {"features": np.stack(features), "index": np.stack(indices)}
@@ -173,8 +236,14 @@ def room_to_blocks(room: dict, block_size: float = 1.0, stride: float = 1.0, num
     return out
 
 
-def random_block(room: dict, rng: np.random.Generator, block_size: float = 1.0, num_points: int = 4096,
-                 min_points: int = 100, max_tries: int = 20) -> dict[str, np.ndarray]:
+def random_block(
+    room: dict,
+    rng: np.random.Generator,
+    block_size: float = 1.0,
+    num_points: int = 4096,
+    min_points: int = 100,
+    max_tries: int = 20,
+) -> dict[str, np.ndarray]:
     """One training block centred on a random point of the room (Pointcept / PointNet++ style).
 
     After ``max_tries`` centres without ``min_points`` points the last block is used as it is.
@@ -195,13 +264,18 @@ def random_block(room: dict, rng: np.random.Generator, block_size: float = 1.0, 
     room_min, room_extent = room_frame(coord)
     for _ in range(max_tries):
         centre = coord[rng.integers(len(coord)), :2]
-        inside = np.flatnonzero((np.abs(coord[:, 0] - centre[0]) <= block_size / 2) &
-                                (np.abs(coord[:, 1] - centre[1]) <= block_size / 2))
+        inside = np.flatnonzero(
+            (np.abs(coord[:, 0] - centre[0]) <= block_size / 2) & (np.abs(coord[:, 1] - centre[1]) <= block_size / 2)
+        )
         if len(inside) >= min_points:
             break
     pick = inside[rng.choice(len(inside), num_points, replace=len(inside) < num_points)]
-    out = {"features": block_features(coord[pick], np.asarray(room["color"])[pick], block_size,
-                                      room_min, room_extent), "index": pick}
+    out = {
+        "features": block_features(
+            coord[pick], np.asarray(room["color"])[pick], block_size, room_min, room_extent, lidar_columns(room, pick)
+        ),
+        "index": pick,
+    }
     if "label" in room:
         out["label"] = np.asarray(room["label"]).astype(np.int64)[pick]
     return out
@@ -223,8 +297,15 @@ class BlockDataset(torch.utils.data.Dataset):
         seed: the sampling seed of room 0 (room ``i`` uses ``seed + i``).
     """
 
-    def __init__(self, rooms, block_size: float = 1.0, stride: float = 1.0, num_points: int = 4096,
-                 min_points: int = 100, seed: int = 0):
+    def __init__(
+        self,
+        rooms,
+        block_size: float = 1.0,
+        stride: float = 1.0,
+        num_points: int = 4096,
+        min_points: int = 100,
+        seed: int = 0,
+    ):
         features, labels, room_ids = [], [], []
         for i, room in enumerate(rooms):
             blocks = room_to_blocks(room, block_size, stride, num_points, min_points, seed + i)
@@ -249,8 +330,15 @@ class BlockDataset(torch.utils.data.Dataset):
         }
 
 
-def block_chunks(coord: np.ndarray, block_size: float, stride: float, num_points: int, rng: np.random.Generator,
-                 anchor: np.ndarray | None = None, min_overlap_points: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def block_chunks(
+    coord: np.ndarray,
+    block_size: float,
+    stride: float,
+    num_points: int,
+    rng: np.random.Generator,
+    anchor: np.ndarray | None = None,
+    min_overlap_points: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """The occupied blocks of a cloud, cut into chunks of at most ``num_points`` points.
 
     Blocks of ``block_size`` lie on a grid of step ``stride`` anchored at ``anchor`` (the
@@ -290,8 +378,9 @@ def block_chunks(coord: np.ndarray, block_size: float, stride: float, num_points
         ValueError: when ``block_size``, ``stride`` or ``num_points`` is not positive.
     """
     if block_size <= 0 or stride <= 0 or num_points < 1:
-        raise ValueError(f"block_size, stride and num_points must be positive, got {block_size}, {stride}, "
-                         f"{num_points}")
+        raise ValueError(
+            f"block_size, stride and num_points must be positive, got {block_size}, {stride}, {num_points}"
+        )
     xy = np.asarray(coord)[:, :2].astype(np.float64)
     if len(xy) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -299,7 +388,7 @@ def block_chunks(coord: np.ndarray, block_size: float, stride: float, num_points
     local = xy - low
     extent = local.max(0)
     counts = np.array([max(1, int(math.ceil((e - block_size) / stride)) + 1) for e in extent])
-    last = np.minimum(np.floor(local / stride).astype(np.int64), counts - 1)   # the last block holding a point
+    last = np.minimum(np.floor(local / stride).astype(np.int64), counts - 1)  # the last block holding a point
     first = np.maximum(np.floor((local - block_size) / stride).astype(np.int64) + 1, 0)
     first = np.minimum(first, last)  # a point on the far edge of the last block
     reach = int(math.ceil(block_size / stride))
@@ -339,10 +428,19 @@ def block_chunks(coord: np.ndarray, block_size: float, stride: float, num_points
     return index.astype(np.int64), lengths.astype(np.int64)
 
 
-def predict_room(room: dict, predict_block: Callable, num_classes: int, block_size: float = 1.0,
-                 stride: float = 0.5, num_points: int = 4096, batch_size: int = 16, seed: int = 0,
-                 real_counts: bool = False, frame: tuple[np.ndarray, np.ndarray] | None = None,
-                 min_overlap_points: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def predict_room(
+    room: dict,
+    predict_block: Callable,
+    num_classes: int,
+    block_size: float = 1.0,
+    stride: float = 0.5,
+    num_points: int = 4096,
+    batch_size: int = 16,
+    seed: int = 0,
+    real_counts: bool = False,
+    frame: tuple[np.ndarray, np.ndarray] | None = None,
+    min_overlap_points: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Whole-room inference by sliding blocks; every point gets a label.
 
     The lowest inference layer (``pcseg.predict`` maps the others). Blocks of ``block_size``
@@ -387,11 +485,13 @@ def predict_room(room: dict, predict_block: Callable, num_classes: int, block_si
     """
     coord = np.asarray(room["coord"])
     color = np.asarray(room["color"])
+    lidar = lidar_columns(room)
     n = len(coord)
     room_min, room_extent = room_frame(coord) if frame is None else frame
     rng = np.random.default_rng(seed)
-    index, lengths = block_chunks(coord, block_size, stride, num_points, rng, anchor=room_min[:2],
-                                  min_overlap_points=min_overlap_points)
+    index, lengths = block_chunks(
+        coord, block_size, stride, num_points, rng, anchor=room_min[:2], min_overlap_points=min_overlap_points
+    )
     starts = np.r_[0, np.cumsum(lengths)[:-1]]
     logit_sum = torch.zeros((n, num_classes), dtype=torch.float64)
     counts = np.bincount(index, minlength=n) if real_counts else np.zeros(n, dtype=np.int64)
@@ -403,25 +503,36 @@ def predict_room(room: dict, predict_block: Callable, num_classes: int, block_si
         if real_counts:  # padded rows repeat the chunk's first point
             rows = starts[batch, None] + np.where(real, offset, 0)
         else:  # topped up with random repeats of the chunk's own points
-            rows = starts[batch, None] + np.where(real, offset, (rng.random(real.shape) * lengths[batch, None])
-                                                  .astype(np.int64))
+            rows = starts[batch, None] + np.where(
+                real, offset, (rng.random(real.shape) * lengths[batch, None]).astype(np.int64)
+            )
         chunk_index = index[rows]
-        features = torch.from_numpy(block_features(coord[chunk_index], color[chunk_index], block_size,
-                                                   room_min, room_extent))
+        features = torch.from_numpy(
+            block_features(
+                coord[chunk_index],
+                color[chunk_index],
+                block_size,
+                room_min,
+                room_extent,
+                None if lidar is None else lidar[chunk_index],
+            )
+        )
         with torch.no_grad():
             out = predict_block(features, torch.from_numpy(lengths[batch])) if real_counts else predict_block(features)
         out = out.detach().cpu() if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out))
         if tuple(out.shape) != (len(batch), width, num_classes):
-            raise ValueError(f"predict_block returned shape {tuple(out.shape)}, expected "
-                             f"({len(batch)}, {width}, {num_classes})")
+            raise ValueError(
+                f"predict_block returned shape {tuple(out.shape)}, expected ({len(batch)}, {width}, {num_classes})"
+            )
         if real_counts:  # padded rows carry no prediction
             keep = torch.from_numpy(real.ravel())
-            logit_sum.index_add_(0, torch.from_numpy(chunk_index.ravel())[keep],
-                                 out.reshape(-1, num_classes)[keep].double())
+            logit_sum.index_add_(
+                0, torch.from_numpy(chunk_index.ravel())[keep], out.reshape(-1, num_classes)[keep].double()
+            )
         else:
             logit_sum.index_add_(0, torch.from_numpy(chunk_index.ravel()), out.reshape(-1, num_classes).double())
             counts += np.bincount(chunk_index.ravel(), minlength=n)
-    if (counts == 0).any():   # cannot happen: every point lies in a block; guard anyway
+    if (counts == 0).any():  # cannot happen: every point lies in a block; guard anyway
         raise RuntimeError(f"{int((counts == 0).sum())} points were not covered by any block")
     logits = (logit_sum.numpy() / counts[:, None]).astype(np.float32)
     return logits, logits.argmax(1).astype(np.int64)
@@ -438,6 +549,6 @@ def _chunk_batches(lengths: np.ndarray, num_points: int, batch_size: int, real_c
     batches, i = [], 0
     while i < len(order):
         take = max(1, budget // int(lengths[order[i]]))
-        batches.append(order[i:i + take])
+        batches.append(order[i : i + take])
         i += take
     return batches

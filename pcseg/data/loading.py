@@ -7,6 +7,7 @@ folder data set (``pcseg.data.folder``) come back as a `LazyRooms` that reads ea
 is indexed, so a data set larger than memory can be cut into blocks or evaluated one room at a
 time.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ import numpy as np
 from pcseg.config import DataConfig
 from pcseg.data.classes import S3DIS_CLASS_NAMES
 from pcseg.data.synthetic import generate_room
+from pcseg.inputs import lidar_room_fields
 from pcseg.utils.progress import progress as progress_bar
 
 __all__ = ["LazyRooms", "load_rooms", "check_data", "data_classes"]
@@ -59,7 +61,10 @@ def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence
     Returns:
         rooms: dicts with ``coord`` (N, 3) float32 or float64, ``color`` (N, 3) and ``label``
         (N,) int64: a list for procedural rooms, a `LazyRooms` for S3DIS, SemanticKITTI and
-        folders (LiDAR has no colour: the remission repeated three times stands in for rgb).
+        folders. A SemanticKITTI scan read for a config with ``data.use_intensity`` or
+        ``data.use_range`` also has ``intensity`` (N,) float32 in [0, 1] and ``range`` (N,)
+        float32 metres (``pcseg.inputs.lidar_room_fields``) and a zero ``color``; without them
+        (older configs) the remission repeated three times stands in for rgb.
 
     Raises:
         ValueError: when ``split`` is neither train nor val, or the label config is invalid.
@@ -70,10 +75,12 @@ def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence
     if split not in ("train", "val"):
         raise ValueError(f"split must be train or val, got {split!r}")
     if data.dataset == "synthetic":
-        count, start = (data.train_rooms, data.train_seed_start) if split == "train" else \
-            (data.val_rooms, data.val_seed_start)
-        seeds = progress_bar(range(start, start + count), desc=f"generating {split} rooms", unit="room",
-                             enabled=progress)
+        count, start = (
+            (data.train_rooms, data.train_seed_start) if split == "train" else (data.val_rooms, data.val_seed_start)
+        )
+        seeds = progress_bar(
+            range(start, start + count), desc=f"generating {split} rooms", unit="room", enabled=progress
+        )
         return [generate_room(seed, data.points_per_room) for seed in seeds]
     return LazyRooms(*_room_source(data, split))
 
@@ -99,10 +106,17 @@ def _room_source(data: DataConfig, split: str) -> tuple[int, Callable[[int], dic
 
     def read_scan(i: int) -> dict:
         scan = scans[kept[i]]
-        intensity = np.asarray(scan["remission"], dtype=np.float32).clip(0, 1)
         coord = np.asarray(scan["coord"])
-        return {"coord": coord if coord.dtype == np.float64 else coord.astype(np.float32),
-                "color": np.repeat(intensity[:, None], 3, 1), "label": scan["label"]}
+        lidar = lidar_room_fields(coord, scan["remission"], data)
+        # a config with LiDAR channels sees the remission there only; older configs (colour
+        # on, no LiDAR channel) keep the remission standing in for rgb
+        shade = np.zeros(len(coord), np.float32) if lidar else np.asarray(scan["remission"], np.float32).clip(0, 1)
+        return {
+            "coord": coord if coord.dtype == np.float64 else coord.astype(np.float32),
+            "color": np.repeat(shade[:, None], 3, 1),
+            "label": scan["label"],
+            **lidar,
+        }
 
     return len(kept), read_scan
 
@@ -149,8 +163,10 @@ def check_data(data: DataConfig, splits: Sequence[str] = ("train", "val")) -> No
     """
     classes = data_classes(data)
     if data.num_classes < classes:
-        raise ValueError(f"data.num_classes is {data.num_classes} but the {data.dataset} labels have {classes} "
-                         f"classes (0..{classes - 1}); set data.num_classes={classes}")
+        raise ValueError(
+            f"data.num_classes is {data.num_classes} but the {data.dataset} labels have {classes} "
+            f"classes (0..{classes - 1}); set data.num_classes={classes}"
+        )
     if data.dataset == "synthetic":
         return
     for split in splits:

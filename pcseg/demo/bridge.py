@@ -12,6 +12,7 @@ network before `corrupt_labels`' per-view noise: whole objects confused the same
 view (board/wall, window/wall, sofa/chair, table/clutter) and small objects missed;
 `pcseg demo --from-2d` (`pcseg.demo.from_2d`) trains on what it yields.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,8 +94,12 @@ def corrupt_labels(
     on_boundary = ndimage.maximum_filter(noisy, size=3) != ndimage.minimum_filter(noisy, size=3)
     band = ndimage.binary_dilation(on_boundary, iterations=boundary_width)
     # Any offset but (0, 0), which would leave the boundaries untouched.
-    offsets = [(dy, dx) for dy in range(-boundary_shift, boundary_shift + 1)
-               for dx in range(-boundary_shift, boundary_shift + 1) if (dy, dx) != (0, 0)]
+    offsets = [
+        (dy, dx)
+        for dy in range(-boundary_shift, boundary_shift + 1)
+        for dx in range(-boundary_shift, boundary_shift + 1)
+        if (dy, dx) != (0, 0)
+    ]
     dy, dx = offsets[rng.integers(len(offsets))] if offsets else (0, 0)
     rows = np.clip(np.arange(height) + dy, 0, height - 1)
     columns = np.clip(np.arange(width) + dx, 0, width - 1)
@@ -160,8 +165,13 @@ class NetworkErrorModel:
     logit_noise: float = 0.7
 
     def __post_init__(self):
-        for name in ("confusion_probability", "small_miss_probability", "boundary_probability", "blob_fraction",
-                     "flip_probability"):
+        for name in (
+            "confusion_probability",
+            "small_miss_probability",
+            "boundary_probability",
+            "blob_fraction",
+            "flip_probability",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
@@ -186,8 +196,11 @@ def object_confusions(scene, model: NetworkErrorModel, rng: np.random.Generator)
     instance_label = {}
     for quad in scene.quads:
         instance_label.setdefault(quad.instance, quad.label)
-    return {instance: pairs[label] for instance, label in sorted(instance_label.items())
-            if label in pairs and rng.random() < model.confusion_probability}
+    return {
+        instance: pairs[label]
+        for instance, label in sorted(instance_label.items())
+        if label in pairs and rng.random() < model.confusion_probability
+    }
 
 
 def simulate_2d_network(
@@ -225,9 +238,16 @@ def simulate_2d_network(
         if ring.any():
             labels[mask] = np.bincount(labels[ring]).argmax()
     return corrupt_labels(
-        labels, NUM_CLASSES, rng, boundary_width=model.boundary_width, boundary_shift=model.boundary_shift,
-        boundary_probability=model.boundary_probability, blob_sigma=model.blob_sigma,
-        blob_fraction=model.blob_fraction, flip_probability=model.flip_probability, logit_gain=model.logit_gain,
+        labels,
+        NUM_CLASSES,
+        rng,
+        boundary_width=model.boundary_width,
+        boundary_shift=model.boundary_shift,
+        boundary_probability=model.boundary_probability,
+        blob_sigma=model.blob_sigma,
+        blob_fraction=model.blob_fraction,
+        flip_probability=model.flip_probability,
+        logit_gain=model.logit_gain,
         logit_noise=model.logit_noise,
     )
 
@@ -280,8 +300,10 @@ def _scores_dict(confusion: ConfusionMatrix) -> dict:
     return {
         "accuracy": round(scores.overall_accuracy, 4),
         "miou": round(scores.miou, 4),
-        "iou": {name: (None if np.isnan(value) else round(float(value), 4))
-                for name, value in zip(S3DIS_CLASS_NAMES, scores.iou.tolist())},
+        "iou": {
+            name: (None if np.isnan(value) else round(float(value), 4))
+            for name, value in zip(S3DIS_CLASS_NAMES, scores.iou.tolist())
+        },
     }
 
 
@@ -384,12 +406,14 @@ def _run_bridge_demo(out_dir, seed, num_views, image_size, voxel_size, mode, wri
         alone_map.add_rgbd(None, view["depth"], scores, camera, pose, depth_scale=1.0, depth_trunc=20.0)
         alone = alone_map.labels(backprojected.points)
         frame_scores = _confusion(noisy, truth).compute()
-        per_frame.append({
-            "accuracy": round(frame_scores.overall_accuracy, 4),
-            "miou": round(frame_scores.miou, 4),
-            "single_view_map_accuracy": round(float(np.mean(alone == truth)), 4),
-            "fused_accuracy": round(float(np.mean(fused == truth)), 4),
-        })
+        per_frame.append(
+            {
+                "accuracy": round(frame_scores.overall_accuracy, 4),
+                "miou": round(frame_scores.miou, 4),
+                "single_view_map_accuracy": round(float(np.mean(alone == truth)), 4),
+                "fused_accuracy": round(float(np.mean(fused == truth)), 4),
+            }
+        )
         for values, new in zip((truth_all, noisy_all, fused_all, alone_all), (truth, noisy, fused, alone)):
             values.append(new)
     truth_all, noisy_all, fused_all, alone_all = (
@@ -413,10 +437,17 @@ def _run_bridge_demo(out_dir, seed, num_views, image_size, voxel_size, mode, wri
     if write_frames:
         frames_dir = write_frames_folder(
             out_dir / "bridge_frames",
-            [{"depth": view["depth"], "color": view["color"], "segmentation": predicted, "pose": pose}
-             for view, predicted, pose, _ in frames],
-            camera, num_classes=NUM_CLASSES, voxel_size=voxel_size, mode=mode, class_names=S3DIS_CLASS_NAMES,
-            palette=PALETTE, depth_trunc=20.0,
+            [
+                {"depth": view["depth"], "color": view["color"], "segmentation": predicted, "pose": pose}
+                for view, predicted, pose, _ in frames
+            ],
+            camera,
+            num_classes=NUM_CLASSES,
+            voxel_size=voxel_size,
+            mode=mode,
+            class_names=S3DIS_CLASS_NAMES,
+            palette=PALETTE,
+            depth_trunc=20.0,
         )
 
     per_frame_accuracy = [frame["accuracy"] for frame in per_frame]
@@ -445,8 +476,11 @@ def _run_bridge_demo(out_dir, seed, num_views, image_size, voxel_size, mode, wri
             "coverage": round(float(heldout_known.mean()), 4),
             "accuracy": round(float(np.mean(heldout_query.labels[heldout_known] == heldout_truth[heldout_known])), 4),
         },
-        "outputs": {"ply": str(map_path), "png": str(figure_path),
-                    "frames": None if frames_dir is None else str(frames_dir)},
+        "outputs": {
+            "ply": str(map_path),
+            "png": str(figure_path),
+            "frames": None if frames_dir is None else str(frames_dir),
+        },
     }
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     single = metrics["single_frame_2d"]
@@ -487,8 +521,15 @@ def _paint_room(room: dict, frames, camera: PinholeCamera, voxel_size: float, mo
     view, _, pose, _ = frames[0]
     check = {}
     for occlusion in ("zbuffer", "none"):
-        result = paint_points(room["coord"], np.maximum(view["label"], 0), camera, np.linalg.inv(pose),
-                              num_classes=NUM_CLASSES, occlusion=occlusion, zbuffer_radius=1)
+        result = paint_points(
+            room["coord"],
+            np.maximum(view["label"], 0),
+            camera,
+            np.linalg.inv(pose),
+            num_classes=NUM_CLASSES,
+            occlusion=occlusion,
+            zbuffer_radius=1,
+        )
         visible = result.visible
         check[occlusion] = {
             "visible_points": int(visible.sum()),

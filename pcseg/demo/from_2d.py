@@ -14,20 +14,28 @@ Writes ``metrics_from_2d.json`` (``painted_miou``, ``painted_coverage``, ``pseud
 ``supervised_miou``, the pseudo-label threshold report on the training rooms, the 2D network's
 pixel accuracy, the machine's load) and the two training runs (``run_pseudo/``, ``run_supervised/``).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from pcseg.demo.bridge import (NUM_CLASSES, PALETTE, NetworkErrorModel, demo_camera, demo_poses, object_confusions,
-                               simulate_2d_network)
+from pcseg.demo.bridge import (
+    NUM_CLASSES,
+    PALETTE,
+    NetworkErrorModel,
+    demo_camera,
+    demo_poses,
+    object_confusions,
+    simulate_2d_network,
+)
 from pcseg.fuser import Fuser
 from pcseg.pseudolabel import FusedCloud, PseudoLabelThresholds, fused_cloud, pseudo_labels, threshold_report
 
@@ -71,8 +79,9 @@ class From2DConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"from_2d.{name} must be >= 1, got {getattr(self, name)}")
         if self.train_rooms < 2:
-            raise ValueError(f"from_2d.train_rooms must be >= 2 (one also serves as the validation room), "
-                             f"got {self.train_rooms}")
+            raise ValueError(
+                f"from_2d.train_rooms must be >= 2 (one also serves as the validation room), got {self.train_rooms}"
+            )
         if not self.voxel_size > 0 or not self.time_budget_s > 0:
             raise ValueError("from_2d.voxel_size and from_2d.time_budget_s must be > 0")
         self.image_size = tuple(int(v) for v in self.image_size)
@@ -192,8 +201,9 @@ def _train_and_evaluate(cfg, rooms, heldout, progress) -> tuple[dict, dict]:
     return summary, result
 
 
-def run_from_2d_demo(out_dir: str | Path = "demo_out", overrides: Sequence[str] = (), seed: int = 0,
-                     progress: bool = True) -> dict:
+def run_from_2d_demo(
+    out_dir: str | Path = "demo_out", overrides: Sequence[str] = (), seed: int = 0, progress: bool = True
+) -> dict:
     """Runs ``pcseg demo --from-2d`` (see the module docstring).
 
     Args:
@@ -223,12 +233,16 @@ def run_from_2d_demo(out_dir: str | Path = "demo_out", overrides: Sequence[str] 
     out_dir.mkdir(parents=True, exist_ok=True)
 
     t = time.perf_counter()
-    rooms = [fuse_room(k, config)
-             for k in progress_over(range(config.train_rooms), desc="rendering and fusing training rooms",
-                                    unit="room", enabled=progress)]
+    rooms = [
+        fuse_room(k, config)
+        for k in progress_over(
+            range(config.train_rooms), desc="rendering and fusing training rooms", unit="room", enabled=progress
+        )
+    ]
     pixel_accuracy = sum(room.correct_pixels for room in rooms) / max(1, sum(room.pixels for room in rooms))
-    pooled = FusedCloud(*(np.concatenate([getattr(room.cloud, f.name) for room in rooms])
-                          for f in dataclasses.fields(FusedCloud)))
+    pooled = FusedCloud(
+        *(np.concatenate([getattr(room.cloud, f.name) for room in rooms]) for f in dataclasses.fields(FusedCloud))
+    )
     pooled_truth = np.concatenate([room.truth for room in rooms])
     report = threshold_report(pooled, config.thresholds, pooled_truth)
     sweep = []
@@ -237,10 +251,13 @@ def run_from_2d_demo(out_dir: str | Path = "demo_out", overrides: Sequence[str] 
         entry = threshold_report(pooled, swept, pooled_truth)["all"]
         sweep.append({"min_agreement": agreement, "coverage": entry["coverage"], "accuracy": entry["accuracy"]})
     fuse_s = time.perf_counter() - t
-    print(f"[from-2d] {config.train_rooms} training rooms x {config.views_per_room} views: simulated 2D network "
-          f"pixel accuracy {pixel_accuracy:.3f}; fused voxels {report['voxels']:,} (label accuracy "
-          f"{report['fused']['accuracy']}); pseudo-labelled {report['all']['coverage']:.1%} of them (label accuracy "
-          f"{report['all']['accuracy']}) in {fuse_s:.1f} s", flush=True)
+    print(
+        f"[from-2d] {config.train_rooms} training rooms x {config.views_per_room} views: simulated 2D network "
+        f"pixel accuracy {pixel_accuracy:.3f}; fused voxels {report['voxels']:,} (label accuracy "
+        f"{report['fused']['accuracy']}); pseudo-labelled {report['all']['coverage']:.1%} of them (label accuracy "
+        f"{report['all']['accuracy']}) in {fuse_s:.1f} s",
+        flush=True,
+    )
 
     t = time.perf_counter()
     heldout_seeds = [100_000 + k for k in range(config.heldout_rooms)]
@@ -253,26 +270,49 @@ def run_from_2d_demo(out_dir: str | Path = "demo_out", overrides: Sequence[str] 
         covered, total = covered + int(known.sum()), total + len(known)
         painted.update(torch.from_numpy(query.labels[known]), torch.from_numpy(np.asarray(room["label"])[known]))
     painted_scores = painted.compute()
-    print(f"[from-2d] held-out rooms painted and fused in {time.perf_counter() - t:.1f} s: coverage "
-          f"{covered / total:.3f}, mIoU {painted_scores.miou:.3f} on the covered points", flush=True)
+    print(
+        f"[from-2d] held-out rooms painted and fused in {time.perf_counter() - t:.1f} s: coverage "
+        f"{covered / total:.3f}, mIoU {painted_scores.miou:.3f} on the covered points",
+        flush=True,
+    )
 
     runs = {}
-    for name, labels in (("pseudo", [pseudo_labels(room.cloud, config.thresholds) for room in rooms]),
-                         ("supervised", [room.truth for room in rooms])):
-        cfg = demo_config(out_dir, [f"train.seed={seed}", f"train.time_budget_s={config.time_budget_s}",
-                                    "data.ignore_index=-1", *train_overrides,
-                                    f"train.out_dir={out_dir / f'run_{name}'}"])
-        train_rooms = [{"coord": room.cloud.points, "color": room.cloud.colors, "label": room_labels}
-                       for room, room_labels in zip(rooms, labels)]
+    for name, labels in (
+        ("pseudo", [pseudo_labels(room.cloud, config.thresholds) for room in rooms]),
+        ("supervised", [room.truth for room in rooms]),
+    ):
+        cfg = demo_config(
+            out_dir,
+            [
+                f"train.seed={seed}",
+                f"train.time_budget_s={config.time_budget_s}",
+                "data.ignore_index=-1",
+                *train_overrides,
+                f"train.out_dir={out_dir / f'run_{name}'}",
+            ],
+        )
+        train_rooms = [
+            {"coord": room.cloud.points, "color": room.cloud.colors, "label": room_labels}
+            for room, room_labels in zip(rooms, labels)
+        ]
         summary, result = _train_and_evaluate(cfg, train_rooms, heldout, progress)
-        runs[name] = {"miou": float(result["scores"].miou), "accuracy": float(result["scores"].overall_accuracy),
-                      "epochs": summary["epochs"], "train_s": summary["train_s"]}
-        print(f"[from-2d] {name} model: {summary['epochs']} epochs in {summary['train_s']:.1f} s; held-out mIoU "
-              f"{runs[name]['miou']:.3f}, OA {runs[name]['accuracy']:.3f}", flush=True)
+        runs[name] = {
+            "miou": float(result["scores"].miou),
+            "accuracy": float(result["scores"].overall_accuracy),
+            "epochs": summary["epochs"],
+            "train_s": summary["train_s"],
+        }
+        print(
+            f"[from-2d] {name} model: {summary['epochs']} epochs in {summary['train_s']:.1f} s; held-out mIoU "
+            f"{runs[name]['miou']:.3f}, OA {runs[name]['accuracy']:.3f}",
+            flush=True,
+        )
 
     painted_miou, pseudo_miou, supervised_miou = painted_scores.miou, runs["pseudo"]["miou"], runs["supervised"]["miou"]
-    targets = {"pseudo_vs_painted": pseudo_miou >= painted_miou + 0.05,
-               "pseudo_vs_supervised": pseudo_miou >= 0.85 * supervised_miou}
+    targets = {
+        "pseudo_vs_painted": pseudo_miou >= painted_miou + 0.05,
+        "pseudo_vs_supervised": pseudo_miou >= 0.85 * supervised_miou,
+    }
     metrics = {
         "painted_miou": round(float(painted_miou), 4),
         "painted_coverage": round(covered / total, 4),
@@ -292,8 +332,11 @@ def run_from_2d_demo(out_dir: str | Path = "demo_out", overrides: Sequence[str] 
     }
     (out_dir / "metrics_from_2d.json").write_text(json.dumps(metrics, indent=2, default=float))
     verdict = "reached" if all(targets.values()) else "NOT reached"
-    print(f"[from-2d] held-out mIoU: painted labels {painted_miou:.3f} (coverage {covered / total:.1%}), pseudo-label "
-          f"model {pseudo_miou:.3f}, supervised model {supervised_miou:.3f}; target (pseudo >= painted + 0.05 and "
-          f">= 0.85 x supervised) {verdict}; load average {load_start[0]:.1f} on {os.cpu_count()} cores; total "
-          f"{metrics['total_s']:.0f} s; {out_dir / 'metrics_from_2d.json'}", flush=True)
+    print(
+        f"[from-2d] held-out mIoU: painted labels {painted_miou:.3f} (coverage {covered / total:.1%}), pseudo-label "
+        f"model {pseudo_miou:.3f}, supervised model {supervised_miou:.3f}; target (pseudo >= painted + 0.05 and "
+        f">= 0.85 x supervised) {verdict}; load average {load_start[0]:.1f} on {os.cpu_count()} cores; total "
+        f"{metrics['total_s']:.0f} s; {out_dir / 'metrics_from_2d.json'}",
+        flush=True,
+    )
     return metrics

@@ -41,6 +41,7 @@ points, padded centres are excluded from max-pools and from train-mode batch-nor
 Between levels features are kept in the points' dtype (float32), so the models run under
 ``torch.autocast("cpu", dtype=torch.bfloat16)`` with the native ops seeing float32 only.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -304,7 +305,9 @@ class AnnularLevel(nn.Module):
         new_lengths = _centre_lengths(centre_idx, lengths)
         rings = []
         for (r_in, r_out), k in zip(cfg.rings, cfg.samples):
-            _, idx = ops.ring_query(new_xyz, xyz, new_normals, r_in, r_out, k, query_lengths=new_lengths, lengths=lengths)
+            _, idx = ops.ring_query(
+                new_xyz, xyz, new_normals, r_in, r_out, k, query_lengths=new_lengths, lengths=lengths
+            )
             rings.append(fill_ring_slots(idx, centre_idx))
         return centre_idx, rings, new_xyz, new_normals, new_lengths
 
@@ -434,20 +437,37 @@ class ACNNCls(nn.Module):
     parameters.
     """
 
-    def __init__(self, num_classes: int = 40, in_channels: int = 0, levels: Sequence[AnnularLevelConfig] | None = None,
-                 global_mlp: Sequence[int] = (256, 512, 1024), fc: Sequence[int] = (512, 256), dropout: float = 0.6,
-                 width_multiplier: float = 1.0, normals_as_features: bool = False, normal_k: int = 16):
+    def __init__(
+        self,
+        num_classes: int = 40,
+        in_channels: int = 0,
+        levels: Sequence[AnnularLevelConfig] | None = None,
+        global_mlp: Sequence[int] = (256, 512, 1024),
+        fc: Sequence[int] = (512, 256),
+        dropout: float = 0.6,
+        width_multiplier: float = 1.0,
+        normals_as_features: bool = False,
+        normal_k: int = 16,
+    ):
         super().__init__()
         s = lambda w: scaled(w, width_multiplier)  # noqa: E731
         self.num_classes = num_classes
         self.in_channels = in_channels
-        self.encoder = _ACNNEncoder(in_channels, list(levels or acnn_classification_levels()), width_multiplier, normals_as_features, normal_k)
+        self.encoder = _ACNNEncoder(
+            in_channels, list(levels or acnn_classification_levels()), width_multiplier, normals_as_features, normal_k
+        )
         self.global_mlp = SharedMLP(3 + self.encoder.levels[-1].out_channels, [s(w) for w in global_mlp])
         self.head = FullyConnected(self.global_mlp.out_channels, [s(w) for w in fc], dropout=dropout)
         self.classifier = nn.Linear(self.head.out_channels, num_classes)
 
-    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None, normals: torch.Tensor | None = None,
-                lengths: torch.Tensor | None = None, return_aux: bool = False):
+    def forward(
+        self,
+        points: torch.Tensor,
+        features: torch.Tensor | None = None,
+        normals: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        return_aux: bool = False,
+    ):
         """Classifies each cloud of a batch.
 
         Args:
@@ -492,10 +512,20 @@ class ACNNSeg(nn.Module):
     ``ACNNSeg(num_classes, **acnn_block_preset(4096))``.
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 0, levels: Sequence[AnnularLevelConfig] | None = None,
-                 global_mlp: Sequence[int] | None = (256, 512, 1024), up_mlps: Sequence[Sequence[int]] | None = None,
-                 head: Sequence[int] = (256, 256, 128), dropout: float = 0.4, num_categories: int = 0,
-                 width_multiplier: float = 1.0, normals_as_features: bool = True, normal_k: int = 16):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 0,
+        levels: Sequence[AnnularLevelConfig] | None = None,
+        global_mlp: Sequence[int] | None = (256, 512, 1024),
+        up_mlps: Sequence[Sequence[int]] | None = None,
+        head: Sequence[int] = (256, 256, 128),
+        dropout: float = 0.4,
+        num_categories: int = 0,
+        width_multiplier: float = 1.0,
+        normals_as_features: bool = True,
+        normal_k: int = 16,
+    ):
         super().__init__()
         s = lambda w: scaled(w, width_multiplier)  # noqa: E731
         levels = list(levels or acnn_classification_levels())
@@ -531,8 +561,15 @@ class ACNNSeg(nn.Module):
         self.head_dropout = Dropout(dropout) if dropout > 0 else None
         self.classifier = nn.Linear(c, num_classes)
 
-    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None, normals: torch.Tensor | None = None,
-                lengths: torch.Tensor | None = None, return_aux: bool = False, categories: torch.Tensor | None = None):
+    def forward(
+        self,
+        points: torch.Tensor,
+        features: torch.Tensor | None = None,
+        normals: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        return_aux: bool = False,
+        categories: torch.Tensor | None = None,
+    ):
         """Segments each cloud of a batch.
 
         Args:
@@ -557,8 +594,9 @@ class ACNNSeg(nn.Module):
         found = self.neighbourhoods(points, normals, lengths)
         return self.forward_from_neighbourhoods(points, features, normals, found, lengths, return_aux, categories)
 
-    def neighbourhoods(self, points: torch.Tensor, normals: torch.Tensor | None = None,
-                       lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def neighbourhoods(
+        self, points: torch.Tensor, normals: torch.Tensor | None = None, lengths: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """What ``forward`` searches for, by pcseg's native ops (no parameters involved).
 
         Args:
@@ -597,9 +635,16 @@ class ACNNSeg(nn.Module):
             names += [f"interp_index_{level}", f"interp_weight_{level}"]
         return names
 
-    def forward_from_neighbourhoods(self, points: torch.Tensor, features: torch.Tensor | None, normals: torch.Tensor,
-                                    neighbourhoods: dict[str, torch.Tensor], lengths: torch.Tensor | None = None,
-                                    return_aux: bool = False, categories: torch.Tensor | None = None):
+    def forward_from_neighbourhoods(
+        self,
+        points: torch.Tensor,
+        features: torch.Tensor | None,
+        normals: torch.Tensor,
+        neighbourhoods: dict[str, torch.Tensor],
+        lengths: torch.Tensor | None = None,
+        return_aux: bool = False,
+        categories: torch.Tensor | None = None,
+    ):
         """The learned part of ``forward`` on what ``neighbourhoods`` found; traceable (``pcseg.export``).
 
         Args:
@@ -650,6 +695,8 @@ class ACNNSeg(nn.Module):
             raise ValueError(f"the model was built with num_categories={self.num_categories}: pass categories (B,)")
         out_of_range = (categories < 0) | (categories >= self.num_categories)
         if categories.shape != (points.shape[0],) or bool(out_of_range.any()):
-            raise ValueError(f"categories must be (B,) = ({points.shape[0]},) in [0, {self.num_categories}), "
-                             f"got {tuple(categories.shape)}")
+            raise ValueError(
+                f"categories must be (B,) = ({points.shape[0]},) in [0, {self.num_categories}), "
+                f"got {tuple(categories.shape)}"
+            )
         return F.one_hot(categories.long(), self.num_categories).to(points.dtype)
