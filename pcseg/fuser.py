@@ -723,16 +723,21 @@ class Fuser:
             if suffix == ".ply":
                 self.map.export_ply(path, self.palette)
             else:
-                np.savez_compressed(
-                    path,
-                    points=self.map.voxel_points(),
-                    labels=self.map.voxel_labels(),
-                    probabilities=self.map.voxel_probabilities(),
-                    observations=self.map.voxel_observations(),
-                    counts=self.map.voxel_counts(),
-                    entropy=self.map.voxel_entropy(),
-                )
+                # a failed write (a full disk) keeps an earlier map file whole
+                with atomic_write(path) as handle:
+                    self._write_npz(handle)
         return path
+
+    def _write_npz(self, handle) -> None:
+        np.savez_compressed(
+            handle,
+            points=self.map.voxel_points(),
+            labels=self.map.voxel_labels(),
+            probabilities=self.map.voxel_probabilities(),
+            observations=self.map.voxel_observations(),
+            counts=self.map.voxel_counts(),
+            entropy=self.map.voxel_entropy(),
+        )
 
 
 def _cpu_numpy(array: Array) -> np.ndarray:

@@ -91,3 +91,20 @@ def test_add_points_refuses_float_colours_in_0_255():
     with pytest.raises(ValueError, match="float colors must lie in .0, 1., got 255..255: they look like 0..255"):
         fuser.add_points(points, labels=np.array([0, 1, 2, 0]), colors=np.full((4, 3), 255.0))
     assert fuser.num_voxels == 0
+
+
+def test_a_failed_npz_export_keeps_the_previous_map(tmp_path, monkeypatch):
+    fuser = Fuser(num_classes=3, voxel_size=0.1)
+    fuser.add_rgbd(COLOR, DEPTH, LABELS, CAMERA, np.eye(4))
+    path = fuser.export(tmp_path / "map.npz")
+    before = path.read_bytes()
+
+    def full_disk(handle, **arrays):
+        handle.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("pcseg.fuser.np.savez_compressed", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        fuser.export(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.npz"]

@@ -16,7 +16,10 @@ def knn(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k nearest points of every query point, by a kd-tree (CPU) or brute force (CUDA).
 
-    Memory is O(M k): the M x N distance matrix is never formed.
+    Memory is O(M k): the M x N distance matrix is never formed. Squared distances are
+    computed in the input dtype: float32 coordinates beyond about 1e19 overflow them (a point
+    that exists then comes back as -1). Map-frame clouds should be taken relative to a local
+    origin first, as pcseg's inference does (``pcseg.data.blocks.to_local``).
 
     Args:
         query: (B, M, 3) or (M, 3) float32/float64.
