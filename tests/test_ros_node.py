@@ -142,8 +142,7 @@ def test_segment_node_labels_the_kitti_scan_and_stops_on_ctrl_c(ros_env, checkpo
     from pcseg.data.kitti import read_velodyne_bin
 
     scan = read_velodyne_bin(shared_data / "kitti" / "000000" / "velodyne.bin")
-    # The scan's near field (most of its points) keeps one CPU prediction within the limit.
-    scan = scan[np.linalg.norm(scan[:, :2], axis=1) < 6.0]
+    # the whole scan: inference cost follows the points, so one CPU prediction fits the limit
     result, log = _run_node(
         ros_env,
         tmp_path,
