@@ -193,16 +193,18 @@ def check_pose(
 def _check_scores(segmentation, scores: str, name: str) -> None:
     """Float scores must be finite, and probabilities must lie in [0, 1]."""
     values = segmentation if isinstance(segmentation, torch.Tensor) else torch.from_numpy(np.asarray(segmentation))
-    if not bool(torch.isfinite(values).all()):
+    if values.numel() == 0:
+        return
+    # one pass over the scores: NaN and inf both surface in the minimum or the maximum
+    low, high = (float(v) for v in torch.aminmax(values))
+    if not (np.isfinite(low) and np.isfinite(high)):
         bad = int((~torch.isfinite(values)).sum())
         raise ValueError(f"score {name} holds {bad} NaN or infinite values")
-    if scores == "probabilities" and values.numel():
-        low, high = float(values.min()), float(values.max())
-        if low < -1e-6 or high > 1.0 + 1e-6:
-            raise ValueError(
-                f"score {name} was given as probabilities but holds values in [{low:.3g}, {high:.3g}]; "
-                "pass scores='logits' for unnormalised network outputs"
-            )
+    if scores == "probabilities" and (low < -1e-6 or high > 1.0 + 1e-6):
+        raise ValueError(
+            f"score {name} was given as probabilities but holds values in [{low:.3g}, {high:.3g}]; "
+            "pass scores='logits' for unnormalised network outputs"
+        )
 
 
 def check_segmentation(
