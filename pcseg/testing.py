@@ -17,6 +17,7 @@ import torch
 
 __all__ = [
     "DEVICES",
+    "TINY_TRAINING",
     "cloud_with_duplicates",
     "lattice_cloud",
     "memorise_classes",
@@ -28,6 +29,22 @@ __all__ = [
     "single_torch_thread",
     "surface_cloud",
     "warm_up_batch_norm",
+]
+
+# `--set` overrides of a training run small enough for a test: one epoch of 8 x 128-point
+# blocks per tiny generated room. Later overrides win, so a test appends what it changes.
+TINY_TRAINING = [
+    "data.points_per_room=3000",
+    "data.num_points=128",
+    "data.blocks_per_room=8",
+    "data.val_blocks_per_room=2",
+    "data.block_size=2.0",
+    "data.eval_stride=2.0",
+    "data.neighbours=8",
+    "model.width_multiplier=0.125",
+    "train.batch_size=4",
+    "train.epochs=1",
+    "train.amp=none",
 ]
 
 # CUDA joins the device grid only where a GPU is visible, so a test parametrised over DEVICES

@@ -8,6 +8,7 @@ import pytest
 
 from pcseg import testing
 from pcseg.data.classes import S3DIS_CLASS_NAMES
+from pcseg.testing import TINY_TRAINING
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -71,22 +72,6 @@ def raw_s3dis(tmp_path, shared_data):
     np.savetxt(stairs / "stairs_1.txt", points[:10], fmt="%.3f %.3f %.3f %d %d %d")
     np.savetxt(stairs / "floor_1.txt", points[10:20], fmt="%.3f %.3f %.3f %d %d %d")
     return raw, points, semantic, instance
-
-
-# A training run small enough for a fixture: one epoch on two tiny generated rooms.
-TINY_TRAINING = [
-    "data.points_per_room=3000",
-    "data.num_points=128",
-    "data.blocks_per_room=8",
-    "data.val_blocks_per_room=2",
-    "data.block_size=2.0",
-    "data.eval_stride=2.0",
-    "data.neighbours=8",
-    "model.width_multiplier=0.125",
-    "train.batch_size=4",
-    "train.epochs=1",
-    "train.amp=none",
-]
 
 
 @pytest.fixture(scope="session")

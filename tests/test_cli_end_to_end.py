@@ -8,22 +8,9 @@ import pytest
 from pcseg.cli import main
 from pcseg.data import generate_room
 from pcseg.io import read_point_cloud, write_labelled_ply
+from pcseg.testing import TINY_TRAINING
 
-TINY = [
-    "data.train_rooms=2",
-    "data.val_rooms=1",
-    "data.points_per_room=3000",
-    "data.num_points=128",
-    "data.blocks_per_room=8",
-    "data.val_blocks_per_room=2",
-    "data.block_size=2.0",
-    "data.eval_stride=2.0",
-    "data.neighbours=8",
-    "model.width_multiplier=0.125",
-    "train.batch_size=4",
-    "train.epochs=2",
-    "train.amp=none",
-]
+TINY = [*TINY_TRAINING, "data.train_rooms=2", "data.val_rooms=1", "train.epochs=2"]
 
 
 def sets(*items):

@@ -10,7 +10,7 @@ from pcseg.config import ConfigError, load_config
 from pcseg.data.kitti import read_label_file
 from pcseg.data.loading import check_data, data_classes, load_rooms
 from pcseg.io import read_point_cloud
-from tests.conftest import TINY_TRAINING
+from pcseg.testing import TINY_TRAINING
 
 # LAS-style codes in the files: 1 unclassified (ignored), 2 ground, 5 high vegetation, 6 building
 CLASSES = {

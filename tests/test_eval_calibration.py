@@ -11,7 +11,7 @@ import torch
 from pcseg.checkpoint import checkpoint_temperature, load_checkpoint, model_from_checkpoint, store_temperature
 from pcseg.cli import main
 from pcseg.config import ConfigError, load_config
-from tests.conftest import TINY_TRAINING
+from pcseg.testing import TINY_TRAINING
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

@@ -11,23 +11,10 @@ import torch
 from pcseg.checkpoint import CheckpointMismatchError, load_checkpoint, model_from_checkpoint
 from pcseg.config import load_config
 from pcseg.data import generate_room
+from pcseg.testing import TINY_TRAINING
 from pcseg.train import WarmupCosine, train
 
-TINY = [
-    "data.points_per_room=3000",
-    "data.num_points=128",
-    "data.blocks_per_room=8",
-    "data.val_blocks_per_room=2",
-    "data.block_size=2.0",
-    "data.eval_stride=2.0",
-    "data.neighbours=8",
-    "model.width_multiplier=0.125",
-    "train.batch_size=4",
-    "train.epochs=3",
-    "train.lr=0.01",
-    "train.warmup_epochs=1",
-    "train.amp=none",
-]
+TINY = [*TINY_TRAINING, "train.epochs=3", "train.lr=0.01", "train.warmup_epochs=1"]
 
 
 def tiny_config(out_dir, *extra):
