@@ -146,9 +146,32 @@ class Segmenter:
         """
         if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:
             raise ValueError(f"mc_samples must be an int >= 0, got {mc_samples!r}")
+        points = np.asarray(points)
+        labels: np.ndarray | None
+        information: np.ndarray | None
+        if mc_samples and len(points):
+            # every pass has dropout on: no deterministic pass is needed beside them
+            def one_pass(model: torch.nn.Module) -> np.ndarray:
+                return apply_temperature(
+                    self._segment(model, points, colors, intensity)["probabilities"], self.temperature
+                )
+
+            samples = mc_dropout_samples(self.model, one_pass, mc_samples, seed)
+            labels, probabilities = None, samples.mean(axis=0)
+            information = mutual_information(samples)
+        else:
+            result = self._segment(self.model, points, colors, intensity)
+            labels, probabilities = result["labels"], apply_temperature(result["probabilities"], self.temperature)
+            information = np.zeros(0) if mc_samples else None
+        return self._finish(points, colors, labels, probabilities, information, uncertainty, mc_samples)
+
+    def _segment(
+        self, model: torch.nn.Module, points: np.ndarray, colors: np.ndarray | None, intensity: np.ndarray | None
+    ) -> dict:
+        """One pass of ``model`` over the cloud (``pcseg.predict.segment_cloud``, no gradients)."""
         with torch.no_grad():
-            result = segment_cloud(
-                self.model,
+            return segment_cloud(
+                model,
                 self.config,
                 points,
                 colors,
@@ -157,46 +180,22 @@ class Segmenter:
                 batch_size=self.batch_size,
                 intensity=intensity,
             )
-        return self._finish(points, colors, result["labels"], result["probabilities"], uncertainty, mc_samples, seed)
 
     def _finish(
         self,
         points: np.ndarray,
         colors: np.ndarray | None,
-        labels: np.ndarray,
+        labels: np.ndarray | None,
         probabilities: np.ndarray,
+        information: np.ndarray | None,
         uncertainty: bool,
         mc_samples: int,
-        seed: int,
     ) -> tuple[np.ndarray, np.ndarray] | Prediction:
-        """``predict``'s post-processing of one pass's labels and probabilities (checked inputs):
-        MC dropout passes, temperature, CRF, and the return type asked for."""
-        information = None
-        if mc_samples and len(points):
-
-            def one_pass(model: torch.nn.Module) -> np.ndarray:
-                with torch.no_grad():
-                    result = segment_cloud(
-                        model,
-                        self.config,
-                        points,
-                        colors,
-                        self.device,
-                        max_tile_points=self.max_tile_points,
-                        batch_size=self.batch_size,
-                    )
-                return apply_temperature(result["probabilities"], self.temperature)
-
-            samples = mc_dropout_samples(self.model, one_pass, mc_samples, seed)
-            probabilities = samples.mean(axis=0)
-            information = mutual_information(samples)
-        elif mc_samples:
-            information = np.zeros(0)
-        else:
-            probabilities = apply_temperature(probabilities, self.temperature)
+        """``predict``'s post-processing of the (temperature-scaled) probabilities: the CRF, the
+        labels where the probabilities changed, and the return type asked for."""
         if self.refine == "crf" and len(points):
             probabilities = refine_probabilities(points, probabilities, colors, self.config.refine)
-        if mc_samples or self.refine or self.temperature != 1.0:
+        if labels is None or self.refine or self.temperature != 1.0:
             labels = probabilities.argmax(axis=1)
         if uncertainty or mc_samples:
             return Prediction(labels, probabilities, entropy(probabilities), information)

@@ -79,3 +79,21 @@ def test_mc_dropout_arguments_are_checked(checkpoint, room):
         segmenter.predict(room["coord"], room["color"], mc_samples=-1)
     empty = segmenter.predict(np.zeros((0, 3)), uncertainty=True)
     assert empty.labels.shape == (0,) and empty.entropy.shape == (0,)
+
+
+def test_mc_dropout_runs_one_pass_per_sample_and_passes_intensity(checkpoint, room, monkeypatch):
+    """Every pass of MC dropout sees the caller's intensity, and no extra deterministic pass runs."""
+    import pcseg.segmenter
+
+    calls = []
+    real = pcseg.segmenter.segment_cloud
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs.get("intensity"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pcseg.segmenter, "segment_cloud", recording)
+    intensity = np.full(len(room["coord"]), 0.3, dtype=np.float32)
+    segmenter = Segmenter.from_checkpoint(checkpoint)
+    segmenter.predict(room["coord"], room["color"], mc_samples=3, intensity=intensity)
+    assert len(calls) == 3 and all(value is intensity for value in calls)
