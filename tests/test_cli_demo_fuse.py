@@ -7,22 +7,15 @@ import numpy as np
 import pytest
 
 from pcseg.cli import main
+from pcseg.testing import TINY_TRAINING
 
 TINY = [
+    *TINY_TRAINING,
     "data.train_rooms=2",
     "data.val_rooms=1",
     "data.points_per_room=4000",
-    "data.num_points=128",
-    "data.blocks_per_room=8",
-    "data.val_blocks_per_room=2",
-    "data.block_size=2.0",
-    "data.eval_stride=2.0",
-    "data.neighbours=8",
-    "model.width_multiplier=0.125",
-    "train.batch_size=4",
     "train.epochs=2",
     "train.time_budget_s=30",
-    "train.amp=none",
 ]
 
 

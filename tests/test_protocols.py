@@ -12,22 +12,15 @@ from pcseg.data import generate_room
 from pcseg.data.classes import S3DIS_CLASS_NAMES
 from pcseg.data.s3dis import prepare_s3dis
 from pcseg.protocols import merge_matrices, protocol_folds
+from pcseg.testing import TINY_TRAINING
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 POINTS_PER_ROOM = 2000
 TINY = [
-    "data.points_per_room=2000",
-    "data.num_points=128",
+    *TINY_TRAINING,
+    f"data.points_per_room={POINTS_PER_ROOM}",
     "data.blocks_per_room=4",
-    "data.val_blocks_per_room=2",
-    "data.block_size=2.0",
-    "data.eval_stride=2.0",
-    "data.neighbours=8",
-    "model.width_multiplier=0.125",
-    "train.batch_size=4",
-    "train.epochs=1",
-    "train.amp=none",
     "train.class_weights=none",
 ]
 
