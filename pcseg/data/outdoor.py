@@ -308,6 +308,40 @@ def _foliage(rng: np.random.Generator) -> float:
     return float(rng.uniform(0.3, 0.5))
 
 
+def _add_building_or_tree(b, rng: np.random.Generator, centre, half_extent, building_share: float) -> None:
+    """A building (a facade box of random height) or, otherwise, a tree crown on the same footprint.
+
+    Args:
+        b: the scene builder.
+        rng: the street's generator (drawn from in a fixed order, so streets stay reproducible).
+        centre: (x, y) of the footprint's centre in metres.
+        half_extent: (x, y) half sizes of the footprint in metres.
+        building_share: the probability of a building.
+    """
+    if rng.random() < building_share:
+        height = rng.uniform(6.0, 25.0)
+        b.add(
+            BOX,
+            (*centre, height / 2),
+            (*half_extent, height / 2),
+            0.0,
+            BUILDING,
+            rng.uniform(0.2, 0.6),
+            material=MATERIAL_FACADE,
+        )
+    else:
+        crown = rng.uniform(3.0, 6.0)
+        b.add(
+            ELLIPSOID,
+            (*centre, crown + 1.0),
+            (*half_extent, crown),
+            0.0,
+            VEGETATION,
+            _foliage(rng),
+            porosity=0.2,
+        )
+
+
 def _add_car(b: _Builder, x, y, yaw, label, speed=0.0, truck=False) -> None:
     """A car (body, glass cabin, four dark tyres) or a truck (cab and cargo box)."""
     rng = b.rng
@@ -540,28 +574,7 @@ def build_street(seed: int, length: float = 160.0) -> OutdoorScene:
             size = rng.uniform(10.0, 30.0)
             depth = rng.uniform(10.0, 20.0)
             centre = (end + math.copysign(depth / 2, end), y + size / 2)
-            if rng.random() < 0.7:
-                height = rng.uniform(6.0, 25.0)
-                b.add(
-                    BOX,
-                    (*centre, height / 2),
-                    (depth / 2, size / 2, height / 2),
-                    0.0,
-                    BUILDING,
-                    rng.uniform(0.2, 0.6),
-                    material=MATERIAL_FACADE,
-                )
-            else:
-                crown = rng.uniform(3.0, 6.0)
-                b.add(
-                    ELLIPSOID,
-                    (*centre, crown + 1.0),
-                    (depth / 2, size / 2, crown),
-                    0.0,
-                    VEGETATION,
-                    _foliage(rng),
-                    porosity=0.2,
-                )
+            _add_building_or_tree(b, rng, centre, (depth / 2, size / 2), building_share=0.7)
             y += size + rng.uniform(0.0, 3.0)
     # traffic in the lanes, leaving the scanner's own lane free near it
     for lane in range(lanes):
@@ -698,26 +711,5 @@ def _add_side(b: _Builder, segments, side, curb, sidewalk, verge, front) -> None
         size = rng.uniform(10.0, 40.0)
         depth = rng.uniform(10.0, 25.0)
         y = side * (front + rng.uniform(20.0, 35.0) + depth / 2)
-        if rng.random() < 0.6:
-            height = rng.uniform(6.0, 25.0)
-            b.add(
-                BOX,
-                (x + size / 2, y, height / 2),
-                (size / 2, depth / 2, height / 2),
-                0.0,
-                BUILDING,
-                rng.uniform(0.2, 0.6),
-                material=MATERIAL_FACADE,
-            )
-        else:
-            crown = rng.uniform(3.0, 6.0)
-            b.add(
-                ELLIPSOID,
-                (x + size / 2, y, crown + 1.0),
-                (size / 2, depth / 2, crown),
-                0.0,
-                VEGETATION,
-                _foliage(rng),
-                porosity=0.2,
-            )
+        _add_building_or_tree(b, rng, (x + size / 2, y), (size / 2, depth / 2), building_share=0.6)
         x += size + rng.uniform(0.0, 6.0)
