@@ -38,13 +38,9 @@ def read_velodyne_bin(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"LiDAR scan not found: {path}")
-    size = path.stat().st_size
-    if size % 16:
-        raise ValueError(
-            f"{path}: {size} bytes is not a whole number of points (16 bytes each: "
-            f"float32 x y z remission); the file is truncated or not a KITTI scan"
-        )
-    return np.fromfile(path, dtype="<f4").reshape(-1, 4)
+    from pcseg.formats.arrays import read_float_records
+
+    return read_float_records(path, 4, "x y z remission")
 
 
 def read_label_file(path: str | Path, num_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:

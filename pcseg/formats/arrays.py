@@ -46,7 +46,21 @@ TABLE_LAYOUTS = {
 }
 
 
-def _float_records(path: Path, values_per_point: int, layout: str) -> np.ndarray:
+def read_float_records(path: str | Path, values_per_point: int, layout: str) -> np.ndarray:
+    """Read a headerless file of little-endian float32 records (KITTI / nuScenes ``.bin``).
+
+    Args:
+        path: the file.
+        values_per_point: floats in one record.
+        layout: the records' fields in words, for the error message (``"x y z remission"``).
+
+    Returns:
+        records: (N, values_per_point) float32.
+
+    Raises:
+        ValueError: naming the file when its size is not a whole number of records.
+    """
+    path = Path(path)
     size = path.stat().st_size
     record = 4 * values_per_point
     if size % record:
@@ -74,7 +88,7 @@ def read_kitti_bin(path: str | Path) -> dict[str, np.ndarray]:
     Raises:
         ValueError: naming the file when its size is not a whole number of 16-byte points.
     """
-    scan = _float_records(Path(path), 4, "x y z remission")
+    scan = read_float_records(path, 4, "x y z remission")
     return dict(zip(("x", "y", "z", "intensity"), scan.T))
 
 
@@ -91,7 +105,7 @@ def read_nuscenes_bin(path: str | Path) -> dict[str, np.ndarray]:
     Raises:
         ValueError: naming the file when its size is not a whole number of 20-byte points.
     """
-    scan = _float_records(Path(path), 5, "x y z intensity ring")
+    scan = read_float_records(path, 5, "x y z intensity ring")
     return dict(zip(("x", "y", "z", "intensity", "ring"), scan.T))
 
 
