@@ -15,13 +15,13 @@ Arrays in are numpy arrays or torch tensors; arrays out are numpy.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from pcseg.utils.atomic import atomic_write
 
 __all__ = [
     "CalibrationBins",
@@ -134,14 +134,8 @@ class CalibrationBins:
         axes.set_title(f"{title}\nECE = {self.expected_calibration_error():.4f}, {int(self.counts.sum())} points")
         axes.legend(loc="upper left")
         figure.tight_layout()
-        handle, tmp = tempfile.mkstemp(suffix=".png.tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                figure.savefig(stream, format="png")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as stream:
+            figure.savefig(stream, format="png")
         return path
 
 

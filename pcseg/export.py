@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -54,6 +53,7 @@ from pcseg.config import Config, DataConfig
 from pcseg.data.blocks import predict_room
 from pcseg.inputs import block_inputs, input_channels, input_normals
 from pcseg.models import ACNNSeg, PointNetCls, PointNetSeg, PointNetSemSeg
+from pcseg.utils.atomic import atomic_path
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -316,17 +316,6 @@ def _check_out(out: Path) -> None:
             break
 
 
-def _write_atomic(out: Path, write) -> None:
-    """Calls ``write(tmp)`` for a temporary name beside ``out``, then renames it to ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def export_model(model: nn.Module, cfg: Config, out: str | Path, format: str = "onnx") -> dict:
     """Exports a pcseg model (see the module docstring).
 
@@ -363,12 +352,12 @@ def export_model(model: nn.Module, cfg: Config, out: str | Path, format: str = "
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         if format == "onnx":
-            _write_atomic(out, lambda tmp: _export_onnx(module, args, names, metadata, tmp))
+            with atomic_path(out) as tmp:
+                _export_onnx(module, args, names, metadata, tmp)
         else:
             traced = torch.jit.trace(module, args, check_trace=False)
-            _write_atomic(
-                out, lambda tmp: torch.jit.save(traced, str(tmp), _extra_files={"pcseg.json": json.dumps(metadata)})
-            )
+            with atomic_path(out) as tmp:
+                torch.jit.save(traced, str(tmp), _extra_files={"pcseg.json": json.dumps(metadata)})
     return {"out": str(out), "format": format, "inputs": names, "metadata": metadata}
 
 
