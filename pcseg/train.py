@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import gc
 import io
 import json
 import math
@@ -889,12 +890,32 @@ def train(
     checkpoint = check_training(cfg, resume, check_rooms=rooms is None)
     started_distributed = init_distributed(cfg.train.device)
     rank, world = _dist_info()
+    finished = False
     try:
         with run_folder_lock(cfg.train.out_dir) if rank == 0 else contextlib.nullcontext():
-            return _train(cfg, checkpoint, progress and rank == 0, stop_after_epochs, rooms, rank, world)
+            summary = _train(cfg, checkpoint, progress and rank == 0, stop_after_epochs, rooms, rank, world)
+        finished = True
+        return summary
     finally:
         if started_distributed:
-            dist.destroy_process_group()
+            end_distributed(finished)
+
+
+def end_distributed(finished: bool) -> None:
+    """Tears down the process group that ``init_distributed`` started, in the order gloo and
+    NCCL need: the DistributedDataParallel wrapper (kept alive by reference cycles through its
+    hooks) lets go of the group first, then every rank waits for the others, so none closes its
+    connections while a peer still works (rank 0 writes the checkpoints after the last
+    collective), then the group is destroyed.
+
+    Args:
+        finished: the run returned normally on this rank. After an error the others may never
+            arrive, so the wait is skipped.
+    """
+    gc.collect()
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def check_training(cfg: Config, resume: str | Path | None = None, check_rooms: bool = True) -> dict | None:
