@@ -1,6 +1,7 @@
 """`pcseg predict --bag` / `pcseg fuse --bag` on real bags written with rosbags from the samples."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -30,13 +31,13 @@ def kitti(shared_data):
     return read_velodyne_bin(folder / "velodyne.bin"), KittiCalibration.from_file(folder / "calib.txt"), folder
 
 
-def kitti_bag(tmp_path, kind, storage, scan, clouds=3):
+def kitti_bag(tmp_path, kind, storage, scan, clouds=3, start=T0):
     builder = BagBuilder(kind)
     for i in range(clouds):
         builder.cloud(
-            "/points", T0 + i * SECOND // 10, "velodyne", {"xyz": scan[:, :3] + [i, 0, 0], "intensity": scan[:, 3]}
+            "/points", start + i * SECOND // 10, "velodyne", {"xyz": scan[:, :3] + [i, 0, 0], "intensity": scan[:, 3]}
         )
-        builder.string("/chatter", T0 + i * SECOND // 10 + 5, f"hello {i}")
+        builder.string("/chatter", start + i * SECOND // 10 + 5, f"hello {i}")
     return builder.write(bag_name(tmp_path, kind, "in"), storage or "sqlite3")
 
 
@@ -128,9 +129,59 @@ def test_truncated_mcap_bag_keeps_its_whole_chunks(tmp_path, kitti):
     assert written.count("/points/labels") == summary["clouds"]
 
 
-def test_truncated_sqlite3_bag_names_the_file(tmp_path, kitti):
+def labelled_clouds_match_the_source(out, source, count):
+    """The first `count` clouds of `source` come back labelled in `out`, point for point."""
+    written = [m for t, _, m in read_bag(out, "ros2") if t == "/points/labels"]
+    clouds = [m for t, _, m in read_bag(source, "ros2") if t == "/points"][:count]
+    assert len(written) == len(clouds) == count
+    for labelled, cloud in zip(written, clouds):
+        xyz = pointcloud2_to_numpy(cloud)["xyz"]
+        np.testing.assert_array_equal(pointcloud2_to_numpy(labelled)["xyz"], xyz)
+        np.testing.assert_array_equal(pointcloud2_to_numpy(labelled)["label"], HeightSegmenter().predict(xyz)[0])
+
+
+def test_truncated_sqlite3_bag_keeps_what_is_readable(tmp_path, kitti):
     source = kitti_bag(tmp_path, "ros2", "sqlite3", kitti[0][::10], clouds=6)
-    truncate(next(source.glob("*.db3")), 0.6)
+    whole = tmp_path / "whole"
+    shutil.copytree(source, whole)
+    database = next(source.glob("*.db3"))
+    truncate(database, 0.6)  # sqlite itself calls this "database disk image is malformed"
+    cut = database.read_bytes()
+    summary = predict_bag(source, tmp_path / "out", "/points", HeightSegmenter(), show_progress=False)
+    assert 0 < summary["clouds"] < 6 and summary["messages"] >= 2 * summary["clouds"] - 1  # cloud, string, ...
+    assert f"bag {source} stops after {summary['messages']} messages" in summary["stopped"]
+    assert f"{database} ({len(cut)} bytes) stops after its" in summary["stopped"]
+    assert database.read_bytes() == cut  # read-only: sqlite wrote no journal and changed nothing
+    labelled_clouds_match_the_source(tmp_path / "out", whole, summary["clouds"])
+
+
+def test_sqlite3_bag_of_a_crashed_recording(tmp_path, kitti):
+    """rosbag2 writes metadata.yaml when a recording ends cleanly: a crash leaves the .db3
+    files alone, here a split bag of two whose second was cut."""
+    first = kitti_bag(tmp_path / "a", "ros2", "sqlite3", kitti[0][::10], clouds=3)
+    second = kitti_bag(tmp_path / "b", "ros2", "sqlite3", kitti[0][::10] + 100, clouds=4, start=T0 + SECOND)
+    whole = [m for t, _, m in read_bag(first, "ros2") + read_bag(second, "ros2") if t == "/points"]
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    shutil.copy(next(first.glob("*.db3")), crashed / "crashed_0.db3")
+    shutil.copy(next(second.glob("*.db3")), crashed / "crashed_1.db3")
+    truncate(crashed / "crashed_1.db3", 0.7)
+    summary = predict_bag(crashed, tmp_path / "out", "/points", HeightSegmenter(), show_progress=False)
+    assert 3 < summary["clouds"] < 7, summary
+    assert "crashed_1.db3" in summary["stopped"]
+    written = [m for t, _, m in read_bag(tmp_path / "out", "ros2") if t == "/points/labels"]
+    for labelled, cloud in zip(written, whole, strict=False):  # in recording order, file after file
+        np.testing.assert_array_equal(pointcloud2_to_numpy(labelled)["xyz"], pointcloud2_to_numpy(cloud)["xyz"])
+    assert "storage_identifier: sqlite3" in (tmp_path / "out" / "metadata.yaml").read_text()
+    (crashed / "crashed_0.db3").unlink()
+    (crashed / "crashed_1.db3").unlink()
+    with pytest.raises(ValueError, match="without metadata.yaml and without .db3 or .mcap files"):
+        predict_bag(crashed, tmp_path / "out2", "/points", HeightSegmenter(), show_progress=False)
+
+
+def test_unreadable_sqlite3_bag_names_the_file(tmp_path, kitti):
+    source = kitti_bag(tmp_path, "ros2", "sqlite3", kitti[0][::10], clouds=2)
+    truncate(next(source.glob("*.db3")), 0.001)  # not even the schema survives
     with pytest.raises(ValueError, match=f"cannot read bag {source}"):
         predict_bag(source, tmp_path / "out", "/points", HeightSegmenter(), show_progress=False)
 

@@ -105,8 +105,8 @@ class Bag:
             kind, storage = "ros1", None
         else:
             raise ValueError(f"bag {path} is neither a ROS 1 .bag file nor a ROS 2 bag folder (with metadata.yaml)")
-        reader = Reader(path)
         try:
+            reader = Reader(path)
             reader.open()
         except Exception as error:  # rosbags raises its own ReaderError and plain OSErrors
             reader = _unindexed_reader(path, kind, storage, error)
@@ -175,24 +175,52 @@ class Bag:
 
 
 def _unindexed_reader(path: Path, kind: str, storage: str | None, error: Exception):
-    """A bag whose index is missing or damaged (cut short), read record by record: a ROS 1
-    bag, or a ROS 2 bag of one MCAP file. Anything else raises ValueError naming the bag."""
-    from pcseg.ros.truncated import SequentialRosbag1Reader, truncated_mcap_reader
+    """A bag whose index or metadata is missing or damaged (cut short), read record by record:
+    a ROS 1 bag, a ROS 2 bag of one MCAP file, or a ROS 2 sqlite3 bag (split into several
+    files or not). Anything else raises ValueError naming the bag."""
+    from pcseg.ros.truncated import SequentialRosbag1Reader, TruncatedSqlite3Reader, truncated_mcap_reader
 
-    files = sorted(path.glob("*.mcap")) if kind == "ros2" and storage == "mcap" else []
-    if kind == "ros2" and len(files) != 1:
+    files = _ros2_files(path, storage) if kind == "ros2" else []
+    if kind == "ros2" and (not files or (storage == "mcap" and len(files) != 1)):
         raise ValueError(f"cannot read bag {path}: {error}") from error
     try:
-        if kind == "ros2":
+        if kind == "ros2" and storage == "mcap":
             reader = truncated_mcap_reader(files[0])
         else:
-            reader = SequentialRosbag1Reader(path)
+            reader = TruncatedSqlite3Reader(files) if kind == "ros2" else SequentialRosbag1Reader(path)
             reader.open()
     except Exception as second:  # neither the index nor a record-by-record walk can read it
         raise ValueError(f"cannot read bag {path}: {error}; reading record by record: {second}") from error
     if not reader.connections:
         raise ValueError(f"cannot read bag {path}: {error}; {reader.stopped or 'it holds no connection'}") from error
     return reader
+
+
+def _ros2_files(path: Path, storage: str | None) -> list[Path]:
+    """The storage files of a ROS 2 bag folder in recording order: as `metadata.yaml` lists
+    them, or, without one (a recording that crashed), by the number rosbag2 ends their names with."""
+    import re
+
+    import yaml
+
+    metadata = path / "metadata.yaml"
+    if metadata.exists():
+        try:
+            info = (yaml.safe_load(metadata.read_text()) or {}).get("rosbag2_bagfile_information", {})
+            if info.get("compression_format"):
+                raise ValueError(f"bag {path} is compressed ({info['compression_format']}): read whole bags only")
+            listed = [path / name for name in info.get("relative_file_paths", [])]
+            if listed and all(file.exists() for file in listed):
+                return listed
+        except (yaml.YAMLError, AttributeError, TypeError):
+            pass  # a damaged metadata file: fall back on the files themselves
+    suffix = ".mcap" if storage == "mcap" else ".db3"
+
+    def number(file: Path) -> tuple[int, str]:
+        match = re.search(r"(\d+)$", file.stem)
+        return (int(match.group(1)) if match else -1, file.name)
+
+    return sorted(path.glob(f"*{suffix}"), key=number)
 
 
 def _describe(error: Exception) -> str:
@@ -202,14 +230,24 @@ def _describe(error: Exception) -> str:
 
 
 def _ros2_storage(path: Path) -> str:
-    """The storage_identifier of a ROS 2 bag folder (sqlite3, mcap)."""
+    """The storage_identifier of a ROS 2 bag folder (sqlite3, mcap); without `metadata.yaml`
+    (rosbag2 writes it when a recording ends cleanly), the kind of storage file it holds."""
     import yaml
 
     metadata = path / "metadata.yaml"
     if not metadata.exists():
-        raise ValueError(f"{path} is a folder without metadata.yaml: not a ROS 2 bag")
-    info = yaml.safe_load(metadata.read_text()) or {}
-    return info.get("rosbag2_bagfile_information", {}).get("storage_identifier", "sqlite3")
+        kinds = {"sqlite3": list(path.glob("*.db3")), "mcap": list(path.glob("*.mcap"))}
+        found = [kind for kind, files in kinds.items() if files]
+        if len(found) != 1:
+            raise ValueError(
+                f"{path} is a folder without metadata.yaml and without .db3 or .mcap files: not a ROS 2 bag"
+            )
+        return found[0]
+    try:
+        info = yaml.safe_load(metadata.read_text()) or {}
+        return info.get("rosbag2_bagfile_information", {}).get("storage_identifier", "sqlite3")
+    except (yaml.YAMLError, AttributeError) as error:
+        raise ValueError(f"{metadata} cannot be read: {error}") from error
 
 
 class _BagWriter:

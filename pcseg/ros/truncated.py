@@ -3,8 +3,14 @@
 A ROS 1 bag and an MCAP file (ROS 2) write their index at the end, so a truncated one has
 none and `rosbags`' readers refuse it (as `rosbag play` does until `rosbag reindex`). The
 records before the cut are intact: these readers walk them in file order and stop at the
-first incomplete one, saying where (`stopped`). A truncated ROS 2 sqlite3 bag is not
-handled: sqlite cannot open a database missing its pages.
+first incomplete one, saying where (`stopped`).
+
+A ROS 2 sqlite3 bag cut short is refused by sqlite itself ("database disk image is malformed":
+its header names more pages than the file holds). With `PRAGMA writable_schema=ON` sqlite
+takes the file's own size instead, and every message whose pages (its overflow pages
+included) lie before the cut reads back intact; the first one that does not raises, and
+reading stops there. rosbag2 writes `metadata.yaml` only when a recording ends cleanly, so
+these readers need none.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["SequentialRosbag1Reader", "TruncatedBag", "truncated_mcap_reader"]
+__all__ = ["SequentialRosbag1Reader", "TruncatedBag", "TruncatedSqlite3Reader", "truncated_mcap_reader"]
 
 _MAGIC = b"#ROSBAG V2.0\n"
 
@@ -181,3 +187,131 @@ def truncated_mcap_reader(path: str | Path):
     reader = TruncatedMcapReader(Path(path))
     reader.open()
     return reader
+
+
+class TruncatedSqlite3Reader:
+    """The `.db3` files of a ROS 2 sqlite3 bag read row by row in recording order, through a
+    cut at the end of the last file, with the `connections` / `messages` interface of
+    `rosbags`' readers. Connections of several files (a split bag) are merged by topic and type.
+
+    Args:
+        paths: the bag's `.db3` files in recording order.
+    """
+
+    def __init__(self, paths: list[Path]):
+        self.paths = [Path(path) for path in paths]
+        self.connections: list = []
+        self.stopped: str | None = None  # where the readable part ends, None for a whole bag
+        self._ids: list[dict[int, int]] = []  # per file: its topics.id -> connection id
+
+    def open(self) -> None:
+        """Read each file's topics and count its readable messages (one pass over the rows)."""
+        from rosbags.interfaces import Connection, ConnectionExtRosbag2
+        from rosbags.rosbag2.metadata import parse_qos
+
+        merged: dict[tuple[str, str], Connection] = {}
+        counts: dict[int, int] = {}
+        for path in self.paths:
+            database = _open_cut_database(path)
+            try:
+                ids = {}
+                for topic_id, name, msgtype, serialization, qos, digest in _topics(database, path):
+                    if (name, msgtype) not in merged:
+                        ext = ConnectionExtRosbag2(serialization, parse_qos(qos) if qos else [])
+                        definition = _definition(database, msgtype)
+                        merged[name, msgtype] = Connection(
+                            len(merged) + 1, name, msgtype, definition, digest, 0, ext, self
+                        )
+                    ids[topic_id] = merged[name, msgtype].id
+                self._ids.append(ids)
+                for (topic_id,) in _rows(database, path, "topic_id", self):
+                    counts[ids.get(topic_id, 0)] = counts.get(ids.get(topic_id, 0), 0) + 1
+            finally:
+                database.close()
+            if self.stopped:  # the files after a cut file are not read
+                break
+        self.connections = [c._replace(msgcount=counts.get(c.id, 0)) for c in merged.values()]
+
+    def close(self) -> None:
+        pass
+
+    def messages(self, connections=()) -> Iterator[tuple[object, int, bytes]]:
+        """(connection, timestamp ns, raw bytes) in recording order; raises `TruncatedBag` at the cut."""
+        by_id = {connection.id: connection for connection in self.connections}
+        wanted = {connection.id for connection in connections} or set(by_id)
+        for path, ids in zip(self.paths, self._ids):
+            database = _open_cut_database(path)
+            try:
+                for topic_id, timestamp, data in _rows(database, path, "topic_id, timestamp, data", None):
+                    connection_id = ids.get(topic_id)
+                    if connection_id in wanted:
+                        yield by_id[connection_id], timestamp, data
+            finally:
+                database.close()
+
+
+def _open_cut_database(path: Path):
+    import sqlite3
+
+    # immutable: sqlite takes no lock and writes nothing (no journal), so the bag is never touched
+    database = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    database.execute("PRAGMA writable_schema=ON")
+    return database
+
+
+def _topics(database, path: Path) -> list[tuple[int, str, str, str, str, str]]:
+    """(id, name, type, serialization_format, offered_qos_profiles, type hash) of every topic,
+    for each of rosbag2's schema versions (the last columns came in later versions)."""
+    import sqlite3
+
+    try:
+        columns = {row[1] for row in database.execute("PRAGMA table_info(topics)")}
+        if not {"id", "name", "type"} <= columns:
+            raise TruncatedBag(f"{path} is not a rosbag2 sqlite3 file: it has no topics table")
+        wanted = [
+            "id",
+            "name",
+            "type",
+            "serialization_format" if "serialization_format" in columns else "'cdr'",
+            "offered_qos_profiles" if "offered_qos_profiles" in columns else "''",
+            "type_description_hash" if "type_description_hash" in columns else "''",
+        ]
+        return database.execute(f"SELECT {', '.join(wanted)} FROM topics ORDER BY id").fetchall()
+    except sqlite3.DatabaseError as error:
+        raise TruncatedBag(f"{path}: its topics table cannot be read (sqlite: {error})") from None
+
+
+def _definition(database, msgtype: str):
+    """The message definition a rosbag2 file of schema 4 or later stores for `msgtype`."""
+    import sqlite3
+
+    from rosbags.interfaces import MessageDefinition, MessageDefinitionFormat
+
+    formats = {"ros2msg": MessageDefinitionFormat.MSG, "ros2idl": MessageDefinitionFormat.IDL}
+    try:
+        row = database.execute(
+            "SELECT encoding, encoded_message_definition FROM message_definitions WHERE topic_type = ?", (msgtype,)
+        ).fetchone()
+    except sqlite3.DatabaseError:  # no such table (older schemas), or it lies past the cut
+        row = None
+    if row is None or row[0] not in formats:
+        return MessageDefinition(MessageDefinitionFormat.NONE, "")
+    return MessageDefinition(formats[row[0]], row[1])
+
+
+def _rows(database, path: Path, columns: str, owner) -> Iterator[tuple]:
+    """The `messages` rows in insertion order (the rowid b-tree: no index needed) up to the
+    first unreadable one. With `owner`, the cut is recorded in `owner.stopped` and the rows
+    end quietly; without, `TruncatedBag` is raised there."""
+    import sqlite3
+
+    read = 0
+    try:
+        for row in database.execute(f"SELECT {columns} FROM messages ORDER BY id"):
+            yield row
+            read += 1
+    except sqlite3.DatabaseError as error:
+        where = f"{path} ({path.stat().st_size} bytes) stops after its {read} readable messages (sqlite: {error})"
+        if owner is None:
+            raise TruncatedBag(where) from None
+        owner.stopped = where
