@@ -93,8 +93,18 @@ std::tuple<at::Tensor, at::Tensor> three_interpolate_backward_cpu(const at::Tens
           const int64_t src = ip[flat * 3 + j];
           if (src < 0) continue;
           const scalar_t* frow = f + (b * m + src) * C;
+          // kLanes partial sums: one running sum is a chain of dependent adds that the
+          // compiler may not reorder (no -ffast-math), so it would neither vectorise nor
+          // pipeline.
+          constexpr int64_t kLanes = 8;
+          scalar_t lanes[kLanes] = {};
+          int64_t c = 0;
+          for (; c + kLanes <= C; c += kLanes) {
+            for (int64_t l = 0; l < kLanes; ++l) lanes[l] += grow[c + l] * frow[c + l];
+          }
           scalar_t acc = 0;
-          for (int64_t c = 0; c < C; ++c) acc += grow[c] * frow[c];
+          for (; c < C; ++c) acc += grow[c] * frow[c];
+          for (int64_t l = 0; l < kLanes; ++l) acc += lanes[l];
           gw[flat * 3 + j] = acc;
         }
       }
