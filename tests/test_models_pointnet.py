@@ -201,3 +201,35 @@ def test_feature_transform_regulariser_has_the_official_scale():
     a = 2 * torch.eye(3, dtype=torch.float64).expand(4, 3, 3)  # I - 4I = -3I: squared norm 27 per cloud
     assert feature_transform_regularizer(a).item() == pytest.approx(0.5 * 4 * 27)
     assert feature_transform_regularizer(a, reduction="mean").item() == pytest.approx(27)
+
+
+@pytest.mark.parametrize("p", [0.3, 0.4, 0.5, 0.7])
+def test_dropout_mask_has_the_right_statistics(p):
+    """pcseg's Dropout (four 16-bit uniforms per 64-bit draw) drops a fraction p, scales the rest
+    by 1 / (1 - p), keeps the mean, is reproducible under manual_seed and leaves eval mode alone."""
+    from pcseg.models.layers import Dropout, dropout_scale
+
+    x = torch.ones(3, 1001, 67)  # numel not a multiple of 4
+    scale = dropout_scale(x, p)
+    assert scale.shape == x.shape and scale.dtype == x.dtype
+    values = torch.unique(scale).tolist()
+    assert values == [0.0, pytest.approx(1 / (1 - p))]
+    n = x.numel()
+    dropped = int((scale == 0).sum())
+    assert abs(dropped - p * n) < 5 * (n * p * (1 - p)) ** 0.5  # five binomial standard deviations
+    # no lane of the 64-bit words is biased: each of the 4 interleaved lanes drops a fraction p
+    lanes = (scale.reshape(-1)[: n // 4 * 4] == 0).reshape(-1, 4).float().mean(0)
+    assert torch.all((lanes - p).abs() < 5 * (p * (1 - p) / (n // 4)) ** 0.5), lanes
+    layer = Dropout(p).train()
+    torch.manual_seed(3)
+    a = layer(x)
+    torch.manual_seed(3)
+    assert torch.equal(layer(x), a)
+    assert abs(float(a.mean()) - 1.0) < 0.02
+    assert torch.equal(layer.eval()(x), x)
+    x.requires_grad_(True)
+    layer.train()
+    torch.manual_seed(4)
+    layer(x).sum().backward()
+    torch.manual_seed(4)
+    assert torch.equal(x.grad, dropout_scale(x, p))
