@@ -1,10 +1,11 @@
 """The demo's training step, A-CNN against PointNet: time per step and where A-CNN's time goes.
 
-    .venv/bin/python benchmarks/bm_acnn_step.py [--batch 8] [--points 1024] [--repeats 10] [--amp auto|none]
+    .venv/bin/python benchmarks/bm_acnn_step.py [--batch 8] [--points 1024] [--min-run-time 20] [--amp auto|none]
 
 One step is what ``pcseg demo`` runs: forward on a batch of 1 m blocks with the demo's inputs
 (xyz, rgb and the 7 local-geometry channels, whose normals A-CNN also takes as its normals),
-cross-entropy, backward and an Adam step. Models at the demo's settings (``pcseg.demo.rooms``):
+cross-entropy, backward and the demo's optimiser step (``pcseg.train.build_optimizer``). Models at the
+demo's settings (``pcseg.demo.rooms``):
 PointNet (S3DIS network) and A-CNN (block preset, the authors' decoder), at their demo widths.
 Then one profiled A-CNN step: the share of each native op (``pcseg::*``) and of the PyTorch
 layers. Prints the load average with each figure: the machine may be shared.
@@ -19,14 +20,15 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
+from _common import interleaved_ms
 from torch.profiler import ProfilerActivity, profile
-from torch.utils import benchmark
 
 from pcseg.config import config_from_dict
 from pcseg.demo.rooms import DEMO_MODELS, DEMO_SETTINGS
 from pcseg.inputs import geometric_features, input_normals
 from pcseg.predict import autocast_dtype
 from pcseg.testing import room_blocks
+from pcseg.train import build_optimizer
 
 
 def demo_model(name: str, num_points: int):
@@ -50,7 +52,7 @@ def demo_batch(batch: int, num_points: int):
 
 
 def make_step(model, cfg, points, features, labels, amp_dtype):
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = build_optimizer(cfg, model)
     normals = input_normals(features, cfg.data)
 
     def step():
@@ -85,7 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--points", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--min-run-time", type=float, default=20.0, help="seconds of interleaved rounds")
     parser.add_argument("--amp", default="auto", help="train.amp: auto, bf16 or none")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -93,24 +95,21 @@ def main() -> None:
     points, features, labels = demo_batch(args.batch, args.points)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, B={args.batch} x N={args.points}, "
-        f"demo inputs, forward + backward + Adam, autocast {amp_dtype or 'off'}",
+        f"demo inputs, forward + backward + optimiser step, autocast {amp_dtype or 'off'}",
         flush=True,
     )
-    seconds = {}
     steps = {}
     for name in DEMO_MODELS:
         model, cfg = demo_model(name, args.points)
-        step = make_step(model, cfg, points, features, labels, amp_dtype)
-        step()  # warm-up
-        seconds[name] = benchmark.Timer("step()", globals={"step": step}).timeit(args.repeats).median
-        steps[name] = step
+        steps[name] = make_step(model, cfg, points, features, labels, amp_dtype)
         params = sum(p.numel() for p in model.parameters())
-        print(
-            f"{name:<10} x{cfg.model.width_multiplier:<5} {params:>10,} params  {1000 * seconds[name]:8.1f} ms/step"
-            f"  ({load()})",
-            flush=True,
-        )
-    print(f"acnn / pointnet step: {seconds['acnn'] / seconds['pointnet']:.2f}x", flush=True)
+        print(f"{name:<10} x{cfg.model.width_multiplier:<5} {params:>10,} params", flush=True)
+    # Interleaved rounds: the ratio of each round's two steps, not of two medians taken one
+    # after the other, which moves with the machine's drift.
+    ms, ratios = interleaved_ms(steps, args.min_run_time)
+    for name in steps:
+        print(f"{name:<10} {ms[name]:8.1f} ms/step (median)  ({load()})", flush=True)
+    print(f"acnn / pointnet step: {ratios['acnn']:.2f}x (median of interleaved rounds; target <= 1.5x)", flush=True)
     print("A-CNN step, self CPU time shares (torch.profiler):")
     for key, share in op_shares(steps["acnn"]):
         print(f"  {key:<40}{share:8.1%}")
