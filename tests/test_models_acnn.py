@@ -33,21 +33,27 @@ def _small_block_model(num_points=128, in_channels=6, width_multiplier=0.5, **kw
     )
 
 
-def test_circular_conv_is_conv1d_with_circular_padding():
+@pytest.mark.parametrize("in_channels,out_channels", [(5, 7), (7, 5), (6, 6)])
+def test_circular_conv_is_conv1d_with_circular_padding(in_channels, out_channels):
+    """Both ways of computing it (rolled inputs when C_in <= C_out, rolled taps otherwise)."""
     torch.manual_seed(0)
-    conv = CircularConv(5, 7)
-    ref = torch.nn.Conv1d(5, 7, 3, padding=1, padding_mode="circular")
+    conv = CircularConv(in_channels, out_channels)
+    ref = torch.nn.Conv1d(in_channels, out_channels, 3, padding=1, padding_mode="circular")
     ref.weight.data.copy_(conv.weight.data)
     ref.bias.data.copy_(conv.bias.data)
     for k in (1, 2, 6):
-        x = torch.randn(2, 4, k, 5, dtype=torch.float32, requires_grad=True)
+        x = torch.randn(2, 4, k, in_channels, dtype=torch.float32, requires_grad=True)
         ours = conv(x)
-        theirs = ref(x.reshape(8, k, 5).transpose(1, 2)).transpose(1, 2).reshape(2, 4, k, 7)
+        theirs = ref(x.reshape(8, k, in_channels).transpose(1, 2)).transpose(1, 2).reshape(2, 4, k, out_channels)
         torch.testing.assert_close(ours, theirs)
         g = torch.randn_like(ours)
-        torch.testing.assert_close(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(theirs, x, g)[0])
+        for mine, reference in zip(
+            torch.autograd.grad(ours, (x, conv.weight, conv.bias), g),
+            torch.autograd.grad(theirs, (x, ref.weight, ref.bias), g),
+        ):
+            torch.testing.assert_close(mine, reference)
     # shifting the ring shifts the output (the operator is circular, not zero-padded)
-    x = torch.randn(1, 1, 6, 5)
+    x = torch.randn(1, 1, 6, in_channels)
     torch.testing.assert_close(conv(torch.roll(x, 2, dims=2)), torch.roll(conv(x), 2, dims=2))
 
 

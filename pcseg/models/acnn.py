@@ -229,11 +229,13 @@ class CircularConv(nn.Module):
     ``y_j = W_0 x_{j-1} + W_1 x_j + W_2 x_{j+1}`` with indices mod K, i.e. exactly
     ``nn.Conv1d(C_in, C_out, 3, padding=1, padding_mode="circular", bias=bias)`` applied to
     each ring (``weight (C_out, C_in, 3)`` and ``bias (C_out,)`` have that layout). Computed as
-    one matrix product ``C_in -> 3 C_out`` (the three taps) and two rolls along the ring: no
-    sliced views, whose backward would zero-fill and copy a tap-sized tensor each, and no
-    ``(1, 3)`` ``Conv2d`` on ``(B, C, M, K)``, which the CPU runs slower. The bias is on by
-    default because the authors' ``tf_util.conv2d`` has one (it is redundant before batch norm
-    but counts in their parameter totals).
+    one matrix product and two rolls along the ring, the rolls on the narrower side: when
+    ``C_in <= C_out`` the inputs are rolled and the three neighbours concatenated
+    (``3 C_in -> C_out``), else the product gives the three taps (``C_in -> 3 C_out``) and the
+    taps are rolled. No sliced views, whose backward would zero-fill and copy a tap-sized
+    tensor each, and no ``(1, 3)`` ``Conv2d`` on ``(B, C, M, K)``, which the CPU runs slower.
+    The bias is on by default because the authors' ``tf_util.conv2d`` has one (it is redundant
+    before batch norm but counts in their parameter totals).
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
@@ -250,6 +252,10 @@ class CircularConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.out_channels
+        if self.in_channels <= c:
+            # (x_{j-1}, x_j, x_{j+1}) side by side, against weight laid out (C_out, tap, C_in)
+            neighbours = torch.cat([x.roll(1, dims=-2), x, x.roll(-1, dims=-2)], dim=-1)
+            return F.linear(neighbours, self.weight.permute(0, 2, 1).reshape(c, 3 * self.in_channels), self.bias)
         taps = F.linear(x, self.weight.permute(2, 0, 1).reshape(3 * c, self.in_channels))  # (B, M, K, 3 C_out)
         # split, not unflatten + unbind: the ONNX trace of unflatten freezes the batch and ring sizes
         previous, centre, following = taps.split(c, dim=-1)
