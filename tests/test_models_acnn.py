@@ -264,3 +264,32 @@ def test_demo_model_flag_builds_the_authors_decoder_with_normals_once(tmp_path):
     assert len(model.up) == 3 and model.global_mlp is None
     with pytest.raises(ValueError, match="model must be one of"):
         demo_config(tmp_path, model="pointnet2")
+
+
+@pytest.mark.parametrize("level_channels,skip_channels,widths", [(32, 0, [8, 8]), (32, 5, [8]), (8, 5, [16, 8])])
+def test_decoder_branch_projects_before_interpolating_with_the_same_result(level_channels, skip_channels, widths):
+    """upsample_level takes the first layer's product before the interpolation when that layer is
+    narrower than the level: the same function (and gradients) as interpolate, append, MLP."""
+    from pcseg.models.acnn import interpolate, upsample_level
+    from pcseg.models.layers import SharedMLP
+    from pcseg.ops.three_nn_interpolate import _weights
+
+    torch.manual_seed(0)
+    up = SharedMLP(level_channels + skip_channels, widths).train()
+    coarse = torch.randn(2, 6, level_channels, requires_grad=True)
+    skip = torch.randn(2, 40, skip_channels, requires_grad=True) if skip_channels else None
+    index = torch.randint(0, 6, (2, 40, 3))
+    index[0, :5, 2] = -1  # fewer than 3 known points
+    weight = _weights(torch.rand(2, 40, 3) + 0.1, index)
+    mask = torch.ones(2, 40, dtype=torch.bool)
+    mask[1, 30:] = False
+    ours = upsample_level(up, coarse, index, weight, skip, mask)
+    direct = interpolate(coarse, index, weight)
+    if skip is not None:
+        direct = torch.cat([direct, skip], dim=-1)
+    reference = up.forward_channels_last(direct.contiguous(), mask)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(ours)
+    inputs = [coarse, *up.parameters()] + ([skip] if skip is not None else [])
+    for mine, theirs in zip(torch.autograd.grad(ours, inputs, g), torch.autograd.grad(reference, inputs, g)):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)

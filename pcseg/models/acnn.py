@@ -223,6 +223,48 @@ def interpolate(features: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor)
     return rows[:, :, 0] * w[:, :, 0] + rows[:, :, 1] * w[:, :, 1] + rows[:, :, 2] * w[:, :, 2]
 
 
+def upsample_level(
+    up: SharedMLP,
+    coarse: torch.Tensor,
+    index: torch.Tensor,
+    weight: torch.Tensor,
+    skip: torch.Tensor | None,
+    mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """One branch of the authors' decoder: a level's features interpolated to the input points,
+    the skip features appended (level 1), then the branch's shared MLP ``up``.
+
+    When ``up``'s first layer is narrower than the level's features, that layer's product is
+    taken on the level's few points before the interpolation instead of after: both are linear,
+    so the result is the same, and the interpolation (and its backward) moves the narrower
+    features. The skip features get their share of the product at the points, and the bias is
+    added once, after the sum.
+
+    Args:
+        up: the branch's ``SharedMLP`` (first layer ``C_level + C_skip -> C_up``).
+        coarse: (B, M, C_level) float features of the level's centres.
+        index: (B, N, 3) int64 nearest centres of each point (-1 where fewer than 3).
+        weight: (B, N, 3) float their weights (0 at -1 slots).
+        skip: (B, N, C_skip) float input features of the points, or None.
+        mask: (B, N) bool real points, or None.
+
+    Returns:
+        features: (B, N, C_out) of ``up``.
+    """
+    first = up.convs[0].weight.squeeze(-1)  # (C_up, C_level + C_skip)
+    c_level = coarse.shape[-1]
+    if first.shape[0] >= c_level:
+        x = interpolate(coarse, index, weight)
+        if skip is not None:
+            x = torch.cat([x, skip], dim=-1)
+        return up.forward_channels_last(x.contiguous(), mask)
+    # back to the features' dtype under autocast: the native interpolation takes float32 / float64
+    x = interpolate(F.linear(coarse, first[:, :c_level]).to(coarse.dtype), index, weight)
+    if skip is not None:
+        x = x + F.linear(skip, first[:, c_level:])
+    return up.forward_channels_last(x + up.convs[0].bias, mask, first_applied=True)
+
+
 class CircularConv(nn.Module):
     """Kernel-3 circular convolution along the ring axis of channels-last ``(B, M, K, C_in)``.
 
@@ -679,10 +721,8 @@ class ACNNSeg(nn.Module):
                 ups.append(up(glob[:, :, None])[:, :, 0][:, None, :].expand(b, n, -1))
                 continue
             index, weight = neighbourhoods[f"interp_index_{level}"], neighbourhoods[f"interp_weight_{level}"]
-            x = interpolate(feats[level], index, weight)
-            if level == 1 and feats[0] is not None:
-                x = torch.cat([x, feats[0]], dim=-1)
-            ups.append(up.forward_channels_last(x.contiguous(), mask))
+            skip = feats[0] if level == 1 else None
+            ups.append(upsample_level(up, feats[level], index, weight, skip, mask))
         parts = ups[::-1] + ([one_hot[:, None, :].expand(b, n, -1)] if one_hot is not None else []) + [points]
         x = torch.cat([p.to(points.dtype) for p in parts], dim=-1)
         for i, layer in enumerate(self.head):

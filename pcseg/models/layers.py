@@ -278,14 +278,18 @@ class SharedMLP(nn.Module):
             x = F.relu(self.norms[i](conv(x), mask, channels_last=False))
         return x
 
-    def forward_channels_last(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_channels_last(
+        self, h: torch.Tensor, mask: torch.Tensor | None = None, first_applied: bool = False
+    ) -> torch.Tensor:
         """``h (B, N, C_in)`` contiguous, ``mask (B, N)`` or None -> ``(B, N, C_out)``; what
-        ``forward`` computes, without its two transposes."""
+        ``forward`` computes, without its two transposes. ``first_applied``: ``h`` already holds
+        the first convolution's output (bias included), computed by the caller."""
         n = len(self.convs)
         for i, conv in enumerate(self.convs):
             if self.last_plain and i == n - 1 and self.dropout is not None:
                 h = self.dropout(h)
-            h = F.linear(h, conv.weight.squeeze(-1), conv.bias)
+            if not (first_applied and i == 0):
+                h = F.linear(h, conv.weight.squeeze(-1), conv.bias)
             if not (self.last_plain and i == n - 1):
                 h = F.relu(self.norms[i](h, mask, channels_last=True))
         return h
