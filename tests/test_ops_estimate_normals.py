@@ -86,3 +86,32 @@ def test_blocks_of_a_room_face_its_interior():
     normals = input_normals(features, data)
     expected = torch.where(torch.as_tensor(blocks["label"]) == 1, 1.0, -1.0)
     assert (normals[..., 0] * expected > 0.99).all()
+
+
+def test_smallest_eigenvalue_in_closed_form_matches_lapack():
+    """geometric_features' surface variation takes the smallest covariance eigenvalue from the
+    closed-form cubic: it agrees with eigvalsh on planes, lines, blobs, tiny and large scales,
+    multiples of I and zeros."""
+    from pcseg.inputs import smallest_eigenvalue
+
+    torch.manual_seed(0)
+    shapes = [torch.tensor(s) for s in ([1.0, 1.0, 1e-4], [1.0, 1e-4, 1e-4], [1.0, 1.0, 1.0], [3.0, 1.0, 0.5])]
+    for scale in (1e-5, 1.0, 1e4):
+        for shape in shapes:
+            x = torch.randn(5000, 16, 3) * shape * scale
+            x = x @ torch.linalg.qr(torch.randn(3, 3))[0]  # a random orientation
+            x = x - x.mean(1, keepdim=True)
+            covariance = x.transpose(1, 2) @ x / 16  # float32: symmetric to rounding only
+            reference = torch.linalg.eigvalsh(((covariance + covariance.mT) / 2).double())
+            smallest, trace = smallest_eigenvalue(covariance)
+            assert smallest.dtype == torch.float64 and smallest.shape == (5000,)
+            total = reference.sum(-1)
+            # a near-double root (the line) costs the cubic's solution sqrt(eps) of the trace
+            assert float(((smallest - reference[:, 0]).abs() / total).max()) < 1e-7
+            assert float(((trace - total).abs() / total).max()) < 1e-12
+    special = torch.stack(
+        [2 * torch.eye(3), torch.zeros(3, 3), torch.outer(torch.arange(1.0, 4.0), torch.arange(1.0, 4.0))]
+    )
+    smallest, trace = smallest_eigenvalue(special)
+    torch.testing.assert_close(smallest, torch.tensor([2.0, 0.0, 0.0], dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(trace, torch.tensor([6.0, 0.0, 14.0], dtype=torch.float64))
