@@ -142,8 +142,9 @@ class Bag:
             raise ValueError(f"bag {self.path}: topic {topic!r} holds {topics[topic]}, not {msgtype}")
 
     def messages(self, topics=None) -> Iterator[tuple[object, int, bytes]]:
-        """(connection, bag timestamp ns, raw bytes) in time order; stops at the first
-        unreadable record and records where in `stopped`."""
+        """(connection, bag timestamp ns, raw bytes) in time order (in recording order for a
+        bag read record by record); stops at the first unreadable record and records where in
+        `stopped`."""
         connections = [c for c in self.reader.connections if topics is None or c.topic in topics]
         self._read, last = 0, None
         iterator = self.reader.messages(connections=connections)
