@@ -456,7 +456,6 @@ def save_config(cfg: Config, path: str | Path) -> None:
         cfg: the config.
         path: the YAML file to write.
     """
-    from pcseg.utils.atomic import atomic_write
+    from pcseg.utils.atomic import atomic_write_file
 
-    with atomic_write(path) as handle:
-        handle.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).encode())
+    atomic_write_file(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

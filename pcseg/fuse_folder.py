@@ -60,6 +60,7 @@ import numpy as np
 from pcseg.bridge.camera import KittiCalibration, PinholeCamera
 from pcseg.fuser import Fuser
 from pcseg.io import normalize_palette
+from pcseg.utils.atomic import atomic_write_file
 from pcseg.utils.progress import progress as progress_over
 
 __all__ = ["MANIFEST_NAME", "MANIFEST_NAMES", "fuse_folder", "fuser_from_folder", "write_frames_folder"]
@@ -481,5 +482,5 @@ def write_frames_folder(
     # One key, and one frame, per line: readable and diffable.
     header = ",\n".join(f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in manifest.items())
     frame_lines = ",\n".join(f"    {json.dumps(entry)}" for entry in entries)
-    (folder / MANIFEST_NAME).write_text("{\n" + header + ',\n  "frames": [\n' + frame_lines + "\n  ]\n}\n")
+    atomic_write_file(folder / MANIFEST_NAME, "{\n" + header + ',\n  "frames": [\n' + frame_lines + "\n  ]\n}\n")
     return folder

@@ -26,6 +26,7 @@ import torch
 from pcseg.config import Config
 from pcseg.evaluate import class_names_for, format_scores, scores_to_dict, scores_without_ignored
 from pcseg.metrics import ConfusionMatrix, SegmentationScores
+from pcseg.utils.atomic import atomic_write_file
 
 __all__ = ["PROTOCOLS", "protocol_folds", "merge_matrices", "run_s3dis_protocol"]
 
@@ -140,6 +141,5 @@ def run_s3dis_protocol(
         "merged": scores_to_dict(merged, names),
         "matrix": np.sum(matrices, axis=0).tolist(),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "protocol.json").write_text(json.dumps(record, indent=2))
+    atomic_write_file(out_dir / "protocol.json", json.dumps(record, indent=2))
     return record

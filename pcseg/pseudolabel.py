@@ -292,7 +292,7 @@ def write_pseudo_dataset(
 
     from pcseg import formats
     from pcseg.io import normalize_palette
-    from pcseg.utils.atomic import atomic_write
+    from pcseg.utils.atomic import atomic_write_file
 
     out_dir = Path(out_dir)
     palette = normalize_palette(palette, len(class_names))
@@ -317,8 +317,7 @@ def write_pseudo_dataset(
             }
             formats.write_ply(out_dir / split / f"{name}.ply", fields, comment="pcseg pseudo-labels")
     classes = {"names": list(class_names), "colors": palette.tolist(), "ignore_label": IGNORE_LABEL}
-    with atomic_write(out_dir / "classes.yaml") as handle:
-        handle.write(yaml.safe_dump(classes, sort_keys=False).encode())
+    atomic_write_file(out_dir / "classes.yaml", yaml.safe_dump(classes, sort_keys=False))
     return out_dir
 
 
@@ -358,7 +357,7 @@ def pseudolabel_folders(
         FileNotFoundError: as `fused_cloud_from_folder`.
     """
     from pcseg.io import default_palette
-    from pcseg.utils.atomic import atomic_write
+    from pcseg.utils.atomic import atomic_write_file
 
     thresholds = thresholds or PseudoLabelThresholds()
     frames_dirs = [Path(folder) for folder in frames_dirs]
@@ -399,6 +398,5 @@ def pseudolabel_folders(
         out_dir, splits, class_names, palette if palette is not None else default_palette(num_classes)
     )
     summary = {"out_dir": str(out_dir), "thresholds": dataclasses.asdict(thresholds), "folders": reports}
-    with atomic_write(out_dir / "pseudolabel_report.json") as handle:
-        handle.write(json.dumps(summary, indent=2).encode())
+    atomic_write_file(out_dir / "pseudolabel_report.json", json.dumps(summary, indent=2))
     return summary

@@ -39,6 +39,7 @@ from pcseg.data.outdoor import (
     OutdoorScene,
     build_street,
 )
+from pcseg.utils.atomic import atomic_write_file
 
 
 def _hdl64e_elevations() -> np.ndarray:
@@ -506,10 +507,7 @@ def write_semantickitti_yaml(path: str | Path, split: dict[str, list[int]] | Non
     """
     import yaml
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(semantickitti_label_config(split), sort_keys=False))
-    return path
+    return atomic_write_file(path, yaml.safe_dump(semantickitti_label_config(split), sort_keys=False))
 
 
 def write_semantickitti_sequence(
@@ -554,18 +552,18 @@ def write_semantickitti_sequence(
             if len(scan[key]) != n:
                 raise ValueError(f"scans[{index}]['{key}'] has {len(scan[key])} entries, coord has {n}")
         cloud = np.concatenate([coord, np.asarray(scan["remission"], dtype=np.float32)[:, None]], 1)
-        cloud.astype("<f4").tofile(folder / "velodyne" / f"{index:06d}.bin")
+        atomic_write_file(folder / "velodyne" / f"{index:06d}.bin", cloud.astype("<f4").tobytes())
         semantic = (np.asarray(scan["semantic"]) & 0xFFFF).astype(np.uint32)
         label = (np.asarray(scan["instance"], dtype=np.uint32) << 16) | semantic
-        label.astype("<u4").tofile(folder / "labels" / f"{index:06d}.label")
+        atomic_write_file(folder / "labels" / f"{index:06d}.label", label.astype("<u4").tobytes())
         relative = T_CAM0_FROM_VELO @ first_inverse @ np.asarray(pose, dtype=np.float64) @ velo_from_cam
         lines.append(" ".join(f"{v:.9e}" for v in relative[:3].ravel()))
         times.append(f"{index / HDL64E.rate_hz:.6e}")
-    (folder / "poses.txt").write_text("\n".join(lines) + "\n")
-    (folder / "times.txt").write_text("\n".join(times) + "\n")
+    atomic_write_file(folder / "poses.txt", "\n".join(lines) + "\n")
+    atomic_write_file(folder / "times.txt", "\n".join(times) + "\n")
     calib = [f"P{i}: " + " ".join(f"{v:.12e}" for v in _CAMERA.ravel()) for i in range(4)]
     calib.append("Tr: " + " ".join(f"{v:.12e}" for v in T_CAM0_FROM_VELO[:3].ravel()))
-    (folder / "calib.txt").write_text("\n".join(calib) + "\n")
+    atomic_write_file(folder / "calib.txt", "\n".join(calib) + "\n")
     if not (root / "semantic-kitti.yaml").is_file():
         write_semantickitti_yaml(root / "semantic-kitti.yaml")
     return folder

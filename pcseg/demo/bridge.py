@@ -29,6 +29,7 @@ from pcseg.data.synthetic import build_room, look_at_pose, render_view, sample_r
 from pcseg.fuse_folder import write_frames_folder
 from pcseg.fuser import Fuser
 from pcseg.metrics import ConfusionMatrix
+from pcseg.utils.atomic import atomic_write_file
 
 NUM_CLASSES = len(S3DIS_CLASS_NAMES)
 PALETTE = np.array(S3DIS_CLASS_COLORS, dtype=np.uint8)
@@ -495,7 +496,7 @@ def _run_bridge_demo(out_dir, seed, num_views, image_size, voxel_size, mode, wri
     )
     metrics_path = out_dir / "bridge_metrics.json"
     metrics["outputs"]["json"] = str(metrics_path)
-    metrics_path.write_text(json.dumps(metrics, indent=2))
+    atomic_write_file(metrics_path, json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -38,6 +38,7 @@ from pcseg.demo.bridge import (
 )
 from pcseg.fuser import Fuser
 from pcseg.pseudolabel import FusedCloud, PseudoLabelThresholds, fused_cloud, pseudo_labels, threshold_report
+from pcseg.utils.atomic import atomic_write_file
 
 __all__ = ["From2DConfig", "FusedRoom", "fuse_room", "run_from_2d_demo", "split_overrides"]
 
@@ -330,7 +331,7 @@ def run_from_2d_demo(
         "load_average_end": [round(v, 2) for v in os.getloadavg()],
         "total_s": round(time.perf_counter() - start, 1),
     }
-    (out_dir / "metrics_from_2d.json").write_text(json.dumps(metrics, indent=2, default=float))
+    atomic_write_file(out_dir / "metrics_from_2d.json", json.dumps(metrics, indent=2, default=float))
     verdict = "reached" if all(targets.values()) else "NOT reached"
     print(
         f"[from-2d] held-out mIoU: painted labels {painted_miou:.3f} (coverage {covered / total:.1%}), pseudo-label "

@@ -28,6 +28,7 @@ import numpy as np
 
 from pcseg.config import Config, apply_overrides, config_from_dict, config_to_dict
 from pcseg.data.lidar_sim import HDL64E, LidarSpec
+from pcseg.utils.atomic import atomic_path, atomic_write_file
 
 __all__ = ["lidar_demo_config", "run_lidar_demo", "plot_bev", "TRANSFER_CLASSES", "DEFAULT_REAL_SCAN"]
 
@@ -135,7 +136,8 @@ def plot_bev(
         fontsize=8,
     )
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -309,6 +311,6 @@ def run_lidar_demo(
             flush=True,
         )
     metrics["total_s"] = time.perf_counter() - start
-    (out_dir / "metrics_lidar.json").write_text(json.dumps(metrics, indent=2, default=float))
+    atomic_write_file(out_dir / "metrics_lidar.json", json.dumps(metrics, indent=2, default=float))
     print(f"[demo --lidar] total {metrics['total_s']:.1f} s; outputs in {out_dir}/", flush=True)
     return metrics

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pcseg.config import Config, apply_overrides, config_from_dict, config_to_dict
+from pcseg.utils.atomic import atomic_path, atomic_write_file
 
 __all__ = ["DEMO_MODELS", "demo_config", "run_demo", "plot_prediction_vs_truth"]
 
@@ -130,7 +131,8 @@ def plot_prediction_vs_truth(
         fontsize=8,
     )
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
@@ -234,7 +236,7 @@ def run_demo(
             flush=True,
         )
     metrics["total_s"] = time.perf_counter() - start
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    atomic_write_file(out_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
     print(
         f"[demo] held-out mIoU {result['scores'].miou:.3f}, OA {result['scores'].overall_accuracy:.3f}; "
         f"total {metrics['total_s']:.1f} s; outputs in {out_dir}/",

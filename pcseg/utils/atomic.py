@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_path", "check_output_path", "check_output_folder"]
+__all__ = ["atomic_write", "atomic_write_file", "atomic_path", "check_output_path", "check_output_folder"]
 
 
 def check_output_path(path: str | Path, what: str = "output") -> Path:
@@ -186,6 +186,24 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
         if named is not None:
             _remove_quietly(named)
     _fsync_folder(path.parent)
+
+
+def atomic_write_file(path: str | Path, data: bytes | str) -> Path:
+    """Writes ``data`` (text is encoded as UTF-8) to ``path`` through ``atomic_write``.
+
+    Args:
+        path: the destination; its folder is created if needed.
+        data: the whole contents.
+
+    Returns:
+        path: the written file.
+
+    Raises:
+        OSError: as ``atomic_write`` (the destination is then unchanged).
+    """
+    with atomic_write(path) as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
+    return Path(path)
 
 
 @contextlib.contextmanager
