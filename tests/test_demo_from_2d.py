@@ -6,6 +6,7 @@ import pytest
 
 from pcseg.cli import main
 from pcseg.demo.from_2d import split_overrides
+from pcseg.testing import TINY_TRAINING
 
 TINY = [
     "from_2d.train_rooms=2",
@@ -15,16 +16,8 @@ TINY = [
     "from_2d.time_budget_s=5",
     "from_2d.eval_points_per_room=4000",
     "from_2d.truth_points_per_room=10000",
-    "data.num_points=128",
+    *TINY_TRAINING,  # its data.points_per_room is unused: the rooms come from the fused views
     "data.blocks_per_room=4",
-    "data.val_blocks_per_room=2",
-    "data.block_size=2.0",
-    "data.eval_stride=2.0",
-    "data.neighbours=8",
-    "model.width_multiplier=0.125",
-    "train.batch_size=4",
-    "train.epochs=1",
-    "train.amp=none",
 ]
 
 
