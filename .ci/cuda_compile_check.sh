@@ -141,7 +141,7 @@ from pcseg.ops import HAS_CUDA_KERNELS
 
 ops = ["farthest_point_sample", "knn", "ball_query", "ring_query", "gather_rows",
        "gather_rows_backward", "three_interpolate", "three_interpolate_backward",
-       "normals_from_neighbors"]
+       "normals_from_neighbors", "voxelize"]
 missing = [op for op in ops
            if not torch._C._dispatch_has_kernel_for_dispatch_key(f"pcseg::{op}", "CUDA")]
 assert not missing, f"no CUDA kernel registered for {missing}"

@@ -11,6 +11,7 @@
 #include "knn/knn.h"
 #include "ring_query/ring_query.h"
 #include "three_interpolate/three_interpolate.h"
+#include "voxelize/voxelize.h"
 
 TORCH_LIBRARY_IMPL(pcseg, CUDA, m) {
   m.impl("farthest_point_sample", &pcseg::farthest_point_sample_cuda);
@@ -22,6 +23,7 @@ TORCH_LIBRARY_IMPL(pcseg, CUDA, m) {
   m.impl("three_interpolate", &pcseg::three_interpolate_cuda);
   m.impl("three_interpolate_backward", &pcseg::three_interpolate_backward_cuda);
   m.impl("normals_from_neighbors", &pcseg::normals_from_neighbors_cuda);
+  m.impl("voxelize", &pcseg::voxelize_cuda);
 }
 
 // A bare module: importing pcseg._C_cuda runs the static registration above; everything is

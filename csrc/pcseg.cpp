@@ -19,6 +19,8 @@ TORCH_LIBRARY(pcseg, m) {
   m.def("three_interpolate_backward(Tensor grad_out, Tensor features, Tensor idx, "
         "Tensor weight) -> (Tensor, Tensor)");
   m.def("normals_from_neighbors(Tensor points, Tensor idx) -> Tensor");
+  m.def("voxelize(Tensor points, float voxel_size, Tensor labels, int num_classes, "
+        "Tensor values) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 // A bare module: importing pcseg._C runs the static registrations above; no Python bindings

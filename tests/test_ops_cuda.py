@@ -30,6 +30,8 @@ from pcseg.ops import (
     ring_query_naive,
     three_nn_interpolate,
     three_nn_interpolate_naive,
+    voxelize,
+    voxelize_naive,
 )
 from pcseg.testing import cloud_with_duplicates, lattice_cloud, random_cloud, surface_cloud
 
@@ -411,3 +413,30 @@ def test_opcheck_on_cuda():
     )
     torch.library.opcheck(ops.three_interpolate.default, (f.requires_grad_(), i, w.requires_grad_()))
     torch.library.opcheck(ops.normals_from_neighbors.default, (p, cuda(torch.randint(-1, 40, (2, 40, 8)))))
+    labels = cuda(torch.randint(-1, 3, (40,)))
+    torch.library.opcheck(ops.voxelize.default, (p[0], 0.2, labels, 3, cuda(torch.rand(40, 2))))
+
+
+# ----------------------------------------------------------------------------- voxelize
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("spread", [2.0, 20_000.0])
+def test_voxelize_equals_cpu_kernel_and_naive(dtype, spread):
+    generator = torch.Generator().manual_seed(0)
+    points = (torch.rand(100_000, 3, generator=generator, dtype=torch.float64) * spread).to(dtype)
+    labels = torch.randint(-1, 5, (100_000,), generator=generator)
+    values = torch.randn(100_000, 4, generator=generator, dtype=dtype)
+    want = voxelize(points, 0.05, labels, 5, values)
+    got = voxelize(cuda(points), 0.05, cuda(labels), 5, cuda(values))
+    # Keys, numbering and counts are exact; the float sums differ by the order of the adds.
+    for name in ("keys", "inverse", "counts", "label_counts"):
+        assert torch.equal(getattr(got, name).cpu(), getattr(want, name)), name
+    torch.testing.assert_close(got.point_sums.cpu(), want.point_sums, rtol=1e-9, atol=1e-6)
+    torch.testing.assert_close(got.value_sums.cpu(), want.value_sums, rtol=1e-4, atol=1e-4)
+    assert torch.equal(voxelize_naive(points, 0.05, labels, 5, values).keys, want.keys)
+
+
+def test_voxelize_refuses_nan_and_distant_points_on_cuda():
+    with pytest.raises(RuntimeError, match="finite"):
+        voxelize(cuda(torch.tensor([[0.0, 0.0, float("nan")]])), 0.1)
+    with pytest.raises(RuntimeError, match="beyond"):
+        voxelize(cuda(torch.tensor([[0.0, 0.0, 1e7]])), 0.1)

@@ -13,9 +13,11 @@ from pcseg.ops.gather_points import gather_points, gather_points_naive, group_po
 from pcseg.ops.knn import knn, knn_naive
 from pcseg.ops.ring_query import ring_query, ring_query_naive
 from pcseg.ops.three_nn_interpolate import three_nn_interpolate, three_nn_interpolate_naive
+from pcseg.ops.voxelize import Voxelized, voxelize, voxelize_naive
 
 __all__ = [
     "HAS_CUDA_KERNELS",
+    "Voxelized",
     "ball_query",
     "ball_query_naive",
     "estimate_normals",
@@ -32,4 +34,6 @@ __all__ = [
     "ring_query_naive",
     "three_nn_interpolate",
     "three_nn_interpolate_naive",
+    "voxelize",
+    "voxelize_naive",
 ]
