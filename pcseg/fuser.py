@@ -44,7 +44,6 @@ import torch
 from pcseg.bridge.camera import KittiCalibration, PinholeCamera
 from pcseg.bridge.checks import Array, ArrayLike, as_numpy, as_tensor, check_pose, check_segmentation
 from pcseg.bridge.deskew import deskew_points, interpolate_pose
-from pcseg.bridge.free_space import spherical_bins
 from pcseg.bridge.fusion import FUSION_MODES, VoxelLabelMap, VoxelQuery
 from pcseg.bridge.projection import backproject_depth, paint_points, transform_points
 from pcseg.io import normalize_palette
@@ -210,17 +209,14 @@ class Fuser:
         colors = None if color is None else backprojected.take(color)
         camera_points = backprojected.points
         points = camera_points if pose is None or not len(camera_points) else transform_points(camera_points, pose)
-        # Free space is tested in a z-up frame of the camera, (x, z, -y); the spherical bins
-        # of its pixels never change, so they come from a per-camera cache.
-        frame = {
-            "weight": weight,
-            "timestamp": timestamp,
-            "T_world_from_sensor": T_world_from_camera @ _CAMERA_FROM_UPRIGHT,
-        }
+        frame: dict[str, Any] = {"weight": weight, "timestamp": timestamp, "T_world_from_sensor": T_world_from_camera}
         if self.clear_free_space:
-            azimuth, elevation = _pixel_bins(camera, self.clearing_resolution_degrees)
-            frame["returns"] = camera_points[:, [0, 2, 1]] * np.array([1, 1, -1], camera_points.dtype)
-            frame["return_bins"] = (backprojected.take(azimuth), backprojected.take(elevation))
+            # The depth image is the frame's range image on the camera's own pixel grid.
+            z = as_tensor(depth, "depth")[0].to(torch.float32) / depth_scale
+            ranges = torch.where(torch.from_numpy(backprojected.valid), z * _ray_lengths(camera), float("inf"))
+            frame["clear"] = lambda index: self.map.clear_free_space_image(
+                ranges, camera, T_world_from_camera, index, self.clearing_resolution_degrees
+            )
         if is_label_map:
             return self._integrate(points, labels=backprojected.take(segmentation), colors=colors, **frame)
         # A torch view keeps the (N, C) gather a transposed view: no contiguous copy.
@@ -465,13 +461,14 @@ class Fuser:
         timestamp=None,
         returns=None,
         T_world_from_sensor=None,
-        return_bins=None,
+        clear=None,
     ) -> int:
         """Fold one frame into the map, then clear free space and forget what the bounds drop.
 
         `returns` (M, 3) are all the frame's measurements (labelled or not) in the frame of
-        the sensor (z up), `T_world_from_sensor` (4, 4) its pose, None when unknown, and
-        `return_bins` the returns' spherical bins when known (`free_space_mask`).
+        the sensor (z up), `T_world_from_sensor` (4, 4) its pose, None when unknown; a
+        camera frame gives `clear` instead of returns, a function of the frame's index that
+        clears the free space its depth image saw.
         """
         if not weight > 0 or not np.isfinite(weight):
             raise ValueError(f"weight must be a positive finite number, got {weight}")
@@ -498,10 +495,10 @@ class Fuser:
                     time=now,
                 )
                 self.num_points_added += count
-            if self.clear_free_space and origin is not None and returns is not None and len(returns):
-                self.map.clear_free_space(
-                    returns, T_world_from_sensor, frame, self.clearing_resolution_degrees, return_bins
-                )
+            if self.clear_free_space and clear is not None:
+                clear(frame)
+            elif self.clear_free_space and origin is not None and returns is not None and len(returns):
+                self.map.clear_free_space(returns, T_world_from_sensor, frame, self.clearing_resolution_degrees)
             if self.max_distance is not None or self.max_age_frames is not None or self.max_age_seconds is not None:
                 self.map.forget(
                     origin=origin if self.max_distance is not None else None,
@@ -745,20 +742,14 @@ def _cpu_numpy(array: Array) -> np.ndarray:
     return array.numpy() if isinstance(array, torch.Tensor) else array
 
 
-# Camera (x right, y down, z forward) from its z-up frame (x, z, -y) used for free space.
-_CAMERA_FROM_UPRIGHT = np.array([[1.0, 0, 0, 0], [0, 0, -1.0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1.0]])
-
-
 @functools.lru_cache(maxsize=4)
-def _pixel_bins(camera: PinholeCamera, resolution_degrees: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(H, W) float32 azimuth and elevation bins of each pixel's ray in the camera's z-up
-    frame (`free_space_mask`); 0 where a distorted camera's pixel has no ray."""
+def _ray_lengths(camera: PinholeCamera) -> torch.Tensor:
+    """(H, W) float32 distance from the camera centre to each pixel's ray at depth 1 (a
+    pixel's range is its depth times this); 0 where a distorted camera's pixel has no ray."""
     rays = backproject_depth(np.ones((camera.height, camera.width), np.float32), camera, 1.0, 2.0)
-    azimuth, elevation = (torch.zeros((camera.height, camera.width)) for _ in range(2))
-    upright = torch.from_numpy(rays.points[:, [0, 2, 1]] * np.array([1, 1, -1], np.float32))
-    valid = torch.from_numpy(rays.valid)
-    azimuth[valid], elevation[valid] = spherical_bins(upright, resolution_degrees)
-    return azimuth, elevation
+    lengths = np.zeros((camera.height, camera.width), np.float32)
+    lengths[rays.valid] = np.linalg.norm(rays.points, axis=1)
+    return torch.from_numpy(lengths)
 
 
 def _camera_from_calibration(calibration, segmentation_shape, camera_index: int) -> tuple[PinholeCamera, np.ndarray]:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pcseg.bridge import PinholeCamera, late_fusion
+from pcseg.bridge.free_space import free_space_mask, free_space_mask_image
 from pcseg.bridge.fusion import VoxelLabelMap
 from pcseg.bridge.gravity import rotation_between
 from pcseg.fuser import Fuser
@@ -75,8 +76,16 @@ def test_a_parked_car_that_leaves_leaves_no_voxels_with_free_space_clearing(clea
     assert fuser.query(static).known.mean() > 0.97
 
 
-def test_a_person_who_walks_away_is_cleared_from_rgbd_frames():
-    camera = PinholeCamera(200.0, 200.0, 79.5, 59.5, 160, 120)
+@pytest.mark.parametrize(
+    "distortion, model",
+    [
+        ((), "plumb_bob"),
+        ((-0.28, 0.09, 0.001, -0.0008, -0.012), "plumb_bob"),
+        ((-0.01, 0.04, -0.04, 0.007), "equidistant"),
+    ],
+)
+def test_a_person_who_walks_away_is_cleared_from_rgbd_frames(distortion, model):
+    camera = PinholeCamera(200.0, 200.0, 79.5, 59.5, 160, 120, distortion=distortion, distortion_model=model)
     pose = np.eye(4)  # the sensor origin and axes come from the pose
     pose[:3, :3] = rotation_between([0.0, 0.0, 1.0], [0.5, -0.3, 1.0])
     pose[:3, 3] = [0.5, -0.2, 0.0]
@@ -99,6 +108,35 @@ def test_a_person_who_walks_away_is_cleared_from_rgbd_frames():
     in_camera = (fuser.voxel_points() - pose[:3, 3]) @ pose[:3, :3]
     assert np.abs(in_camera[:, 2] - 4.0).max() < 0.1  # what is left is the wall, all of it
     assert fuser.num_voxels >= wall_voxels
+
+
+def test_the_depth_image_test_agrees_with_the_spherical_range_image():
+    # One frame of a box room seen by a camera; voxels scattered through the room. The image
+    # test (the camera's pixel grid) and the spherical test of the same returns agree, up to
+    # the voxels near a surface or the field of view's edge, where the two bin grids differ.
+    camera = PinholeCamera(300.0, 300.0, 159.5, 119.5, 320, 240)
+    rows, columns = np.mgrid[0:240, 0:320]
+    rays = np.stack([(columns - camera.cx) / camera.fx, (rows - camera.cy) / camera.fy, np.ones((240, 320))], -1)
+    depth = np.full((240, 320), 5.0)
+    depth[60:200, 100:220] = 2.5  # a cupboard in front of the back wall
+    depth[:40] = np.inf  # no return through an open window
+    lengths = np.linalg.norm(rays, axis=-1)
+    ranges = torch.from_numpy((depth * lengths).astype(np.float32))
+    returns = (rays * depth[..., None]).reshape(-1, 3)[np.isfinite(depth).reshape(-1)]
+    rng = np.random.default_rng(0)
+    voxels = rng.uniform([-3.0, -2.5, 0.2], [3.0, 2.5, 6.0], size=(20000, 3))
+    image = free_space_mask_image(torch.from_numpy(voxels), ranges, camera, 0.05).numpy()
+    upright = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])  # (x, z, -y): z up
+    spherical = free_space_mask(torch.from_numpy(voxels @ upright.T), torch.from_numpy(returns @ upright.T), 0.05)
+    spherical = spherical.numpy()
+    assert image.sum() > 1500 and (image == spherical).mean() > 0.97
+    in_front = (voxels[:, 2] < 2.2) & (np.abs(voxels[:, 0] / voxels[:, 2]) < 0.4)
+    in_front &= np.abs(voxels[:, 1] / voxels[:, 2]) < 0.25
+    behind = (voxels[:, 2] > 2.6) & (np.abs(voxels[:, 0] / voxels[:, 2] - 0.067) < 0.15)
+    behind &= np.abs(voxels[:, 1] / voxels[:, 2] - 0.1) < 0.1
+    assert image[in_front].all() and not image[behind].any()  # before the cupboard; behind it
+    window = voxels[:, 1] / voxels[:, 2] < -0.45
+    assert not image[window].any()  # no return, nothing known
 
 
 def test_save_and_load_resume_mapping_with_identical_queries(tmp_path):

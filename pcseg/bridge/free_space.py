@@ -16,7 +16,10 @@ import math
 
 import torch
 
-__all__ = ["free_space_mask", "spherical_bins"]
+from pcseg.bridge.camera import PinholeCamera
+from pcseg.bridge.projection import _project
+
+__all__ = ["free_space_mask", "free_space_mask_image", "spherical_bins"]
 
 
 def free_space_mask(
@@ -76,6 +79,59 @@ def free_space_mask(
     limit = torch.where(inside, nearest.index_select(0, voxel_bins), float("inf"))
     margin = 2 * voxel_size + range_margin * voxel_ranges
     # An infinite limit (no return around the voxel's direction) clears nothing.
+    return (voxel_ranges + margin < limit) & torch.isfinite(limit)
+
+
+def free_space_mask_image(
+    voxel_points: torch.Tensor,
+    ranges: torch.Tensor,
+    camera: PinholeCamera,
+    voxel_size: float,
+    resolution_degrees: float = 0.5,
+    range_margin: float = 0.02,
+) -> torch.Tensor:
+    """Which voxels lie in the free space that one camera depth frame's rays crossed.
+
+    The same test as `free_space_mask` with the camera's pixel grid for the spherical
+    image: the range image is pooled into blocks of about `resolution_degrees` (at the
+    image centre) a side, and a voxel is free when it lies in front of every return in the
+    3x3 blocks around the pixel it projects to.
+
+    Args:
+        voxel_points: (V, 3) float position of each voxel in the camera frame (x right,
+            y down, z forward).
+        ranges: (H, W) float32 distance from the camera centre to each pixel's return,
+            inf where the pixel has none (no depth, or beyond the truncation).
+        camera: the depth image's PinholeCamera (with its distortion).
+        voxel_size: voxel edge in metres.
+        resolution_degrees: the block size, as an angle.
+        range_margin: fraction of the voxel's range added to the margin (range noise).
+
+    Returns:
+        free: (V,) bool, True where the voxel projects into the image and is at least
+        2 * voxel_size + range_margin * range in front of every return of its 3x3 block
+        neighbourhood, which holds a return.
+    """
+    device = voxel_points.device
+    step = math.radians(resolution_degrees)
+    block = (max(1, round(step * camera.fy)), max(1, round(step * camera.fx)))
+    negative = -ranges.to(device=device, dtype=torch.float32)[None, None]
+    # Min-pooling as max-pooling of the negated image; max_pool2d pads with -inf, so
+    # neighbours outside the image count as "no return", as in the spherical image.
+    blocks = torch.nn.functional.max_pool2d(negative, block, stride=block, ceil_mode=True)
+    nearest = -torch.nn.functional.max_pool2d(blocks, 3, stride=1, padding=1)[0, 0]
+    if voxel_points.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.bool, device=device)
+    voxel_points = voxel_points.to(torch.float32)
+    _, _, _, in_image, flat_index = _project(voxel_points, camera, None)
+    # Pixels outside the image (flat index -1) go to block 0 and are dropped by in_image.
+    flat_index = flat_index.clamp(min=0)
+    row = torch.div(flat_index, camera.width, rounding_mode="floor")
+    column = (flat_index - row * camera.width) // block[1]
+    row = row // block[0]
+    limit = torch.where(in_image, nearest[row, column], float("inf"))
+    voxel_ranges = torch.linalg.vector_norm(voxel_points, dim=1)
+    margin = 2 * voxel_size + range_margin * voxel_ranges
     return (voxel_ranges + margin < limit) & torch.isfinite(limit)
 
 

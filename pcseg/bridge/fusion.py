@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from pcseg.bridge.camera import PinholeCamera
 from pcseg.bridge.checks import (
     Array,
     ArrayLike,
@@ -26,23 +27,18 @@ from pcseg.bridge.checks import (
     flat_nonzero,
     from_tensor,
 )
-from pcseg.bridge.free_space import free_space_mask
+from pcseg.bridge.free_space import free_space_mask, free_space_mask_image
 from pcseg.io import normalize_palette, write_labelled_ply
+from pcseg.ops import HAS_CUDA_KERNELS
+from pcseg.ops.voxelize import VOXEL_KEY_OFFSET, Voxelized, pack_voxel_keys, voxelize, voxelize_naive
 from pcseg.utils.open3d import import_open3d
 
 FUSION_MODES = ("bayes", "mean", "vote")
-
-# Voxel coordinates are packed into one int64 key, 21 bits per axis: +-2^20 voxels
-# (+-52 km at 5 cm) around the origin.
-_KEY_BITS = 21
-_KEY_OFFSET = 1 << (_KEY_BITS - 1)
-_KEY_MASK = (1 << _KEY_BITS) - 1
 
 _EMPTY = -1  # a free slot of the hash tables (packed keys are >= 0)
 _MAX_LOAD = 0.5  # linear probing stays short while the table is at most half full
 _PROBE_WINDOW = 8  # slots read per key per round once few keys probe (one 64-byte cache line)
 _PROBE_WINDOW_BELOW = 4096  # ... that is, fewer than this many
-_LOG_BLOCK_VALUES = 1 << 20  # values per block of the "bayes" log (4 MB: stays in cache)
 
 # Occupancy evidence per voxel, in log-odds as OctoMap keeps it: a frame that hits a voxel
 # adds logit(0.7), a frame whose rays pass through it adds logit(0.4); the sum is clamped
@@ -151,19 +147,20 @@ def _probe(table: torch.Tensor, keys: torch.Tensor, insert: bool) -> tuple[torch
         width = 1 if rest.shape[0] > _PROBE_WINDOW_BELOW else _PROBE_WINDOW
 
 
-def _add_rows(target: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """target[index[i]] += rows[i] for every i, each target row adding its rows in order of i.
+def _voxelize(points, voxel_size, labels, num_classes, values) -> Voxelized:
+    """`pcseg.ops.voxelize`, or its PyTorch reference for CUDA tensors when pcseg was built
+    without its CUDA kernels (the map then still runs on the GPU).
 
-    target: (U, C); index: (N,) int64 in [0, U), repeats allowed; rows: (N, C).
-    The order keeps the float sums, and so the map, the same bit for bit at any thread
-    count (index_add_ on the CPU, like every per-point sum of `integrate`).
+    Raises:
+        ValueError: for non-finite points or points beyond the keys' range (the op's
+            message; the map's arguments were checked before).
     """
-    if target.device.type == "cpu" and torch.get_num_threads() == 1:
-        # One thread: accumulating index_put_ walks the index in order like index_add_ and
-        # is faster for rows of C classes (not for 3-wide rows). With more threads it adds
-        # in parallel, in an order that changes from run to run.
-        return target.index_put_((index,), rows, accumulate=True)
-    return target.index_add_(0, index, rows)
+    try:
+        if points.device.type == "cpu" or HAS_CUDA_KERNELS:
+            return voxelize(points, voxel_size, labels, num_classes, values)
+        return voxelize_naive(points, voxel_size, labels, num_classes, values)
+    except RuntimeError as err:
+        raise ValueError(str(err).splitlines()[0]) from err
 
 
 class VoxelQuery(NamedTuple):
@@ -317,7 +314,6 @@ class VoxelLabelMap:
         count = points_t.shape[0]
         if (probabilities is None) == (labels is None):
             raise ValueError("give exactly one of probabilities (N, C) or labels (N,)")
-        keep = None
         labels_t = probabilities_t = None
         if labels is not None:
             labels_t, _ = as_tensor(labels, "labels")
@@ -331,9 +327,6 @@ class VoxelLabelMap:
                     f"labels must lie in [-1, {self.num_classes}), got [{int(labels_t.min())}, {int(labels_t.max())}]"
                 )
             labels_t = labels_t.to(torch.int64)
-            if bool((labels_t < 0).any()):
-                keep = torch.nonzero(labels_t >= 0).squeeze(1)
-                labels_t = labels_t.index_select(0, keep)
         else:
             probabilities_t, _ = as_tensor(probabilities, "probabilities")
             probabilities_t = probabilities_t.to(self.device)
@@ -355,32 +348,32 @@ class VoxelLabelMap:
             colors_t = (
                 colors_t.to(torch.float32) / 255.0 if colors_t.dtype == torch.uint8 else colors_t.to(torch.float32)
             )
-        if keep is not None:
-            points_t = points_t.index_select(0, keep)
-            colors_t = None if colors_t is None else colors_t.index_select(0, keep)
-            if points_t.shape[0] == 0:
-                return 0
 
-        # Each voxel of the frame gets its per-frame sum first, so the map's rows are touched
-        # once per voxel, not once per point.
-        frame_keys, point_to_frame_voxel = self._unique_voxels(points_t)
-        num_frame_voxels = frame_keys.shape[0]
-        frame_sums = self._frame_sums(point_to_frame_voxel, num_frame_voxels, probabilities_t, labels_t)
-        frame_counts = torch.bincount(point_to_frame_voxel, minlength=num_frame_voxels).to(torch.float32)
-        if weight != 1.0:
-            frame_sums.mul_(weight)
-        # Per-frame sums in the points' precision, the running sums in float64.
-        positions = torch.zeros((num_frame_voxels, 3), dtype=points_t.dtype, device=self.device)
-        positions = positions.index_add_(0, point_to_frame_voxel, points_t).to(torch.float64)
-        frame_colors = None
+        # One pass over the points gives each voxel of the frame its sums, so the map's rows
+        # are touched once per voxel, not once per point; points labelled -1 are skipped.
+        values = self._frame_values(probabilities_t)
         if colors_t is not None:
-            frame_colors = torch.zeros((num_frame_voxels, 3), dtype=torch.float32, device=self.device)
-            frame_colors.index_add_(0, point_to_frame_voxel, colors_t)
-        fold = self._fold_plan(frame_keys)
+            values = colors_t if values is None else torch.cat([values, colors_t], dim=1)
+        if points_t.dtype != torch.float64:
+            points_t = points_t.to(torch.float32)
+        num_classes = self.num_classes if labels_t is not None else 0
+        voxels = _voxelize(points_t, self.voxel_size, labels_t, num_classes, values)
+        num_frame_voxels = voxels.keys.shape[0]
+        if num_frame_voxels == 0:
+            return 0
+        frame_counts = voxels.counts.to(torch.float32)
+        if labels_t is not None:
+            frame_sums = self._label_sums(voxels.label_counts, frame_counts)
+        else:
+            frame_sums = voxels.value_sums[:, : self.num_classes]
+        frame_colors = None if colors_t is None else voxels.value_sums[:, -3:]
+        if weight != 1.0:
+            frame_sums = frame_sums * weight
+        fold = self._fold_plan(voxels.keys)
         self._fold(self._accumulators, frame_sums, fold)
         self._fold(self._observations, frame_counts, fold)
         self._fold(self._weight_sums, frame_counts if weight == 1.0 else frame_counts * weight, fold)
-        self._fold(self._position_sums, positions, fold)
+        self._fold(self._position_sums, voxels.point_sums, fold)
         self._fold(self._frame_counts, torch.ones(num_frame_voxels, dtype=torch.int32, device=self.device), fold)
         self._fold(self._occupancy, torch.full((num_frame_voxels,), OCCUPANCY_HIT, device=self.device), fold)
         self._occupancy.clamp_(max=OCCUPANCY_MAX)
@@ -395,42 +388,22 @@ class VoxelLabelMap:
             self._fold(self._color_sums, frame_colors, fold)
             self._fold(self._colored, None if frame_colors is None else frame_counts, fold)
         self.num_voxels += fold.new_index.shape[0]
-        return int(points_t.shape[0])
+        return int(voxels.counts.sum())
 
-    def _frame_sums(self, point_to_frame_voxel, num_frame_voxels, probabilities, labels) -> torch.Tensor:
-        """(U, C) this frame's contribution to each of its voxels' accumulators.
+    def _frame_values(self, probabilities: torch.Tensor | None) -> torch.Tensor | None:
+        """(N, C) float32 per-point contributions of a probability frame ("bayes": the
+        log-probabilities floored at log min_probability; "mean": the probabilities)."""
+        if probabilities is None or self.mode != "bayes":
+            return probabilities
+        return torch.log(probabilities).clamp_min_(float(np.log(self.min_probability)))
 
-        Exactly one of probabilities (N, C) float32 / labels (N,) int64 is not None.
-        """
-        if labels is not None:
-            # One-hot counts by one scatter over (voxel, class) cells: no (N, C) one-hot matrix.
-            # Adding 1.0s is exact in any order, and cheaper than an int64 bincount + cast.
-            cells = point_to_frame_voxel * self.num_classes + labels
-            size = num_frame_voxels * self.num_classes
-            ones = torch.ones(cells.shape, dtype=torch.float32, device=self.device)
-            sums = torch.zeros(size, dtype=torch.float32, device=self.device).scatter_add_(0, cells, ones)
-            sums = sums.view(num_frame_voxels, self.num_classes)
-            if self.mode == "bayes":
-                # sum over points of log(one-hot clamped) = n_voxel * log(min_p) + n_label * (-log(min_p)).
-                log_floor = float(np.log(self.min_probability))
-                per_voxel = sums.sum(dim=1, keepdim=True)
-                sums.mul_(-log_floor).add_(per_voxel * log_floor)
-            return sums
-        sums = torch.zeros((num_frame_voxels, self.num_classes), dtype=torch.float32, device=self.device)
-        if self.mode != "bayes":  # "mean" ("vote" frames arrive as labels)
-            return _add_rows(sums, point_to_frame_voxel, probabilities)
-        # log(max(p, floor)) = max(log p, log floor), a block of points at a time: the block
-        # stays in cache from log to add instead of a second (N, C) array going through
-        # memory; every voxel still adds its points in order. Few, large
-        # blocks: each op is one OpenMP region, and those stall on a busy machine.
+    def _label_sums(self, label_counts: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """(U, C) a label frame's contribution from its (U, C) label counts and (U,) point counts."""
+        if self.mode != "bayes":
+            return label_counts
+        # sum over points of log(one-hot clamped) = n_voxel * log(min_p) + n_label * (-log(min_p)).
         log_floor = float(np.log(self.min_probability))
-        step = max(1, _LOG_BLOCK_VALUES // self.num_classes)
-        block = torch.empty((min(step, probabilities.shape[0]), self.num_classes), device=self.device)
-        for start in range(0, probabilities.shape[0], step):
-            part = probabilities[start : start + step]
-            contribution = torch.log(part, out=block[: part.shape[0]]).clamp_min_(log_floor)
-            _add_rows(sums, point_to_frame_voxel[start : start + step], contribution)
-        return sums
+        return label_counts.mul_(-log_floor).add_(counts[:, None] * log_floor)
 
     # ----- lookup ------------------------------------------------------------------------
     def _shifted_voxel_coordinates(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -438,58 +411,22 @@ class VoxelLabelMap:
         per-axis minimum and maximum (3,) each; raises for non-finite or too distant points."""
         dtype = torch.float64 if points.dtype == torch.float64 else torch.float32
         # floor(p / size) + offset stays an exact integer in float32 (< 2^22 < 2^24).
-        shifted = torch.floor(points.to(dtype) * (1.0 / self.voxel_size)).add_(_KEY_OFFSET)
+        shifted = torch.floor(points.to(dtype) * (1.0 / self.voxel_size)).add_(VOXEL_KEY_OFFSET)
         # Three strided 1-D reductions beat aminmax(dim=0) over (N, 3) on the CPU.
         low, high = (torch.stack(values) for values in zip(*(torch.aminmax(shifted[:, axis]) for axis in range(3))))
-        if not bool((low >= 0).all() and (high < 2 * _KEY_OFFSET).all()):  # NaN fails both
+        if not bool((low >= 0).all() and (high < 2 * VOXEL_KEY_OFFSET).all()):  # NaN fails both
             if not bool(torch.isfinite(points).all()):
                 raise ValueError("points must be finite")
             raise ValueError(
-                f"points span voxel indices [{float(low.min()) - _KEY_OFFSET:.0f}, "
-                f"{float(high.max()) - _KEY_OFFSET:.0f}], beyond the map's +-{_KEY_OFFSET} "
-                f"(+-{_KEY_OFFSET * self.voxel_size:.0f} m at voxel_size={self.voxel_size})"
+                f"points span voxel indices [{float(low.min()) - VOXEL_KEY_OFFSET:.0f}, "
+                f"{float(high.max()) - VOXEL_KEY_OFFSET:.0f}], beyond the map's +-{VOXEL_KEY_OFFSET} "
+                f"(+-{VOXEL_KEY_OFFSET * self.voxel_size:.0f} m at voxel_size={self.voxel_size})"
             )
         return shifted, low, high
 
-    @staticmethod
-    def _pack(coordinates: torch.Tensor) -> torch.Tensor:
-        """(N,) int64 keys of (N, 3) shifted voxel coordinates; key order = lexicographic (x, y, z)."""
-        coordinates = coordinates.to(torch.int64)
-        keys = coordinates[:, 0] << (2 * _KEY_BITS)
-        keys |= coordinates[:, 1] << _KEY_BITS
-        keys |= coordinates[:, 2]
-        return keys
-
     def _keys_of(self, points: torch.Tensor) -> torch.Tensor:
         """(N,) int64 packed voxel keys of (N, 3) points."""
-        return self._pack(self._shifted_voxel_coordinates(points)[0])
-
-    def _unique_voxels(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sorted unique keys (U,), inverse (N,) int64) of the points' voxels.
-
-        When the frame's voxel bounding box is small (an RGB-D view), counting into a dense
-        grid over that box finds the occupied voxels in O(N + box) without sorting; the box
-        index is lexicographic in (x, y, z) like the packed keys, so the order is the same
-        as torch.unique's. Large boxes (a LiDAR sweep) fall back to torch.unique.
-        """
-        shifted, low, high = self._shifted_voxel_coordinates(points)
-        extent = [int(value) for value in (high - low + 1).tolist()]
-        num_cells = extent[0] * extent[1] * extent[2]
-        if num_cells > min(4 * shifted.shape[0] + (1 << 20), 1 << 24):
-            return torch.unique(self._pack(shifted), return_inverse=True)
-        # Box-local cell index: every partial sum is an integer below num_cells <= 2^24,
-        # so the float32 arithmetic is exact.
-        weights = torch.tensor([extent[1] * extent[2], extent[2], 1], dtype=shifted.dtype, device=shifted.device)
-        cell = torch.mv(shifted - low, weights).to(torch.int64)
-        occupied = flat_nonzero(torch.bincount(cell, minlength=num_cells))
-        compact = torch.empty(num_cells, dtype=torch.int64, device=cell.device)
-        compact[occupied] = torch.arange(occupied.shape[0], device=cell.device)
-        inverse = compact.index_select(0, cell)
-        # Decode the occupied cells back to coordinates, then to packed keys.
-        z = occupied % extent[2]
-        y = torch.div(occupied, extent[2], rounding_mode="floor") % extent[1]
-        x = torch.div(occupied, extent[1] * extent[2], rounding_mode="floor")
-        return self._pack(torch.stack([x, y, z], dim=1) + low.to(torch.int64)), inverse
+        return pack_voxel_keys(self._shifted_voxel_coordinates(points)[0])
 
     def _find_rows(self, keys: torch.Tensor) -> torch.Tensor:
         """(N,) int64 row of each of the (N,) keys in the map, -1 where absent."""
@@ -625,6 +562,43 @@ class VoxelLabelMap:
         free = free_space_mask(
             voxels, returns_t.to(self.device), self.voxel_size, resolution_degrees, return_bins=return_bins
         )
+        return self._miss(free, frame)
+
+    def clear_free_space_image(
+        self,
+        ranges: Array,
+        camera: PinholeCamera,
+        T_world_from_camera: ArrayLike,
+        frame: int,
+        resolution_degrees: float = 0.5,
+    ) -> int:
+        """`clear_free_space` for a camera depth frame, tested on its own pixel grid.
+
+        Args:
+            ranges: (H, W) float distance from the camera centre to each pixel's return, inf
+                where the pixel has none (`free_space_mask_image`).
+            camera: the frame's PinholeCamera.
+            T_world_from_camera: (4, 4) the camera's pose (x right, y down, z forward).
+            frame: the frame's index, as given to `integrate` (its hits are kept).
+            resolution_degrees: angular size of the blocks of the free-space test.
+
+        Returns:
+            removed: the number of voxels removed.
+
+        Raises:
+            ValueError: when `ranges` is not the camera's (H, W), or on a bad pose.
+        """
+        if self.num_voxels == 0:
+            return 0
+        ranges_t, _ = as_tensor(ranges, "ranges")
+        camera.check_image_shape(ranges_t.shape, "ranges")
+        pose = check_pose(T_world_from_camera, "T_world_from_camera", torch.float64, self.device)
+        voxels = (self._mean_positions() - pose[:3, 3]) @ pose[:3, :3]
+        free = free_space_mask_image(voxels, ranges_t, camera, self.voxel_size, resolution_degrees)
+        return self._miss(free, frame)
+
+    def _miss(self, free: torch.Tensor, frame: int) -> int:
+        """Add `OCCUPANCY_MISS` to the (V,) bool `free` voxels not hit by `frame`; remove the emptied."""
         free &= self._last_frame[: self.num_voxels] != frame  # a hit in this frame wins over a miss
         rows = flat_nonzero(free)
         if rows.shape[0] == 0:
