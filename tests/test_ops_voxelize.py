@@ -1,6 +1,6 @@
 """pcseg.ops.voxelize: the native kernel against its pure-PyTorch reference on many shapes,
 its edge cases (empty, every label -1, duplicates, voxel borders, NaN, beyond the keys'
-range), its two numbering paths (dense box, hash table), determinism across thread counts,
+range), its two numbering paths (dense box, radix sort), determinism across thread counts,
 and the errors that name the argument."""
 
 import pytest
@@ -70,7 +70,7 @@ def test_empty_all_skipped_and_duplicates():
     torch.testing.assert_close(result.point_sums, same[:1].double() * 1000, rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("spread", [2.0, 20_000.0])  # the dense box and the hash table
+@pytest.mark.parametrize("spread", [2.0, 20_000.0])  # the dense box and the radix sort
 def test_sums_are_identical_at_any_thread_count(spread):
     generator = torch.Generator().manual_seed(0)
     points = torch.rand(200_000, 3, generator=generator) * spread

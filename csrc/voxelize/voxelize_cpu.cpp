@@ -3,7 +3,7 @@
 //
 // Voxels are numbered in key order without sorting when the points' voxel bounding box is
 // small (an RGB-D view, a room): a dense array over the box, scanned in order. A large box
-// (a LiDAR sweep) takes a hash table and a sort of the occupied keys.
+// (a LiDAR sweep) takes a radix sort of the points by cell.
 #include "voxelize/voxelize.h"
 
 #include <ATen/Parallel.h>
@@ -151,54 +151,56 @@ std::vector<int64_t> number_voxels(int64_t* keys, int64_t N, const Box& box) {
     });
     return voxel_keys;
   }
-  // Sparse: an open-addressing table (at most half full) numbers voxels as they appear,
-  // then a sort of the occupied keys renumbers them in key order.
-  size_t capacity = 1024;
-  while (capacity < 2 * static_cast<size_t>(N)) capacity *= 2;
-  const size_t mask = capacity - 1;
-  // Key and number side by side: one cache miss per probe.
-  struct Slot {
-    int64_t key;
-    int64_t number;
-  };
-  std::vector<Slot> table(capacity, Slot{-1, -1});
-  int64_t previous_key = -1, previous_number = -1;
+  // Sparse: a stable LSD radix sort of the kept points by cell (key order again), in
+  // digits of 11 bits over only the bits the box needs, then one scan numbers the runs.
+  std::vector<uint64_t> cell, cell_sorted;
+  std::vector<int64_t> order, order_sorted;
+  cell.reserve(N);
+  order.reserve(N);
   for (int64_t n = 0; n < N; ++n) {
     const int64_t key = keys[n];
     if (key < 0) {
       inverse[n] = -1;
       continue;
     }
-    // A scan's consecutive points often share a voxel: no table lookup for those.
-    if (key == previous_key) {
-      inverse[n] = previous_number;
-      continue;
-    }
-    // Multiply-shift hash of the 63-bit key (unsigned arithmetic wraps by definition).
-    size_t slot =
-        static_cast<size_t>((static_cast<uint64_t>(key) * 0x9E3779B97F4A7C15ull) >> 20) & mask;
-    while (table[slot].key != -1 && table[slot].key != key) slot = (slot + 1) & mask;
-    if (table[slot].key == -1) {
-      table[slot] = {key, static_cast<int64_t>(voxel_keys.size())};
-      voxel_keys.push_back(key);
-    }
-    previous_key = key;
-    previous_number = inverse[n] = table[slot].number;
+    // Each extent is at most 2^21, so the cell number fits 63 bits.
+    cell.push_back((static_cast<uint64_t>(key_axis(key, 0) - low[0]) * ey +
+                    static_cast<uint64_t>(key_axis(key, 1) - low[1])) *
+                       ez +
+                   static_cast<uint64_t>(key_axis(key, 2) - low[2]));
+    order.push_back(n);
   }
-  // Sort (key, first-appearance number) pairs, then map each number to its rank.
-  std::vector<std::pair<int64_t, int32_t>> pairs(voxel_keys.size());
-  for (size_t i = 0; i < pairs.size(); ++i) pairs[i] = {voxel_keys[i], static_cast<int32_t>(i)};
-  std::sort(pairs.begin(), pairs.end());
-  std::vector<int32_t> rank(pairs.size());
-  for (size_t r = 0; r < pairs.size(); ++r) {
-    rank[pairs[r].second] = static_cast<int32_t>(r);
-    voxel_keys[r] = pairs[r].first;
-  }
-  at::parallel_for(0, N, 16384, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      if (inverse[n] >= 0) inverse[n] = rank[inverse[n]];
+  const size_t M = cell.size();
+  const uint64_t last_cell = static_cast<uint64_t>(ex) * ey * ez - 1;
+  int bits = 0;
+  while (bits < 64 && (last_cell >> bits) != 0) ++bits;
+  constexpr int kDigitBits = 11;
+  constexpr size_t kDigits = size_t(1) << kDigitBits;
+  cell_sorted.resize(M);
+  order_sorted.resize(M);
+  std::vector<size_t> offset(kDigits);
+  for (int shift = 0; shift < bits; shift += kDigitBits) {
+    std::fill(offset.begin(), offset.end(), size_t(0));
+    for (size_t i = 0; i < M; ++i) ++offset[(cell[i] >> shift) & (kDigits - 1)];
+    size_t total = 0;
+    for (size_t& o : offset) total += std::exchange(o, total);
+    for (size_t i = 0; i < M; ++i) {
+      const size_t to = offset[(cell[i] >> shift) & (kDigits - 1)]++;
+      cell_sorted[to] = cell[i];
+      order_sorted[to] = order[i];
     }
-  });
+    cell.swap(cell_sorted);
+    order.swap(order_sorted);
+  }
+  int64_t number = -1;
+  for (size_t i = 0; i < M; ++i) {
+    const int64_t n = order[i];
+    if (i == 0 || cell[i] != cell[i - 1]) {
+      ++number;
+      voxel_keys.push_back(keys[n]);  // read before the write below replaces it
+    }
+    inverse[n] = number;
+  }
   return voxel_keys;
 }
 
