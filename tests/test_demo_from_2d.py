@@ -32,6 +32,9 @@ def test_demo_from_2d_writes_the_metrics(tmp_path, capsys):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["models"]["pseudo"]["epochs"] == 1 and (out / "run_pseudo" / "last.pt").is_file()
     assert (out / "run_supervised" / "last.pt").is_file()
+    # Per-class IoU of the painted labels and of both models, by class name.
+    for iou in (metrics["painted_iou"], metrics["models"]["pseudo"]["iou"], metrics["models"]["supervised"]["iou"]):
+        assert "wall" in iou and all(value is None or 0.0 <= value <= 1.0 for value in iou.values())
     assert "pseudo-label model" in capsys.readouterr().out
 
 
