@@ -75,6 +75,11 @@ class DataConfig:
         from the sensor. A LiDAR has no colour: with either on, a SemanticKITTI data set needs
         ``use_color: false``.
     ``eval_stride``: the sliding-block stride of whole-room evaluation and prediction.
+    Training augmentation: ``augment_rotate`` turns each block about z; for LiDAR models
+        ``augment_intensity`` = a multiplies each block's intensity by a gain between
+        1 / (1 + a) and 1 + a (log-uniform; sensors and their calibrations differ in scale) and
+        ``augment_height`` = h moves its sensor-frame heights by up to +-h metres (sensors are
+        mounted at different heights): ``pcseg.inputs.augment_lidar_inputs``.
     """
 
     dataset: str = "synthetic"
@@ -109,6 +114,8 @@ class DataConfig:
     use_range: bool = False
     intensity_scale: float = 1.0
     augment_rotate: bool = True
+    augment_intensity: float = 0.0
+    augment_height: float = 0.0
 
 
 @dataclass
@@ -280,6 +287,16 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"data.{key} must be >= 1, got {getattr(cfg.data, key)}")
     if cfg.data.block_size <= 0 or cfg.data.eval_stride <= 0:
         raise ConfigError("data.block_size and data.eval_stride must be positive")
+    for key in ("augment_intensity", "augment_height"):
+        if not getattr(cfg.data, key) >= 0:
+            raise ConfigError(f"data.{key} must be >= 0 (0 turns it off), got {getattr(cfg.data, key)}")
+    if (cfg.data.augment_intensity > 0 and not cfg.data.use_intensity) or (
+        cfg.data.augment_height > 0 and not (cfg.data.use_intensity or cfg.data.use_range)
+    ):
+        raise ConfigError(
+            "data.augment_intensity needs data.use_intensity, and data.augment_height a LiDAR model "
+            "(data.use_intensity or data.use_range)"
+        )
     if cfg.data.intensity_scale <= 0:
         raise ConfigError(
             f"data.intensity_scale must be > 0 (the sensor's full-scale intensity), got {cfg.data.intensity_scale}"

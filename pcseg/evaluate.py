@@ -139,8 +139,10 @@ def _error_by_decile(errors: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
 
 
 def _lidar_fields(room: dict) -> dict:
-    """The LiDAR columns a room holds (intensity, range, height), for models that take them."""
-    return {key: room[key] for key in ("intensity", "range", "height") if key in room}
+    """The LiDAR fields a room holds (``pcseg.data.blocks.LIDAR_FIELDS``), for models that take them."""
+    from pcseg.data.blocks import LIDAR_FIELDS
+
+    return {key: room[key] for key in LIDAR_FIELDS if key in room}
 
 
 def class_names_for(cfg: Config) -> list[str]:

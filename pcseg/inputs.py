@@ -16,10 +16,13 @@ about 0..2. Both travel as block feature columns 9 and 10 (``pcseg.data.blocks``
 that hold them; they are never copied into the colour channels. A model with either channel
 is a LiDAR model, and its block z is the height in the sensor's frame (column 11) instead of
 PointNet's height above the cloud's lowest point: one spurious return metres below the road
-(real scans have them) would shift that for the whole scan.
+(real scans have them) would shift that for the whole scan. For the same reason a LiDAR
+model's normals face the sensor (columns 11-13 give its direction from each point), not the
+centre of the cloud's bounding box: one such return moves the box's centre above the road,
+which turned every road normal of the real SemanticKITTI scan downwards.
 
 Where geometry is on, its normal channels are also the model's ``normals`` (``input_normals``,
-facing the room's interior: ``block_inputs``), so a model that orients by normals (A-CNN) uses
+facing the room's interior, or a LiDAR's sensor: ``block_inputs``), so a model that orients by normals (A-CNN) uses
 the same ones it sees as features; every model takes them in its one forward signature
 (``pcseg.models``).
 
@@ -87,9 +90,10 @@ def lidar_room_fields(points: np.ndarray, intensity: np.ndarray | None, data: Da
         data: the data section of the config.
 
     Returns:
-        fields: ``{"intensity": (N,) float32, "range": (N,) float32 metres, "height": (N,)
-        float32 metres (z in the sensor frame)}`` when ``data.use_intensity`` or
-        ``data.use_range`` is on (intensity zero where only range is used), else ``{}``.
+        fields: ``{"intensity": (N,) float32, "range": (N,) float32 metres, "height",
+        "sensor_x", "sensor_y": (N,) float32 metres (z, x, y in the sensor frame)}`` when
+        ``data.use_intensity`` or ``data.use_range`` is on (intensity zero where only range is
+        used), else ``{}``.
 
     Raises:
         ValueError: naming ``intensity`` when the model takes it but none is given, or when its
@@ -110,7 +114,13 @@ def lidar_room_fields(points: np.ndarray, intensity: np.ndarray | None, data: Da
         raise ValueError(f"intensity must be ({n},) like the points, got {intensity.shape}")
     points = np.asarray(points, dtype=np.float64)
     distance = np.linalg.norm(points, axis=1).astype(np.float32)
-    return {"intensity": intensity, "range": distance, "height": points[:, 2].astype(np.float32)}
+    return {
+        "intensity": intensity,
+        "range": distance,
+        "height": points[:, 2].astype(np.float32),
+        "sensor_x": points[:, 0].astype(np.float32),
+        "sensor_y": points[:, 1].astype(np.float32),
+    }
 
 
 def input_channels(data: DataConfig) -> int:
@@ -217,7 +227,8 @@ def block_inputs(
 
     Args:
         block_features: (B, P, 9) float32 (``pcseg.data.blocks``: block xyz, rgb, room xyz), or
-            (B, P, 12) with the LiDAR columns intensity, range and height (metres).
+            (B, P, 14) with the LiDAR columns intensity, range, and z, x, y in the sensor frame
+            (metres).
         data: the data section of the config (which channels the model sees).
         lengths: (B,) int64 real points per block of a padded batch, or None (all real).
 
@@ -228,16 +239,17 @@ def block_inputs(
         the room: each is flipped to a non-negative component along the direction from its point
         to the room's centre in room-normalised coordinates, which depends on the point's place
         in the room only, so every block of a room agrees (floors up, ceilings down, walls into
-        the room).
+        the room). A LiDAR model's normals face the sensor instead (the sensor sits at the
+        origin of the points' frame: roads up, walls towards the street).
 
     Raises:
         ValueError: when the config asks for intensity or range and the blocks have no LiDAR columns.
     """
     lidar = data.use_intensity or data.use_range
-    if lidar and block_features.shape[-1] < 12:
+    if lidar and block_features.shape[-1] < 14:
         raise ValueError(
             "the model takes intensity / range (data.use_intensity, data.use_range) but the blocks have "
-            "no LiDAR columns: the room needs 'intensity', 'range' and 'height' "
+            "no LiDAR columns: the room needs 'intensity', 'range', 'height', 'sensor_x' and 'sensor_y' "
             "(pcseg.inputs.lidar_room_fields)"
         )
     points = block_features[..., 0:3].float()
@@ -254,8 +266,12 @@ def block_inputs(
     if data.use_range:
         parts.append(block_features[..., 10:11].float() / RANGE_SCALE)
     if data.geometric_features:
-        # towards the room's centre, in room-normalised coordinates (channels 6-8)
-        inwards = 0.5 - block_features[..., 6:9].float()
+        if lidar:
+            # towards the sensor: minus the point's sensor-frame position (channels 12, 13, 11)
+            inwards = -torch.cat([block_features[..., 12:14], block_features[..., 11:12]], -1).float()
+        else:
+            # towards the room's centre, in room-normalised coordinates (channels 6-8)
+            inwards = 0.5 - block_features[..., 6:9].float()
         parts.append(geometric_features(points, data.neighbours, lengths, inwards=inwards))
     return points, (torch.cat(parts, -1).contiguous() if parts else None)
 
@@ -275,6 +291,43 @@ def input_normals(features: torch.Tensor | None, data: DataConfig) -> torch.Tens
         return None
     g = _geometry_offset(data)
     return features[..., g : g + 3]
+
+
+def augment_lidar_inputs(
+    points: torch.Tensor,
+    features: torch.Tensor | None,
+    data: DataConfig,
+    gain_draw: torch.Tensor,
+    shift_draw: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scales each block's intensity and moves its heights (LiDAR training augmentation).
+
+    A model trained on one sensor's intensities and mount height otherwise learns their exact
+    values: another sensor's calibration, or the same sensor on another car, moves every
+    class across its boundaries. Each block gets one gain ``(1 + a) ** (2 u - 1)`` (``a =
+    data.augment_intensity``) on its intensity, clipped to [0, 1], and one shift
+    ``h (2 v - 1)`` metres (``h = data.augment_height``) of its z, the sensor-frame height.
+
+    Args:
+        points: (B, P, 3) float32 block coordinates (z: the sensor-frame height).
+        features: (B, P, C) float32 from ``block_inputs``, or None.
+        data: the data section of the config.
+        gain_draw: (B,) float32 uniform draws u in [0, 1).
+        shift_draw: (B,) float32 uniform draws v in [0, 1).
+
+    Returns:
+        points: (B, P, 3) float32, z shifted when ``augment_height`` > 0.
+        features: (B, P, C) float32, intensity scaled when ``augment_intensity`` > 0.
+    """
+    if data.augment_height > 0:
+        shift = data.augment_height * (2.0 * shift_draw - 1.0)
+        points = torch.cat([points[..., :2], points[..., 2:3] + shift[:, None, None]], -1)
+    if data.augment_intensity > 0 and features is not None and data.use_intensity:
+        gain = (1.0 + data.augment_intensity) ** (2.0 * gain_draw - 1.0)
+        at = 3 * data.use_color + 3 * data.room_coords
+        scaled = (features[..., at : at + 1] * gain[:, None, None]).clamp(0.0, 1.0)
+        features = torch.cat([features[..., :at], scaled, features[..., at + 1 :]], -1)
+    return points, features
 
 
 def rotate_inputs(

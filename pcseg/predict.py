@@ -173,7 +173,7 @@ def predict_tile(
         frame: ``room_frame`` of the whole cloud ``points`` is a tile of, so that the block
             features and the block grid are those the whole cloud would give; None: the frame
             of ``points``.
-        lidar: ``{"intensity": (N,), "range": (N,)}`` float32 of the points
+        lidar: the points' ``intensity``, ``range``, ``height``, ``sensor_x``, ``sensor_y`` (N,) float32
             (``pcseg.inputs.lidar_room_fields``) for a model with LiDAR channels, or None.
 
     Returns:

@@ -68,7 +68,7 @@ from pcseg.config import Config, DataConfig, config_to_dict, save_config
 from pcseg.data import random_block
 from pcseg.data.loading import check_data, load_rooms
 from pcseg.evaluate import scores_without_ignored
-from pcseg.inputs import block_inputs, input_normals, rotate_inputs
+from pcseg.inputs import augment_lidar_inputs, block_inputs, input_normals, rotate_inputs
 from pcseg.losses import (
     class_weights_from_counts,
     cross_entropy_loss,
@@ -642,7 +642,8 @@ class TimeBudget:
 
 # ----------------------------------------------------------------------------- steps
 def _epoch_batches(run: TrainRun) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's block indices ``(steps, batch)`` and rotation angles of the epoch, drawn
+    """This rank's block indices ``(steps, batch)`` and rotation angles ``(steps, batch)`` (with
+    the LiDAR augmentation's draws: ``(steps, batch, 3)``) of the epoch, drawn
     from the shuffle generator: every rank draws the same permutation; global batch ``s`` is
     its ``s``-th run of ``world * batch_size`` blocks and rank ``r`` takes the ``r``-th
     ``batch_size`` slice of it."""
@@ -651,19 +652,32 @@ def _epoch_batches(run: TrainRun) -> tuple[torch.Tensor, torch.Tensor]:
     order = torch.randperm(len(run.pool), generator=run.shuffle)[:num_blocks]
     order = order.view(run.steps_per_epoch, world, batch)[:, run.rank]
     angles = torch.rand(num_blocks, generator=run.shuffle).view(run.steps_per_epoch, world, -1)[:, run.rank]
-    return order, angles * 2 * math.pi
+    angles = angles * 2 * math.pi
+    if run.cfg.data.augment_intensity > 0 or run.cfg.data.augment_height > 0:
+        # drawn only when asked for, so runs without them keep their random streams
+        draws = torch.rand(num_blocks, 2, generator=run.shuffle).view(run.steps_per_epoch, world, -1, 2)[:, run.rank]
+        angles = torch.cat([angles[..., None], draws], -1)  # (steps, batch, 3): angle, gain, shift
+    return order, angles
 
 
 def _train_step(run: TrainRun, state: TrainState, idx: torch.Tensor, angles: torch.Tensor) -> float:
     """One optimiser step on the pool's blocks ``idx``; returns the batch's loss.
+
+    ``angles``: (batch,) rotation angles, or (batch, 3) angles and the LiDAR augmentation's
+    two uniform draws in [0, 1) (``pcseg.inputs.augment_lidar_inputs``).
 
     The update and the counters that record it happen together or not at all under Ctrl-C,
     so a checkpoint always holds whole steps."""
     cfg, device, pool = run.cfg, run.device, run.pool
     points, label = pool.points[idx], pool.label[idx]
     features = None if pool.features is None else pool.features[idx]
+    draws = None
+    if angles.dim() == 2:
+        angles, draws = angles[:, 0], angles[:, 1:]
     if cfg.data.augment_rotate:
         points, features = rotate_inputs(points, features, cfg.data, angles)
+    if draws is not None:
+        points, features = augment_lidar_inputs(points, features, cfg.data, draws[:, 0], draws[:, 1])
     points, label = points.to(device), label.to(device)
     features = None if features is None else features.to(device)
     with torch.autocast(device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None):

@@ -11,7 +11,14 @@ from pcseg.config import ConfigError, config_from_dict
 from pcseg.data.blocks import random_block, room_to_blocks
 from pcseg.data.lidar_sim import write_simulated_semantickitti
 from pcseg.data.loading import load_rooms
-from pcseg.inputs import RANGE_SCALE, block_inputs, input_channels, lidar_room_fields, normalise_intensity
+from pcseg.inputs import (
+    RANGE_SCALE,
+    augment_lidar_inputs,
+    block_inputs,
+    input_channels,
+    lidar_room_fields,
+    normalise_intensity,
+)
 from pcseg.predict import segment_cloud
 
 
@@ -66,7 +73,7 @@ def test_block_features_carry_intensity_and_range_to_the_model_inputs():
     coord, remission = lidar_room()
     room = {"coord": coord, "color": np.zeros_like(coord), **lidar_room_fields(coord, remission, cfg.data)}
     blocks = room_to_blocks(room, block_size=4.0, stride=4.0, num_points=64, min_points=1)
-    assert blocks["features"].shape[-1] == 12
+    assert blocks["features"].shape[-1] == 14
     block = random_block(room, np.random.default_rng(0), 4.0, 64, min_points=1)
     points, features = block_inputs(torch.from_numpy(block["features"])[None], cfg.data)
     assert features.shape == (1, 64, 2)
@@ -88,6 +95,51 @@ def test_block_features_carry_intensity_and_range_to_the_model_inputs():
     plain = random_block({"coord": coord, "color": np.zeros_like(coord)}, np.random.default_rng(0), 4.0, 64, 1)
     with pytest.raises(ValueError, match="no LiDAR columns"):
         block_inputs(torch.from_numpy(plain["features"])[None], cfg.data)
+
+
+def test_lidar_normals_face_the_sensor_whatever_the_outliers():
+    """A road 1.73 m below the sensor and a wall facing it: their normals point at the sensor,
+    with or without one spurious return 10 m below the road (the real SemanticKITTI scan has
+    one at -11.6 m, which moved the bounding box's centre above the road and turned every road
+    normal down when normals faced the box's centre)."""
+    cfg = lidar_config(geometric_features=True)
+    rng = np.random.default_rng(0)
+    road = np.c_[rng.uniform(2, 6, (600, 2)), np.full(600, -1.73)]
+    wall = np.c_[np.full(400, 8.0), rng.uniform(-2, 2, 400), rng.uniform(-1.7, 1.0, 400)]
+    coord = np.r_[road, wall].astype(np.float32)
+    for outlier in (False, True):
+        cloud = np.r_[coord, [[4.0, 0.0, -11.6]]].astype(np.float32) if outlier else coord
+        room = {"coord": cloud, "color": np.zeros_like(cloud)}
+        room.update(lidar_room_fields(cloud, np.full(len(cloud), 0.3, np.float32), cfg.data))
+        blocks = room_to_blocks(room, block_size=20.0, stride=20.0, num_points=len(cloud), min_points=1)
+        features = torch.from_numpy(blocks["features"])
+        _, inputs = block_inputs(features, cfg.data)
+        normals = inputs[..., 2:5].reshape(-1, 3).numpy()
+        index = blocks["index"].reshape(-1)
+        on_road, on_wall = index < 600, (index >= 600) & (index < 1000)
+        assert (normals[on_road, 2] > 0.9).all(), outlier  # up, towards the sensor above
+        assert (normals[on_wall, 0] < -0.9).all(), outlier  # towards the sensor at x = 0
+
+
+def test_lidar_augmentation_scales_intensity_and_shifts_height_per_block():
+    cfg = lidar_config(geometric_features=True, augment_intensity=1.0, augment_height=0.5)
+    points = torch.rand(3, 50, 3)
+    features = torch.rand(3, 50, 2 + 7) * 0.5
+    gain_draw, shift_draw = torch.tensor([0.0, 0.5, 1.0 - 1e-7]), torch.tensor([0.0, 0.5, 1.0 - 1e-7])
+    moved, scaled = augment_lidar_inputs(points, features, cfg.data, gain_draw, shift_draw)
+    # gains 1/2, 1, 2 (clipped to 1); shifts -0.5, 0, +0.5 m; xy and the other channels untouched
+    expected_gain = torch.tensor([0.5, 1.0, 2.0])[:, None]
+    torch.testing.assert_close(scaled[..., 0], (features[..., 0] * expected_gain).clamp(0, 1))
+    torch.testing.assert_close(scaled[..., 1:], features[..., 1:])
+    torch.testing.assert_close(moved[..., 2], points[..., 2] + torch.tensor([-0.5, 0.0, 0.5])[:, None])
+    torch.testing.assert_close(moved[..., :2], points[..., :2])
+    # off by default: the inputs come back as they were
+    same = augment_lidar_inputs(points, features, lidar_config().data, gain_draw, shift_draw)
+    assert same[0] is points and same[1] is features
+    with pytest.raises(ConfigError, match="data.augment_height must be >= 0"):
+        lidar_config(augment_height=-1.0)
+    with pytest.raises(ConfigError, match="needs data.use_intensity"):
+        lidar_config(use_intensity=False, augment_intensity=0.5)
 
 
 def test_semantickitti_loader_gives_intensity_not_colour(tmp_path):

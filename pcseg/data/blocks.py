@@ -19,11 +19,13 @@ points chosen here differ, as two PointNet runs with different seeds would. Exte
 zero length count as 1 (PointNet would divide by zero).
 
 A LiDAR room (a dict that also holds ``intensity`` (N,) in [0, 1], ``range`` (N,) metres and
-``height`` (N,) metres, ``pcseg.inputs.lidar_room_fields``) gets three more columns, which
-``pcseg.inputs`` turns into model inputs:
+``height``, ``sensor_x``, ``sensor_y`` (N,) metres, ``pcseg.inputs.lidar_room_fields``) gets
+five more columns, which ``pcseg.inputs`` turns into model inputs:
     9    intensity (remission) in [0, 1]
     10   range from the sensor in metres
     11   z in the sensor's frame in metres
+    12   x in the sensor's frame in metres (with 11 and 13: where the sensor is, seen from
+    13   y in the sensor's frame in metres  the point, which the normals face)
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import torch.utils.data
 
 NUM_FEATURES = 9
 # the LiDAR columns after the 9 PointNet features (see the module docstring)
-LIDAR_FIELDS = ("intensity", "range", "height")
+LIDAR_FIELDS = ("intensity", "range", "height", "sensor_x", "sensor_y")
 LIDAR_FEATURES = len(LIDAR_FIELDS)
 
 
@@ -76,18 +78,18 @@ def block_origins(points: np.ndarray, block_size: float = 1.0, stride: float = 1
 
 
 def lidar_columns(room: dict, index: np.ndarray | None = None) -> np.ndarray | None:
-    """The LiDAR columns of a room: its intensity, range and sensor-frame height side by side.
+    """The LiDAR columns of a room: its intensity, range, sensor-frame height, x and y side by side.
 
     Args:
-        room: a dict, optionally with ``intensity`` (N,) float in [0, 1], ``range`` (N,) and
-            ``height`` (N,) float metres.
+        room: a dict, optionally with ``intensity`` (N,) float in [0, 1], ``range``,
+            ``height``, ``sensor_x`` and ``sensor_y`` (N,) float metres.
         index: (M,) int64 rows to take, or None for all.
 
     Returns:
-        lidar: (M, 3) (or (N, 3)) float32, or None when the room has no ``intensity``.
+        lidar: (M, 5) (or (N, 5)) float32, or None when the room has no ``intensity``.
 
     Raises:
-        ValueError: when the room has ``intensity`` without ``range`` or ``height``.
+        ValueError: when the room has ``intensity`` without the other four fields (named).
     """
     if "intensity" not in room:
         return None
@@ -115,10 +117,10 @@ def block_features(
         block_size: the block's side in metres.
         room_min: (3,) float64 lowest corner of the whole room (``room_frame``).
         room_extent: (3,) float64 extent of the whole room (zero axes count as 1).
-        lidar: (P, 3) (or (B, P, 3)) float intensity, range and height (``lidar_columns``), or None.
+        lidar: (P, 5) (or (B, P, 5)) float ``lidar_columns``, or None.
 
     Returns:
-        features: (P, 9) (or (B, P, 9)) float32; (P, 12) with ``lidar``.
+        features: (P, 9) (or (B, P, 9)) float32; (P, 14) with ``lidar``.
 
     Raises:
         ValueError: when float colours exceed 1.
@@ -193,8 +195,9 @@ def room_to_blocks(
         seed: the sampling seed (the result is deterministic in it).
 
     Returns:
-        blocks: ``features`` (B, P, 9) float32, ``index`` (B, P) int64 (rows of the room's
-        points) and, when the room has labels, ``label`` (B, P) int64.
+        blocks: ``features`` (B, P, 9) float32 ((B, P, 14) for a LiDAR room), ``index``
+        (B, P) int64 (rows of the room's points) and, when the room has labels, ``label``
+        (B, P) int64.
 
     Raises:
         ValueError: when ``room["coord"]`` is not a non-empty (N, 3) array or no block has

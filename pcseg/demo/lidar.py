@@ -39,7 +39,8 @@ DEFAULT_REAL_SCAN = Path("../shared/data/semantickitti/000000.bin")
 # The LiDAR demo model: PointNet on 4 m columns (a street's objects are metres wide, and a
 # sparse far block then still holds enough points) with intensity, range and local geometry;
 # blocks do not overlap at inference, so every point is fed about once. 512-point chunks give
-# more optimiser steps in the budget than 1,024 (benchmarks/RESULTS.md, LiDAR demo).
+# more optimiser steps in the budget than 1,024 (benchmarks/RESULTS.md, LiDAR demo). Each block's
+# intensity gain and sensor height are varied in training (``pcseg.inputs.augment_lidar_inputs``).
 LIDAR_DEMO_SETTINGS = {
     "data": {
         "dataset": "semantickitti",
@@ -55,6 +56,9 @@ LIDAR_DEMO_SETTINGS = {
         "use_intensity": True,
         "use_range": True,
         "geometric_features": True,
+        # the simulator's intensities and mount height are one sensor's: a real sensor differs
+        "augment_intensity": 0.5,
+        "augment_height": 0.25,
     },
     "model": {"name": "pointnet_sem_seg", "width_multiplier": 0.25},
     "train": {
