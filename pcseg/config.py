@@ -62,7 +62,12 @@ class DataConfig:
         (default ``root/classes.yaml``); ``split_file`` an optional YAML listing the files of
         each split (default: the ``train/`` and ``val/`` sub-folders of ``root``).
     Synthetic rooms: seeds ``train_seed_start + i`` for ``i < train_rooms`` and
-        ``val_seed_start + i`` for ``i < val_rooms``, ``points_per_room`` points each.
+        ``val_seed_start + i`` for ``i < val_rooms``, ``points_per_room`` points each;
+        ``synthetic_views`` > 0 adds that many partial RGB-D views of each training room
+        (``pcseg.data.synthetic.generate_views``: a hand-held depth camera's occlusions,
+        noise, holes and exposure; ``points_per_room / synthetic_views`` points each) to the
+        training rooms, for models that will label single RGB-D frames; validation keeps whole
+        rooms. Each view is a room of its own for ``blocks_per_room``.
     Blocks: ``block_size`` metres square columns of ``num_points`` points;
         ``blocks_per_room`` random training blocks are cut once per room and kept in memory.
     Inputs per point: block xyz always; rgb (``use_color``), PointNet's room-normalised xyz
@@ -113,6 +118,7 @@ class DataConfig:
     use_intensity: bool = False
     use_range: bool = False
     intensity_scale: float = 1.0
+    synthetic_views: int = 0
     augment_rotate: bool = True
     augment_intensity: float = 0.0
     augment_height: float = 0.0
@@ -287,6 +293,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"data.{key} must be >= 1, got {getattr(cfg.data, key)}")
     if cfg.data.block_size <= 0 or cfg.data.eval_stride <= 0:
         raise ConfigError("data.block_size and data.eval_stride must be positive")
+    if cfg.data.synthetic_views < 0:
+        raise ConfigError(f"data.synthetic_views must be >= 0 (0: whole rooms), got {cfg.data.synthetic_views}")
     for key in ("augment_intensity", "augment_height"):
         if not getattr(cfg.data, key) >= 0:
             raise ConfigError(f"data.{key} must be >= 0 (0 turns it off), got {getattr(cfg.data, key)}")

@@ -12,8 +12,10 @@ from pcseg.data.synthetic import (
     FLOOR,
     WALL,
     SyntheticRooms,
+    ViewSensor,
     build_room,
     generate_room,
+    generate_views,
     look_at_pose,
     render_view,
     sample_room,
@@ -167,3 +169,45 @@ def test_dataset_augmentation_is_a_pure_function_of_seed_epoch_and_index():
     plain = SyntheticRooms([1], num_points=2_000)
     plain.set_epoch(3)
     np.testing.assert_array_equal(plain[0]["coord"], generate_room(1, 2_000)["coord"])
+
+
+def test_views_are_partial_noisy_z_up_and_deterministic():
+    views = generate_views(3, 4, 5000)
+    again = generate_views(3, 4, 5000)
+    assert len(views) == 4
+    for view, same in zip(views, again):
+        for key in ("coord", "color", "label"):
+            np.testing.assert_array_equal(view[key], same[key])
+        assert view["coord"].dtype == np.float32 and view["color"].dtype == np.uint8
+        assert len(view["coord"]) == len(view["label"]) == 5000
+    scene = build_room(3)
+    room = generate_room(3, 20_000)
+    coord = np.concatenate([v["coord"] for v in views])
+    label = np.concatenate([v["label"] for v in views])
+    # in the room's frame, z up: the floor at z = 0 up to the Kinect's noise at a few metres
+    floor = coord[label == S3DIS_CLASS_NAMES.index("floor")]
+    assert len(floor) > 1000 and abs(np.median(floor[:, 2])) < 0.01 and 0.002 < floor[:, 2].std() < 0.05
+    assert (coord.min(0) > -0.2).all() and (coord.max(0) < np.array(scene.size) + 0.2).all()
+    # one view sees part of the room: less of it than the whole room's bounding box
+    assert all((np.ptp(v["coord"], 0) < np.ptp(room["coord"], 0) + 0.1).all() for v in views)
+    assert min(np.prod(np.ptp(v["coord"][:, :2], 0)) for v in views) < 0.9 * np.prod(scene.size[:2])
+
+
+def test_views_have_holes_where_the_sensor_fails():
+    dense = generate_views(5, 2, 10**6, ViewSensor(edge_dropout=0.0, hole_fraction=0.0))
+    holed = generate_views(5, 2, 10**6, ViewSensor(edge_dropout=1.0, hole_fraction=0.2))
+    for full, partial in zip(dense, holed):
+        assert len(partial["coord"]) < 0.82 * len(full["coord"])
+
+
+def test_training_adds_views_to_the_rooms_and_validates_on_whole_rooms():
+    from pcseg.config import config_from_dict
+    from pcseg.data.loading import load_rooms
+
+    data = config_from_dict(
+        {"data": {"train_rooms": 2, "val_rooms": 1, "points_per_room": 6000, "synthetic_views": 3}}
+    ).data
+    train, val = load_rooms(data, "train"), load_rooms(data, "val")
+    assert len(train) == 2 + 6 and [len(room["coord"]) for room in train[:2]] == [6000, 6000]
+    assert all(len(view["coord"]) <= 2000 for view in train[2:])
+    assert len(val) == 1 and len(val[0]["coord"]) == 6000

@@ -16,7 +16,7 @@ import numpy as np
 
 from pcseg.config import DataConfig
 from pcseg.data.classes import S3DIS_CLASS_NAMES
-from pcseg.data.synthetic import generate_room
+from pcseg.data.synthetic import generate_room, generate_views
 from pcseg.inputs import lidar_room_fields
 from pcseg.utils.progress import progress as progress_bar
 
@@ -81,7 +81,16 @@ def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence
         seeds = progress_bar(
             range(start, start + count), desc=f"generating {split} rooms", unit="room", enabled=progress
         )
-        return [generate_room(seed, data.points_per_room) for seed in seeds]
+        rooms = [generate_room(seed, data.points_per_room) for seed in seeds]
+        if split == "train" and data.synthetic_views > 0:
+            per_view = max(1, data.points_per_room // data.synthetic_views)
+            first = data.train_seed_start
+            rooms += [
+                view
+                for seed in range(first, first + count)
+                for view in generate_views(seed, data.synthetic_views, per_view)
+            ]
+        return rooms
     return LazyRooms(*_room_source(data, split))
 
 

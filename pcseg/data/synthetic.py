@@ -1250,6 +1250,125 @@ def render_view(
     }
 
 
+# Kinect v1 depth noise (C. V. Nguyen, S. Izadi, D. Lovell, "Modeling Kinect sensor noise for
+# improved 3D reconstruction and tracking", 3DIMPVT 2012): axial sigma 0.0012 + 0.0019 (z - 0.4)^2
+# metres at depth z, lateral sigma about 0.8 px.
+KINECT_AXIAL_NOISE = (0.0012, 0.0019, 0.4)
+KINECT_LATERAL_NOISE_PX = 0.8
+
+
+@dataclass(frozen=True)
+class ViewSensor:
+    """A hand-held RGB-D sensor for `generate_views`: its image, range and where its depth fails.
+
+    Attributes:
+        width, height, fov_degrees: the image and its horizontal field of view (a Kinect v1 at
+            half resolution: 320 x 240, 63 degrees).
+        max_depth: metres beyond which there is no reading.
+        edge_dropout: chance that a pixel at a depth discontinuity (the projector's shadow and
+            mixed pixels) has no reading.
+        hole_fraction: share of the image lost in blobs (dark, glossy or grazing surfaces).
+        height_range: (low, high) metres of the camera above the floor.
+        pitch_degrees: (low, high) downward tilt.
+    """
+
+    width: int = 320
+    height: int = 240
+    fov_degrees: float = 63.0
+    max_depth: float = 8.0
+    edge_dropout: float = 0.6
+    hole_fraction: float = 0.06
+    height_range: tuple = (1.0, 1.8)
+    pitch_degrees: tuple = (5.0, 40.0)
+
+
+def generate_views(
+    seed: int, num_views: int, num_points: int, sensor: ViewSensor = ViewSensor()
+) -> list[dict[str, np.ndarray]]:
+    """Partial RGB-D views of a procedural room, as a hand-held depth camera sees it.
+
+    Where `generate_room` samples every surface evenly, a real indoor frame is one view:
+    surfaces hidden behind furniture are missing, far surfaces are sparse, depth is noisy and
+    has holes, and the exposure differs between frames. Each view here is the room
+    (`build_room(seed)`) rendered (`render_view`) from a random pose inside it: the camera
+    1.0-1.8 m high, looking across the room towards a random point of it, pitched down. Then
+    Kinect v1 depth noise (axial and lateral, `KINECT_AXIAL_NOISE`); no reading at depth
+    discontinuities (by chance), in blobs and beyond `max_depth`; a random exposure and white
+    balance. The valid pixels are back-projected into the room's frame (z up) and
+    `num_points` of them drawn without replacement (all when fewer).
+
+    Args:
+        seed: the room's seed (the views' randomness derives from it).
+        num_views: views of the room.
+        num_points: points kept per view.
+        sensor: the camera and its failure model.
+
+    Returns:
+        views: `num_views` dicts with coord (n, 3) float32 (room frame, z up), color (n, 3)
+        uint8 and label (n,) int64, like `generate_room`'s rooms (views that see nothing are
+        left out).
+    """
+    from scipy import ndimage
+
+    from pcseg.bridge.camera import PinholeCamera
+
+    scene = build_room(seed)
+    rng = np.random.default_rng([seed, 1])
+    focal = sensor.width / 2.0 / math.tan(math.radians(sensor.fov_degrees) / 2.0)
+    camera = PinholeCamera(
+        focal, focal, (sensor.width - 1) / 2.0, (sensor.height - 1) / 2.0, sensor.width, sensor.height
+    )
+    width, depth_extent, room_height = scene.size
+    views = []
+    for _ in range(num_views):
+        margin = 0.4
+        eye = np.array(
+            [
+                rng.uniform(margin, max(margin, width - margin)),
+                rng.uniform(margin, max(margin, depth_extent - margin)),
+                min(rng.uniform(*sensor.height_range), room_height - 0.2),
+            ]
+        )
+        # across the room: towards a random point of it at least 1.5 m away (else a wall
+        # filling the image), pitched down
+        for _ in range(20):
+            across = np.array([rng.uniform(0.0, width), rng.uniform(0.0, depth_extent)]) - eye[:2]
+            if np.linalg.norm(across) >= 1.5:
+                break
+        pitch = math.radians(rng.uniform(*sensor.pitch_degrees))
+        target = eye + np.r_[across / max(np.linalg.norm(across), 1e-9), -math.tan(pitch)]
+        view = render_view(scene, camera, look_at_pose(eye, target), max_depth=sensor.max_depth)
+        z = view["depth"].astype(np.float64)
+        valid = z > 0
+        # depth discontinuities: the 3x3 neighbourhood spans more than 10 % of the depth
+        spread = ndimage.maximum_filter(np.where(valid, z, 0.0), 3) - ndimage.minimum_filter(
+            np.where(valid, z, np.inf), 3
+        )
+        edge = valid & (spread > 0.1 * np.maximum(z, 1e-6))
+        valid &= ~(edge & (rng.random(z.shape) < sensor.edge_dropout))
+        if sensor.hole_fraction > 0:
+            field = ndimage.gaussian_filter(rng.standard_normal(z.shape), sigma=sensor.width / 40.0)
+            valid &= field < np.quantile(field, 1.0 - sensor.hole_fraction)
+        a, b, c = KINECT_AXIAL_NOISE
+        rows, cols = np.nonzero(valid)
+        if len(rows) == 0:
+            continue
+        zs = z[rows, cols]
+        zs = zs + rng.standard_normal(len(zs)) * (a + b * (zs - c) ** 2)
+        u = cols + rng.standard_normal(len(cols)) * KINECT_LATERAL_NOISE_PX
+        v = rows + rng.standard_normal(len(rows)) * KINECT_LATERAL_NOISE_PX
+        camera_points = np.stack([(u - camera.cx) / camera.fx * zs, (v - camera.cy) / camera.fy * zs, zs], 1)
+        pose = look_at_pose(eye, target)
+        coord = camera_points @ pose[:3, :3].T + pose[:3, 3]
+        gain = rng.uniform(0.6, 1.3) * rng.uniform(0.9, 1.1, 3)
+        color = np.clip(view["color"][rows, cols].astype(np.float64) * gain, 0, 255).round().astype(np.uint8)
+        keep = rng.permutation(len(coord))[:num_points]
+        views.append(
+            {"coord": coord[keep].astype(np.float32), "color": color[keep], "label": view["label"][rows, cols][keep]}
+        )
+    return views
+
+
 # ----------------------------------------------------------------------------- dataset
 class SyntheticRooms(torch.utils.data.Dataset):
     """Procedural rooms as a torch Dataset: item i is room `seeds[i]`, regenerated on access.
