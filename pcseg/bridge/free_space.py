@@ -28,7 +28,6 @@ def free_space_mask(
     voxel_size: float,
     resolution_degrees: float = 0.5,
     range_margin: float = 0.02,
-    return_bins: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Which voxels lie in the free space that one frame's rays crossed.
 
@@ -44,9 +43,6 @@ def free_space_mask(
         resolution_degrees: the range image's bin size in azimuth and elevation; coarser
             than the sensor's ray spacing, so that most bins hold a return.
         range_margin: fraction of the voxel's range added to the margin (range noise).
-        return_bins: the (azimuth, elevation) bins (N,) of the returns from
-            `spherical_bins`, when the caller has them (a camera's pixels always have the
-            same): saves the trigonometry.
 
     Returns:
         free: (V,) bool, True where the voxel is at least 2 * voxel_size + range_margin *
@@ -57,10 +53,7 @@ def free_space_mask(
     step = math.radians(resolution_degrees)
     num_azimuth = math.ceil(2 * math.pi / step)
     returns = returns.to(device=device, dtype=torch.float32)
-    if return_bins is None:
-        azimuth, elevation = spherical_bins(returns, resolution_degrees)
-    else:
-        azimuth, elevation = (bins.to(device) for bins in return_bins)
+    azimuth, elevation = spherical_bins(returns, resolution_degrees)
     ranges = torch.linalg.vector_norm(returns, dim=1)
     # The image spans only the elevations the frame has returns at (a LiDAR's few dozen
     # degrees, a camera's field of view), plus the one-bin neighbourhood on each side.
@@ -113,6 +106,8 @@ def free_space_mask_image(
         neighbourhood, which holds a return.
     """
     device = voxel_points.device
+    if voxel_points.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.bool, device=device)
     step = math.radians(resolution_degrees)
     block = (max(1, round(step * camera.fy)), max(1, round(step * camera.fx)))
     negative = -ranges.to(device=device, dtype=torch.float32)[None, None]
@@ -120,8 +115,6 @@ def free_space_mask_image(
     # neighbours outside the image count as "no return", as in the spherical image.
     blocks = torch.nn.functional.max_pool2d(negative, block, stride=block, ceil_mode=True)
     nearest = -torch.nn.functional.max_pool2d(blocks, 3, stride=1, padding=1)[0, 0]
-    if voxel_points.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.bool, device=device)
     voxel_points = voxel_points.to(torch.float32)
     _, _, _, in_image, flat_index = _project(voxel_points, camera, None)
     # Pixels outside the image (flat index -1) go to block 0 and are dropped by in_image.

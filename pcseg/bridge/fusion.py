@@ -533,7 +533,6 @@ class VoxelLabelMap:
         T_world_from_sensor: ArrayLike,
         frame: int,
         resolution_degrees: float = 0.5,
-        return_bins: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> int:
         """Lower the occupancy of the voxels a frame's rays passed through; remove the emptied.
 
@@ -547,7 +546,6 @@ class VoxelLabelMap:
             T_world_from_sensor: (4, 4) the sensor's pose.
             frame: the frame's index, as given to `integrate` (its hits are kept).
             resolution_degrees: angular bin of the free-space test.
-            return_bins: the returns' (azimuth, elevation) bins, when known.
 
         Returns:
             removed: the number of voxels removed.
@@ -559,9 +557,7 @@ class VoxelLabelMap:
         pose = check_pose(T_world_from_sensor, "T_world_from_sensor", torch.float64, self.device)
         # Voxels into the sensor frame: p_sensor = R^T (p_world - t).
         voxels = (self._mean_positions() - pose[:3, 3]) @ pose[:3, :3]
-        free = free_space_mask(
-            voxels, returns_t.to(self.device), self.voxel_size, resolution_degrees, return_bins=return_bins
-        )
+        free = free_space_mask(voxels, returns_t.to(self.device), self.voxel_size, resolution_degrees)
         return self._miss(free, frame)
 
     def clear_free_space_image(
