@@ -22,9 +22,9 @@ centre of the cloud's bounding box: one such return moves the box's centre above
 which turned every road normal of the real SemanticKITTI scan downwards.
 
 Where geometry is on, its normal channels are also the model's ``normals`` (``input_normals``,
-facing the room's interior, or a LiDAR's sensor: ``block_inputs``), so a model that orients by normals (A-CNN) uses
-the same ones it sees as features; every model takes them in its one forward signature
-(``pcseg.models``).
+facing the room's interior, or a LiDAR's sensor: ``block_inputs``), so a model that orients by
+normals (A-CNN) uses the same ones it sees as features; every model takes them in its one
+forward signature (``pcseg.models``).
 
 The trainer, the validation pass and the predictor all build their inputs here, so training
 and inference cannot drift apart.
@@ -136,9 +136,14 @@ def input_channels(data: DataConfig) -> int:
     return _geometry_offset(data) + GEOMETRY_CHANNELS * data.geometric_features
 
 
+def _intensity_offset(data: DataConfig) -> int:
+    """Where the intensity channel (when on) sits within the features: after rgb and room xyz."""
+    return 3 * data.use_color + 3 * data.room_coords
+
+
 def _geometry_offset(data: DataConfig) -> int:
     """Where the geometry channels start within the features."""
-    return 3 * data.use_color + 3 * data.room_coords + data.use_intensity + data.use_range
+    return _intensity_offset(data) + data.use_intensity + data.use_range
 
 
 def smallest_eigenvalue(matrices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -324,7 +329,7 @@ def augment_lidar_inputs(
         points = torch.cat([points[..., :2], points[..., 2:3] + shift[:, None, None]], -1)
     if data.augment_intensity > 0 and features is not None and data.use_intensity:
         gain = (1.0 + data.augment_intensity) ** (2.0 * gain_draw - 1.0)
-        at = 3 * data.use_color + 3 * data.room_coords
+        at = _intensity_offset(data)
         scaled = (features[..., at : at + 1] * gain[:, None, None]).clamp(0.0, 1.0)
         features = torch.cat([features[..., :at], scaled, features[..., at + 1 :]], -1)
     return points, features

@@ -641,39 +641,37 @@ class TimeBudget:
 
 
 # ----------------------------------------------------------------------------- steps
-def _epoch_batches(run: TrainRun) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's block indices ``(steps, batch)`` and rotation angles ``(steps, batch)`` (with
-    the LiDAR augmentation's draws: ``(steps, batch, 3)``) of the epoch, drawn
-    from the shuffle generator: every rank draws the same permutation; global batch ``s`` is
-    its ``s``-th run of ``world * batch_size`` blocks and rank ``r`` takes the ``r``-th
+def _epoch_batches(run: TrainRun) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """This rank's block indices ``(steps, batch)``, rotation angles ``(steps, batch)`` and the
+    LiDAR augmentation's uniform draws ``(steps, batch, 2)`` (None when it is off) of the epoch,
+    drawn from the shuffle generator: every rank draws the same permutation; global batch ``s``
+    is its ``s``-th run of ``world * batch_size`` blocks and rank ``r`` takes the ``r``-th
     ``batch_size`` slice of it."""
     batch, world = run.cfg.train.batch_size, run.world
     num_blocks = run.steps_per_epoch * batch * world
     order = torch.randperm(len(run.pool), generator=run.shuffle)[:num_blocks]
     order = order.view(run.steps_per_epoch, world, batch)[:, run.rank]
     angles = torch.rand(num_blocks, generator=run.shuffle).view(run.steps_per_epoch, world, -1)[:, run.rank]
-    angles = angles * 2 * math.pi
+    draws = None
     if run.cfg.data.augment_intensity > 0 or run.cfg.data.augment_height > 0:
         # drawn only when asked for, so runs without them keep their random streams
         draws = torch.rand(num_blocks, 2, generator=run.shuffle).view(run.steps_per_epoch, world, -1, 2)[:, run.rank]
-        angles = torch.cat([angles[..., None], draws], -1)  # (steps, batch, 3): angle, gain, shift
-    return order, angles
+    return order, angles * 2 * math.pi, draws
 
 
-def _train_step(run: TrainRun, state: TrainState, idx: torch.Tensor, angles: torch.Tensor) -> float:
+def _train_step(
+    run: TrainRun, state: TrainState, idx: torch.Tensor, angles: torch.Tensor, draws: torch.Tensor | None
+) -> float:
     """One optimiser step on the pool's blocks ``idx``; returns the batch's loss.
 
-    ``angles``: (batch,) rotation angles, or (batch, 3) angles and the LiDAR augmentation's
-    two uniform draws in [0, 1) (``pcseg.inputs.augment_lidar_inputs``).
+    ``angles``: (batch,) rotation angles; ``draws``: (batch, 2) the LiDAR augmentation's
+    uniform draws in [0, 1) (``pcseg.inputs.augment_lidar_inputs``), or None.
 
     The update and the counters that record it happen together or not at all under Ctrl-C,
     so a checkpoint always holds whole steps."""
     cfg, device, pool = run.cfg, run.device, run.pool
     points, label = pool.points[idx], pool.label[idx]
     features = None if pool.features is None else pool.features[idx]
-    draws = None
-    if angles.dim() == 2:
-        angles, draws = angles[:, 0], angles[:, 1:]
     if cfg.data.augment_rotate:
         points, features = rotate_inputs(points, features, cfg.data, angles)
     if draws is not None:
@@ -782,7 +780,7 @@ def _run_epoch(run: TrainRun, state: TrainState, budget: TimeBudget, progress: b
     """Trains the epoch in progress from its next step on, then validates and records it."""
     epoch_start = time.perf_counter()
     run.net.train()
-    order, angles = _epoch_batches(run)
+    order, angles, draws = _epoch_batches(run)
     # a resumed epoch skips the steps done before the interruption
     bar = progress_bar(
         range(state.step, run.steps_per_epoch),
@@ -796,7 +794,7 @@ def _run_epoch(run: TrainRun, state: TrainState, budget: TimeBudget, progress: b
     for step in bar:
         if run.schedule.step_count >= run.schedule.total_steps:
             break  # a time-budgeted schedule ended inside this epoch
-        loss = _train_step(run, state, order[step], angles[step])
+        loss = _train_step(run, state, order[step], angles[step], None if draws is None else draws[step])
         bar.set_postfix(loss=f"{loss:.3f}")
         steps_run += 1
         budget.after_step(state)
