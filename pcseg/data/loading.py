@@ -81,16 +81,13 @@ def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence
         seeds = progress_bar(
             range(start, start + count), desc=f"generating {split} rooms", unit="room", enabled=progress
         )
-        rooms = [generate_room(seed, data.points_per_room) for seed in seeds]
-        if split == "train" and data.synthetic_views > 0:
-            per_view = max(1, data.points_per_room // data.synthetic_views)
-            first = data.train_seed_start
-            rooms += [
-                view
-                for seed in range(first, first + count)
-                for view in generate_views(seed, data.synthetic_views, per_view)
-            ]
-        return rooms
+        num_views = data.synthetic_views if split == "train" else 0
+        rooms, views = [], []
+        for seed in seeds:
+            rooms.append(generate_room(seed, data.points_per_room))
+            if num_views:
+                views += generate_views(seed, num_views, max(1, data.points_per_room // num_views))
+        return rooms + views
     return LazyRooms(*_room_source(data, split))
 
 

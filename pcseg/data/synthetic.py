@@ -1337,7 +1337,8 @@ def generate_views(
                 break
         pitch = math.radians(rng.uniform(*sensor.pitch_degrees))
         target = eye + np.r_[across / max(np.linalg.norm(across), 1e-9), -math.tan(pitch)]
-        view = render_view(scene, camera, look_at_pose(eye, target), max_depth=sensor.max_depth)
+        pose = look_at_pose(eye, target)
+        view = render_view(scene, camera, pose, max_depth=sensor.max_depth)
         z = view["depth"].astype(np.float64)
         valid = z > 0
         # depth discontinuities: the 3x3 neighbourhood spans more than 10 % of the depth
@@ -1358,7 +1359,6 @@ def generate_views(
         u = cols + rng.standard_normal(len(cols)) * KINECT_LATERAL_NOISE_PX
         v = rows + rng.standard_normal(len(rows)) * KINECT_LATERAL_NOISE_PX
         camera_points = np.stack([(u - camera.cx) / camera.fx * zs, (v - camera.cy) / camera.fy * zs, zs], 1)
-        pose = look_at_pose(eye, target)
         coord = camera_points @ pose[:3, :3].T + pose[:3, 3]
         gain = rng.uniform(0.6, 1.3) * rng.uniform(0.9, 1.1, 3)
         color = np.clip(view["color"][rows, cols].astype(np.float64) * gain, 0, 255).round().astype(np.uint8)
