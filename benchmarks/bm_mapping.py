@@ -15,8 +15,8 @@ free-space clearing against Open3D's VoxelBlockGrid TSDF integration, and an end
    integration (tsdf, weight) of the same frames' LiDAR depth in the same camera, 0.1 m voxels.
 3. rgbd: `Fuser.add_rgbd` of rendered 640x480 frames (`bm_bridge.room_frames`), 13-class
    label maps, 5 cm voxels, with and without clearing, the median of 5 passes (target:
-   >= 15 frames/s with clearing); peer: Open3D `VoxelBlockGrid` TSDF integration (tsdf, weight, color) of the
-   same depth and colour at 5 cm.
+   >= 15 frames/s with clearing); peer: Open3D `VoxelBlockGrid` TSDF integration (tsdf,
+   weight, color) of the same depth and colour at 5 cm.
 4. drive: an endless drive of small simulated scans (16 x 360 beams) with a 30 m bounded
    map and clearing: voxels, process RSS and ms/frame every 10% of the frames (target:
    memory flat after warm-up).

@@ -1,7 +1,7 @@
 """voxelize: pcseg's one-pass voxelisation with per-voxel sums against its pure-PyTorch
 reference (torch.unique + index_add_) and Open3D's `voxel_down_sample` (voxel means of
 points and colours), on an RGB-D frame's points (the dense-box path) and a LiDAR sweep (the
-hash-table path).
+radix-sort path).
 
 python benchmarks/bm_voxelize.py [--threads 2]
 """

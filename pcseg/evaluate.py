@@ -25,6 +25,7 @@ import torch
 from pcseg.calibration import CalibrationBins, calibration_bins, entropy, fit_temperature
 from pcseg.config import Config, RefineConfig
 from pcseg.data import S3DIS_CLASS_NAMES
+from pcseg.data.blocks import LIDAR_FIELDS
 from pcseg.metrics import ConfusionMatrix, SegmentationScores
 from pcseg.predict import autocast_dtype, predict_tile
 from pcseg.uncertainty import check_refine, refine_probabilities
@@ -140,8 +141,6 @@ def _error_by_decile(errors: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
 
 def _lidar_fields(room: dict) -> dict:
     """The LiDAR fields a room holds (``pcseg.data.blocks.LIDAR_FIELDS``), for models that take them."""
-    from pcseg.data.blocks import LIDAR_FIELDS
-
     return {key: room[key] for key in LIDAR_FIELDS if key in room}
 
 

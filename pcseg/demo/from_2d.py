@@ -202,16 +202,6 @@ def _train_and_evaluate(cfg, rooms, heldout, progress) -> tuple[dict, dict]:
     return summary, result
 
 
-def _per_class(iou) -> dict[str, float | None]:
-    """Class name -> IoU (None for a class absent from truth and prediction)."""
-    from pcseg.data.classes import S3DIS_CLASS_NAMES
-
-    return {
-        name: None if np.isnan(value) else round(float(value), 4)
-        for name, value in zip(S3DIS_CLASS_NAMES, iou.tolist())
-    }
-
-
 def run_from_2d_demo(
     out_dir: str | Path = "demo_out", overrides: Sequence[str] = (), seed: int = 0, progress: bool = True
 ) -> dict:
@@ -232,8 +222,10 @@ def run_from_2d_demo(
     """
     import torch
 
+    from pcseg.data.classes import S3DIS_CLASS_NAMES
     from pcseg.data.synthetic import generate_room
     from pcseg.demo.rooms import demo_config
+    from pcseg.evaluate import scores_to_dict
     from pcseg.metrics import ConfusionMatrix
     from pcseg.utils.progress import progress as progress_over
 
@@ -310,7 +302,7 @@ def run_from_2d_demo(
         runs[name] = {
             "miou": float(result["scores"].miou),
             "accuracy": float(result["scores"].overall_accuracy),
-            "iou": _per_class(result["scores"].iou),
+            "iou": scores_to_dict(result["scores"], S3DIS_CLASS_NAMES)["iou"],
             "epochs": summary["epochs"],
             "train_s": summary["train_s"],
         }
@@ -329,7 +321,7 @@ def run_from_2d_demo(
         "painted_miou": round(float(painted_miou), 4),
         "painted_coverage": round(covered / total, 4),
         "painted_accuracy": round(float(painted_scores.overall_accuracy), 4),
-        "painted_iou": _per_class(painted_scores.iou),
+        "painted_iou": scores_to_dict(painted_scores, S3DIS_CLASS_NAMES)["iou"],
         "pseudo_miou": round(pseudo_miou, 4),
         "supervised_miou": round(supervised_miou, 4),
         "targets_met": targets,
