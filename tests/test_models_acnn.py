@@ -293,3 +293,53 @@ def test_decoder_branch_projects_before_interpolating_with_the_same_result(level
     inputs = [coarse, *up.parameters()] + ([skip] if skip is not None else [])
     for mine, theirs in zip(torch.autograd.grad(ours, inputs, g), torch.autograd.grad(reference, inputs, g)):
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_rings_side_by_side_equal_ring_after_ring(padded):
+    """A level whose rings hold the same K runs them side by side (one gather, block-diagonal
+    convolutions, one batch norm per layer): outputs, gradients and every ring's running
+    statistics equal those of the rings run one after the other, in train and eval mode."""
+    from pcseg.models.acnn import AnnularLevel
+
+    torch.manual_seed(0)
+    config = AnnularLevelConfig(32, [(0.0, 0.15), (0.15, 0.3)], [8, 8], [[8, 12], [6, 16]])
+    side_by_side = AnnularLevel(5, config).train()
+    assert side_by_side.side_by_side
+    wide = AnnularLevelConfig(32, config.rings, config.samples, [[8, 64], [6, 16]])
+    assert not AnnularLevel(5, wide).side_by_side  # wide rings run one after the other
+    ring_after_ring = AnnularLevel(5, config).train()
+    ring_after_ring.load_state_dict(side_by_side.state_dict())
+    points = torch.rand(2, 200, 3)
+    features = torch.randn(2, 200, 5)
+    lengths = torch.tensor([200, 150]) if padded else None
+    normals = estimate_normals(points, k=8, lengths=lengths)
+    centre_idx, rings, _, _, _ = side_by_side.neighbourhoods(points, normals, lengths)
+    for mode in ("train", "eval"):
+        side_by_side.train(mode == "train")
+        ring_after_ring.train(mode == "train")
+        x = features.clone().requires_grad_()
+        new_xyz, ours, new_lengths = side_by_side.forward_from_neighbourhoods(points, x, centre_idx, rings, lengths)
+        x_ref = features.clone().requires_grad_()
+        reference = _ring_after_ring(ring_after_ring, points, x_ref, centre_idx, rings, new_lengths)
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+        g = torch.randn_like(ours)
+        mine = torch.autograd.grad(ours, [x, *side_by_side.parameters()], g)
+        theirs = torch.autograd.grad(reference, [x_ref, *ring_after_ring.parameters()], g)
+        # atol for the biases before batch norm, whose gradients are rounding noise around 0
+        for a, b in zip(mine, theirs):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    for (key, a), b in zip(side_by_side.state_dict().items(), ring_after_ring.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def _ring_after_ring(level, xyz, features, centre_idx, rings, new_lengths):
+    from pcseg.models.acnn import group_rows
+
+    new_xyz = group_rows(xyz, centre_idx[:, :, None])[:, :, 0]
+    centre_mask = None if new_lengths is None else centre_idx >= 0
+    outputs = []
+    for idx, stack in zip(rings, level.rings):
+        grouped = torch.cat([group_rows(xyz, idx) - new_xyz[:, :, None, :], group_rows(features, idx)], dim=-1)
+        outputs.append(stack(grouped, centre_mask))
+    return torch.cat(outputs, dim=-1)

@@ -168,42 +168,90 @@ class MaskedBatchNorm(nn.BatchNorm1d):
     ) -> torch.Tensor:
         """``channels_last`` overrides the layout given at construction for this call."""
         channels_last = self.channels_last if channels_last is None else channels_last
+        y = _batch_norm(
+            x, mask, channels_last, self.weight, self.bias, self.running_mean, self.running_var, self._settings()
+        )
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+        return y
+
+    def _settings(self) -> tuple[bool, bool, float, float]:
+        """(use batch statistics, synchronise across processes, momentum, eps)."""
         use_batch_stats = self.training or self.running_mean is None
         momentum = self.momentum if self.momentum is not None else 0.1
         # train mode only: in eval mode the processes may run different numbers of batches
         # (validation shares), so a collective there could wait forever
         synchronise = self.training and _distributed()
-        if not synchronise and (mask is None or not use_batch_stats):
-            flat = x.reshape(-1, x.shape[-1]) if channels_last else x
-            y = F.batch_norm(
-                flat, self.running_mean, self.running_var, self.weight, self.bias, use_batch_stats, momentum, self.eps
-            )
-            if self.training and self.track_running_stats:
-                self.num_batches_tracked.add_(1)
-            return y.reshape(x.shape)
-        entries = x if channels_last else x.movedim(1, -1)  # (..., C)
-        real = (entries.reshape(-1, entries.shape[-1]) if mask is None else entries[mask]).float()  # (n_real, C)
-        if synchronise:
-            mean, var, n = _global_moments(real)
-        else:
-            n = real.shape[0]
-            if n < 2:
-                raise ValueError("batch norm in train mode needs at least 2 real entries per channel")
-            mean = real.mean(0)
-            var = real.var(0, unbiased=False)
-        if self.training and self.track_running_stats:
-            with torch.no_grad():
-                self.running_mean.mul_(1 - momentum).add_(momentum * mean)
-                self.running_var.mul_(1 - momentum).add_(momentum * var * n / (n - 1))
-                self.num_batches_tracked.add_(1)
-        scale = torch.rsqrt(var + self.eps)
-        if self.weight is not None:
-            scale = scale * self.weight
-        shift = -mean * scale
-        if self.bias is not None:
-            shift = shift + self.bias
-        view = (-1,) if channels_last else (1, -1) + (1,) * (x.dim() - 2)
-        return (x.float() * scale.view(view) + shift.view(view)).to(x.dtype)
+        return use_batch_stats, synchronise, momentum, self.eps
+
+
+def batch_norm_side_by_side(norms: Sequence[MaskedBatchNorm], x: torch.Tensor, mask: torch.Tensor | None):
+    """Several channels-last ``MaskedBatchNorm`` applied to their channels of one tensor.
+
+    ``x (..., C_1 + C_2 + ...)`` holds the inputs of ``norms[0]``, ``norms[1]``, ... side by side;
+    the result equals ``torch.cat([norm_i(x_i, mask) for i])`` (per-channel statistics do not mix
+    channels) in one batch-norm call instead of one per module, and each module's running
+    statistics and batch counter are updated as its own call would.
+
+    Args:
+        norms: modules in one mode (train or eval) with equal momentum and eps.
+        x: (..., sum of num_features) float.
+        mask: (...) bool real entries, or None.
+
+    Returns:
+        y: like ``x``.
+    """
+    if len(norms) == 1:
+        return norms[0](x, mask, channels_last=True)
+    settings = norms[0]._settings()
+    tracked = norms[0].running_mean is not None
+    running_mean = torch.cat([n.running_mean for n in norms]) if tracked else None
+    running_var = torch.cat([n.running_var for n in norms]) if tracked else None
+    weight = torch.cat([n.weight for n in norms]) if norms[0].weight is not None else None
+    bias = torch.cat([n.bias for n in norms]) if norms[0].bias is not None else None
+    y = _batch_norm(x, mask, True, weight, bias, running_mean, running_var, settings)
+    if norms[0].training and tracked:
+        with torch.no_grad():
+            for n, mean, var in zip(
+                norms,
+                running_mean.split([n.num_features for n in norms]),
+                running_var.split([n.num_features for n in norms]),
+            ):
+                n.running_mean.copy_(mean)
+                n.running_var.copy_(var)
+                n.num_batches_tracked.add_(1)
+    return y
+
+
+def _batch_norm(x, mask, channels_last, weight, bias, running_mean, running_var, settings):
+    """``MaskedBatchNorm``'s computation on explicit parameters and buffers (updated in place)."""
+    use_batch_stats, synchronise, momentum, eps = settings
+    if not synchronise and (mask is None or not use_batch_stats):
+        flat = x.reshape(-1, x.shape[-1]) if channels_last else x
+        y = F.batch_norm(flat, running_mean, running_var, weight, bias, use_batch_stats, momentum, eps)
+        return y.reshape(x.shape)
+    entries = x if channels_last else x.movedim(1, -1)  # (..., C)
+    real = (entries.reshape(-1, entries.shape[-1]) if mask is None else entries[mask]).float()  # (n_real, C)
+    if synchronise:
+        mean, var, n = _global_moments(real)
+    else:
+        n = real.shape[0]
+        if n < 2:
+            raise ValueError("batch norm in train mode needs at least 2 real entries per channel")
+        mean = real.mean(0)
+        var = real.var(0, unbiased=False)
+    if use_batch_stats and running_mean is not None:
+        with torch.no_grad():
+            running_mean.mul_(1 - momentum).add_(momentum * mean)
+            running_var.mul_(1 - momentum).add_(momentum * var * n / (n - 1))
+    scale = torch.rsqrt(var + eps)
+    if weight is not None:
+        scale = scale * weight
+    shift = -mean * scale
+    if bias is not None:
+        shift = shift + bias
+    view = (-1,) if channels_last else (1, -1) + (1,) * (x.dim() - 2)
+    return (x.float() * scale.view(view) + shift.view(view)).to(x.dtype)
 
 
 class Dropout(nn.Dropout):
