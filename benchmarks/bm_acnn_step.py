@@ -1,6 +1,7 @@
 """The demo's training step, A-CNN against PointNet: time per step and where A-CNN's time goes.
 
     .venv/bin/python benchmarks/bm_acnn_step.py [--batch 8] [--points 1024] [--min-run-time 20] [--amp auto|none]
+    .venv/bin/python benchmarks/bm_acnn_step.py --side-by-side [--widths 0.25 1.0]
 
 One step is what ``pcseg demo`` runs: forward on a batch of 1 m blocks with the demo's inputs
 (xyz, rgb and the 7 local-geometry channels, whose normals A-CNN also takes as its normals),
@@ -9,6 +10,11 @@ demo's settings (``pcseg.demo.rooms``):
 PointNet (S3DIS network) and A-CNN (block preset, the authors' decoder), at their demo widths.
 Then one profiled A-CNN step: the share of each native op (``pcseg::*``) and of the PyTorch
 layers. Prints the load average with each figure: the machine may be shared.
+
+``--side-by-side``: the A-CNN step alone (block preset, room blocks with colour as features)
+with its levels' rings run side by side up to each width limit in turn (``AnnularLevel.
+side_by_side``; pcseg's limit is ``SIDE_BY_SIDE_MAX_WIDTH``), interleaved, at each width
+multiplier: where one block-diagonal product per layer pays for itself.
 """
 
 from __future__ import annotations
@@ -79,6 +85,39 @@ def op_shares(step) -> list[tuple[str, float]]:
     return sorted(shares.items(), key=lambda kv: -kv[1])
 
 
+def side_by_side_table(widths, batch: int, num_points: int, min_run_time: float) -> None:
+    from pcseg.models.acnn import SIDE_BY_SIDE_MAX_WIDTH
+
+    points, features, labels, _ = room_blocks(batch, num_points)
+    print(f"A-CNN step, levels side by side when their widest layer <= limit (pcseg: {SIDE_BY_SIDE_MAX_WIDTH})")
+    for width in widths:
+        widest, ms = side_by_side_row(width, points, features, labels, min_run_time)
+        cells = "  ".join(f"{name} {value:6.1f}" for name, value in ms.items())
+        print(f"x{width:<5} levels' widest layers {widest}: ms/step {cells}  ({load()})", flush=True)
+
+
+def side_by_side_row(width, points, features, labels, min_run_time):
+    """One width multiplier: the levels' widest layers and {limit: median ms/step}."""
+    from pcseg.models import ACNNSeg, acnn_block_preset
+
+    model = ACNNSeg(13, in_channels=features.shape[-1], width_multiplier=width, **acnn_block_preset(points.shape[1]))
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters())
+    widest = [max(c.out_channels for s in level.rings for c in s.convs) for level in model.encoder.levels]
+
+    def step(limit):
+        for level, w in zip(model.encoder.levels, widest):
+            level.side_by_side = limit is None or w <= limit
+        loss = F.cross_entropy(model(points, features), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    limits = [0, 16, 32, 64, None]
+    steps = {("all" if limit is None else f"<= {limit}"): (lambda limit=limit: step(limit)) for limit in limits}
+    return widest, interleaved_ms(steps, min_run_time)[0]
+
+
 def load() -> str:
     return "load avg " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -89,8 +128,13 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1024)
     parser.add_argument("--min-run-time", type=float, default=20.0, help="seconds of interleaved rounds")
     parser.add_argument("--amp", default="auto", help="train.amp: auto, bf16 or none")
+    parser.add_argument("--side-by-side", action="store_true", help="instead: A-CNN's step by side-by-side limit")
+    parser.add_argument("--widths", type=float, nargs="+", default=[0.25, 1.0], help="with --side-by-side")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.side_by_side:
+        side_by_side_table(args.widths, args.batch, args.points, args.min_run_time)
+        return
     amp_dtype = autocast_dtype(args.amp, torch.device("cpu"))
     points, features, labels = demo_batch(args.batch, args.points)
     print(
