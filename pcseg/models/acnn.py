@@ -350,9 +350,9 @@ def stacks_side_by_side(stacks: Sequence[CircularConvStack], x: torch.Tensor, ce
     demo's widths, where the calls and not the products cost the time.
     """
     mask = None if centre_mask is None else centre_mask[:, :, None].expand(-1, -1, x.shape[2])
-    total_in = sum(stack.convs[0].in_channels for stack in stacks)
     for layer in range(len(stacks[0].convs)):
         convs = [stack.convs[layer] for stack in stacks]
+        total_in = sum(conv.in_channels for conv in convs)
         blocks, offset = [], 0
         for conv in convs:
             blocks.append(F.pad(conv.weight, (0, 0, offset, total_in - offset - conv.in_channels)))
@@ -361,7 +361,6 @@ def stacks_side_by_side(stacks: Sequence[CircularConvStack], x: torch.Tensor, ce
         bias = None if convs[0].bias is None else torch.cat([conv.bias for conv in convs])
         y = circular_conv(x, weight, bias)
         x = F.relu(batch_norm_side_by_side([stack.norms[layer] for stack in stacks], y, mask))
-        total_in = weight.shape[0]
     return x.amax(dim=2)
 
 

@@ -211,12 +211,9 @@ def batch_norm_side_by_side(norms: Sequence[MaskedBatchNorm], x: torch.Tensor, m
     bias = torch.cat([n.bias for n in norms]) if norms[0].bias is not None else None
     y = _batch_norm(x, mask, True, weight, bias, running_mean, running_var, settings)
     if norms[0].training and tracked:
+        sizes = [n.num_features for n in norms]
         with torch.no_grad():
-            for n, mean, var in zip(
-                norms,
-                running_mean.split([n.num_features for n in norms]),
-                running_var.split([n.num_features for n in norms]),
-            ):
+            for n, mean, var in zip(norms, running_mean.split(sizes), running_var.split(sizes)):
                 n.running_mean.copy_(mean)
                 n.running_var.copy_(var)
                 n.num_batches_tracked.add_(1)
