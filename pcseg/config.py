@@ -146,6 +146,10 @@ class TrainConfig:
     autocast on CPUs with native bf16; bf16, else fp16, on CUDA), "bf16", "fp16" (CUDA) or
     "none". ``class_weights``: "none", "inverse_log" or "inverse"
     (``pcseg.losses.class_weights_from_counts`` over the training labels).
+    ``label_transition``: a 2D network's confusion matrix (``.npy``, or text such as ``.csv``;
+    (C, C), rows true classes, columns predicted; counts or row-normalised) when the labels
+    are its pseudo-labels: the cross-entropy then learns the true classes through its errors
+    (``pcseg.losses.noisy_label_cross_entropy_loss``); "" trains on the labels as they are.
     """
 
     seed: int = 0
@@ -161,6 +165,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     loss: str = "cross_entropy"  # or focal, dice, tversky, lovasz, or a sum: cross_entropy+lovasz
     class_weights: str = "inverse_log"
+    label_transition: str = ""
     amp: str = "auto"
     val_every: int = 1
     device: str = "cpu"
@@ -287,6 +292,11 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"train.loss must be one of {sorted(TRAINING_LOSSES)} or a sum of distinct ones "
             f"such as cross_entropy+lovasz, got {cfg.train.loss!r}"
+        )
+    if cfg.train.label_transition and terms != ["cross_entropy"]:
+        raise ConfigError(
+            f"train.label_transition corrects the cross-entropy only: train.loss must be cross_entropy, "
+            f"got {cfg.train.loss!r}"
         )
     for key in ("num_classes", "num_points", "blocks_per_room", "val_blocks_per_room", "neighbours", "scan_stride"):
         if getattr(cfg.data, key) < 1:

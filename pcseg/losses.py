@@ -20,6 +20,8 @@ import torch.nn.functional as F
 
 __all__ = [
     "cross_entropy_loss",
+    "noisy_label_cross_entropy_loss",
+    "label_transition_from_confusion",
     "focal_loss",
     "soft_dice_loss",
     "tversky_loss",
@@ -116,6 +118,87 @@ def cross_entropy_loss(
     """
     z, y, _ = _kept(logits, labels, weight, ignore_index)
     nll = -torch.log_softmax(z, dim=1).gather(1, y[:, None])[:, 0]
+    point_weight = torch.ones_like(nll) if weight is None else weight.to(nll.dtype)[y]
+    return _reduce(nll, point_weight, reduction)
+
+
+def label_transition_from_confusion(confusion, smoothing: float = 0.0) -> torch.Tensor:
+    """The label-noise transition matrix of a 2D network from its confusion matrix.
+
+    ``T[i, j]`` is the chance that a point of true class ``i`` carries label ``j``: the
+    confusion matrix (rows true classes, columns predicted) with each row divided by its
+    sum. A row with no count (a class absent from the validation images) becomes the identity
+    row: nothing is known of its errors, so its labels are taken as right.
+
+    Args:
+        confusion: (C, C) counts or probabilities (numpy or torch), rows true classes.
+        smoothing: mass spread evenly over a row's C entries before normalising, in [0, 1).
+
+    Returns:
+        transition: (C, C) float32, rows summing to 1.
+
+    Raises:
+        ValueError: when it is not square, holds a negative or non-finite value, or
+            ``smoothing`` lies outside [0, 1).
+    """
+    matrix = torch.as_tensor(confusion, dtype=torch.float64)
+    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
+        raise ValueError(f"confusion must be a square (C, C) matrix, got shape {tuple(matrix.shape)}")
+    if not torch.isfinite(matrix).all() or (matrix < 0).any():
+        raise ValueError("confusion must hold finite values >= 0")
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must lie in [0, 1), got {smoothing}")
+    rows = matrix.sum(dim=1, keepdim=True)
+    transition = torch.where(rows > 0, matrix / rows.clamp_min(1e-300), torch.eye(len(matrix), dtype=matrix.dtype))
+    transition = (1.0 - smoothing) * transition + smoothing / len(matrix)
+    return transition.float()
+
+
+def noisy_label_cross_entropy_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    transition: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    ignore_index: int | None = -100,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Cross-entropy against labels with known class-dependent noise (forward correction,
+    Patrini et al. 2017), ``-w_y log (softmax(z) T)_y``.
+
+    The network's softmax stays the distribution of the *true* class; it is carried through
+    ``T`` (``T[i, j]``: the chance that a point of true class ``i`` is labelled ``j``, e.g. a 2D
+    network's row-normalised confusion matrix, `label_transition_from_confusion`) before
+    it meets the label. Labels that a known confusion makes ambiguous (half the sofas
+    labelled chair) then teach the true class instead of the confusion. ``T = I`` gives
+    :func:`cross_entropy_loss`. ``mean`` divides by the summed weights of the kept points.
+
+    Args:
+        logits: (B, C, N) (or (B, C, *spatial)) or flat (P, C) float scores, unnormalised.
+        labels: (B, N) (or (B, *spatial)) or flat (P,) integer noisy class ids in [0, C).
+        transition: (C, C) float row-stochastic noise matrix, rows true classes.
+        weight: (C,) float per-class weights (indexed by the noisy label), or None.
+        ignore_index: label of points that count nowhere (value and gradient); None keeps all.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+        loss: () float, or (P_kept,) weighted per-point values in flat order for ``"none"``.
+
+    Raises:
+        ValueError: when shapes disagree, ``transition`` is not (C, C) with rows summing to 1,
+            a label lies outside [0, C), or ``reduction`` is unknown.
+        TypeError: when ``labels`` is not an integer tensor.
+    """
+    z, y, _ = _kept(logits, labels, weight, ignore_index)
+    num_classes = z.shape[1]
+    if transition.shape != (num_classes, num_classes):
+        raise ValueError(f"transition must have shape ({num_classes}, {num_classes}), got {tuple(transition.shape)}")
+    if not torch.allclose(transition.sum(dim=1), torch.ones((), dtype=transition.dtype), atol=1e-3):
+        raise ValueError(
+            "transition's rows must sum to 1 (label_transition_from_confusion normalises a confusion matrix)"
+        )
+    # log((p T)_y) = logsumexp_i(log p_i + log T_iy): finite where p underflows.
+    log_t = transition.to(device=z.device, dtype=z.dtype).clamp_min(torch.finfo(z.dtype).tiny).log()
+    nll = -torch.logsumexp(torch.log_softmax(z, dim=1) + log_t[:, y].T, dim=1)
     point_weight = torch.ones_like(nll) if weight is None else weight.to(nll.dtype)[y]
     return _reduce(nll, point_weight, reduction)
 

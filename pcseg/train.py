@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import functools
 import gc
 import io
 import json
@@ -73,7 +74,9 @@ from pcseg.losses import (
     class_weights_from_counts,
     cross_entropy_loss,
     focal_loss,
+    label_transition_from_confusion,
     lovasz_softmax_loss,
+    noisy_label_cross_entropy_loss,
     soft_dice_loss,
     tversky_loss,
 )
@@ -92,6 +95,7 @@ __all__ = [
     "train",
     "init_distributed",
     "check_training",
+    "load_label_transition",
     "run_folder_lock",
     "RunFolderBusyError",
 ]
@@ -357,26 +361,43 @@ def _rng_state(device: torch.device) -> dict:
 
 # ----------------------------------------------------------------------------- loss
 def _batch_loss(
-    logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, cfg: Config, world: int
+    logits: torch.Tensor,
+    label: torch.Tensor,
+    weight: torch.Tensor | None,
+    cfg: Config,
+    world: int,
+    transition: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The training loss of ``logits (B, C, P)`` against ``label (B, P)``: the sum of the terms
     that ``train.loss`` names ("cross_entropy+lovasz"). A per-point term is the weighted mean
     over the batch. Under DDP, each rank's weighted sum divided by the whole global batch's
     weight, times the world size: DDP averages the gradients over the ranks, so they are those
     of the global batch's mean, as in one process (per-rank means would weigh every rank
-    alike however many points or which classes it has)."""
-    terms = [_loss_term(name, logits, label, weight, cfg, world) for name in cfg.train.loss.split("+")]
+    alike however many points or which classes it has). ``transition (C, C)``: the labels'
+    noise matrix (``train.label_transition``), which the cross-entropy is corrected for."""
+    terms = [_loss_term(name, logits, label, weight, cfg, world, transition) for name in cfg.train.loss.split("+")]
     return sum(terms[1:], terms[0])
 
 
 def _loss_term(
-    name: str, logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, cfg: Config, world: int
+    name: str,
+    logits: torch.Tensor,
+    label: torch.Tensor,
+    weight: torch.Tensor | None,
+    cfg: Config,
+    world: int,
+    transition: torch.Tensor | None,
 ) -> torch.Tensor:
     if name in SET_LOSSES:
         # Set losses do not split into per-point sums: under DDP each rank's is that of its own
         # share of the batch, and DDP averages their gradients.
         return SET_LOSSES[name](logits, label, weight=weight, ignore_index=cfg.data.ignore_index)
-    loss_fn = focal_loss if name == "focal" else cross_entropy_loss
+    if name == "focal":
+        loss_fn = focal_loss
+    elif transition is not None:
+        loss_fn = functools.partial(noisy_label_cross_entropy_loss, transition=transition)
+    else:
+        loss_fn = cross_entropy_loss
     if world == 1:
         return loss_fn(logits, label, weight=weight, ignore_index=cfg.data.ignore_index)
     total = loss_fn(logits, label, weight=weight, ignore_index=cfg.data.ignore_index, reduction="sum")
@@ -405,6 +426,7 @@ class TrainRun:
     scaler: torch.amp.GradScaler | None
     amp_dtype: torch.dtype | None
     weight: torch.Tensor | None  # class weights of the loss
+    transition: torch.Tensor | None  # the labels' noise matrix (train.label_transition)
     shuffle: torch.Generator  # block order and rotation angles, shared by the ranks
     steps_per_epoch: int
     prepare_s: float
@@ -526,6 +548,11 @@ def _setup(
         if cfg.train.class_weights == "none"
         else class_weights_from_counts(counts.clamp_min(1), cfg.train.class_weights).to(device)
     )
+    transition = (
+        load_label_transition(cfg.train.label_transition, cfg.data.num_classes).to(device)
+        if cfg.train.label_transition
+        else None
+    )
     optimizer = build_optimizer(cfg, model)
     steps_per_epoch = max(1, len(pool) // (cfg.train.batch_size * world))
     schedule = WarmupCosine(
@@ -556,6 +583,7 @@ def _setup(
         scaler,
         amp_dtype,
         weight,
+        transition,
         torch.Generator().manual_seed(cfg.train.seed),
         steps_per_epoch,
         prepare_s,
@@ -681,7 +709,7 @@ def _train_step(
     with torch.autocast(device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None):
         logits, aux_loss = forward_model(run.net, points, features, cfg.data)
     logits = logits.float()
-    loss = _batch_loss(logits, label, run.weight, cfg, run.world) + aux_loss.float()
+    loss = _batch_loss(logits, label, run.weight, cfg, run.world, run.transition) + aux_loss.float()
     run.optimizer.zero_grad(set_to_none=True)
     if run.scaler is not None:
         run.scaler.scale(loss).backward()
@@ -954,13 +982,17 @@ def check_training(cfg: Config, resume: str | Path | None = None, check_rooms: b
 
     Raises:
         ValueError: naming ``train.device`` when it is absent here, ``data.num_classes`` when it
-            is below the data's class count; ``CheckpointError`` / ``CheckpointMismatchError``
+            is below the data's class count, ``train.label_transition`` when it is not a
+            (num_classes, num_classes) confusion matrix; ``CheckpointError`` / ``CheckpointMismatchError``
             for ``resume``.
-        FileNotFoundError: naming the missing data folder, label config or ``resume``.
+        FileNotFoundError: naming the missing data folder, label config, ``resume`` or
+            ``train.label_transition``.
         NotADirectoryError: naming the file that stands where ``train.out_dir`` should be.
     """
     check_device(cfg.train.device, "train.device")
     check_output_folder(cfg.train.out_dir, "train.out_dir")
+    if cfg.train.label_transition:
+        load_label_transition(cfg.train.label_transition, cfg.data.num_classes)
     checkpoint = None
     if resume is not None:
         checkpoint = load_checkpoint(resume)
@@ -968,6 +1000,38 @@ def check_training(cfg: Config, resume: str | Path | None = None, check_rooms: b
     if check_rooms:
         check_data(cfg.data)
     return checkpoint
+
+
+def load_label_transition(path: str | Path, num_classes: int) -> torch.Tensor:
+    """The noise matrix of ``train.label_transition``: a 2D network's confusion matrix, rows
+    normalised (``pcseg.losses.label_transition_from_confusion``).
+
+    Args:
+        path: ``.npy``, or a text file of C rows of C numbers (commas or blanks between them).
+        num_classes: C, the config's ``data.num_classes``.
+
+    Returns:
+        transition: (C, C) float32, rows summing to 1.
+
+    Raises:
+        FileNotFoundError: naming the missing file.
+        ValueError: naming the file when it cannot be read as a (C, C) matrix of counts or
+            probabilities.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"train.label_transition: {path} does not exist")
+    try:
+        if path.suffix == ".npy":
+            matrix = np.load(path, allow_pickle=False)
+        else:
+            text = path.read_text().replace(",", " ")
+            matrix = np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=2)
+        if matrix.shape != (num_classes, num_classes):
+            raise ValueError(f"must be a ({num_classes}, {num_classes}) matrix, got shape {matrix.shape}")
+        return label_transition_from_confusion(np.asarray(matrix, dtype=np.float64))
+    except ValueError as error:
+        raise ValueError(f"train.label_transition: {path}: {error}") from error
 
 
 class RunFolderBusyError(OSError):

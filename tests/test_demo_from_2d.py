@@ -2,7 +2,9 @@
 
 import json
 
+import numpy as np
 import pytest
+import yaml
 
 from pcseg.cli import main
 from pcseg.demo.from_2d import split_overrides
@@ -16,6 +18,8 @@ TINY = [
     "from_2d.time_budget_s=5",
     "from_2d.eval_points_per_room=4000",
     "from_2d.truth_points_per_room=10000",
+    "from_2d.confusion_rooms=2",
+    "from_2d.confusion_views_per_room=2",
     *TINY_TRAINING,  # its data.points_per_room is unused: the rooms come from the fused views
     "data.blocks_per_room=4",
 ]
@@ -36,6 +40,14 @@ def test_demo_from_2d_writes_the_metrics(tmp_path, capsys):
     for iou in (metrics["painted_iou"], metrics["models"]["pseudo"]["iou"], metrics["models"]["supervised"]["iou"]):
         assert "wall" in iou and all(value is None or 0.0 <= value <= 1.0 for value in iou.values())
     assert "pseudo-label model" in capsys.readouterr().out
+    # The 2D network's confusion matrix, measured on other rooms, corrects the pseudo model's loss only.
+    confusion = np.load(out / "network_confusion.npy")
+    assert confusion.shape == (13, 13) and confusion.sum() > 0 and np.trace(confusion) > confusion.sum() / 2
+    assert metrics["noise_correction"] is True and np.array_equal(metrics["network_confusion"], confusion)
+    pseudo_config = yaml.safe_load((out / "run_pseudo" / "config.yaml").read_text())
+    supervised_config = yaml.safe_load((out / "run_supervised" / "config.yaml").read_text())
+    assert pseudo_config["train"]["label_transition"] == str(out / "network_confusion.npy")
+    assert supervised_config["train"]["label_transition"] == ""
 
 
 def test_overrides_reach_their_sections():

@@ -11,7 +11,9 @@ from pcseg.losses import (
     cross_entropy_loss,
     feature_transform_regularizer,
     focal_loss,
+    label_transition_from_confusion,
     lovasz_softmax_loss,
+    noisy_label_cross_entropy_loss,
     soft_dice_loss,
     tversky_loss,
 )
@@ -149,7 +151,79 @@ def test_ignored_points_change_nothing():
         )
 
 
-@pytest.mark.parametrize("loss", [cross_entropy_loss, focal_loss, soft_dice_loss, tversky_loss, lovasz_softmax_loss])
+# A 2D network that calls half of the class-1 objects class 0 and a tenth of class 2 class 1.
+TRANSITION = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.1, 0.9]], dtype=torch.float64)
+
+
+def _with_transition(logits, labels, **kwargs):
+    return noisy_label_cross_entropy_loss(logits, labels, TRANSITION, **kwargs)
+
+
+def test_noisy_label_cross_entropy_hand_computed():
+    # (p T)_y on the kept points: point 0 (y 0): 0.6 + 0.5 * 0.3; point 1 (y 1): 0.7 * 0.5 + 0.1 * 0.1;
+    # point 2 (y 1): 0.25 * 0.5 + 0.25 * 0.1.
+    q = [0.6 + 0.15, 0.35 + 0.01, 0.125 + 0.025]
+    expected = -sum(math.log(v) for v in q) / 3
+    assert _with_transition(LOGITS, LABELS, ignore_index=-1).item() == pytest.approx(expected, abs=1e-12)
+    w = torch.tensor([2.0, 0.5, 7.0], dtype=torch.float64)  # indexed by the (noisy) label
+    expected_w = -(2.0 * math.log(q[0]) + 0.5 * math.log(q[1]) + 0.5 * math.log(q[2])) / 3.0
+    assert _with_transition(LOGITS, LABELS, weight=w, ignore_index=-1).item() == pytest.approx(expected_w, abs=1e-12)
+    # The identity is the plain cross-entropy, values and gradients, in both layouts.
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 7), generator=g)
+    plain = cross_entropy_loss(logits, labels)
+    corrected = noisy_label_cross_entropy_loss(logits, labels, torch.eye(3, dtype=torch.float64))
+    torch.testing.assert_close(corrected, plain)
+    torch.testing.assert_close(
+        torch.autograd.grad(corrected, logits)[0], torch.autograd.grad(plain, logits)[0], rtol=1e-9, atol=1e-12
+    )
+    # Finite where the true class's probability underflows to 0 in float32.
+    far = torch.tensor([[200.0, -200.0, -200.0]])
+    assert torch.isfinite(noisy_label_cross_entropy_loss(far, torch.tensor([1]), TRANSITION.float()))
+
+
+def test_noisy_label_cross_entropy_learns_the_true_class_through_the_noise():
+    # Two kinds of object: kind A is class 0, kind B is class 1, but the labels call half of
+    # the B objects class 0 (TRANSITION's second row): 50 % of B's labels say 0, 50 % say 1.
+    # With ties broken the wrong way (55 / 45, as in a finite sample) the plain cross-entropy
+    # learns B as class 0; the corrected one learns it as class 1.
+    logits = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)  # one row of scores per kind
+    kind = torch.tensor([0] * 100 + [1] * 100)
+    labels = torch.tensor([0] * 100 + [0] * 55 + [1] * 45)
+    for loss_fn, expected in ((cross_entropy_loss, 0), (_with_transition, 1)):
+        z = logits.detach().clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([z], lr=0.1)
+        for _ in range(500):
+            optimiser.zero_grad()
+            loss_fn(z[kind], labels).backward()
+            optimiser.step()
+        assert z[0].argmax().item() == 0
+        assert z[1].argmax().item() == expected, loss_fn
+
+
+def test_label_transition_from_confusion():
+    counts = torch.tensor([[8, 2, 0], [0, 0, 0], [1, 1, 2]])
+    transition = label_transition_from_confusion(counts.numpy())
+    expected = torch.tensor([[0.8, 0.2, 0.0], [0.0, 1.0, 0.0], [0.25, 0.25, 0.5]])  # an unseen class: identity row
+    torch.testing.assert_close(transition, expected)
+    smoothed = label_transition_from_confusion(counts, smoothing=0.3)
+    torch.testing.assert_close(smoothed, 0.7 * expected + 0.1)
+    with pytest.raises(ValueError, match="square"):
+        label_transition_from_confusion(torch.ones(2, 3))
+    with pytest.raises(ValueError, match=">= 0"):
+        label_transition_from_confusion(torch.tensor([[1.0, -1.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="smoothing"):
+        label_transition_from_confusion(counts, smoothing=1.0)
+    with pytest.raises(ValueError, match=r"transition must have shape \(3, 3\)"):
+        noisy_label_cross_entropy_loss(LOGITS, LABELS, torch.eye(2), ignore_index=-1)
+    with pytest.raises(ValueError, match="rows must sum to 1"):
+        noisy_label_cross_entropy_loss(LOGITS, LABELS, torch.ones(3, 3), ignore_index=-1)
+
+
+@pytest.mark.parametrize(
+    "loss", [cross_entropy_loss, focal_loss, soft_dice_loss, tversky_loss, lovasz_softmax_loss, _with_transition]
+)
 def test_gradcheck_float64(loss):
     g = torch.Generator().manual_seed(2)
     logits = torch.randn(2, 3, 6, generator=g, dtype=torch.float64, requires_grad=True)

@@ -285,6 +285,43 @@ def test_trains_with_a_set_loss(tmp_path, rooms):
     assert 0 <= summary["best_miou"] <= 1
 
 
+def test_label_transition_is_read_checked_and_corrects_the_loss(tmp_path, rooms):
+    """``train.label_transition``: a 2D network's confusion matrix (.npy or text, counts or rows
+    normalised); the training loss is then the forward-corrected cross-entropy."""
+    import numpy as np
+
+    from pcseg.config import ConfigError
+    from pcseg.losses import label_transition_from_confusion, noisy_label_cross_entropy_loss
+    from pcseg.train import _batch_loss, check_training, load_label_transition
+
+    counts = np.eye(13) * 80 + 1.0
+    counts[11, 2] = 60  # boards called walls
+    np.save(tmp_path / "confusion.npy", counts)
+    np.savetxt(tmp_path / "confusion.csv", counts, delimiter=",")
+    expected = label_transition_from_confusion(counts)
+    for name in ("confusion.npy", "confusion.csv"):
+        torch.testing.assert_close(load_label_transition(tmp_path / name, 13), expected)
+    with pytest.raises(ValueError, match=r"confusion.csv: must be a \(5, 5\) matrix"):
+        load_label_transition(tmp_path / "confusion.csv", 5)
+    (tmp_path / "bad.txt").write_text("1 2\nthree 4\n")
+    with pytest.raises(ValueError, match="train.label_transition: .*bad.txt"):
+        load_label_transition(tmp_path / "bad.txt", 2)
+    with pytest.raises(FileNotFoundError, match="train.label_transition: .*missing.npy"):
+        check_training(tiny_config(tmp_path / "r0", f"train.label_transition={tmp_path / 'missing.npy'}"), None, False)
+    with pytest.raises(ConfigError, match="label_transition corrects the cross-entropy only"):
+        tiny_config(tmp_path / "r1", f"train.label_transition={tmp_path / 'confusion.npy'}", "train.loss=lovasz")
+
+    torch.manual_seed(0)
+    logits, label = torch.randn(2, 13, 30), torch.randint(-1, 13, (2, 30))
+    cfg = tiny_config(tmp_path / "r2", f"train.label_transition={tmp_path / 'confusion.npy'}", "data.ignore_index=-1")
+    torch.testing.assert_close(
+        _batch_loss(logits, label, None, cfg, world=1, transition=expected),
+        noisy_label_cross_entropy_loss(logits, label, expected, ignore_index=cfg.data.ignore_index),
+    )
+    summary = train(cfg, rooms=rooms, progress=False)
+    assert summary["epochs"] == 3 and 0 <= summary["best_miou"] <= 1
+
+
 def test_semantickitti_scans_are_read_lazily_with_a_stride(tmp_path, shared_data, monkeypatch):
     """Scans are read one at a time when used (a data set larger than memory), every
     scan_stride-th of the split."""

@@ -5,14 +5,19 @@
    objects confused, small objects missed, errors at boundaries, about 75-80 % pixel accuracy);
 2. the views fused per room (``pcseg.Fuser``, soft scores, "bayes"; and "vote" for agreement),
    the confident voxels kept as pseudo-labels (``pcseg.pseudolabel``), the rest ignored;
-3. the demo model trained on those pseudo-labels, and the same model, with the same time
+3. the 2D network's confusion matrix measured on the views of other rooms against their 2D
+   truth, as a 2D network's own labelled validation images give it
+   (``network_confusion.npy``);
+4. the demo model trained on those pseudo-labels, its cross-entropy corrected for the 2D
+   network's confusions (``train.label_transition``), and the same model, with the same time
    budget, on the same points with their true labels;
-4. held-out rooms (other seeds, never used to choose a setting): the fused painted labels of
+5. held-out rooms (other seeds, never used to choose a setting): the fused painted labels of
    their own rendered views, and both models' whole-room predictions, scored against the truth.
 
 Writes ``metrics_from_2d.json`` (``painted_miou``, ``painted_coverage``, ``pseudo_miou``,
 ``supervised_miou``, the pseudo-label threshold report on the training rooms, the 2D network's
-pixel accuracy, the machine's load) and the two training runs (``run_pseudo/``, ``run_supervised/``).
+pixel accuracy and confusion matrix, the machine's load) and the two training runs
+(``run_pseudo/``, ``run_supervised/``).
 """
 
 from __future__ import annotations
@@ -38,9 +43,13 @@ from pcseg.demo.bridge import (
 )
 from pcseg.fuser import Fuser
 from pcseg.pseudolabel import FusedCloud, PseudoLabelThresholds, fused_cloud, pseudo_labels, threshold_report
-from pcseg.utils.atomic import atomic_write_file
+from pcseg.utils.atomic import atomic_path, atomic_write_file
 
-__all__ = ["From2DConfig", "FusedRoom", "fuse_room", "run_from_2d_demo", "split_overrides"]
+__all__ = ["From2DConfig", "FusedRoom", "fuse_room", "measure_network_confusion", "run_from_2d_demo", "split_overrides"]
+
+# The seeds of the rooms on which the 2D network's confusion matrix is measured: neither
+# training (0, 1, ...) nor held-out (100000, ...) rooms.
+CONFUSION_SEED_START = 200_000
 
 # Agreement thresholds of the coverage / accuracy sweep in the report.
 AGREEMENT_SWEEP = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -60,6 +69,10 @@ class From2DConfig:
         eval_points_per_room: points sampled on each held-out room.
         truth_points_per_room: points sampled on each training room to find its voxels' true labels.
         time_budget_s: seconds of training for each of the two models.
+        confusion_rooms / confusion_views_per_room: the validation rooms (seeds 200000,
+            200001, ...) and views on which the 2D network's confusion matrix is measured.
+        noise_correction: train the pseudo-label model through that confusion matrix
+            (``train.label_transition``); False: on the pseudo-labels as they are.
         network: the simulated 2D network's error model.
         thresholds: the pseudo-label thresholds.
     """
@@ -72,11 +85,22 @@ class From2DConfig:
     eval_points_per_room: int = 100_000
     truth_points_per_room: int = 200_000
     time_budget_s: float = 120.0
+    confusion_rooms: int = 32
+    confusion_views_per_room: int = 4
+    noise_correction: bool = True
     network: NetworkErrorModel = field(default_factory=NetworkErrorModel)
     thresholds: PseudoLabelThresholds = field(default_factory=PseudoLabelThresholds)
 
     def __post_init__(self):
-        for name in ("train_rooms", "heldout_rooms", "views_per_room", "eval_points_per_room", "truth_points_per_room"):
+        for name in (
+            "train_rooms",
+            "heldout_rooms",
+            "views_per_room",
+            "eval_points_per_room",
+            "truth_points_per_room",
+            "confusion_rooms",
+            "confusion_views_per_room",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"from_2d.{name} must be >= 1, got {getattr(self, name)}")
         if self.train_rooms < 2:
@@ -187,6 +211,35 @@ def fuse_room(seed: int, cfg: From2DConfig, truth_points: int | None = None) -> 
     return FusedRoom(cloud, np.asarray(dense["label"], dtype=np.int64)[nearest], fuser, pixels, correct)
 
 
+def measure_network_confusion(cfg: From2DConfig) -> np.ndarray:
+    """The simulated 2D network's confusion matrix on rendered views of validation rooms.
+
+    What a user has of a real 2D network: its confusions measured on its own labelled
+    validation images. Every object's whole-object confusion is drawn anew per room, so
+    many rooms with a few views each sample them better than few rooms with many views.
+
+    Args:
+        cfg: confusion_rooms, confusion_views_per_room, image_size and the network's error model.
+
+    Returns:
+        confusion: (C, C) int64 pixel counts, rows true classes, columns predicted.
+    """
+    from pcseg.data.synthetic import build_room, render_view
+
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    camera = demo_camera(*cfg.image_size)
+    for seed in range(CONFUSION_SEED_START, CONFUSION_SEED_START + cfg.confusion_rooms):
+        rng = np.random.default_rng(seed)
+        scene = build_room(seed)
+        confusions = object_confusions(scene, cfg.network, rng)
+        for pose in demo_poses(scene.size, cfg.confusion_views_per_room, rng):
+            view = render_view(scene, camera, pose)
+            predicted, _ = simulate_2d_network(view, cfg.network, confusions, rng)
+            surface = view["label"] >= 0
+            np.add.at(confusion, (view["label"][surface], predicted[surface]), 1)
+    return confusion
+
+
 def _train_and_evaluate(cfg, rooms, heldout, progress) -> tuple[dict, dict]:
     from pcseg.checkpoint import model_from_checkpoint
     from pcseg.evaluate import evaluate_rooms
@@ -253,12 +306,17 @@ def run_from_2d_demo(
         swept = dataclasses.replace(config.thresholds, min_agreement=agreement)
         entry = threshold_report(pooled, swept, pooled_truth)["all"]
         sweep.append({"min_agreement": agreement, "coverage": entry["coverage"], "accuracy": entry["accuracy"]})
+    confusion = measure_network_confusion(config)
+    confusion_path = out_dir / "network_confusion.npy"
+    with atomic_path(confusion_path) as tmp:
+        np.save(tmp, confusion)
     fuse_s = time.perf_counter() - t
     print(
         f"[from-2d] {config.train_rooms} training rooms x {config.views_per_room} views: simulated 2D network "
         f"pixel accuracy {pixel_accuracy:.3f}; fused voxels {report['voxels']:,} (label accuracy "
         f"{report['fused']['accuracy']}); pseudo-labelled {report['all']['coverage']:.1%} of them (label accuracy "
-        f"{report['all']['accuracy']}) in {fuse_s:.1f} s",
+        f"{report['all']['accuracy']}); its confusion matrix measured on {config.confusion_rooms} other rooms; "
+        f"{fuse_s:.1f} s",
         flush=True,
     )
 
@@ -280,9 +338,10 @@ def run_from_2d_demo(
     )
 
     runs = {}
-    for name, labels in (
-        ("pseudo", [pseudo_labels(room.cloud, config.thresholds) for room in rooms]),
-        ("supervised", [room.truth for room in rooms]),
+    correction = [f"train.label_transition={confusion_path}"] if config.noise_correction else []
+    for name, labels, run_overrides in (
+        ("pseudo", [pseudo_labels(room.cloud, config.thresholds) for room in rooms], correction),
+        ("supervised", [room.truth for room in rooms], []),
     ):
         cfg = demo_config(
             out_dir,
@@ -290,6 +349,7 @@ def run_from_2d_demo(
                 f"train.seed={seed}",
                 f"train.time_budget_s={config.time_budget_s}",
                 "data.ignore_index=-1",
+                *run_overrides,
                 *train_overrides,
                 f"train.out_dir={out_dir / f'run_{name}'}",
             ],
@@ -327,6 +387,8 @@ def run_from_2d_demo(
         "targets_met": targets,
         "models": runs,
         "pixel_accuracy_2d": round(pixel_accuracy, 4),
+        "network_confusion": confusion.tolist(),
+        "noise_correction": config.noise_correction,
         "pseudo_labels": report,
         "agreement_sweep": sweep,
         "config": dataclasses.asdict(config),
