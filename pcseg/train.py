@@ -1029,7 +1029,7 @@ def load_label_transition(path: str | Path, num_classes: int) -> torch.Tensor:
             matrix = np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=2)
         if matrix.shape != (num_classes, num_classes):
             raise ValueError(f"must be a ({num_classes}, {num_classes}) matrix, got shape {matrix.shape}")
-        return label_transition_from_confusion(np.asarray(matrix, dtype=np.float64))
+        return label_transition_from_confusion(matrix)
     except ValueError as error:
         raise ValueError(f"train.label_transition: {path}: {error}") from error
 

@@ -224,9 +224,12 @@ def measure_network_confusion(cfg: From2DConfig) -> np.ndarray:
     Returns:
         confusion: (C, C) int64 pixel counts, rows true classes, columns predicted.
     """
-    from pcseg.data.synthetic import build_room, render_view
+    import torch
 
-    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    from pcseg.data.synthetic import build_room, render_view
+    from pcseg.metrics import ConfusionMatrix
+
+    confusion = ConfusionMatrix(NUM_CLASSES)
     camera = demo_camera(*cfg.image_size)
     for seed in range(CONFUSION_SEED_START, CONFUSION_SEED_START + cfg.confusion_rooms):
         rng = np.random.default_rng(seed)
@@ -236,8 +239,8 @@ def measure_network_confusion(cfg: From2DConfig) -> np.ndarray:
             view = render_view(scene, camera, pose)
             predicted, _ = simulate_2d_network(view, cfg.network, confusions, rng)
             surface = view["label"] >= 0
-            np.add.at(confusion, (view["label"][surface], predicted[surface]), 1)
-    return confusion
+            confusion.update(torch.from_numpy(predicted[surface]), torch.from_numpy(view["label"][surface]))
+    return confusion.matrix.numpy()
 
 
 def _train_and_evaluate(cfg, rooms, heldout, progress) -> tuple[dict, dict]:
