@@ -50,6 +50,34 @@ def test_demo_from_2d_writes_the_metrics(tmp_path, capsys):
     assert supervised_config["train"]["label_transition"] == ""
 
 
+def test_demo_from_2d_scores_the_models_on_the_painted_points(tmp_path):
+    """The models' second score is theirs on exactly the held-out points the painted labels cover."""
+    import torch
+
+    from pcseg.checkpoint import model_from_checkpoint
+    from pcseg.data.synthetic import generate_room
+    from pcseg.demo.from_2d import fuse_room
+    from pcseg.evaluate import evaluate_rooms
+    from pcseg.metrics import ConfusionMatrix
+
+    out = tmp_path / "out"
+    args = ["demo", "--from-2d", "--out", str(out), "--set", "from_2d.noise_correction=false"]
+    for item in TINY:
+        args += ["--set", item]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics_from_2d.json").read_text())
+    config, _ = split_overrides(TINY)
+    room = generate_room(100_000, config.eval_points_per_room)
+    covered = fuse_room(100_000, config, 1).fuser.query(room["coord"]).known
+    assert 0 < covered.sum() < len(covered)
+    for name in ("pseudo", "supervised"):
+        model, cfg, _ = model_from_checkpoint(out / f"run_{name}" / "last.pt", "cpu")
+        prediction = evaluate_rooms(model, cfg, [room], progress=False)["predictions"][0]
+        expected = ConfusionMatrix(13)
+        expected.update(torch.from_numpy(prediction[covered]), torch.from_numpy(room["label"][covered]))
+        assert metrics[f"{name}_miou_on_painted_points"] == pytest.approx(expected.compute().miou, abs=1e-4)
+
+
 def test_overrides_reach_their_sections():
     config, rest = split_overrides(
         ["network.blob_fraction=0.2", "pseudolabel.min_agreement=0.8", "from_2d.train_rooms=3", "train.lr=0.1"]
