@@ -49,6 +49,10 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the schema."""
 
 
+# How training blocks are centred (DataConfig.block_centres).
+BLOCK_CENTRES = ("random", "class_balanced")
+
+
 @dataclass
 class DataConfig:
     """Where the points come from and how they are cut into blocks.
@@ -69,7 +73,9 @@ class DataConfig:
         training rooms, for models that will label single RGB-D frames; validation keeps whole
         rooms. Each view is a room of its own for ``blocks_per_room``.
     Blocks: ``block_size`` metres square columns of ``num_points`` points;
-        ``blocks_per_room`` random training blocks are cut once per room and kept in memory.
+        ``blocks_per_room`` random training blocks are cut once per room and kept in memory,
+        centred on points drawn alike (``block_centres: random``) or with every class of the
+        room equally likely (``class_balanced``: KPConv's sampling, for rare small classes).
     Inputs per point: block xyz always; rgb (``use_color``), PointNet's room-normalised xyz
         (``room_coords``) and 7 local geometric features (``geometric_features``: normal,
         surface variation, offset to the centroid of the ``neighbours`` nearest points).
@@ -109,6 +115,7 @@ class DataConfig:
     block_size: float = 1.0
     num_points: int = 1024
     blocks_per_room: int = 48
+    block_centres: str = "random"
     val_blocks_per_room: int = 16
     eval_stride: float = 0.5
     use_color: bool = True
@@ -301,6 +308,8 @@ def _validate(cfg: Config) -> None:
     for key in ("num_classes", "num_points", "blocks_per_room", "val_blocks_per_room", "neighbours", "scan_stride"):
         if getattr(cfg.data, key) < 1:
             raise ConfigError(f"data.{key} must be >= 1, got {getattr(cfg.data, key)}")
+    if cfg.data.block_centres not in BLOCK_CENTRES:
+        raise ConfigError(f"data.block_centres must be one of {list(BLOCK_CENTRES)}, got {cfg.data.block_centres!r}")
     if cfg.data.block_size <= 0 or cfg.data.eval_stride <= 0:
         raise ConfigError("data.block_size and data.eval_stride must be positive")
     if cfg.data.synthetic_views < 0:

@@ -66,7 +66,7 @@ import torch.distributed as dist
 
 from pcseg.checkpoint import CHECKPOINT_FORMAT, atomic_save, build_model_from_config, check_compatible, load_checkpoint
 from pcseg.config import Config, DataConfig, config_to_dict, save_config
-from pcseg.data import random_block
+from pcseg.data import class_balanced_centres, random_block
 from pcseg.data.loading import check_data, load_rooms
 from pcseg.evaluate import scores_without_ignored
 from pcseg.inputs import augment_lidar_inputs, block_inputs, input_normals, rotate_inputs
@@ -139,7 +139,8 @@ def build_block_pool(
         rooms: dicts with ``coord`` (N, 3) float32, or float64 (map coordinates: taken relative
             to the room's lowest corner in float64 first), ``color`` (N, 3), ``label`` (N,).
         data: the data section of the config (block size, points per block, inputs).
-        blocks_per_room: blocks cut from each room (``pcseg.data.random_block``).
+        blocks_per_room: blocks cut from each room (``pcseg.data.random_block``), centred as
+            ``data.block_centres`` says.
         seed: the seed of the block centres and samples.
         chunk: blocks whose inputs are computed at once.
         progress: report the rooms done (``pcseg.utils.progress``).
@@ -156,8 +157,11 @@ def build_block_pool(
             coord = (coord - coord.min(0)).astype(np.float32)
         # column-major coordinates: random_block scans one column at a time for every block
         room = {**room, "coord": np.asfortranarray(coord)}
+        centre_cdf = (
+            class_balanced_centres(room["label"], data.ignore_index) if data.block_centres == "class_balanced" else None
+        )
         for _ in range(blocks_per_room):
-            block = random_block(room, rng, data.block_size, data.num_points)
+            block = random_block(room, rng, data.block_size, data.num_points, centre_cdf=centre_cdf)
             features9.append(block["features"])
             labels.append(block["label"])
     features9 = torch.from_numpy(np.stack(features9))

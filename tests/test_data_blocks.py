@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from pcseg.data.blocks import BlockDataset, block_origins, predict_room, random_block, room_to_blocks
+from pcseg.data.blocks import (
+    BlockDataset,
+    block_origins,
+    class_balanced_centres,
+    predict_room,
+    random_block,
+    room_to_blocks,
+)
 from pcseg.data.synthetic import generate_room
 
 
@@ -46,6 +53,31 @@ def test_blocks_of_a_procedural_room():
     centre = room["coord"][block["index"], :2].mean(0)
     assert np.abs(room["coord"][block["index"], :2] - centre).max() < 1.0 + 1e-5
     np.testing.assert_array_equal(block["label"], room["label"][block["index"]])
+
+
+def test_class_balanced_centres_draw_every_class_alike_and_never_an_ignored_point():
+    # a long road of 19,800 points, a person of 200 far from it, 500 unlabelled points between
+    rng = np.random.default_rng(0)
+    road = np.c_[rng.uniform(0, 40, 19_800), rng.uniform(0, 4, 19_800), np.zeros(19_800)]
+    person = np.c_[rng.uniform(30, 30.5, 200), rng.uniform(10, 10.5, 200), rng.uniform(0, 1.7, 200)]
+    unlabelled = np.c_[rng.uniform(0, 40, 500), rng.uniform(20, 24, 500), np.zeros(500)]
+    coord = np.vstack([road, person, unlabelled]).astype(np.float32)
+    labels = np.r_[np.full(19_800, 9), np.full(200, 6), np.zeros(500)]
+    room = {"coord": coord, "color": np.zeros_like(coord), "label": labels}
+    cdf = class_balanced_centres(room["label"], ignore_index=0)
+    assert cdf.shape == (20_500,) and np.all(np.diff(cdf) >= 0)
+    # each labelled class carries half the weight; the unlabelled points none
+    np.testing.assert_allclose([cdf[19_799], cdf[19_999] - cdf[19_799], cdf[-1] - cdf[19_999]], [0.5, 0.5, 0.0])
+
+    def person_blocks(centre_cdf):
+        draw = np.random.default_rng(1)
+        blocks = [random_block(room, draw, 4.0, 64, min_points=10, centre_cdf=centre_cdf) for _ in range(400)]
+        return sum(bool((block["label"] == 6).any()) for block in blocks) / len(blocks)
+
+    # uniform centres find the person about once in a hundred blocks; balanced ones half the time
+    assert person_blocks(None) < 0.05
+    assert 0.4 < person_blocks(cdf) < 0.6
+    assert class_balanced_centres(np.zeros(5, np.int64), ignore_index=0) is None
 
 
 def test_predict_room_labels_every_point_and_averages_per_point():

@@ -45,6 +45,8 @@ def test_wrong_type_and_value(tmp_path):
         with pytest.raises(ConfigError, match=r"train.loss must be one of .*cross_entropy\+lovasz"):
             load_config(None, [f"train.loss={loss}"])
     assert load_config(None, ["train.loss=focal+lovasz"]).train.loss == "focal+lovasz"
+    with pytest.raises(ConfigError, match=r"block_centres must be one of \['random', 'class_balanced'\], got 'even'"):
+        load_config(None, ["data.block_centres=even"])
 
 
 def test_unknown_model_name_fails_at_load(tmp_path):

@@ -262,6 +262,24 @@ def test_ddp_two_processes_match_single_process(tmp_path, rooms):
     assert a["history"][0]["val_miou"] == pytest.approx(b["history"][0]["val_miou"], abs=1e-6)
 
 
+def test_class_balanced_block_centres_reach_the_pool(rooms):
+    """data.block_centres=class_balanced cuts more blocks around the rooms' rare classes."""
+    from pcseg.train import build_block_pool
+
+    train_rooms, _ = rooms
+    counts = {}
+    for centres in ("random", "class_balanced"):
+        # small blocks, so that a block holds little beyond its centre's object
+        cfg = load_config(None, [*TINY, f"data.block_centres={centres}", "data.block_size=0.5"])
+        pool = build_block_pool(train_rooms, cfg.data, 64, seed=0)
+        counts[centres] = torch.bincount(pool.label.flatten(), minlength=13).double()
+    rarest = int(torch.argmin(torch.where(counts["random"] > 0, counts["random"], float("inf"))))
+    commonest = int(torch.argmax(counts["random"]))
+    share = {name: count / count.sum() for name, count in counts.items()}
+    assert share["class_balanced"][rarest] > 2 * share["random"][rarest]
+    assert share["class_balanced"][commonest] < share["random"][commonest]
+
+
 def test_training_loss_is_the_sum_of_the_configured_terms():
     from pcseg.losses import cross_entropy_loss, lovasz_softmax_loss, tversky_loss
     from pcseg.train import _batch_loss

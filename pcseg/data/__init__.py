@@ -8,7 +8,14 @@ names), `transforms` (augmentations, grid_subsample, collate), `sunrgbd`, `nyu`,
 `classes` (class lists).
 """
 
-from pcseg.data.blocks import BlockDataset, predict_room, random_block, room_frame, room_to_blocks
+from pcseg.data.blocks import (
+    BlockDataset,
+    class_balanced_centres,
+    predict_room,
+    random_block,
+    room_frame,
+    room_to_blocks,
+)
 from pcseg.data.classes import S3DIS_CLASS_COLORS, S3DIS_CLASS_NAMES
 from pcseg.data.loading import LazyRooms, load_rooms
 from pcseg.data.s3dis import S3DISRooms, load_room, prepare_s3dis
@@ -23,6 +30,7 @@ __all__ = [
     "S3DIS_CLASS_NAMES",
     "SyntheticRooms",
     "build_room",
+    "class_balanced_centres",
     "collate",
     "generate_room",
     "grid_subsample",

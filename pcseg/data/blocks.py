@@ -239,6 +239,31 @@ def room_to_blocks(
     return out
 
 
+def class_balanced_centres(labels: np.ndarray, ignore_index: int) -> np.ndarray | None:
+    """Cumulative weights that make every class of a room equally likely as a block's centre.
+
+    KPConv's class-balanced sampling: a class is drawn uniformly among those the room holds,
+    then one of its points, so a class of a few hundred points (a person, a pole) centres as
+    many training blocks as the road. Points labelled ``ignore_index`` never centre a block.
+
+    Args:
+        labels: (N,) int the room's labels.
+        ignore_index: the label that is not trained on.
+
+    Returns:
+        cdf: (N,) float64 nondecreasing, for `random_block`'s ``centre_cdf``; None when every
+        point is ignored.
+    """
+    labels = np.asarray(labels).astype(np.int64, copy=False)
+    kept = labels != ignore_index
+    if not kept.any():
+        return None
+    classes, inverse, counts = np.unique(labels[kept], return_inverse=True, return_counts=True)
+    weights = np.zeros(len(labels))
+    weights[kept] = 1.0 / (len(classes) * counts[inverse])
+    return np.cumsum(weights)
+
+
 def random_block(
     room: dict,
     rng: np.random.Generator,
@@ -246,6 +271,7 @@ def random_block(
     num_points: int = 4096,
     min_points: int = 100,
     max_tries: int = 20,
+    centre_cdf: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """One training block centred on a random point of the room (Pointcept / PointNet++ style).
 
@@ -258,6 +284,8 @@ def random_block(
         num_points: points per block (P), drawn with replacement when the block has fewer.
         min_points: the fewest points of an acceptable block.
         max_tries: centres tried.
+        centre_cdf: (N,) float64 cumulative weights of the points as centres
+            (`class_balanced_centres`); None: every point alike.
 
     Returns:
         block: ``features`` (P, 9) float32, ``index`` (P,) int64 and, when labelled, ``label``
@@ -266,7 +294,11 @@ def random_block(
     coord = np.asarray(room["coord"])
     room_min, room_extent = room_frame(coord)
     for _ in range(max_tries):
-        centre = coord[rng.integers(len(coord)), :2]
+        if centre_cdf is None:
+            centre = coord[rng.integers(len(coord)), :2]
+        else:
+            drawn = np.searchsorted(centre_cdf, rng.random() * centre_cdf[-1], side="right")
+            centre = coord[min(int(drawn), len(coord) - 1), :2]
         inside = np.flatnonzero(
             (np.abs(coord[:, 0] - centre[0]) <= block_size / 2) & (np.abs(coord[:, 1] - centre[1]) <= block_size / 2)
         )
