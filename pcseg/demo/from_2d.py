@@ -244,6 +244,27 @@ def measure_network_confusion(cfg: From2DConfig) -> np.ndarray:
     return confusion.matrix.numpy()
 
 
+def _scores_on_points(predictions, masks, rooms):
+    """The segmentation scores of per-room labels against the rooms' truth on the masked points.
+
+    Args:
+        predictions: per room, (N_i,) int64 labels.
+        masks: per room, (N_i,) bool the points scored.
+        rooms: dicts with ``label`` (N_i,) int64.
+
+    Returns:
+        scores: ``pcseg.metrics.SegmentationScores`` over every room's masked points.
+    """
+    import torch
+
+    from pcseg.metrics import ConfusionMatrix
+
+    confusion = ConfusionMatrix(NUM_CLASSES)
+    for labels, mask, room in zip(predictions, masks, rooms):
+        confusion.update(torch.from_numpy(labels[mask]), torch.from_numpy(np.asarray(room["label"])[mask]))
+    return confusion.compute()
+
+
 def _train_and_evaluate(cfg, rooms, heldout, progress) -> tuple[dict, dict]:
     from pcseg.checkpoint import model_from_checkpoint
     from pcseg.evaluate import evaluate_rooms
@@ -277,13 +298,11 @@ def run_from_2d_demo(
     Raises:
         ValueError: on a bad override.
     """
-    import torch
 
     from pcseg.data.classes import S3DIS_CLASS_NAMES
     from pcseg.data.synthetic import generate_room
     from pcseg.demo.rooms import demo_config
     from pcseg.evaluate import scores_to_dict
-    from pcseg.metrics import ConfusionMatrix
     from pcseg.utils.progress import progress as progress_over
 
     start = time.perf_counter()
@@ -327,16 +346,12 @@ def run_from_2d_demo(
     t = time.perf_counter()
     heldout_seeds = [100_000 + k for k in range(config.heldout_rooms)]
     heldout = [generate_room(s, config.eval_points_per_room) for s in heldout_seeds]
-    painted = ConfusionMatrix(NUM_CLASSES)
-    covered = total = 0
-    painted_masks = []
-    for room_seed, room in zip(heldout_seeds, heldout):
-        query = fuse_room(room_seed, config, 1).fuser.query(room["coord"])
-        known = query.known
-        painted_masks.append(known)
-        covered, total = covered + int(known.sum()), total + len(known)
-        painted.update(torch.from_numpy(query.labels[known]), torch.from_numpy(np.asarray(room["label"])[known]))
-    painted_scores = painted.compute()
+    queries = [
+        fuse_room(room_seed, config, 1).fuser.query(room["coord"]) for room_seed, room in zip(heldout_seeds, heldout)
+    ]
+    painted_masks = [query.known for query in queries]
+    covered, total = sum(int(known.sum()) for known in painted_masks), sum(len(known) for known in painted_masks)
+    painted_scores = _scores_on_points([query.labels for query in queries], painted_masks, heldout)
     print(
         f"[from-2d] held-out rooms painted and fused in {time.perf_counter() - t:.1f} s: coverage "
         f"{covered / total:.3f}, mIoU {painted_scores.miou:.3f} on the covered points",
@@ -365,12 +380,9 @@ def run_from_2d_demo(
             for room, room_labels in zip(rooms, labels)
         ]
         summary, result = _train_and_evaluate(cfg, train_rooms, heldout, progress)
-        on_painted = ConfusionMatrix(NUM_CLASSES)
-        for prediction, known, room in zip(result["predictions"], painted_masks, heldout):
-            on_painted.update(torch.from_numpy(prediction[known]), torch.from_numpy(np.asarray(room["label"])[known]))
         runs[name] = {
             "miou": float(result["scores"].miou),
-            "miou_on_painted_points": float(on_painted.compute().miou),
+            "miou_on_painted_points": float(_scores_on_points(result["predictions"], painted_masks, heldout).miou),
             "accuracy": float(result["scores"].overall_accuracy),
             "iou": scores_to_dict(result["scores"], S3DIS_CLASS_NAMES)["iou"],
             "epochs": summary["epochs"],
