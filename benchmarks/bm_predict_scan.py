@@ -5,7 +5,9 @@ The model is the demo's PointNet (``configs/pointnet_synthetic.yaml``: quarter w
 points per 1 m block, stride 0.5 m, rgb + local geometry; the scan has no colour: mid grey),
 freshly initialised unless ``--checkpoint`` names one (the cost does not depend on the
 weights). The breakdown of the block path (``pcseg.data.predict_room`` as ``predict_tile``
-calls it: real counts, overlap only in full blocks): block placement (``block_chunks``),
+calls it: real counts, overlap only in full blocks): a LiDAR model's per-scan fields
+(``pcseg.inputs.lidar_room_fields``: range, and the multiscale features where the model
+takes them), block placement (``block_chunks``),
 the 9 block features and merging (the averaged logits: the rest of ``predict_room``), the
 local geometric inputs (``pcseg.inputs.block_inputs``) and the model's forward.
 
@@ -82,12 +84,11 @@ def breakdown(
     """Seconds of each stage of the block path on one tile holding the whole cloud."""
     data = cfg.data
     local = np.asfortranarray(to_local(points))
-    room = {
-        "coord": local,
-        "color": np.full((len(local), 3), 0.5, dtype=np.float32),
-        **lidar_room_fields(points, intensity, data),
-    }
-    times = {"inputs": 0.0, "model": 0.0}
+    start = time.perf_counter()
+    fields = lidar_room_fields(points, intensity, data) if data.use_intensity or data.use_range else {}
+    scan_fields = time.perf_counter() - start
+    room = {"coord": local, "color": np.full((len(local), 3), 0.5, dtype=np.float32), **fields}
+    times = {"inputs": 0.0, "model": 0.0, "scan fields": scan_fields}
     start = time.perf_counter()
     _, lengths = block_chunks(
         local,
@@ -128,7 +129,7 @@ def breakdown(
     total = time.perf_counter() - start
     # block features (the 9 PointNet ones) and merging: the rest of predict_room
     times["features + merging"] = total - times["inputs"] - times["model"] - times["placement"]
-    times["total"] = total
+    times["total"] = total + scan_fields
     times["chunks"] = len(lengths)
     times["fed points"] = int(lengths.sum())
     return times
@@ -193,8 +194,11 @@ def main() -> None:
         f"breakdown: {parts['chunks']:,} chunks, {parts['fed points']:,} points fed "
         f"({parts['fed points'] / len(points):.2f} per scan point)"
     )
-    for name in ("placement", "features + merging", "inputs", "model", "total"):
-        label = {"inputs": "geometric inputs (knn, normals)"}.get(name, name)
+    for name in ("scan fields", "placement", "features + merging", "inputs", "model", "total"):
+        label = {
+            "inputs": "geometric inputs (knn, normals)",
+            "scan fields": "scan fields (range, multiscale)",
+        }.get(name, name)
         print(f"  {label:<32} {parts[name]:7.2f} s  {100 * parts[name] / parts['total']:5.1f} %")
     if args.baseline:
         with tempfile.TemporaryDirectory() as tmp:

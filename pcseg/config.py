@@ -84,7 +84,10 @@ class DataConfig:
         remission, already 0..1; 255 for a Velodyne's raw 8-bit intensity; see
         ``pcseg.inputs.normalise_intensity``) and clipped to [0, 1]; ``use_range`` the range
         from the sensor. A LiDAR has no colour: with either on, a SemanticKITTI data set needs
-        ``use_color: false``.
+        ``use_color: false``. ``multiscale_features`` (LiDAR models only):
+        ``pcseg.inputs.multiscale_features`` of the whole scan, computed once before blocks are
+        cut: the shape of each point's neighbourhood at four scales (the full-density scan and
+        voxel grids of 0.25, 0.5 and 1 m) and its height above the ground around it.
     ``eval_stride``: the sliding-block stride of whole-room evaluation and prediction.
     Training augmentation: ``augment_rotate`` turns each block about z; for LiDAR models
         ``augment_intensity`` = a multiplies each block's intensity by a gain between
@@ -122,6 +125,7 @@ class DataConfig:
     room_coords: bool = False
     geometric_features: bool = True
     neighbours: int = 16
+    multiscale_features: bool = False
     use_intensity: bool = False
     use_range: bool = False
     intensity_scale: float = 1.0
@@ -324,6 +328,11 @@ def _validate(cfg: Config) -> None:
             "data.augment_intensity needs data.use_intensity, and data.augment_height a LiDAR model "
             "(data.use_intensity or data.use_range)"
         )
+    if cfg.data.multiscale_features and not (cfg.data.use_intensity or cfg.data.use_range):
+        raise ConfigError(
+            "data.multiscale_features needs a LiDAR model (data.use_intensity or data.use_range): the "
+            "features travel with a scan's LiDAR fields"
+        )
     if cfg.data.intensity_scale <= 0:
         raise ConfigError(
             f"data.intensity_scale must be > 0 (the sensor's full-scale intensity), got {cfg.data.intensity_scale}"
@@ -400,7 +409,9 @@ def _validate_train(train: TrainConfig) -> None:
 # constructor arguments that other config keys fill in (pcseg.checkpoint.build_model_from_config)
 _SET_ELSEWHERE = {
     "num_classes": "data.num_classes",
-    "in_channels": "data.use_color / room_coords / use_intensity / use_range / geometric_features",
+    "in_channels": (
+        "data.use_color / room_coords / use_intensity / use_range / geometric_features / multiscale_features"
+    ),
     "width_multiplier": "model.width_multiplier",
 }
 

@@ -141,7 +141,7 @@ def _error_by_decile(errors: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
 
 def _lidar_fields(room: dict) -> dict:
     """The LiDAR fields a room holds (``pcseg.data.blocks.LIDAR_FIELDS``), for models that take them."""
-    return {key: room[key] for key in LIDAR_FIELDS if key in room}
+    return {key: room[key] for key in (*LIDAR_FIELDS, "multiscale") if key in room}
 
 
 def class_names_for(cfg: Config) -> list[str]:

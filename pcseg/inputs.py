@@ -5,7 +5,8 @@ become the model's ``points (B, P, 3)`` and ``features (B, P, C)``, ``C = input_
 in the order rgb (``data.use_color``), room xyz (``data.room_coords``), intensity
 (``data.use_intensity``), range (``data.use_range``), local geometry
 (``data.geometric_features``: normal, surface variation, offset to the neighbourhood
-centroid).
+centroid), and for LiDAR models the whole scan's multiscale features
+(``data.multiscale_features``, ``multiscale_features``).
 
 LiDAR channels. Intensity is the sensor's intensity / remission divided by its full scale
 (``data.intensity_scale``: 1 for SemanticKITTI's remission, which is already 0..1; 255 for a
@@ -44,6 +45,8 @@ from pcseg.ops.estimate_normals import orient_normals
 __all__ = [
     "input_channels",
     "geometric_features",
+    "multiscale_features",
+    "eigenvalues",
     "block_inputs",
     "input_normals",
     "rotate_inputs",
@@ -54,6 +57,12 @@ __all__ = [
 
 # channels of geometric_features: normal (3), surface variation (1), offset to the centroid (3)
 GEOMETRY_CHANNELS = 7
+# multiscale_features: neighbours per scale, the voxel grids of the coarser scales (metres;
+# the finest scale is the cloud itself), the xy squares the ground is looked for in (metres)
+MULTISCALE_NEIGHBOURS = 16
+MULTISCALE_VOXELS = (0.25, 0.5, 1.0)
+GROUND_CELLS = (2.0, 5.0)
+MULTISCALE_CHANNELS = 7 * (1 + len(MULTISCALE_VOXELS)) + len(GROUND_CELLS)
 # metres per unit of the range channel: a LiDAR street scan's useful ranges map to about 0..2
 RANGE_SCALE = 50.0
 
@@ -93,7 +102,8 @@ def lidar_room_fields(points: np.ndarray, intensity: np.ndarray | None, data: Da
         fields: ``{"intensity": (N,) float32, "range": (N,) float32 metres, "height",
         "sensor_x", "sensor_y": (N,) float32 metres (z, x, y in the sensor frame)}`` when
         ``data.use_intensity`` or ``data.use_range`` is on (intensity zero where only range is
-        used), else ``{}``.
+        used), with ``"multiscale": (N, MULTISCALE_CHANNELS) float32`` (``multiscale_features``)
+        when ``data.multiscale_features`` is on; else ``{}``.
 
     Raises:
         ValueError: naming ``intensity`` when the model takes it but none is given, or when its
@@ -114,13 +124,16 @@ def lidar_room_fields(points: np.ndarray, intensity: np.ndarray | None, data: Da
         raise ValueError(f"intensity must be ({n},) like the points, got {intensity.shape}")
     points = np.asarray(points, dtype=np.float64)
     distance = np.linalg.norm(points, axis=1).astype(np.float32)
-    return {
+    fields = {
         "intensity": intensity,
         "range": distance,
         "height": points[:, 2].astype(np.float32),
         "sensor_x": points[:, 0].astype(np.float32),
         "sensor_y": points[:, 1].astype(np.float32),
     }
+    if data.multiscale_features:
+        fields["multiscale"] = multiscale_features(points)
+    return fields
 
 
 def input_channels(data: DataConfig) -> int:
@@ -130,10 +143,14 @@ def input_channels(data: DataConfig) -> int:
         data: the data section of the config.
 
     Returns:
-        channels: 3 for rgb, 3 for room xyz, 1 for intensity, 1 for range and 7 for the local
-        geometry, where each is on.
+        channels: 3 for rgb, 3 for room xyz, 1 for intensity, 1 for range, 7 for the local
+        geometry and ``MULTISCALE_CHANNELS`` for the multiscale features, where each is on.
     """
-    return _geometry_offset(data) + GEOMETRY_CHANNELS * data.geometric_features
+    return (
+        _geometry_offset(data)
+        + GEOMETRY_CHANNELS * data.geometric_features
+        + MULTISCALE_CHANNELS * data.multiscale_features
+    )
 
 
 def _intensity_offset(data: DataConfig) -> int:
@@ -144,6 +161,36 @@ def _intensity_offset(data: DataConfig) -> int:
 def _geometry_offset(data: DataConfig) -> int:
     """Where the geometry channels start within the features."""
     return _intensity_offset(data) + data.use_intensity + data.use_range
+
+
+def _smith(matrices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Smith's parameters of symmetric 3x3 matrices: eigenvalues ``q + 2 p cos(phi + 2 pi j / 3)``.
+
+    Args:
+        matrices: (..., 3, 3) float symmetric matrices.
+
+    Returns:
+        q: (...) float64 a third of the trace.
+        p: (...) float64 the spread of the eigenvalues about q (0 for a multiple of I).
+        phi: (...) float64 in [0, pi / 3].
+        trace: (...) float64.
+    """
+    a = matrices.double()
+    a00, a11, a22 = a[..., 0, 0], a[..., 1, 1], a[..., 2, 2]
+    # both halves: a product like X^T X in float32 is symmetric only to rounding
+    a01 = 0.5 * (a[..., 0, 1] + a[..., 1, 0])
+    a02 = 0.5 * (a[..., 0, 2] + a[..., 2, 0])
+    a12 = 0.5 * (a[..., 1, 2] + a[..., 2, 1])
+    trace = a00 + a11 + a22
+    q = trace / 3.0
+    off = a01 * a01 + a02 * a02 + a12 * a12
+    d0, d1, d2 = a00 - q, a11 - q, a22 - q
+    p = torch.sqrt((d0 * d0 + d1 * d1 + d2 * d2 + 2.0 * off) / 6.0)
+    # det((A - q I) / p) / 2 = cos(3 phi); p = 0 (a multiple of I) has q as its only eigenvalue
+    safe = torch.where(p > 0, p, torch.ones_like(p))
+    det = d0 * (d1 * d2 - a12 * a12) - a01 * (a01 * d2 - a12 * a02) + a02 * (a01 * a12 - d1 * a02)
+    r = (det / (2.0 * safe**3)).clamp(-1.0, 1.0)
+    return q, p, torch.acos(r) / 3.0, trace
 
 
 def smallest_eigenvalue(matrices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,24 +209,23 @@ def smallest_eigenvalue(matrices: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
         smallest: (...) float64 the smallest eigenvalue (``torch.linalg.eigvalsh(...)[..., 0]``).
         trace: (...) float64 the sum of the three eigenvalues.
     """
-    a = matrices.double()
-    a00, a11, a22 = a[..., 0, 0], a[..., 1, 1], a[..., 2, 2]
-    # both halves: a product like X^T X in float32 is symmetric only to rounding
-    a01 = 0.5 * (a[..., 0, 1] + a[..., 1, 0])
-    a02 = 0.5 * (a[..., 0, 2] + a[..., 2, 0])
-    a12 = 0.5 * (a[..., 1, 2] + a[..., 2, 1])
-    trace = a00 + a11 + a22
-    q = trace / 3.0
-    off = a01 * a01 + a02 * a02 + a12 * a12
-    d0, d1, d2 = a00 - q, a11 - q, a22 - q
-    p = torch.sqrt((d0 * d0 + d1 * d1 + d2 * d2 + 2.0 * off) / 6.0)
-    # det((A - q I) / p) / 2 = cos(3 phi); p = 0 (a multiple of I) has q as its only eigenvalue
-    safe = torch.where(p > 0, p, torch.ones_like(p))
-    det = d0 * (d1 * d2 - a12 * a12) - a01 * (a01 * d2 - a12 * a02) + a02 * (a01 * a12 - d1 * a02)
-    r = (det / (2.0 * safe**3)).clamp(-1.0, 1.0)
-    phi = torch.acos(r) / 3.0
-    smallest = torch.where(p > 0, q + 2.0 * p * torch.cos(phi + 2.0 * math.pi / 3.0), q)
-    return smallest, trace
+    q, p, phi, trace = _smith(matrices)
+    return q + 2.0 * p * torch.cos(phi + 2.0 * math.pi / 3.0), trace
+
+
+def eigenvalues(matrices: torch.Tensor) -> torch.Tensor:
+    """The three eigenvalues of symmetric 3x3 matrices, in closed form (``smallest_eigenvalue``).
+
+    Args:
+        matrices: (..., 3, 3) float symmetric matrices.
+
+    Returns:
+        eigenvalues: (..., 3) float64 descending (``torch.linalg.eigvalsh(...).flip(-1)``).
+    """
+    q, p, phi, trace = _smith(matrices)
+    largest = q + 2.0 * p * torch.cos(phi)
+    smallest = q + 2.0 * p * torch.cos(phi + 2.0 * math.pi / 3.0)
+    return torch.stack([largest, trace - largest - smallest, smallest], -1)
 
 
 def geometric_features(
@@ -223,6 +269,120 @@ def geometric_features(
     if inwards is not None:
         normals = torch.where(((normals * inwards).sum(-1, keepdim=True) < 0), -normals, normals)
     return torch.cat([normals, variation, 10.0 * (points - centroid)], dim=-1)
+
+
+def _neighbourhood_shape(points: torch.Tensor, k: int) -> torch.Tensor:
+    """Seven shape channels of each point's ``k`` nearest neighbours (``multiscale_features``).
+
+    Args:
+        points: (N, 3) float32 coordinates in metres, N >= 1.
+        k: neighbours per point (at most N are used).
+
+    Returns:
+        shape: (N, 7) float32: linearity, planarity and scattering of the neighbourhood
+        covariance's descending eigenvalues ``(l1 - l2) / l1``, ``(l2 - l3) / l1``, ``l3 / l1``;
+        the vertical share of its variance (1 for a pole, 0.5 for a wall, 0 for the road); the
+        point's height above and below the neighbourhood's lowest and highest point (metres);
+        and the log of the neighbourhood's spread (half the log of the variance sum).
+    """
+    k = min(k, points.shape[0])
+    _, idx = ops.knn(points[None], points[None], k)
+    neighbours = ops.group_points(points[None], idx)[0]  # (N, k, 3)
+    centred = neighbours - neighbours.mean(1, keepdim=True)
+    covariance = centred.transpose(1, 2) @ centred / k
+    values = eigenvalues(covariance)
+    trace = values.sum(-1)
+    largest = values[:, 0].clamp_min(1e-12)
+    z = neighbours[..., 2]
+    return torch.stack(
+        [
+            (values[:, 0] - values[:, 1]) / largest,
+            (values[:, 1] - values[:, 2]) / largest,
+            values[:, 2] / largest,
+            covariance[:, 2, 2].double() / trace.clamp_min(1e-12),
+            (points[:, 2] - z.amin(1)).double(),
+            (z.amax(1) - points[:, 2]).double(),
+            0.5 * torch.log(trace.clamp_min(1e-8)),
+        ],
+        1,
+    ).float()
+
+
+def _voxel_centroids(points: torch.Tensor, size: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The centroids of the occupied cells of a ``size`` metre grid.
+
+    Returns:
+        centroids: (V, 3) float32; cell: (N,) int64 each point's row of ``centroids``;
+        counts: (V,) int64 points per cell.
+    """
+    key = torch.floor(points / size).long()
+    key -= key.min(0).values
+    span = key.max(0).values + 1
+    flat = (key[:, 0] * span[1] + key[:, 1]) * span[2] + key[:, 2]
+    _, cell, counts = torch.unique(flat, return_inverse=True, return_counts=True)
+    centroids = torch.zeros(len(counts), 3).index_add_(0, cell, points) / counts[:, None]
+    return centroids, cell, counts
+
+
+def _height_above_ground(
+    points: torch.Tensor, centroids: torch.Tensor, counts: torch.Tensor, cell: float
+) -> torch.Tensor:
+    """Each point's height above the lowest surface of its ``cell`` metre xy square.
+
+    The lowest surface is the lowest centroid of a fine voxel holding two points or more, so
+    one spurious return below the road (real scans have them) does not lower a whole square;
+    a square with no such voxel falls back to its lowest point.
+    """
+    low_corner = points[:, :2].min(0).values
+    point_square = torch.floor((points[:, :2] - low_corner) / cell).long()
+    voxel_square = torch.floor((centroids[:, :2] - low_corner) / cell).long().clamp_min(0)
+    width = int(max(point_square[:, 1].max(), voxel_square[:, 1].max())) + 1
+    point_flat = point_square[:, 0] * width + point_square[:, 1]
+    voxel_flat = voxel_square[:, 0] * width + voxel_square[:, 1]
+    size = int(max(point_flat.max(), voxel_flat.max())) + 1
+    lowest_point = torch.full((size,), math.inf).scatter_reduce(0, point_flat, points[:, 2], "amin")
+    dense = counts >= 2
+    lowest_surface = torch.full((size,), math.inf).scatter_reduce(0, voxel_flat[dense], centroids[dense, 2], "amin")
+    ground = torch.where(torch.isfinite(lowest_surface), lowest_surface, lowest_point)
+    return points[:, 2] - ground[point_flat]
+
+
+def multiscale_features(points: np.ndarray) -> np.ndarray:
+    """The shape of a whole cloud around every point at four scales, and its height above ground.
+
+    The classical features of LiDAR classification (Weinmann et al. 2015; Hackel et al. 2016,
+    whose scale pyramid this follows): at each scale the ``MULTISCALE_NEIGHBOURS`` nearest
+    neighbours, found among the cloud's points and among the centroids of voxel grids of
+    ``MULTISCALE_VOXELS`` metres, describe the neighbourhood (``_neighbourhood_shape``); a
+    point takes the values of its voxel at the coarser scales. They are computed over the
+    whole cloud before blocks are cut: a block's few hundred sampled points cannot tell a
+    pole from a trunk or a person, the full-density cloud around them can. Invariant to
+    translation; the finest scale and the heights also to turns about z, while the coarser
+    scales sit on axis-aligned grids and change a little with the cloud's heading.
+
+    Args:
+        points: (N, 3) float coordinates in metres, z up, any origin (float64 map frames keep
+            their precision: the cloud's lowest corner is removed first).
+
+    Returns:
+        features: (N, MULTISCALE_CHANNELS) float32: 7 shape channels per scale, finest first,
+        then the height above the lowest surface of the ``GROUND_CELLS`` metre xy squares
+        around (metres, clipped to [-2, 10]).
+    """
+    points = np.asarray(points)
+    if len(points) == 0:
+        return np.zeros((0, MULTISCALE_CHANNELS), np.float32)
+    local = torch.from_numpy(np.asarray(points - points.min(0), dtype=np.float32))
+    parts = [_neighbourhood_shape(local, MULTISCALE_NEIGHBOURS)]
+    finest = None
+    for size in MULTISCALE_VOXELS:
+        centroids, cell, counts = _voxel_centroids(local, size)
+        if finest is None:
+            finest = (centroids, counts)
+        parts.append(_neighbourhood_shape(centroids, MULTISCALE_NEIGHBOURS)[cell])
+    for square in GROUND_CELLS:
+        parts.append(_height_above_ground(local, *finest, square).clamp(-2.0, 10.0)[:, None])
+    return torch.cat(parts, 1).numpy()
 
 
 def block_inputs(
@@ -278,6 +438,8 @@ def block_inputs(
             # towards the room's centre, in room-normalised coordinates (channels 6-8)
             inwards = 0.5 - block_features[..., 6:9].float()
         parts.append(geometric_features(points, data.neighbours, lengths, inwards=inwards))
+    if data.multiscale_features:
+        parts.append(block_features[..., 14 : 14 + MULTISCALE_CHANNELS].float())
     return points, (torch.cat(parts, -1).contiguous() if parts else None)
 
 
@@ -368,6 +530,7 @@ def rotate_inputs(
                 rot(features[..., g : g + 3]),
                 features[..., g + 3 : g + 4],
                 rot(features[..., g + 4 : g + 7]),
+                features[..., g + 7 :],
             ],
             -1,
         )

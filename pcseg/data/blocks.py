@@ -26,6 +26,8 @@ five more columns, which ``pcseg.inputs`` turns into model inputs:
     11   z in the sensor's frame in metres
     12   x in the sensor's frame in metres (with 11 and 13: where the sensor is, seen from
     13   y in the sensor's frame in metres  the point, which the normals face)
+and a room that also holds ``multiscale`` (N, F) (``pcseg.inputs.multiscale_features``) F more
+from column 14 on.
 """
 
 from __future__ import annotations
@@ -82,11 +84,13 @@ def lidar_columns(room: dict, index: np.ndarray | None = None) -> np.ndarray | N
 
     Args:
         room: a dict, optionally with ``intensity`` (N,) float in [0, 1], ``range``,
-            ``height``, ``sensor_x`` and ``sensor_y`` (N,) float metres.
+            ``height``, ``sensor_x`` and ``sensor_y`` (N,) float metres, and ``multiscale``
+            (N, F) float.
         index: (M,) int64 rows to take, or None for all.
 
     Returns:
-        lidar: (M, 5) (or (N, 5)) float32, or None when the room has no ``intensity``.
+        lidar: (M, 5) (or (N, 5)) float32, (M, 5 + F) with ``multiscale``, or None when the
+        room has no ``intensity``.
 
     Raises:
         ValueError: when the room has ``intensity`` without the other four fields (named).
@@ -97,7 +101,10 @@ def lidar_columns(room: dict, index: np.ndarray | None = None) -> np.ndarray | N
     if missing:
         raise ValueError(f"a room with 'intensity' also needs {missing} (pcseg.inputs.lidar_room_fields)")
     rows = slice(None) if index is None else index
-    return np.stack([np.asarray(room[name], np.float32)[rows] for name in LIDAR_FIELDS], 1)
+    columns = np.stack([np.asarray(room[name], np.float32)[rows] for name in LIDAR_FIELDS], 1)
+    if "multiscale" in room:
+        columns = np.concatenate([columns, np.asarray(room["multiscale"], np.float32)[rows]], 1)
+    return columns
 
 
 def block_features(
@@ -117,16 +124,16 @@ def block_features(
         block_size: the block's side in metres.
         room_min: (3,) float64 lowest corner of the whole room (``room_frame``).
         room_extent: (3,) float64 extent of the whole room (zero axes count as 1).
-        lidar: (P, 5) (or (B, P, 5)) float ``lidar_columns``, or None.
+        lidar: (P, L) (or (B, P, L)) float ``lidar_columns``, or None.
 
     Returns:
-        features: (P, 9) (or (B, P, 9)) float32; (P, 14) with ``lidar``.
+        features: (P, 9) (or (B, P, 9)) float32; (P, 9 + L) with ``lidar``.
 
     Raises:
         ValueError: when float colours exceed 1.
     """
     shifted = points.astype(np.float64) - room_min
-    width = NUM_FEATURES + (LIDAR_FEATURES if lidar is not None else 0)
+    width = NUM_FEATURES + (lidar.shape[-1] if lidar is not None else 0)
     features = np.empty(points.shape[:-1] + (width,), dtype=np.float32)
     # PointNet centres on the sampled points' own corner, not on the grid cell's centre
     centre = points[..., :2].astype(np.float64).min(-2, keepdims=True) + block_size / 2.0
