@@ -5,9 +5,9 @@ The model is the demo's PointNet (``configs/pointnet_synthetic.yaml``: quarter w
 points per 1 m block, stride 0.5 m, rgb + local geometry; the scan has no colour: mid grey),
 freshly initialised unless ``--checkpoint`` names one (the cost does not depend on the
 weights). The breakdown of the block path (``pcseg.data.predict_room`` as ``predict_tile``
-calls it: real counts, overlap only in full blocks): a LiDAR model's per-scan fields
-(``pcseg.inputs.lidar_room_fields``: range, and the multiscale features where the model
-takes them), block placement (``block_chunks``),
+calls it: real counts, overlap only in full blocks): the per-scan fields
+(``pcseg.inputs.room_fields``: a LiDAR model's range, and the multiscale features where the
+model takes them), block placement (``block_chunks``),
 the 9 block features and merging (the averaged logits: the rest of ``predict_room``), the
 local geometric inputs (``pcseg.inputs.block_inputs``) and the model's forward.
 
@@ -41,7 +41,7 @@ import torch
 from pcseg.checkpoint import build_model_from_config, model_from_checkpoint
 from pcseg.config import load_config
 from pcseg.data.blocks import block_chunks, predict_room, room_frame, to_local
-from pcseg.inputs import block_inputs, input_normals, lidar_room_fields
+from pcseg.inputs import block_inputs, input_normals, room_fields
 from pcseg.predict import segment_cloud
 from pcseg.segmenter import Segmenter
 
@@ -85,7 +85,7 @@ def breakdown(
     data = cfg.data
     local = np.asfortranarray(to_local(points))
     start = time.perf_counter()
-    fields = lidar_room_fields(points, intensity, data) if data.use_intensity or data.use_range else {}
+    fields = room_fields(points, intensity if data.use_intensity else None, data)
     scan_fields = time.perf_counter() - start
     room = {"coord": local, "color": np.full((len(local), 3), 0.5, dtype=np.float32), **fields}
     times = {"inputs": 0.0, "model": 0.0, "scan fields": scan_fields}

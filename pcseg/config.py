@@ -84,10 +84,11 @@ class DataConfig:
         remission, already 0..1; 255 for a Velodyne's raw 8-bit intensity; see
         ``pcseg.inputs.normalise_intensity``) and clipped to [0, 1]; ``use_range`` the range
         from the sensor. A LiDAR has no colour: with either on, a SemanticKITTI data set needs
-        ``use_color: false``. ``multiscale_features`` (LiDAR models only):
-        ``pcseg.inputs.multiscale_features`` of the whole scan, computed once before blocks are
-        cut: the shape of each point's neighbourhood at four scales (the full-density scan and
-        voxel grids of 0.25, 0.5 and 1 m) and its height above the ground around it.
+        ``use_color: false``.
+    ``multiscale_features``: ``pcseg.inputs.multiscale_features`` of the whole room or scan,
+        computed once before blocks are cut: the shape of each point's neighbourhood at four
+        scales (the full-density cloud and voxel grids of 0.25, 0.5 and 1 m) and its height
+        above the ground (or floor) around it.
     ``eval_stride``: the sliding-block stride of whole-room evaluation and prediction.
     Training augmentation: ``augment_rotate`` turns each block about z; for LiDAR models
         ``augment_intensity`` = a multiplies each block's intensity by a gain between
@@ -327,11 +328,6 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             "data.augment_intensity needs data.use_intensity, and data.augment_height a LiDAR model "
             "(data.use_intensity or data.use_range)"
-        )
-    if cfg.data.multiscale_features and not (cfg.data.use_intensity or cfg.data.use_range):
-        raise ConfigError(
-            "data.multiscale_features needs a LiDAR model (data.use_intensity or data.use_range): the "
-            "features travel with a scan's LiDAR fields"
         )
     if cfg.data.intensity_scale <= 0:
         raise ConfigError(

@@ -140,7 +140,8 @@ def _error_by_decile(errors: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
 
 
 def _lidar_fields(room: dict) -> dict:
-    """The LiDAR fields a room holds (``pcseg.data.blocks.LIDAR_FIELDS``), for models that take them."""
+    """The LiDAR fields (``pcseg.data.blocks.LIDAR_FIELDS``) and multiscale features a room holds,
+    for models that take them."""
     return {key: room[key] for key in (*LIDAR_FIELDS, "multiscale") if key in room}
 
 

@@ -5,8 +5,8 @@ become the model's ``points (B, P, 3)`` and ``features (B, P, C)``, ``C = input_
 in the order rgb (``data.use_color``), room xyz (``data.room_coords``), intensity
 (``data.use_intensity``), range (``data.use_range``), local geometry
 (``data.geometric_features``: normal, surface variation, offset to the neighbourhood
-centroid), and for LiDAR models the whole scan's multiscale features
-(``data.multiscale_features``, ``multiscale_features``).
+centroid), and the whole cloud's multiscale features (``data.multiscale_features``,
+``multiscale_features``: a room or scan's field ``multiscale``, made by ``room_fields``).
 
 LiDAR channels. Intensity is the sensor's intensity / remission divided by its full scale
 (``data.intensity_scale``: 1 for SemanticKITTI's remission, which is already 0..1; 255 for a
@@ -52,6 +52,7 @@ __all__ = [
     "rotate_inputs",
     "normalise_intensity",
     "lidar_room_fields",
+    "room_fields",
     "RANGE_SCALE",
 ]
 
@@ -102,8 +103,7 @@ def lidar_room_fields(points: np.ndarray, intensity: np.ndarray | None, data: Da
         fields: ``{"intensity": (N,) float32, "range": (N,) float32 metres, "height",
         "sensor_x", "sensor_y": (N,) float32 metres (z, x, y in the sensor frame)}`` when
         ``data.use_intensity`` or ``data.use_range`` is on (intensity zero where only range is
-        used), with ``"multiscale": (N, MULTISCALE_CHANNELS) float32`` (``multiscale_features``)
-        when ``data.multiscale_features`` is on; else ``{}``.
+        used), else ``{}``.
 
     Raises:
         ValueError: naming ``intensity`` when the model takes it but none is given, or when its
@@ -124,13 +124,31 @@ def lidar_room_fields(points: np.ndarray, intensity: np.ndarray | None, data: Da
         raise ValueError(f"intensity must be ({n},) like the points, got {intensity.shape}")
     points = np.asarray(points, dtype=np.float64)
     distance = np.linalg.norm(points, axis=1).astype(np.float32)
-    fields = {
+    return {
         "intensity": intensity,
         "range": distance,
         "height": points[:, 2].astype(np.float32),
         "sensor_x": points[:, 0].astype(np.float32),
         "sensor_y": points[:, 1].astype(np.float32),
     }
+
+
+def room_fields(points: np.ndarray, intensity: np.ndarray | None, data: DataConfig) -> dict:
+    """Every per-point field a config's model needs besides the coordinates and colours.
+
+    Args:
+        points: (N, 3) float coordinates (a LiDAR's: in the sensor's frame).
+        intensity: (N,) raw intensity, or None.
+        data: the data section of the config.
+
+    Returns:
+        fields: ``lidar_room_fields``, and ``"multiscale": (N, MULTISCALE_CHANNELS) float32``
+        (``multiscale_features``) when ``data.multiscale_features`` is on.
+
+    Raises:
+        ValueError: as ``lidar_room_fields``.
+    """
+    fields = lidar_room_fields(points, intensity, data)
     if data.multiscale_features:
         fields["multiscale"] = multiscale_features(points)
     return fields
@@ -439,7 +457,13 @@ def block_inputs(
             inwards = 0.5 - block_features[..., 6:9].float()
         parts.append(geometric_features(points, data.neighbours, lengths, inwards=inwards))
     if data.multiscale_features:
-        parts.append(block_features[..., 14 : 14 + MULTISCALE_CHANNELS].float())
+        start = 14 if lidar else 9
+        if block_features.shape[-1] < start + MULTISCALE_CHANNELS:
+            raise ValueError(
+                "the model takes multiscale features (data.multiscale_features) but the blocks have none: the "
+                "room needs 'multiscale' (pcseg.inputs.room_fields)"
+            )
+        parts.append(block_features[..., start : start + MULTISCALE_CHANNELS].float())
     return points, (torch.cat(parts, -1).contiguous() if parts else None)
 
 

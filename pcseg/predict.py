@@ -57,7 +57,7 @@ import torch
 
 from pcseg.config import Config, DataConfig
 from pcseg.data.blocks import predict_room, room_frame, to_local
-from pcseg.inputs import block_inputs, input_normals, lidar_room_fields
+from pcseg.inputs import block_inputs, input_normals, room_fields
 from pcseg.utils.colors import check_color_values
 from pcseg.utils.progress import progress as progress_bar
 
@@ -174,7 +174,8 @@ def predict_tile(
             features and the block grid are those the whole cloud would give; None: the frame
             of ``points``.
         lidar: the points' ``intensity``, ``range``, ``height``, ``sensor_x``, ``sensor_y`` (N,) float32
-            (``pcseg.inputs.lidar_room_fields``) for a model with LiDAR channels, or None.
+            for a model with LiDAR channels and ``multiscale`` (N, F) float32 for a model that takes
+            them (``pcseg.inputs.room_fields``), or None.
 
     Returns:
         logits: (N, num_classes) float32, averaged over the blocks.
@@ -392,7 +393,7 @@ def segment_cloud(
             stacklevel=2,
         )
     colors = check_colors(colors, n)
-    lidar = lidar_room_fields(points, intensity, cfg.data)
+    lidar = room_fields(points, intensity, cfg.data)
     c = cfg.data.num_classes
     labels = np.zeros(n, dtype=np.int64)
     confidence = np.zeros(n, dtype=np.float32)

@@ -165,6 +165,17 @@ def test_acnn_classification_is_refused(tmp_path):
         export_model(ACNNCls(num_classes=4), load_config(None, []), tmp_path / "m.onnx")
 
 
+@pytest.mark.parametrize("setting", ["data.multiscale_features=true", "data.use_intensity=true", "data.use_range=true"])
+def test_models_with_more_than_the_block_features_are_refused(setting, tmp_path):
+    from pcseg.checkpoint import build_model_from_config
+    from pcseg.config import load_config
+
+    cfg = load_config(None, [setting, "model.width_multiplier=0.125"])
+    with pytest.raises(ValueError, match="cannot be exported yet"):
+        export_model(build_model_from_config(cfg), cfg, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def docs_example() -> str:
     """The one Python example of the README's Export section."""
     text = README.read_text()

@@ -9,8 +9,9 @@ import torch
 from test_inputs_lidar import lidar_config
 
 from pcseg.checkpoint import build_model_from_config
-from pcseg.config import ConfigError
+from pcseg.config import config_from_dict
 from pcseg.data.blocks import random_block
+from pcseg.data.loading import load_rooms
 from pcseg.inputs import (
     GROUND_CELLS,
     MULTISCALE_CHANNELS,
@@ -18,8 +19,8 @@ from pcseg.inputs import (
     block_inputs,
     eigenvalues,
     input_channels,
-    lidar_room_fields,
     multiscale_features,
+    room_fields,
     rotate_inputs,
 )
 from pcseg.predict import segment_cloud
@@ -129,19 +130,43 @@ def test_tiny_clouds_and_duplicates_give_finite_features(count):
     assert (same[:, [LINEARITY, PLANARITY, SCATTERING]] == 0).all()
 
 
-def test_config_counts_the_channels_and_wants_a_lidar_model():
-    cfg = multiscale_config()
-    assert input_channels(cfg.data) == 2 + MULTISCALE_CHANNELS
+def test_config_counts_the_channels():
+    assert input_channels(multiscale_config().data) == 2 + MULTISCALE_CHANNELS
     assert input_channels(multiscale_config(geometric_features=True).data) == 2 + 7 + MULTISCALE_CHANNELS
-    with pytest.raises(ConfigError, match="data.multiscale_features needs a LiDAR model"):
-        multiscale_config(use_intensity=False, use_range=False, use_color=True)
+    indoor = config_from_dict({"data": {"multiscale_features": True}})
+    assert input_channels(indoor.data) == 3 + 7 + MULTISCALE_CHANNELS
+
+
+def test_rooms_carry_them_to_an_indoor_model_and_inference_makes_them():
+    """A model without LiDAR channels: every loaded room holds the field, its blocks carry it
+    after the 9 PointNet features, and ``segment_cloud`` makes it for a bare cloud."""
+    cfg = config_from_dict(
+        {
+            "data": {"multiscale_features": True, "train_rooms": 1, "val_rooms": 1, "points_per_room": 3000},
+            "model": {"width_multiplier": 0.125},
+        }
+    )
+    room = load_rooms(cfg.data, "val")[0]
+    np.testing.assert_array_equal(room["multiscale"], multiscale_features(room["coord"]))
+    block = random_block(room, np.random.default_rng(0), 1.0, 64, min_points=1)
+    assert block["features"].shape == (64, 9 + MULTISCALE_CHANNELS)
+    _, features = block_inputs(torch.from_numpy(block["features"])[None], cfg.data)
+    np.testing.assert_array_equal(features[0, :, 10:].numpy(), room["multiscale"][block["index"]])
+    # blocks cut from a room without the field are refused, not fed zeros
+    bare = random_block({"coord": room["coord"], "color": room["color"]}, np.random.default_rng(0), 1.0, 64, 1)
+    with pytest.raises(ValueError, match="the room needs 'multiscale'"):
+        block_inputs(torch.from_numpy(bare["features"])[None], cfg.data)
+    torch.manual_seed(0)
+    model = build_model_from_config(cfg).eval()
+    result = segment_cloud(model, cfg, room["coord"], room["color"])
+    assert result["labels"].shape == (len(room["coord"]),)
 
 
 def test_blocks_carry_the_scan_features_to_the_model_and_turns_keep_them():
     cfg = multiscale_config(geometric_features=True)
     points, _ = street()
     points = points.astype(np.float32)
-    fields = lidar_room_fields(points, np.full(len(points), 0.4, np.float32), cfg.data)
+    fields = room_fields(points, np.full(len(points), 0.4, np.float32), cfg.data)
     np.testing.assert_array_equal(fields["multiscale"], multiscale_features(points))
     room = {"coord": points, "color": np.zeros_like(points), **fields}
     block = random_block(room, np.random.default_rng(0), 4.0, 64, min_points=1)

@@ -26,8 +26,8 @@ five more columns, which ``pcseg.inputs`` turns into model inputs:
     11   z in the sensor's frame in metres
     12   x in the sensor's frame in metres (with 11 and 13: where the sensor is, seen from
     13   y in the sensor's frame in metres  the point, which the normals face)
-and a room that also holds ``multiscale`` (N, F) (``pcseg.inputs.multiscale_features``) F more
-from column 14 on.
+A room that holds ``multiscale`` (N, F) (``pcseg.inputs.multiscale_features``) gets F more
+columns after these: from column 14 on in a LiDAR room, from column 9 on in another.
 """
 
 from __future__ import annotations
@@ -79,8 +79,9 @@ def block_origins(points: np.ndarray, block_size: float = 1.0, stride: float = 1
     return np.stack([gx.ravel(), gy.ravel()], 1) + low
 
 
-def lidar_columns(room: dict, index: np.ndarray | None = None) -> np.ndarray | None:
-    """The LiDAR columns of a room: its intensity, range, sensor-frame height, x and y side by side.
+def room_columns(room: dict, index: np.ndarray | None = None) -> np.ndarray | None:
+    """The columns of a room after the 9 PointNet features: its LiDAR fields (intensity, range,
+    sensor-frame height, x and y) and its multiscale features, where it holds them.
 
     Args:
         room: a dict, optionally with ``intensity`` (N,) float in [0, 1], ``range``,
@@ -89,22 +90,22 @@ def lidar_columns(room: dict, index: np.ndarray | None = None) -> np.ndarray | N
         index: (M,) int64 rows to take, or None for all.
 
     Returns:
-        lidar: (M, 5) (or (N, 5)) float32, (M, 5 + F) with ``multiscale``, or None when the
-        room has no ``intensity``.
+        columns: (M, 5) (or (N, 5)) float32 with ``intensity``, (M, 5 + F) with ``multiscale``
+        too, (M, F) with ``multiscale`` only, or None with neither.
 
     Raises:
         ValueError: when the room has ``intensity`` without the other four fields (named).
     """
-    if "intensity" not in room:
-        return None
-    missing = [name for name in LIDAR_FIELDS if name not in room]
-    if missing:
-        raise ValueError(f"a room with 'intensity' also needs {missing} (pcseg.inputs.lidar_room_fields)")
     rows = slice(None) if index is None else index
-    columns = np.stack([np.asarray(room[name], np.float32)[rows] for name in LIDAR_FIELDS], 1)
+    columns = []
+    if "intensity" in room:
+        missing = [name for name in LIDAR_FIELDS if name not in room]
+        if missing:
+            raise ValueError(f"a room with 'intensity' also needs {missing} (pcseg.inputs.lidar_room_fields)")
+        columns.append(np.stack([np.asarray(room[name], np.float32)[rows] for name in LIDAR_FIELDS], 1))
     if "multiscale" in room:
-        columns = np.concatenate([columns, np.asarray(room["multiscale"], np.float32)[rows]], 1)
-    return columns
+        columns.append(np.asarray(room["multiscale"], np.float32)[rows])
+    return np.concatenate(columns, 1) if columns else None
 
 
 def block_features(
@@ -124,7 +125,7 @@ def block_features(
         block_size: the block's side in metres.
         room_min: (3,) float64 lowest corner of the whole room (``room_frame``).
         room_extent: (3,) float64 extent of the whole room (zero axes count as 1).
-        lidar: (P, L) (or (B, P, L)) float ``lidar_columns``, or None.
+        lidar: (P, L) (or (B, P, L)) float ``room_columns``, or None.
 
     Returns:
         features: (P, 9) (or (B, P, 9)) float32; (P, 9 + L) with ``lidar``.
@@ -215,7 +216,7 @@ def room_to_blocks(
         raise ValueError(f"room['coord'] must be a non-empty (N, 3) array, got {coord.shape}")
     rng = np.random.default_rng(seed)
     room_min, room_extent = room_frame(coord)
-    lidar = lidar_columns(room)
+    lidar = room_columns(room)
     features, indices = [], []
     for origin in block_origins(coord, block_size, stride):
         inside = np.flatnonzero(
@@ -314,7 +315,7 @@ def random_block(
     pick = inside[rng.choice(len(inside), num_points, replace=len(inside) < num_points)]
     out = {
         "features": block_features(
-            coord[pick], np.asarray(room["color"])[pick], block_size, room_min, room_extent, lidar_columns(room, pick)
+            coord[pick], np.asarray(room["color"])[pick], block_size, room_min, room_extent, room_columns(room, pick)
         ),
         "index": pick,
     }
@@ -527,7 +528,7 @@ def predict_room(
     """
     coord = np.asarray(room["coord"])
     color = np.asarray(room["color"])
-    lidar = lidar_columns(room)
+    lidar = room_columns(room)
     n = len(coord)
     room_min, room_extent = room_frame(coord) if frame is None else frame
     rng = np.random.default_rng(seed)

@@ -17,7 +17,7 @@ import numpy as np
 from pcseg.config import DataConfig
 from pcseg.data.classes import S3DIS_CLASS_NAMES
 from pcseg.data.synthetic import generate_room, generate_views
-from pcseg.inputs import lidar_room_fields
+from pcseg.inputs import lidar_room_fields, multiscale_features
 from pcseg.utils.progress import progress as progress_bar
 
 __all__ = ["LazyRooms", "load_rooms", "check_data", "data_classes"]
@@ -64,7 +64,9 @@ def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence
         folders. A SemanticKITTI scan read for a config with ``data.use_intensity`` or
         ``data.use_range`` also has ``intensity`` (N,) float32 in [0, 1] and ``range`` (N,)
         float32 metres (``pcseg.inputs.lidar_room_fields``) and a zero ``color``; without them
-        (older configs) the remission repeated three times stands in for rgb.
+        (older configs) the remission repeated three times stands in for rgb. With
+        ``data.multiscale_features`` every room also has ``multiscale`` (N, F) float32
+        (``pcseg.inputs.multiscale_features``).
 
     Raises:
         ValueError: when ``split`` is neither train nor val, or the label config is invalid.
@@ -87,8 +89,17 @@ def load_rooms(data: DataConfig, split: str, progress: bool = False) -> Sequence
             rooms.append(generate_room(seed, data.points_per_room))
             if num_views:
                 views += generate_views(seed, num_views, max(1, data.points_per_room // num_views))
-        return rooms + views
-    return LazyRooms(*_room_source(data, split))
+        return [with_multiscale(room, data) for room in rooms + views]
+    count, read = _room_source(data, split)
+    return LazyRooms(count, lambda i: with_multiscale(read(i), data))
+
+
+def with_multiscale(room: dict, data: DataConfig) -> dict:
+    """The room with its ``multiscale`` field (``pcseg.inputs.multiscale_features`` of its
+    coordinates) when the config's model takes it; else the room as it is."""
+    if not data.multiscale_features or "multiscale" in room:
+        return room
+    return {**room, "multiscale": multiscale_features(room["coord"])}
 
 
 def _room_source(data: DataConfig, split: str) -> tuple[int, Callable[[int], dict]]:
