@@ -53,6 +53,7 @@ def test_tiny_lidar_demo_writes_every_output(tmp_path):
         assert key in metrics, key
     assert 0.0 <= metrics["sim_miou"] <= 1.0 and "unlabeled" not in metrics["sim_iou"]
     assert metrics["config"]["data"]["use_intensity"] and not metrics["config"]["data"]["use_color"]
+    assert metrics["config"]["data"]["multiscale_features"]  # the scan's features reach training and predict
     cloud = read_point_cloud(out / "lidar_prediction.ply")
     assert len(cloud["coord"]) > 1000 and cloud["label"] is not None
     assert (out / "lidar_bev.png").stat().st_size > 5_000

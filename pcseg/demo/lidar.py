@@ -37,9 +37,10 @@ TRANSFER_CLASSES = ("road", "sidewalk", "building", "vegetation", "car", "terrai
 DEFAULT_REAL_SCAN = Path("../shared/data/semantickitti/000000.bin")
 
 # The LiDAR demo model: PointNet on 4 m columns (a street's objects are metres wide, and a
-# sparse far block then still holds enough points) with intensity, range, local geometry and
-# the scan's multiscale features (a block's sampled points alone cannot tell a pole, a trunk
-# and a person apart);
+# sparse far block then still holds enough points) with intensity, range and the scan's
+# multiscale features (a block's sampled points alone cannot tell a pole, a trunk and a person
+# apart; the per-block geometry adds about as much again to the cost per scan as these
+# features and no more accuracy on validation streets);
 # blocks do not overlap at inference, so every point is fed about once. 512-point chunks give
 # more optimiser steps in the budget than 1,024 (benchmarks/RESULTS.md, LiDAR demo). Each block's
 # intensity gain and sensor height are varied in training (``pcseg.inputs.augment_lidar_inputs``).
@@ -60,7 +61,7 @@ LIDAR_DEMO_SETTINGS = {
         "room_coords": False,
         "use_intensity": True,
         "use_range": True,
-        "geometric_features": True,
+        "geometric_features": False,
         "multiscale_features": True,
         # the simulator's intensities and mount height are one sensor's: a real sensor differs
         "augment_intensity": 0.5,
@@ -166,6 +167,14 @@ def _scores(matrix, names: Sequence[str]) -> dict:
     }
 
 
+def _inputs(cfg: Config) -> str:
+    """The model's inputs in words, for the demo's first line."""
+    data = cfg.data
+    names = ["xyz", "intensity" * data.use_intensity, "range" * data.use_range]
+    names += ["local geometry" * data.geometric_features, "multiscale features" * data.multiscale_features]
+    return " + ".join(name for name in names if name)
+
+
 def _segment(model, cfg: Config, scan: dict) -> tuple[np.ndarray, float]:
     """Labels of one scan and the seconds ``segment_cloud`` took."""
     from pcseg.predict import segment_cloud
@@ -242,8 +251,7 @@ def run_lidar_demo(
     print(
         f"[demo --lidar] simulated {train_streets} training and {val_streets} held-out HDL-64E scans in "
         f"{simulate_s:.1f} s; model {cfg.model.name} (width x{cfg.model.width_multiplier}) on "
-        f"{cfg.data.block_size:g} m blocks, inputs xyz + intensity + range + local geometry"
-        f"{' + multiscale features' if cfg.data.multiscale_features else ''}; training budget "
+        f"{cfg.data.block_size:g} m blocks, inputs {_inputs(cfg)}; training budget "
         f"{cfg.train.time_budget_s:.0f} s",
         flush=True,
     )
