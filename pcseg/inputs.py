@@ -64,6 +64,8 @@ MULTISCALE_NEIGHBOURS = 16
 MULTISCALE_VOXELS = (0.25, 0.5, 1.0)
 GROUND_CELLS = (2.0, 5.0)
 MULTISCALE_CHANNELS = 7 * (1 + len(MULTISCALE_VOXELS)) + len(GROUND_CELLS)
+# points whose neighbourhoods multiscale_features holds at once (memory: about 300 bytes each)
+MULTISCALE_CHUNK = 1_000_000
 # metres per unit of the range channel: a LiDAR street scan's useful ranges map to about 0..2
 RANGE_SCALE = 50.0
 
@@ -292,6 +294,9 @@ def geometric_features(
 def _neighbourhood_shape(points: torch.Tensor, k: int) -> torch.Tensor:
     """Seven shape channels of each point's ``k`` nearest neighbours (``multiscale_features``).
 
+    Queried ``MULTISCALE_CHUNK`` points at a time, so that a map of tens of millions of points
+    needs memory for one chunk's neighbourhoods, not for all of them.
+
     Args:
         points: (N, 3) float32 coordinates in metres, N >= 1.
         k: neighbours per point (at most N are used).
@@ -304,8 +309,18 @@ def _neighbourhood_shape(points: torch.Tensor, k: int) -> torch.Tensor:
         and the log of the neighbourhood's spread (half the log of the variance sum).
     """
     k = min(k, points.shape[0])
-    _, idx = ops.knn(points[None], points[None], k)
-    neighbours = ops.group_points(points[None], idx)[0]  # (N, k, 3)
+    return torch.cat(
+        [
+            _shape_of(points[start : start + MULTISCALE_CHUNK], points, k)
+            for start in range(0, points.shape[0], MULTISCALE_CHUNK)
+        ]
+    )
+
+
+def _shape_of(query: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:
+    """``_neighbourhood_shape`` of the ``query`` (M, 3) points among ``points`` (N, 3), k <= N."""
+    _, idx = ops.knn(query[None], points[None], k)
+    neighbours = ops.group_points(points[None], idx)[0]  # (M, k, 3)
     centred = neighbours - neighbours.mean(1, keepdim=True)
     covariance = centred.transpose(1, 2) @ centred / k
     values = eigenvalues(covariance)
@@ -318,8 +333,8 @@ def _neighbourhood_shape(points: torch.Tensor, k: int) -> torch.Tensor:
             (values[:, 1] - values[:, 2]) / largest,
             values[:, 2] / largest,
             covariance[:, 2, 2].double() / trace.clamp_min(1e-12),
-            (points[:, 2] - z.amin(1)).double(),
-            (z.amax(1) - points[:, 2]).double(),
+            (query[:, 2] - z.amin(1)).double(),
+            (z.amax(1) - query[:, 2]).double(),
             0.5 * torch.log(trace.clamp_min(1e-8)),
         ],
         1,

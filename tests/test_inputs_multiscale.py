@@ -119,6 +119,15 @@ def test_invariant_to_where_the_cloud_lies_and_to_turns_about_z():
     np.testing.assert_allclose(turned[:, -len(GROUND_CELLS) :], features[:, -len(GROUND_CELLS) :], atol=0.02)
 
 
+def test_a_large_cloud_is_done_in_chunks_with_the_same_result(monkeypatch):
+    import pcseg.inputs as inputs_module
+
+    points, _ = street()
+    whole = multiscale_features(points)
+    monkeypatch.setattr(inputs_module, "MULTISCALE_CHUNK", 1000)
+    np.testing.assert_array_equal(multiscale_features(points), whole)
+
+
 @pytest.mark.parametrize("count", [0, 1, 2, 5, 15])
 def test_tiny_clouds_and_duplicates_give_finite_features(count):
     rng = np.random.default_rng(count)
