@@ -372,7 +372,12 @@ def _height_above_ground(
     width = int(max(point_square[:, 1].max(), voxel_square[:, 1].max())) + 1
     point_flat = point_square[:, 0] * width + point_square[:, 1]
     voxel_flat = voxel_square[:, 0] * width + voxel_square[:, 1]
-    size = int(max(point_flat.max(), voxel_flat.max())) + 1
+    square = torch.cat([point_flat, voxel_flat])
+    if int(square.max()) >= 4 * len(square):
+        # a map kilometres wide: number the occupied squares only, not the millions of empty ones
+        _, square = torch.unique(square, return_inverse=True)
+    point_flat, voxel_flat = square[: len(points)], square[len(points) :]
+    size = int(square.max()) + 1
     lowest_point = torch.full((size,), math.inf).scatter_reduce(0, point_flat, points[:, 2], "amin")
     dense = counts >= 2
     lowest_surface = torch.full((size,), math.inf).scatter_reduce(0, voxel_flat[dense], centroids[dense, 2], "amin")
@@ -401,10 +406,17 @@ def multiscale_features(points: np.ndarray) -> np.ndarray:
         features: (N, MULTISCALE_CHANNELS) float32: 7 shape channels per scale, finest first,
         then the height above the lowest surface of the ``GROUND_CELLS`` metre xy squares
         around (metres, clipped to [-2, 10]).
+
+    Raises:
+        ValueError: when ``points`` is not (N, 3) or holds NaN or inf.
     """
     points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must be an (N, 3) array, got shape {points.shape}")
     if len(points) == 0:
         return np.zeros((0, MULTISCALE_CHANNELS), np.float32)
+    if not np.isfinite(points).all():
+        raise ValueError("points contain NaN or inf; drop them before the multiscale features")
     local = torch.from_numpy(np.asarray(points - points.min(0), dtype=np.float32))
     parts = [_neighbourhood_shape(local, MULTISCALE_NEIGHBOURS)]
     finest = None

@@ -139,6 +139,21 @@ def test_tiny_clouds_and_duplicates_give_finite_features(count):
     assert (same[:, [LINEARITY, PLANARITY, SCATTERING]] == 0).all()
 
 
+def test_bad_points_are_named():
+    with pytest.raises(ValueError, match="points must be an \\(N, 3\\) array"):
+        multiscale_features(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        multiscale_features(np.array([[0.0, 0.0, 0.0], [np.nan, 1.0, 1.0]]))
+
+
+def test_a_map_kilometres_wide_costs_its_points_not_its_area():
+    """Two patches 40 km apart: the ground is looked for in the occupied squares only."""
+    points, _ = street()
+    far = points + np.array([40_000.0, 40_000.0, 0.0])
+    both = multiscale_features(np.r_[points, far])
+    np.testing.assert_allclose(both[: len(points), -2:], multiscale_features(points)[:, -2:], atol=1e-3)
+
+
 def test_config_counts_the_channels():
     assert input_channels(multiscale_config().data) == 2 + MULTISCALE_CHANNELS
     assert input_channels(multiscale_config(geometric_features=True).data) == 2 + 7 + MULTISCALE_CHANNELS
