@@ -329,6 +329,12 @@ def _validate(cfg: Config) -> None:
             "data.augment_intensity needs data.use_intensity, and data.augment_height a LiDAR model "
             "(data.use_intensity or data.use_range)"
         )
+    lidar = cfg.data.use_intensity or cfg.data.use_range
+    if cfg.model.name == "acnn" and lidar and not cfg.data.geometric_features:
+        raise ConfigError(
+            "model.name acnn with LiDAR channels needs data.geometric_features: true: its normals then face "
+            "the sensor; without them A-CNN would estimate normals facing each block's centre"
+        )
     if cfg.data.intensity_scale <= 0:
         raise ConfigError(
             f"data.intensity_scale must be > 0 (the sensor's full-scale intensity), got {cfg.data.intensity_scale}"

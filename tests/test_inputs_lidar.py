@@ -57,6 +57,13 @@ def test_channels_count_and_config_checks():
         lidar_config(use_color=True, dataset="semantickitti", root="r", label_config="y")
     with pytest.raises(ConfigError, match="unknown key"):
         config_from_dict({"data": {"use_intensty": True}})
+    with pytest.raises(ConfigError, match="model.name acnn with LiDAR channels needs data.geometric_features"):
+        config_from_dict(
+            {
+                "data": {"use_intensity": True, "use_color": False, "geometric_features": False},
+                "model": {"name": "acnn"},
+            }
+        )
 
 
 def test_normalise_intensity_per_sensor():
