@@ -348,13 +348,8 @@ def _voxel_centroids(points: torch.Tensor, size: float) -> tuple[torch.Tensor, t
         centroids: (V, 3) float32; cell: (N,) int64 each point's row of ``centroids``;
         counts: (V,) int64 points per cell.
     """
-    key = torch.floor(points / size).long()
-    key -= key.min(0).values
-    span = key.max(0).values + 1
-    flat = (key[:, 0] * span[1] + key[:, 1]) * span[2] + key[:, 2]
-    _, cell, counts = torch.unique(flat, return_inverse=True, return_counts=True)
-    centroids = torch.zeros(len(counts), 3).index_add_(0, cell, points) / counts[:, None]
-    return centroids, cell, counts
+    voxels = ops.voxelize(points, size)
+    return (voxels.point_sums / voxels.counts[:, None]).float(), voxels.inverse, voxels.counts
 
 
 def _height_above_ground(
