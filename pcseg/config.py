@@ -322,14 +322,12 @@ def _validate(cfg: Config) -> None:
     for key in ("augment_intensity", "augment_height"):
         if not getattr(cfg.data, key) >= 0:
             raise ConfigError(f"data.{key} must be >= 0 (0 turns it off), got {getattr(cfg.data, key)}")
-    if (cfg.data.augment_intensity > 0 and not cfg.data.use_intensity) or (
-        cfg.data.augment_height > 0 and not (cfg.data.use_intensity or cfg.data.use_range)
-    ):
+    lidar = cfg.data.use_intensity or cfg.data.use_range
+    if (cfg.data.augment_intensity > 0 and not cfg.data.use_intensity) or (cfg.data.augment_height > 0 and not lidar):
         raise ConfigError(
             "data.augment_intensity needs data.use_intensity, and data.augment_height a LiDAR model "
             "(data.use_intensity or data.use_range)"
         )
-    lidar = cfg.data.use_intensity or cfg.data.use_range
     if cfg.model.name == "acnn" and lidar and not cfg.data.geometric_features:
         raise ConfigError(
             "model.name acnn with LiDAR channels needs data.geometric_features: true: its normals then face "
@@ -339,7 +337,7 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"data.intensity_scale must be > 0 (the sensor's full-scale intensity), got {cfg.data.intensity_scale}"
         )
-    if cfg.data.dataset == "semantickitti" and cfg.data.use_color and (cfg.data.use_intensity or cfg.data.use_range):
+    if cfg.data.dataset == "semantickitti" and cfg.data.use_color and lidar:
         raise ConfigError(
             "data.use_color must be false with data.use_intensity / data.use_range on a semantickitti "
             "data set: a LiDAR scan has no colour"

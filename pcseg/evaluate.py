@@ -104,7 +104,7 @@ def evaluate_rooms(
     predictions, uncertainties, errors, points, start = [], [], [], 0, time.perf_counter()
     for room in progress_bar(rooms, desc="evaluating rooms", unit="room", enabled=progress):
         logits, labels = predict_tile(
-            model, cfg.data, room["coord"], room["color"], device, amp_dtype, lidar=_lidar_fields(room)
+            model, cfg.data, room["coord"], room["color"], device, amp_dtype, lidar=_point_fields(room)
         )
         probabilities = torch.softmax(torch.from_numpy(logits) / temperature, dim=1).numpy()
         if refine is not None:
@@ -139,7 +139,7 @@ def _error_by_decile(errors: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
     return np.array([part.mean() if len(part) else np.nan for part in np.array_split(ranked, 10)])
 
 
-def _lidar_fields(room: dict) -> dict:
+def _point_fields(room: dict) -> dict:
     """The LiDAR fields (``pcseg.data.blocks.LIDAR_FIELDS``) and multiscale features a room holds,
     for models that take them."""
     return {key: room[key] for key in (*LIDAR_FIELDS, "multiscale") if key in room}
@@ -358,7 +358,7 @@ def calibrate_checkpoint(cfg: Config, checkpoint: str | Path, device: str = "cpu
     all_logits, all_labels = [], []
     for room in progress_bar(rooms, desc="predicting rooms", unit="room", enabled=progress):
         logits, _ = predict_tile(
-            model, cfg.data, room["coord"], room["color"], device, amp_dtype, lidar=_lidar_fields(room)
+            model, cfg.data, room["coord"], room["color"], device, amp_dtype, lidar=_point_fields(room)
         )
         truth = np.asarray(room["label"]).astype(np.int64, copy=False)
         kept = truth != cfg.data.ignore_index

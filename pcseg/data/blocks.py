@@ -42,7 +42,6 @@ import torch.utils.data
 NUM_FEATURES = 9
 # the LiDAR columns after the 9 PointNet features (see the module docstring)
 LIDAR_FIELDS = ("intensity", "range", "height", "sensor_x", "sensor_y")
-LIDAR_FEATURES = len(LIDAR_FIELDS)
 
 
 def _color01(color: np.ndarray) -> np.ndarray:
