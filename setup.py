@@ -42,8 +42,12 @@ def _want_cuda():
 # rounding is unaffected (no -ffast-math, nothing reassociated).
 # No -std flag: torch's cpp_extension adds the standard its own headers need (C++20 for
 # torch 2.13 and 2.14; torch 2.14's ATen refuses to compile under -std=c++17).
-CXX_FLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math"]
-NVCC_FLAGS = ["-O3", "--fmad=false", "--expt-relaxed-constexpr"]
+# AT_PER_OPERATOR_HEADERS + TORCH_ASSERT_ONLY_METHOD_OPERATORS: a source includes the header of
+# each ATen function it calls (<ATen/ops/empty.h>), never <ATen/ATen.h>, which declares every
+# operator and would be parsed again for each source and each GPU architecture.
+ATEN_HEADERS = ["-DAT_PER_OPERATOR_HEADERS", "-DTORCH_ASSERT_ONLY_METHOD_OPERATORS"]
+CXX_FLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math", *ATEN_HEADERS]
+NVCC_FLAGS = ["-O3", "--fmad=false", "--expt-relaxed-constexpr", *ATEN_HEADERS]
 
 ext_modules = [
     CppExtension(

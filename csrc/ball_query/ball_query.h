@@ -15,7 +15,7 @@
 //   idx:     (B, M, k) int64: indices into points; -1 (and dist +inf) where fewer than k
 //            points lie inside the ball.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <cmath>
 #include <tuple>

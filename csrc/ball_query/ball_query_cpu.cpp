@@ -1,5 +1,6 @@
 #include "ball_query/ball_query.h"
 
+#include <ATen/Dispatch.h>
 #include <torch/library.h>
 
 #include "common/neighbor_search.h"

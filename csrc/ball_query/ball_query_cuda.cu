@@ -2,6 +2,8 @@
 // squared radius rounded in the points' dtype exactly as ball_query_cpu forms it.
 #include "ball_query/ball_query.h"
 
+#include <ATen/Dispatch.h>
+
 #include "common/window_search.cuh"
 
 namespace pcseg {

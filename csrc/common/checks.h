@@ -1,7 +1,8 @@
 // Argument checks shared by every op: each message names the argument and the expected shape,
 // so bad input from Python surfaces as a readable RuntimeError instead of a crash.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/isfinite.h>
 
 #include <algorithm>
 

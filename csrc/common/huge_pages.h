@@ -1,6 +1,6 @@
 // advise_huge_pages: a hint for large CPU outputs that are about to be written once.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <cstddef>
 #include <cstdint>

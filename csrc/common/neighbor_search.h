@@ -26,7 +26,9 @@
 //     parallel region of a torch op spins for longer than the scan takes); large outputs ask
 //     for transparent huge pages (common/huge_pages.h).
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/equal.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>

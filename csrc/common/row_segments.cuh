@@ -4,8 +4,10 @@
 // one thread per (row, channel) adds its row's entries in ascending entry order. That is the
 // order of the CPU kernels' loops, so the gradients equal theirs bit for bit, run after run.
 #pragma once
-#include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/searchsorted.h>
+#include <ATen/ops/sort.h>
 
 #include <tuple>
 
@@ -24,7 +26,7 @@ inline RowSegments row_segments(const at::Tensor& target, int64_t num_rows) {
   const at::Tensor batch_base = at::arange(B, target.options()).mul_(num_rows).unsqueeze(1);
   // -1 entries get the key B * num_rows, past every row, so they sort last and belong to none.
   const at::Tensor keys =
-      (target + batch_base).masked_fill_(target.lt(0), B * num_rows).reshape({-1});
+      target.add(batch_base).masked_fill_(target.lt(0), B * num_rows).reshape({-1});
   // Stable: entries of one row keep their ascending order.
   const auto sorted = at::sort(keys, /*stable=*/true, /*dim=*/0, /*descending=*/false);
   const at::Tensor row_ids = at::arange(B * num_rows + 1, target.options());

@@ -1,7 +1,8 @@
 // The argument checks of the neighbour searches (knn, ball_query, ring_query), shared by their
 // CPU and CUDA entry points so that both raise the same messages.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/Dispatch.h>
 
 #include <algorithm>
 #include <cstdint>

@@ -1,7 +1,7 @@
 // SearchTree: the kd-tree of common/kdtree.h re-laid out for the CPU neighbour search
 // (common/neighbor_search.h), plus the small branch-free helpers the search shares with it.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <algorithm>
 #include <cstdint>

@@ -15,10 +15,12 @@
 // per-thread array for k <= 128 (templated capacity) and in a global scratch row beyond, so k
 // is unbounded.
 #pragma once
-#include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include <climits>
 #include <limits>
@@ -193,7 +195,7 @@ std::tuple<at::Tensor, at::Tensor> window_search_cuda(
   args.scratch = nullptr;
   args.key_scratch = nullptr;
 
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   if (k <= 8) {
     launch_window_search<T, 8, kAngular>(args, blocks, stream);
   } else if (k <= 32) {

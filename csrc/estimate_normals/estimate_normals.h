@@ -10,7 +10,7 @@
 // Returns:
 //   normals:  (B, N, 3) same dtype as points; (0, 0, 0) where fewer than 3 neighbours are valid.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include "common/checks.h"
 

@@ -1,5 +1,7 @@
 #include "estimate_normals/estimate_normals.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 

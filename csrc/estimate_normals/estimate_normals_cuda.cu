@@ -3,9 +3,11 @@
 // normals_from_neighbors_cpu bit for bit (IEEE division and sqrt, no FMA with --fmad=false).
 #include "estimate_normals/estimate_normals.h"
 
-#include <ATen/cuda/CUDAContext.h>
+#include <ATen/Dispatch.h>
+#include <ATen/ops/zeros_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include "common/grid.cuh"
 #include "estimate_normals/symmetric_eigen.h"
@@ -58,7 +60,7 @@ at::Tensor normals_from_neighbors_cuda(const at::Tensor& points_in, const at::Te
   auto normals = at::zeros_like(points);
   const int64_t total = B * N;
   if (total == 0 || K == 0) return normals;
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "normals_from_neighbors_cuda", [&] {
     normals_from_neighbors_kernel<scalar_t><<<grid_for(total), kElementwiseThreads, 0, stream>>>(
         points.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), N, K, total,

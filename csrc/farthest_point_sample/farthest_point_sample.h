@@ -14,7 +14,7 @@
 // Returns:
 //   idx:  (B, M) int64: indices into points; slots i >= lengths[b] hold -1.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include "common/checks.h"
 

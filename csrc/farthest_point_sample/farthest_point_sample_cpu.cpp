@@ -6,6 +6,8 @@
 // (see common/kdtree.h for why the box bound is safe in floating point).
 #include "farthest_point_sample/farthest_point_sample.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/ops/full.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 

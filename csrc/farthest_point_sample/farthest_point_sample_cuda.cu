@@ -7,9 +7,12 @@
 // torch.argmax.
 #include "farthest_point_sample/farthest_point_sample.h"
 
-#include <ATen/cuda/CUDAContext.h>
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include <climits>
 #include <cstdint>
@@ -109,7 +112,7 @@ at::Tensor farthest_point_sample_cuda(const at::Tensor& points_in, const at::Ten
   auto idx = at::full({B, num_samples}, -1, points.options().dtype(at::kLong));
   if (B == 0 || num_samples == 0 || N == 0) return idx;
   TORCH_CHECK(B <= INT_MAX, "farthest_point_sample_cuda: too many clouds (", B, ")");
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "farthest_point_sample_cuda", [&] {
     // Nearest-sample distances; every slot a step reads was written by the first step.
     auto min_d2 = at::empty({B, N}, points.options());

@@ -16,7 +16,7 @@
 //   Returns:
 //     grad_features:  (B, N, C) same dtype as grad.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include "common/checks.h"
 

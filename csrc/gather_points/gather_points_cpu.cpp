@@ -1,5 +1,7 @@
 #include "gather_points/gather_points.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 

@@ -4,9 +4,12 @@
 // order of the CPU loop, instead of racing atomicAdds.
 #include "gather_points/gather_points.h"
 
-#include <ATen/cuda/CUDAContext.h>
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include "common/grid.cuh"
 #include "common/row_segments.cuh"
@@ -52,7 +55,7 @@ at::Tensor gather_rows_cuda(const at::Tensor& features_in, const at::Tensor& idx
   auto out = at::empty({B, S, C}, features.options());
   const int64_t total = out.numel();
   if (total == 0) return out;
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "gather_rows_cuda", [&] {
     gather_rows_kernel<scalar_t><<<grid_for(total), kElementwiseThreads, 0, stream>>>(
         features.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), S, N, C, total,
@@ -73,7 +76,7 @@ at::Tensor gather_rows_backward_cuda(const at::Tensor& grad_in, const at::Tensor
   const int64_t total = out.numel();
   if (total == 0 || idx.numel() == 0) return out;
   const RowSegments segments = row_segments(idx, num_rows);
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "gather_rows_backward_cuda", [&] {
     gather_rows_backward_kernel<scalar_t><<<grid_for(total), kElementwiseThreads, 0, stream>>>(
         grad.data_ptr<scalar_t>(), segments.entries.data_ptr<int64_t>(),

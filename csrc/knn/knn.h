@@ -13,7 +13,7 @@
 //   idx:     (B, M, k) int64: indices into points. Slots with no candidate (lengths[b] < k, or
 //            padded query rows) hold idx -1 and dist +inf.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <tuple>
 

@@ -1,5 +1,6 @@
 #include "knn/knn.h"
 
+#include <ATen/Dispatch.h>
 #include <torch/library.h>
 
 #include <limits>

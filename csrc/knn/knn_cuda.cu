@@ -2,6 +2,8 @@
 // window. Results equal knn_cpu bit for bit (see that header for why).
 #include "knn/knn.h"
 
+#include <ATen/Dispatch.h>
+
 #include <limits>
 
 #include "common/window_search.cuh"

@@ -24,7 +24,7 @@
 //   idx:     (B, M, k) int64: indices into points, in angular order. Slots beyond the kept
 //            points hold idx -1 and dist +inf (a short or empty ring).
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <cmath>
 #include <tuple>

@@ -1,5 +1,6 @@
 #include "ring_query/ring_query.h"
 
+#include <ATen/Dispatch.h>
 #include <torch/library.h>
 
 #include <algorithm>

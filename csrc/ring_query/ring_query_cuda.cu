@@ -3,6 +3,8 @@
 // float64 code ring_query_cpu runs, so the order equals the CPU kernel's bit for bit.
 #include "ring_query/ring_query.h"
 
+#include <ATen/Dispatch.h>
+
 #include "common/window_search.cuh"
 
 namespace pcseg {

@@ -19,7 +19,7 @@
 //     grad_features:  (B, m, C) same dtype as features.
 //     grad_weight:    (B, n, 3) same dtype as features.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <tuple>
 

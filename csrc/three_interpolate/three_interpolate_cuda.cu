@@ -4,9 +4,12 @@
 // (common/row_segments.cuh) instead of racing atomicAdds.
 #include "three_interpolate/three_interpolate.h"
 
-#include <ATen/cuda/CUDAContext.h>
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include "common/grid.cuh"
 #include "common/row_segments.cuh"
@@ -85,7 +88,7 @@ at::Tensor three_interpolate_cuda(const at::Tensor& features_in, const at::Tenso
   auto out = at::empty({B, n, C}, features.options());
   const int64_t total = out.numel();
   if (total == 0) return out;
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "three_interpolate_cuda", [&] {
     three_interpolate_kernel<scalar_t><<<grid_for(total), kElementwiseThreads, 0, stream>>>(
         features.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), weight.data_ptr<scalar_t>(), n,
@@ -109,7 +112,7 @@ std::tuple<at::Tensor, at::Tensor> three_interpolate_backward_cuda(const at::Ten
   auto grad_features = at::zeros_like(features);
   auto grad_weight = at::zeros_like(weight);
   if (B == 0 || n == 0) return {grad_features, grad_weight};
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "three_interpolate_backward_cuda", [&] {
     const int64_t weight_total = grad_weight.numel();
     three_interpolate_grad_weight_kernel<scalar_t>

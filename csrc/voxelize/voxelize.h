@@ -22,7 +22,7 @@
 //   Every sum adds a voxel's points in ascending point order on the CPU (deterministic at
 //   any thread count); the CUDA kernel adds in an unspecified order.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <cmath>
 #include <tuple>

@@ -6,6 +6,9 @@
 // (a LiDAR sweep) takes a radix sort of the points by cell.
 #include "voxelize/voxelize.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 

@@ -3,9 +3,17 @@
 // the order of the float additions is unspecified, unlike the CPU kernel's).
 #include "voxelize/voxelize.h"
 
-#include <ATen/cuda/CUDAContext.h>
+#include <ATen/Dispatch.h>
+#include <ATen/ops/_unique2.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/floor.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/nonzero.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include "common/grid.cuh"
 
@@ -51,7 +59,7 @@ VoxelizeResult voxelize_cuda(const at::Tensor& points_in, double voxel_size,
   const int64_t N = points.size(0);
   at::Tensor keys = at::empty({N}, points.options().dtype(at::kLong));
   if (N > 0) {
-    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "voxelize_cuda", [&] {
       voxel_keys_kernel<scalar_t><<<grid_for(N), kElementwiseThreads, 0, stream>>>(
           points.data_ptr<scalar_t>(), labels.numel() > 0 ? labels.data_ptr<int64_t>() : nullptr,
@@ -59,13 +67,14 @@ VoxelizeResult voxelize_cuda(const at::Tensor& points_in, double voxel_size,
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
-  const at::Tensor keep = at::nonzero(keys != kSkipped).squeeze(1);
+  const at::Tensor keep = at::nonzero(keys.ne(kSkipped)).squeeze(1);
   const at::Tensor kept_keys = keys.index_select(0, keep);
-  if (kept_keys.numel() > 0 && (kept_keys == kInvalid).any().item<bool>()) {
+  if (kept_keys.numel() > 0 && kept_keys.eq(kInvalid).any().item<bool>()) {
     // The product in the points' dtype, like the kernel; NaN makes min / max NaN.
     const at::Tensor shifted =
-        at::floor(points.index_select(0, keep) * (1.0 / voxel_size)).to(at::kDouble) +
-        static_cast<double>(kVoxelKeyOffset);
+        at::floor(points.index_select(0, keep).mul(1.0 / voxel_size))
+            .to(at::kDouble)
+            .add(static_cast<double>(kVoxelKeyOffset));
     fail_voxel_range(shifted.min().item<double>(), shifted.max().item<double>(), voxel_size);
   }
   at::Tensor voxel_keys, kept_inverse, counts;
@@ -78,7 +87,7 @@ VoxelizeResult voxelize_cuda(const at::Tensor& points_in, double voxel_size,
   point_sums.index_add_(0, kept_inverse, points.index_select(0, keep).to(at::kDouble));
   at::Tensor label_counts = at::zeros({U * num_classes}, points.options().dtype(at::kFloat));
   if (labels.numel() > 0 && keep.numel() > 0) {
-    const at::Tensor cells = kept_inverse * num_classes + labels.index_select(0, keep);
+    const at::Tensor cells = kept_inverse.mul(num_classes).add(labels.index_select(0, keep));
     label_counts.index_add_(0, cells, at::ones({cells.size(0)}, label_counts.options()));
   }
   at::Tensor value_sums = at::zeros({U, values.size(1)}, values.options());
