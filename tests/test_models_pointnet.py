@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from pcseg.data.synthetic import NUM_CLASSES
 from pcseg.losses import feature_transform_regularizer
 from pcseg.models import FEATURE_TRANSFORM_WEIGHT, MODELS, PointNetCls, PointNetSeg, PointNetSemSeg, build_model
+from pcseg.models.layers import SharedMLP, masked_max
 from pcseg.testing import memorise_classes, overfit, room_blocks, warm_up_batch_norm
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -111,6 +112,75 @@ def test_padding_invariance_eval(name):
     else:
         torch.testing.assert_close(batched[:1, :, :short], alone, atol=1e-5, rtol=0)
         torch.testing.assert_close(batched[1:], other, atol=1e-5, rtol=0)
+
+
+def _masked_max_reference(x, mask, dim, channels_last):
+    fill = ~(mask.unsqueeze(-1) if channels_last else mask.unsqueeze(1))
+    return x.masked_fill(fill, float("-inf")).amax(dim=dim)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize(
+    "counts",
+    [
+        [7, 7, 7],  # no padding
+        [7, 3, 1, 5],  # padded clouds, sliced one by one
+        [0, 4, 7],  # an empty cloud: its max is -inf
+        list(range(1, 8)) * 6,  # more padded clouds than are sliced: one masked copy
+    ],
+)
+def test_masked_max_equals_the_masked_copy_values_and_gradients(channels_last, counts):
+    torch.manual_seed(0)
+    b, n, c = len(counts), 7, 5
+    x = torch.randn(b, n, c) if channels_last else torch.randn(b, c, n)
+    mask = torch.arange(n) < torch.tensor(counts)[:, None]
+    dim = 1 if channels_last else 2
+    a = x.clone().requires_grad_()
+    r = x.clone().requires_grad_()
+    pooled, expected = masked_max(a, mask, dim, channels_last), _masked_max_reference(r, mask, dim, channels_last)
+    assert torch.equal(pooled, expected)
+    finite = expected.isfinite()
+    pooled[finite].sum().backward()
+    expected[finite].sum().backward()
+    assert torch.equal(a.grad, r.grad)
+    # a mask that is not real-points-first
+    scattered = torch.rand(b, n) < 0.6
+    scattered[:, 0] = True
+    assert torch.equal(
+        masked_max(x, scattered, dim, channels_last), _masked_max_reference(x, scattered, dim, channels_last)
+    )
+
+
+def test_eval_mode_folds_batch_norm_into_the_layers():
+    torch.manual_seed(0)
+    mlp = SharedMLP(6, [16, 32, 5], last_plain=True)
+    for norm in mlp.norms:  # statistics and affine maps far from the identity
+        norm.running_mean.uniform_(-2, 2)
+        norm.running_var.uniform_(0.1, 4)
+        norm.weight.data.uniform_(0.5, 2)
+        norm.bias.data.uniform_(-1, 1)
+    x = torch.randn(3, 40, 6)
+    with torch.no_grad():
+        mlp.eval()
+        folded = mlp.forward_channels_last(x.contiguous())
+        unfolded = mlp(x.transpose(1, 2)).transpose(1, 2)  # convolutions then batch norms
+        torch.testing.assert_close(folded, unfolded, atol=1e-5, rtol=1e-5)
+        weight, bias = mlp.linear_weights(0)
+        assert not torch.equal(weight, mlp.convs[0].weight.squeeze(-1))
+        mlp.train()
+        assert torch.equal(mlp.linear_weights(0)[0], mlp.convs[0].weight.squeeze(-1))
+        torch.testing.assert_close(mlp.forward_channels_last(x.contiguous()), mlp(x.transpose(1, 2)).transpose(1, 2))
+
+    # PointNetSemSeg's head: the global feature's product once per cloud, folded weights
+    model = PointNetSemSeg(NUM_CLASSES, in_channels=6, width_multiplier=0.25)
+    points, features, _, _ = room_blocks(2, 64)
+    warm_up_batch_norm(model, points, features)
+    with torch.no_grad():
+        x = torch.cat([points, features], -1)
+        point_features = model.mlp(x.transpose(1, 2))  # (B, C, N)
+        glob = model.fc(point_features.amax(2))
+        joined = torch.cat([point_features, glob[:, :, None].expand(-1, -1, 64)], 1)
+        torch.testing.assert_close(model(points, features), model.head(joined), atol=1e-5, rtol=1e-5)
 
 
 def test_train_mode_batch_norm_ignores_padding():

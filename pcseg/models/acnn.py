@@ -252,7 +252,7 @@ def upsample_level(
     Returns:
         features: (B, N, C_out) of ``up``.
     """
-    first = up.convs[0].weight.squeeze(-1)  # (C_up, C_level + C_skip)
+    first, bias = up.linear_weights(0)  # (C_up, C_level + C_skip), (C_up,)
     c_level = coarse.shape[-1]
     if first.shape[0] >= c_level:
         x = interpolate(coarse, index, weight)
@@ -263,7 +263,7 @@ def upsample_level(
     x = interpolate(F.linear(coarse, first[:, :c_level]).to(coarse.dtype), index, weight)
     if skip is not None:
         x = x + F.linear(skip, first[:, c_level:])
-    return up.forward_channels_last(x + up.convs[0].bias, mask, first_applied=True)
+    return up.forward_channels_last(x + bias, mask, first_applied=True)
 
 
 class CircularConv(nn.Module):

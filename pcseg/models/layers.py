@@ -91,6 +91,11 @@ def check_inputs(points: torch.Tensor, features: torch.Tensor | None, in_channel
         )
 
 
+# masked_max slices at most this many padded clouds one by one (a Python loop on the CPU); beyond,
+# one masked copy of the batch is cheaper
+_MAX_SLICED_CLOUDS = 32
+
+
 def masked_max(x: torch.Tensor, mask: torch.Tensor | None, dim: int, channels_last: bool = False) -> torch.Tensor:
     """Max over ``dim`` ignoring masked-out entries.
 
@@ -103,8 +108,22 @@ def masked_max(x: torch.Tensor, mask: torch.Tensor | None, dim: int, channels_la
     Returns:
         pooled: ``x`` reduced over ``dim``.
     """
-    if mask is not None:
-        x = x.masked_fill(~(mask.unsqueeze(-1) if channels_last else mask.unsqueeze(1)), float("-inf"))
+    if mask is None:
+        return x.amax(dim=dim)
+    if x.device.type == "cpu" and mask.dim() == 2 and len(mask) and dim == (1 if channels_last else 2):
+        counts = mask.sum(-1)
+        partial = (counts < mask.shape[-1]).nonzero().flatten()
+        prefix = torch.arange(mask.shape[-1]) < counts[:, None]
+        if len(partial) <= _MAX_SLICED_CLOUDS and bool(counts.min() > 0) and torch.equal(mask, prefix):
+            # real points first (the models' padded batches): each padded cloud's max over its
+            # real rows, a view, instead of a masked copy of the whole batch
+            pooled = x.amax(dim=dim)
+            if len(partial):
+                ends = counts[partial].tolist()
+                rows = [x[b, :end] if channels_last else x[b, :, :end] for b, end in zip(partial.tolist(), ends)]
+                pooled = pooled.index_put((partial,), torch.stack([r.amax(dim=dim - 1) for r in rows]))
+            return pooled
+    x = x.masked_fill(~(mask.unsqueeze(-1) if channels_last else mask.unsqueeze(1)), float("-inf"))
     return x.amax(dim=dim)
 
 
@@ -328,16 +347,44 @@ class SharedMLP(nn.Module):
     ) -> torch.Tensor:
         """``h (B, N, C_in)`` contiguous, ``mask (B, N)`` or None -> ``(B, N, C_out)``; what
         ``forward`` computes, without its two transposes. ``first_applied``: ``h`` already holds
-        the first convolution's output (bias included), computed by the caller."""
+        the first layer's linear map, ``F.linear`` with ``linear_weights(0)``, computed by the
+        caller (``h`` is then scratch: it may be overwritten). In eval mode each batch norm is
+        folded into its layer's weights (``linear_weights``): one GEMM and one ReLU per layer,
+        no normalisation pass."""
         n = len(self.convs)
-        for i, conv in enumerate(self.convs):
-            if self.last_plain and i == n - 1 and self.dropout is not None:
+        for i in range(n):
+            last = self.last_plain and i == n - 1
+            if last and self.dropout is not None:
                 h = self.dropout(h)
             if not (first_applied and i == 0):
-                h = F.linear(h, conv.weight.squeeze(-1), conv.bias)
-            if not (self.last_plain and i == n - 1):
-                h = F.relu(self.norms[i](h, mask, channels_last=True))
+                h = F.linear(h, *self.linear_weights(i))
+            if not last:
+                if not self._folds(i):
+                    h = self.norms[i](h, mask, channels_last=True)
+                h = F.relu(h, inplace=True)
         return h
+
+    def linear_weights(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``i``'s ``(C_out, C_in)`` weight and ``(C_out,)`` bias as ``F.linear`` takes them;
+        in eval mode with the batch norm's running statistics and affine map folded in
+        (``W s``, ``(b - mean) s + beta`` with ``s = gamma / sqrt(var + eps)``)."""
+        weight, bias = self.convs[i].weight.squeeze(-1), self.convs[i].bias
+        if not self._folds(i):
+            return weight, bias
+        norm = self.norms[i]
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        shift = -norm.running_mean * scale
+        if norm.weight is not None:
+            scale, shift = scale * norm.weight, shift * norm.weight + norm.bias
+        return weight * scale[:, None], bias * scale + shift
+
+    def _folds(self, i: int) -> bool:
+        """Whether layer ``i``'s batch norm is an affine map folded into its weights: eval mode
+        with running statistics."""
+        if i >= len(self.norms):
+            return False
+        norm = self.norms[i]
+        return not norm.training and norm.running_mean is not None
 
 
 class FullyConnected(nn.Module):

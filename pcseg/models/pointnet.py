@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from pcseg.models.layers import FullyConnected, SharedMLP, check_inputs, lengths_mask, masked_max, no_aux_loss, scaled
 
@@ -263,6 +264,11 @@ class PointNetSemSeg(nn.Module):
         x = points if not self.in_channels else torch.cat([points, features.to(points.dtype)], -1)
         point_features = self.mlp.forward_channels_last(x.contiguous(), mask)  # (B, N, 1024)
         glob = self.fc(masked_max(point_features, mask, dim=1, channels_last=True))  # (B, 128)
-        x = torch.cat([point_features, glob[:, None, :].expand(-1, n, -1).to(point_features.dtype)], dim=-1)
-        logits = self.head.forward_channels_last(x, mask).transpose(1, 2).contiguous()
+        # The head's first layer on [point feature, global feature] as two products: the global
+        # one once per cloud, not once per point, and the (B, N, 1024 + 128) concatenation never made.
+        weight, bias = self.head.linear_weights(0)
+        c = point_features.shape[-1]
+        h = F.linear(point_features, weight[:, :c].contiguous())
+        h += F.linear(glob.to(h.dtype), weight[:, c:], bias)[:, None, :]
+        logits = self.head.forward_channels_last(h, mask, first_applied=True).transpose(1, 2).contiguous()
         return (logits, no_aux_loss(points)) if return_aux else logits
