@@ -155,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="cpu")
     p.add_argument(
+        "--votes",
+        type=int,
+        default=1,
+        help="test-time voting: average this many passes over the cloud turned about the vertical axis "
+        "(default 1; costs that many passes)",
+    )
+    p.add_argument(
         "--max-tile-points",
         type=int,
         default=300_000,
@@ -289,6 +296,8 @@ def _check_predict_args(args) -> None:
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
     if args.max_tile_points < 1:
         raise ValueError(f"--max-tile-points must be >= 1, got {args.max_tile_points}")
+    if args.votes < 1:
+        raise ValueError(f"--votes must be >= 1, got {args.votes}")
 
 
 def _predict(args) -> int:
@@ -313,6 +322,7 @@ def _predict(args) -> int:
             args.device,
             max_tile_points=args.max_tile_points,
             input_format=args.input_format,
+            votes=args.votes,
         )
         points = sum(summary["points"] for summary in summaries)
         seconds = sum(summary["seconds"] for summary in summaries)
@@ -328,6 +338,7 @@ def _predict(args) -> int:
         args.device,
         max_tile_points=args.max_tile_points,
         input_format=args.input_format,
+        votes=args.votes,
     )
     print(
         f"wrote {summary['out']}: {summary['points']:,} points in {summary['seconds']:.1f} s "

@@ -69,6 +69,7 @@ __all__ = [
     "min_tile_width",
     "check_colors",
     "segment_cloud",
+    "vote_turns",
     "predict_file",
 ]
 
@@ -333,6 +334,40 @@ def check_colors(colors: np.ndarray | None, n: int) -> np.ndarray:
     return check_color_values(colors, "colors")
 
 
+def vote_turns(points: np.ndarray, votes: int, about_origin: bool) -> Iterator[np.ndarray]:
+    """The clouds of test-time voting: ``points`` itself, then turned about the vertical axis by
+    ``360 * i / votes`` degrees for i = 1 .. votes - 1.
+
+    Args:
+        points: (N, 3) float coordinates, z up.
+        votes: the number of clouds, >= 1.
+        about_origin: turn about the axis through the origin (a LiDAR's sensor frame: range,
+            height and the sensor-frame channels stay what the sensor measured); False: about
+            the axis through the centre of the cloud's xy bounds.
+
+    Yields:
+        cloud: (N, 3) float64 (the first: ``points`` as given).
+    """
+    yield points
+    if votes < 2 or len(points) == 0:
+        return
+    xyz = np.asarray(points, dtype=np.float64)
+    centre = np.zeros(2) if about_origin else (xyz[:, :2].min(0) + xyz[:, :2].max(0)) / 2
+    for i in range(1, votes):
+        angle = 2 * math.pi * i / votes
+        cos, sin = math.cos(angle), math.sin(angle)
+        xy = xyz[:, :2] - centre
+        turned = xyz.copy()
+        turned[:, 0] = cos * xy[:, 0] - sin * xy[:, 1] + centre[0]
+        turned[:, 1] = sin * xy[:, 0] + cos * xy[:, 1] + centre[1]
+        yield turned
+
+
+def _is_lidar(data: DataConfig) -> bool:
+    """Whether the model takes a LiDAR's channels (its points are in the sensor's frame)."""
+    return bool(data.use_intensity or data.use_range)
+
+
 def segment_cloud(
     model: torch.nn.Module,
     cfg: Config,
@@ -346,6 +381,7 @@ def segment_cloud(
     batch_size: int = 16,
     progress: bool = False,
     intensity: np.ndarray | None = None,
+    votes: int = 1,
 ) -> dict:
     """Segments a cloud of any size, tile by tile (see the module docstring).
 
@@ -369,6 +405,10 @@ def segment_cloud(
         progress: report the points done (``pcseg.utils.progress``).
         intensity: (N,) raw intensity / remission for a model with an intensity channel
             (``data.use_intensity``; divided by ``data.intensity_scale``), or None.
+        votes: predictions averaged (test-time voting, as KPConv and RandLA-Net score their
+            scans): the cloud is turned about the vertical axis by ``360 / votes`` degrees
+            between passes (``vote_turns``), so each pass sees other blocks and other voxel grids,
+            and the probabilities are averaged. Costs ``votes`` passes.
 
     Returns:
         result: ``{"labels": (N,) int64, "confidence": (N,) float32 (the winning probability),
@@ -376,9 +416,11 @@ def segment_cloud(
 
     Raises:
         ValueError: when ``points`` is not (N, 3) or holds NaN or inf, ``colors`` fails
-            ``check_colors``, or ``intensity`` is missing for a model that takes it or does
-            not match the points.
+            ``check_colors``, ``intensity`` is missing for a model that takes it or does
+            not match the points, or ``votes`` is not an int >= 1.
     """
+    if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
+        raise ValueError(f"votes must be an int >= 1, got {votes!r}")
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"points must be an (N, 3) array, got shape {points.shape}")
@@ -397,39 +439,47 @@ def segment_cloud(
     c = cfg.data.num_classes
     labels = np.zeros(n, dtype=np.int64)
     confidence = np.zeros(n, dtype=np.float32)
-    probabilities = np.zeros((n, c), dtype=np.float32) if keep_probabilities else None
+    probabilities = np.zeros((n, c), dtype=np.float32) if keep_probabilities or votes > 1 else None
     if n == 0:
         return {"labels": labels, "confidence": confidence, "probabilities": probabilities}
-    local = to_local(points)  # from here on everything is relative to the cloud's lowest corner
-    frame = room_frame(local)
-    tiles = iter_tiles(
-        local,
-        max_tile_points,
-        max_tile_extent or math.inf,
-        cfg.data.block_size,
-        min_tile_width(cfg.data.block_size, cfg.data.num_points, max_tile_points),
-    )
-    with progress_bar(total=n, desc="segmenting", unit="pt", enabled=progress) as bar:
-        for core, context in tiles:
-            logits, _ = predict_tile(
-                model,
-                cfg.data,
-                local[context],
-                colors[context],
-                device,
-                amp_dtype,
-                batch_size=batch_size,
-                frame=frame,
-                lidar={key: value[context] for key, value in lidar.items()},
+    with progress_bar(total=n * votes, desc="segmenting", unit="pt", enabled=progress) as bar:
+        for vote, cloud in enumerate(vote_turns(points, votes, about_origin=_is_lidar(cfg.data))):
+            fields = lidar if vote == 0 else room_fields(cloud, intensity, cfg.data)
+            local = to_local(cloud)  # from here on everything is relative to the cloud's lowest corner
+            frame = room_frame(local)
+            tiles = iter_tiles(
+                local,
+                max_tile_points,
+                max_tile_extent or math.inf,
+                cfg.data.block_size,
+                min_tile_width(cfg.data.block_size, cfg.data.num_points, max_tile_points),
             )
-            # rows of the core points within the context (context is sorted ascending)
-            rows = np.searchsorted(context, core)
-            probs = torch.softmax(torch.from_numpy(logits[rows]), dim=1).numpy()
-            labels[core] = probs.argmax(1)
-            confidence[core] = probs.max(1)
-            if probabilities is not None:
-                probabilities[core] = probs
-            bar.update(len(core))
+            for core, context in tiles:
+                logits, _ = predict_tile(
+                    model,
+                    cfg.data,
+                    local[context],
+                    colors[context],
+                    device,
+                    amp_dtype,
+                    batch_size=batch_size,
+                    frame=frame,
+                    lidar={key: value[context] for key, value in fields.items()},
+                )
+                # rows of the core points within the context (context is sorted ascending)
+                rows = np.searchsorted(context, core)
+                probs = torch.softmax(torch.from_numpy(logits[rows]), dim=1).numpy()
+                if votes > 1:
+                    probabilities[core] += probs / votes
+                else:
+                    labels[core] = probs.argmax(1)
+                    confidence[core] = probs.max(1)
+                    if probabilities is not None:
+                        probabilities[core] = probs
+                bar.update(len(core))
+    if votes > 1:
+        labels, confidence = probabilities.argmax(1), probabilities.max(1)
+        probabilities = probabilities if keep_probabilities else None
     return {"labels": labels, "confidence": confidence, "probabilities": probabilities}
 
 
@@ -441,6 +491,7 @@ def predict_file(
     progress: bool = True,
     max_tile_points: int = 300_000,
     input_format: str | None = None,
+    votes: int = 1,
 ) -> dict:
     """``pcseg predict``: segments a point-cloud file with a checkpoint's model.
 
@@ -454,6 +505,7 @@ def predict_file(
         progress: report the points done.
         max_tile_points: the most points of a tile's context predicted at once.
         input_format: one of ``pcseg.io.INPUT_FORMATS`` for an ambiguous suffix; None: from the suffix.
+        votes: test-time votes (``segment_cloud``); 1: one pass.
 
     Returns:
         summary: input, out, points, seconds, points_per_s and label_counts (printed by the CLI).
@@ -468,7 +520,9 @@ def predict_file(
     _check_prediction_suffix(out_path)
     model, cfg, _ = model_from_checkpoint(checkpoint, device)
     classes = prediction_classes(cfg, [out_path.suffix.lower()])
-    return _predict_one(model, cfg, classes, input_path, out_path, device, progress, max_tile_points, input_format)
+    return _predict_one(
+        model, cfg, classes, input_path, out_path, device, progress, max_tile_points, input_format, votes
+    )
 
 
 def predict_folder(
@@ -480,6 +534,7 @@ def predict_folder(
     progress: bool = True,
     max_tile_points: int = 300_000,
     input_format: str | None = None,
+    votes: int = 1,
 ) -> list[dict]:
     """``pcseg predict DIR --out DIR``: segments every cloud under a folder, one output file each.
 
@@ -499,6 +554,7 @@ def predict_folder(
         progress: one progress line per file (``pcseg.utils.progress``).
         max_tile_points: the most points of a tile's context predicted at once.
         input_format: one of ``pcseg.io.INPUT_FORMATS``; None: each file's from its suffix.
+        votes: test-time votes (``segment_cloud``); 1: one pass.
 
     Returns:
         summaries: one `predict_file` summary per file, in sorted order.
@@ -518,7 +574,9 @@ def predict_folder(
     summaries = []
     for path in progress_bar(inputs, desc="predicting", unit="file", enabled=progress):
         out = Path(out_dir) / _output_name(path.relative_to(input_dir), suffix)
-        summaries.append(_predict_one(model, cfg, classes, path, out, device, False, max_tile_points, input_format))
+        summaries.append(
+            _predict_one(model, cfg, classes, path, out, device, False, max_tile_points, input_format, votes)
+        )
     return summaries
 
 
@@ -599,6 +657,7 @@ def _predict_one(
     progress: bool,
     max_tile_points: int,
     input_format: str | None,
+    votes: int = 1,
 ) -> dict:
     """Reads one cloud, segments it and writes `out_path`; errors name `input_path`."""
     from pcseg.io import model_colors, read_point_cloud, write_predictions
@@ -617,6 +676,7 @@ def _predict_one(
             max_tile_points=max_tile_points,
             progress=progress,
             intensity=cloud.get("intensity"),
+            votes=votes,
         )
     except ValueError as error:
         raise ValueError(f"{input_path}: {error}") from None

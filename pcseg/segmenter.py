@@ -46,9 +46,12 @@ class Segmenter:
         refine: None, or "crf": refine the probabilities with ``pcseg.refine.crf`` and the
             config's ``refine`` section.
         temperature: T > 0 dividing the logits before the softmax (``pcseg calibrate``).
+        votes: passes averaged, the cloud turned about the vertical axis between them
+            (``pcseg.predict.segment_cloud``'s test-time voting); 1: one pass.
 
     Raises:
-        ValueError: when ``refine`` is not None or "crf", or ``temperature`` is not positive.
+        ValueError: when ``refine`` is not None or "crf", ``temperature`` is not positive, or
+            ``votes`` is not an int >= 1.
     """
 
     def __init__(
@@ -60,8 +63,11 @@ class Segmenter:
         batch_size: int = 16,
         refine: str | None = None,
         temperature: float = 1.0,
+        votes: int = 1,
     ):
         check_refine(refine)
+        if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
+            raise ValueError(f"votes must be an int >= 1, got {votes!r}")
         if isinstance(temperature, bool) or not (0 < float(temperature) < float("inf")):
             raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
         self.model = model.to(device).eval()
@@ -71,6 +77,7 @@ class Segmenter:
         self.batch_size = int(batch_size)
         self.refine = refine
         self.temperature = float(temperature)
+        self.votes = votes
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs) -> Segmenter:
@@ -79,7 +86,7 @@ class Segmenter:
         Args:
             path: the checkpoint (``best.pt`` / ``last.pt`` of a run folder).
             device: where the model runs.
-            **kwargs: ``max_tile_points``, ``batch_size``, ``refine``, ``temperature`` (see the
+            **kwargs: ``max_tile_points``, ``batch_size``, ``refine``, ``temperature``, ``votes`` (see the
                 class); the temperature defaults to the checkpoint's (1 when it has none).
 
         Returns:
@@ -179,6 +186,7 @@ class Segmenter:
                 max_tile_points=self.max_tile_points,
                 batch_size=self.batch_size,
                 intensity=intensity,
+                votes=self.votes,
             )
 
     def _finish(

@@ -8,6 +8,7 @@ import pytest
 from pcseg.cli import main
 from pcseg.data import generate_room
 from pcseg.io import read_point_cloud, write_labelled_ply
+from pcseg.segmenter import Segmenter
 from pcseg.testing import TINY_TRAINING
 
 TINY = [*TINY_TRAINING, "data.train_rooms=2", "data.val_rooms=1", "train.epochs=2"]
@@ -145,6 +146,20 @@ def test_predict_sunrgbd_points(trained, tmp_path, shared_data):
     source = shared_data / "sunrgbd" / "votenet" / "depth" / "000001.mat"
     assert main(["predict", str(source), "--checkpoint", str(root / "run" / "best.pt"), "--out", str(out)]) == 0
     assert len(open3d.io.read_point_cloud(str(out)).points) == 280_961
+
+
+def test_predict_votes_match_the_numpy_api(trained, tmp_path, capsys):
+    root, _ = trained
+    room = generate_room(7, 4000)
+    source = tmp_path / "room.npy"
+    np.save(source, np.concatenate([room["coord"], room["color"] / 255.0], 1))
+    checkpoint = str(root / "run" / "best.pt")
+    out = tmp_path / "labels.npy"
+    assert main(["predict", str(source), "--checkpoint", checkpoint, "--out", str(out), "--votes", "3"]) == 0
+    labels, _ = Segmenter.from_checkpoint(checkpoint, votes=3).predict(room["coord"], room["color"])
+    assert (np.load(out) == labels).mean() > 0.999  # ties within float rounding only
+    assert main(["predict", str(source), "--checkpoint", checkpoint, "--out", str(out), "--votes", "0"]) == 2
+    assert "--votes must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_predict_unsupported_input(trained, tmp_path, capsys):

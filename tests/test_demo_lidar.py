@@ -37,7 +37,7 @@ def test_tiny_lidar_demo_writes_every_output(tmp_path):
     shutil.copy(tmp_path / "other/sequences/00/labels/000000.label", real / "000000.label")
     out = tmp_path / "out"
     metrics = run_lidar_demo(
-        out, TINY, train_streets=1, val_streets=1, real_scan=real / "000000.bin", progress=False, spec=COARSE
+        out, TINY, train_streets=1, val_streets=1, real_scan=real / "000000.bin", progress=False, spec=COARSE, votes=2
     )
     assert json.loads((out / "metrics_lidar.json").read_text()).keys() == metrics.keys()
     for key in (
@@ -46,12 +46,15 @@ def test_tiny_lidar_demo_writes_every_output(tmp_path):
         "real_miou",
         "real_iou",
         "real_miou_transfer_classes",
+        "sim_miou_votes",
+        "real_miou_transfer_classes_votes",
         "real_predict_s",
         "train_s",
         "config",
     ):
         assert key in metrics, key
     assert 0.0 <= metrics["sim_miou"] <= 1.0 and "unlabeled" not in metrics["sim_iou"]
+    assert metrics["votes"] == 2 and 0.0 <= metrics["sim_miou_votes"] <= 1.0
     assert metrics["config"]["data"]["use_intensity"] and not metrics["config"]["data"]["use_color"]
     assert metrics["config"]["data"]["multiscale_features"]  # the scan's features reach training and predict
     cloud = read_point_cloud(out / "lidar_prediction.ply")

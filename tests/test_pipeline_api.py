@@ -11,7 +11,7 @@ import torch
 
 from pcseg.config import load_config
 from pcseg.data import generate_room
-from pcseg.predict import iter_tiles, min_tile_width, segment_cloud
+from pcseg.predict import iter_tiles, min_tile_width, segment_cloud, vote_turns
 from pcseg.segmenter import Segmenter
 
 
@@ -61,6 +61,49 @@ def test_empty_and_bad_input(checkpoint):
         segmenter.predict(np.array([[0.0, 0.0, np.nan]]))
     with pytest.raises(ValueError, match=r"colors must be \(3, 3\)"):
         segmenter.predict(np.zeros((3, 3)), np.zeros((2, 3)))
+
+
+def test_vote_turns_turn_the_cloud_about_the_vertical_axis():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-20, 20, (500, 3)) + [1000.0, 2000.0, 5.0]
+    clouds = list(vote_turns(points, 4, about_origin=False))
+    assert len(clouds) == 4 and clouds[0] is points
+    centre = (points[:, :2].min(0) + points[:, :2].max(0)) / 2
+    for i, cloud in enumerate(clouds):
+        angle = np.pi / 2 * i
+        turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        np.testing.assert_allclose(cloud[:, :2], (points[:, :2] - centre) @ turn.T + centre, atol=1e-9)
+        np.testing.assert_array_equal(cloud[:, 2], points[:, 2])
+    # a LiDAR's cloud turns about its sensor: every range stays what the sensor measured
+    for cloud in vote_turns(points, 3, about_origin=True):
+        np.testing.assert_allclose(np.linalg.norm(cloud, axis=1), np.linalg.norm(points, axis=1), rtol=1e-12)
+    assert len(list(vote_turns(points[:0], 5, about_origin=True))) == 1
+
+
+def test_votes_average_the_turned_passes(checkpoint):
+    segmenter = Segmenter.from_checkpoint(checkpoint)
+    model, cfg = segmenter.model, segmenter.config
+    room = generate_room(3, 3000)
+    with torch.no_grad():
+        passes = [
+            segment_cloud(model, cfg, cloud, room["color"])["probabilities"]
+            for cloud in vote_turns(room["coord"], 3, about_origin=False)
+        ]
+        voted = segment_cloud(model, cfg, room["coord"], room["color"], votes=3, keep_probabilities=False)
+    mean = np.mean(passes, axis=0)
+    assert voted["probabilities"] is None
+    np.testing.assert_allclose(voted["confidence"], mean.max(1), atol=1e-5)
+    assert (voted["labels"] == mean.argmax(1)).mean() > 0.999  # ties within float rounding only
+    assert np.abs(passes[1] - passes[0]).max() > 1e-4  # the turns do change the blocks
+    labels, probs = Segmenter.from_checkpoint(checkpoint, votes=3).predict(room["coord"], room["color"])
+    np.testing.assert_allclose(probs, mean, atol=1e-5)
+    one = segment_cloud(model, cfg, room["coord"], room["color"], votes=1)
+    np.testing.assert_array_equal(one["probabilities"], passes[0])
+    for votes in (0, True, 1.5):
+        with pytest.raises(ValueError, match="votes must be an int >= 1"):
+            segment_cloud(model, cfg, room["coord"], room["color"], votes=votes)
+        with pytest.raises(ValueError, match="votes must be an int >= 1"):
+            Segmenter(model, cfg, votes=votes)
 
 
 def test_tiles_cover_every_point_once():

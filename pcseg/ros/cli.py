@@ -104,7 +104,11 @@ def _predict_bag(args) -> int:
 
     if not args.topic:
         raise ValueError("predict --bag needs --topic (the PointCloud2 topic to segment)")
-    segmenter = Segmenter.from_checkpoint(args.checkpoint, device=args.device, max_tile_points=args.max_tile_points)
+    if args.votes < 1:
+        raise ValueError(f"--votes must be >= 1, got {args.votes}")
+    segmenter = Segmenter.from_checkpoint(
+        args.checkpoint, device=args.device, max_tile_points=args.max_tile_points, votes=args.votes
+    )
     summary = predict_bag(args.bag, args.out, args.topic, segmenter, output_topic=args.output_topic)
     print(json.dumps(summary))
     return 1 if summary["stopped"] else 0
