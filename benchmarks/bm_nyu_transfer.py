@@ -1,7 +1,7 @@
 """Indoor transfer: a model trained on generated rooms only, applied to the real NYU Depth v2
 frame 1407 (issue #18 point 6).
 
-    .venv/bin/python benchmarks/bm_nyu_transfer.py --checkpoint demo_out/run/last.pt [more.pt ...]
+    .venv/bin/python benchmarks/bm_nyu_transfer.py --checkpoint demo_out/run/last.pt [more.pt ...] [--votes 8]
 
 The frame (``../shared/data/nyu1407``: the labelled 425 x 560 crop, its depth and the class13
 labels) is back-projected, turned z-up by ``pcseg.bridge.gravity_alignment`` from its floor (as
@@ -65,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", nargs="+", required=True)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--votes", type=int, default=1, help="test-time votes (Segmenter(votes=...)); 1: one pass")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not FRAME.is_dir():
@@ -72,13 +73,13 @@ def main() -> None:
     frame = nyu_frame_z_up()
     print(
         f"NYU 1407: {len(frame['coord']):,} points, {int((frame['label'] > 0).sum()):,} labelled; "
-        f"torch {torch.__version__}, {args.threads} threads, load {os.getloadavg()[0]:.1f}",
+        f"torch {torch.__version__}, {args.threads} threads, {args.votes} vote(s), load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     names = list(SHARED_CLASSES)
     print(f"{'checkpoint':<40} {'mIoU':>6} " + " ".join(f"{n:>6}" for n in names) + "   predicted classes (share)")
     for path in args.checkpoint:
-        segmenter = Segmenter.from_checkpoint(path)
+        segmenter = Segmenter.from_checkpoint(path, votes=args.votes)
         start = time.perf_counter()
         labels, _ = segmenter.predict(frame["coord"], frame["color"])
         seconds = time.perf_counter() - start
