@@ -441,7 +441,11 @@ def segment_cloud(
     confidence = np.zeros(n, dtype=np.float32)
     probabilities = np.zeros((n, c), dtype=np.float32) if keep_probabilities or votes > 1 else None
     if n == 0:
-        return {"labels": labels, "confidence": confidence, "probabilities": probabilities}
+        return {
+            "labels": labels,
+            "confidence": confidence,
+            "probabilities": probabilities if keep_probabilities else None,
+        }
     with progress_bar(total=n * votes, desc="segmenting", unit="pt", enabled=progress) as bar:
         for vote, cloud in enumerate(vote_turns(points, votes, about_origin=_is_lidar(cfg.data))):
             fields = lidar if vote == 0 else room_fields(cloud, intensity, cfg.data)

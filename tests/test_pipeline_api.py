@@ -97,6 +97,8 @@ def test_votes_average_the_turned_passes(checkpoint):
     assert np.abs(passes[1] - passes[0]).max() > 1e-4  # the turns do change the blocks
     labels, probs = Segmenter.from_checkpoint(checkpoint, votes=3).predict(room["coord"], room["color"])
     np.testing.assert_allclose(probs, mean, atol=1e-5)
+    empty = segment_cloud(model, cfg, room["coord"][:0], room["color"][:0], votes=3, keep_probabilities=False)
+    assert empty["labels"].shape == (0,) and empty["probabilities"] is None
     one = segment_cloud(model, cfg, room["coord"], room["color"], votes=1)
     np.testing.assert_array_equal(one["probabilities"], passes[0])
     for votes in (0, True, 1.5):
