@@ -3,7 +3,7 @@
     pcseg demo [--out demo_out] [--model pointnet|acnn] [--from-2d]   the whole job on procedural rooms
     pcseg demo --lidar [--real-scan BIN]                 the same on simulated LiDAR scans
     pcseg train --config C [--set k=v ...] [--resume K]  (torchrun --nproc_per_node=N -m pcseg train ...)
-    pcseg eval --config C --checkpoint K [--out DIR] [--refine crf]
+    pcseg eval --config C --checkpoint K [--out DIR] [--refine crf] [--votes N]
     pcseg calibrate --config C --checkpoint K            temperature scaling, stored in K
     pcseg s3dis-protocol --config C --protocol 6fold|area5 [--out DIR]   (pcseg.protocols)
     pcseg predict INPUT --checkpoint K --out OUT.ply|.pcd|.las|.laz|.label|.npy [--input-format F]
@@ -112,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("none", "crf"),
         default="none",
         help="refine each room's probabilities with the CRF of the config's refine section",
+    )
+    p.add_argument(
+        "--votes",
+        type=int,
+        default=1,
+        help="test-time voting: average this many passes over each room turned about the vertical axis (default 1)",
     )
     add_set(p)
     add_debug(p)
@@ -427,7 +433,12 @@ def _run(args) -> int:
 
         cfg = load_config(args.config, args.overrides)
         evaluate_checkpoint(
-            cfg, args.checkpoint, args.out, args.device, refine=None if args.refine == "none" else args.refine
+            cfg,
+            args.checkpoint,
+            args.out,
+            args.device,
+            refine=None if args.refine == "none" else args.refine,
+            votes=args.votes,
         )
         return 0
     if args.command == "calibrate":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from pcseg.calibration import CalibrationBins, calibration_bins, entropy, fit_te
 from pcseg.config import Config, RefineConfig
 from pcseg.data import S3DIS_CLASS_NAMES
 from pcseg.data.blocks import LIDAR_FIELDS
+from pcseg.inputs import multiscale_features
 from pcseg.metrics import ConfusionMatrix, SegmentationScores
 from pcseg.predict import autocast_dtype, predict_tile
 from pcseg.uncertainty import check_refine, refine_probabilities
@@ -77,6 +79,7 @@ def evaluate_rooms(
     amp: str | None = None,
     refine: RefineConfig | None = None,
     temperature: float = 1.0,
+    votes: int = 1,
 ) -> dict:
     """Whole-room sliding-block evaluation.
 
@@ -90,6 +93,8 @@ def evaluate_rooms(
         refine: when given, each room's probabilities are refined by ``pcseg.refine.crf`` with
             these settings before they are scored.
         temperature: T > 0 dividing the averaged logits before the softmax (``pcseg calibrate``).
+        votes: test-time votes: each room's probabilities averaged over ``votes`` passes, the room
+            turned about the vertical axis through its centre between them (``_turned_room``).
 
     Returns:
         result: ``{"scores": SegmentationScores, "matrix": (C, C) int64 numpy, "predictions": list
@@ -103,10 +108,16 @@ def evaluate_rooms(
     bins = CalibrationBins(np.zeros(CALIBRATION_BINS, np.int64), np.zeros(CALIBRATION_BINS), np.zeros(CALIBRATION_BINS))
     predictions, uncertainties, errors, points, start = [], [], [], 0, time.perf_counter()
     for room in progress_bar(rooms, desc="evaluating rooms", unit="room", enabled=progress):
-        logits, labels = predict_tile(
-            model, cfg.data, room["coord"], room["color"], device, amp_dtype, lidar=_point_fields(room)
-        )
-        probabilities = torch.softmax(torch.from_numpy(logits) / temperature, dim=1).numpy()
+        probabilities = 0.0
+        for vote in range(votes):
+            turned = _turned_room(room, 2 * math.pi * vote / votes) if vote else room
+            logits, labels = predict_tile(
+                model, cfg.data, turned["coord"], turned["color"], device, amp_dtype, lidar=_point_fields(turned)
+            )
+            probabilities = probabilities + torch.softmax(torch.from_numpy(logits) / temperature, dim=1).numpy()
+        if votes > 1:
+            probabilities = probabilities / votes
+            labels = probabilities.argmax(axis=1)
         if refine is not None:
             colors = room["color"] if cfg.data.use_color else None
             probabilities = refine_probabilities(room["coord"], probabilities, colors, refine)
@@ -137,6 +148,30 @@ def _error_by_decile(errors: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
     probabilities at once; these are only the rooms' errors and entropies)."""
     ranked = errors[np.argsort(uncertainty, kind="stable")].astype(np.float64)
     return np.array([part.mean() if len(part) else np.nan for part in np.array_split(ranked, 10)])
+
+
+def _turned_room(room: dict, angle: float) -> dict:
+    """``room`` turned by ``angle`` radians about the vertical axis through the centre of its xy
+    bounds: the coordinates, the sensor-frame x and y of a LiDAR room (turned about the sensor,
+    so range and height stay what it measured) and the multiscale features, recomputed."""
+    coord = np.asarray(room["coord"], dtype=np.float64)
+    centre = (coord[:, :2].min(0) + coord[:, :2].max(0)) / 2 if len(coord) else np.zeros(2)
+    cos, sin = math.cos(angle), math.sin(angle)
+
+    def turn(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return cos * x - sin * y, sin * x + cos * y
+
+    turned = dict(room)
+    xyz = coord.copy()
+    xyz[:, 0], xyz[:, 1] = turn(coord[:, 0] - centre[0], coord[:, 1] - centre[1])
+    xyz[:, :2] += centre
+    turned["coord"] = xyz.astype(np.asarray(room["coord"]).dtype)
+    if "sensor_x" in room:
+        x, y = turn(np.asarray(room["sensor_x"], np.float64), np.asarray(room["sensor_y"], np.float64))
+        turned["sensor_x"], turned["sensor_y"] = x.astype(np.float32), y.astype(np.float32)
+    if "multiscale" in room:
+        turned["multiscale"] = multiscale_features(xyz)
+    return turned
 
 
 def _point_fields(room: dict) -> dict:
@@ -263,6 +298,7 @@ def evaluate_checkpoint(
     device: str = "cpu",
     progress: bool = True,
     refine: str | None = None,
+    votes: int = 1,
 ) -> dict:
     """``pcseg eval``: a checkpoint on the config's validation rooms.
 
@@ -276,17 +312,18 @@ def evaluate_checkpoint(
         device: where the model runs.
         progress: report the rooms loaded and done.
         refine: None, or "crf": refine each room's probabilities with ``cfg.refine``'s CRF.
+        votes: test-time votes per room (``evaluate_rooms``), >= 1.
 
     Returns:
-        metrics: ``scores_to_dict`` plus points_per_s, rooms, refine, temperature,
+        metrics: ``scores_to_dict`` plus points_per_s, rooms, refine, votes, temperature,
         expected_calibration_error (15 bins) and error_by_uncertainty_decile (10 error rates,
         least to most uncertain; all also printed).
 
     Raises:
         CheckpointError: when the checkpoint cannot be loaded.
         CheckpointMismatchError: when the checkpoint does not match ``cfg``.
-        ValueError: when the device is absent, ``refine`` is not None or "crf", or the config
-            has no validation rooms.
+        ValueError: when the device is absent, ``refine`` is not None or "crf", ``votes`` is
+            not an int >= 1, or the config has no validation rooms.
         FileNotFoundError: when the data folder is missing.
         NotADirectoryError: when a file stands where ``out_dir`` should be.
 
@@ -295,18 +332,30 @@ def evaluate_checkpoint(
     from pcseg.checkpoint import checkpoint_temperature
 
     check_refine(refine, "--refine")
+    if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
+        raise ValueError(f"--votes must be an int >= 1, got {votes!r}")
     if out_dir is not None:
         check_output_folder(out_dir, "--out")
     model, rooms, saved = _model_and_validation_rooms(cfg, checkpoint, device, progress)
     temperature = checkpoint_temperature(saved, checkpoint)
     result = evaluate_rooms(
-        model, cfg, rooms, device, progress, refine=cfg.refine if refine else None, temperature=temperature
+        model,
+        cfg,
+        rooms,
+        device,
+        progress,
+        refine=cfg.refine if refine else None,
+        temperature=temperature,
+        votes=votes,
     )
     names = class_names_for(cfg)
     ece = result["calibration"].expected_calibration_error()
     deciles = [None if np.isnan(x) else float(x) for x in result["error_by_decile"]]
     print(format_scores(result["scores"], names))
-    print(f"ECE ({CALIBRATION_BINS} bins) {ece:.4f}  temperature {temperature:.3f}  refine {refine or 'none'}")
+    print(
+        f"ECE ({CALIBRATION_BINS} bins) {ece:.4f}  temperature {temperature:.3f}  refine {refine or 'none'}  "
+        f"votes {votes}"
+    )
     print(
         "error rate by entropy decile (least to most uncertain): "
         + " ".join("-" if x is None else f"{x:.3f}" for x in deciles)
@@ -315,6 +364,7 @@ def evaluate_checkpoint(
     metrics["points_per_s"] = result["points_per_s"]
     metrics["rooms"] = len(rooms)
     metrics["refine"] = refine
+    metrics["votes"] = votes
     metrics["temperature"] = temperature
     metrics["expected_calibration_error"] = None if np.isnan(ece) else float(ece)
     metrics["error_by_uncertainty_decile"] = deciles
