@@ -22,7 +22,7 @@ Today's path (before blocks followed the points: every block of the dense grid r
 within M metres of the sensor (both paths) to time it on part of the scan.
 
     python benchmarks/bm_predict_scan.py [--threads 2] [--crop 20] [--baseline /tmp/base] [--checkpoint x.pt]
-        [--device cuda]
+        [--device cuda] [--votes 8]
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--baseline", default=None, help="a checkout of today's path, timed in a subprocess")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--votes", type=int, default=1, help="test-time votes (segment_cloud(votes=...)); 1: one pass")
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.threads:
@@ -162,7 +163,7 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, {device}, load averages "
         f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}"
     )
-    segmenter = Segmenter(model, cfg, device)
+    segmenter = Segmenter(model, cfg, device, votes=args.votes)
     seconds = []
     for _ in range(args.repeats):
         start = time.perf_counter()
@@ -177,6 +178,7 @@ def main() -> None:
                     max_tile_points=segmenter.max_tile_points,
                     batch_size=segmenter.batch_size,
                     intensity=intensity,
+                    votes=args.votes,
                 )
         else:
             segmenter.predict(points)
@@ -184,7 +186,7 @@ def main() -> None:
         seconds.append(time.perf_counter() - start)
     best = min(seconds)
     print(
-        f"{'segment_cloud' if lidar else 'Segmenter.predict'}: {best:.2f} s "
+        f"{'segment_cloud' if lidar else 'Segmenter.predict'}, {args.votes} vote(s): {best:.2f} s "
         f"(best of {args.repeats}: {', '.join(f'{s:.2f}' for s in seconds)}), "
         f"{len(points) / best:,.0f} points/s"
     )
