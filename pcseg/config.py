@@ -135,6 +135,12 @@ class DataConfig:
     augment_intensity: float = 0.0
     augment_height: float = 0.0
 
+    @property
+    def lidar(self) -> bool:
+        """Whether the model takes a LiDAR's channels (intensity or range): its points are then
+        in the sensor's frame."""
+        return bool(self.use_intensity or self.use_range)
+
 
 @dataclass
 class ModelConfig:
@@ -322,7 +328,7 @@ def _validate(cfg: Config) -> None:
     for key in ("augment_intensity", "augment_height"):
         if not getattr(cfg.data, key) >= 0:
             raise ConfigError(f"data.{key} must be >= 0 (0 turns it off), got {getattr(cfg.data, key)}")
-    lidar = cfg.data.use_intensity or cfg.data.use_range
+    lidar = cfg.data.lidar
     if (cfg.data.augment_intensity > 0 and not cfg.data.use_intensity) or (cfg.data.augment_height > 0 and not lidar):
         raise ConfigError(
             "data.augment_intensity needs data.use_intensity, and data.augment_height a LiDAR model "

@@ -336,7 +336,7 @@ def export_model(model: nn.Module, cfg: Config, out: str | Path, format: str = "
     if format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     data = cfg.data
-    if data.use_intensity or data.use_range or data.multiscale_features:
+    if data.lidar or data.multiscale_features:
         raise ValueError(
             "models with LiDAR channels (data.use_intensity, data.use_range) or multiscale features "
             "(data.multiscale_features) cannot be exported yet: the exported contract covers blocks of the "

@@ -111,7 +111,7 @@ def lidar_room_fields(points: np.ndarray, intensity: np.ndarray | None, data: Da
         ValueError: naming ``intensity`` when the model takes it but none is given, or when its
             length differs from the points'.
     """
-    if not (data.use_intensity or data.use_range):
+    if not data.lidar:
         return {}
     n = len(points)
     if intensity is None:
@@ -450,7 +450,7 @@ def block_inputs(
     Raises:
         ValueError: when the config asks for intensity or range and the blocks have no LiDAR columns.
     """
-    lidar = data.use_intensity or data.use_range
+    lidar = data.lidar
     if lidar and block_features.shape[-1] < 14:
         raise ValueError(
             "the model takes intensity / range (data.use_intensity, data.use_range) but the blocks have "

@@ -363,11 +363,6 @@ def vote_turns(points: np.ndarray, votes: int, about_origin: bool) -> Iterator[n
         yield turned
 
 
-def _is_lidar(data: DataConfig) -> bool:
-    """Whether the model takes a LiDAR's channels (its points are in the sensor's frame)."""
-    return bool(data.use_intensity or data.use_range)
-
-
 def segment_cloud(
     model: torch.nn.Module,
     cfg: Config,
@@ -447,7 +442,7 @@ def segment_cloud(
             "probabilities": probabilities if keep_probabilities else None,
         }
     with progress_bar(total=n * votes, desc="segmenting", unit="pt", enabled=progress) as bar:
-        for vote, cloud in enumerate(vote_turns(points, votes, about_origin=_is_lidar(cfg.data))):
+        for vote, cloud in enumerate(vote_turns(points, votes, about_origin=cfg.data.lidar)):
             fields = lidar if vote == 0 else room_fields(cloud, intensity, cfg.data)
             local = to_local(cloud)  # from here on everything is relative to the cloud's lowest corner
             frame = room_frame(local)
