@@ -29,7 +29,7 @@ from pcseg.data import S3DIS_CLASS_NAMES
 from pcseg.data.blocks import LIDAR_FIELDS
 from pcseg.inputs import multiscale_features
 from pcseg.metrics import ConfusionMatrix, SegmentationScores
-from pcseg.predict import autocast_dtype, predict_tile
+from pcseg.predict import autocast_dtype, check_votes, predict_tile, turn_about_z, vote_turns
 from pcseg.uncertainty import check_refine, refine_probabilities
 from pcseg.utils.atomic import atomic_path, atomic_write, check_output_folder
 from pcseg.utils.progress import progress as progress_bar
@@ -94,7 +94,7 @@ def evaluate_rooms(
             these settings before they are scored.
         temperature: T > 0 dividing the averaged logits before the softmax (``pcseg calibrate``).
         votes: test-time votes: each room's probabilities averaged over ``votes`` passes, the room
-            turned about the vertical axis through its centre between them (``_turned_room``).
+            turned about the vertical axis through its centre between them (``pcseg.predict.vote_turns``).
 
     Returns:
         result: ``{"scores": SegmentationScores, "matrix": (C, C) int64 numpy, "predictions": list
@@ -109,8 +109,8 @@ def evaluate_rooms(
     predictions, uncertainties, errors, points, start = [], [], [], 0, time.perf_counter()
     for room in progress_bar(rooms, desc="evaluating rooms", unit="room", enabled=progress):
         probabilities = 0.0
-        for vote in range(votes):
-            turned = _turned_room(room, 2 * math.pi * vote / votes) if vote else room
+        for vote, cloud in enumerate(vote_turns(room["coord"], votes, about_origin=False)):
+            turned = _turned_room(room, cloud, 2 * math.pi * vote / votes) if vote else room
             logits, labels = predict_tile(
                 model, cfg.data, turned["coord"], turned["color"], device, amp_dtype, lidar=_point_fields(turned)
             )
@@ -150,27 +150,17 @@ def _error_by_decile(errors: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
     return np.array([part.mean() if len(part) else np.nan for part in np.array_split(ranked, 10)])
 
 
-def _turned_room(room: dict, angle: float) -> dict:
-    """``room`` turned by ``angle`` radians about the vertical axis through the centre of its xy
-    bounds: the coordinates, the sensor-frame x and y of a LiDAR room (turned about the sensor,
-    so range and height stay what it measured) and the multiscale features, recomputed."""
-    coord = np.asarray(room["coord"], dtype=np.float64)
-    centre = (coord[:, :2].min(0) + coord[:, :2].max(0)) / 2 if len(coord) else np.zeros(2)
-    cos, sin = math.cos(angle), math.sin(angle)
-
-    def turn(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return cos * x - sin * y, sin * x + cos * y
-
-    turned = dict(room)
-    xyz = coord.copy()
-    xyz[:, 0], xyz[:, 1] = turn(coord[:, 0] - centre[0], coord[:, 1] - centre[1])
-    xyz[:, :2] += centre
-    turned["coord"] = xyz.astype(np.asarray(room["coord"]).dtype)
+def _turned_room(room: dict, coord: np.ndarray, angle: float) -> dict:
+    """``room`` with its coordinates turned by ``angle`` radians about the vertical axis
+    (``coord``, from ``pcseg.predict.vote_turns``): the sensor-frame x and y of a LiDAR room
+    turned by the same angle about the sensor (so range and height stay what it measured), the
+    multiscale features recomputed."""
+    turned = {**room, "coord": coord.astype(np.asarray(room["coord"]).dtype)}
     if "sensor_x" in room:
-        x, y = turn(np.asarray(room["sensor_x"], np.float64), np.asarray(room["sensor_y"], np.float64))
-        turned["sensor_x"], turned["sensor_y"] = x.astype(np.float32), y.astype(np.float32)
+        sensor = turn_about_z(np.stack([room["sensor_x"], room["sensor_y"]], 1), angle, np.zeros(2))
+        turned["sensor_x"], turned["sensor_y"] = sensor[:, 0].astype(np.float32), sensor[:, 1].astype(np.float32)
     if "multiscale" in room:
-        turned["multiscale"] = multiscale_features(xyz)
+        turned["multiscale"] = multiscale_features(coord)
     return turned
 
 
@@ -332,8 +322,7 @@ def evaluate_checkpoint(
     from pcseg.checkpoint import checkpoint_temperature
 
     check_refine(refine, "--refine")
-    if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
-        raise ValueError(f"--votes must be an int >= 1, got {votes!r}")
+    check_votes(votes, "--votes")
     if out_dir is not None:
         check_output_folder(out_dir, "--out")
     model, rooms, saved = _model_and_validation_rooms(cfg, checkpoint, device, progress)

@@ -70,6 +70,8 @@ __all__ = [
     "check_colors",
     "segment_cloud",
     "vote_turns",
+    "turn_about_z",
+    "check_votes",
     "predict_file",
 ]
 
@@ -334,9 +336,34 @@ def check_colors(colors: np.ndarray | None, n: int) -> np.ndarray:
     return check_color_values(colors, "colors")
 
 
+def check_votes(votes, name: str = "votes") -> None:
+    """Raises a ValueError naming ``name`` unless ``votes`` (test-time votes) is an int >= 1."""
+    if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {votes!r}")
+
+
+def turn_about_z(xy: np.ndarray, angle: float, centre: np.ndarray) -> np.ndarray:
+    """Coordinates turned by ``angle`` radians about the vertical axis through ``centre``.
+
+    Args:
+        xy: (N, D) float coordinates, D >= 2: x and y first (a z column is kept as it is).
+        angle: radians, counter-clockwise seen from above.
+        centre: (2,) float x and y of the axis.
+
+    Returns:
+        turned: (N, D) float64 copy.
+    """
+    turned = np.array(xy, dtype=np.float64)
+    cos, sin = math.cos(angle), math.sin(angle)
+    x, y = turned[:, 0] - centre[0], turned[:, 1] - centre[1]
+    turned[:, 0] = cos * x - sin * y + centre[0]
+    turned[:, 1] = sin * x + cos * y + centre[1]
+    return turned
+
+
 def vote_turns(points: np.ndarray, votes: int, about_origin: bool) -> Iterator[np.ndarray]:
     """The clouds of test-time voting: ``points`` itself, then turned about the vertical axis by
-    ``360 * i / votes`` degrees for i = 1 .. votes - 1.
+    ``360 * i / votes`` degrees for i = 1 .. votes - 1 (``turn_about_z``).
 
     Args:
         points: (N, 3) float coordinates, z up.
@@ -351,16 +378,10 @@ def vote_turns(points: np.ndarray, votes: int, about_origin: bool) -> Iterator[n
     yield points
     if votes < 2 or len(points) == 0:
         return
-    xyz = np.asarray(points, dtype=np.float64)
-    centre = np.zeros(2) if about_origin else (xyz[:, :2].min(0) + xyz[:, :2].max(0)) / 2
+    xy = np.asarray(points)[:, :2]
+    centre = np.zeros(2) if about_origin else (xy.min(0) + xy.max(0)) / 2
     for i in range(1, votes):
-        angle = 2 * math.pi * i / votes
-        cos, sin = math.cos(angle), math.sin(angle)
-        xy = xyz[:, :2] - centre
-        turned = xyz.copy()
-        turned[:, 0] = cos * xy[:, 0] - sin * xy[:, 1] + centre[0]
-        turned[:, 1] = sin * xy[:, 0] + cos * xy[:, 1] + centre[1]
-        yield turned
+        yield turn_about_z(points, 2 * math.pi * i / votes, centre)
 
 
 def segment_cloud(
@@ -414,8 +435,7 @@ def segment_cloud(
             ``check_colors``, ``intensity`` is missing for a model that takes it or does
             not match the points, or ``votes`` is not an int >= 1.
     """
-    if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
-        raise ValueError(f"votes must be an int >= 1, got {votes!r}")
+    check_votes(votes)
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"points must be an (N, 3) array, got shape {points.shape}")

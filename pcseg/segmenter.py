@@ -27,7 +27,7 @@ import torch
 from pcseg.calibration import entropy, mutual_information
 from pcseg.checkpoint import checkpoint_temperature, model_from_checkpoint
 from pcseg.config import Config
-from pcseg.predict import segment_cloud
+from pcseg.predict import check_votes, segment_cloud
 from pcseg.uncertainty import Prediction, apply_temperature, check_refine, mc_dropout_samples, refine_probabilities
 
 __all__ = ["Segmenter"]
@@ -66,8 +66,7 @@ class Segmenter:
         votes: int = 1,
     ):
         check_refine(refine)
-        if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
-            raise ValueError(f"votes must be an int >= 1, got {votes!r}")
+        check_votes(votes)
         if isinstance(temperature, bool) or not (0 < float(temperature) < float("inf")):
             raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
         self.model = model.to(device).eval()

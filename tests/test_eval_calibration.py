@@ -14,6 +14,7 @@ from pcseg.cli import main
 from pcseg.config import ConfigError, load_config
 from pcseg.evaluate import _turned_room
 from pcseg.inputs import multiscale_features
+from pcseg.predict import vote_turns
 from pcseg.testing import TINY_TRAINING
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -84,7 +85,7 @@ def test_a_turned_lidar_room_keeps_what_the_sensor_measured():
         "sensor_y": coord[:, 1].copy(),
         "multiscale": multiscale_features(coord),
     }
-    turned = _turned_room(room, math.pi / 3)
+    turned = _turned_room(room, list(vote_turns(coord, 6, about_origin=False))[1], math.pi / 3)
     moved = turned["coord"].astype(np.float64)
     # a rigid turn about the vertical axis: distances and heights kept
     np.testing.assert_allclose(
