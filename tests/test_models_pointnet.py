@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from pcseg.data.synthetic import NUM_CLASSES
 from pcseg.losses import feature_transform_regularizer
 from pcseg.models import FEATURE_TRANSFORM_WEIGHT, MODELS, PointNetCls, PointNetSeg, PointNetSemSeg, build_model
-from pcseg.models.layers import SharedMLP, masked_max
+from pcseg.models.layers import SharedMLP, masked_max, max_over
 from pcseg.testing import memorise_classes, overfit, room_blocks, warm_up_batch_norm
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -149,6 +149,28 @@ def test_masked_max_equals_the_masked_copy_values_and_gradients(channels_last, c
     assert torch.equal(
         masked_max(x, scattered, dim, channels_last), _masked_max_reference(x, scattered, dim, channels_last)
     )
+
+
+@pytest.mark.parametrize("shape, dim", [((4, 9, 6), 1), ((2, 5, 8, 3), 2), ((3, 1, 4), 1)])
+def test_max_over_is_amax_with_the_gradient_on_one_maximum(shape, dim):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64)
+    a, r = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad = torch.randn(x.amax(dim).shape, dtype=torch.float64)
+    pooled = max_over(a, dim)
+    assert torch.equal(pooled, x.amax(dim))
+    pooled.backward(grad)
+    r.amax(dim).backward(grad)
+    assert torch.equal(a.grad, r.grad)  # no ties: the same gradient as amax
+    with torch.no_grad():
+        assert torch.equal(max_over(a, dim), x.amax(dim))
+    # ties (a neighbourhood padded by repeating a neighbour, a dead ReLU channel): the whole
+    # gradient reaches one of the tied entries, as it reaches the maximum once without ties
+    tied = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    max_over(tied, dim).backward(grad)
+    torch.testing.assert_close(tied.grad.sum(dim), grad)
+    assert int((tied.grad != 0).sum()) <= grad.numel()
+    torch.autograd.gradcheck(lambda t: max_over(t, dim), (x.clone().requires_grad_(),))
 
 
 def test_eval_mode_folds_batch_norm_into_the_layers():

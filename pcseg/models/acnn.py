@@ -61,6 +61,7 @@ from pcseg.models.layers import (
     check_inputs,
     lengths_mask,
     masked_max,
+    max_over,
     no_aux_loss,
     scaled,
 )
@@ -332,7 +333,7 @@ class CircularConvStack(nn.Module):
         mask = None if centre_mask is None else centre_mask[:, :, None].expand(-1, -1, x.shape[2])
         for conv, norm in zip(self.convs, self.norms):
             x = F.relu(norm(conv(x), mask))
-        return x.amax(dim=2)
+        return max_over(x, 2)
 
 
 # The widest layer (channels) of rings that ``AnnularLevel`` runs side by side.
@@ -361,7 +362,7 @@ def stacks_side_by_side(stacks: Sequence[CircularConvStack], x: torch.Tensor, ce
         bias = None if convs[0].bias is None else torch.cat([conv.bias for conv in convs])
         y = circular_conv(x, weight, bias)
         x = F.relu(batch_norm_side_by_side([stack.norms[layer] for stack in stacks], y, mask))
-    return x.amax(dim=2)
+    return max_over(x, 2)
 
 
 class AnnularLevel(nn.Module):

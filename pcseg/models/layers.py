@@ -96,6 +96,26 @@ def check_inputs(points: torch.Tensor, features: torch.Tensor | None, in_channel
 _MAX_SLICED_CLOUDS = 32
 
 
+def max_over(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x.amax(dim)``, through ``x.max(dim)`` when a gradient will flow back.
+
+    ``amax``'s backward spreads the gradient over tied maxima, which costs a float copy of the
+    whole input's equality mask and two more passes over it; ``max`` keeps the index of one
+    maximum and scatters the gradient there, a valid subgradient at ties. Its forward is slower,
+    so inference keeps ``amax``.
+
+    Args:
+        x: float tensor.
+        dim: the dimension reduced.
+
+    Returns:
+        pooled: ``x`` reduced over ``dim``.
+    """
+    if x.requires_grad and torch.is_grad_enabled():
+        return x.max(dim=dim).values
+    return x.amax(dim=dim)
+
+
 def masked_max(x: torch.Tensor, mask: torch.Tensor | None, dim: int, channels_last: bool = False) -> torch.Tensor:
     """Max over ``dim`` ignoring masked-out entries.
 
@@ -109,7 +129,7 @@ def masked_max(x: torch.Tensor, mask: torch.Tensor | None, dim: int, channels_la
         pooled: ``x`` reduced over ``dim``.
     """
     if mask is None:
-        return x.amax(dim=dim)
+        return max_over(x, dim)
     if x.device.type == "cpu" and mask.dim() == 2 and len(mask) and dim == (1 if channels_last else 2):
         counts = mask.sum(-1)
         partial = (counts < mask.shape[-1]).nonzero().flatten()
@@ -117,14 +137,14 @@ def masked_max(x: torch.Tensor, mask: torch.Tensor | None, dim: int, channels_la
         if len(partial) <= _MAX_SLICED_CLOUDS and bool(counts.min() > 0) and torch.equal(mask, prefix):
             # real points first (the models' padded batches): each padded cloud's max over its
             # real rows, a view, instead of a masked copy of the whole batch
-            pooled = x.amax(dim=dim)
+            pooled = max_over(x, dim)
             if len(partial):
                 ends = counts[partial].tolist()
                 rows = [x[b, :end] if channels_last else x[b, :, :end] for b, end in zip(partial.tolist(), ends)]
-                pooled = pooled.index_put((partial,), torch.stack([r.amax(dim=dim - 1) for r in rows]))
+                pooled = pooled.index_put((partial,), torch.stack([max_over(r, dim - 1) for r in rows]))
             return pooled
     x = x.masked_fill(~(mask.unsqueeze(-1) if channels_last else mask.unsqueeze(1)), float("-inf"))
-    return x.amax(dim=dim)
+    return max_over(x, dim)
 
 
 def _distributed() -> bool:
@@ -361,7 +381,9 @@ class SharedMLP(nn.Module):
             if not last:
                 if not self._folds(i):
                     h = self.norms[i](h, mask, channels_last=True)
-                h = F.relu(h, inplace=True)
+                # in place only without autograd: on the batch norm's reshaped output (a view) an
+                # in-place ReLU makes the backward copy the whole gradient (CopySlices)
+                h = F.relu(h, inplace=not (h.requires_grad and torch.is_grad_enabled()))
         return h
 
     def linear_weights(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
