@@ -48,6 +48,8 @@ def test_tiny_lidar_demo_writes_every_output(tmp_path):
         "real_miou_transfer_classes",
         "sim_miou_votes",
         "real_miou_transfer_classes_votes",
+        "sim_miou_votes_crf",
+        "real_miou_transfer_classes_votes_crf",
         "real_predict_s",
         "train_s",
         "config",
@@ -55,6 +57,8 @@ def test_tiny_lidar_demo_writes_every_output(tmp_path):
         assert key in metrics, key
     assert 0.0 <= metrics["sim_miou"] <= 1.0 and "unlabeled" not in metrics["sim_iou"]
     assert metrics["votes"] == 2 and 0.0 <= metrics["sim_miou_votes"] <= 1.0
+    assert 0.0 <= metrics["sim_miou_votes_crf"] <= 1.0
+    assert metrics["config"]["refine"]["position_sigma"] == 0.5 and not metrics["config"]["refine"]["normals"]
     assert metrics["config"]["data"]["use_intensity"] and not metrics["config"]["data"]["use_color"]
     assert metrics["config"]["data"]["multiscale_features"]  # the scan's features reach training and predict
     cloud = read_point_cloud(out / "lidar_prediction.ply")
